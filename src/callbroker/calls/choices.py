@@ -1,0 +1,56 @@
+"""Choices of the calls app. Reason and exclusion codes come from the core enums."""
+
+from django.db import models
+
+
+class CallStage(models.TextChoices):
+    """Where a call is in its life; only moves forward."""
+
+    IVR = "ivr", "In IVR"
+    DIALING = "dialing", "Ringing a buyer"
+    CONNECTED = "connected", "Talking to a buyer"
+    FALLBACK = "fallback", "In fallback"
+    ENDED = "ended", "Ended"
+
+
+class CallerStatus(models.TextChoices):
+    VALID = "valid", "Valid number"
+    ANONYMOUS = "anonymous", "Anonymous / withheld"
+    INVALID = "invalid", "Invalid number"
+
+
+class ZipSourceChoices(models.TextChoices):
+    """Mirrors ``callbroker.core.model.ZipSource``."""
+
+    IVR = "ivr", "Typed by the caller"
+    CARRIER = "carrier", "From the carrier"
+    AREA_CODE = "area_code", "Guessed from the area code"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Verdict(models.TextChoices):
+    PENDING = "pending", "Pending"
+    BILLABLE = "billable", "Billable"
+    NOT_BILLABLE = "not_billable", "Not billable"
+
+
+class AttemptResult(models.TextChoices):
+    RINGING = "ringing", "Ringing"
+    BRIDGED = "bridged", "Connected"
+    DECLINED = "declined", "Answered, not bridged"
+    NO_ANSWER = "no-answer", "No answer"
+    BUSY = "busy", "Busy"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Caller hung up"
+
+
+class Outcome(models.TextChoices):
+    """What the buyer says happened, recorded after the call."""
+
+    NONE = "", "Not recorded"
+    BOOKED = "booked", "Booked"
+    PAYING_CUSTOMER = "paying_customer", "Paying customer"
+    NOT_BOOKED = "not_booked", "Not booked"
+    WRONG_CATEGORY = "wrong_category", "Wrong category"
+    OUT_OF_AREA = "out_of_area", "Out of area"
+    SPAM = "spam", "Spam"

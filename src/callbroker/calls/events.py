@@ -1,0 +1,60 @@
+"""Carrier-neutral values for what a carrier tells us about a call (parsed by the carrier adapters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    call_sid: str
+    account_sid: str
+    from_raw: str
+    to: str
+    from_zip: str = ""
+    from_state: str = ""
+    from_city: str = ""
+    stir_verstat: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DialOutcome:
+    """The result of ringing one target (Twilio's Dial action callback)."""
+
+    status: str  # completed answered busy no-answer failed canceled
+    bridged: bool  # the caller and the buyer actually talked
+    duration: int  # DialCallDuration (s)
+    dial_call_sid: str = ""
+    recording_sid: str = ""
+    recording_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    status: str
+    duration: int | None
+    sequence: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingUpdate:
+    recording_sid: str
+    url: str
+    status: str
+    duration: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """One webhook as received: the key that makes its handling idempotent and its raw parameters."""
+
+    call_sid: str
+    kind: str
+    dedupe_key: str
+    params: dict

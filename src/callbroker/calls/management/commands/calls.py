@@ -1,0 +1,147 @@
+"""``callbroker calls list|show``: look at calls from the terminal, as a table, as text or as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from callbroker.calls.choices import Verdict
+from callbroker.calls.models import Call
+from callbroker.calls.presenters import (
+    call_detail_lines,
+    call_to_dict,
+    caller_text,
+    format_seconds,
+    routed_text,
+    with_related,
+)
+from callbroker.network.models import Campaign
+
+# (header, width) of the list table; the last column takes the rest of the line.
+_COLUMNS = (
+    ("TIME", 19),
+    ("CALLSID", 36),
+    ("NUMBER", 14),
+    ("CAMPAIGN", 22),
+    ("CALLER", 14),
+    ("ZIP", 15),
+    ("ROUTED TO", 32),
+    ("TALK", 7),
+    ("VERDICT", 0),
+)
+
+
+def parse_since(value: str) -> dt.datetime:
+    """``2026-11-01`` (midnight, current time zone) or an ISO date-time (naive = current time zone)."""
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise CommandError(f"--since {value!r}: use a date (2026-11-01) or an ISO date-time")
+        moment = dt.datetime.combine(day, dt.time.min)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+def _fit(text: str, width: int) -> str:
+    if not width:
+        return text
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.ljust(width)
+
+
+def _verdict_cell(call: Call) -> str:
+    if call.verdict == Verdict.NOT_BILLABLE:
+        return "not billable: " + ", ".join(call.reason_codes or ()) if call.reason_codes else "not billable"
+    return call.verdict
+
+
+class Command(BaseCommand):
+    help = "List calls, or show one call with its routing decision, attempts and verdict."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show}")
+
+        listing = actions.add_parser("list", help="Newest calls first, as a table or JSON.")
+        listing.add_argument("--campaign", metavar="KEY", help="Only calls of this campaign (its key).")
+        listing.add_argument("--verdict", choices=Verdict.values, help="Only calls with this verdict.")
+        listing.add_argument("--since", metavar="DATE",
+                             help="Only calls started at or after this date (2026-11-01) or ISO date-time.")
+        listing.add_argument("--limit", type=int, default=50,
+                             help="At most this many calls (default 50; 0 for all).")
+        listing.add_argument("--json", action="store_true", help="A JSON array instead of a table.")
+
+        show = actions.add_parser("show", help="One call: facts, routing decision, attempts, verdict.")
+        show.add_argument("call_sid", metavar="CALLSID")
+        show.add_argument("--json", action="store_true", help="JSON instead of text.")
+        show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
+
+    def handle(self, *args, **options) -> None:
+        if options["action"] == "list":
+            self.list_calls(options)
+        else:
+            self.show_call(options)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def filtered(self, options: dict) -> QuerySet[Call]:
+        calls = Call.objects.order_by("-started_at", "-id")
+        if options.get("campaign"):
+            if not Campaign.objects.filter(key=options["campaign"]).exists():
+                raise CommandError(f"No campaign with key {options['campaign']!r}.")
+            calls = calls.filter(campaign__key=options["campaign"])
+        if options.get("verdict"):
+            calls = calls.filter(verdict=options["verdict"])
+        if options.get("since"):
+            calls = calls.filter(started_at__gte=parse_since(options["since"]))
+        limit = options.get("limit")
+        if limit is not None and limit < 0:
+            raise CommandError("--limit must be 0 (all) or more.")
+        if limit:
+            calls = calls[:limit]
+        return calls
+
+    def list_calls(self, options: dict) -> None:
+        calls = list(with_related(self.filtered(options)))
+        if options["json"]:
+            self.write_json([call_to_dict(call) for call in calls])
+            return
+        if not calls:
+            self.stdout.write("No calls match.")
+            return
+        zone = timezone.get_current_timezone_name()
+        headers = [("TIME (" + zone + ")" if name == "TIME" else name, width) for name, width in _COLUMNS]
+        self.stdout.write("  ".join(_fit(name, width) for name, width in headers).rstrip())
+        for call in calls:
+            cells = (
+                timezone.localtime(call.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+                call.call_sid,
+                call.to_number,
+                call.campaign.name if call.campaign else "—",
+                caller_text(call),
+                f"{call.caller_zip} ({call.zip_source})" if call.caller_zip else "?",
+                routed_text(call).removeprefix("→ "),
+                format_seconds(call.talk_seconds) if call.connected_target_id else "—",
+                _verdict_cell(call),
+            )
+            self.stdout.write("  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS)).rstrip())
+
+    def show_call(self, options: dict) -> None:
+        call = with_related(Call.objects.filter(call_sid=options["call_sid"])).first()
+        if call is None:
+            raise CommandError(f"No call with CallSid {options['call_sid']!r}.")
+        if options["json"]:
+            self.write_json(call_to_dict(call, with_events=options["events"]))
+            return
+        self.stdout.write("\n".join(call_detail_lines(call, with_events=options["events"])))
+
+    def write_json(self, data: object) -> None:
+        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder))

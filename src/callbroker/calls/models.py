@@ -1,0 +1,126 @@
+"""Calls as they happen: the call, each target rung, and the raw webhook log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Outcome, Verdict, ZipSourceChoices
+from callbroker.network.models import MONEY, Buyer, Campaign, Publisher, Target, TrackingNumber
+
+
+class Call(models.Model):
+    """One inbound call on a tracking number: who called, how it was routed, and whether it is billable."""
+
+    call_sid = models.CharField("CallSid", max_length=64, unique=True)
+    account_sid = models.CharField("AccountSid", max_length=64, blank=True)
+    carrier = models.CharField("carrier", max_length=16, default="twilio")
+    to_number = models.CharField("number called", max_length=32)
+    tracking_number = models.ForeignKey(TrackingNumber, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="calls")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+    publisher = models.ForeignKey(Publisher, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="calls")
+    # caller
+    caller_raw = models.CharField("caller ID as received", max_length=64, blank=True)
+    caller_number = models.CharField("caller (E.164)", max_length=20, blank=True, db_index=True)
+    caller_status = models.CharField("caller ID", max_length=16, choices=CallerStatus.choices,
+                                     default=CallerStatus.VALID)
+    caller_zip = models.CharField("caller ZIP", max_length=5, blank=True)
+    zip_source = models.CharField("ZIP from", max_length=16, choices=ZipSourceChoices.choices,
+                                  default=ZipSourceChoices.UNKNOWN)
+    caller_state = models.CharField("caller state", max_length=2, blank=True)
+    caller_city = models.CharField("caller city", max_length=100, blank=True)
+    stir_verstat = models.CharField("STIR/SHAKEN", max_length=40, blank=True)
+    zip_attempts = models.PositiveSmallIntegerField("ZIP prompts", default=0)
+    category_confirmed = models.BooleanField("category confirmed (IVR)", null=True, blank=True)
+    # life
+    stage = models.CharField("stage", max_length=16, choices=CallStage.choices, default=CallStage.IVR)
+    started_at = models.DateTimeField("started", db_index=True)
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField("call duration (s)", null=True, blank=True)
+    final_status = models.CharField("carrier's final status", max_length=16, blank=True)
+    # routing
+    decision = models.JSONField("routing decision", null=True, blank=True,
+                                help_text="Ring list, excluded targets with reasons, fallback.")
+    ring_position = models.PositiveSmallIntegerField("next position in the ring list", default=0)
+    fallback_applied = models.CharField("fallback applied", max_length=16, blank=True)
+    connected_target = models.ForeignKey(Target, null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="connected_calls")
+    buyer = models.ForeignKey(Buyer, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+    talk_seconds = models.PositiveIntegerField("bridged talk time (s)", default=0)
+    in_area = models.BooleanField("caller in the target's area", null=True, blank=True)
+    # recording
+    recording_sid = models.CharField("recording SID", max_length=64, blank=True)
+    recording_url = models.URLField("recording URL", max_length=500, blank=True)
+    recording_seconds = models.PositiveIntegerField("recording length (s)", null=True, blank=True)
+    # qualification and money
+    verdict = models.CharField("verdict", max_length=16, choices=Verdict.choices, default=Verdict.PENDING,
+                               db_index=True)
+    reason_codes = models.JSONField("reasons not billable", default=list, blank=True)
+    revenue = models.DecimalField("revenue (buyer price)", default=Decimal("0.00"), **MONEY)
+    payout = models.DecimalField("publisher payout", default=Decimal("0.00"), **MONEY)
+    qualified_at = models.DateTimeField("qualified", null=True, blank=True)
+    # outcome, recorded by the buyer later
+    outcome = models.CharField("outcome", max_length=24, choices=Outcome.choices, blank=True, default="")
+    job_value = models.DecimalField("job value", null=True, blank=True, **MONEY)
+    outcome_note = models.TextField("outcome note", blank=True)
+    outcome_at = models.DateTimeField("outcome recorded", null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = "call"
+        indexes = [
+            models.Index(fields=["campaign", "caller_number", "-started_at"], name="call_campaign_caller_idx"),
+            models.Index(fields=["caller_number", "-started_at"], name="call_caller_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.call_sid
+
+
+class CallAttempt(models.Model):
+    """One target rung for a call, in ring-tree order."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="attempts")
+    sequence = models.PositiveSmallIntegerField("position in the ring tree")
+    target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts")
+    buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts")
+    number = models.CharField("number dialled", max_length=20)
+    started_at = models.DateTimeField("dialled at")
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+    ring_seconds = models.PositiveIntegerField("ring time (s)", null=True, blank=True)
+    talk_seconds = models.PositiveIntegerField("talk time (s)", default=0)
+    result = models.CharField("result", max_length=16, choices=AttemptResult.choices,
+                              default=AttemptResult.RINGING)
+    dial_call_sid = models.CharField("DialCallSid", max_length=64, blank=True)
+    slot_held = models.BooleanField("holds a concurrency slot", default=True)
+
+    class Meta:
+        ordering = ["call", "sequence"]
+        verbose_name = "call attempt"
+        constraints = [models.UniqueConstraint(fields=["call", "sequence"], name="attempt_unique_sequence")]
+        indexes = [models.Index(fields=["target", "result", "started_at"], name="attempt_target_result_idx")]
+
+
+class CallEvent(models.Model):
+    """Append-only log of every carrier webhook accepted, with the answer given (for audit and replay).
+
+    ``dedupe_key`` makes webhook handling idempotent: a second delivery of the same webhook finds its
+    event and gets the same answer without changing anything.
+    """
+
+    call_sid = models.CharField("CallSid", max_length=64, db_index=True)
+    kind = models.CharField("kind", max_length=24)
+    dedupe_key = models.CharField("dedupe key", max_length=200, unique=True)
+    params = models.JSONField("parameters")
+    response = models.TextField("TwiML answered", blank=True)
+    received_at = models.DateTimeField("received", auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "call event"
+
+    def __str__(self) -> str:
+        return f"{self.call_sid} {self.kind}"

@@ -1,0 +1,540 @@
+"""A call as plain data and as text for people: one place, reused by the CLI, the admin, the API and the
+live terminal view.
+
+* :func:`call_to_dict` — every fact of a call as a JSON-ready dict (times ISO-8601 UTC, money as strings).
+* :func:`call_summary_line` — one line per call for live views.
+* :func:`call_detail_lines` — the full story of one call in sections (``callbroker calls show``).
+* :func:`decision_passes` — the stored routing decision(s) with target names and human labels.
+
+Functions take a :class:`~callbroker.calls.models.Call`. To avoid a query per call, load lists with
+:func:`with_related` (``select_related`` / ``prefetch_related`` of everything read here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Outcome, Verdict, ZipSourceChoices
+from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.core.model import Exclusion, FallbackKind, Reason
+from callbroker.core.routing import EXCLUSION_LABELS as _CORE_EXCLUSION_LABELS
+from callbroker.network.models import Target
+
+__all__ = [
+    "EXCLUSION_LABELS",
+    "FALLBACK_LABELS",
+    "REASON_LABELS",
+    "call_detail_lines",
+    "call_summary_line",
+    "call_to_dict",
+    "decision_passes",
+    "exclusion_label",
+    "format_money",
+    "format_seconds",
+    "reason_label",
+    "with_related",
+]
+
+#: Why a target was left out of the ring list (``Call.decision["excluded"]``). The routing core owns
+#: these labels (``core.routing.explain`` uses them too); they are re-exported here under string keys.
+EXCLUSION_LABELS: Mapping[str, str] = {str(code): label for code, label in _CORE_EXCLUSION_LABELS.items()}
+
+#: Why a finished call is not billable (``Call.reason_codes``).
+REASON_LABELS: Mapping[str, str] = {
+    Reason.NOT_CONNECTED: "never connected to a buyer",
+    Reason.BELOW_BUFFER: "talk time with the buyer below the billable buffer",
+    Reason.DUPLICATE: "repeat caller inside the duplicate window",
+    Reason.OUT_OF_AREA: "caller outside the buyer's service area",
+    Reason.WRONG_CATEGORY: "caller did not confirm the service category",
+    Reason.BLOCKED_NUMBER: "caller's number is blocked",
+    Reason.ANONYMOUS_CALLER: "anonymous or invalid caller ID",
+    Reason.FAILED_ATTESTATION: "caller ID failed STIR/SHAKEN attestation",
+    Reason.CALLER_VELOCITY: "too many calls from this caller in a short time",
+}
+
+#: What happened to a caller no target could take.
+FALLBACK_LABELS: Mapping[str, str] = {
+    FallbackKind.MESSAGE: "closed message played",
+    FallbackKind.FORWARD: "forwarded to the fallback number",
+    FallbackKind.VOICEMAIL: "voicemail taken",
+    FallbackKind.CALLBACK: "callback requested",
+}
+
+_CURRENCY_SIGNS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
+
+
+def exclusion_label(code: str) -> str:
+    """Human label of an exclusion code; an unknown (newer) code is shown as itself."""
+    return EXCLUSION_LABELS.get(code, code)
+
+
+def reason_label(code: str) -> str:
+    """Human label of a not-billable reason code; an unknown (newer) code is shown as itself."""
+    return REASON_LABELS.get(code, code)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small formatters
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """``2026-11-27T14:03:12Z`` (microseconds kept when present); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def money_str(value: Decimal | None) -> str | None:
+    """A Decimal as a fixed two-place string (``"45.00"``); never a float."""
+    if value is None:
+        return None
+    return str(Decimal(value).quantize(Decimal("0.01")))
+
+
+def format_money(value: Decimal | None, currency: str = "USD") -> str:
+    """``$45.00``, ``$1,250.00`` or ``45.00 XYZ`` for currencies without a known sign."""
+    if value is None:
+        return "—"
+    amount = f"{Decimal(value):,.2f}"
+    sign = _CURRENCY_SIGNS.get(currency)
+    return f"{sign}{amount}" if sign else f"{amount} {currency}"
+
+
+def format_seconds(seconds: int | None) -> str:
+    """``2:31`` or ``1:02:03``; ``None`` is ``—``."""
+    if seconds is None:
+        return "—"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _local(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if value is None:
+        return "—"
+    return timezone.localtime(value).strftime(fmt)
+
+
+def _currency(call: Call) -> str:
+    return call.campaign.currency if call.campaign_id and call.campaign else "USD"
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def with_related(queryset: QuerySet[Call]) -> QuerySet[Call]:
+    """The related rows every presenter reads, in a fixed number of queries."""
+    return queryset.select_related(
+        "campaign", "publisher", "tracking_number", "connected_target__buyer", "buyer"
+    ).prefetch_related("attempts__target__buyer", "attempts__buyer")
+
+
+def _attempts(call: Call) -> list[CallAttempt]:
+    # Sorted in Python so a prefetched list is used as is (no extra query).
+    return sorted(call.attempts.all(), key=lambda attempt: attempt.sequence)
+
+
+def _events(call: Call) -> list[CallEvent]:
+    return list(CallEvent.objects.filter(call_sid=call.call_sid).order_by("id"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Routing decision
+
+
+def _raw_passes(raw: Any) -> list[dict]:
+    if not raw:
+        return []
+    if isinstance(raw, Mapping):
+        if "passes" in raw:
+            return [p for p in raw.get("passes") or [] if isinstance(p, Mapping)]
+        return [raw]
+    if isinstance(raw, list):  # tolerate a bare list of passes
+        return [p for p in raw if isinstance(p, Mapping)]
+    return []
+
+
+def _excluded_pairs(items: Iterable[Any]) -> list[tuple[Any, str]]:
+    pairs = []
+    for item in items or ():
+        if isinstance(item, Mapping):
+            pairs.append((item.get("id", item.get("target")), str(item.get("code", item.get("reason", "")))))
+        elif isinstance(item, list | tuple) and len(item) >= 2:
+            pairs.append((item[0], str(item[1])))
+    return pairs
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def decision_passes(call: Call) -> list[dict]:
+    """Every routing pass of the call, oldest first, as plain dicts with names and labels::
+
+        {"at": "...", "ring": [{"id": 12, "name": "ACME / Main"}],
+         "excluded": [{"id": 3, "name": "Bob / Night", "code": "closed", "label": "closed"}],
+         "sticky": False, "fallback": {"kind": "message", ...} | None,
+         "caller_zip": "78701", "zip_source": "carrier"}
+
+    Names come from the snapshot stored with the decision (``"targets"``); targets missing from it are
+    looked up (one query per call at most) and shown as ``#id`` when gone.
+    """
+    raw_passes = _raw_passes(call.decision)
+    if not raw_passes:
+        return []
+    names: dict[int, str] = {}
+    for raw in raw_passes:
+        for key, name in (raw.get("targets") or {}).items():
+            tid = _int_or_none(key)
+            if tid is not None and tid not in names:
+                names[tid] = str(name)
+    wanted = set()
+    for raw in raw_passes:
+        wanted.update(_int_or_none(t) for t in raw.get("ring") or ())
+        wanted.update(_int_or_none(t) for t, _code in _excluded_pairs(raw.get("excluded")))
+    missing = {tid for tid in wanted if tid is not None and tid not in names}
+    if missing:
+        for target in Target.objects.filter(pk__in=missing).select_related("buyer"):
+            names[target.pk] = str(target)
+
+    def name_of(tid: Any) -> str:
+        as_int = _int_or_none(tid)
+        return names.get(as_int, f"#{tid}") if as_int is not None else f"#{tid}"
+
+    passes = []
+    for raw in raw_passes:
+        fallback = raw.get("fallback")
+        passes.append({
+            "at": raw.get("at"),
+            "ring": [{"id": _int_or_none(t), "name": name_of(t)} for t in raw.get("ring") or ()],
+            "excluded": [
+                {"id": _int_or_none(t), "name": name_of(t), "code": code, "label": exclusion_label(code)}
+                for t, code in _excluded_pairs(raw.get("excluded"))
+            ],
+            "sticky": bool(raw.get("sticky", False)),
+            "fallback": dict(fallback) if isinstance(fallback, Mapping) else None,
+            "caller_zip": raw.get("caller_zip"),
+            "zip_source": raw.get("zip_source"),
+        })
+    return passes
+
+
+def _decision_dict(call: Call) -> dict | None:
+    passes = decision_passes(call)
+    if not passes:
+        return None
+    # The latest pass is the one the call followed; all passes are listed for the rare re-route.
+    return {**passes[-1], "passes": passes}
+
+
+# --------------------------------------------------------------------------------------------------
+# call_to_dict
+
+
+def _ref(obj: Any) -> dict | None:
+    if obj is None:
+        return None
+    return {"id": obj.pk, "key": obj.key, "name": obj.name}
+
+
+def _attempt_dict(attempt: CallAttempt) -> dict:
+    target = attempt.target
+    return {
+        "sequence": attempt.sequence,
+        "target": {"id": target.pk, "key": target.key, "name": str(target)} if target else None,
+        "buyer": _ref(attempt.buyer),
+        "number": attempt.number,
+        "started_at": iso_utc(attempt.started_at),
+        "ended_at": iso_utc(attempt.ended_at),
+        "ring_seconds": attempt.ring_seconds,
+        "talk_seconds": attempt.talk_seconds,
+        "result": attempt.result,
+        "result_label": AttemptResult(attempt.result).label if attempt.result in AttemptResult.values
+        else attempt.result,
+        "dial_call_sid": attempt.dial_call_sid,
+    }
+
+
+def _event_dict(event: CallEvent) -> dict:
+    return {
+        "kind": event.kind,
+        "received_at": iso_utc(event.received_at),
+        "params": event.params,
+        "response": event.response,
+    }
+
+
+def _label(choices: type, value: str) -> str:
+    return choices(value).label if value in choices.values else value
+
+
+def call_to_dict(call: Call, *, with_events: bool = False) -> dict:
+    """Every fact of a call as a JSON-ready dict: times ISO-8601 UTC, money as strings, codes with labels.
+
+    ``"decision"`` is the latest routing pass (``ring``, ``excluded`` with labels, ``fallback`` …) plus
+    ``"passes"``, all of them; ``None`` when the call was never routed. ``"events"`` (the raw carrier
+    webhooks, oldest first) is included only with ``with_events=True``: it costs a query.
+    """
+    tracking = call.tracking_number
+    target = call.connected_target
+    has_recording = bool(call.recording_sid or call.recording_url)
+    data = {
+        "sid": call.call_sid,
+        "account_sid": call.account_sid,
+        "carrier": call.carrier,
+        "started_at": iso_utc(call.started_at),
+        "ended_at": iso_utc(call.ended_at),
+        "duration_seconds": call.duration_seconds,
+        "final_status": call.final_status,
+        "stage": call.stage,
+        "stage_label": _label(CallStage, call.stage),
+        "tracking_number": {
+            "number": tracking.number if tracking else call.to_number,
+            "label": tracking.label if tracking else "",
+            "known": tracking is not None,
+        },
+        "campaign": _ref(call.campaign),
+        "publisher": _ref(call.publisher),
+        "caller": {
+            "number": call.caller_number or None,
+            "raw": call.caller_raw,
+            "status": call.caller_status,
+            "zip": call.caller_zip or None,
+            "zip_source": call.zip_source,
+            "zip_source_label": _label(ZipSourceChoices, call.zip_source),
+            "zip_prompts": call.zip_attempts,
+            "state": call.caller_state or None,
+            "city": call.caller_city or None,
+            "stir_verstat": call.stir_verstat or None,
+            "category_confirmed": call.category_confirmed,
+        },
+        "decision": _decision_dict(call),
+        "fallback_applied": call.fallback_applied or None,
+        "connected_target": {"id": target.pk, "key": target.key, "name": str(target)} if target else None,
+        "buyer": _ref(call.buyer),
+        "talk_seconds": call.talk_seconds,
+        "in_area": call.in_area,
+        "recording": {
+            "sid": call.recording_sid,
+            "url": call.recording_url,
+            "seconds": call.recording_seconds,
+        } if has_recording else None,
+        "verdict": call.verdict,
+        "verdict_label": _label(Verdict, call.verdict),
+        "reasons": [{"code": code, "label": reason_label(code)} for code in call.reason_codes or ()],
+        "currency": _currency(call),
+        "revenue": money_str(call.revenue),
+        "payout": money_str(call.payout),
+        "qualified_at": iso_utc(call.qualified_at),
+        "outcome": call.outcome or None,
+        "outcome_label": _label(Outcome, call.outcome) if call.outcome else None,
+        "job_value": money_str(call.job_value),
+        "outcome_note": call.outcome_note,
+        "outcome_at": iso_utc(call.outcome_at),
+        "attempts": [_attempt_dict(attempt) for attempt in _attempts(call)],
+    }
+    if with_events:
+        data["events"] = [_event_dict(event) for event in _events(call)]
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Text
+
+
+def caller_text(call: Call) -> str:
+    """The caller as people read it: the number, or why there is none."""
+    if call.caller_number:
+        return call.caller_number
+    if call.caller_status == CallerStatus.ANONYMOUS:
+        return "anonymous"
+    return call.caller_raw or "unknown caller"
+
+
+def zip_text(call: Call) -> str:
+    """``ZIP 78704 (ivr)`` or ``ZIP ?``."""
+    return f"ZIP {call.caller_zip} ({call.zip_source})" if call.caller_zip else "ZIP ?"
+
+
+def routed_text(call: Call) -> str:
+    """Where the call went: ``→ ACME / Main``, ``→ fallback: message``, ``→ no answer (3 tried)`` …"""
+    if call.connected_target_id:
+        return f"→ {call.connected_target}"
+    if call.fallback_applied:
+        return f"→ fallback: {call.fallback_applied}"
+    attempts = _attempts(call)
+    if call.stage == CallStage.DIALING and attempts:
+        return f"→ ringing {attempts[-1].target or attempts[-1].number}"
+    if attempts:
+        tried = len(attempts)
+        if any(a.result == AttemptResult.CANCELED for a in attempts):
+            return f"→ caller hung up ({tried} tried)"
+        return f"→ no answer ({tried} tried)"
+    if call.stage == CallStage.IVR:
+        return "→ in IVR"
+    passes = _raw_passes(call.decision)
+    if passes and not passes[-1].get("ring"):
+        fallback = passes[-1].get("fallback")
+        kind = fallback.get("kind") if isinstance(fallback, Mapping) else None
+        return f"→ fallback: {kind}" if kind else "→ no target"
+    return "→ not routed"
+
+
+def verdict_text(call: Call) -> str:
+    """``BILLABLE $45.00``, ``NOT BILLABLE: below_buffer, duplicate`` or ``PENDING``."""
+    if call.verdict == Verdict.BILLABLE:
+        return f"BILLABLE {format_money(call.revenue, _currency(call))}"
+    if call.verdict == Verdict.NOT_BILLABLE:
+        codes = ", ".join(call.reason_codes or ())
+        return f"NOT BILLABLE: {codes}" if codes else "NOT BILLABLE"
+    return "PENDING"
+
+
+def call_summary_line(call: Call) -> str:
+    """One line for live terminal views::
+
+        14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)  → ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00
+    """
+    parts = [
+        _local(call.started_at, "%H:%M:%S"),
+        caller_text(call),
+        call.campaign.name if call.campaign_id and call.campaign else call.to_number,
+        zip_text(call),
+        routed_text(call),
+    ]
+    if call.connected_target_id or call.talk_seconds:
+        parts.append(f"talked {format_seconds(call.talk_seconds)}")
+    parts.append(verdict_text(call))
+    return "  ".join(parts)
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def decision_lines(call: Call) -> list[str]:
+    """The routing decision in words: ring order, every excluded target with its reason, fallback."""
+    passes = decision_passes(call)
+    if not passes:
+        return ["  not routed (no decision recorded)"]
+    lines: list[str] = []
+    for number, routing in enumerate(passes, start=1):
+        if len(passes) > 1:
+            lines.append(f"  Pass {number} of {len(passes)}")
+        where = f"ZIP {routing['caller_zip']} ({routing['zip_source']})" if routing["caller_zip"] else "ZIP unknown"
+        lines.append(f"  Decided at {routing['at'] or '—'} for {where}")
+        if routing["ring"]:
+            lines.append("  Ring list:")
+            for place, entry in enumerate(routing["ring"], start=1):
+                sticky = "  (repeat caller: the buyer reached last time)" if place == 1 and routing["sticky"] else ""
+                lines.append(f"    {place}. {entry['name']} [#{entry['id']}]{sticky}")
+        else:
+            lines.append("  Ring list: empty, no target could take the call")
+        if routing["excluded"]:
+            lines.append("  Excluded:")
+            for entry in routing["excluded"]:
+                lines.append(f"    - {entry['name']} [#{entry['id']}]: {entry['label']} ({entry['code']})")
+        fallback = routing["fallback"]
+        if fallback:
+            detail = fallback.get("number") or fallback.get("message") or ""
+            lines.append(f"  Fallback: {fallback.get('kind')}" + (f" — {detail}" if detail else ""))
+    return lines
+
+
+def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
+    """The whole story of one call in sections, for ``callbroker calls show`` and terminal views."""
+    currency = _currency(call)
+    tracking = call.tracking_number
+    lines = [f"Call {call.call_sid}"]
+    lines.append(f"  Started      {_local(call.started_at)} {timezone.get_current_timezone_name()}")
+    if call.ended_at:
+        lines.append(f"  Ended        {_local(call.ended_at)}  (duration {format_seconds(call.duration_seconds)})")
+    lines.append(f"  Stage        {_label(CallStage, call.stage)}"
+                 + (f"; carrier status {call.final_status}" if call.final_status else ""))
+    if tracking:
+        number = tracking.number + (f" ({tracking.label})" if tracking.label else "")
+    else:
+        number = f"{call.to_number} (not a known tracking number)"
+    lines.append(f"  Number       {number}")
+    if call.campaign_id and call.campaign:
+        lines.append(f"  Campaign     {call.campaign.name} ({call.campaign.key})")
+    if call.publisher_id and call.publisher:
+        lines.append(f"  Publisher    {call.publisher.name} ({call.publisher.key})")
+
+    lines += ["", "Caller"]
+    lines.append(f"  Number       {caller_text(call)}  ({_label(CallerStatus, call.caller_status)})")
+    if call.caller_zip:
+        lines.append(f"  ZIP          {call.caller_zip}  ({_label(ZipSourceChoices, call.zip_source).lower()})")
+    else:
+        lines.append("  ZIP          unknown")
+    place = ", ".join(p for p in (call.caller_city, call.caller_state) if p)
+    if place:
+        lines.append(f"  Place        {place}")
+    if call.stir_verstat:
+        lines.append(f"  STIR/SHAKEN  {call.stir_verstat}")
+    if call.category_confirmed is not None:
+        lines.append(f"  Category     {'confirmed' if call.category_confirmed else 'not confirmed'} in the IVR")
+
+    lines += ["", "Routing"]
+    lines += decision_lines(call)
+    lines.append(f"  Result       {routed_text(call).removeprefix('→ ')}")
+    if call.connected_target_id:
+        lines.append(f"  Talk time    {format_seconds(call.talk_seconds)} ({call.talk_seconds} s bridged)"
+                     f"; caller in area: {_yes_no(call.in_area)}")
+
+    lines += ["", "Attempts"]
+    attempts = _attempts(call)
+    if not attempts:
+        lines.append("  none")
+    for attempt in attempts:
+        ring = f"rang {attempt.ring_seconds} s" if attempt.ring_seconds is not None else "ring time unknown"
+        lines.append(
+            f"  {attempt.sequence}. {_local(attempt.started_at, '%H:%M:%S')}  {attempt.target or '(deleted target)'}"
+            f"  {attempt.number}  {ring}, talked {attempt.talk_seconds} s"
+            f"  → {_label(AttemptResult, attempt.result)}"
+        )
+
+    if call.recording_sid or call.recording_url:
+        lines += ["", "Recording"]
+        lines.append(f"  {call.recording_sid or '—'}  {format_seconds(call.recording_seconds)}  {call.recording_url}")
+
+    lines += ["", "Qualification"]
+    lines.append(f"  Verdict      {_label(Verdict, call.verdict)}"
+                 + (f" at {_local(call.qualified_at)}" if call.qualified_at else ""))
+    for code in call.reason_codes or ():
+        lines.append(f"    - {code}: {reason_label(code)}")
+    lines.append(f"  Revenue      {format_money(call.revenue, currency)}")
+    lines.append(f"  Payout       {format_money(call.payout, currency)}")
+
+    lines += ["", "Outcome"]
+    if call.outcome or call.job_value is not None or call.outcome_note:
+        lines.append(f"  {_label(Outcome, call.outcome)}"
+                     + (f", job value {format_money(call.job_value, currency)}" if call.job_value is not None else "")
+                     + (f" (recorded {_local(call.outcome_at)})" if call.outcome_at else ""))
+        if call.outcome_note:
+            lines.append(f"  Note: {call.outcome_note}")
+    else:
+        lines.append("  not recorded")
+
+    if with_events:
+        lines += ["", "Events"]
+        events = _events(call)
+        if not events:
+            lines.append("  none")
+        for event in events:
+            params = json.dumps(event.params, sort_keys=True, ensure_ascii=False)
+            lines.append(f"  {_local(event.received_at, '%H:%M:%S')}  {event.kind:<12} {params}")
+    return lines

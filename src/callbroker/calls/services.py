@@ -1,0 +1,586 @@
+"""The call flow: from an inbound call to a ring tree, a connected buyer and a verdict.
+
+Every public function here handles one carrier event inside one transaction and returns the next
+steps for the carrier (``callbroker.calls.steps``). ``handle_once`` wraps them so that a webhook
+delivered twice changes nothing the second time and gets the same answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from callbroker.calls import steps as s
+from callbroker.calls.choices import AttemptResult, CallStage, Verdict, ZipSourceChoices
+from callbroker.calls.events import DialOutcome, EventIn, InboundCall, RecordingUpdate, StatusUpdate
+from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.core import model as core
+from callbroker.core.geo import ZipDirectory
+from callbroker.core.phone import area_code, classify_caller, normalize
+from callbroker.core.qualification import qualify
+from callbroker.core.routing import route
+from callbroker.network.models import TargetState, TargetUsage
+from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, TargetInfo, cached_snapshot, current_snapshot
+
+log = logging.getLogger(__name__)
+
+#: States where every party must consent to a recording (the disclosure is always played there).
+ALL_PARTY_CONSENT_STATES = frozenset({"CA", "CT", "DE", "FL", "IL", "MD", "MA", "MI", "MT", "NV", "NH", "OR",
+                                      "PA", "WA"})
+ZIP_PROMPT = "Please enter the five digit ZIP code where you need service."
+ZIP_REPROMPT = "Sorry, that is not a ZIP code we know. Please enter your five digit ZIP code."
+APOLOGY = "We're sorry, we can't connect your call right now. Please try again later. Goodbye."
+UNANSWERED = (AttemptResult.NO_ANSWER, AttemptResult.BUSY)
+
+
+class UnknownCall(LookupError):
+    """A callback names a CallSid we never saw (or a step that doesn't exist)."""
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def handle_once(event: EventIn, run: Callable[[], Sequence[s.Step]], render: Callable[[Sequence[s.Step]], str]) -> str:
+    """Run ``run`` once per ``event.dedupe_key`` and store the rendered answer with the raw event.
+
+    A repeated delivery returns the stored answer without running anything. State change and event
+    log are written in the same transaction, so a crash leaves neither.
+    """
+    stored = CallEvent.objects.filter(dedupe_key=event.dedupe_key).values_list("response", flat=True).first()
+    if stored is not None:
+        return stored
+    try:
+        with transaction.atomic():
+            body = render(run())
+            CallEvent.objects.create(call_sid=event.call_sid, kind=event.kind, dedupe_key=event.dedupe_key,
+                                     params=event.params, response=body)
+    except IntegrityError:
+        # A concurrent delivery of the same webhook won the race: answer what it answered.
+        stored = CallEvent.objects.filter(dedupe_key=event.dedupe_key).values_list("response", flat=True).first()
+        if stored is None:
+            raise
+        return stored
+    return body
+
+
+# --------------------------------------------------------------------------- inbound call
+
+
+def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """A new inbound call on a tracking number: disclosure, IVR, or straight to routing."""
+    now = now or timezone.now()
+    snap = current_snapshot()
+    directory = ZipDirectory.default()
+    tracking = snap.tracking.get(normalize(inbound.to) or inbound.to)
+    campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
+    caller_e164, caller_status = classify_caller(inbound.from_raw)
+    call = Call(
+        call_sid=inbound.call_sid,
+        account_sid=inbound.account_sid,
+        to_number=inbound.to[:32],
+        caller_raw=inbound.from_raw[:64],
+        caller_number=caller_e164 or "",
+        caller_status=caller_status,
+        stir_verstat=inbound.stir_verstat[:40],
+        caller_state=inbound.from_state[:2].upper(),
+        caller_city=inbound.from_city[:100],
+        started_at=now,
+    )
+    if tracking is None or campaign is None or not tracking.active or not campaign.active:
+        log.warning("call %s to %s: not an active tracking number", inbound.call_sid, inbound.to)
+        call.stage = CallStage.FALLBACK
+        call.fallback_applied = "unknown_number"
+        call.save()
+        return installation_fallback(snap, None)
+    call.tracking_number_id = tracking.id
+    call.campaign_id = campaign.core.id
+    call.publisher_id = tracking.publisher_id
+
+    carrier_zip = inbound.from_zip.strip()[:5]
+    if carrier_zip and carrier_zip in directory:
+        _set_zip(call, carrier_zip, ZipSourceChoices.CARRIER, directory)
+
+    out: list[s.Step] = []
+    if campaign.recording and (
+        campaign.recording_disclosure or not call.caller_state or call.caller_state in ALL_PARTY_CONSENT_STATES
+    ):
+        out.append(s.Say(campaign.disclosure_text))
+    if campaign.ask_zip == "always" or (campaign.ask_zip == "when_missing" and not call.caller_zip):
+        call.zip_attempts = 1
+        call.save()
+        return (*out, s.AskZip(ZIP_PROMPT, 1))
+    if not call.caller_zip and caller_e164:
+        _guess_zip_from_area_code(call, caller_e164, directory)
+    if campaign.confirm_category:
+        call.save()
+        return (*out, s.AskCategory(campaign.confirm_category))
+    return (*out, *_route_and_dial(call, campaign, snap, now))
+
+
+def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """The caller typed (or didn't type) a ZIP code at the IVR."""
+    now = now or timezone.now()
+    call, campaign, snap = _load(call_sid)
+    directory = ZipDirectory.default()
+    digits = (digits or "").strip()
+    if len(digits) == 5 and digits.isdigit() and digits in directory:
+        _set_zip(call, digits, ZipSourceChoices.IVR, directory)
+    elif attempt < 2:
+        call.zip_attempts = attempt + 1
+        call.save(update_fields=["zip_attempts"])
+        return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
+    elif not call.caller_zip:
+        log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
+    if campaign.confirm_category:
+        call.save()
+        return (s.AskCategory(campaign.confirm_category),)
+    return _route_and_dial(call, campaign, snap, now)
+
+
+def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """The caller answered the category confirmation: "1" is yes, any other key is no, nothing is unknown.
+
+    Callers who say no are still connected (never left without help) but the call is not billable.
+    """
+    now = now or timezone.now()
+    call, campaign, snap = _load(call_sid)
+    digits = (digits or "").strip()
+    call.category_confirmed = None if not digits else digits.startswith("1")
+    return _route_and_dial(call, campaign, snap, now)
+
+
+# --------------------------------------------------------------------------- ring tree
+
+
+def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
+                  now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """A target rang out: connected, or try the next target, or the fallback."""
+    now = now or timezone.now()
+    call, campaign, snap = _load(call_sid)
+    attempt = CallAttempt.objects.filter(call=call, sequence=sequence).first()
+    if attempt is None:
+        raise UnknownCall(f"call {call_sid} has no attempt {sequence}")
+    if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
+        # Already settled (the final status arrived first and closed it): nothing more to ring.
+        return (s.Hangup(),)
+    info = snap.targets.get(attempt.target_id) if attempt.target_id else None
+    attempt.ended_at = now
+    attempt.dial_call_sid = outcome.dial_call_sid[:64]
+    if outcome.bridged:
+        attempt.result = AttemptResult.BRIDGED
+        attempt.talk_seconds = outcome.duration
+        attempt.ring_seconds = _ring_seconds(attempt, now, outcome.duration)
+        attempt.save()
+        call.connected_target_id = attempt.target_id
+        call.buyer_id = attempt.buyer_id
+        call.talk_seconds = outcome.duration
+        if outcome.recording_url and not call.recording_url:
+            call.recording_url = outcome.recording_url[:500]
+            call.recording_sid = outcome.recording_sid[:64]
+        if call.stage != CallStage.ENDED:
+            call.stage = CallStage.CONNECTED
+            call.save()
+        else:  # the final status came first: release what the end of the call couldn't, then re-qualify
+            _release(attempt, info, undo_usage=False)
+            _qualify(call, campaign, snap)
+        return (s.Hangup(),)
+
+    attempt.result = _unbridged_result(outcome)
+    attempt.ring_seconds = _ring_seconds(attempt, now, 0)
+    attempt.save()
+    _release(attempt, info, undo_usage=True)
+    if attempt.result in UNANSWERED and info is not None:
+        _protect_from_missed_calls(info, campaign, now)
+    if call.stage == CallStage.ENDED:
+        return (s.Hangup(),)
+    return _dial_next(call, campaign, snap, now)
+
+
+def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """The carrier's status callback: on a terminal status, close the call and qualify it."""
+    now = now or timezone.now()
+    if not update.terminal:
+        return ()
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None:
+        raise UnknownCall(call_sid)
+    if call.stage == CallStage.ENDED:
+        return ()
+    call.stage = CallStage.ENDED
+    call.ended_at = now
+    call.final_status = update.status[:16]
+    call.duration_seconds = update.duration
+    snap = current_snapshot(check_version=False)
+    for attempt in call.attempts.filter(slot_held=True):
+        info = snap.targets.get(attempt.target_id) if attempt.target_id else None
+        if attempt.result == AttemptResult.RINGING:
+            attempt.result = AttemptResult.CANCELED
+            attempt.ended_at = now
+            attempt.ring_seconds = _ring_seconds(attempt, now, 0)
+            attempt.save()
+            _release(attempt, info, undo_usage=True)
+        else:
+            _release(attempt, info, undo_usage=False)
+    campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    if campaign is None:
+        call.save()
+        return ()
+    _qualify(call, campaign, snap)
+    return ()
+
+
+def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """A recording of the call is available (or failed)."""
+    if update.status != "completed":
+        return ()
+    updated = Call.objects.filter(call_sid=call_sid).update(
+        recording_sid=update.recording_sid[:64], recording_url=update.url[:500],
+        recording_seconds=update.duration,
+    )
+    if not updated:
+        raise UnknownCall(call_sid)
+    return ()
+
+
+def message_left(call_sid: str, url: str, duration: int | None) -> tuple[s.Step, ...]:
+    """A voicemail or callback request was recorded in the fallback."""
+    Call.objects.filter(call_sid=call_sid).update(recording_url=url[:500], recording_seconds=duration)
+    return (s.Say("Thank you. We will get back to you. Goodbye."), s.Hangup())
+
+
+def installation_fallback(snap: NetworkSnapshot | None, campaign: CampaignInfo | None) -> tuple[s.Step, ...]:
+    """Where a caller goes when something inside failed: never silence.
+
+    The campaign's forward number, else the installation's fallback number, else the campaign's first
+    target (the best target known), else a short apology.
+    """
+    if campaign is not None:
+        fb = campaign.core.fallback
+        if fb.kind == core.FallbackKind.FORWARD and fb.number:
+            return (s.Forward(fb.number),)
+    if settings.FALLBACK_NUMBER:
+        return (s.Forward(settings.FALLBACK_NUMBER),)
+    if campaign is not None:
+        for target in campaign.targets:
+            if not target.paused:
+                return (s.Forward(target.number, campaign.ring_timeout),)
+    return (s.Say(APOLOGY), s.Hangup())
+
+
+def fallback_for_number(to: str) -> tuple[s.Step, ...]:
+    """The carrier's Fallback URL: answer from memory only (no database)."""
+    snap = cached_snapshot()
+    campaign = None
+    if snap is not None:
+        tracking = snap.tracking.get(normalize(to) or to)
+        campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
+    return installation_fallback(snap, campaign)
+
+
+def safe_steps_for_call(call_sid: str, to: str) -> tuple[s.Step, ...]:
+    """Steps for a call whose webhook failed inside: use memory first, the database only if cheap."""
+    if to:
+        return fallback_for_number(to)
+    try:
+        to = Call.objects.filter(call_sid=call_sid).values_list("to_number", flat=True).first() or ""
+    except Exception:  # noqa: BLE001 - the database may be what failed
+        to = ""
+    return fallback_for_number(to)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _load(call_sid: str) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None or call.campaign_id is None:
+        raise UnknownCall(call_sid)
+    snap = current_snapshot(check_version=False)
+    campaign = snap.campaigns.get(call.campaign_id)
+    if campaign is None:
+        snap = current_snapshot()
+        campaign = snap.campaigns.get(call.campaign_id)
+        if campaign is None:
+            raise UnknownCall(f"call {call_sid}: campaign {call.campaign_id} is gone")
+    return call, campaign, snap
+
+
+def _set_zip(call: Call, zip_code: str, source: str, directory: ZipDirectory) -> None:
+    call.caller_zip = zip_code
+    call.zip_source = source
+    info = directory.get(zip_code)
+    if info is not None:
+        call.caller_state = info.state
+        call.caller_city = info.city[:100]
+
+
+def _guess_zip_from_area_code(call: Call, caller_e164: str, directory: ZipDirectory) -> None:
+    npa = area_code(caller_e164)
+    guess = directory.zip_for_area_code(npa) if npa else None
+    if guess:
+        _set_zip(call, guess, ZipSourceChoices.AREA_CODE, directory)
+
+
+def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
+                    now: dt.datetime) -> tuple[s.Step, ...]:
+    caller = core.Caller(
+        number=call.caller_number or None,
+        zip_code=call.caller_zip or None,
+        zip_source=core.ZipSource(call.zip_source),
+    )
+    sticky = _sticky_target(call, campaign, now)
+    counters, auto_paused = _live_counters(campaign.targets, snap, now)
+    targets = campaign.targets
+    if auto_paused:
+        targets = tuple(dataclasses.replace(t, paused=True) if t.id in auto_paused else t for t in targets)
+    decision = route(campaign.core, targets, core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky),
+                     counters)
+    call.decision = {
+        "at": now.isoformat(),
+        "caller_zip": caller.zip_code,
+        "zip_source": caller.zip_source.value,
+        "ring": list(decision.ring),
+        "excluded": [[tid, reason.value] for tid, reason in decision.excluded],
+        "sticky": decision.sticky,
+        "fallback": _fallback_json(decision.fallback),
+        "targets": {str(t.id): t.name for t in targets},
+        "auto_paused": sorted(auto_paused),
+    }
+    call.ring_position = 0
+    return _dial_next(call, campaign, snap, now)
+
+
+def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> tuple[s.Step, ...]:
+    ring = (call.decision or {}).get("ring", [])
+    while call.ring_position < len(ring):
+        target_id = ring[call.ring_position]
+        call.ring_position += 1
+        info = snap.targets.get(target_id)
+        if info is None:
+            continue
+        refused = _reserve(info, now)
+        if refused is not None:
+            call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
+            continue
+        CallAttempt.objects.create(call=call, sequence=call.ring_position, target_id=target_id,
+                                   buyer_id=info.core.buyer_id, number=info.core.number, started_at=now)
+        call.stage = CallStage.DIALING
+        call.save()
+        return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
+                             campaign.core.id),)
+    return _apply_fallback(call, campaign)
+
+
+def _apply_fallback(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
+    fb = campaign.core.fallback
+    call.stage = CallStage.FALLBACK
+    call.fallback_applied = fb.kind.value
+    call.save()
+    if fb.kind == core.FallbackKind.FORWARD and fb.number:
+        return (s.Forward(fb.number),)
+    if fb.kind == core.FallbackKind.VOICEMAIL:
+        prompt = fb.message or "No one can take your call right now."
+        return (s.TakeMessage(f"{prompt} Please leave a message after the tone."),)
+    if fb.kind == core.FallbackKind.CALLBACK:
+        prompt = fb.message or "No one can take your call right now."
+        return (s.TakeMessage(f"{prompt} After the tone, please say your name and the best time to call "
+                              "you back tomorrow. We will call you back on this number."),)
+    text = fb.message or "Sorry, no one can take your call right now."
+    if campaign.hours_text:
+        text = f"{text} Our hours are {campaign.hours_text}."
+    return (s.Say(text), s.Hangup())
+
+
+def _fallback_json(fb: core.Fallback | None) -> dict | None:
+    if fb is None:
+        return None
+    return {"kind": fb.kind.value, "number": fb.number, "message": fb.message}
+
+
+def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int | None:
+    """The target a repeat caller reached last inside the campaign's duplicate window."""
+    if not call.caller_number:
+        return None
+    return (
+        Call.objects.filter(campaign_id=campaign.core.id, caller_number=call.caller_number,
+                            started_at__gte=now - campaign.core.duplicate_window,
+                            connected_target__isnull=False)
+        .order_by("-started_at")
+        .values_list("connected_target_id", flat=True)
+        .first()
+    )
+
+
+def period_keys(at: dt.datetime, tz_name: str) -> tuple[str, str, str]:
+    """Hour, day and month keys of ``at`` in the buyer's local time (caps are counted per local period)."""
+    local = at.astimezone(ZoneInfo(tz_name))
+    return local.strftime("H%Y%m%d%H"), local.strftime("D%Y%m%d"), local.strftime("M%Y%m")
+
+
+def _live_counters(targets: Sequence[core.Target], snap: NetworkSnapshot,
+                   now: dt.datetime) -> tuple[dict[int, core.TargetCounters], set[int]]:
+    ids = [t.id for t in targets]
+    if not ids:
+        return {}, set()
+    keys_by_target = {t.id: period_keys(now, snap.targets[t.id].timezone) for t in targets}
+    active: dict[int, int] = {}
+    auto_paused: set[int] = set()
+    for target_id, active_calls, paused_until in TargetState.objects.filter(target_id__in=ids).values_list(
+        "target_id", "active_calls", "paused_until"
+    ):
+        active[target_id] = active_calls
+        if paused_until is not None and paused_until > now:
+            auto_paused.add(target_id)
+    usage: dict[tuple[int, str], int] = {}
+    capped = [t.id for t in targets if t.hourly_cap is not None or t.daily_cap is not None or t.monthly_cap is not None]
+    if capped:
+        all_keys = {k for tid in capped for k in keys_by_target[tid]}
+        for target_id, period, count in TargetUsage.objects.filter(target_id__in=capped, period__in=all_keys).values_list(
+            "target_id", "period", "count"
+        ):
+            usage[(target_id, period)] = count
+    counters = {}
+    for tid in ids:
+        h, d, mo = keys_by_target[tid]
+        counters[tid] = core.TargetCounters(active=active.get(tid, 0), hour=usage.get((tid, h), 0),
+                                            day=usage.get((tid, d), 0), month=usage.get((tid, mo), 0))
+    return counters, auto_paused
+
+
+class _CapReached(Exception):
+    def __init__(self, exclusion: core.Exclusion) -> None:
+        self.exclusion = exclusion
+
+
+def _reserve(info: TargetInfo, now: dt.datetime) -> core.Exclusion | None:
+    """Atomically take a concurrency slot and one call of each cap, or nothing at all.
+
+    Conditional UPDATEs (``… WHERE active_calls < limit``) make two simultaneous calls unable to take
+    the same last slot, on SQLite and on PostgreSQL alike.
+    """
+    t = info.core
+    try:
+        with transaction.atomic():
+            TargetState.objects.get_or_create(target_id=t.id)
+            rows = TargetState.objects.filter(pk=t.id)
+            if t.concurrency_limit is not None:
+                rows = rows.filter(active_calls__lt=t.concurrency_limit)
+            if rows.update(active_calls=F("active_calls") + 1) == 0:
+                raise _CapReached(core.Exclusion.CONCURRENCY_FULL)
+            caps = (t.hourly_cap, t.daily_cap, t.monthly_cap)
+            exclusions = (core.Exclusion.HOURLY_CAP, core.Exclusion.DAILY_CAP, core.Exclusion.MONTHLY_CAP)
+            for key, cap, exclusion in zip(period_keys(now, info.timezone), caps, exclusions, strict=True):
+                if cap is None:
+                    continue
+                TargetUsage.objects.get_or_create(target_id=t.id, period=key)
+                if TargetUsage.objects.filter(target_id=t.id, period=key, count__lt=cap).update(
+                    count=F("count") + 1
+                ) == 0:
+                    raise _CapReached(exclusion)
+    except _CapReached as reached:
+        return reached.exclusion
+    return None
+
+
+def _release(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
+    """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
+    if not attempt.slot_held:
+        return
+    CallAttempt.objects.filter(pk=attempt.pk).update(slot_held=False)
+    attempt.slot_held = False
+    if attempt.target_id is None:
+        return
+    TargetState.objects.filter(pk=attempt.target_id, active_calls__gt=0).update(active_calls=F("active_calls") - 1)
+    if undo_usage and info is not None:
+        t = info.core
+        caps = (t.hourly_cap, t.daily_cap, t.monthly_cap)
+        for key, cap in zip(period_keys(attempt.started_at, info.timezone), caps, strict=True):
+            if cap is not None:
+                TargetUsage.objects.filter(target_id=t.id, period=key, count__gt=0).update(count=F("count") - 1)
+
+
+def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt.datetime) -> None:
+    """Pause a target for a cool-down when it leaves too many calls unanswered in the window."""
+    limit = campaign.missed_calls_limit
+    if not limit:
+        return
+    since = now - dt.timedelta(seconds=campaign.missed_calls_window_s)
+    state = TargetState.objects.filter(pk=info.core.id).values_list("paused_until", flat=True).first()
+    if state is not None and state > since:
+        since = state  # count only the misses after the last auto-pause ended
+    missed = CallAttempt.objects.filter(target_id=info.core.id, result__in=UNANSWERED, ended_at__gte=since).count()
+    if missed >= limit:
+        window_min = campaign.missed_calls_window_s // 60
+        cooldown_min = campaign.missed_calls_cooldown_s // 60
+        TargetState.objects.filter(pk=info.core.id).update(
+            paused_until=now + dt.timedelta(seconds=campaign.missed_calls_cooldown_s),
+            pause_reason=(f"missed {missed} calls within {window_min} min; paused for {cooldown_min} min "
+                          f"from {now:%Y-%m-%d %H:%M} UTC"),
+        )
+        log.warning("target %s auto-paused: %s missed calls", info.core.id, missed)
+
+
+def _unbridged_result(outcome: DialOutcome) -> str:
+    if outcome.status in ("completed", "answered"):
+        return AttemptResult.DECLINED  # answered (e.g. the whisper) but never bridged: not connected
+    return {
+        "busy": AttemptResult.BUSY,
+        "failed": AttemptResult.FAILED,
+        "canceled": AttemptResult.CANCELED,
+    }.get(outcome.status, AttemptResult.NO_ANSWER)
+
+
+def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> int:
+    return max(0, int((now - attempt.started_at).total_seconds()) - talk_seconds)
+
+
+def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
+    """Judge the finished call from its stored facts (deterministic: re-running gives the same verdict)."""
+    info = snap.targets.get(call.connected_target_id) if call.connected_target_id else None
+    source = core.ZipSource(call.zip_source)
+    in_area = None
+    if info is not None and call.caller_zip and source in (core.ZipSource.IVR, core.ZipSource.CARRIER):
+        in_area = info.core.area_zips is None or call.caller_zip in info.core.area_zips
+    previous_billable = recent = ()
+    if call.caller_number:
+        previous_billable = (
+            Call.objects.filter(campaign_id=call.campaign_id, caller_number=call.caller_number,
+                                verdict=Verdict.BILLABLE, started_at__lt=call.started_at)
+            .order_by("-started_at").values_list("started_at", flat=True)[:1]
+        )
+        recent = tuple(
+            Call.objects.filter(caller_number=call.caller_number,
+                                started_at__gte=call.started_at - campaign.core.velocity_window,
+                                started_at__lt=call.started_at)
+            .exclude(pk=call.pk).values_list("started_at", flat=True)
+        )
+    facts = core.CallFacts(
+        caller=core.Caller(call.caller_number or None, call.caller_zip or None, source),
+        connected=call.connected_target_id is not None,
+        talk_seconds=call.talk_seconds,
+        ended_at=call.started_at,  # windows are measured start to start
+        in_area=in_area,
+        category_confirmed=call.category_confirmed,
+        stir_verstat=call.stir_verstat or None,
+        previous_billable_at=next(iter(previous_billable), None),
+        recent_call_times=recent,
+        target_min_talk_seconds=info.core.min_talk_seconds if info else None,
+        target_price=info.core.price if info else Decimal("0.00"),
+    )
+    verdict = qualify(campaign.core, facts)
+    call.in_area = in_area
+    call.verdict = Verdict.BILLABLE if verdict.billable else Verdict.NOT_BILLABLE
+    call.reason_codes = [r.value for r in verdict.reasons]
+    call.revenue = verdict.revenue
+    call.payout = verdict.payout
+    call.qualified_at = timezone.now()
+    call.save()

@@ -1,0 +1,63 @@
+"""What the call flow asks the carrier to do next, independent of any carrier's markup.
+
+Services return a tuple of these; each carrier adapter renders them (Twilio: TwiML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AskZip:
+    """Collect a 5-digit ZIP; post the digits (possibly empty) to the ZIP step ``attempt``."""
+
+    prompt: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AskCategory:
+    """Collect one digit confirming the service category ("1" = yes)."""
+
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class DialTarget:
+    """Ring one target; the carrier reports the result to the dial step ``sequence``."""
+
+    number: str
+    sequence: int
+    timeout: int
+    record: bool
+    campaign_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward to a number with no further routing (fallback)."""
+
+    number: str
+    timeout: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class TakeMessage:
+    """Record the caller (voicemail or callback request) after ``prompt``."""
+
+    prompt: str
+    max_seconds: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    pass
+
+
+Step = Say | AskZip | AskCategory | DialTarget | Forward | TakeMessage | Hangup

@@ -1,0 +1,198 @@
+"""Twilio protocol adapter (also spoken by SignalWire cXML and Telnyx TeXML where they share it).
+
+Verify the signature -> parse the form into a typed event -> (services decide) -> render TwiML.
+TwiML is built with the ``twilio`` package's ``VoiceResponse``; signatures are checked with its
+``RequestValidator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+from callbroker.calls import steps as s
+from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADERS = ("HTTP_X_TWILIO_SIGNATURE", "HTTP_X_SIGNALWIRE_SIGNATURE")
+VOICE = "Polly.Joanna"  # Twilio voice name; carriers without it fall back to their default voice
+
+
+class MalformedWebhook(ValueError):
+    """A signed webhook whose parameters are missing or of the wrong shape."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL exactly as the carrier called it: ``CALLBROKER_PUBLIC_URL`` + path + query when set."""
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL + request.get_full_path()
+    return request.build_absolute_uri()
+
+
+def base_url(request: HttpRequest) -> str:
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    return f"{request.scheme}://{request.get_host()}"
+
+
+def _validators() -> list[RequestValidator]:
+    tokens = [settings.TWILIO_AUTH_TOKEN, *settings.TWILIO_AUTH_TOKENS_EXTRA]
+    return [RequestValidator(t) for t in tokens if t]
+
+
+def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
+    """True when ``X-Twilio-Signature`` (or SignalWire's header) is valid for this URL and parameters."""
+    signature = next((request.META[h] for h in SIGNATURE_HEADERS if request.META.get(h)), "")
+    if not signature:
+        return False
+    algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
+    url = public_url(request)
+    return any(v.validate(url, params, signature, algorithm) for v in _validators())
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _required(params: Mapping[str, str], name: str, max_len: int = 64) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise MalformedWebhook(name, "is missing")
+    if len(value) > max_len:
+        raise MalformedWebhook(name, f"is longer than {max_len} characters")
+    return value
+
+
+def _int(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name, "")
+    if raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MalformedWebhook(name, f"{raw[:20]!r} is not a whole number") from None
+    if value < 0 or value > 10_000_000:
+        raise MalformedWebhook(name, f"{value} is out of range")
+    return value
+
+
+def call_sid(params: Mapping[str, str]) -> str:
+    return _required(params, "CallSid")
+
+
+def inbound_call(params: Mapping[str, str]) -> InboundCall:
+    return InboundCall(
+        call_sid=call_sid(params),
+        account_sid=params.get("AccountSid", "")[:64],
+        from_raw=params.get("From", params.get("Caller", ""))[:64],
+        to=_required(params, "To", 32),
+        from_zip=params.get("FromZip", "") or params.get("CallerZip", ""),
+        from_state=params.get("FromState", "") or params.get("CallerState", ""),
+        from_city=params.get("FromCity", "") or params.get("CallerCity", ""),
+        stir_verstat=params.get("StirVerstat", "") or _telnyx_verstat(params),
+    )
+
+
+def _telnyx_verstat(params: Mapping[str, str]) -> str:
+    """Telnyx TeXML sends ShakenStirAttestation (A/B/C) and ShakenStirValidated instead of StirVerstat."""
+    level = params.get("ShakenStirAttestation", "")
+    validated = params.get("ShakenStirValidated", "")
+    if not level:
+        return ""
+    return f"TN-Validation-{'Passed' if validated.lower() == 'true' else 'Failed'}-{level[:1].upper()}"
+
+
+def dial_outcome(params: Mapping[str, str]) -> DialOutcome:
+    status = params.get("DialCallStatus", "")
+    if status not in {"completed", "answered", "busy", "no-answer", "failed", "canceled"}:
+        raise MalformedWebhook("DialCallStatus", f"{status[:20]!r} is not a dial status")
+    duration = _int(params, "DialCallDuration") or 0
+    bridged_raw = params.get("DialBridged", "")
+    # Billing-critical: only DialBridged=true means the caller and the buyer talked. Carriers that don't
+    # send DialBridged (older TeXML) report a declined whisper as no-answer, so completed+duration counts.
+    if bridged_raw:
+        bridged = bridged_raw.lower() == "true"
+    else:
+        bridged = status in ("completed", "answered") and duration > 0
+    return DialOutcome(status=status, bridged=bridged, duration=duration,
+                       dial_call_sid=params.get("DialCallSid", ""),
+                       recording_sid=params.get("RecordingSid", ""), recording_url=params.get("RecordingUrl", ""))
+
+
+def status_update(params: Mapping[str, str]) -> StatusUpdate:
+    status = _required(params, "CallStatus", 16)
+    return StatusUpdate(status=status, duration=_int(params, "CallDuration"),
+                        sequence=params.get("SequenceNumber", "")[:10])
+
+
+def recording_update(params: Mapping[str, str]) -> RecordingUpdate:
+    return RecordingUpdate(recording_sid=_required(params, "RecordingSid"),
+                           url=_required(params, "RecordingUrl", 500),
+                           status=params.get("RecordingStatus", "completed"),
+                           duration=_int(params, "RecordingDuration"))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render(steps: Sequence[s.Step], base: str) -> str:
+    """TwiML for the steps. ``base`` is the public base URL used for every callback."""
+    response = VoiceResponse()
+
+    def url(name: str, **query: object) -> str:
+        path = f"{base}/carriers/twilio/{name}"
+        return f"{path}?{urlencode(query)}" if query else path
+
+    for step in steps:
+        match step:
+            case s.Say(text=text):
+                response.say(text, voice=VOICE)
+            case s.AskZip(prompt=prompt, attempt=attempt):
+                gather = Gather(input="dtmf", num_digits=5, timeout=6, action=url("ivr/zip", attempt=attempt),
+                                method="POST", action_on_empty_result=True)
+                gather.say(prompt, voice=VOICE)
+                response.append(gather)
+            case s.AskCategory(prompt=prompt):
+                gather = Gather(input="dtmf", num_digits=1, timeout=6, action=url("ivr/category"), method="POST",
+                                action_on_empty_result=True)
+                gather.say(prompt, voice=VOICE)
+                response.append(gather)
+            case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid):
+                options: dict[str, object] = {"action": url("dial", seq=seq), "method": "POST",
+                                              "timeout": timeout, "answer_on_bridge": True}
+                if record:
+                    options.update(record="record-from-answer-dual",
+                                   recording_status_callback=url("recording"),
+                                   recording_status_callback_event="completed")
+                dial = Dial(**options)
+                dial.number(number, url=url("whisper", c=cid), method="POST")
+                response.append(dial)
+            case s.Forward(number=number, timeout=timeout):
+                response.dial(number, timeout=timeout, answer_on_bridge=True)
+            case s.TakeMessage(prompt=prompt, max_seconds=max_seconds):
+                response.say(prompt, voice=VOICE)
+                response.record(action=url("voicemail"), method="POST", max_length=max_seconds, timeout=5,
+                                play_beep=True)
+                response.say("We did not hear a message. Goodbye.", voice=VOICE)
+                response.hangup()
+            case s.Hangup():
+                response.hangup()
+    return str(response)
+
+
+def empty() -> str:
+    return str(VoiceResponse())

@@ -1,0 +1,40 @@
+"""The one command line for every operator task: ``callbroker <command>``.
+
+Django's management commands (``migrate``, ``createsuperuser`` …) and ours (``demo``, ``serve``,
+``network``, ``calls``, ``bench``, ``run``) go through Django; ``sim`` (the carrier emulator) needs no
+database and runs without it, so it can drive any server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def _prepare_environment() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
+    data_dir = Path(os.environ.get("CALLBROKER_DATA_DIR", "var"))
+    if not os.environ.get("DATABASE_URL"):
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sim":
+        import argparse
+
+        from callbroker.sim import cli as sim_cli
+
+        parser = argparse.ArgumentParser(prog="callbroker sim", description="Carrier emulator and traffic.")
+        sim_cli.add_arguments(parser.add_subparsers(dest="command", required=True))
+        return sim_cli.run(parser.parse_args(argv[1:]))
+    _prepare_environment()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["callbroker", *argv] if argv else ["callbroker", "help"])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

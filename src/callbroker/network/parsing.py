@@ -1,0 +1,570 @@
+"""Read the values a network file shares with the database's JSON columns: areas, hours, durations.
+
+The network loader, the admin forms and the routing snapshot all read service areas and business
+hours through these functions, so a value means the same thing everywhere. Nothing here touches the
+database; the geography and the calendar come from ``callbroker.core``.
+
+Every problem is a :class:`Problem` whose ``location`` is a path *inside the value given*
+(``"zips[3]"``, ``"weekly.mon"``); the caller puts its own prefix in front with
+:meth:`Problem.under` (``"buyers[0].targets[1].area"``). Functions that can find several problems
+collect them all and raise one :class:`NetworkError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+
+from callbroker.core import geo, phone, schedule
+
+__all__ = [
+    "AREA_KEYS",
+    "HOURS_KEYS",
+    "NetworkError",
+    "Problem",
+    "check_area",
+    "did_you_mean",
+    "format_duration",
+    "join_location",
+    "normalize_area",
+    "normalize_hours",
+    "parse_area",
+    "parse_duration",
+    "parse_e164",
+    "parse_hours",
+    "parse_money",
+    "parse_prefix",
+    "parse_timezone",
+    "parse_zip",
+]
+
+AREA_KEYS = ("zips", "radius", "counties", "states", "exclude_zips")
+HOURS_KEYS = ("timezone", "weekly", "holidays", "exceptions")
+RADIUS_KEYS = ("zip", "miles")
+EXCEPTION_KEYS = ("date", "hours", "closed")
+#: A radius larger than this is almost certainly a typo (and would cover several states).
+MAX_RADIUS_MILES = 250
+
+
+# --------------------------------------------------------------------------------------------------
+# problems
+# --------------------------------------------------------------------------------------------------
+
+
+def join_location(prefix: str, location: str) -> str:
+    """``join_location("area", "zips[3]") == "area.zips[3]"``; list indexes attach without a dot."""
+    if not prefix:
+        return location
+    if not location:
+        return prefix
+    return f"{prefix}{location}" if location.startswith("[") else f"{prefix}.{location}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a network file (or a form value), and where it is."""
+
+    location: str  # e.g. "buyers[2].targets[0].area.zips[3]"; "" for the value as a whole
+    message: str  # e.g. "99999 is not a known ZIP code"
+
+    def under(self, prefix: str) -> Problem:
+        """The same problem seen from one level up: ``Problem("zips[3]", m).under("area")``."""
+        return Problem(join_location(prefix, self.location), self.message)
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class NetworkError(ValueError):
+    """A network file (or part of one) is wrong; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid network")
+
+    def under(self, prefix: str) -> NetworkError:
+        return NetworkError(p.under(prefix) for p in self.problems)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'priority'?)"`` when a close match exists, else ``""``."""
+    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+def _unknown_keys(data: Mapping, allowed: Sequence[str]) -> list[Problem]:
+    problems = []
+    for key in data:
+        if key not in allowed:
+            problems.append(Problem(str(key), f"unknown key '{key}'{did_you_mean(str(key), allowed)}"))
+    return problems
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# scalars
+# --------------------------------------------------------------------------------------------------
+
+_ZIP_RE = re.compile(r"^\d{5}$")
+_PREFIX_RE = re.compile(r"^\+\d{1,15}$")
+
+
+def parse_zip(value: object) -> str:
+    """A five-digit ZIP code as a string. YAML reads ``78701`` as a number: that is accepted; a
+    number below 10000 (``02134`` read as octal or with its zero lost) is refused with a hint."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a ZIP code, got {_type_name(value)}")
+    if isinstance(value, int):
+        if 10000 <= value <= 99999:
+            return str(value)
+        raise ValueError(f"{value} is not a ZIP code (write ZIP codes in quotes, e.g. \"02134\")")
+    if isinstance(value, str) and _ZIP_RE.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"{_type_name(value)} is not a ZIP code (five digits, e.g. \"78701\")")
+
+
+def parse_e164(value: object) -> str:
+    """A phone number in E.164 (``+15125550101``), checked by ``callbroker.core.phone``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{value} is not an E.164 phone number: write it in quotes with its +, "
+                         f"e.g. \"+{value}\"")
+    if not isinstance(value, str):
+        raise ValueError(f"expected an E.164 phone number in quotes, got {_type_name(value)}")
+    try:
+        return phone.validate_e164(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an E.164 phone number ({exc})") from None
+
+
+def parse_prefix(value: object) -> str:
+    """A caller-number prefix in E.164 form: ``+1900``, ``+1512555``."""
+    if isinstance(value, str) and _PREFIX_RE.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"{_type_name(value)} is not a number prefix (a + and digits, e.g. \"+1900\")")
+
+
+@cache
+def _timezone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def parse_timezone(value: object) -> str:
+    """An IANA time zone name (``America/Chicago``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an IANA time zone name like America/Chicago, got {_type_name(value)}")
+    name = value.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(name, _timezone_names()) or " (use an IANA name like America/Chicago)"
+        raise ValueError(f"'{name}' is not a time zone{hint}") from None
+    return name
+
+
+def parse_money(value: object) -> Decimal:
+    """An amount of money: ``"45.00"``, ``45``, ``45.5``; non-negative, at most two decimal places.
+
+    A float (from JSON) is read through its shortest ``repr``, which is the text that was written,
+    so no binary rounding ever reaches the amount.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, Mapping | list | tuple):
+        raise ValueError(f"expected an amount like \"45.00\", got {_type_name(value)}")
+    text = repr(value) if isinstance(value, float) else str(value).strip()
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{_type_name(value)} is not an amount of money (e.g. \"45.00\")") from None
+    if not amount.is_finite():
+        raise ValueError(f"{text} is not an amount of money")
+    if amount < 0:
+        raise ValueError(f"{text} is negative; amounts must be 0 or more")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"{text} has more than two decimal places")
+    if amount >= Decimal("1e10"):
+        raise ValueError(f"{text} is too large")
+    return amount.quantize(Decimal("0.01"))
+
+
+_DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_HINT = "use e.g. 30d, 2w, 1h, 90m, 45s or a number of seconds"
+
+
+def parse_duration(value: object) -> dt.timedelta:
+    """``"30d"``, ``"2w"``, ``"1h"``, ``"90m"``, ``"45s"``, ``"1h30m"`` or whole seconds (``90``, ``"90"``).
+
+    Raises ``ValueError`` with a plain message for anything else (negative, fractional, unknown unit).
+    """
+    if isinstance(value, dt.timedelta):
+        if value < dt.timedelta(0):
+            raise ValueError(f"{format_duration(-value)} before zero is not a duration")
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration ({_DURATION_HINT}), got {_type_name(value)}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative; durations must be 0 or more")
+        return dt.timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            return dt.timedelta(seconds=int(text))
+        compact = text.replace(" ", "")
+        parts = _DURATION_RE.findall(compact)
+        if parts and "".join(n + u for n, u in parts) == compact:
+            units = [u for _, u in parts]
+            if len(set(units)) == len(units):
+                return dt.timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    raise ValueError(f"{_type_name(value)} is not a duration ({_DURATION_HINT})")
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """The shortest exact spelling: 30 days -> ``"30d"``, 14 days -> ``"2w"``, 5400 s -> ``"90m"``."""
+    seconds = int(value.total_seconds())
+    if seconds != value.total_seconds():
+        raise ValueError(f"{value} is not a whole number of seconds")
+    if seconds == 0:
+        return "0s"
+    for unit, size in _UNITS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("unreachable: every whole number of seconds divides by 1")
+
+
+# --------------------------------------------------------------------------------------------------
+# service areas
+# --------------------------------------------------------------------------------------------------
+
+
+def _list_of(data: Mapping, key: str, problems: list[Problem]) -> list:
+    value = data.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        problems.append(Problem(key, f"expected a list, got {_type_name(value)}"))
+        return []
+    return list(value)
+
+
+def _miles(value: object) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"expected a number of miles, got {_type_name(value)}")
+    if not 0 < value <= MAX_RADIUS_MILES:
+        raise ValueError(f"{value} miles is out of range (more than 0, at most {MAX_RADIUS_MILES})")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def normalize_area(data: Mapping | None) -> dict:
+    """Check the shape of a service area and return it in canonical form (what the database stores).
+
+    Canonical: only the non-empty keys, in the order of :data:`AREA_KEYS`; ZIPs as 5-digit strings,
+    states upper case, miles as int (or float when fractional). ``None`` and ``{}`` give ``{}``
+    (everywhere). Raises :class:`NetworkError` listing every shape problem.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise NetworkError([Problem("", f"expected a mapping with {', '.join(AREA_KEYS)}, "
+                                        f"got {_type_name(data)}")])
+    problems = _unknown_keys(data, AREA_KEYS)
+    result: dict[str, list] = {}
+
+    def zips_of(key: str) -> list[str]:
+        out = []
+        for i, item in enumerate(_list_of(data, key, problems)):
+            try:
+                out.append(parse_zip(item))
+            except ValueError as exc:
+                problems.append(Problem(f"{key}[{i}]", str(exc)))
+        return out
+
+    result["zips"] = zips_of("zips")
+    radii = []
+    for i, item in enumerate(_list_of(data, "radius", problems)):
+        where = f"radius[{i}]"
+        if not isinstance(item, Mapping):
+            problems.append(Problem(where, f"expected {{zip: \"78701\", miles: 15}}, got {_type_name(item)}"))
+            continue
+        problems.extend(p.under(where) for p in _unknown_keys(item, RADIUS_KEYS))
+        entry: dict = {}
+        for key, parse in (("zip", parse_zip), ("miles", _miles)):
+            if key not in item:
+                problems.append(Problem(f"{where}.{key}", "missing"))
+                continue
+            try:
+                entry[key] = parse(item[key])
+            except ValueError as exc:
+                problems.append(Problem(f"{where}.{key}", str(exc)))
+        if len(entry) == 2:
+            radii.append(entry)
+    result["radius"] = radii
+    counties = []
+    for i, item in enumerate(_list_of(data, "counties", problems)):
+        if isinstance(item, int) and not isinstance(item, bool) and 1000 <= item <= 99999:
+            item = f"{item:05d}"  # a FIPS code YAML read as a number
+        if not isinstance(item, str) or not item.strip():
+            problems.append(Problem(f"counties[{i}]", f"expected a county like \"Travis County, TX\", "
+                                                      f"\"TX:Travis\" or \"48453\", got {_type_name(item)}"))
+            continue
+        counties.append(item.strip())
+    result["counties"] = counties
+    states = []
+    for i, item in enumerate(_list_of(data, "states", problems)):
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item.strip()):
+            problems.append(Problem(f"states[{i}]", f"expected a two-letter state code like \"TX\", "
+                                                    f"got {_type_name(item)}"))
+            continue
+        states.append(item.strip().upper())
+    result["states"] = states
+    result["exclude_zips"] = zips_of("exclude_zips")
+    if problems:
+        raise NetworkError(problems)
+    return {key: value for key, value in result.items() if value}
+
+
+def _service_area(area: Mapping) -> geo.ServiceArea:
+    return geo.ServiceArea(
+        zips=tuple(area.get("zips", ())),
+        radii=tuple((r["zip"], r["miles"]) for r in area.get("radius", ())),
+        counties=tuple(area.get("counties", ())),
+        states=tuple(area.get("states", ())),
+        exclude_zips=tuple(area.get("exclude_zips", ())),
+    )
+
+
+def parse_area(data: Mapping | None) -> geo.ServiceArea:
+    """A service area mapping as a ``geo.ServiceArea`` (``None``/``{}``: everywhere).
+
+    Checks the shape only; whether the ZIPs and counties exist is :func:`check_area`'s job.
+    Raises :class:`NetworkError` for wrong shapes.
+    """
+    return _service_area(normalize_area(data))
+
+
+def check_area(data: Mapping | None, directory: geo.ZipDirectory) -> frozenset[str] | None:
+    """Check a service area against the ZIP directory and resolve it.
+
+    Returns the ZIP codes it covers (``None`` = everywhere). Raises :class:`NetworkError` listing
+    every shape problem, every unknown ZIP, county and state, with its location, and a problem when
+    the area resolves to no ZIP code at all (a target that could never take a located call).
+    """
+    area = normalize_area(data)
+    if not area:
+        return None
+    problems: list[Problem] = []
+    for key in ("zips", "exclude_zips"):
+        for i, code in enumerate(area.get(key, ())):
+            if directory.get(code) is None:
+                problems.append(Problem(f"{key}[{i}]", f"{code} is not a known ZIP code"))
+    for i, entry in enumerate(area.get("radius", ())):
+        if directory.get(entry["zip"]) is None:
+            problems.append(Problem(f"radius[{i}].zip", f"{entry['zip']} is not a known ZIP code"))
+    for i, county in enumerate(area.get("counties", ())):
+        try:
+            directory.resolve_county(county)
+        except ValueError as exc:
+            problems.append(Problem(f"counties[{i}]", str(exc)))
+    for i, state in enumerate(area.get("states", ())):
+        try:
+            geo.ServiceArea(states=(state,)).resolve(directory)
+        except geo.UnknownState as exc:
+            problems.append(Problem(f"states[{i}]", str(exc)))
+    if problems:
+        raise NetworkError(problems)
+    try:
+        zips = _service_area(area).resolve(directory)
+    except ValueError as exc:  # anything the per-item checks above did not catch
+        raise NetworkError([Problem("", str(exc))]) from None
+    if zips is not None and not zips:
+        raise NetworkError([Problem("", "this area covers no ZIP code at all (check exclude_zips)")])
+    return zips
+
+
+# --------------------------------------------------------------------------------------------------
+# business hours
+# --------------------------------------------------------------------------------------------------
+
+
+def _holidays(value: object) -> tuple[str, str | None] | None:
+    """``"US"`` -> ``("US", None)``, ``"US-TX"`` -> ``("US", "TX")``; ``None``/``false`` -> no holidays."""
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?", value.strip()):
+        raise ValueError(f"{_type_name(value)} is not a holiday calendar (a country like \"US\" or a "
+                         f"country and subdivision like \"US-TX\")")
+    country, _, subdivision = value.strip().upper().partition("-")
+    supported = _holiday_calendars()
+    if country not in supported:
+        raise ValueError(f"no holiday calendar for country '{country}'{did_you_mean(country, supported)}")
+    if subdivision and subdivision not in supported[country]:
+        raise ValueError(f"no holiday calendar for '{country}-{subdivision}' "
+                         f"(subdivisions of {country}: {', '.join(sorted(supported[country])[:12])}, …)")
+    return country, subdivision or None
+
+
+@cache
+def _holiday_calendars() -> dict[str, frozenset[str]]:
+    import holidays
+
+    return {c: frozenset(s) for c, s in holidays.list_supported_countries().items()}
+
+
+def _exception_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"{_type_name(value)} is not a date (use YYYY-MM-DD)")
+
+
+def _hours_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected hours like \"08:00-18:00\" or \"closed\", got {_type_name(value)}")
+    text = value.strip()
+    schedule.parse_hours(text)  # raises ValueError with a plain message
+    return text
+
+
+def normalize_hours(data: Mapping | None) -> dict | None:
+    """Check the shape of business hours and return them in canonical form (what the database stores).
+
+    ``None`` and ``{}`` give ``None`` (always open). Canonical: only the keys given, in the order of
+    :data:`HOURS_KEYS`; exception dates as ISO strings. The time zone is checked but not defaulted
+    (no ``timezone`` means "the buyer's"). Raises :class:`NetworkError` listing every problem.
+    """
+    if data is None or (isinstance(data, Mapping) and not data):
+        return None
+    if not isinstance(data, Mapping):
+        raise NetworkError([Problem("", f"expected a mapping with {', '.join(HOURS_KEYS)}, "
+                                        f"got {_type_name(data)}")])
+    problems = _unknown_keys(data, HOURS_KEYS)
+    result: dict = {}
+    if "timezone" in data:
+        try:
+            result["timezone"] = parse_timezone(data["timezone"])
+        except ValueError as exc:
+            problems.append(Problem("timezone", str(exc)))
+    weekly = data.get("weekly")
+    if weekly is None:
+        problems.append(Problem("weekly", "missing (e.g. {weekdays: \"08:00-18:00\", sat: \"09:00-13:00\"}; "
+                                          "leave hours out for always open)"))
+    elif not isinstance(weekly, Mapping):
+        problems.append(Problem("weekly", f"expected a mapping of days to hours, got {_type_name(weekly)}"))
+    else:
+        clean: dict[str, str] = {}
+        day_problems = []
+        for day, text in weekly.items():
+            try:
+                clean[str(day)] = _hours_text(text)
+            except ValueError as exc:
+                day_problems.append(Problem(f"weekly.{day}", str(exc)))
+        if not day_problems:
+            try:
+                schedule.parse_weekly(clean)  # unknown day names, a day given twice …
+            except ValueError as exc:
+                day_problems.append(Problem("weekly", str(exc)))
+        problems.extend(day_problems)
+        result["weekly"] = clean
+    if "holidays" in data:
+        try:
+            calendar = _holidays(data["holidays"])
+        except ValueError as exc:
+            problems.append(Problem("holidays", str(exc)))
+        else:
+            result["holidays"] = None if calendar is None else "-".join(p for p in calendar if p)
+    exceptions = []
+    seen: dict[dt.date, int] = {}
+    for i, item in enumerate(_list_of(data, "exceptions", problems)):
+        where = f"exceptions[{i}]"
+        if not isinstance(item, Mapping):
+            problems.append(Problem(where, f"expected {{date: 2026-12-24, hours: \"08:00-12:00\"}} or "
+                                           f"{{date: 2026-12-31, closed: true}}, got {_type_name(item)}"))
+            continue
+        problems.extend(p.under(where) for p in _unknown_keys(item, EXCEPTION_KEYS))
+        entry: dict = {}
+        if "date" not in item:
+            problems.append(Problem(f"{where}.date", "missing"))
+        else:
+            try:
+                day = _exception_date(item["date"])
+            except ValueError as exc:
+                problems.append(Problem(f"{where}.date", str(exc)))
+            else:
+                if day in seen:
+                    problems.append(Problem(f"{where}.date", f"{day} is listed twice (also exceptions[{seen[day]}])"))
+                seen[day] = i
+                entry["date"] = day.isoformat()
+        closed = item.get("closed", False)
+        if not isinstance(closed, bool):
+            problems.append(Problem(f"{where}.closed", f"expected true or false, got {_type_name(closed)}"))
+        elif closed and "hours" in item:
+            problems.append(Problem(where, "give either hours or closed: true, not both"))
+        elif closed:
+            entry["closed"] = True
+        elif "hours" not in item:
+            problems.append(Problem(where, "give hours (e.g. \"08:00-12:00\") or closed: true"))
+        else:
+            try:
+                entry["hours"] = _hours_text(item["hours"])
+            except ValueError as exc:
+                problems.append(Problem(f"{where}.hours", str(exc)))
+        exceptions.append(entry)
+    if exceptions:
+        result["exceptions"] = exceptions
+    if problems:
+        raise NetworkError(problems)
+    return result
+
+
+def parse_hours(data: Mapping | None, default_timezone: str) -> schedule.Schedule | None:
+    """Business hours as a ``schedule.Schedule`` (``None``/``{}``: always open, returns ``None``).
+
+    The schedule's time zone is ``data["timezone"]`` when given, else ``default_timezone`` (the
+    buyer's). Raises :class:`NetworkError` listing every problem.
+    """
+    hours = normalize_hours(data)
+    if hours is None:
+        return None
+    timezone = hours.get("timezone", default_timezone)
+    try:
+        timezone = parse_timezone(timezone)
+    except ValueError as exc:
+        raise NetworkError([Problem("timezone", str(exc))]) from None
+    calendar = _holidays(hours.get("holidays"))
+    exceptions = {}
+    for item in hours.get("exceptions", ()):
+        day = dt.date.fromisoformat(item["date"])
+        exceptions[day] = () if item.get("closed") else tuple(schedule.parse_hours(item["hours"]))
+    try:
+        return schedule.Schedule(
+            timezone=timezone,
+            weekly=schedule.parse_weekly(hours["weekly"]),
+            exceptions=exceptions,
+            holiday_country=calendar[0] if calendar else None,
+            holiday_subdivision=calendar[1] if calendar else None,
+        )
+    except ValueError as exc:
+        raise NetworkError([Problem("", str(exc))]) from None

@@ -1,0 +1,194 @@
+"""An in-memory, read-only picture of the network for the call path.
+
+Building it resolves every service area to a ZIP set and every schedule once, so a routing decision
+is pure set lookups. Each app process keeps one snapshot and rebuilds it when ``NetworkVersion``
+changes. The snapshot is also what keeps calls flowing when the database is slow or away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from callbroker.core import model as core
+from callbroker.core.geo import ZipDirectory
+from callbroker.network import models as m
+from callbroker.network.parsing import parse_area, parse_hours
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    """What the call path needs about a target beside its core value."""
+
+    core: core.Target
+    label: str  # "Buyer / Target"
+    buyer_name: str
+    timezone: str  # the buyer's (caps are counted in it)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    """A campaign's core rules plus the call-flow settings the carrier adapter needs."""
+
+    core: core.Campaign
+    key: str
+    name: str
+    active: bool
+    recording: bool
+    recording_disclosure: bool
+    disclosure_text: str
+    ask_zip: str
+    confirm_category: str
+    whisper_text: str
+    ring_timeout: int
+    missed_calls_limit: int
+    missed_calls_window_s: int
+    missed_calls_cooldown_s: int
+    targets: tuple[core.Target, ...]
+    hours_text: str  # opening hours of the campaign's targets, for the after-hours message
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingInfo:
+    id: int
+    number: str
+    campaign_id: int
+    publisher_id: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class NetworkSnapshot:
+    version: int
+    campaigns: dict[int, CampaignInfo] = field(default_factory=dict)
+    targets: dict[int, TargetInfo] = field(default_factory=dict)
+    tracking: dict[str, TrackingInfo] = field(default_factory=dict)
+
+
+def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
+    """Read the whole network from the database and resolve it into core values."""
+    directory = directory or ZipDirectory.default()
+    version = m.NetworkVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+    targets_by_campaign: dict[int, list[core.Target]] = {}
+    targets: dict[int, TargetInfo] = {}
+    hours_by_campaign: dict[int, list[str]] = {}
+    for row in m.Target.objects.select_related("buyer").order_by("priority", "id"):
+        try:
+            area = parse_area(row.area).resolve(directory)
+            schedule = parse_hours(row.hours, row.buyer.timezone)
+        except ValueError:
+            # The loader validates everything; a row edited badly by hand must not stop all routing.
+            log.exception("target %s has an invalid area or hours; it is left out of routing", row.pk)
+            continue
+        value = core.Target(
+            id=row.pk,
+            buyer_id=row.buyer_id,
+            name=f"{row.buyer.name} / {row.name}",
+            number=row.number,
+            priority=row.priority,
+            weight=max(1, row.weight),
+            area_zips=area,
+            accepts_unknown_location=row.accepts_unknown_location,
+            schedule=schedule,
+            hourly_cap=row.hourly_cap,
+            daily_cap=row.daily_cap,
+            monthly_cap=row.monthly_cap,
+            concurrency_limit=row.concurrency_limit,
+            paused=row.paused or not row.buyer.active,
+            blocked_prefixes=tuple(row.blocked_prefixes or ()),
+            price=row.price,
+            min_talk_seconds=row.min_talk_seconds,
+        )
+        targets[row.pk] = TargetInfo(core=value, label=value.name, buyer_name=row.buyer.name,
+                                     timezone=row.buyer.timezone)
+        targets_by_campaign.setdefault(row.campaign_id, []).append(value)
+        if schedule is not None and not value.paused:
+            hours_by_campaign.setdefault(row.campaign_id, []).append(schedule.describe())
+
+    campaigns: dict[int, CampaignInfo] = {}
+    for row in m.Campaign.objects.all():
+        rules = core.Campaign(
+            id=row.pk,
+            name=row.name,
+            category=row.category,
+            buffer_seconds=row.buffer_seconds,
+            duplicate_window=row.duplicate_window,
+            payout=row.payout,
+            blocked_numbers=frozenset(row.blocked_numbers or ()),
+            blocked_prefixes=tuple(row.blocked_prefixes or ()),
+            velocity_limit=row.velocity_limit,
+            velocity_window=row.velocity_window,
+            require_attestation=row.require_attestation,
+            fallback=core.Fallback(
+                kind=core.FallbackKind(row.fallback_kind),
+                number=row.fallback_number or None,
+                message=row.fallback_message,
+            ),
+        )
+        hours = hours_by_campaign.get(row.pk, [])
+        campaigns[row.pk] = CampaignInfo(
+            core=rules,
+            key=row.key,
+            name=row.name,
+            active=row.active,
+            recording=row.recording,
+            recording_disclosure=row.recording_disclosure,
+            disclosure_text=row.disclosure_text,
+            ask_zip=row.ask_zip,
+            confirm_category=row.confirm_category,
+            whisper_text=row.whisper_text or f"Call from {row.name}.",
+            ring_timeout=row.ring_timeout,
+            missed_calls_limit=row.missed_calls_limit,
+            missed_calls_window_s=int(row.missed_calls_window.total_seconds()),
+            missed_calls_cooldown_s=int(row.missed_calls_cooldown.total_seconds()),
+            targets=tuple(targets_by_campaign.get(row.pk, ())),
+            hours_text=max(set(hours), key=hours.count) if hours else "",
+        )
+    tracking = {
+        row.number: TrackingInfo(row.pk, row.number, row.campaign_id, row.publisher_id, row.active)
+        for row in m.TrackingNumber.objects.all()
+    }
+    return NetworkSnapshot(version=version, campaigns=campaigns, targets=targets, tracking=tracking)
+
+
+_lock = threading.Lock()
+_current: NetworkSnapshot | None = None
+
+
+def current_snapshot(*, check_version: bool = True) -> NetworkSnapshot:
+    """The process's snapshot, rebuilt when the network version in the database moved on.
+
+    With ``check_version=False`` (or when the database can't be read) the last snapshot is used.
+    """
+    global _current
+    snap = _current
+    if snap is not None and not check_version:
+        return snap
+    try:
+        version = m.NetworkVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+    except Exception:  # database away: keep routing from what we have
+        if snap is not None:
+            log.warning("network version unreadable; routing from the snapshot of version %s", snap.version)
+            return snap
+        raise
+    if snap is not None and snap.version == version:
+        return snap
+    with _lock:
+        if _current is None or _current.version != version:
+            _current = build_snapshot()
+        return _current
+
+
+def cached_snapshot() -> NetworkSnapshot | None:
+    """The last snapshot built in this process, without touching the database (may be None)."""
+    return _current
+
+
+def reset_snapshot() -> None:
+    """Forget the process's snapshot (tests)."""
+    global _current
+    with _lock:
+        _current = None

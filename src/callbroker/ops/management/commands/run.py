@@ -1,0 +1,90 @@
+"""`callbroker run` (what `make run` does): migrate, load the demo, serve, and feed simulated calls.
+
+The terminal shows one line per call as it finishes: tracking number, campaign, caller ZIP, where it
+was routed, how long it talked, billable or why not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from callbroker.ops.server import default_workers, start_server, stop_server
+
+
+class Command(BaseCommand):
+    help = "Migrate, load the demo network, start the server and feed it simulated calls (Ctrl-C stops)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=default_workers())
+        parser.add_argument("--rate", type=float, default=1.0, help="New calls per second (default 1).")
+        parser.add_argument("--calls", type=int, default=0, help="Stop after this many calls (0 = until Ctrl-C).")
+        parser.add_argument("--time-scale", type=float, default=0.02,
+                            help="Real seconds per simulated second of talk/ring (default 0.02).")
+        parser.add_argument("--seed", type=int, default=None)
+
+    def handle(self, *args, host, port, workers, rate, calls, time_scale, seed, **options):
+        from callbroker.calls.models import Call
+        from callbroker.calls.presenters import call_summary_line
+        from callbroker.sim.emulator import Carrier
+        from callbroker.sim.traffic import generate_day, run_traffic
+
+        import yaml
+
+        call_command("migrate", verbosity=0, interactive=False)
+        call_command("demo", stdout=self.stdout)
+        log_path = Path(settings.DATA_DIR) / "server.log"
+        self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
+        server = start_server(host, port, workers, log_path=log_path)
+        base = f"http://{host}:{port}"
+        self.stdout.write(self.style.SUCCESS(
+            f"\ncallbroker is running on {base}\n"
+            f"  admin:        {base}/admin/  (user 'admin', password printed above)\n"
+            f"  voice URL:    {base}/carriers/twilio/voice   fallback: {base}/carriers/twilio/fallback   "
+            f"status: {base}/carriers/twilio/status\n"
+            f"  auth token:   TWILIO_AUTH_TOKEN={settings.TWILIO_AUTH_TOKEN}\n"
+            f"Feeding simulated calls at {rate}/s — Ctrl-C to stop.\n"))
+        network = yaml.safe_load((Path(__file__).resolve().parents[3] / "network" / "demo" / "demo-network.yaml").read_text())
+        carrier = Carrier(base, settings.TWILIO_AUTH_TOKEN, time_scale=time_scale, seed=seed)
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        done = 0
+
+        def on_done(planned, record):
+            nonlocal done
+            done += 1
+            call = Call.objects.filter(call_sid=record.call_sid).select_related(
+                "campaign", "tracking_number", "connected_target__buyer").first()
+            line = call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})"
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        try:
+            for batch in itertools.count():
+                if stopping or (calls and done >= calls):
+                    break
+                size = min(200, calls - done) if calls else 200
+                planned = generate_day(network, calls=size, seed=(seed if seed is not None else random.randrange(1 << 30)) + batch)
+                run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stdout.write("\nStopping the server …")
+            stop_server(server)
+        self.stdout.write(f"{done} calls simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
+                          "shows them.")
+        return None

@@ -1,0 +1,64 @@
+"""Start the production web server (gunicorn) the same way for `serve`, `run` and `bench`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def gunicorn_command(host: str, port: int, workers: int, *, access_log: bool = False) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "gunicorn", "callbroker.wsgi:application",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--worker-class", "sync",
+        "--backlog", "2048",
+        "--timeout", "30",
+        "--graceful-timeout", "10",
+        "--keep-alive", "5",
+        "--preload",  # load Django and the ZIP table once, then fork: workers share the memory
+        "--log-level", "warning",
+    ]
+    if access_log:
+        cmd += ["--access-logfile", "-"]
+    return cmd
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def start_server(host: str, port: int, workers: int, *, env: dict | None = None, log_path: Path | None = None,
+                 wait: float = 30.0) -> subprocess.Popen:
+    """Start gunicorn in the background and wait until it answers."""
+    full_env = {**os.environ, **(env or {})}
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out)
+    deadline = time.monotonic() + wait
+    url = f"http://{host}:{port}/healthz"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else ""))
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"server did not answer on {url} within {wait:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,297 @@
+"""``callbroker calls list|show`` and the presenters behind it (call_to_dict, summary and detail text)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from callbroker.calls.models import Call
+from callbroker.calls.presenters import (
+    EXCLUSION_LABELS,
+    REASON_LABELS,
+    call_summary_line,
+    call_to_dict,
+    decision_passes,
+    format_money,
+    with_related,
+)
+from callbroker.core.model import Exclusion, Reason
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("calls", *args, stdout=out)
+    return out.getvalue()
+
+
+def loaded(call: Call) -> Call:
+    return with_related(Call.objects.filter(pk=call.pk)).get()
+
+
+# ---- presenters ----------------------------------------------------------------------------------
+
+
+def test_every_exclusion_and_reason_code_has_a_label():
+    assert set(EXCLUSION_LABELS) == {str(code) for code in Exclusion}
+    assert set(REASON_LABELS) == {str(code) for code in Reason}
+    assert all(label and label != code for code, label in {**EXCLUSION_LABELS, **REASON_LABELS}.items()
+               if code not in {"paused", "closed"})
+
+
+def test_call_to_dict_has_decision_with_labels_attempts_in_order_and_money_as_strings(routed_call):
+    # given a routed, billable call
+    targets = routed_call.targets
+    # when
+    data = call_to_dict(loaded(routed_call))
+    # then
+    assert data["sid"] == routed_call.call_sid
+    assert data["started_at"] == "2026-11-27T14:03:12Z"
+    assert data["tracking_number"] == {"number": "+15124440001", "label": "Google Ads", "known": True}
+    assert data["campaign"]["key"] == "austin-plumbing"
+    assert data["campaign"]["name"] == "Austin Plumbing"
+    assert data["caller"]["zip"] == "78704"
+    assert data["caller"]["zip_source"] == "ivr"
+    assert data["caller"]["stir_verstat"] == "TN-Validation-Passed-A"
+    assert data["revenue"] == "45.00" and data["payout"] == "20.00"
+    assert data["verdict"] == "billable" and data["reasons"] == []
+    assert data["connected_target"]["name"] == "ACME Plumbing / Main line"
+    assert data["buyer"]["key"] == "acme"
+    assert data["talk_seconds"] == 151
+
+    decision = data["decision"]
+    assert [entry["id"] for entry in decision["ring"]] == [targets["night"].pk, targets["main"].pk]
+    assert decision["ring"][1]["name"] == "ACME Plumbing / Main line"
+    assert decision["excluded"] == [
+        {"id": targets["closed"].pk, "name": "Bob's Pipes / Day line", "code": "closed",
+         "label": EXCLUSION_LABELS["closed"]},
+        {"id": targets["capped"].pk, "name": "ACME Plumbing / South", "code": "daily_cap",
+         "label": "daily cap reached"},
+    ]
+    assert len(decision["passes"]) == 1
+
+    assert [a["sequence"] for a in data["attempts"]] == [1, 2]
+    assert [a["result"] for a in data["attempts"]] == ["no-answer", "bridged"]
+    assert data["attempts"][1]["talk_seconds"] == 151
+    assert data["attempts"][0]["target"]["name"] == "Bob's Pipes / Night line"
+    assert "events" not in data
+
+    json.dumps(data)  # plain data: no Decimal, no datetime
+
+
+def test_call_to_dict_with_events_lists_the_carrier_webhooks(routed_call):
+    data = call_to_dict(loaded(routed_call), with_events=True)
+
+    assert [e["kind"] for e in data["events"]] == ["voice", "status"]
+    assert data["events"][1]["params"]["CallStatus"] == "completed"
+    assert data["events"][0]["received_at"].endswith("Z")
+
+
+def test_not_billable_reasons_carry_labels(make_call):
+    call = make_call(verdict="not_billable", reason_codes=["below_buffer", "duplicate"])
+
+    data = call_to_dict(loaded(call))
+
+    assert data["reasons"] == [
+        {"code": "below_buffer", "label": REASON_LABELS["below_buffer"]},
+        {"code": "duplicate", "label": REASON_LABELS["duplicate"]},
+    ]
+    assert data["revenue"] == "0.00"
+    assert data["decision"] is None
+
+
+def test_several_routing_passes_are_all_kept_and_the_last_one_is_current(make_target, make_call):
+    first, second = make_target(name="First"), make_target(name="Second")
+    passes = [
+        {"ring": [first.pk], "excluded": [], "sticky": True, "fallback": None, "at": "2026-11-27T14:00:00Z"},
+        {"ring": [second.pk], "excluded": [[first.pk, "concurrency_full"]], "sticky": False, "fallback": None,
+         "at": "2026-11-27T14:00:40Z"},
+    ]
+    call = make_call(decision={"passes": passes})
+
+    data = call_to_dict(loaded(call))
+
+    # names looked up when the decision stored none
+    assert data["decision"]["ring"] == [{"id": second.pk, "name": str(second)}]
+    assert data["decision"]["excluded"][0]["code"] == "concurrency_full"
+    assert [p["at"] for p in data["decision"]["passes"]] == ["2026-11-27T14:00:00Z", "2026-11-27T14:00:40Z"]
+    assert data["decision"]["passes"][0]["sticky"] is True
+
+
+def test_deleted_target_in_a_decision_is_shown_by_id(make_call):
+    call = make_call(decision={"ring": [], "excluded": [[999, "paused"]], "fallback": None})
+
+    [routing] = decision_passes(call)
+
+    assert routing["excluded"] == [{"id": 999, "name": "#999", "code": "paused", "label": "paused"}]
+
+
+def test_summary_line_billable(routed_call):
+    line = call_summary_line(loaded(routed_call))
+
+    assert line == ("14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)  "
+                    "→ ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00")
+
+
+def test_summary_line_not_billable(make_campaign, make_target, make_call):
+    campaign = make_campaign(name="Austin Plumbing")
+    target = make_target(campaign=campaign)
+    call = make_call(
+        campaign=campaign, caller_zip="78701", zip_source="carrier", verdict="not_billable",
+        reason_codes=["below_buffer", "duplicate"],
+        attempts=[{"target": target, "result": "bridged", "talk_seconds": 40}],
+    )
+
+    line = call_summary_line(loaded(call))
+
+    assert "ZIP 78701 (carrier)" in line
+    assert f"→ {target}  talked 0:40" in line
+    assert line.endswith("NOT BILLABLE: below_buffer, duplicate")
+
+
+def test_summary_line_fallback(make_call):
+    call = make_call(
+        caller_number="", caller_status="anonymous", fallback_applied="message", verdict="not_billable",
+        reason_codes=["not_connected"],
+        decision={"ring": [], "excluded": [], "fallback": {"kind": "message", "number": None, "message": "Closed"}},
+    )
+
+    line = call_summary_line(loaded(call))
+
+    assert "anonymous  " in line
+    assert "ZIP ?" in line
+    assert "→ fallback: message" in line
+    assert "talked" not in line
+    assert line.endswith("NOT BILLABLE: not_connected")
+
+
+def test_summary_line_no_answer(make_target, make_call):
+    targets = [make_target() for _ in range(3)]
+    call = make_call(attempts=[{"target": t, "result": "no-answer", "ring_seconds": 30} for t in targets],
+                     verdict="not_billable", reason_codes=["not_connected"])
+
+    assert "→ no answer (3 tried)" in call_summary_line(loaded(call))
+
+
+def test_summary_line_live_call_is_pending(make_call):
+    call = make_call(stage="ivr")
+
+    line = call_summary_line(loaded(call))
+
+    assert "→ in IVR" in line and line.endswith("PENDING")
+
+
+def test_money_formatting():
+    assert format_money(Decimal("1250")) == "$1,250.00"
+    assert format_money(Decimal("9.5"), "XYZ") == "9.50 XYZ"
+
+
+# ---- calls list ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_calls(make_campaign, make_call):
+    plumbing = make_campaign(key="plumbing", name="Plumbing")
+    roofing = make_campaign(key="roofing", name="Roofing")
+    make_call(call_sid="CA-old", campaign=plumbing, started_at=dt.datetime(2026, 10, 30, 9, tzinfo=dt.UTC),
+              verdict="billable", revenue=Decimal("45"))
+    make_call(call_sid="CA-plumbing", campaign=plumbing, started_at=dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC),
+              verdict="not_billable", reason_codes=["below_buffer"])
+    make_call(call_sid="CA-roofing", campaign=roofing, started_at=dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC))
+
+
+def test_list_shows_a_table_newest_first(three_calls):
+    out = run("list")
+
+    lines = out.splitlines()
+    assert lines[0].startswith("TIME (UTC)")
+    assert [line.split()[2] for line in lines[1:]] == ["CA-roofing", "CA-plumbing", "CA-old"]
+    assert "not billable: below_buffer" in out
+
+
+def test_list_filters_by_campaign_verdict_since_and_limit(three_calls):
+    assert "CA-roofing" not in run("list", "--campaign", "plumbing")
+    assert "CA-plumbing" in run("list", "--campaign", "plumbing")
+    assert [c["sid"] for c in json.loads(run("list", "--verdict", "billable", "--json"))] == ["CA-old"]
+    assert [c["sid"] for c in json.loads(run("list", "--since", "2026-11-01", "--json"))] == [
+        "CA-roofing", "CA-plumbing"]
+    assert [c["sid"] for c in json.loads(run("list", "--limit", "1", "--json"))] == ["CA-roofing"]
+    assert [c["sid"] for c in json.loads(run("list", "--limit", "0", "--json"))] == [
+        "CA-roofing", "CA-plumbing", "CA-old"]
+
+
+def test_list_json_has_the_call_fields_without_events(routed_call):
+    [data] = json.loads(run("list", "--json"))
+
+    assert data["sid"] == routed_call.call_sid
+    assert data["revenue"] == "45.00"
+    assert {"campaign", "publisher", "caller", "decision", "attempts", "verdict", "reasons"} <= set(data)
+    assert "events" not in data
+
+
+def test_list_with_nothing_to_show(db):
+    assert run("list") == "No calls match.\n"
+    assert json.loads(run("list", "--json")) == []
+
+
+def test_list_rejects_bad_arguments(three_calls):
+    with pytest.raises(CommandError, match="No campaign"):
+        run("list", "--campaign", "nope")
+    with pytest.raises(CommandError, match="--since"):
+        run("list", "--since", "yesterday")
+    with pytest.raises(CommandError):
+        run("list", "--verdict", "maybe")
+
+
+# ---- calls show ----------------------------------------------------------------------------------
+
+
+def test_show_prints_attempts_exclusions_and_verdict(routed_call):
+    out = run("show", routed_call.call_sid)
+
+    assert out.startswith(f"Call {routed_call.call_sid}")
+    for section in ("Caller", "Routing", "Attempts", "Qualification", "Outcome"):
+        assert f"\n{section}\n" in out
+    assert "Campaign     Austin Plumbing (austin-plumbing)" in out
+    assert "1. Bob's Pipes / Night line" in out
+    assert f"- Bob's Pipes / Day line [#{routed_call.targets['closed'].pk}]: closed (closed)" in out
+    assert "- ACME Plumbing / South" in out and "daily cap reached (daily_cap)" in out
+    assert "Connected" in out and "No answer" in out
+    assert "Verdict      Billable" in out
+    assert "Revenue      $45.00" in out
+    assert "Events" not in out
+
+
+def test_show_prints_reasons_not_billable(make_call):
+    call = make_call(verdict="not_billable", reason_codes=["below_buffer", "out_of_area"])
+
+    out = run("show", call.call_sid)
+
+    assert f"- below_buffer: {REASON_LABELS['below_buffer']}" in out
+    assert f"- out_of_area: {REASON_LABELS['out_of_area']}" in out
+
+
+def test_show_with_events(routed_call):
+    out = run("show", routed_call.call_sid, "--events")
+
+    assert "\nEvents\n" in out
+    assert '"CallStatus": "completed"' in out
+
+
+def test_show_json(routed_call):
+    data = json.loads(run("show", routed_call.call_sid, "--json", "--events"))
+
+    assert data["sid"] == routed_call.call_sid
+    assert data["decision"]["excluded"][0]["code"] == "closed"
+    assert len(data["events"]) == 2
+
+
+def test_show_unknown_call_sid_is_an_error(db):
+    with pytest.raises(CommandError, match="No call with CallSid 'CAnope'"):
+        run("show", "CAnope")
