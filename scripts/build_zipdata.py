@@ -181,7 +181,9 @@ def build_rows(src: Sources, stats: Counter[str]) -> list[dict[str, str]]:
             stats["skipped: no coordinates"] += 1
             continue
 
-        kind = zp["zip_code_type"] if zp else UDS_KINDS.get(uds["zip_type"], "STANDARD") if uds else "STANDARD"
+        kind = (
+            zp["zip_code_type"] if zp else UDS_KINDS.get(uds["zip_type"], "STANDARD") if uds else "STANDARD"
+        )
         assert kind in KINDS, (code, kind)
         city = (zp and zp["city"]) or (uds and uds["po_name"]) or (gn and gn[2]) or ""
         state = (zp and zp["state"]) or (uds and uds["state"]) or (gn and gn[4]) or ""

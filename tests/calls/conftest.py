@@ -2,7 +2,8 @@
 
 Every factory has working defaults, so a test names only what it is about::
 
-    call = make_call(verdict="billable", attempts=[{"target": target, "result": "bridged", "talk_seconds": 151}])
+    call = make_call(verdict="billable",
+                     attempts=[{"target": target, "result": "bridged", "talk_seconds": 151}])
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def make_call(db, seq, make_tracking_number):
         n = next(seq)
         tracking = fields.pop("tracking_number", None)
         if tracking is None:
-            tracking = make_tracking_number(**({"campaign": fields["campaign"]} if "campaign" in fields else {}))
+            given = {"campaign": fields["campaign"]} if "campaign" in fields else {}
+            tracking = make_tracking_number(**given)
         fields["tracking_number"] = tracking
         fields.setdefault("campaign", tracking.campaign)
         fields.setdefault("publisher", tracking.publisher)
@@ -181,7 +183,8 @@ def routed_call(make_campaign, make_buyer, make_target, make_tracking_number, ma
             {"target": main, "result": "bridged", "ring_seconds": 6, "talk_seconds": 151},
         ],
         events=[
-            {"kind": "voice", "params": {"CallSid": "CA0123456789abcdef0123456789abcdef", "From": "+15125550001"}},
+            {"kind": "voice", "params": {"CallSid": "CA0123456789abcdef0123456789abcdef",
+                                         "From": "+15125550001"}},
             {"kind": "status", "params": {"CallStatus": "completed", "CallDuration": "190"}},
         ],
     )

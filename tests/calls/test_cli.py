@@ -12,12 +12,14 @@ from django.core.management import CommandError, call_command
 
 from callbroker.calls.models import Call
 from callbroker.calls.presenters import (
+    AUTO_PAUSED_LABEL,
     EXCLUSION_LABELS,
     REASON_LABELS,
     call_summary_line,
     call_to_dict,
     decision_passes,
-    format_money,
+    money_str,
+    money_text,
     with_related,
 )
 from callbroker.core.model import Exclusion, Reason
@@ -41,8 +43,8 @@ def loaded(call: Call) -> Call:
 def test_every_exclusion_and_reason_code_has_a_label():
     assert set(EXCLUSION_LABELS) == {str(code) for code in Exclusion}
     assert set(REASON_LABELS) == {str(code) for code in Reason}
-    assert all(label and label != code for code, label in {**EXCLUSION_LABELS, **REASON_LABELS}.items()
-               if code not in {"paused", "closed"})
+    labels = [*EXCLUSION_LABELS.values(), *REASON_LABELS.values()]
+    assert all(isinstance(label, str) and label for label in labels)
 
 
 def test_call_to_dict_has_decision_with_labels_attempts_in_order_and_money_as_strings(routed_call):
@@ -70,10 +72,11 @@ def test_call_to_dict_has_decision_with_labels_attempts_in_order_and_money_as_st
     assert decision["ring"][1]["name"] == "ACME Plumbing / Main line"
     assert decision["excluded"] == [
         {"id": targets["closed"].pk, "name": "Bob's Pipes / Day line", "code": "closed",
-         "label": EXCLUSION_LABELS["closed"]},
+         "label": EXCLUSION_LABELS["closed"], "auto_paused": False},
         {"id": targets["capped"].pk, "name": "ACME Plumbing / South", "code": "daily_cap",
-         "label": "daily cap reached"},
+         "label": "daily cap reached", "auto_paused": False},
     ]
+    assert decision["refused_at_dial"] == []
     assert len(decision["passes"]) == 1
 
     assert [a["sequence"] for a in data["attempts"]] == [1, 2]
@@ -129,7 +132,31 @@ def test_deleted_target_in_a_decision_is_shown_by_id(make_call):
 
     [routing] = decision_passes(call)
 
-    assert routing["excluded"] == [{"id": 999, "name": "#999", "code": "paused", "label": "paused"}]
+    assert routing["excluded"] == [
+        {"id": 999, "name": "#999", "code": "paused", "label": "paused", "auto_paused": False}]
+
+
+def test_auto_paused_targets_and_refusals_at_dial_time_are_explained(make_target, make_call):
+    # given a target auto-paused by missed-call protection and one refused when its turn came
+    missed, full, ok = make_target(name="Missed"), make_target(name="Full"), make_target(name="Ok")
+    call = make_call(decision={
+        "ring": [full.pk, ok.pk], "excluded": [[missed.pk, "paused"]], "auto_paused": [missed.pk],
+        "refused_at_dial": [[full.pk, "concurrency_full"]], "fallback": None,
+        "at": "2026-11-27T14:03:20.123456+00:00",
+    })
+
+    # when
+    [routing] = decision_passes(call)
+    out = run("show", call.call_sid)
+
+    # then
+    assert routing["excluded"][0]["auto_paused"] is True
+    assert routing["excluded"][0]["label"] == AUTO_PAUSED_LABEL
+    assert routing["refused_at_dial"] == [{"id": full.pk, "name": str(full), "code": "concurrency_full",
+                                           "label": EXCLUSION_LABELS["concurrency_full"]}]
+    assert f"{missed} [#{missed.pk}]: {AUTO_PAUSED_LABEL} (paused)" in out
+    assert "Skipped when their turn came:" in out and f"{full} [#{full.pk}]: concurrency limit reached" in out
+    assert "Decided at 2026-11-27 14:03:20 for ZIP unknown" in out
 
 
 def test_summary_line_billable(routed_call):
@@ -159,7 +186,8 @@ def test_summary_line_fallback(make_call):
     call = make_call(
         caller_number="", caller_status="anonymous", fallback_applied="message", verdict="not_billable",
         reason_codes=["not_connected"],
-        decision={"ring": [], "excluded": [], "fallback": {"kind": "message", "number": None, "message": "Closed"}},
+        decision={"ring": [], "excluded": [],
+                  "fallback": {"kind": "message", "number": None, "message": "Closed"}},
     )
 
     line = call_summary_line(loaded(call))
@@ -176,7 +204,14 @@ def test_summary_line_no_answer(make_target, make_call):
     call = make_call(attempts=[{"target": t, "result": "no-answer", "ring_seconds": 30} for t in targets],
                      verdict="not_billable", reason_codes=["not_connected"])
 
-    assert "→ no answer (3 tried)" in call_summary_line(loaded(call))
+    assert "→ no answer (3 tried)  NOT BILLABLE: not_connected" in call_summary_line(loaded(call))
+
+
+def test_summary_line_no_answer_then_fallback(make_target, make_call):
+    call = make_call(attempts=[{"target": make_target(), "result": "no-answer"}], fallback_applied="voicemail",
+                     verdict="not_billable", reason_codes=["not_connected"])
+
+    assert "→ no answer (1 tried), fallback: voicemail" in call_summary_line(loaded(call))
 
 
 def test_summary_line_live_call_is_pending(make_call):
@@ -187,9 +222,11 @@ def test_summary_line_live_call_is_pending(make_call):
     assert "→ in IVR" in line and line.endswith("PENDING")
 
 
-def test_money_formatting():
-    assert format_money(Decimal("1250")) == "$1,250.00"
-    assert format_money(Decimal("9.5"), "XYZ") == "9.50 XYZ"
+def test_money_is_a_two_place_string_and_dollars_for_people():
+    assert money_str(Decimal("45")) == "45.00"
+    assert money_str(None) is None
+    assert money_text(Decimal("1250")) == "$1,250.00"
+    assert money_text(None) == "—"
 
 
 # ---- calls list ----------------------------------------------------------------------------------
@@ -199,11 +236,14 @@ def test_money_formatting():
 def three_calls(make_campaign, make_call):
     plumbing = make_campaign(key="plumbing", name="Plumbing")
     roofing = make_campaign(key="roofing", name="Roofing")
-    make_call(call_sid="CA-old", campaign=plumbing, started_at=dt.datetime(2026, 10, 30, 9, tzinfo=dt.UTC),
-              verdict="billable", revenue=Decimal("45"))
-    make_call(call_sid="CA-plumbing", campaign=plumbing, started_at=dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC),
-              verdict="not_billable", reason_codes=["below_buffer"])
-    make_call(call_sid="CA-roofing", campaign=roofing, started_at=dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC))
+    def day(month: int, day: int) -> dt.datetime:
+        return dt.datetime(2026, month, day, 9, tzinfo=dt.UTC)
+
+    make_call(call_sid="CA-old", campaign=plumbing, started_at=day(10, 30), verdict="billable",
+              revenue=Decimal("45"))
+    make_call(call_sid="CA-plumbing", campaign=plumbing, started_at=day(11, 2), verdict="not_billable",
+              reason_codes=["below_buffer"])
+    make_call(call_sid="CA-roofing", campaign=roofing, started_at=day(11, 3))
 
 
 def test_list_shows_a_table_newest_first(three_calls):
@@ -235,6 +275,19 @@ def test_list_json_has_the_call_fields_without_events(routed_call):
     assert "events" not in data
 
 
+def test_list_reads_a_fixed_number_of_queries(routed_call, make_call, django_assert_num_queries):
+    # given one call: count the queries; then four more calls of the same shape
+    with django_assert_num_queries(2):  # calls with their rows, attempts with theirs
+        run("list", "--json")
+    for _ in range(4):
+        make_call(decision=routed_call.decision, attempts=[{"target": routed_call.targets["main"],
+                                                           "result": "bridged", "talk_seconds": 70}])
+    # then the same number of queries
+    with django_assert_num_queries(2):
+        output = run("list", "--json")
+    assert len(json.loads(output)) == 5
+
+
 def test_list_with_nothing_to_show(db):
     assert run("list") == "No calls match.\n"
     assert json.loads(run("list", "--json")) == []
@@ -245,8 +298,12 @@ def test_list_rejects_bad_arguments(three_calls):
         run("list", "--campaign", "nope")
     with pytest.raises(CommandError, match="--since"):
         run("list", "--since", "yesterday")
+    with pytest.raises(CommandError, match="--since"):
+        run("list", "--since", "2026-13-01")
     with pytest.raises(CommandError):
         run("list", "--verdict", "maybe")
+    with pytest.raises(CommandError, match="--limit"):
+        run("list", "--limit", "-1")
 
 
 # ---- calls show ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.utils.http import urlencode
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.calls.presenters import (
     caller_text,
+    decided_at_text,
     decision_passes,
     reason_label,
     routed_text,
@@ -41,6 +42,42 @@ class ViewOnlyMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+def _left_out_html(entries: list[dict]) -> str:
+    return format_html_join(
+        "", "<li>{} <small>#{}</small>: {} <code>{}</code></li>",
+        ((e["name"], e["id"], e["label"], e["code"]) for e in entries),
+    )
+
+
+def _pass_html(routing: dict, number: int, count: int) -> str:
+    """One routing pass: when and for which ZIP, the ring list, every target left out and why."""
+    title = f"Pass {number} of {count}: " if count > 1 else ""
+    where = "ZIP unknown"
+    if routing["caller_zip"]:
+        where = f"ZIP {routing['caller_zip']} ({routing['zip_source']})"
+    parts = [format_html("<p>{}decided {} for {}</p>", title, decided_at_text(routing["at"]), where)]
+    if routing["ring"]:
+        sticky_note = " (repeat caller: rang first)" if routing["sticky"] else ""
+        ring = format_html_join(
+            "", "<li>{} <small>#{}</small>{}</li>",
+            ((entry["name"], entry["id"], sticky_note if place == 0 else "")
+             for place, entry in enumerate(routing["ring"])),
+        )
+        parts.append(format_html("<p>Ring list:</p><ol>{}</ol>", ring))
+    else:
+        parts.append(format_html("<p>{}</p>", "Ring list empty: no target could take the call."))
+    if routing["excluded"]:
+        parts.append(format_html("<p>Excluded:</p><ul>{}</ul>", _left_out_html(routing["excluded"])))
+    if routing["refused_at_dial"]:
+        parts.append(format_html("<p>Skipped when their turn came:</p><ul>{}</ul>",
+                                 _left_out_html(routing["refused_at_dial"])))
+    fallback = routing["fallback"]
+    if fallback:
+        detail = fallback.get("number") or fallback.get("message") or ""
+        parts.append(format_html("<p>Fallback: {} {}</p>", fallback.get("kind", ""), detail))
+    return format_html("<div>{}</div>", format_html_join("", "{}", ((part,) for part in parts)))
 
 
 class CallAttemptInline(ViewOnlyMixin, admin.TabularInline):
@@ -79,7 +116,7 @@ class CallAdmin(admin.ModelAdmin):
                                "category_confirmed")}),
         ("Routing", {"fields": ("routing", "fallback_applied", "connected_target", "buyer", "talk_seconds",
                                 "in_area")}),
-        ("Qualification", {"fields": ("verdict", "reasons", "revenue", "payout", "qualified_at")}),
+        ("Qualification", {"fields": ("verdict", "reason_list", "revenue", "payout", "qualified_at")}),
         ("Outcome (from the buyer)", {"fields": (*OUTCOME_FIELDS, "outcome_at")}),
         ("Recording", {"classes": ("collapse",),
                        "fields": ("recording_sid", "recording_url", "recording_seconds")}),
@@ -92,7 +129,7 @@ class CallAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Call | None = None) -> list[str]:
         facts = [f.name for f in Call._meta.concrete_fields if f.name not in OUTCOME_FIELDS]
-        return [*facts, "routing", "reasons", "events", "decision_json"]
+        return [*facts, "routing", "reason_list", "events", "decision_json"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # calls come from the carrier
@@ -127,36 +164,21 @@ class CallAdmin(admin.ModelAdmin):
             ", ", '<span title="{}">{}</span>', ((reason_label(code), code) for code in call.reason_codes)
         )
 
+    @admin.display(description="reasons not billable")
+    def reason_list(self, call: Call) -> str:
+        if not call.reason_codes:
+            return "—"
+        items = format_html_join("", "<li><code>{}</code>: {}</li>",
+                                 ((code, reason_label(code)) for code in call.reason_codes))
+        return format_html("<ul>{}</ul>", items)
+
     @admin.display(description="routing decision")
     def routing(self, call: Call) -> str:
         passes = decision_passes(call)
         if not passes:
             return "Not routed (no decision recorded)."
-        blocks = []
-        for number, routing in enumerate(passes, start=1):
-            title = f"Pass {number} of {len(passes)}, " if len(passes) > 1 else ""
-            zip_text = (f"ZIP {routing['caller_zip']} ({routing['zip_source']})" if routing["caller_zip"]
-                        else "ZIP unknown")
-            ring = format_html_join(
-                "", "<li>{} <small>#{}</small>{}</li>",
-                ((entry["name"], entry["id"],
-                  " — repeat caller, rang first" if place == 0 and routing["sticky"] else "")
-                 for place, entry in enumerate(routing["ring"])),
-            ) or format_html("<li>{}</li>", "empty: no target could take the call")
-            excluded = format_html_join(
-                "", "<li>{} <small>#{}</small>: {} <code>{}</code></li>",
-                ((e["name"], e["id"], e["label"], e["code"]) for e in routing["excluded"]),
-            ) or format_html("<li>{}</li>", "none")
-            fallback = routing["fallback"]
-            fallback_html = format_html(
-                "<p>Fallback: {} {}</p>", fallback.get("kind", ""),
-                fallback.get("number") or fallback.get("message") or "",
-            ) if fallback else ""
-            blocks.append(format_html(
-                "<div><p>{}decided {} for {}</p><p>Ring list:</p><ol>{}</ol><p>Excluded:</p><ul>{}</ul>{}</div>",
-                title, routing["at"] or "—", zip_text, ring, excluded, fallback_html,
-            ))
-        return format_html_join("", "{}", ((block,) for block in blocks))
+        return format_html_join("", "{}", ((_pass_html(routing, number, len(passes)),)
+                                           for number, routing in enumerate(passes, start=1)))
 
     @admin.display(description="carrier events")
     def events(self, call: Call) -> str:
@@ -206,4 +228,5 @@ class CallEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="parameters")
     def params_pretty(self, event: CallEvent) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(event.params, indent=2, sort_keys=True, ensure_ascii=False))
+        params = json.dumps(event.params, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html("<pre>{}</pre>", params)

@@ -15,29 +15,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Outcome, Verdict, ZipSourceChoices
+from callbroker.calls.choices import (
+    AttemptResult,
+    CallerStatus,
+    CallStage,
+    Outcome,
+    Verdict,
+    ZipSourceChoices,
+)
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.core.model import Exclusion, FallbackKind, Reason
+from callbroker.core.money import CENT, format_money
 from callbroker.core.routing import EXCLUSION_LABELS as _CORE_EXCLUSION_LABELS
 from callbroker.network.models import Target
 
 __all__ = [
+    "AUTO_PAUSED_LABEL",
     "EXCLUSION_LABELS",
     "FALLBACK_LABELS",
     "REASON_LABELS",
     "call_detail_lines",
     "call_summary_line",
     "call_to_dict",
+    "decided_at_text",
     "decision_passes",
     "exclusion_label",
-    "format_money",
     "format_seconds",
+    "money_str",
+    "money_text",
     "reason_label",
     "with_related",
 ]
@@ -59,16 +71,17 @@ REASON_LABELS: Mapping[str, str] = {
     Reason.CALLER_VELOCITY: "too many calls from this caller in a short time",
 }
 
-#: What happened to a caller no target could take.
+#: Shown instead of the ``paused`` label for a target paused by missed-call protection.
+AUTO_PAUSED_LABEL = "paused automatically (missed calls)"
+
+#: What happened to a caller no target could take (``Call.fallback_applied``).
 FALLBACK_LABELS: Mapping[str, str] = {
     FallbackKind.MESSAGE: "closed message played",
     FallbackKind.FORWARD: "forwarded to the fallback number",
     FallbackKind.VOICEMAIL: "voicemail taken",
     FallbackKind.CALLBACK: "callback requested",
+    "unknown_number": "number called is not an active tracking number",
 }
-
-_CURRENCY_SIGNS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
-
 
 def exclusion_label(code: str) -> str:
     """Human label of an exclusion code; an unknown (newer) code is shown as itself."""
@@ -97,16 +110,12 @@ def money_str(value: Decimal | None) -> str | None:
     """A Decimal as a fixed two-place string (``"45.00"``); never a float."""
     if value is None:
         return None
-    return str(Decimal(value).quantize(Decimal("0.01")))
+    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-def format_money(value: Decimal | None, currency: str = "USD") -> str:
-    """``$45.00``, ``$1,250.00`` or ``45.00 XYZ`` for currencies without a known sign."""
-    if value is None:
-        return "—"
-    amount = f"{Decimal(value):,.2f}"
-    sign = _CURRENCY_SIGNS.get(currency)
-    return f"{sign}{amount}" if sign else f"{amount} {currency}"
+def money_text(value: Decimal | None, currency: str = "USD") -> str:
+    """``$45.00`` (see :func:`callbroker.core.money.format_money`); ``None`` is ``—``."""
+    return "—" if value is None else format_money(value, currency)
 
 
 def format_seconds(seconds: int | None) -> str:
@@ -134,9 +143,10 @@ def _currency(call: Call) -> str:
 
 def with_related(queryset: QuerySet[Call]) -> QuerySet[Call]:
     """The related rows every presenter reads, in a fixed number of queries."""
+    attempts = CallAttempt.objects.select_related("target__buyer", "buyer").order_by("sequence")
     return queryset.select_related(
         "campaign", "publisher", "tracking_number", "connected_target__buyer", "buyer"
-    ).prefetch_related("attempts__target__buyer", "attempts__buyer")
+    ).prefetch_related(Prefetch("attempts", queryset=attempts))
 
 
 def _attempts(call: Call) -> list[CallAttempt]:
@@ -185,10 +195,14 @@ def decision_passes(call: Call) -> list[dict]:
     """Every routing pass of the call, oldest first, as plain dicts with names and labels::
 
         {"at": "...", "ring": [{"id": 12, "name": "ACME / Main"}],
-         "excluded": [{"id": 3, "name": "Bob / Night", "code": "closed", "label": "closed"}],
+         "excluded": [{"id": 3, "name": "Bob / Night", "code": "closed", "label": "closed",
+                       "auto_paused": False}],
+         "refused_at_dial": [{"id": 12, "name": "ACME / Main", "code": "concurrency_full", "label": …}],
          "sticky": False, "fallback": {"kind": "message", ...} | None,
          "caller_zip": "78701", "zip_source": "carrier"}
 
+    ``refused_at_dial`` lists ring-list targets skipped when their turn came (a cap or the concurrency
+    limit was reached in between); ``auto_paused`` marks targets paused by missed-call protection.
     Names come from the snapshot stored with the decision (``"targets"``); targets missing from it are
     looked up (one query per call at most) and shown as ``#id`` when gone.
     """
@@ -196,15 +210,15 @@ def decision_passes(call: Call) -> list[dict]:
     if not raw_passes:
         return []
     names: dict[int, str] = {}
+    wanted: set[int | None] = set()
     for raw in raw_passes:
         for key, name in (raw.get("targets") or {}).items():
             tid = _int_or_none(key)
             if tid is not None and tid not in names:
                 names[tid] = str(name)
-    wanted = set()
-    for raw in raw_passes:
         wanted.update(_int_or_none(t) for t in raw.get("ring") or ())
-        wanted.update(_int_or_none(t) for t, _code in _excluded_pairs(raw.get("excluded")))
+        for key in ("excluded", "refused_at_dial"):
+            wanted.update(_int_or_none(t) for t, _code in _excluded_pairs(raw.get(key)))
     missing = {tid for tid in wanted if tid is not None and tid not in names}
     if missing:
         for target in Target.objects.filter(pk__in=missing).select_related("buyer"):
@@ -214,16 +228,26 @@ def decision_passes(call: Call) -> list[dict]:
         as_int = _int_or_none(tid)
         return names.get(as_int, f"#{tid}") if as_int is not None else f"#{tid}"
 
+    def left_out(items: Any, auto_paused: set[int | None] | None = None) -> list[dict]:
+        entries = []
+        for tid, code in _excluded_pairs(items):
+            entry = {"id": _int_or_none(tid), "name": name_of(tid), "code": code, "label": exclusion_label(code)}
+            if auto_paused is not None:
+                entry["auto_paused"] = entry["id"] in auto_paused
+                if entry["auto_paused"] and code == Exclusion.PAUSED:
+                    entry["label"] = AUTO_PAUSED_LABEL
+            entries.append(entry)
+        return entries
+
     passes = []
     for raw in raw_passes:
         fallback = raw.get("fallback")
+        auto_paused = {_int_or_none(t) for t in raw.get("auto_paused") or ()}
         passes.append({
             "at": raw.get("at"),
             "ring": [{"id": _int_or_none(t), "name": name_of(t)} for t in raw.get("ring") or ()],
-            "excluded": [
-                {"id": _int_or_none(t), "name": name_of(t), "code": code, "label": exclusion_label(code)}
-                for t, code in _excluded_pairs(raw.get("excluded"))
-            ],
+            "excluded": left_out(raw.get("excluded"), auto_paused),
+            "refused_at_dial": left_out(raw.get("refused_at_dial")),
             "sticky": bool(raw.get("sticky", False)),
             "fallback": dict(fallback) if isinstance(fallback, Mapping) else None,
             "caller_zip": raw.get("caller_zip"),
@@ -262,8 +286,7 @@ def _attempt_dict(attempt: CallAttempt) -> dict:
         "ring_seconds": attempt.ring_seconds,
         "talk_seconds": attempt.talk_seconds,
         "result": attempt.result,
-        "result_label": AttemptResult(attempt.result).label if attempt.result in AttemptResult.values
-        else attempt.result,
+        "result_label": _label(AttemptResult, attempt.result),
         "dial_call_sid": attempt.dial_call_sid,
     }
 
@@ -323,6 +346,7 @@ def call_to_dict(call: Call, *, with_events: bool = False) -> dict:
         },
         "decision": _decision_dict(call),
         "fallback_applied": call.fallback_applied or None,
+        "fallback_label": FALLBACK_LABELS.get(call.fallback_applied, call.fallback_applied) or None,
         "connected_target": {"id": target.pk, "key": target.key, "name": str(target)} if target else None,
         "buyer": _ref(call.buyer),
         "talk_seconds": call.talk_seconds,
@@ -373,16 +397,17 @@ def routed_text(call: Call) -> str:
     """Where the call went: ``→ ACME / Main``, ``→ fallback: message``, ``→ no answer (3 tried)`` …"""
     if call.connected_target_id:
         return f"→ {call.connected_target}"
-    if call.fallback_applied:
-        return f"→ fallback: {call.fallback_applied}"
     attempts = _attempts(call)
     if call.stage == CallStage.DIALING and attempts:
         return f"→ ringing {attempts[-1].target or attempts[-1].number}"
+    tried = ""
     if attempts:
-        tried = len(attempts)
-        if any(a.result == AttemptResult.CANCELED for a in attempts):
-            return f"→ caller hung up ({tried} tried)"
-        return f"→ no answer ({tried} tried)"
+        hung_up = any(a.result == AttemptResult.CANCELED for a in attempts)
+        tried = f"{'caller hung up' if hung_up else 'no answer'} ({len(attempts)} tried)"
+    if call.fallback_applied:
+        return f"→ {tried + ', ' if tried else ''}fallback: {call.fallback_applied}"
+    if tried:
+        return f"→ {tried}"
     if call.stage == CallStage.IVR:
         return "→ in IVR"
     passes = _raw_passes(call.decision)
@@ -396,7 +421,7 @@ def routed_text(call: Call) -> str:
 def verdict_text(call: Call) -> str:
     """``BILLABLE $45.00``, ``NOT BILLABLE: below_buffer, duplicate`` or ``PENDING``."""
     if call.verdict == Verdict.BILLABLE:
-        return f"BILLABLE {format_money(call.revenue, _currency(call))}"
+        return f"BILLABLE {money_text(call.revenue, _currency(call))}"
     if call.verdict == Verdict.NOT_BILLABLE:
         codes = ", ".join(call.reason_codes or ())
         return f"NOT BILLABLE: {codes}" if codes else "NOT BILLABLE"
@@ -404,9 +429,12 @@ def verdict_text(call: Call) -> str:
 
 
 def call_summary_line(call: Call) -> str:
-    """One line for live terminal views::
+    """One line for live terminal views (time in the current time zone), e.g. (shown on two lines)::
 
-        14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)  → ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00
+        14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)
+            → ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00
+
+    or ``… → fallback: message  NOT BILLABLE: not_connected``, ``… → no answer (3 tried)  …``.
     """
     parts = [
         _local(call.started_at, "%H:%M:%S"),
@@ -425,6 +453,19 @@ def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
 
 
+def decided_at_text(value: str | None) -> str:
+    """A decision's stored ISO time in the current time zone; anything unparsable as stored."""
+    try:
+        moment = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        return value or "—"
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, dt.UTC)
+    return _local(moment)
+
+
 def decision_lines(call: Call) -> list[str]:
     """The routing decision in words: ring order, every excluded target with its reason, fallback."""
     passes = decision_passes(call)
@@ -434,18 +475,25 @@ def decision_lines(call: Call) -> list[str]:
     for number, routing in enumerate(passes, start=1):
         if len(passes) > 1:
             lines.append(f"  Pass {number} of {len(passes)}")
-        where = f"ZIP {routing['caller_zip']} ({routing['zip_source']})" if routing["caller_zip"] else "ZIP unknown"
-        lines.append(f"  Decided at {routing['at'] or '—'} for {where}")
+        where = "ZIP unknown"
+        if routing["caller_zip"]:
+            where = f"ZIP {routing['caller_zip']} ({routing['zip_source']})"
+        lines.append(f"  Decided at {decided_at_text(routing['at'])} for {where}")
         if routing["ring"]:
             lines.append("  Ring list:")
             for place, entry in enumerate(routing["ring"], start=1):
-                sticky = "  (repeat caller: the buyer reached last time)" if place == 1 and routing["sticky"] else ""
-                lines.append(f"    {place}. {entry['name']} [#{entry['id']}]{sticky}")
+                sticky = place == 1 and routing["sticky"]
+                note = "  (repeat caller: the buyer reached last time)" if sticky else ""
+                lines.append(f"    {place}. {entry['name']} [#{entry['id']}]{note}")
         else:
             lines.append("  Ring list: empty, no target could take the call")
         if routing["excluded"]:
             lines.append("  Excluded:")
             for entry in routing["excluded"]:
+                lines.append(f"    - {entry['name']} [#{entry['id']}]: {entry['label']} ({entry['code']})")
+        if routing["refused_at_dial"]:
+            lines.append("  Skipped when their turn came:")
+            for entry in routing["refused_at_dial"]:
                 lines.append(f"    - {entry['name']} [#{entry['id']}]: {entry['label']} ({entry['code']})")
         fallback = routing["fallback"]
         if fallback:
@@ -454,16 +502,17 @@ def decision_lines(call: Call) -> list[str]:
     return lines
 
 
-def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
-    """The whole story of one call in sections, for ``callbroker calls show`` and terminal views."""
-    currency = _currency(call)
+def _header_lines(call: Call) -> list[str]:
     tracking = call.tracking_number
-    lines = [f"Call {call.call_sid}"]
-    lines.append(f"  Started      {_local(call.started_at)} {timezone.get_current_timezone_name()}")
+    lines = [
+        f"Call {call.call_sid}",
+        f"  Started      {_local(call.started_at)} {timezone.get_current_timezone_name()}",
+    ]
     if call.ended_at:
-        lines.append(f"  Ended        {_local(call.ended_at)}  (duration {format_seconds(call.duration_seconds)})")
-    lines.append(f"  Stage        {_label(CallStage, call.stage)}"
-                 + (f"; carrier status {call.final_status}" if call.final_status else ""))
+        duration = format_seconds(call.duration_seconds)
+        lines.append(f"  Ended        {_local(call.ended_at)}  (duration {duration})")
+    status = f"; carrier status {call.final_status}" if call.final_status else ""
+    lines.append(f"  Stage        {_label(CallStage, call.stage)}{status}")
     if tracking:
         number = tracking.number + (f" ({tracking.label})" if tracking.label else "")
     else:
@@ -473,11 +522,14 @@ def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
         lines.append(f"  Campaign     {call.campaign.name} ({call.campaign.key})")
     if call.publisher_id and call.publisher:
         lines.append(f"  Publisher    {call.publisher.name} ({call.publisher.key})")
+    return lines
 
-    lines += ["", "Caller"]
-    lines.append(f"  Number       {caller_text(call)}  ({_label(CallerStatus, call.caller_status)})")
+
+def _caller_lines(call: Call) -> list[str]:
+    lines = ["Caller", f"  Number       {caller_text(call)}  ({_label(CallerStatus, call.caller_status)})"]
     if call.caller_zip:
-        lines.append(f"  ZIP          {call.caller_zip}  ({_label(ZipSourceChoices, call.zip_source).lower()})")
+        source = _label(ZipSourceChoices, call.zip_source).lower()
+        lines.append(f"  ZIP          {call.caller_zip}  ({source})")
     else:
         lines.append("  ZIP          unknown")
     place = ", ".join(p for p in (call.caller_city, call.caller_state) if p)
@@ -486,55 +538,94 @@ def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
     if call.stir_verstat:
         lines.append(f"  STIR/SHAKEN  {call.stir_verstat}")
     if call.category_confirmed is not None:
-        lines.append(f"  Category     {'confirmed' if call.category_confirmed else 'not confirmed'} in the IVR")
+        answer = "confirmed" if call.category_confirmed else "not confirmed"
+        lines.append(f"  Category     {answer} in the IVR")
+    return lines
 
-    lines += ["", "Routing"]
-    lines += decision_lines(call)
-    lines.append(f"  Result       {routed_text(call).removeprefix('→ ')}")
+
+def _routing_lines(call: Call) -> list[str]:
+    result = routed_text(call).removeprefix("→ ")
+    if call.fallback_applied and not call.connected_target_id:
+        result += f" ({FALLBACK_LABELS.get(call.fallback_applied, call.fallback_applied)})"
+    lines = ["Routing", *decision_lines(call), f"  Result       {result}"]
     if call.connected_target_id:
         lines.append(f"  Talk time    {format_seconds(call.talk_seconds)} ({call.talk_seconds} s bridged)"
                      f"; caller in area: {_yes_no(call.in_area)}")
+    return lines
 
-    lines += ["", "Attempts"]
+
+def _attempt_lines(call: Call) -> list[str]:
+    lines = ["Attempts"]
     attempts = _attempts(call)
     if not attempts:
         lines.append("  none")
     for attempt in attempts:
         ring = f"rang {attempt.ring_seconds} s" if attempt.ring_seconds is not None else "ring time unknown"
         lines.append(
-            f"  {attempt.sequence}. {_local(attempt.started_at, '%H:%M:%S')}  {attempt.target or '(deleted target)'}"
-            f"  {attempt.number}  {ring}, talked {attempt.talk_seconds} s"
-            f"  → {_label(AttemptResult, attempt.result)}"
+            f"  {attempt.sequence}. {_local(attempt.started_at, '%H:%M:%S')}"
+            f"  {attempt.target or '(deleted target)'}  {attempt.number}"
+            f"  {ring}, talked {attempt.talk_seconds} s  → {_label(AttemptResult, attempt.result)}"
         )
+    return lines
 
-    if call.recording_sid or call.recording_url:
-        lines += ["", "Recording"]
-        lines.append(f"  {call.recording_sid or '—'}  {format_seconds(call.recording_seconds)}  {call.recording_url}")
 
-    lines += ["", "Qualification"]
-    lines.append(f"  Verdict      {_label(Verdict, call.verdict)}"
-                 + (f" at {_local(call.qualified_at)}" if call.qualified_at else ""))
-    for code in call.reason_codes or ():
-        lines.append(f"    - {code}: {reason_label(code)}")
-    lines.append(f"  Revenue      {format_money(call.revenue, currency)}")
-    lines.append(f"  Payout       {format_money(call.payout, currency)}")
+def _recording_lines(call: Call) -> list[str]:
+    if not (call.recording_sid or call.recording_url):
+        return []
+    length = format_seconds(call.recording_seconds)
+    return ["Recording", f"  {call.recording_sid or '—'}  {length}  {call.recording_url}"]
 
-    lines += ["", "Outcome"]
-    if call.outcome or call.job_value is not None or call.outcome_note:
-        lines.append(f"  {_label(Outcome, call.outcome)}"
-                     + (f", job value {format_money(call.job_value, currency)}" if call.job_value is not None else "")
-                     + (f" (recorded {_local(call.outcome_at)})" if call.outcome_at else ""))
-        if call.outcome_note:
-            lines.append(f"  Note: {call.outcome_note}")
-    else:
-        lines.append("  not recorded")
 
+def _qualification_lines(call: Call) -> list[str]:
+    currency = _currency(call)
+    when = f" at {_local(call.qualified_at)}" if call.qualified_at else ""
+    lines = ["Qualification", f"  Verdict      {_label(Verdict, call.verdict)}{when}"]
+    lines += [f"    - {code}: {reason_label(code)}" for code in call.reason_codes or ()]
+    lines.append(f"  Revenue      {money_text(call.revenue, currency)}")
+    lines.append(f"  Payout       {money_text(call.payout, currency)}")
+    return lines
+
+
+def _outcome_lines(call: Call) -> list[str]:
+    if not (call.outcome or call.job_value is not None or call.outcome_note):
+        return ["Outcome", "  not recorded"]
+    line = f"  {_label(Outcome, call.outcome)}"
+    if call.job_value is not None:
+        line += f", job value {money_text(call.job_value, _currency(call))}"
+    if call.outcome_at:
+        line += f" (recorded {_local(call.outcome_at)})"
+    lines = ["Outcome", line]
+    if call.outcome_note:
+        lines.append(f"  Note: {call.outcome_note}")
+    return lines
+
+
+def _event_lines(call: Call) -> list[str]:
+    events = _events(call)
+    lines = ["Events"]
+    if not events:
+        lines.append("  none")
+    for event in events:
+        params = json.dumps(event.params, sort_keys=True, ensure_ascii=False)
+        lines.append(f"  {_local(event.received_at)}  {event.kind:<12} {params}")
+    return lines
+
+
+def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
+    """The whole story of one call in sections (blank line between), for ``callbroker calls show``."""
+    sections = [
+        _header_lines(call),
+        _caller_lines(call),
+        _routing_lines(call),
+        _attempt_lines(call),
+        _recording_lines(call),
+        _qualification_lines(call),
+        _outcome_lines(call),
+    ]
     if with_events:
-        lines += ["", "Events"]
-        events = _events(call)
-        if not events:
-            lines.append("  none")
-        for event in events:
-            params = json.dumps(event.params, sort_keys=True, ensure_ascii=False)
-            lines.append(f"  {_local(event.received_at, '%H:%M:%S')}  {event.kind:<12} {params}")
+        sections.append(_event_lines(call))
+    lines: list[str] = []
+    for section in sections:
+        if section:
+            lines += [*([""] if lines else []), *section]
     return lines

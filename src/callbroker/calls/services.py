@@ -371,10 +371,10 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
-        CallAttempt.objects.create(call=call, sequence=call.ring_position, target_id=target_id,
-                                   buyer_id=info.core.buyer_id, number=info.core.number, started_at=now)
         call.stage = CallStage.DIALING
         call.save()
+        CallAttempt.objects.create(call=call, sequence=call.ring_position, target_id=target_id,
+                                   buyer_id=info.core.buyer_id, number=info.core.number, started_at=now)
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id),)
     return _apply_fallback(call, campaign)

@@ -145,10 +145,12 @@ def _contexts(n: int, universe, targets, blocked, rnd: random.Random) -> list[Ro
         roll = rnd.random()
         if roll < 0.80:
             caller = Caller(number, rnd.choice(universe), ZipSource.CARRIER)
-        elif roll < 0.85:
-            caller = Caller(number, f"{rnd.randint(0, 99_999):05d}", ZipSource.AREA_CODE)
+        elif roll < 0.92:
+            caller = Caller(number, rnd.choice(universe), ZipSource.AREA_CODE)
+        elif roll < 0.95:
+            caller = Caller(number, f"{rnd.randint(0, 99_999):05d}", ZipSource.IVR)  # maybe outside
         else:
-            caller = Caller(number)
+            caller = Caller(number)  # unknown location: the widest, slowest decisions
         now = start + dt.timedelta(seconds=rnd.randint(0, 7 * 86_400 - 1))
         sticky = rnd.choice(ids) if rnd.random() < 0.20 else None
         contexts.append(RoutingContext(caller=caller, now=now, sticky_target_id=sticky))

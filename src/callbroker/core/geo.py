@@ -47,10 +47,11 @@ STANDARD, PO_BOX, UNIQUE, MILITARY = "STANDARD", "PO BOX", "UNIQUE", "MILITARY"
 
 # USPS state codes: 50 states, DC, the territories and freely associated states, and the military "states".
 # A known code with no ZIP in a (test) directory resolves to an empty set instead of an error.
-USPS_STATES = frozenset(
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC"
-    " ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI FM MH PW AA AE AP".split()
-)
+_STATE_CODES = """
+    AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC
+    ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY AS GU MP PR VI FM MH PW AA AE AP
+"""
+USPS_STATES = frozenset(_STATE_CODES.split())
 
 _ZIP_RE = re.compile(r"\d{5}")
 _FIPS_RE = re.compile(r"\d{5}")
@@ -171,7 +172,7 @@ class _Cell:
 class ZipDirectory:
     """An immutable, indexed table of ``ZipInfo`` rows."""
 
-    __slots__ = ("_by_zip", "_grid", "_by_state", "_by_county", "_counties", "_exact", "_alias", "_area")
+    __slots__ = ("_alias", "_area", "_by_county", "_by_state", "_by_zip", "_counties", "_exact", "_grid")
 
     def __init__(self, rows: Iterable[ZipInfo]) -> None:
         by_zip: dict[str, ZipInfo] = {}
@@ -206,6 +207,8 @@ class ZipDirectory:
         for fips, names in county_names.items():
             name, state = max(names, key=lambda pair: (names[pair], pair))
             self._counties[fips] = (name, state)
+            if not name:
+                continue  # reachable by its FIPS code only
             key, others = _county_aliases(name)
             exact[(state, key)].add(fips)
             for other in others:
@@ -281,16 +284,16 @@ class ZipDirectory:
         """Grid cells that may hold a point within ``angle`` radians of (lat, lon)."""
         margin = 1e-9
         dlat = math.degrees(angle) + margin
-        lat_lo = max(0, int(math.floor((lat - dlat + 90) / _GRID_DEGREES)))
-        lat_hi = min(_LAT_CELLS - 1, int(math.floor((lat + dlat + 90) / _GRID_DEGREES)))
+        lat_lo = max(0, math.floor((lat - dlat + 90) / _GRID_DEGREES))
+        lat_hi = min(_LAT_CELLS - 1, math.floor((lat + dlat + 90) / _GRID_DEGREES))
         phi = math.radians(lat)
         if abs(phi) + angle >= math.pi / 2 - margin:  # the cap holds a pole: every longitude
             lon_cells: Iterable[int] = range(_LON_CELLS)
         else:
             # Widest longitude span of a spherical cap (Matuschek, "Finding points within a distance").
             dlon = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(phi)))) + margin
-            lo = int(math.floor((lon - dlon + 180) / _GRID_DEGREES))
-            hi = int(math.floor((lon + dlon + 180) / _GRID_DEGREES))
+            lo = math.floor((lon - dlon + 180) / _GRID_DEGREES)
+            hi = math.floor((lon + dlon + 180) / _GRID_DEGREES)
             if hi - lo + 1 >= _LON_CELLS:
                 lon_cells = range(_LON_CELLS)
             else:  # wraps across the antimeridian (the Aleutians) through the modulo
@@ -319,13 +322,23 @@ class ZipDirectory:
         if state not in USPS_STATES and state not in self._by_state:
             raise UnknownCounty(f"unknown state {state!r} in county {county!r} (use a 2-letter code like TX)")
         key = "".join(_county_words(name))
+        if not key:
+            raise UnknownCounty(
+                f"county {county!r} has no name (expected 'Travis County, TX' or 'TX:Travis')"
+            )
         matches = self._exact.get((state, key)) or self._alias.get((state, key)) or ()
         if len(matches) == 1:
             return matches[0]
         if matches:
             options = " or ".join(f"{self._counties[f][0]}, {state} ({f})" for f in matches)
             raise UnknownCounty(f"county {county!r} is ambiguous: {options}")
-        keys = {k: f for table in (self._alias, self._exact) for (s, k), fs in table.items() if s == state for f in fs}
+        keys = {
+            k: f
+            for table in (self._alias, self._exact)
+            for (s, k), fs in table.items()
+            if s == state
+            for f in fs
+        }
         close = sorted({self._counties[keys[k]][0] for k in difflib.get_close_matches(key, keys, n=3)})
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         if "planning region" in name.casefold():
@@ -357,8 +370,8 @@ class ZipDirectory:
 
 
 def _cell_of(lat: float, lon: float) -> tuple[int, int]:
-    i = min(_LAT_CELLS - 1, max(0, int(math.floor((lat + 90) / _GRID_DEGREES))))
-    j = int(math.floor((lon + 180) / _GRID_DEGREES)) % _LON_CELLS
+    i = min(_LAT_CELLS - 1, max(0, math.floor((lat + 90) / _GRID_DEGREES)))
+    j = math.floor((lon + 180) / _GRID_DEGREES) % _LON_CELLS
     return (i, j)
 
 
@@ -374,7 +387,8 @@ def read_zip_file(path: str | Path) -> Iterator[ZipInfo]:
         expected = list(ZipInfo.__dataclass_fields__)
         if header != expected:
             raise ValueError(f"{path}: unexpected columns {header} (expected {expected})")
-        for zip_code, kind, city, state, fips, county, tz, lat, lon, is_zcta, zcta, pop, income, codes in reader:
+        for row in reader:
+            zip_code, kind, city, state, fips, county, tz, lat, lon, is_zcta, zcta, pop, income, codes = row
             area_codes = tuples.get(codes)
             if area_codes is None:
                 area_codes = tuples[codes] = tuple(shared(a, a) for a in codes.split("|") if a)
@@ -450,7 +464,9 @@ class ServiceArea:
         object.__setattr__(self, "exclude_zips", exclude)
         object.__setattr__(self, "radii", tuple(radii))
         object.__setattr__(self, "counties", _frozen_strings(self.counties, "counties"))
-        object.__setattr__(self, "states", frozenset(s.upper() for s in _frozen_strings(self.states, "states")))
+        object.__setattr__(
+            self, "states", frozenset(s.upper() for s in _frozen_strings(self.states, "states"))
+        )
 
     def is_everywhere(self) -> bool:
         """True when nothing at all was given (no parts and no exclusions)."""

@@ -42,6 +42,7 @@ __all__ = [
     "parse_prefix",
     "parse_timezone",
     "parse_zip",
+    "read_area",
 ]
 
 AREA_KEYS = ("zips", "radius", "counties", "states", "exclude_zips")
@@ -143,14 +144,11 @@ def parse_zip(value: object) -> str:
 def parse_e164(value: object) -> str:
     """A phone number in E.164 (``+15125550101``), checked by ``callbroker.core.phone``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"{value} is not an E.164 phone number: write it in quotes with its +, "
-                         f"e.g. \"+{value}\"")
+        raise ValueError(f"{value} is a number, not an E.164 phone number: write phone numbers in quotes "
+                         f"with + and the country code, e.g. \"+15125550100\"")
     if not isinstance(value, str):
         raise ValueError(f"expected an E.164 phone number in quotes, got {_type_name(value)}")
-    try:
-        return phone.validate_e164(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an E.164 phone number ({exc})") from None
+    return phone.validate_e164(value)
 
 
 def parse_prefix(value: object) -> str:
@@ -272,26 +270,35 @@ def _miles(value: object) -> int | float:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def normalize_area(data: Mapping | None) -> dict:
-    """Check the shape of a service area and return it in canonical form (what the database stores).
+def read_area(data: Mapping | None, directory: geo.ZipDirectory | None = None) -> tuple[dict, frozenset[str] | None]:
+    """Check a service area and return ``(canonical mapping, ZIP codes it covers)``.
 
     Canonical: only the non-empty keys, in the order of :data:`AREA_KEYS`; ZIPs as 5-digit strings,
-    states upper case, miles as int (or float when fractional). ``None`` and ``{}`` give ``{}``
-    (everywhere). Raises :class:`NetworkError` listing every shape problem.
+    states upper case, miles as int (or float when fractional). ``None`` and ``{}`` give ``({}, None)``
+    (everywhere). Without a ``directory`` only the shape is checked and the ZIP set is ``None``; with one,
+    every ZIP, county and state must exist, and an area that covers no ZIP at all is a problem (a target
+    that could never take a located call). Raises :class:`NetworkError` listing every problem, each at
+    its place in the value given (``zips[3]``).
     """
     if data is None:
-        return {}
+        return {}, None
     if not isinstance(data, Mapping):
         raise NetworkError([Problem("", f"expected a mapping with {', '.join(AREA_KEYS)}, "
                                         f"got {_type_name(data)}")])
     problems = _unknown_keys(data, AREA_KEYS)
     result: dict[str, list] = {}
 
+    def known_zip(value: object) -> str:
+        code = parse_zip(value)
+        if directory is not None and directory.get(code) is None:
+            raise ValueError(f"{code} is not a known ZIP code")
+        return code
+
     def zips_of(key: str) -> list[str]:
         out = []
         for i, item in enumerate(_list_of(data, key, problems)):
             try:
-                out.append(parse_zip(item))
+                out.append(known_zip(item))
             except ValueError as exc:
                 problems.append(Problem(f"{key}[{i}]", str(exc)))
         return out
@@ -305,7 +312,7 @@ def normalize_area(data: Mapping | None) -> dict:
             continue
         problems.extend(p.under(where) for p in _unknown_keys(item, RADIUS_KEYS))
         entry: dict = {}
-        for key, parse in (("zip", parse_zip), ("miles", _miles)):
+        for key, parse in (("zip", known_zip), ("miles", _miles)):
             if key not in item:
                 problems.append(Problem(f"{where}.{key}", "missing"))
                 continue
@@ -324,6 +331,12 @@ def normalize_area(data: Mapping | None) -> dict:
             problems.append(Problem(f"counties[{i}]", f"expected a county like \"Travis County, TX\", "
                                                       f"\"TX:Travis\" or \"48453\", got {_type_name(item)}"))
             continue
+        if directory is not None:
+            try:
+                directory.resolve_county(item)
+            except ValueError as exc:
+                problems.append(Problem(f"counties[{i}]", str(exc)))
+                continue
         counties.append(item.strip())
     result["counties"] = counties
     states = []
@@ -332,12 +345,32 @@ def normalize_area(data: Mapping | None) -> dict:
             problems.append(Problem(f"states[{i}]", f"expected a two-letter state code like \"TX\", "
                                                     f"got {_type_name(item)}"))
             continue
+        if directory is not None:
+            try:
+                directory.in_state(item)
+            except ValueError as exc:
+                problems.append(Problem(f"states[{i}]", str(exc)))
+                continue
         states.append(item.strip().upper())
     result["states"] = states
     result["exclude_zips"] = zips_of("exclude_zips")
     if problems:
         raise NetworkError(problems)
-    return {key: value for key, value in result.items() if value}
+    area = {key: value for key, value in result.items() if value}
+    if directory is None or not area:
+        return area, None
+    try:
+        zips = _service_area(area).resolve(directory)
+    except ValueError as exc:  # anything the per-item checks above did not catch
+        raise NetworkError([Problem("", str(exc))]) from None
+    if zips is not None and not zips:
+        raise NetworkError([Problem("", "this area covers no ZIP code at all (check exclude_zips)")])
+    return area, zips
+
+
+def normalize_area(data: Mapping | None) -> dict:
+    """The canonical form of a service area (what the database stores); checks the shape only."""
+    return read_area(data)[0]
 
 
 def _service_area(area: Mapping) -> geo.ServiceArea:
@@ -360,42 +393,11 @@ def parse_area(data: Mapping | None) -> geo.ServiceArea:
 
 
 def check_area(data: Mapping | None, directory: geo.ZipDirectory) -> frozenset[str] | None:
-    """Check a service area against the ZIP directory and resolve it.
+    """The ZIP codes a service area covers (``None`` = everywhere), checked against the directory.
 
-    Returns the ZIP codes it covers (``None`` = everywhere). Raises :class:`NetworkError` listing
-    every shape problem, every unknown ZIP, county and state, with its location, and a problem when
-    the area resolves to no ZIP code at all (a target that could never take a located call).
+    Raises :class:`NetworkError` listing every problem (see :func:`read_area`).
     """
-    area = normalize_area(data)
-    if not area:
-        return None
-    problems: list[Problem] = []
-    for key in ("zips", "exclude_zips"):
-        for i, code in enumerate(area.get(key, ())):
-            if directory.get(code) is None:
-                problems.append(Problem(f"{key}[{i}]", f"{code} is not a known ZIP code"))
-    for i, entry in enumerate(area.get("radius", ())):
-        if directory.get(entry["zip"]) is None:
-            problems.append(Problem(f"radius[{i}].zip", f"{entry['zip']} is not a known ZIP code"))
-    for i, county in enumerate(area.get("counties", ())):
-        try:
-            directory.resolve_county(county)
-        except ValueError as exc:
-            problems.append(Problem(f"counties[{i}]", str(exc)))
-    for i, state in enumerate(area.get("states", ())):
-        try:
-            geo.ServiceArea(states=(state,)).resolve(directory)
-        except geo.UnknownState as exc:
-            problems.append(Problem(f"states[{i}]", str(exc)))
-    if problems:
-        raise NetworkError(problems)
-    try:
-        zips = _service_area(area).resolve(directory)
-    except ValueError as exc:  # anything the per-item checks above did not catch
-        raise NetworkError([Problem("", str(exc))]) from None
-    if zips is not None and not zips:
-        raise NetworkError([Problem("", "this area covers no ZIP code at all (check exclude_zips)")])
-    return zips
+    return read_area(data, directory)[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,11 +443,30 @@ def _exception_date(value: object) -> dt.date:
 
 
 def _hours_text(value: object) -> str:
+    """One day's hours as text, checked by ``schedule.parse_hours``; YAML's on/off read as 24h/closed."""
+    if value is True:
+        return "24h"
+    if value is False:
+        return "closed"
     if not isinstance(value, str):
         raise ValueError(f"expected hours like \"08:00-18:00\" or \"closed\", got {_type_name(value)}")
     text = value.strip()
     schedule.parse_hours(text)  # raises ValueError with a plain message
     return text
+
+
+#: The day names offered in "did you mean" hints (``schedule.parse_weekly`` reads a few more spellings).
+WEEKLY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday", "wednesday", "thursday",
+               "friday", "saturday", "sunday", "weekdays", "weekend", "daily")
+
+
+def _weekly_key(key: object) -> str:
+    try:
+        schedule.parse_weekly({str(key): "closed"})
+    except ValueError:
+        hint = did_you_mean(str(key).lower(), WEEKLY_KEYS) or " (use mon..sun, weekdays, weekend or daily)"
+        raise ValueError(f"unknown day '{key}'{hint}") from None
+    return str(key)
 
 
 def normalize_hours(data: Mapping | None) -> dict | None:
@@ -478,12 +499,12 @@ def normalize_hours(data: Mapping | None) -> dict | None:
         day_problems = []
         for day, text in weekly.items():
             try:
-                clean[str(day)] = _hours_text(text)
+                clean[_weekly_key(day)] = _hours_text(text)
             except ValueError as exc:
                 day_problems.append(Problem(f"weekly.{day}", str(exc)))
         if not day_problems:
             try:
-                schedule.parse_weekly(clean)  # unknown day names, a day given twice …
+                schedule.parse_weekly(clean)  # a day given twice ("mon" and "Monday") …
             except ValueError as exc:
                 day_problems.append(Problem("weekly", str(exc)))
         problems.extend(day_problems)

@@ -26,6 +26,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import format_datetime
@@ -56,7 +57,7 @@ API_VERSION = "2010-04-01"
 ANONYMOUS_NUMBER = "+266696687"  # what Twilio puts in From for a withheld caller ID
 USER_AGENT = "TwilioProxy/1.1"
 MAX_DOCUMENTS = 50  # loop guard per call
-BODY_EXCERPT = 300
+BODY_LIMIT = 64 * 1024 + 1  # what a RequestLog keeps of an answer (a TwiML document is at most 64 kB)
 
 # Simulated durations (seconds) of things whose real length the emulator cannot know.
 SAY_WORDS_PER_SECOND = 2.5  # 150 words a minute
@@ -118,7 +119,7 @@ class RequestLog(NamedTuple):
     params: dict[str, str]
     status_code: int | None  # None when the request failed at transport level
     elapsed_ms: float
-    body: str  # excerpt of the answer, or the transport error
+    body: str  # the answer (first 64 kB), or the transport error
 
 
 @dataclass
@@ -244,9 +245,10 @@ class Carrier:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
+            verify=_ssl_context(),
         )
         self._lock = threading.Lock()
-        self._rng = random.Random(seed)
+        self._placed = 0
 
     # -- lifecycle
 
@@ -267,8 +269,8 @@ class Carrier:
         return self.public_url + self.voice_path
 
     def new_sid(self, prefix: str) -> str:
-        with self._lock:
-            return f"{prefix}{self._rng.getrandbits(128):032x}"
+        """A new SID, unique like the carrier's even across seeded runs (the seed drives behaviour only)."""
+        return f"{prefix}{uuid.uuid4().hex}"
 
     def signature(self, url: str, params: Mapping[str, str] | None) -> str:
         """``X-Twilio-Signature`` for a request to ``url`` (public form) with POST ``params``."""
@@ -287,7 +289,12 @@ class Carrier:
     ) -> CallRecord:
         """Play one inbound call from ``from_`` (None = anonymous) to our number ``to``."""
         sid = call_sid or self.new_sid("CA")
-        rng = random.Random(f"{self.seed}:{sid}") if self.seed is not None else random.Random()
+        with self._lock:
+            self._placed += 1
+            number = self._placed
+        # The seed makes each call's choices (the reorder shuffle) repeatable: the n-th call placed
+        # through a Carrier with seed S always shuffles the same way. SIDs stay unique regardless.
+        rng = random.Random(f"{self.seed}:{number}") if self.seed is not None else random.Random()
         call = _Call(
             self,
             sid=sid,
@@ -348,7 +355,7 @@ class Carrier:
                     headers=headers,
                     timeout=timeout,
                 )
-                text = response.text
+                content = response.content
             except httpx.TransportError as exc:
                 error = f"{exc.__class__.__name__}: {exc}"
                 continue
@@ -359,12 +366,13 @@ class Carrier:
                 params=params,
                 status_code=response.status_code,
                 content_type=response.headers.get("content-type", ""),
-                text=text,
+                text=response.text,
+                content=content,
                 elapsed_ms=elapsed,
                 error="",
             )
         elapsed = (time.perf_counter() - started) * 1000
-        return _Response(method, signed_url, params, None, "", "", elapsed, error or "no attempt made")
+        return _Response(method, signed_url, params, None, "", "", b"", elapsed, error or "no attempt made")
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,13 +383,20 @@ class _Response:
     status_code: int | None
     content_type: str
     text: str
+    content: bytes
     elapsed_ms: float
     error: str
 
     @property
     def log(self) -> RequestLog:
-        body = self.error if self.status_code is None else self.text[:BODY_EXCERPT]
+        body = self.error if self.status_code is None else self.text[:BODY_LIMIT]
         return RequestLog(self.method, self.url, self.params, self.status_code, self.elapsed_ms, body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    code: str  # Twilio error code
+    message: str
 
 
 class _End(Exception):
@@ -538,26 +553,24 @@ class _Call:
         if self.documents > MAX_DOCUMENTS:
             self.record.errors.append(f"more than {MAX_DOCUMENTS} documents on one call (loop?)")
             raise _End("app")
-        problem = self._get_document(method, url, params)
-        if isinstance(problem, tuple):
-            return problem
-        code, message = problem
-        self.record.error_codes.append(code)
-        self.record.errors.append(f"{code} at {urlsplit(url).path}: {message}")
+        got = self._get_document(method, url, params)
+        if not isinstance(got, _Failure):
+            return got
+        self.record.error_codes.append(got.code)
+        self.record.errors.append(f"{got.code} at {urlsplit(url).path}: {got.message}")
         if not fallback or not self.carrier.fallback_path:
             return None
         fallback_url = self.carrier.public_url + self.carrier.fallback_path
         self.record.used_fallback = True
-        fb_params = dict(params, ErrorCode=code, ErrorUrl=_strip_fragment(url))
-        problem = self._get_document("POST", fallback_url, fb_params)
-        if isinstance(problem, tuple):
-            return problem
-        code, message = problem
-        self.record.error_codes.append(code)
-        self.record.errors.append(f"{code} at fallback {urlsplit(fallback_url).path}: {message}")
+        fb_params = dict(params, ErrorCode=got.code, ErrorUrl=_strip_fragment(url))
+        got = self._get_document("POST", fallback_url, fb_params)
+        if not isinstance(got, _Failure):
+            return got
+        self.record.error_codes.append(got.code)
+        self.record.errors.append(f"{got.code} at fallback {urlsplit(fallback_url).path}: {got.message}")
         return None
 
-    def _get_document(self, method: str, url: str, params: dict[str, str]):
+    def _get_document(self, method: str, url: str, params: dict[str, str]) -> tuple[Document, str] | _Failure:
         copies = 2 if self.delivery.duplicate else 1
         response = None
         for _ in range(copies):  # a retried webhook: the carrier acts on the last answer
@@ -565,14 +578,14 @@ class _Call:
             self._log(response)
         assert response is not None
         if response.status_code is None:
-            return twiml.ERROR_TIMEOUT, response.error
+            return _Failure(twiml.ERROR_TIMEOUT, response.error)
         if not 200 <= response.status_code < 300:
-            return twiml.ERROR_RETRIEVAL, f"HTTP {response.status_code}"
+            return _Failure(twiml.ERROR_RETRIEVAL, f"HTTP {response.status_code}")
         try:
             warning = twiml.check_content_type(response.content_type)
-            document = twiml.parse(response.text)
+            document = twiml.parse(response.content)
         except TwimlError as exc:
-            return exc.code, exc.message
+            return _Failure(exc.code, exc.message)
         if warning:
             self.record.issues.append(warning)
         self.record.issues.extend(document.issues)
@@ -623,7 +636,6 @@ class _Call:
             params = self.params(
                 CallStatus=status,
                 CallDuration=str(r.duration),
-                Duration=str(math.ceil(r.duration / 60)),
                 SipResponseCode=str(SIP_CODES.get(status, 200)),
                 Timestamp=self.timestamp(),
                 CallbackSource="call-progress-events",
@@ -1047,6 +1059,10 @@ class _Call:
                 else:
                     r.issues.append(f"{type(w).__name__} is not allowed in a whisper; ignored")
             else:
+                # The whisper played to the end: a buyer who declines hangs up now, unbridged.
+                if leg.behaviour.declines_whisper:
+                    r.verbs_executed.append("Whisper:buyer hung up")
+                    return False
                 return True
         # The whisper document could not be fetched: the buyer's leg hangs up unbridged.
         return False
@@ -1079,6 +1095,19 @@ class _Leg:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+_ssl_lock = threading.Lock()
+_ssl_contexts: list = []
+
+
+def _ssl_context():
+    """One TLS context for every Carrier: building one loads the CA bundle (about 0.1 s)."""
+    if not _ssl_contexts:
+        with _ssl_lock:
+            if not _ssl_contexts:
+                _ssl_contexts.append(httpx.create_ssl_context())
+    return _ssl_contexts[0]
 
 
 def say_seconds(text: str) -> int:

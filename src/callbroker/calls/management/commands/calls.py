@@ -7,6 +7,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import OperationalError, ProgrammingError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -39,11 +40,15 @@ _COLUMNS = (
 
 def parse_since(value: str) -> dt.datetime:
     """``2026-11-01`` (midnight, current time zone) or an ISO date-time (naive = current time zone)."""
-    moment = parse_datetime(value)
+    problem = CommandError(f"--since {value!r}: use a date (2026-11-01) or an ISO date-time")
+    try:
+        moment = parse_datetime(value)
+        day = parse_date(value) if moment is None else None
+    except ValueError:  # well formed, impossible (2026-13-01)
+        raise problem from None
     if moment is None:
-        day = parse_date(value)
         if day is None:
-            raise CommandError(f"--since {value!r}: use a date (2026-11-01) or an ISO date-time")
+            raise problem
         moment = dt.datetime.combine(day, dt.time.min)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
@@ -60,12 +65,15 @@ def _fit(text: str, width: int) -> str:
 
 def _verdict_cell(call: Call) -> str:
     if call.verdict == Verdict.NOT_BILLABLE:
-        return "not billable: " + ", ".join(call.reason_codes or ()) if call.reason_codes else "not billable"
+        return ("not billable: " + ", ".join(call.reason_codes)) if call.reason_codes else "not billable"
     return call.verdict
 
 
 class Command(BaseCommand):
     help = "List calls, or show one call with its routing decision, attempts and verdict."
+    # Read-only: no system checks, so the command still works to investigate an incident while some
+    # other part of the project (URLs, carrier views) is broken.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show}")
@@ -85,10 +93,15 @@ class Command(BaseCommand):
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
     def handle(self, *args, **options) -> None:
-        if options["action"] == "list":
-            self.list_calls(options)
-        else:
-            self.show_call(options)
+        try:
+            if options["action"] == "list":
+                self.list_calls(options)
+            else:
+                self.show_call(options)
+        except (OperationalError, ProgrammingError) as exc:
+            raise CommandError(
+                f"Cannot read calls ({exc}). Is the database migrated? Run: callbroker migrate"
+            ) from exc
 
     # ----------------------------------------------------------------------------------------------
 
@@ -132,7 +145,8 @@ class Command(BaseCommand):
                 format_seconds(call.talk_seconds) if call.connected_target_id else "—",
                 _verdict_cell(call),
             )
-            self.stdout.write("  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS)).rstrip())
+            row = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True))
+            self.stdout.write(row.rstrip())
 
     def show_call(self, options: dict) -> None:
         call = with_related(Call.objects.filter(call_sid=options["call_sid"])).first()

@@ -1,0 +1,407 @@
+"""Django admin for the network: campaigns, buyers and their targets, publishers, tracking numbers.
+
+The forms check phone numbers, service areas and business hours with the same functions the network
+file loader uses (``callbroker.network.parsing``), so a value the admin accepts loads from a file and
+the other way round. Areas and hours are stored in their canonical form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from callbroker.core.money import format_money
+from callbroker.network import models as m
+from callbroker.network import parsing
+from callbroker.network.choices import FallbackChoices
+from callbroker.network.parsing import NetworkError
+from callbroker.network.services import clear_auto_pause, ensure_target_states
+
+# --------------------------------------------------------------------------------------------------
+# form helpers: the loader's parsers, turned into field errors
+# --------------------------------------------------------------------------------------------------
+
+
+def _field_error(read: Callable[[Any], Any], value: Any) -> Any:
+    """Run a parser; a ``ValueError`` becomes a ``ValidationError`` listing every problem."""
+    try:
+        return read(value)
+    except NetworkError as exc:
+        raise ValidationError([str(p) for p in exc.problems]) from None
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _list_of(read: Callable[[Any], Any], value: Any, example: str) -> list:
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(f"Expected a JSON list, e.g. {example}.")
+    errors, out = [], []
+    for i, item in enumerate(value):
+        try:
+            out.append(read(item))
+        except ValueError as exc:
+            errors.append(f"[{i}]: {exc}")
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def _e164_or_blank(value: str) -> str:
+    return _field_error(parsing.parse_e164, value.strip()) if value and value.strip() else ""
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = m.Campaign
+        fields = "__all__"
+
+    def clean_fallback_number(self) -> str:
+        return _e164_or_blank(self.cleaned_data.get("fallback_number", ""))
+
+    def clean_blocked_numbers(self) -> list[str]:
+        return _list_of(parsing.parse_e164, self.cleaned_data.get("blocked_numbers"), '["+15125550199"]')
+
+    def clean_blocked_prefixes(self) -> list[str]:
+        return _list_of(parsing.parse_prefix, self.cleaned_data.get("blocked_prefixes"), '["+1900"]')
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("fallback_kind") == FallbackChoices.FORWARD and not data.get("fallback_number") \
+                and "fallback_number" not in self.errors:
+            self.add_error("fallback_number", "A forward fallback needs the number to forward to.")
+        return data
+
+
+class BuyerForm(forms.ModelForm):
+    class Meta:
+        model = m.Buyer
+        fields = "__all__"
+
+    def clean_timezone(self) -> str:
+        return _field_error(parsing.parse_timezone, self.cleaned_data.get("timezone"))
+
+
+class TargetForm(forms.ModelForm):
+    """Checks the number, the service area (against the ZIP directory) and the hours."""
+
+    class Meta:
+        model = m.Target
+        fields = "__all__"
+        widgets = {
+            "area": forms.Textarea(attrs={"rows": 4, "cols": 80}),
+            "hours": forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        }
+
+    def clean_number(self) -> str:
+        return _field_error(parsing.parse_e164, (self.cleaned_data.get("number") or "").strip())
+
+    def clean_area(self) -> dict:
+        from callbroker.core.geo import ZipDirectory
+
+        area = self.cleaned_data.get("area")
+        return _field_error(lambda a: parsing.read_area(a, ZipDirectory.default() if a else None)[0], area)
+
+    def clean_hours(self) -> dict | None:
+        return _field_error(parsing.normalize_hours, self.cleaned_data.get("hours"))
+
+    def clean_blocked_prefixes(self) -> list[str]:
+        return _list_of(parsing.parse_prefix, self.cleaned_data.get("blocked_prefixes"), '["+1900"]')
+
+    def clean(self) -> dict:
+        data = super().clean()
+        hours, buyer = data.get("hours"), data.get("buyer")
+        if hours and "hours" not in self.errors:
+            default_tz = buyer.timezone if buyer else m.Buyer._meta.get_field("timezone").default
+            try:
+                parsing.parse_hours(hours, default_tz)
+            except NetworkError as exc:
+                self.add_error("hours", [str(p) for p in exc.problems])
+        return data
+
+
+class TargetInlineForm(TargetForm):
+    class Meta(TargetForm.Meta):
+        fields = ("key", "campaign", "name", "number", "priority", "weight", "price", "paused")
+
+
+class TrackingNumberForm(forms.ModelForm):
+    class Meta:
+        model = m.TrackingNumber
+        fields = "__all__"
+
+    def clean_number(self) -> str:
+        return _field_error(parsing.parse_e164, (self.cleaned_data.get("number") or "").strip())
+
+
+# --------------------------------------------------------------------------------------------------
+# display helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _caps(target: m.Target) -> str:
+    parts = [f"{value}/{unit}" for value, unit in ((target.hourly_cap, "h"), (target.daily_cap, "day"),
+                                                   (target.monthly_cap, "mo")) if value is not None]
+    if target.concurrency_limit is not None:
+        parts.append(f"{target.concurrency_limit} at once")
+    return " · ".join(parts) or "none"
+
+
+def _auto_pause(state: m.TargetState | None) -> str:
+    if state is None or state.paused_until is None or state.paused_until <= timezone.now():
+        return "—"
+    until = timezone.localtime(state.paused_until).strftime("%Y-%m-%d %H:%M")
+    return f"until {until}" + (f" ({state.pause_reason})" if state.pause_reason else "")
+
+
+@admin.action(description="Clear the automatic pause (missed-call protection)", permissions=["change"])
+def clear_auto_pause_action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    if queryset.model is m.Target:
+        queryset = m.TargetState.objects.filter(target__in=queryset)
+    cleared = clear_auto_pause(queryset)
+    modeladmin.message_user(request, f"Cleared the automatic pause of {cleared} target(s).", messages.SUCCESS)
+
+
+# --------------------------------------------------------------------------------------------------
+# campaigns
+# --------------------------------------------------------------------------------------------------
+
+
+class CampaignTargetInline(admin.TabularInline):
+    """The campaign's targets, read-only: edit them on the target or buyer page."""
+
+    model = m.Target
+    fk_name = "campaign"
+    fields = ("name", "buyer", "number", "priority", "weight", "price_display", "paused", "caps_display")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "targets (edit them on the target or the buyer)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("buyer", "campaign")
+
+    @admin.display(description="price")
+    def price_display(self, target: m.Target) -> str:
+        return format_money(target.price, target.campaign.currency)
+
+    @admin.display(description="caps")
+    def caps_display(self, target: m.Target) -> str:
+        return _caps(target)
+
+
+@admin.register(m.Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ("name", "key", "category", "active", "payout_display", "buffer_seconds", "target_count",
+                    "fallback_kind")
+    list_filter = ("active", "category", "fallback_kind")
+    search_fields = ("name", "key", "category")
+    readonly_fields = ("created_at", "updated_at")
+    inlines = [CampaignTargetInline]
+    fieldsets = (
+        ("Basics", {"fields": ("key", "name", "category", "active", "currency", "payout", "buffer_seconds",
+                               "duplicate_window", "ring_timeout")}),
+        ("Screening", {"fields": ("blocked_numbers", "blocked_prefixes", "velocity_limit", "velocity_window",
+                                  "require_attestation"),
+                       "description": "Blocked numbers and prefixes are JSON lists of E.164 strings."}),
+        ("IVR & recording", {"fields": ("ask_zip", "confirm_category", "whisper_text", "recording",
+                                        "recording_disclosure", "disclosure_text")}),
+        ("Missed-call protection", {"fields": ("missed_calls_limit", "missed_calls_window",
+                                               "missed_calls_cooldown"),
+                                    "description": "A target missing this many calls inside the window is "
+                                                   "paused for the cool-down. 0 disables it."}),
+        ("Fallback", {"fields": ("fallback_kind", "fallback_number", "fallback_message"),
+                      "description": "What callers get when no target can take the call."}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(_targets=Count("targets"))
+
+    @admin.display(description="payout", ordering="payout")
+    def payout_display(self, campaign: m.Campaign) -> str:
+        return format_money(campaign.payout, campaign.currency)
+
+    @admin.display(description="targets", ordering="_targets")
+    def target_count(self, campaign: m.Campaign) -> int:
+        return campaign._targets
+
+
+# --------------------------------------------------------------------------------------------------
+# buyers and targets
+# --------------------------------------------------------------------------------------------------
+
+
+class BuyerTargetInline(admin.TabularInline):
+    model = m.Target
+    fk_name = "buyer"
+    form = TargetInlineForm
+    fields = TargetInlineForm.Meta.fields
+    extra = 0
+    show_change_link = True
+    verbose_name_plural = "targets (area, hours and caps: open the target)"
+
+
+@admin.register(m.Buyer)
+class BuyerAdmin(admin.ModelAdmin):
+    form = BuyerForm
+    list_display = ("name", "key", "timezone", "email", "active", "target_count")
+    list_filter = ("active", "timezone")
+    search_fields = ("name", "key", "email")
+    inlines = [BuyerTargetInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(_targets=Count("targets"))
+
+    @admin.display(description="targets", ordering="_targets")
+    def target_count(self, buyer: m.Buyer) -> int:
+        return buyer._targets
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is m.Target:
+            ensure_target_states(form.instance.targets.values_list("pk", flat=True))
+
+
+@admin.register(m.Target)
+class TargetAdmin(admin.ModelAdmin):
+    form = TargetForm
+    list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display", "paused",
+                    "auto_pause", "live_calls", "caps")
+    list_filter = ("campaign", "buyer", "paused")
+    search_fields = ("name", "key", "number", "buyer__name", "campaign__name")
+    list_select_related = ("buyer", "campaign", "state")
+    autocomplete_fields = ("buyer", "campaign")
+    actions = [clear_auto_pause_action]
+    fieldsets = (
+        (None, {"fields": ("key", "campaign", "buyer", "name", "number", "paused")}),
+        ("Ring order and price", {"fields": ("priority", "weight", "price", "min_talk_seconds")}),
+        ("Service area", {"fields": ("area", "accepts_unknown_location"),
+                          "description": 'JSON, e.g. {"zips": ["78701"], "radius": [{"zip": "78701", "miles": 15}], '
+                                         '"counties": ["Travis County, TX"], "states": ["TX"], '
+                                         '"exclude_zips": []}. Empty: anywhere.'}),
+        ("Hours", {"fields": ("hours",),
+                   "description": 'JSON, e.g. {"weekly": {"weekdays": "08:00-18:00", "sat": "09:00-13:00"}, '
+                                  '"holidays": "US", "exceptions": [{"date": "2026-12-24", '
+                                  '"hours": "08:00-12:00"}]}. Empty: always open. Time zone: the buyer\'s '
+                                  'unless "timezone" is given.'}),
+        ("Caps", {"fields": ("hourly_cap", "daily_cap", "monthly_cap", "concurrency_limit"),
+                  "description": "Empty: unlimited; 0: no calls."}),
+        ("Screening", {"fields": ("blocked_prefixes",)}),
+    )
+
+    @admin.display(description="price", ordering="price")
+    def price_display(self, target: m.Target) -> str:
+        return format_money(target.price, target.campaign.currency)
+
+    @admin.display(description="auto-pause")
+    def auto_pause(self, target: m.Target) -> str:
+        return _auto_pause(getattr(target, "state", None))
+
+    @admin.display(description="live calls")
+    def live_calls(self, target: m.Target) -> int:
+        state = getattr(target, "state", None)
+        return state.active_calls if state else 0
+
+    @admin.display(description="caps")
+    def caps(self, target: m.Target) -> str:
+        return _caps(target)
+
+    def save_model(self, request: HttpRequest, obj: m.Target, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        ensure_target_states([obj.pk])
+
+
+@admin.register(m.TargetState)
+class TargetStateAdmin(admin.ModelAdmin):
+    """Live state, read-only: the call path owns it. The one write is clearing an automatic pause."""
+
+    list_display = ("target", "buyer", "campaign", "active_calls", "auto_paused", "paused_until", "pause_reason")
+    list_select_related = ("target__buyer", "target__campaign")
+    list_filter = ("target__campaign", "target__buyer")
+    search_fields = ("target__name", "target__key", "pause_reason")
+    readonly_fields = ("target", "active_calls", "paused_until", "pause_reason")
+    actions = [clear_auto_pause_action]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # No edit form (obj given: view only), but the "change" action on the list stays allowed.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="buyer", ordering="target__buyer__name")
+    def buyer(self, state: m.TargetState) -> str:
+        return state.target.buyer.name
+
+    @admin.display(description="campaign", ordering="target__campaign__name")
+    def campaign(self, state: m.TargetState) -> str:
+        return state.target.campaign.name
+
+    @admin.display(description="auto-paused", boolean=True)
+    def auto_paused(self, state: m.TargetState) -> bool:
+        return state.paused_until is not None and state.paused_until > timezone.now()
+
+
+@admin.register(m.TargetUsage)
+class TargetUsageAdmin(admin.ModelAdmin):
+    """Cap counters, read-only."""
+
+    list_display = ("target", "period", "count")
+    list_select_related = ("target__buyer",)
+    list_filter = ("target__campaign",)
+    search_fields = ("target__name", "target__key", "period")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# publishers and tracking numbers
+# --------------------------------------------------------------------------------------------------
+
+
+@admin.register(m.Publisher)
+class PublisherAdmin(admin.ModelAdmin):
+    list_display = ("name", "key", "email", "active", "number_count")
+    list_filter = ("active",)
+    search_fields = ("name", "key", "email")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(_numbers=Count("tracking_numbers"))
+
+    @admin.display(description="tracking numbers", ordering="_numbers")
+    def number_count(self, publisher: m.Publisher) -> int:
+        return publisher._numbers
+
+
+@admin.register(m.TrackingNumber)
+class TrackingNumberAdmin(admin.ModelAdmin):
+    form = TrackingNumberForm
+    list_display = ("number", "label", "campaign", "publisher", "active")
+    list_filter = ("campaign", "publisher", "active")
+    search_fields = ("number", "label", "campaign__name", "publisher__name")
+    list_select_related = ("campaign", "publisher")
+    autocomplete_fields = ("campaign", "publisher")

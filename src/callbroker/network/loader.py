@@ -1,0 +1,869 @@
+"""The network file: load (validate everything, then write in one transaction) and export.
+
+A network file is YAML (or an already-parsed mapping) describing campaigns, buyers with their
+targets, publishers and tracking numbers; ``docs/network-file.md`` documents every key.
+
+:func:`load_network` checks the whole file first and collects *every* problem with its location
+(``buyers[2].targets[0].area.zips[3]: 99999 is not a known ZIP code``). Any problem raises
+:class:`~callbroker.network.parsing.NetworkError` and nothing is written. Otherwise every row is
+upserted by its key (tracking numbers by number) inside one transaction; rows that did not change
+are not saved at all, so loading the same file twice changes nothing (not even the network version).
+
+:func:`export_network` writes the database back in the same format; loading an export gives the
+same network again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from callbroker.network import models as m
+from callbroker.network import parsing
+from callbroker.network.choices import AskZip, FallbackChoices
+from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location
+from callbroker.network.services import ensure_target_states, target_ids_with_calls
+
+__all__ = [
+    "KINDS",
+    "LoadReport",
+    "NetworkPlan",
+    "dump_network",
+    "export_network",
+    "load_network",
+    "read_network_file",
+    "validate_network",
+]
+
+FORMAT_VERSION = 1
+KINDS = ("campaigns", "buyers", "targets", "publishers", "tracking_numbers")
+STATUSES = ("created", "updated", "unchanged", "pruned")
+
+TOP_KEYS = ("version", "campaigns", "buyers", "publishers", "tracking_numbers", "settings")
+CAMPAIGN_KEYS = (
+    "key", "name", "category", "active", "currency", "payout", "buffer_seconds", "duplicate_window",
+    "ring_timeout", "recording", "recording_disclosure", "disclosure_text", "ivr", "whisper",
+    "blocked_numbers", "blocked_prefixes", "velocity", "require_attestation", "missed_call_protection",
+    "fallback",
+)
+BUYER_KEYS = ("key", "name", "timezone", "email", "active", "targets")
+TARGET_KEYS = (
+    "key", "campaign", "name", "number", "priority", "weight", "price", "min_talk_seconds", "area",
+    "accepts_unknown_location", "hours", "caps", "paused", "blocked_prefixes",
+)
+PUBLISHER_KEYS = ("key", "name", "email", "active")
+TRACKING_KEYS = ("number", "campaign", "publisher", "label", "active")
+IVR_KEYS = ("ask_zip", "confirm_category")
+VELOCITY_KEYS = ("limit", "window")
+MISSED_KEYS = ("misses", "window", "cooldown")
+FALLBACK_KEYS = ("kind", "number", "message")
+CAPS_KEYS = ("hourly", "daily", "monthly", "concurrency")
+
+_DEFAULT_DISCLOSURE = m.Campaign._meta.get_field("disclosure_text").default
+_DEFAULT_FALLBACK_MESSAGE = m.Campaign._meta.get_field("fallback_message").default
+_DEFAULT_BUYER_TZ = m.Buyer._meta.get_field("timezone").default
+
+
+# --------------------------------------------------------------------------------------------------
+# reading YAML
+# --------------------------------------------------------------------------------------------------
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
+    """Safe YAML with two changes: floats become ``Decimal`` (money never passes through binary
+    floating point) and a key given twice in one mapping is an error instead of a silent overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"the key '{key}' is given twice in one mapping (first on line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
+    text = loader.construct_scalar(node).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # .inf, .nan, sexagesimal
+        return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    message = f"not valid YAML: {problem}"
+    if context:
+        where = f" that starts on line {context_mark.line + 1}, column {context_mark.column + 1}" \
+            if context_mark is not None and mark is not None and context_mark.line != mark.line else ""
+        message += f" ({context}{where})"
+    mark = mark or context_mark
+    if mark is None:
+        return Problem("", message)
+    return Problem(f"line {mark.line + 1}, column {mark.column + 1}", message)
+
+
+def read_network_file(source: str | os.PathLike | Mapping) -> Mapping:
+    """The parsed network file: a path is read as YAML; a mapping is returned as is.
+
+    Raises :class:`NetworkError` when the file is missing, not YAML (with line and column) or empty.
+    """
+    if isinstance(source, Mapping):
+        return source
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NetworkError([Problem(str(path), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NetworkError([Problem(str(path), f"cannot read the file: {exc}")]) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise NetworkError([_yaml_problem(exc)]) from None
+    if data is None:
+        raise NetworkError([Problem("", "the file is empty (start with 'version: 1')")])
+    if not isinstance(data, Mapping):
+        raise NetworkError([Problem("", "the file must be a mapping with version, campaigns, buyers, "
+                                        "publishers and tracking_numbers")])
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style; lists inside mappings indented (reads like hand-written files)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+    def represent_list(self, data: list) -> yaml.Node:
+        """Lists of plain values (ZIPs, prefixes) on one line: ``zips: ['78701', '78702']``."""
+        flow = all(isinstance(item, str | int) for item in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _Dumper.represent_list)
+
+
+def dump_network(data: Mapping) -> str:
+    """The network as YAML text, keys in the documented order."""
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110,
+                     default_flow_style=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# scalar readers: value -> parsed value, raising ValueError with a plain message
+# --------------------------------------------------------------------------------------------------
+
+_SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
+
+
+def _got(value: object) -> str:
+    return parsing._type_name(value)
+
+
+def _key(value: object) -> str:
+    if not isinstance(value, str) or not _SLUG_RE.match(value) or len(value) > 64:
+        raise ValueError(f"{_got(value)} is not a key (letters, digits, '-' and '_', at most 64 characters, "
+                         f"e.g. austin-plumbing)")
+    return value
+
+
+def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]:
+    def read(value: object) -> str:
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError(f"expected text, got {_got(value)}")
+        text = value.strip()
+        if required and not text:
+            raise ValueError("must not be empty")
+        if len(text) > max_length:
+            raise ValueError(f"is {len(text)} characters long; at most {max_length} are allowed")
+        return text
+
+    return read
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_got(value)}")
+    return value
+
+
+def _int(minimum: int = 0, maximum: int | None = None, unit: str = "") -> Callable[[object], int]:
+    def read(value: object) -> int:
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number{unit}, got {_got(value)}")
+        if value < minimum:
+            raise ValueError(f"{value} is too small (at least {minimum})")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{value} is too large (at most {maximum})")
+        return value
+
+    return read
+
+
+def _optional(read: Callable[[object], Any]) -> Callable[[object], Any]:
+    return lambda value: None if value is None else read(value)
+
+
+def _duration(minimum: dt.timedelta = dt.timedelta(0)) -> Callable[[object], dt.timedelta]:
+    def read(value: object) -> dt.timedelta:
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            value = int(value)
+        duration = parsing.parse_duration(value)
+        if duration < minimum:
+            raise ValueError(f"{parsing.format_duration(duration)} is too short "
+                             f"(at least {parsing.format_duration(minimum)})")
+        return duration
+
+    return read
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
+        raise ValueError(f"{_got(value)} is not a currency code (three letters, e.g. USD)")
+    return value.strip().upper()
+
+
+def _email(value: object) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"expected an email address, got {_got(value)}")
+    try:
+        validate_email(value.strip())
+    except ValidationError:
+        raise ValueError(f"{value!r} is not an email address") from None
+    return value.strip()
+
+
+def _choice(choices: type[AskZip] | type[FallbackChoices]) -> Callable[[object], str]:
+    values = [c.value for c in choices]
+
+    def read(value: object) -> str:
+        if value not in values:
+            raise ValueError(f"{_got(value)} is not one of {', '.join(values)}{did_you_mean(str(value), values)}")
+        return str(value)
+
+    return read
+
+
+# --------------------------------------------------------------------------------------------------
+# the checker: walks the file, collecting problems
+# --------------------------------------------------------------------------------------------------
+
+_MISSING = object()
+_BAD = object()
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        # keys of every campaign/publisher in the file, even one with problems of its own (so that
+        # a typo in a campaign does not also make every reference to it "unknown")
+        self.declared: dict[str, set[str]] = {"campaign": set(), "publisher": set()}
+        # kinds with an entry whose key could not be read: references to them are not checked (the
+        # entry's own problem is the one to fix; "unknown campaign" everywhere would only be noise)
+        self.unreadable: set[str] = set()
+
+    def add(self, location: str, message: str) -> None:
+        self.problems.append(Problem(location, message))
+
+    def run(self, location: str, read: Callable[[object], Any], value: object) -> Any:
+        try:
+            return read(value)
+        except NetworkError as exc:
+            self.problems.extend(p.under(location) for p in exc.problems)
+        except (ValueError, TypeError) as exc:
+            self.add(location, str(exc))
+        return _BAD
+
+    def mapping(self, value: object, location: str, allowed: Sequence[str], example: str) -> Mapping | None:
+        if not isinstance(value, Mapping):
+            self.add(location, f"expected a mapping like {example}, got {_got(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.add(join_location(location, str(key)),
+                         f"unknown key '{key}'{did_you_mean(str(key), allowed)}")
+        return value
+
+    def section(self, data: Mapping, key: str, location: str, allowed: Sequence[str], example: str) -> Mapping:
+        """An optional nested mapping (``ivr``, ``fallback`` …); absent or null reads as ``{}``."""
+        value = data.get(key)
+        if value is None:
+            return {}
+        return self.mapping(value, join_location(location, key), allowed, example) or {}
+
+    def get(self, data: Mapping, key: str, location: str, read: Callable[[object], Any],
+            default: Any = _MISSING) -> Any:
+        where = join_location(location, key)
+        if key not in data:
+            if default is _MISSING:
+                self.add(where, "missing")
+                return _BAD
+            return default
+        return self.run(where, read, data[key])
+
+    def items(self, data: Mapping, key: str, location: str) -> list[tuple[str, Any]]:
+        """The entries of an optional list, each with its location (``buyers[2]``)."""
+        value = data.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+            self.add(join_location(location, key), f"expected a list, got {_got(value)}")
+            return []
+        return [(f"{join_location(location, key)}[{i}]", item) for i, item in enumerate(value)]
+
+    def list_of(self, data: Mapping, key: str, location: str, read: Callable[[object], Any]) -> list:
+        out = []
+        for where, item in self.items(data, key, location):
+            value = self.run(where, read, item)
+            if value is not _BAD:
+                out.append(value)
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the plan: what the file asks for, checked
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    key: str  # the upsert key (the number for tracking numbers)
+    location: str
+    values: dict[str, Any]
+    refs: dict[str, str] = field(default_factory=dict)  # e.g. {"campaign": "austin-plumbing"}
+
+
+@dataclass
+class NetworkPlan:
+    """A checked network file: the rows to upsert, by kind, in file order."""
+
+    campaigns: list[_Row] = field(default_factory=list)
+    buyers: list[_Row] = field(default_factory=list)
+    targets: list[_Row] = field(default_factory=list)
+    publishers: list[_Row] = field(default_factory=list)
+    tracking_numbers: list[_Row] = field(default_factory=list)
+
+    def count(self, kind: str) -> int:
+        return len(getattr(self, kind))
+
+
+def _clean(values: dict[str, Any]) -> bool:
+    return all(v is not _BAD for v in values.values())
+
+
+def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
+    data = c.mapping(data, where, CAMPAIGN_KEYS, "{key: austin-plumbing, name: Austin Plumbing, …}")
+    key = _BAD if data is None else c.get(data, "key", where, _key)
+    if key is _BAD:
+        c.unreadable.add("campaign")
+        return None
+    c.declared["campaign"].add(key)
+    v: dict[str, Any] = {
+        "name": c.get(data, "name", where, _text(200, required=True), default=None),
+        "category": c.get(data, "category", where, _text(100), ""),
+        "active": c.get(data, "active", where, _bool, True),
+        "currency": c.get(data, "currency", where, _currency, "USD"),
+        "payout": c.get(data, "payout", where, parsing.parse_money, Decimal("0.00")),
+        "buffer_seconds": c.get(data, "buffer_seconds", where, _int(0, 7200, " of seconds"), 60),
+        "duplicate_window": c.get(data, "duplicate_window", where, _duration(), dt.timedelta(days=30)),
+        "ring_timeout": c.get(data, "ring_timeout", where, _int(5, 600, " of seconds"), 30),
+        "recording": c.get(data, "recording", where, _bool, True),
+        "recording_disclosure": c.get(data, "recording_disclosure", where, _bool, False),
+        "disclosure_text": c.get(data, "disclosure_text", where, _text(300, required=True), _DEFAULT_DISCLOSURE),
+        "whisper_text": c.get(data, "whisper", where, _text(300), ""),
+        "blocked_numbers": c.list_of(data, "blocked_numbers", where, parsing.parse_e164),
+        "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
+        "require_attestation": c.get(data, "require_attestation", where, _bool, False),
+    }
+    if v["name"] is None and key is not _BAD:
+        v["name"] = key
+    ivr_at = join_location(where, "ivr")
+    ivr = c.section(data, "ivr", where, IVR_KEYS, "{ask_zip: when_missing, confirm_category: \"…\"}")
+    v["ask_zip"] = c.get(ivr, "ask_zip", ivr_at, _choice(AskZip), AskZip.WHEN_MISSING.value)
+    v["confirm_category"] = c.get(ivr, "confirm_category", ivr_at, _text(300), "")
+    vel_at = join_location(where, "velocity")
+    velocity = c.section(data, "velocity", where, VELOCITY_KEYS, "{limit: 5, window: 10m}")
+    v["velocity_limit"] = c.get(velocity, "limit", vel_at, _int(1, 10_000, " of calls"), 5)
+    v["velocity_window"] = c.get(velocity, "window", vel_at, _duration(dt.timedelta(seconds=1)),
+                                 dt.timedelta(minutes=10))
+    mis_at = join_location(where, "missed_call_protection")
+    missed = c.section(data, "missed_call_protection", where, MISSED_KEYS, "{misses: 3, window: 1h, cooldown: 30m}")
+    v["missed_calls_limit"] = c.get(missed, "misses", mis_at, _int(0, 1000, " of calls"), 3)
+    v["missed_calls_window"] = c.get(missed, "window", mis_at, _duration(dt.timedelta(seconds=1)),
+                                     dt.timedelta(hours=1))
+    v["missed_calls_cooldown"] = c.get(missed, "cooldown", mis_at, _duration(), dt.timedelta(minutes=30))
+    fb_at = join_location(where, "fallback")
+    fallback = c.section(data, "fallback", where, FALLBACK_KEYS,
+                         "{kind: forward, number: \"+15125550100\", message: \"…\"}")
+    v["fallback_kind"] = c.get(fallback, "kind", fb_at, _choice(FallbackChoices), FallbackChoices.MESSAGE.value)
+    v["fallback_number"] = c.get(fallback, "number", fb_at, _optional(parsing.parse_e164), None) or ""
+    v["fallback_message"] = c.get(fallback, "message", fb_at, _text(500), _DEFAULT_FALLBACK_MESSAGE)
+    if v["fallback_kind"] == FallbackChoices.FORWARD and fallback.get("number") is None:
+        c.add(join_location(fb_at, "number"), "missing: a forward fallback needs the number to forward to")
+    if key is _BAD or not _clean(v):
+        return None
+    return _Row(key, where, v)
+
+
+def _check_target(c: _Checker, data: object, where: str, buyer_tz: str | None,
+                  directory: Callable[[], Any]) -> _Row | None:
+    data = c.mapping(data, where, TARGET_KEYS, "{key: acme-austin-main, campaign: austin-plumbing, …}")
+    if data is None:
+        return None
+    key = c.get(data, "key", where, _key)
+    campaign = c.get(data, "campaign", where, _key)
+    v: dict[str, Any] = {
+        "name": c.get(data, "name", where, _text(200, required=True), default=None),
+        "number": c.get(data, "number", where, parsing.parse_e164),
+        "priority": c.get(data, "priority", where, _int(0, 1000), 1),
+        "weight": c.get(data, "weight", where, _int(1, 1000), 1),
+        "price": c.get(data, "price", where, parsing.parse_money, Decimal("0.00")),
+        "min_talk_seconds": c.get(data, "min_talk_seconds", where, _optional(_int(0, 7200, " of seconds")), None),
+        "accepts_unknown_location": c.get(data, "accepts_unknown_location", where, _bool, True),
+        "paused": c.get(data, "paused", where, _bool, False),
+        "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
+    }
+    if v["name"] is None and key is not _BAD:
+        v["name"] = key
+    v["area"] = c.get(data, "area", where, lambda a: parsing.read_area(a, directory() if a else None)[0], {})
+    hours = c.get(data, "hours", where, parsing.normalize_hours, None)
+    if hours not in (None, _BAD) and (buyer_tz or "timezone" in hours):
+        c.run(join_location(where, "hours"), lambda h: parsing.parse_hours(h, buyer_tz or ""), hours)
+    v["hours"] = hours
+    caps_at = join_location(where, "caps")
+    caps = c.section(data, "caps", where, CAPS_KEYS, "{hourly: 5, daily: 20, monthly: 300, concurrency: 2}")
+    for name, column in (("hourly", "hourly_cap"), ("daily", "daily_cap"), ("monthly", "monthly_cap"),
+                         ("concurrency", "concurrency_limit")):
+        v[column] = c.get(caps, name, caps_at, _optional(_int(0, 1_000_000, " of calls")), None)
+    if key is _BAD or campaign is _BAD or not _clean(v):
+        return None
+    return _Row(key, where, v, {"campaign": campaign})
+
+
+def _check_buyer(c: _Checker, data: object, where: str, plan: NetworkPlan,
+                 directory: Callable[[], Any]) -> None:
+    data = c.mapping(data, where, BUYER_KEYS, "{key: acme-plumbing, name: ACME Plumbing, targets: […]}")
+    if data is None:
+        return
+    key = c.get(data, "key", where, _key)
+    v = {
+        "name": c.get(data, "name", where, _text(200, required=True), default=None),
+        "timezone": c.get(data, "timezone", where, parsing.parse_timezone, _DEFAULT_BUYER_TZ),
+        "email": c.get(data, "email", where, _email, ""),
+        "active": c.get(data, "active", where, _bool, True),
+    }
+    if v["name"] is None and key is not _BAD:
+        v["name"] = key
+    timezone = None if v["timezone"] is _BAD else v["timezone"]
+    for target_at, item in c.items(data, "targets", where):
+        row = _check_target(c, item, target_at, timezone, directory)
+        if row is not None and key is not _BAD:
+            row.refs["buyer"] = key
+            plan.targets.append(row)
+    if key is not _BAD and _clean(v):
+        plan.buyers.append(_Row(key, where, v))
+
+
+def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
+    data = c.mapping(data, where, PUBLISHER_KEYS, "{key: metro-search, name: Metro Search Ads}")
+    key = _BAD if data is None else c.get(data, "key", where, _key)
+    if key is _BAD:
+        c.unreadable.add("publisher")
+        return None
+    c.declared["publisher"].add(key)
+    v = {
+        "name": c.get(data, "name", where, _text(200, required=True), default=None),
+        "email": c.get(data, "email", where, _email, ""),
+        "active": c.get(data, "active", where, _bool, True),
+    }
+    if v["name"] is None and key is not _BAD:
+        v["name"] = key
+    if key is _BAD or not _clean(v):
+        return None
+    return _Row(key, where, v)
+
+
+def _check_tracking_number(c: _Checker, data: object, where: str) -> _Row | None:
+    data = c.mapping(data, where, TRACKING_KEYS,
+                     "{number: \"+15125550001\", campaign: austin-plumbing, publisher: metro-search}")
+    if data is None:
+        return None
+    number = c.get(data, "number", where, parsing.parse_e164)
+    campaign = c.get(data, "campaign", where, _key)
+    publisher = c.get(data, "publisher", where, _key)
+    v = {
+        "label": c.get(data, "label", where, _text(200), ""),
+        "active": c.get(data, "active", where, _bool, True),
+    }
+    if _BAD in (number, campaign, publisher) or not _clean(v):
+        return None
+    return _Row(number, where, v, {"campaign": campaign, "publisher": publisher})
+
+
+def _known(names: Iterable[str]) -> str:
+    names = sorted(set(names))
+    if not names:
+        return "none defined"
+    shown = ", ".join(names[:10])
+    return f"known: {shown}, …" if len(names) > 10 else f"known: {shown}"
+
+
+def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
+    """Duplicates, references and numbers that would ring back into the platform."""
+    for kind, what in (("campaigns", "key"), ("buyers", "key"), ("targets", "key"), ("publishers", "key"),
+                       ("tracking_numbers", "number")):
+        first: dict[str, str] = {}
+        for row in getattr(plan, kind):
+            if row.key in first:
+                label = f"duplicate {what} '{row.key}'" if what == "key" else f"{row.key} is listed twice"
+                c.add(join_location(row.location, what), f"{label} (also {first[row.key]})")
+            else:
+                first[row.key] = row.location
+
+    # References may point at rows already in the database, except when pruning (those would be
+    # deactivated by the same load).
+    campaigns = set(c.declared["campaign"])
+    publishers = set(c.declared["publisher"])
+    if not prune:
+        campaigns |= set(m.Campaign.objects.values_list("key", flat=True))
+        publishers |= set(m.Publisher.objects.values_list("key", flat=True))
+    for row in plan.targets + plan.tracking_numbers:
+        for ref, known in (("campaign", campaigns), ("publisher", publishers)):
+            if ref in row.refs and ref not in c.unreadable and row.refs[ref] not in known:
+                c.add(join_location(row.location, ref), f"unknown {ref} '{row.refs[ref]}' ({_known(known)})")
+
+    tracking = {row.key: row.location for row in plan.tracking_numbers}
+    for row in plan.targets:
+        if row.values["number"] in tracking:
+            c.add(join_location(row.location, "number"),
+                  f"{row.values['number']} is a tracking number ({tracking[row.values['number']]}); "
+                  f"calls would ring back into the platform")
+    for row in plan.campaigns:
+        if row.values["fallback_number"] in tracking:
+            c.add(join_location(row.location, "fallback.number"),
+                  f"{row.values['fallback_number']} is a tracking number "
+                  f"({tracking[row.values['fallback_number']]}); calls would ring back into the platform")
+
+
+def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False,
+                     directory: Any = None) -> NetworkPlan:
+    """Check a network file completely; return the plan, or raise :class:`NetworkError` with every problem.
+
+    Reads the database only to resolve references to campaigns and publishers that the file does not
+    define (allowed unless ``prune``). ``directory`` is the ``geo.ZipDirectory`` to check areas
+    against (default: ``ZipDirectory.default()``, loaded only if some target has an area).
+    """
+    data = read_network_file(source)
+    c = _Checker()
+    plan = NetworkPlan()
+    zip_directory = directory
+
+    def get_directory():
+        nonlocal zip_directory
+        if zip_directory is None:
+            from callbroker.core.geo import ZipDirectory
+
+            zip_directory = ZipDirectory.default()
+        return zip_directory
+
+    c.mapping(data, "", TOP_KEYS, "{version: 1, campaigns: […], buyers: […]}")
+    if "version" not in data:
+        c.add("version", f"missing (add 'version: {FORMAT_VERSION}' at the top)")
+    elif data["version"] != FORMAT_VERSION or isinstance(data["version"], bool):
+        c.add("version", f"{_got(data['version'])} is not a version this callbroker reads "
+                         f"(use {FORMAT_VERSION})")
+    for kind in ("campaign", "publisher"):
+        section = data.get(f"{kind}s")
+        if section is not None and (isinstance(section, str | Mapping) or not isinstance(section, Sequence)):
+            c.unreadable.add(kind)
+    for where, item in c.items(data, "campaigns", ""):
+        row = _check_campaign(c, item, where)
+        if row is not None:
+            plan.campaigns.append(row)
+    for where, item in c.items(data, "buyers", ""):
+        _check_buyer(c, item, where, plan, get_directory)
+    for where, item in c.items(data, "publishers", ""):
+        row = _check_publisher(c, item, where)
+        if row is not None:
+            plan.publishers.append(row)
+    for where, item in c.items(data, "tracking_numbers", ""):
+        row = _check_tracking_number(c, item, where)
+        if row is not None:
+            plan.tracking_numbers.append(row)
+    settings = data.get("settings")
+    if settings is not None:
+        if not isinstance(settings, Mapping):
+            c.add("settings", f"expected a mapping (reserved; leave it empty), got {_got(settings)}")
+        else:
+            for key in settings:
+                c.add(f"settings.{key}", f"unknown key '{key}' (settings is reserved for later versions; "
+                                         f"leave it empty)")
+    _cross_check(c, plan, prune=prune)
+    if c.problems:
+        raise NetworkError(c.problems)
+    return plan
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    """What a load did, per kind (campaigns, buyers, targets, publishers, tracking_numbers)."""
+
+    counts: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind: dict.fromkeys(STATUSES, 0) for kind in KINDS})
+    written: bool = True  # False for a check (--check): nothing was written
+    notes: list[str] = field(default_factory=list)  # e.g. targets kept (paused) because calls used them
+
+    def add(self, kind: str, status: str, n: int = 1) -> None:
+        self.counts[kind][status] += n
+
+    def total(self, status: str) -> int:
+        return sum(by_status[status] for by_status in self.counts.values())
+
+    @property
+    def changed(self) -> bool:
+        return any(self.total(s) for s in ("created", "updated", "pruned"))
+
+    def lines(self) -> list[str]:
+        width = max(len(k) for k in KINDS)
+        out = []
+        for kind in KINDS:
+            by_status = self.counts[kind]
+            out.append(f"{kind.replace('_', ' '):<{width}}  "
+                       + "  ".join(f"{status} {by_status[status]:>3}" for status in STATUSES))
+        return out + self.notes
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _upsert(model: type, lookup: dict[str, Any], values: dict[str, Any], existing: Any) -> tuple[Any, str]:
+    if existing is None:
+        return model.objects.create(**lookup, **values), "created"
+    changed = [name for name, value in values.items() if getattr(existing, name) != value]
+    if not changed:
+        return existing, "unchanged"
+    for name in changed:
+        setattr(existing, name, values[name])
+    existing.save()
+    return existing, "updated"
+
+
+def _write(plan: NetworkPlan, *, prune: bool) -> LoadReport:
+    report = LoadReport()
+    by_key: dict[str, dict[str, Any]] = {}
+    for kind, model in (("campaigns", m.Campaign), ("buyers", m.Buyer), ("publishers", m.Publisher)):
+        rows = getattr(plan, kind)
+        existing = model.objects.in_bulk([r.key for r in rows], field_name="key")
+        objects = {}
+        for row in rows:
+            obj, status = _upsert(model, {"key": row.key}, row.values, existing.get(row.key))
+            objects[row.key] = obj
+            report.add(kind, status)
+        by_key[kind] = objects
+    # references to rows the file does not define (allowed without --prune)
+    referenced = {r.refs["campaign"] for r in plan.targets + plan.tracking_numbers} - set(by_key["campaigns"])
+    by_key["campaigns"].update(m.Campaign.objects.in_bulk(referenced, field_name="key"))
+    referenced = {r.refs["publisher"] for r in plan.tracking_numbers} - set(by_key["publishers"])
+    by_key["publishers"].update(m.Publisher.objects.in_bulk(referenced, field_name="key"))
+
+    existing_targets = m.Target.objects.in_bulk([r.key for r in plan.targets], field_name="key")
+    target_ids = []
+    for row in plan.targets:
+        values = dict(row.values, campaign_id=by_key["campaigns"][row.refs["campaign"]].pk,
+                      buyer_id=by_key["buyers"][row.refs["buyer"]].pk)
+        obj, status = _upsert(m.Target, {"key": row.key}, values, existing_targets.get(row.key))
+        target_ids.append(obj.pk)
+        report.add("targets", status)
+    ensure_target_states(target_ids)
+
+    existing_numbers = m.TrackingNumber.objects.in_bulk([r.key for r in plan.tracking_numbers],
+                                                        field_name="number")
+    for row in plan.tracking_numbers:
+        values = dict(row.values, campaign_id=by_key["campaigns"][row.refs["campaign"]].pk,
+                      publisher_id=by_key["publishers"][row.refs["publisher"]].pk)
+        _, status = _upsert(m.TrackingNumber, {"number": row.key}, values, existing_numbers.get(row.key))
+        report.add("tracking_numbers", status)
+
+    if prune:
+        _prune(plan, report, target_ids)
+    return report
+
+
+def _prune(plan: NetworkPlan, report: LoadReport, kept_target_ids: list[int]) -> None:
+    """Remove what the file no longer mentions, without losing any call's history.
+
+    Targets no call ever rang are deleted; targets with calls are paused instead (deleting them would
+    cut the link from those calls to the target). Campaigns, buyers, publishers and tracking numbers
+    are deactivated (``active: false``), never deleted.
+    """
+    for kind, model, lookup in (("campaigns", m.Campaign, "key"), ("buyers", m.Buyer, "key"),
+                                ("publishers", m.Publisher, "key"),
+                                ("tracking_numbers", m.TrackingNumber, "number")):
+        keep = [r.key for r in getattr(plan, kind)]
+        for obj in model.objects.filter(active=True).exclude(**{f"{lookup}__in": keep}):
+            obj.active = False
+            obj.save()
+            report.add(kind, "pruned")
+    gone = m.Target.objects.exclude(pk__in=kept_target_ids)
+    with_calls = target_ids_with_calls(gone.values_list("pk", flat=True))
+    kept_paused = []
+    for target in gone:
+        if target.pk in with_calls:
+            if not target.paused:
+                target.paused = True
+                target.save()
+                kept_paused.append(target.key)
+                report.add("targets", "pruned")
+        else:
+            target.delete()
+            report.add("targets", "pruned")
+    if kept_paused:
+        report.notes.append(f"paused instead of deleted (calls refer to them): {', '.join(sorted(kept_paused))}")
+
+
+def load_network(data_or_path: str | os.PathLike | Mapping, *, prune: bool = False, directory: Any = None,
+                 check_only: bool = False) -> LoadReport:
+    """Validate a network file completely, then write it in one transaction.
+
+    Raises :class:`NetworkError` with every problem (nothing written) when anything is wrong.
+    ``prune`` also removes what the file no longer mentions (see :func:`_prune`). ``check_only``
+    validates and reports what *would* be in the file without writing anything.
+    """
+    plan = validate_network(data_or_path, prune=prune, directory=directory)
+    if check_only:
+        report = LoadReport(written=False)
+        report.notes.append("checked: " + ", ".join(f"{plan.count(k)} {k.replace('_', ' ')}" for k in KINDS))
+        return report
+    with transaction.atomic():
+        return _write(plan, prune=prune)
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------------
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def _export_campaign(c: m.Campaign) -> dict:
+    fallback: dict[str, Any] = {"kind": c.fallback_kind}
+    if c.fallback_number:
+        fallback["number"] = c.fallback_number
+    fallback["message"] = c.fallback_message
+    return {
+        "key": c.key,
+        "name": c.name,
+        "category": c.category,
+        "active": c.active,
+        "currency": c.currency,
+        "payout": _money(c.payout),
+        "buffer_seconds": c.buffer_seconds,
+        "duplicate_window": parsing.format_duration(c.duplicate_window),
+        "ring_timeout": c.ring_timeout,
+        "recording": c.recording,
+        "recording_disclosure": c.recording_disclosure,
+        "disclosure_text": c.disclosure_text,
+        "ivr": {"ask_zip": c.ask_zip, "confirm_category": c.confirm_category},
+        "whisper": c.whisper_text,
+        "blocked_numbers": list(c.blocked_numbers),
+        "blocked_prefixes": list(c.blocked_prefixes),
+        "velocity": {"limit": c.velocity_limit, "window": parsing.format_duration(c.velocity_window)},
+        "require_attestation": c.require_attestation,
+        "missed_call_protection": {
+            "misses": c.missed_calls_limit,
+            "window": parsing.format_duration(c.missed_calls_window),
+            "cooldown": parsing.format_duration(c.missed_calls_cooldown),
+        },
+        "fallback": fallback,
+    }
+
+
+def _export_target(t: m.Target) -> dict:
+    return {
+        "key": t.key,
+        "campaign": t.campaign.key,
+        "name": t.name,
+        "number": t.number,
+        "priority": t.priority,
+        "weight": t.weight,
+        "price": _money(t.price),
+        "min_talk_seconds": t.min_talk_seconds,
+        "area": t.area or {},
+        "accepts_unknown_location": t.accepts_unknown_location,
+        "hours": t.hours or None,
+        "caps": {"hourly": t.hourly_cap, "daily": t.daily_cap, "monthly": t.monthly_cap,
+                 "concurrency": t.concurrency_limit},
+        "paused": t.paused,
+        "blocked_prefixes": list(t.blocked_prefixes),
+    }
+
+
+def export_network() -> dict:
+    """The whole network as a network-file mapping (every row, inactive ones too), ready for YAML.
+
+    Money is written as strings ("45.00"), durations as "30d"/"1h"/"90m". Loading the result gives
+    the same network, and exporting again gives the same mapping.
+    """
+    targets_by_buyer: dict[int, list[dict]] = {}
+    for target in m.Target.objects.select_related("campaign").order_by("buyer_id", "campaign__key",
+                                                                       "priority", "key"):
+        targets_by_buyer.setdefault(target.buyer_id, []).append(_export_target(target))
+    return {
+        "version": FORMAT_VERSION,
+        "campaigns": [_export_campaign(c) for c in m.Campaign.objects.order_by("key")],
+        "buyers": [
+            {"key": b.key, "name": b.name, "timezone": b.timezone, "email": b.email, "active": b.active,
+             "targets": targets_by_buyer.get(b.pk, [])}
+            for b in m.Buyer.objects.order_by("key")
+        ],
+        "publishers": [
+            {"key": p.key, "name": p.name, "email": p.email, "active": p.active}
+            for p in m.Publisher.objects.order_by("key")
+        ],
+        "tracking_numbers": [
+            {"number": n.number, "campaign": n.campaign.key, "publisher": n.publisher.key, "label": n.label,
+             "active": n.active}
+            for n in m.TrackingNumber.objects.select_related("campaign", "publisher").order_by("number")
+        ],
+        "settings": {},
+    }

@@ -1,0 +1,64 @@
+"""``callbroker network load FILE [--prune] [--check]`` and ``callbroker network export [-o FILE]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from callbroker.network.loader import KINDS, dump_network, export_network, load_network
+from callbroker.network.parsing import NetworkError
+
+EXPORT_HEADER = "# callbroker network file (exported). Every key is described in docs/network-file.md.\n"
+
+
+class Command(BaseCommand):
+    help = "Load (or only check) a network file, or export the network as one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{load,export}")
+        load = actions.add_parser("load", help="Check a network file and write it in one transaction.")
+        load.add_argument("file", help="the YAML network file")
+        load.add_argument("--prune", action="store_true",
+                          help="also remove what the file no longer mentions (targets deleted or paused; "
+                               "campaigns, buyers, publishers and tracking numbers deactivated)")
+        load.add_argument("--check", action="store_true", help="only check the file; write nothing")
+        export = actions.add_parser("export", help="Write the network as a network file (YAML).")
+        export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "load":
+            self.load(options["file"], prune=options["prune"], check=options["check"])
+        else:
+            self.export(options.get("output"))
+
+    def load(self, path: str, *, prune: bool, check: bool) -> None:
+        try:
+            report = load_network(path, prune=prune, check_only=check)
+        except NetworkError as exc:
+            for problem in exc.problems:
+                self.stderr.write(str(problem), style_func=lambda text: text)
+            count = len(exc.problems)
+            self.stderr.write(f"{count} problem{'s' if count != 1 else ''}; nothing was written.")
+            sys.exit(1)
+        if check:
+            self.stdout.write(f"{path} is valid ({'; '.join(report.notes)}); nothing was written (--check).")
+            return
+        self.stdout.write(f"Loaded {path}{' (pruned)' if prune else ''}:")
+        for line in report.lines():
+            self.stdout.write(f"  {line}")
+        if not report.changed:
+            self.stdout.write("Nothing changed.")
+
+    def export(self, output: str | None) -> None:
+        data = export_network()
+        text = EXPORT_HEADER + dump_network(data)
+        if not output:
+            self.stdout.write(text, ending="")
+            return
+        Path(output).write_text(text, encoding="utf-8")
+        sizes = {kind: len(data.get(kind, ())) for kind in KINDS}
+        sizes["targets"] = sum(len(buyer["targets"]) for buyer in data["buyers"])
+        self.stdout.write(f"Wrote {output}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sizes.items()))

@@ -1,0 +1,46 @@
+"""Network operations shared by the loader, the admin and the commands (each owns no transaction logic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
+
+from callbroker.network import models as m
+
+__all__ = ["clear_auto_pause", "ensure_target_states", "target_ids_with_calls"]
+
+
+def ensure_target_states(target_ids: Iterable[int]) -> int:
+    """Create the missing ``TargetState`` rows of these targets; return how many were created.
+
+    Every target needs its live-state row: the call path only ever *updates* it (atomically).
+    """
+    wanted = set(target_ids)
+    if not wanted:
+        return 0
+    have = set(m.TargetState.objects.filter(target_id__in=wanted).values_list("target_id", flat=True))
+    missing = [m.TargetState(target_id=pk) for pk in sorted(wanted - have)]
+    m.TargetState.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
+
+
+def target_ids_with_calls(target_ids: Iterable[int]) -> set[int]:
+    """Those of these targets that some call connected to or rang (deleting them would cut history)."""
+    ids = list(target_ids)
+    if not ids:
+        return set()
+    used = m.Target.objects.filter(pk__in=ids).filter(
+        Q(connected_calls__isnull=False) | Q(attempts__isnull=False)
+    )
+    return set(used.values_list("pk", flat=True).distinct())
+
+
+def clear_auto_pause(states: QuerySet[m.TargetState]) -> int:
+    """End the automatic pause (missed-call protection) of these targets now; return how many changed.
+
+    One ``UPDATE``: it does not touch ``active_calls``, which only the call path changes.
+    """
+    return states.filter(Q(paused_until__isnull=False) | ~Q(pause_reason="")).update(
+        paused_until=None, pause_reason=""
+    )

@@ -1,0 +1,209 @@
+"""``callbroker sim …``: drive a running callbroker server with the carrier emulator.
+
+``callbroker sim traffic --url URL`` plans a day of calls for a network file and places them,
+printing one line per call and a summary; ``callbroker sim call --url URL --to NUMBER`` places a
+single call and prints its transcript. Neither needs Django or the database: they only speak HTTP
+to the server, like the carrier does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
+
+
+def add_arguments(subparsers) -> None:
+    """Add the ``traffic`` and ``call`` sub-commands to an ``argparse`` sub-parser group."""
+    traffic = subparsers.add_parser("traffic", help="Place a realistic day of calls against a server.")
+    _common(traffic)
+    traffic.add_argument("--calls", type=int, default=100, help="How many calls (default 100).")
+    traffic.add_argument("--rate", type=float, default=None, help="New calls per second (default: as fast as possible).")
+    traffic.add_argument("--concurrency", type=int, default=8, help="Calls in flight at once (default 8).")
+    traffic.add_argument(
+        "--network", type=Path, default=None, help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
+    )
+    traffic.add_argument("--seed", type=int, default=1, help="Seed of the plan and the emulator (default 1).")
+    traffic.add_argument("--duplicates", action="store_true", help="Deliver every webhook twice.")
+    traffic.add_argument("--reorder", action="store_true", help="Shuffle asynchronous callbacks.")
+    traffic.add_argument("--json", action="store_true", help="One JSON object per call, then the summary.")
+    traffic.set_defaults(sim_handler=_traffic)
+
+    call = subparsers.add_parser("call", help="Place one call and print its transcript.")
+    _common(call)
+    call.add_argument("--to", required=True, help="The tracking number called (E.164).")
+    call.add_argument("--from", dest="from_", default="+15125551234", help="Caller ID; 'anonymous' withholds it.")
+    call.add_argument("--zip", default=None, help="The carrier's FromZip (default: absent).")
+    call.add_argument("--state", default=None, help="The carrier's FromState.")
+    call.add_argument("--stir", default="TN-Validation-Passed-A", help="StirVerstat ('' to leave it out).")
+    call.add_argument("--digits", default="", help="Keypad answers to successive Gathers, comma-separated: 78701,1")
+    call.add_argument("--hang-up-after", type=int, default=None, help="Caller hangs up after N simulated seconds.")
+    answer = call.add_mutually_exclusive_group()
+    answer.add_argument("--buyer-answers", dest="answers", action="store_true", default=True,
+                        help="Every buyer answers (default).")
+    answer.add_argument("--no-answer", dest="answers", action="store_false", help="No buyer answers.")
+    call.add_argument("--ring", type=int, default=6, help="Buyer ring seconds (default 6).")
+    call.add_argument("--talk", type=int, default=90, help="Buyer talk seconds (default 90).")
+    call.add_argument("--declines-whisper", action="store_true", help="Buyers decline the whisper.")
+    call.add_argument("--seed", type=int, default=None)
+    call.add_argument("--json", action="store_true", help="Print the call record as JSON.")
+    call.set_defaults(sim_handler=_call)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--public-url", default=None, help="Public URL the server signs against (default: --url).")
+    parser.add_argument("--token", default=None, help="Twilio auth token (default: $TWILIO_AUTH_TOKEN).")
+    parser.add_argument("--time-scale", type=float, default=0.0,
+                        help="Real seconds per simulated second (default 0: no waiting).")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command chosen in ``args``; returns the process exit code."""
+    handler = getattr(args, "sim_handler", None)
+    if handler is None:
+        print("callbroker sim: choose a command: traffic or call", file=sys.stderr)
+        return 2
+    token = args.token or os.environ.get("TWILIO_AUTH_TOKEN")
+    if not token:
+        print("callbroker sim: no auth token: pass --token or set TWILIO_AUTH_TOKEN", file=sys.stderr)
+        return 2
+    return handler(args, token)
+
+
+def _carrier(args: argparse.Namespace, token: str, seed: int | None):
+    from callbroker.sim.emulator import Carrier
+
+    return Carrier(args.url, token, public_url=args.public_url, time_scale=args.time_scale, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _traffic(args: argparse.Namespace, token: str) -> int:
+    import yaml
+
+    from callbroker.sim.emulator import Delivery
+    from callbroker.sim.traffic import generate_day, run_traffic
+
+    path = args.network or DEMO_NETWORK
+    if not path.is_file():
+        print(f"callbroker sim: network file {path} not found"
+              + ("" if args.network else " (the packaged demo is missing; pass --network FILE)"), file=sys.stderr)
+        return 2
+    network = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    planned = generate_day(network, calls=args.calls, seed=args.seed)
+    if not planned:
+        print(f"callbroker sim: {path} has no tracking numbers to call", file=sys.stderr)
+        return 2
+    delivery = Delivery(duplicate=args.duplicates, reorder=args.reorder)
+    stop = threading.Event()
+
+    def on_done(call, record) -> None:
+        if args.json:
+            print(json.dumps(call_json(call, record)), flush=True)
+        else:
+            print(call_line(call, record), flush=True)
+
+    with _carrier(args, token, args.seed) as carrier:
+        try:
+            stats = run_traffic(carrier, planned, rate=args.rate, concurrency=args.concurrency,
+                                on_done=on_done, delivery=delivery, stop=stop)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+    if args.json:
+        print(json.dumps({"summary": stats.as_dict()}))
+    else:
+        print(stats.summary())
+        for problem in stats.problems:
+            print(f"  problem: {problem}")
+    return 0 if stats.calls and stats.errors == 0 else 1
+
+
+def call_line(call, record) -> str:
+    """One line per call: time, tracking number, campaign, caller ZIP, dials, talk, status."""
+    zip_text = call.caller_zip or "-"
+    if call.params.get("FromZip"):
+        zip_text += " (carrier)"
+    elif call.caller_zip and call.caller_zip in call.script.digits:
+        zip_text += " (typed)"
+    dials = " -> ".join(
+        f"{d.number} {'bridged' if d.bridged else d.status}" + (" (whisper declined)" if d.whisper_declined else "")
+        for d in record.dials
+    ) or "no dial"
+    tags = f" [{', '.join(call.tags)}]" if call.tags else ""
+    problem = " ERROR" if not record.ok else ""
+    return (f"{call.clock} {call.tracking_number} {call.campaign:<24} zip {zip_text:<16} {dials}; "
+            f"talk {record.talk_seconds}s; {record.final_status}{tags}{problem}")
+
+
+def call_json(call, record) -> dict:
+    return {
+        "time": call.clock,
+        "tracking_number": call.tracking_number,
+        "campaign": call.campaign,
+        "caller": call.caller,
+        "caller_zip": call.caller_zip,
+        "tags": list(call.tags),
+        **record_json(record),
+    }
+
+
+def record_json(record) -> dict:
+    return {
+        "call_sid": record.call_sid,
+        "final_status": record.final_status,
+        "duration": record.duration,
+        "talk_seconds": record.talk_seconds,
+        "dials": [
+            {"number": d.number, "status": d.status, "bridged": d.bridged, "duration": d.duration,
+             "ring_seconds": d.ring_seconds, "whisper_declined": d.whisper_declined}
+            for d in record.dials
+        ],
+        "verbs": record.verbs_executed,
+        "used_fallback": record.used_fallback,
+        "heard_error": record.heard_error,
+        "rejected": record.rejected,
+        "hung_up_by": record.hung_up_by,
+        "recording_sid": record.recording_sid,
+        "errors": record.errors,
+        "issues": record.issues,
+        "webhooks": len(record.requests),
+    }
+
+
+def _call(args: argparse.Namespace, token: str) -> int:
+    from callbroker.sim.emulator import BuyerBehaviour, CallerScript
+
+    params: dict[str, str] = {}
+    if args.zip is not None:
+        params["FromZip"] = args.zip
+    if args.state is not None:
+        params["FromState"] = args.state
+    if args.stir:
+        params["StirVerstat"] = args.stir
+    digits = tuple(d.strip() for d in args.digits.split(",")) if args.digits else ()
+    behaviour = BuyerBehaviour(answers=args.answers, ring_seconds=args.ring, talk_seconds=args.talk,
+                               declines_whisper=args.declines_whisper)
+    caller = None if args.from_.lower() in ("anonymous", "") else args.from_
+    with _carrier(args, token, args.seed) as carrier:
+        record = carrier.place_call(
+            args.to,
+            caller,
+            caller=CallerScript(digits=digits, hangs_up_after=args.hang_up_after),
+            params=params,
+            buyers=lambda number: behaviour,
+        )
+    if args.json:
+        print(json.dumps(record_json(record), indent=2))
+    else:
+        print(record.transcript())
+        if record.said:
+            print(f"  caller heard: {record.said}")
+    return 0 if record.ok else 1

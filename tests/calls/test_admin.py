@@ -1,0 +1,158 @@
+"""The Django admin for calls: staff read everything, and may only record the buyer's outcome."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.contrib import admin
+from django.urls import path, reverse
+
+from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.calls.presenters import REASON_LABELS
+
+# Only the admin is mounted, so these tests do not depend on the carrier views importing cleanly.
+urlpatterns = [path("admin/", admin.site.urls)]
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+
+
+@pytest.fixture
+def staff(client, django_user_model, settings):
+    """A superuser logged in through the admin login form."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-for-tests")
+    response = client.post(reverse("admin:login"), {"username": "ops", "password": "pw-for-tests",
+                                                    "next": reverse("admin:index")})
+    assert response.status_code == 302 and response.url == reverse("admin:index")
+    return client
+
+
+def change_url(call: Call) -> str:
+    return reverse("admin:calls_call_change", args=[call.pk])
+
+
+def edit_post_data(response, **edits) -> dict:
+    """The POST body of the call change form as rendered, with ``edits`` applied."""
+    form = response.context["adminform"].form
+    data = {name: ("" if form[name].value() is None else form[name].value()) for name in form.fields}
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({management.add_prefix(name): value for name, value in management.initial.items()})
+    data.update(edits)
+    return data
+
+
+def test_changelist_shows_the_call_with_its_columns(staff, routed_call):
+    response = staff.get(reverse("admin:calls_call_changelist"))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert routed_call.call_sid in html
+    assert "Austin Plumbing" in html
+    assert "78704 (ivr)" in html
+    assert "ACME Plumbing / Main line" in html
+
+
+@pytest.mark.parametrize("query", [
+    {"verdict__exact": "billable"},
+    {"stage__exact": "ended"},
+    {"zip_source__exact": "ivr"},
+    {"started_at__year": "2026", "started_at__month": "11"},
+    {"q": "CA0123456789abcdef"},
+    {"q": "+15125550001"},
+    {"q": "+15124440001"},
+])
+def test_changelist_filters_and_search_find_the_call(staff, routed_call, query):
+    response = staff.get(reverse("admin:calls_call_changelist"), query)
+
+    assert response.status_code == 200
+    assert routed_call.call_sid in response.content.decode()
+
+
+def test_changelist_filters_leave_other_calls_out(staff, routed_call, make_call):
+    other = make_call(verdict="not_billable", reason_codes=["duplicate"])
+    url = reverse("admin:calls_call_changelist")
+
+    by_campaign = staff.get(url, {"campaign__id__exact": routed_call.campaign_id}).content.decode()
+    by_publisher = staff.get(url, {"publisher__id__exact": other.publisher_id}).content.decode()
+    by_verdict = staff.get(url, {"verdict__exact": "not_billable"}).content.decode()
+
+    assert routed_call.call_sid in by_campaign and other.call_sid not in by_campaign
+    assert other.call_sid in by_publisher and routed_call.call_sid not in by_publisher
+    assert other.call_sid in by_verdict and "duplicate" in by_verdict
+    assert routed_call.call_sid not in by_verdict
+
+
+def test_change_view_shows_the_decision_attempts_and_events(staff, routed_call):
+    response = staff.get(change_url(routed_call))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Bob&#x27;s Pipes / Day line" in html  # excluded target, by name
+    assert "<code>closed</code>" in html and "daily cap reached" in html
+    assert "Bob&#x27;s Pipes / Night line" in html  # ring list and first attempt
+    assert "No answer" in html and "Connected" in html
+    assert "CallStatus" in html  # carrier events
+    assert "TN-Validation-Passed-A" in html
+
+
+def test_change_view_explains_why_a_call_is_not_billable(staff, make_call):
+    call = make_call(verdict="not_billable", reason_codes=["below_buffer", "duplicate"])
+
+    html = staff.get(change_url(call)).content.decode()
+
+    assert f"<code>below_buffer</code>: {REASON_LABELS['below_buffer']}" in html
+    assert f"<code>duplicate</code>: {REASON_LABELS['duplicate']}" in html
+
+
+def test_only_the_outcome_fields_are_editable(staff, routed_call):
+    response = staff.get(change_url(routed_call))
+
+    assert set(response.context["adminform"].form.fields) == {"outcome", "job_value", "outcome_note"}
+    [attempts] = response.context["inline_admin_formsets"]
+    assert not attempts.has_add_permission
+    assert not attempts.has_change_permission
+    assert not attempts.has_delete_permission
+
+
+def test_posting_an_outcome_saves_it_and_nothing_else(staff, routed_call):
+    page = staff.get(change_url(routed_call))
+    data = edit_post_data(page, outcome="booked", job_value="350.00", outcome_note="Water heater",
+                          verdict="not_billable", talk_seconds="999", revenue="0")
+
+    response = staff.post(change_url(routed_call), data)
+
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    routed_call.refresh_from_db()
+    assert routed_call.outcome == "booked"
+    assert routed_call.job_value == Decimal("350.00")
+    assert routed_call.outcome_note == "Water heater"
+    assert routed_call.outcome_at is not None
+    # read-only facts ignored even when posted
+    assert routed_call.verdict == "billable"
+    assert routed_call.talk_seconds == 151
+    assert routed_call.revenue == Decimal("45.00")
+    assert list(routed_call.attempts.values_list("result", flat=True)) == ["no-answer", "bridged"]
+
+
+def test_calls_cannot_be_added_or_deleted(staff, routed_call):
+    assert staff.get(reverse("admin:calls_call_add")).status_code == 403
+    assert staff.get(reverse("admin:calls_call_delete", args=[routed_call.pk])).status_code == 403
+
+
+def test_attempts_and_events_are_view_only(staff, routed_call):
+    attempt = CallAttempt.objects.filter(call=routed_call).first()
+    event = CallEvent.objects.filter(call_sid=routed_call.call_sid).first()
+
+    for model, obj in (("callattempt", attempt), ("callevent", event)):
+        assert staff.get(reverse(f"admin:calls_{model}_changelist")).status_code == 200
+        view = staff.get(reverse(f"admin:calls_{model}_change", args=[obj.pk]))
+        assert view.status_code == 200
+        assert not view.context["adminform"].form.fields  # nothing editable
+        assert staff.get(reverse(f"admin:calls_{model}_add")).status_code == 403
+        assert staff.get(reverse(f"admin:calls_{model}_delete", args=[obj.pk])).status_code == 403
+        assert staff.post(reverse(f"admin:calls_{model}_change", args=[obj.pk]), {}).status_code == 403
+
+    events = staff.get(reverse("admin:calls_callevent_changelist"), {"call_sid": routed_call.call_sid})
+    assert events.status_code == 200 and "status" in events.content.decode()

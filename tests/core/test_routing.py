@@ -1,0 +1,343 @@
+"""Routing: who may take a call, why the others may not, and in which order they ring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from callbroker.core.bench import bench_core
+from callbroker.core.model import (
+    Caller,
+    Campaign,
+    Exclusion,
+    Fallback,
+    FallbackKind,
+    RoutingContext,
+    Target,
+    TargetCounters,
+)
+from callbroker.core.routing import PreparedTargets, explain, prepare_targets, route
+
+try:
+    from tests.core import strategies as cs
+except ImportError:  # tests/core itself is on sys.path (pytest's default rootdir-less import mode)
+    import strategies as cs  # type: ignore[no-redef]
+
+NOON = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def applicable_exclusions(campaign, target, context, counters) -> list[Exclusion]:
+    """Every exclusion that applies to ``target``, in the documented order (the test's own reference)."""
+    found = []
+    number = context.caller.number
+    zip_code = context.caller.zip_code
+    if target.paused:
+        found.append(Exclusion.PAUSED)
+    if number is not None:
+        prefixes = list(campaign.blocked_prefixes) + list(target.blocked_prefixes)
+        if number in campaign.blocked_numbers or any(number.startswith(p) for p in prefixes):
+            found.append(Exclusion.CALLER_BLOCKED)
+    if target.area_zips is not None:
+        if zip_code is None and not target.accepts_unknown_location:
+            found.append(Exclusion.OUT_OF_AREA)
+        if zip_code is not None and zip_code not in target.area_zips:
+            found.append(Exclusion.OUT_OF_AREA)
+    if target.schedule is not None and not target.schedule.is_open(context.now):
+        found.append(Exclusion.CLOSED)
+    counts = counters.get(target.id, TargetCounters())
+    for cap, value, reason in (
+        (target.hourly_cap, counts.hour, Exclusion.HOURLY_CAP),
+        (target.daily_cap, counts.day, Exclusion.DAILY_CAP),
+        (target.monthly_cap, counts.month, Exclusion.MONTHLY_CAP),
+        (target.concurrency_limit, counts.active, Exclusion.CONCURRENCY_FULL),
+    ):
+        if cap is not None and value >= cap:
+            found.append(reason)
+    return found
+
+
+def target(tid: int, **fields) -> Target:
+    fields.setdefault("name", f"Target {tid}")
+    return Target(id=tid, buyer_id=1, number=f"+1512555{tid:04d}", **fields)
+
+
+def context(number: str | None = "+15125550000", zip_code: str | None = "78701", **fields) -> RoutingContext:
+    return RoutingContext(caller=Caller(number, zip_code), now=fields.pop("now", NOON), **fields)
+
+
+CAMPAIGN = Campaign(id=1, name="Austin plumbing", fallback=Fallback(FallbackKind.CALLBACK))
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+
+# One generated case feeds every invariant: generating cases is the slow part of these tests.
+@given(cs.routing_cases(), seeds)
+def test_decision_invariants(case, seed):
+    campaign, targets, ctx, counters = case
+
+    decision = route(campaign, targets, ctx, counters, random.Random(seed))
+
+    assert_every_target_rung_or_excluded_once_with_its_first_reason(decision, case)
+    assert_sticky_first_then_priority_order(decision, case)
+    assert_fallback_only_when_nobody_can_take_the_call(decision, case)
+    assert route(campaign, targets, ctx, counters, random.Random(seed)) == decision  # same seed, same order
+
+
+def assert_every_target_rung_or_excluded_once_with_its_first_reason(decision, case):
+    campaign, targets, ctx, counters = case
+    ring_ids = list(decision.ring)
+    excluded_ids = [tid for tid, _ in decision.excluded]
+    assert sorted(ring_ids + excluded_ids) == sorted(t.id for t in targets)
+    assert excluded_ids == [t.id for t in targets if t.id not in ring_ids]  # input order
+    by_id = {t.id: t for t in targets}
+    for tid, reason in decision.excluded:
+        reasons = applicable_exclusions(campaign, by_id[tid], ctx, counters)
+        assert reasons, f"#{tid} excluded for {reason} but nothing applies"
+        assert reason == reasons[0]
+    for tid in ring_ids:
+        rung = by_id[tid]
+        assert applicable_exclusions(campaign, rung, ctx, counters) == []
+        assert not rung.paused
+        assert rung.schedule is None or rung.schedule.is_open(ctx.now)
+
+
+def assert_sticky_first_then_priority_order(decision, case):
+    _, targets, ctx, _ = case
+    by_id = {t.id: t for t in targets}
+    sticky_id = ctx.sticky_target_id
+    if sticky_id is not None and sticky_id in decision.ring:
+        assert decision.ring[0] == sticky_id
+        assert decision.sticky
+    else:
+        assert not decision.sticky
+    rest = decision.ring[1:] if decision.sticky else decision.ring
+    priorities = [by_id[tid].priority for tid in rest]
+    assert priorities == sorted(priorities)
+
+
+def assert_fallback_only_when_nobody_can_take_the_call(decision, case):
+    campaign = case[0]
+    if decision.ring:
+        assert decision.fallback is None
+        assert decision.routed
+    else:
+        assert decision.fallback == campaign.fallback
+        assert not decision.routed
+
+
+@given(cs.routing_cases(), seeds)
+def test_prepared_targets_decide_exactly_like_plain_targets(case, seed):
+    campaign, targets, ctx, counters = case
+    prepared = prepare_targets(targets)
+
+    assert isinstance(prepared, PreparedTargets)
+    assert prepared == targets
+    assert route(campaign, prepared, ctx, counters, random.Random(seed)) == route(
+        campaign, targets, ctx, counters, random.Random(seed)
+    )
+
+
+# --- weights --------------------------------------------------------------------------------------
+
+
+def first_counts(targets, draws: int, seed: int, prepared: bool = False) -> Counter:
+    rng = random.Random(seed)
+    pool = prepare_targets(targets) if prepared else targets
+    return Counter(route(CAMPAIGN, pool, context(), {}, rng).ring[0] for _ in range(draws))
+
+
+def test_weight_three_target_comes_first_about_three_times_as_often_as_weight_one():
+    targets = (target(1, weight=1), target(2, weight=3), target(3, weight=5, priority=2))
+
+    firsts = first_counts(targets, draws=4000, seed=20250602)
+
+    assert firsts[3] == 0  # a lower priority never rings first
+    ratio = firsts[2] / firsts[1]
+    assert 2.4 <= ratio <= 3.75, firsts  # expected 3.0; 4,000 draws give about ±0.25
+
+
+def test_weights_share_first_place_in_proportion():
+    targets = (target(1, weight=1), target(2, weight=2), target(3, weight=5))
+
+    firsts = first_counts(targets, draws=4000, seed=7, prepared=True)
+
+    for tid, weight in ((1, 1), (2, 2), (3, 5)):
+        share = firsts[tid] / 4000
+        assert abs(share - weight / 8) < 0.03, firsts
+
+
+def test_order_within_a_priority_varies_between_calls():
+    targets = tuple(target(tid) for tid in range(1, 6))
+    rng = random.Random(3)
+
+    orders = {route(CAMPAIGN, targets, context(), {}, rng).ring for _ in range(50)}
+
+    assert len(orders) > 10
+
+
+def test_without_rng_route_uses_the_module_random():
+    targets = (target(1), target(2, priority=2))
+
+    decision = route(CAMPAIGN, targets, context(), {})
+
+    assert decision.ring == (1, 2)
+
+
+# --- the rules, one example each -------------------------------------------------------------------
+
+
+def test_paused_comes_before_every_other_reason():
+    closed_and_paused = target(1, paused=True, schedule=cs.NEVER_OPEN, hourly_cap=0)
+
+    decision = route(CAMPAIGN, (closed_and_paused,), context(), {})
+
+    assert decision.excluded == ((1, Exclusion.PAUSED),)
+
+
+def test_caller_blocked_by_campaign_number_campaign_prefix_or_target_prefix():
+    campaign = Campaign(id=1, name="c", blocked_numbers=frozenset({"+15125550000"}), blocked_prefixes=("+1900",))
+    targets = (target(1), target(2, blocked_prefixes=("+1737",)))
+
+    assert route(campaign, targets, context("+15125550000"), {}).ring == ()
+    assert route(campaign, targets, context("+19005551234"), {}).ring == ()
+    assert route(campaign, targets, context("+17375551234"), {}).excluded == ((2, Exclusion.CALLER_BLOCKED),)
+
+
+def test_anonymous_caller_is_never_blocked_by_routing():
+    campaign = Campaign(id=1, name="c", blocked_prefixes=("",))  # "" would match any number
+    decision = route(campaign, (target(1, blocked_prefixes=("",)),), context(number=None), {})
+
+    assert decision.ring == (1,)
+
+
+def test_service_area_and_unknown_location():
+    austin = frozenset({"78701", "78702"})
+    everywhere = target(1)
+    local = target(2, area_zips=austin)
+    local_known_only = target(3, area_zips=austin, accepts_unknown_location=False)
+    targets = (everywhere, local, local_known_only)
+
+    assert set(route(CAMPAIGN, targets, context(zip_code="78701"), {}).ring) == {1, 2, 3}
+    outside = route(CAMPAIGN, targets, context(zip_code="10001"), {})
+    assert outside.ring == (1,)
+    assert outside.excluded == ((2, Exclusion.OUT_OF_AREA), (3, Exclusion.OUT_OF_AREA))
+    unknown = route(CAMPAIGN, targets, context(zip_code=None), {})
+    assert set(unknown.ring) == {1, 2}
+    assert unknown.excluded == ((3, Exclusion.OUT_OF_AREA),)
+
+
+def test_closed_schedule_excludes_and_open_one_does_not():
+    office = cs.HourSchedule(frozenset(range(9, 17)))  # UTC hours
+    targets = (target(1, schedule=office),)
+
+    assert route(CAMPAIGN, targets, context(now=NOON), {}).ring == (1,)
+    evening = route(CAMPAIGN, targets, context(now=NOON.replace(hour=20)), {})
+    assert evening.excluded == ((1, Exclusion.CLOSED),)
+    assert evening.fallback == CAMPAIGN.fallback
+
+
+def test_caps_none_is_unlimited_zero_is_never_and_counter_at_cap_excludes():
+    busy = TargetCounters(active=3, hour=9, day=99, month=999)
+    targets = (
+        target(1),  # no caps at all
+        target(2, hourly_cap=0),
+        target(3, hourly_cap=10, daily_cap=99),
+        target(4, monthly_cap=999),
+        target(5, concurrency_limit=3),
+        target(6, hourly_cap=10, daily_cap=100, monthly_cap=1000, concurrency_limit=4),
+    )
+    counters = {tid: busy for tid in range(1, 7)}
+
+    decision = route(CAMPAIGN, targets, context(), counters)
+
+    assert set(decision.ring) == {1, 6}
+    assert decision.excluded == (
+        (2, Exclusion.HOURLY_CAP),
+        (3, Exclusion.DAILY_CAP),
+        (4, Exclusion.MONTHLY_CAP),
+        (5, Exclusion.CONCURRENCY_FULL),
+    )
+
+
+def test_a_cap_of_zero_excludes_even_without_counters():
+    decision = route(CAMPAIGN, (target(1, concurrency_limit=0),), context(), {})
+
+    assert decision.excluded == ((1, Exclusion.CONCURRENCY_FULL),)
+
+
+def test_sticky_target_rings_first_even_from_a_lower_priority():
+    targets = (target(1, priority=1), target(2, priority=3), target(3, priority=2))
+
+    decision = route(CAMPAIGN, targets, context(sticky_target_id=2), {})
+
+    assert decision.ring == (2, 1, 3)
+    assert decision.sticky
+
+
+def test_ineligible_sticky_target_is_simply_excluded():
+    targets = (target(1), target(2, paused=True))
+
+    decision = route(CAMPAIGN, targets, context(sticky_target_id=2), {})
+
+    assert decision.ring == (1,)
+    assert not decision.sticky
+    assert decision.excluded == ((2, Exclusion.PAUSED),)
+
+
+def test_no_targets_means_fallback():
+    decision = route(CAMPAIGN, (), context(), {})
+
+    assert decision == route(CAMPAIGN, prepare_targets(()), context(), {})
+    assert decision.ring == () and decision.excluded == ()
+    assert decision.fallback == Fallback(FallbackKind.CALLBACK)
+
+
+def test_prepared_targets_group_equal_schedules_and_accept_unhashable_ones():
+    office = cs.HourSchedule(frozenset(range(9, 17)))
+    same_hours = cs.HourSchedule(frozenset(range(9, 17)))
+    unhashable = cs.ListHourSchedule([12])
+    targets = (target(1, schedule=office), target(2, schedule=same_hours), target(3, schedule=unhashable))
+
+    prepared = prepare_targets(targets)
+
+    assert len(prepared.schedule_groups) == 2
+    assert route(CAMPAIGN, prepared, context(now=NOON), {}, random.Random(1)) == route(
+        CAMPAIGN, targets, context(now=NOON), {}, random.Random(1)
+    )
+
+
+# --- explain --------------------------------------------------------------------------------------
+
+
+def test_explain_names_every_target_and_the_fallback():
+    targets = (target(12, name="Acme Plumbing", schedule=cs.NEVER_OPEN), target(13, name="Bolt Rooter"))
+
+    routed = explain(route(CAMPAIGN, targets, context(sticky_target_id=13), {}), targets)
+    nobody = explain(route(CAMPAIGN, targets[:1], context(), {}), {12: "Acme Plumbing"})
+
+    assert routed == [
+        "#13 Bolt Rooter: rings 1st (repeat caller: the buyer reached last time)",
+        "#12 Acme Plumbing: closed",
+    ]
+    assert nobody == ["#12 Acme Plumbing: closed", "no target can take the call: offer a callback"]
+    assert explain(route(CAMPAIGN, targets[:1], context(), {})) == [
+        "#12: closed",
+        "no target can take the call: offer a callback",
+    ]
+
+
+# --- benchmark smoke test -------------------------------------------------------------------------
+
+
+def test_bench_core_reports_the_figures():
+    figures = bench_core(n_targets=40, zips_per_area=50, decisions=200, seed=3)
+
+    assert figures["decisions"] == 200
+    assert figures["per_second"] > 0
+    assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]

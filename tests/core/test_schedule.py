@@ -1,0 +1,428 @@
+"""Opening hours: parsing, is_open against a brute-force reference (DST days included), next_open."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+import time
+from zoneinfo import ZoneInfo
+
+import holidays
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callbroker.core.schedule import Schedule, parse_hours, parse_weekly
+
+UTC = dt.timezone.utc
+T = dt.time
+MIDNIGHT = T(0, 0)
+
+# Zones with interesting transitions: US and UK DST, a 30-minute DST shift (Lord Howe), transitions at
+# midnight that move the date back (Santiago), and no DST at all.
+ZONES = [
+    "America/New_York",
+    "America/Chicago",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Asia/Tokyo",
+]
+TRANSITION_DAYS = [
+    ("America/New_York", dt.date(2026, 3, 8)),
+    ("America/New_York", dt.date(2026, 11, 1)),
+    ("America/Chicago", dt.date(2026, 3, 8)),
+    ("America/Chicago", dt.date(2026, 11, 1)),
+    ("Europe/London", dt.date(2026, 3, 29)),
+    ("Europe/London", dt.date(2026, 10, 25)),
+    ("Australia/Lord_Howe", dt.date(2026, 4, 5)),
+    ("Australia/Lord_Howe", dt.date(2026, 10, 4)),
+    ("America/Santiago", dt.date(2026, 4, 4)),
+    ("America/Santiago", dt.date(2026, 9, 5)),
+]
+HOLIDAY_COUNTRY = {"America/New_York": "US", "America/Chicago": "US", "Europe/London": "GB",
+                   "Australia/Lord_Howe": "AU", "America/Santiago": "CL", "Asia/Tokyo": "JP"}  # fmt: skip
+
+
+# -- the brute-force reference -------------------------------------------------------------------------------
+
+_reference_holidays: dict[tuple[str, str | None, int], object] = {}
+
+
+def reference_hours(schedule: Schedule, date: dt.date) -> tuple[tuple[dt.time, dt.time], ...]:
+    if date in schedule.exceptions:
+        return schedule.exceptions[date]
+    if schedule.holiday_country:
+        key = (schedule.holiday_country, schedule.holiday_subdivision, date.year)
+        if key not in _reference_holidays:
+            _reference_holidays[key] = holidays.country_holidays(key[0], subdiv=key[1], years=key[2])
+        if date in _reference_holidays[key]:  # type: ignore[operator]
+            return ()
+    return schedule.weekly.get(date.weekday(), ())
+
+
+def reference_is_open(schedule: Schedule, at: dt.datetime) -> bool:
+    """Open when the latest wall-clock time shown so far lies in an interval (module docstring's rule).
+
+    The latest wall time is found by brute force: the maximum local time over the last three hours, one
+    sample a minute (schedule times and zone transitions all fall on whole minutes)."""
+    zone = ZoneInfo(schedule.timezone)
+    latest = max((at - dt.timedelta(minutes=k)).astimezone(zone).replace(tzinfo=None) for k in range(181))
+    for day in (latest.date() - dt.timedelta(days=1), latest.date()):
+        for start, end in reference_hours(schedule, day):
+            opens = dt.datetime.combine(day, start)
+            closes = dt.datetime.combine(day if end > start else day + dt.timedelta(days=1), end)
+            if opens <= latest < closes:
+                return True
+    return False
+
+
+# -- strategies ----------------------------------------------------------------------------------------------
+
+times = st.builds(T, st.integers(0, 23), st.sampled_from([0, 0, 15, 30, 45, 59]))
+day_hours = st.lists(st.tuples(times, times), max_size=3).map(tuple)
+
+
+@st.composite
+def schedules(draw: st.DrawFn, zone: str | None = None, around: dt.date | None = None) -> Schedule:
+    zone = zone or draw(st.sampled_from(ZONES))
+    weekly = {day: draw(day_hours) for day in range(7)}
+    base = around or dt.date(2026, 11, 26)
+    exception_dates = draw(st.lists(st.integers(-3, 3), max_size=3, unique=True))
+    exceptions = {base + dt.timedelta(days=k): draw(day_hours) for k in exception_dates}
+    country = draw(st.sampled_from([None, HOLIDAY_COUNTRY[zone]]))
+    return Schedule(zone, weekly, exceptions, holiday_country=country)
+
+
+@st.composite
+def instants_near(draw: st.DrawFn, zone: str, date: dt.date) -> dt.datetime:
+    """An aware instant within two days of local midnight of ``date``, in a random zone of expression."""
+    midnight = dt.datetime.combine(date, MIDNIGHT, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    seconds = draw(st.integers(-36 * 3600, 60 * 3600))
+    instant = midnight + dt.timedelta(seconds=seconds, microseconds=draw(st.sampled_from([0, 500_000])))
+    shown_in = draw(st.sampled_from([UTC, ZoneInfo(zone), ZoneInfo("Asia/Kolkata")]))
+    return instant.astimezone(shown_in)
+
+
+@st.composite
+def schedule_and_instant(draw: st.DrawFn) -> tuple[Schedule, dt.datetime]:
+    ordinary_days = [("Asia/Tokyo", dt.date(2026, 11, 26)), ("America/New_York", dt.date(2026, 11, 26))]
+    zone, date = draw(st.sampled_from([*TRANSITION_DAYS, *ordinary_days]))
+    schedule = draw(schedules(zone=zone, around=date))
+    return schedule, draw(instants_near(zone, date))
+
+
+def weekly(**days: str) -> dict[int, tuple[tuple[dt.time, dt.time], ...]]:
+    return parse_weekly(days)
+
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+
+class TestParseHours:
+    @pytest.mark.parametrize(
+        "text, hours",
+        [
+            ("08:00-18:00", ((T(8), T(18)),)),
+            ("8:00 - 18:00", ((T(8), T(18)),)),
+            ("08:00-12:00, 13:00-17:00", ((T(8), T(12)), (T(13), T(17)))),
+            ("22:00-06:00", ((T(22), T(6)),)),
+            ("18:00-24:00", ((T(18), MIDNIGHT),)),
+            ("00:00-24:00", ((MIDNIGHT, MIDNIGHT),)),
+            ("24h", ((MIDNIGHT, MIDNIGHT),)),
+            ("Open", ((MIDNIGHT, MIDNIGHT),)),
+            ("closed", ()),
+            (" CLOSED ", ()),
+        ],
+    )
+    def test_reads(self, text: str, hours: tuple[tuple[dt.time, dt.time], ...]) -> None:
+        assert parse_hours(text) == hours
+
+    @pytest.mark.parametrize(
+        "text, message",
+        [
+            ("25:00-18:00", "'25:00' is not a time of day"),
+            ("08:00-18:60", "'18:60' is not a time of day"),
+            ("8am-6pm", "'8am' is not a time"),
+            ("08:00", "'08:00' is not a range like '08:00-18:00'"),
+            ("08:00-12:00,, 13:00-17:00", "'' is not a range"),
+            ("24:00-06:00", "24:00 can only be a closing time"),
+            ("08:00-12:00, 11:00-13:00", "overlap: 08:00-12:00 and 11:00-13:00"),
+            ("22:00-06:00, 05:00-08:00", "overlap: 22:00-06:00 and 05:00-08:00"),
+            ("", "empty opening hours"),
+            ("sometimes", "'sometimes' is not a range"),
+        ],
+    )
+    def test_errors_name_the_bad_part(self, text: str, message: str) -> None:
+        with pytest.raises(ValueError) as info:
+            parse_hours(text)
+        assert message in str(info.value)
+
+
+class TestParseWeekly:
+    def test_groups_and_overrides(self) -> None:
+        hours = parse_weekly({"mon": "closed", "weekdays": "08:00-18:00", "daily": "10:00-14:00"})
+        assert hours[0] == ()  # the specific key wins even though it came first
+        assert hours[1] == hours[4] == ((T(8), T(18)),)
+        assert hours[5] == hours[6] == ((T(10), T(14)),)
+
+    def test_unmentioned_days_are_closed_and_full_names_work(self) -> None:
+        hours = parse_weekly({"Weekend": "09:00-13:00", "Wednesday": "24h", "thurs": "closed"})
+        assert hours == {0: (), 1: (), 2: ((MIDNIGHT, MIDNIGHT),), 3: (), 4: (),
+                         5: ((T(9), T(13)),), 6: ((T(9), T(13)),)}  # fmt: skip
+
+    def test_yaml_booleans(self) -> None:
+        assert parse_weekly({"sat": False, "sun": True}) == {
+            **{d: () for d in range(6)},
+            6: ((MIDNIGHT, MIDNIGHT),),
+        }
+
+    def test_unknown_key(self) -> None:
+        with pytest.raises(ValueError, match="unknown day 'funday'"):
+            parse_weekly({"funday": "08:00-18:00"})
+
+    def test_bad_hours_name_the_day(self) -> None:
+        with pytest.raises(ValueError, match=r"^sat: cannot read opening hours '9-5'"):
+            parse_weekly({"sat": "9-5"})
+
+    def test_same_day_twice(self) -> None:
+        with pytest.raises(ValueError, match="Monday twice"):
+            parse_weekly({"mon": "08:00-09:00", "Monday": "10:00-11:00"})
+
+
+# -- is_open -------------------------------------------------------------------------------------------------
+
+
+def local(zone: str, *args: int, fold: int = 0) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=ZoneInfo(zone), fold=fold)  # type: ignore[misc]
+
+
+class TestIsOpen:
+    def test_office_hours(self) -> None:
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-18:00", sat="09:00-13:00"))
+        assert s.is_open(local("America/Chicago", 2026, 11, 24, 8, 0))
+        assert s.is_open(local("America/Chicago", 2026, 11, 24, 17, 59, 59))
+        assert not s.is_open(local("America/Chicago", 2026, 11, 24, 18, 0))
+        assert not s.is_open(local("America/Chicago", 2026, 11, 24, 7, 59, 59))
+        assert s.is_open(local("America/Chicago", 2026, 11, 28, 12, 0))  # Saturday
+        assert not s.is_open(local("America/Chicago", 2026, 11, 29, 12, 0))  # Sunday
+        # Same instant written in another zone.
+        assert s.is_open(dt.datetime(2026, 11, 24, 14, 0, tzinfo=UTC))  # 08:00 CST
+
+    def test_overnight_belongs_to_the_day_it_starts(self) -> None:
+        s = Schedule("America/New_York", weekly(fri="22:00-06:00"))
+        assert s.is_open(local("America/New_York", 2026, 11, 27, 23, 0))  # Friday night
+        assert s.is_open(local("America/New_York", 2026, 11, 28, 5, 59))  # Saturday morning
+        assert not s.is_open(local("America/New_York", 2026, 11, 28, 6, 0))
+        assert not s.is_open(local("America/New_York", 2026, 11, 27, 5, 0))  # Friday morning: Thursday's
+
+    def test_naive_datetime_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            Schedule.always().is_open(dt.datetime(2026, 1, 1, 12, 0))
+        with pytest.raises(ValueError, match="timezone-aware"):
+            Schedule.always().next_open(dt.datetime(2026, 1, 1, 12, 0))
+
+    def test_always(self) -> None:
+        s = Schedule.always("America/Chicago")
+        assert s.is_open(dt.datetime(2026, 3, 8, 8, 0, tzinfo=UTC))
+        assert s.next_open(local("America/Chicago", 2026, 1, 1)) == dt.datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
+
+    def test_thanksgiving_is_closed_unless_an_exception_says_otherwise(self) -> None:
+        hours = weekly(daily="08:00-18:00", wed="20:00-02:00")
+        s = Schedule("America/New_York", hours, holiday_country="US")
+        assert not s.is_open(local("America/New_York", 2026, 11, 26, 12, 0))
+        assert s.is_open(local("America/New_York", 2026, 11, 27, 12, 0))
+        # Wednesday's overnight hours run into Thanksgiving morning: they belong to Wednesday.
+        assert s.is_open(local("America/New_York", 2026, 11, 26, 1, 0))
+        opened = Schedule("America/New_York", hours, {dt.date(2026, 11, 26): ((T(9), T(12)),)}, "US")
+        assert opened.is_open(local("America/New_York", 2026, 11, 26, 10, 0))
+        assert not opened.is_open(local("America/New_York", 2026, 11, 26, 13, 0))
+        closed = Schedule("America/New_York", hours, {dt.date(2026, 11, 25): ()}, "US")
+        assert not closed.is_open(local("America/New_York", 2026, 11, 26, 1, 0))  # Wednesday closed
+
+    def test_subdivision_holidays(self) -> None:
+        s = Schedule(
+            "America/Chicago", weekly(daily="08:00-18:00"), holiday_country="US", holiday_subdivision="TX"
+        )
+        assert not s.is_open(local("America/Chicago", 2026, 3, 2, 12, 0))  # Texas Independence Day
+        assert Schedule("America/Chicago", weekly(daily="08:00-18:00"), holiday_country="US").is_open(
+            local("America/Chicago", 2026, 3, 2, 12, 0)
+        )
+
+    def test_spring_forward(self) -> None:
+        # New York 2026-03-08: 02:00 EST jumps to 03:00 EDT.
+        s = Schedule("America/New_York", weekly(sun="02:30-05:00"))
+        assert not s.is_open(dt.datetime(2026, 3, 8, 6, 59, tzinfo=UTC))  # 01:59 EST
+        assert s.is_open(dt.datetime(2026, 3, 8, 7, 0, tzinfo=UTC))  # 03:00 EDT: the clock passed 02:30
+        gap_only = Schedule("America/New_York", weekly(sun="02:10-02:50"))
+        day = [dt.datetime(2026, 3, 8, tzinfo=UTC) + dt.timedelta(minutes=m) for m in range(0, 24 * 60, 5)]
+        assert not any(gap_only.is_open(at) for at in day)
+
+    def test_fall_back(self) -> None:
+        # New York 2026-11-01: 02:00 EDT goes back to 01:00 EST; 01:00-02:00 happens twice.
+        s = Schedule("America/New_York", weekly(sun="00:00-01:30"))
+        assert s.is_open(local("America/New_York", 2026, 11, 1, 1, 29))  # first 01:29
+        assert not s.is_open(local("America/New_York", 2026, 11, 1, 1, 31))  # first 01:31: closed
+        assert not s.is_open(local("America/New_York", 2026, 11, 1, 1, 10, fold=1))  # no reopening
+        late = Schedule("America/New_York", weekly(sun="01:15-03:00"))
+        assert not late.is_open(local("America/New_York", 2026, 11, 1, 1, 10))
+        assert late.is_open(local("America/New_York", 2026, 11, 1, 1, 20))
+        assert late.is_open(local("America/New_York", 2026, 11, 1, 1, 10, fold=1))  # stays open
+
+    @settings(max_examples=150, deadline=None)
+    @given(case=schedule_and_instant())
+    def test_agrees_with_reference_around_transitions(self, case: tuple[Schedule, dt.datetime]) -> None:
+        schedule, at = case
+        assert schedule.is_open(at) == reference_is_open(schedule, at)
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        schedule=schedules(),
+        at=st.datetimes(dt.datetime(2025, 6, 1), dt.datetime(2027, 6, 1), timezones=st.just(UTC)),
+    )
+    def test_agrees_with_reference_any_time(self, schedule: Schedule, at: dt.datetime) -> None:
+        assert schedule.is_open(at) == reference_is_open(schedule, at)
+
+    def test_is_fast(self) -> None:
+        s = Schedule(
+            "America/Chicago", weekly(weekdays="08:00-18:00", sat="09:00-13:00", fri="08:00-02:00"),
+            {dt.date(2026, 12, 24): ((T(8), T(12)),)}, holiday_country="US",
+        )  # fmt: skip
+        at = dt.datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+        s.is_open(at)
+        n = 20_000
+        started = time.perf_counter()
+        for _ in range(n):
+            s.is_open(at)
+        per_call = (time.perf_counter() - started) / n
+        assert per_call < 50e-6  # a few microseconds on a developer machine
+
+
+# -- next_open -----------------------------------------------------------------------------------------------
+
+
+def minutes_between(start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """``start`` and every whole UTC minute after it, all before ``end``."""
+    first = start.astimezone(UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    count = max(0, int((end - first).total_seconds() // 60) + 1)
+    return [m for m in [start, *(first + dt.timedelta(minutes=k) for k in range(count))] if m < end]
+
+
+class TestNextOpen:
+    def test_examples(self) -> None:
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-18:00"), holiday_country="US")
+        wednesday_evening = local("America/Chicago", 2026, 11, 25, 19, 0)
+        # Thanksgiving (Thursday) is closed, so the next opening is Friday 08:00 CST.
+        assert s.next_open(wednesday_evening) == dt.datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+        now_open = local("America/Chicago", 2026, 11, 24, 9, 30)
+        assert s.next_open(now_open) == now_open.astimezone(UTC)
+        assert s.next_open(now_open).tzinfo is UTC  # type: ignore[union-attr]
+
+    def test_never(self) -> None:
+        assert Schedule("UTC", {}).next_open(dt.datetime(2026, 1, 1, tzinfo=UTC)) is None
+        long_break = Schedule(
+            "UTC", weekly(daily="08:00-09:00"),
+            {dt.date(2026, 1, 1) + dt.timedelta(days=k): () for k in range(20)},
+        )  # fmt: skip
+        assert long_break.next_open(dt.datetime(2026, 1, 1, tzinfo=UTC)) is None
+
+    def test_spring_forward_opening_inside_the_gap(self) -> None:
+        s = Schedule("America/New_York", weekly(sun="02:30-05:00"))
+        assert s.next_open(local("America/New_York", 2026, 3, 8, 0, 0)) == dt.datetime(
+            2026, 3, 8, 7, 0, tzinfo=UTC
+        )
+        gap_only = Schedule("America/New_York", weekly(sun="02:10-02:50"))
+        assert gap_only.next_open(local("America/New_York", 2026, 3, 8, 0, 0)) == dt.datetime(
+            2026, 3, 15, 6, 10, tzinfo=UTC
+        )
+
+    def test_fall_back_opening_at_a_repeated_time(self) -> None:
+        s = Schedule("America/New_York", weekly(sun="01:30-01:45"))
+        first = s.next_open(local("America/New_York", 2026, 11, 1, 0, 0))
+        assert first == dt.datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # the first 01:30 (EDT)
+        # During the repeated hour the interval has passed: the next one is a week later.
+        again = s.next_open(local("America/New_York", 2026, 11, 1, 1, 0, fold=1))
+        assert again == dt.datetime(2026, 11, 8, 6, 30, tzinfo=UTC)
+
+    @settings(max_examples=40, deadline=None)
+    @given(case=schedule_and_instant())
+    def test_is_the_first_open_instant(self, case: tuple[Schedule, dt.datetime]) -> None:
+        schedule, after = case
+        result = schedule.next_open(after)
+        horizon = after + dt.timedelta(days=14)
+        if result is None:
+            assert not any(schedule.is_open(m) for m in minutes_between(after, horizon))
+            return
+        assert result.tzinfo is UTC
+        assert after <= result <= horizon
+        assert schedule.is_open(result)
+        assert reference_is_open(schedule, result)
+        # Nothing open before it: openness only changes on whole minutes here, so checking ``after`` and
+        # each minute up to the result covers every earlier instant.
+        assert not any(schedule.is_open(m) for m in minutes_between(after, result))
+
+
+# -- describe, construction ----------------------------------------------------------------------------------
+
+
+class TestDescribe:
+    def test_brief_example(self) -> None:
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-18:00", sat="09:00-13:00"))
+        assert s.describe() == "Monday to Friday 8 AM to 6 PM, Saturday 9 AM to 1 PM Central time"
+
+    @pytest.mark.parametrize(
+        "zone, hours, text",
+        [
+            ("America/New_York", dict(daily="09:00-17:30"), "every day 9 AM to 5:30 PM Eastern time"),
+            ("America/Los_Angeles", dict(mon="08:00-12:00, 13:00-17:00", wed="08:00-12:00, 13:00-17:00"),
+             "Monday and Wednesday 8 AM to noon and 1 PM to 5 PM Pacific time"),
+            ("America/Denver", dict(fri="22:00-06:00", sat="22:00-06:00"),
+             "Friday and Saturday 10 PM to 6 AM Mountain time"),
+            ("America/Indiana/Knox", dict(mon="12:00-24:00"), "Monday noon to midnight Central time"),
+            ("Europe/London", dict(weekend="10:00-16:00"), "Saturday and Sunday 10 AM to 4 PM London time"),
+            ("America/Phoenix", dict(mon="24h", tue="24h", thu="24h"),
+             "Monday, Tuesday and Thursday 24 hours Arizona time"),
+            ("UTC", {}, "closed"),
+        ],
+    )  # fmt: skip
+    def test_texts(self, zone: str, hours: dict[str, str], text: str) -> None:
+        assert Schedule(zone, parse_weekly(hours)).describe() == text
+
+    def test_always_and_holidays(self) -> None:
+        assert Schedule.always().describe() == "24 hours a day, 7 days a week"
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-18:00"), holiday_country="US")
+        assert s.describe() == "Monday to Friday 8 AM to 6 PM Central time, closed on public holidays"
+
+
+class TestConstruction:
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            (dict(timezone="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+            (dict(weekly={7: ()}), "weekdays 0 (Monday) to 6 (Sunday)"),
+            (dict(weekly={0: "08:00-18:00"}), "use parse_hours"),
+            (dict(weekly={0: ((T(8),),)}), "(start, end) time pairs"),
+            (dict(exceptions={dt.datetime(2026, 1, 1): ()}), "exception keys are dates"),
+            (dict(holiday_country="XX"), "no public holiday calendar for 'XX'"),
+            (dict(holiday_country="US", holiday_subdivision="ZZ"), "'US / ZZ'"),
+            (dict(holiday_subdivision="TX"), "needs a holiday_country"),
+        ],
+    )
+    def test_errors(self, kwargs: dict[str, object], message: str) -> None:
+        values: dict[str, object] = {"timezone": "UTC", "weekly": {}}
+        values.update(kwargs)
+        with pytest.raises(ValueError) as info:
+            Schedule(**values)  # type: ignore[arg-type]
+        assert message in str(info.value)
+
+    def test_equality_hash_pickle_and_immutability(self) -> None:
+        a = Schedule("America/Chicago", weekly(weekdays="08:00-18:00"), {dt.date(2026, 12, 24): ()}, "US")
+        b = Schedule(
+            "America/Chicago", {d: ((T(8), T(18)),) for d in range(5)}, {dt.date(2026, 12, 24): ()}, "US"
+        )
+        assert a == b and hash(a) == hash(b)
+        assert pickle.loads(pickle.dumps(a)) == a
+        assert pickle.loads(pickle.dumps(a)).is_open(local("America/Chicago", 2026, 11, 24, 9, 0))
+        with pytest.raises(TypeError):
+            a.weekly[5] = ((T(8), T(9)),)  # type: ignore[index]
+        assert a.weekly[6] == ()

@@ -1,0 +1,185 @@
+"""The network admin: every page renders, and the forms check values like the network file loader does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from callbroker.network import models as m
+
+pytestmark = pytest.mark.django_db
+
+DEMO_FILE = m.Campaign._meta.app_config.path + "/demo/demo-network.yaml"
+MODELS = ["campaign", "buyer", "target", "targetstate", "targetusage", "publisher", "trackingnumber"]
+ADDABLE = ["campaign", "buyer", "target", "publisher", "trackingnumber"]
+
+
+@pytest.fixture
+def demo(load):
+    load(DEMO_FILE)
+    target = m.Target.objects.get(key="acme-austin-central")
+    m.TargetUsage.objects.create(target=target, period="D20261127", count=3)
+    m.TargetState.objects.filter(target=target).update(
+        active_calls=1, paused_until=timezone.now() + dt.timedelta(minutes=20), pause_reason="3 missed calls")
+
+
+def target_form_data(target: m.Target, **changes: object) -> dict:
+    data = {
+        "key": target.key, "campaign": target.campaign_id, "buyer": target.buyer_id, "name": target.name,
+        "number": target.number, "priority": target.priority, "weight": target.weight, "price": str(target.price),
+        "min_talk_seconds": target.min_talk_seconds or "", "area": json.dumps(target.area),
+        "accepts_unknown_location": "on" if target.accepts_unknown_location else "",
+        "hours": json.dumps(target.hours) if target.hours else "",
+        "hourly_cap": target.hourly_cap or "", "daily_cap": target.daily_cap or "",
+        "monthly_cap": target.monthly_cap or "", "concurrency_limit": target.concurrency_limit or "",
+        "paused": "", "blocked_prefixes": json.dumps(target.blocked_prefixes),
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v != "" or k in ("number", "hours", "min_talk_seconds")}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_changelist_renders(admin_client, demo, model):
+    response = admin_client.get(reverse(f"admin:network_{model}_changelist"))
+    assert response.status_code == 200
+
+
+def test_the_target_list_shows_the_auto_pause_and_caps(admin_client, demo):
+    response = admin_client.get(reverse("admin:network_target_changelist"), {"q": "acme-austin-central"})
+    content = response.content.decode()
+    assert "3 missed calls" in content
+    assert "4/h · 25/day · 400/mo · 2 at once" in content
+    assert "$45.00" in content
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_change_form_renders(admin_client, demo, model):
+    obj = m.Target._meta.apps.get_model("network", model).objects.first()
+    response = admin_client.get(reverse(f"admin:network_{model}_change", args=[obj.pk]))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", ADDABLE)
+def test_every_add_form_renders(admin_client, demo, model):
+    response = admin_client.get(reverse(f"admin:network_{model}_add"))
+    assert response.status_code == 200
+
+
+def test_an_invalid_target_number_is_an_error_on_the_field(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    url = reverse("admin:network_target_change", args=[target.pk])
+
+    response = admin_client.post(url, target_form_data(target, number="5125550150"))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["number"]
+    assert "is not an E.164 phone number" in errors["number"][0]
+    assert m.Target.objects.get(pk=target.pk).number == "+15125550150"
+
+
+def test_area_and_hours_are_checked_like_the_network_file(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    url = reverse("admin:network_target_change", args=[target.pk])
+
+    response = admin_client.post(url, target_form_data(
+        target, area=json.dumps({"zips": ["78701", "99999"]}), hours=json.dumps({"weekly": {"mon": "25:00-18:00"}})))
+
+    errors = response.context["adminform"].form.errors
+    assert errors["area"] == ["zips[1]: 99999 is not a known ZIP code"]
+    assert errors["hours"][0].startswith("weekly.mon: ")
+
+
+def test_a_valid_target_change_is_saved_in_canonical_form(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    url = reverse("admin:network_target_change", args=[target.pk])
+
+    response = admin_client.post(url, target_form_data(
+        target, area=json.dumps({"zips": [78701], "states": []}), hours="", blocked_prefixes=""))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    target.refresh_from_db()
+    assert target.area == {"zips": ["78701"]}
+    assert target.hours is None
+    assert target.blocked_prefixes == []
+
+
+def test_a_target_added_in_the_admin_gets_its_live_state(admin_client, demo):
+    template = m.Target.objects.get(key="acme-austin-central")
+    data = target_form_data(template, key="acme-new", number="+15125550190", area="{}")
+
+    response = admin_client.post(reverse("admin:network_target_add"), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert m.TargetState.objects.filter(target__key="acme-new").exists()
+
+
+def test_a_forward_fallback_needs_a_number(admin_client, demo):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    url = reverse("admin:network_campaign_change", args=[campaign.pk])
+    page = admin_client.get(url)
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data.update({
+        "fallback_kind": "forward", "fallback_number": "",
+        "blocked_numbers": json.dumps(campaign.blocked_numbers), "blocked_prefixes": '["+1900", "1976"]',
+        "duplicate_window": "30 00:00:00", "velocity_window": "00:10:00", "missed_calls_window": "01:00:00",
+        "missed_calls_cooldown": "00:30:00",
+        "targets-TOTAL_FORMS": "0", "targets-INITIAL_FORMS": "0",
+    })
+    data = {k: ("on" if v is True else v) for k, v in data.items() if v not in (None, False)}
+
+    response = admin_client.post(url, data)
+
+    errors = response.context["adminform"].form.errors
+    assert errors["fallback_number"] == ["A forward fallback needs the number to forward to."]
+    assert errors["blocked_prefixes"] == ["[1]: '1976' is not a number prefix (a + and digits, e.g. \"+1900\")"]
+
+
+def test_the_buyer_page_checks_its_inline_target_numbers(admin_client, demo):
+    buyer = m.Buyer.objects.get(key="hill-country-plumbing")
+    target = buyer.targets.get()
+    url = reverse("admin:network_buyer_change", args=[buyer.pk])
+    data = {
+        "key": buyer.key, "name": buyer.name, "timezone": buyer.timezone, "email": buyer.email, "active": "on",
+        "targets-TOTAL_FORMS": "1", "targets-INITIAL_FORMS": "1",
+        "targets-0-id": target.pk, "targets-0-buyer": buyer.pk, "targets-0-key": target.key,
+        "targets-0-campaign": target.campaign_id, "targets-0-name": target.name, "targets-0-number": "+1512",
+        "targets-0-priority": target.priority, "targets-0-weight": target.weight,
+        "targets-0-price": str(target.price),
+    }
+
+    response = admin_client.post(url, data)
+
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert "is not" in formset.forms[0].errors["number"][0]
+    data["timezone"] = "America/Chicgo"
+    data["targets-0-number"] = "+15125550153"
+    response = admin_client.post(url, data)
+    assert response.context["adminform"].form.errors["timezone"] == [
+        "'America/Chicgo' is not a time zone (did you mean 'America/Chicago'?)"]
+
+
+def test_clear_auto_pause_action(admin_client, demo):
+    paused = m.TargetState.objects.filter(paused_until__isnull=False)
+    assert paused.count() == 1
+
+    response = admin_client.post(reverse("admin:network_targetstate_changelist"), {
+        "action": "clear_auto_pause_action",
+        "_selected_action": [s.pk for s in m.TargetState.objects.all()],
+    })
+
+    assert response.status_code == 302
+    assert not m.TargetState.objects.filter(paused_until__isnull=False).exists()
+    assert m.TargetState.objects.get(target__key="acme-austin-central").active_calls == 1  # untouched
+
+
+def test_target_state_is_read_only(admin_client, demo):
+    state = m.TargetState.objects.first()
+    response = admin_client.post(reverse("admin:network_targetstate_change", args=[state.pk]),
+                                 {"active_calls": 99})
+    assert response.status_code == 403

@@ -1,0 +1,101 @@
+"""``callbroker network load/export`` and ``callbroker demo``."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import yaml
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from callbroker.network import models as m
+
+pytestmark = pytest.mark.django_db
+
+DEMO_DIR = m.Campaign._meta.app_config.path + "/demo"
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_network_load_prints_the_report():
+    out, _ = run("network", "load", f"{DEMO_DIR}/example-network.yaml")
+    assert "campaigns         created   3  updated   0  unchanged   0  pruned   0" in out
+    assert m.Target.objects.count() == 3
+
+    out, _ = run("network", "load", f"{DEMO_DIR}/example-network.yaml")
+    assert out.rstrip().endswith("Nothing changed.")
+
+
+def test_network_load_lists_every_problem_and_exits_1(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "version: 1\n"
+        "campaigns:\n"
+        "  - {key: c, fallback: {kind: forward}}\n"
+        "buyers:\n"
+        "  - key: b\n"
+        "    targets:\n"
+        "      - {key: t, campaign: c, number: '+15125550150', prioriy: 1}\n"
+    )
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("network", "load", str(path), stdout=io.StringIO(), stderr=err)
+
+    assert exit_info.value.code == 1
+    assert err.getvalue().splitlines() == [
+        "campaigns[0].fallback.number: missing: a forward fallback needs the number to forward to",
+        "buyers[0].targets[0].prioriy: unknown key 'prioriy' (did you mean 'priority'?)",
+        "2 problems; nothing was written.",
+    ]
+    assert not m.Campaign.objects.exists()
+
+
+def test_network_load_check_writes_nothing():
+    out, _ = run("network", "load", f"{DEMO_DIR}/demo-network.yaml", "--check")
+    assert "is valid" in out and "nothing was written" in out
+    assert not m.Campaign.objects.exists()
+
+
+def test_network_export_to_stdout_and_file(tmp_path):
+    run("network", "load", f"{DEMO_DIR}/example-network.yaml")
+    out, _ = run("network", "export")
+    data = yaml.safe_load(out)
+    assert data["version"] == 1
+    assert [c["key"] for c in data["campaigns"]] == ["austin-hvac", "austin-plumbing", "austin-roofing"]
+
+    path = tmp_path / "network.yaml"
+    message, _ = run("network", "export", "-o", str(path))
+    assert "3 campaigns, 2 buyers, 3 targets, 2 publishers, 3 tracking numbers" in message
+    assert path.read_text() == out
+    out, _ = run("network", "load", str(path), "--prune")
+    assert "Nothing changed." in out
+
+
+def test_demo_is_idempotent_and_creates_the_admin(monkeypatch):
+    monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD", raising=False)
+    first, _ = run("demo")
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password("callbroker")
+    assert "admin / callbroker" in first
+    assert "+15125550101" in first  # the tracking numbers to call
+    counts = (m.Campaign.objects.count(), m.Target.objects.count(), m.TrackingNumber.objects.count())
+    version = m.NetworkVersion.objects.get(pk=1).version
+
+    second, _ = run("demo")
+
+    assert "already loaded, nothing changed" in second
+    assert "password was not changed" in second
+    assert (m.Campaign.objects.count(), m.Target.objects.count(), m.TrackingNumber.objects.count()) == counts
+    assert m.NetworkVersion.objects.get(pk=1).version == version
+
+
+def test_demo_takes_the_admin_password_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CALLBROKER_ADMIN_PASSWORD", "s3cret-demo")
+    out, _ = run("demo")
+    assert get_user_model().objects.get(username="admin").check_password("s3cret-demo")
+    assert "s3cret-demo" not in out

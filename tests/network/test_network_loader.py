@@ -1,0 +1,232 @@
+"""Loading the network file: the packaged files load, loads are idempotent, export round-trips, prune."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import yaml
+from django.utils import timezone
+
+from callbroker.calls.models import Call, CallAttempt
+from callbroker.core import geo, schedule
+from callbroker.network import models as m
+from callbroker.network.loader import KINDS, dump_network, export_network, load_network, read_network_file
+from callbroker.network.parsing import (
+    NetworkError,
+    format_duration,
+    parse_area,
+    parse_duration,
+    parse_hours,
+)
+
+pytestmark = pytest.mark.django_db
+
+EXAMPLE_FILE = m.Campaign._meta.app_config.path + "/demo/example-network.yaml"
+DEMO_FILE = m.Campaign._meta.app_config.path + "/demo/demo-network.yaml"
+
+
+def statuses(report, status: str) -> dict[str, int]:
+    return {kind: report.counts[kind][status] for kind in KINDS}
+
+
+def wipe_network() -> None:
+    m.TrackingNumber.objects.all().delete()
+    m.Target.objects.all().delete()
+    for model in (m.Campaign, m.Buyer, m.Publisher):
+        model.objects.all().delete()
+
+
+# -- the packaged files ------------------------------------------------------------------------------------
+
+
+def test_the_example_file_loads_with_every_option(load):
+    report = load(EXAMPLE_FILE)
+
+    assert statuses(report, "created") == {"campaigns": 3, "buyers": 2, "targets": 3, "publishers": 2,
+                                           "tracking_numbers": 3}
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    assert campaign.payout == Decimal("15.00")
+    assert campaign.duplicate_window == dt.timedelta(days=30)
+    assert campaign.velocity_window == dt.timedelta(minutes=10)
+    assert campaign.missed_calls_cooldown == dt.timedelta(minutes=30)
+    assert (campaign.fallback_kind, campaign.fallback_number) == ("forward", "+15125550100")
+    assert campaign.ask_zip == "when_missing"
+    assert campaign.whisper_text == "Plumbing call from callbroker"
+    defaults = m.Campaign.objects.get(key="austin-roofing")
+    assert (defaults.buffer_seconds, defaults.ring_timeout, defaults.fallback_kind) == (60, 30, "message")
+    target = m.Target.objects.get(key="acme-austin-main")
+    assert target.min_talk_seconds == 90
+    assert (target.hourly_cap, target.daily_cap, target.monthly_cap, target.concurrency_limit) == (5, 20, 300, 2)
+    assert target.area["counties"] == ["Travis County, TX", "TX:Williamson", "48209"]
+    assert "states" not in target.area  # canonical: empty parts are left out
+    assert target.hours["exceptions"] == [{"date": "2026-12-24", "hours": "08:00-12:00"},
+                                          {"date": "2026-12-31", "closed": True}]
+    assert m.TargetState.objects.count() == m.Target.objects.count() == 3
+
+
+def test_the_demo_network_loads_and_is_realistic(load):
+    load(DEMO_FILE)
+
+    assert m.Campaign.objects.count() >= 3
+    assert m.Buyer.objects.count() >= 8
+    assert m.Publisher.objects.count() == 4
+    assert m.TrackingNumber.objects.count() >= 20
+    assert {c.fallback_kind for c in m.Campaign.objects.all()} == {"message", "forward", "voicemail", "callback"}
+    assert {c.ask_zip for c in m.Campaign.objects.all()} >= {"always", "when_missing"}
+    assert sum(1 for c in m.Campaign.objects.all() if c.confirm_category) >= 2
+    assert {b.timezone for b in m.Buyer.objects.all()} >= {"America/Chicago", "America/Phoenix", "America/Denver",
+                                                           "America/New_York"}
+    for campaign in m.Campaign.objects.all():
+        targets = list(campaign.targets.all())
+        assert any(t.hours is None for t in targets), f"{campaign.key} has no 24/7 target"
+        assert all(Decimal("25") <= t.price <= Decimal("95") for t in targets)
+        assert all(campaign.payout < t.price for t in targets)
+
+
+def test_loading_twice_changes_nothing(load):
+    load(DEMO_FILE)
+    version = m.NetworkVersion.objects.get(pk=1).version
+
+    report = load(DEMO_FILE)
+
+    assert not report.changed
+    assert statuses(report, "created") == dict.fromkeys(KINDS, 0)
+    assert statuses(report, "updated") == dict.fromkeys(KINDS, 0)
+    assert m.NetworkVersion.objects.get(pk=1).version == version
+
+
+def test_a_changed_value_updates_only_that_row(network, load):
+    load(network)
+    network["buyers"][0]["targets"][0]["price"] = "50.00"
+
+    report = load(network)
+
+    assert report.counts["targets"] == {"created": 0, "updated": 1, "unchanged": 2, "pruned": 0}
+    assert m.Target.objects.get(key="acme-main").price == Decimal("50.00")
+
+
+# -- export ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", [EXAMPLE_FILE, DEMO_FILE], ids=["example", "demo"])
+def test_export_then_load_gives_the_same_export(source, load, tmp_path):
+    load(source)
+    first = export_network()
+    path = tmp_path / "export.yaml"
+    path.write_text(dump_network(first))
+    wipe_network()
+
+    report = load(path)
+
+    assert statuses(report, "created") == {
+        "campaigns": len(first["campaigns"]), "buyers": len(first["buyers"]),
+        "targets": sum(len(b["targets"]) for b in first["buyers"]), "publishers": len(first["publishers"]),
+        "tracking_numbers": len(first["tracking_numbers"]),
+    }
+    assert export_network() == first
+    assert read_network_file(path) == yaml.safe_load(path.read_text())  # plain YAML, nothing exotic
+
+
+def test_export_writes_money_as_strings_and_durations_in_units(load):
+    load(EXAMPLE_FILE)
+    data = export_network()
+    campaign = next(c for c in data["campaigns"] if c["key"] == "austin-plumbing")
+    assert campaign["payout"] == "15.00"
+    assert campaign["duplicate_window"] == "30d"
+    assert campaign["missed_call_protection"] == {"misses": 3, "window": "1h", "cooldown": "30m"}
+    hvac = next(c for c in data["campaigns"] if c["key"] == "austin-hvac")
+    assert hvac["duplicate_window"] == "2w"
+    assert hvac["payout"] == "12.00"
+
+
+# -- prune -----------------------------------------------------------------------------------------------
+
+
+def test_prune_removes_what_the_file_no_longer_mentions(network, load):
+    bigger = copy.deepcopy(network)
+    bigger["campaigns"].append({"key": "old-campaign"})
+    bigger["buyers"].append({"key": "old-buyer", "targets": [
+        {"key": "old-unused", "campaign": "old-campaign", "number": "+15125550170"},
+        {"key": "old-with-calls", "campaign": "old-campaign", "number": "+15125550171"},
+    ]})
+    bigger["publishers"].append({"key": "old-publisher"})
+    bigger["tracking_numbers"].append(
+        {"number": "+15125550109", "campaign": "old-campaign", "publisher": "old-publisher"})
+    load(bigger)
+    with_calls = m.Target.objects.get(key="old-with-calls")
+    now = timezone.now()
+    call = Call.objects.create(call_sid="CA1", to_number="+15125550109", started_at=now,
+                               connected_target=with_calls, buyer=with_calls.buyer, campaign=with_calls.campaign)
+    CallAttempt.objects.create(call=call, sequence=0, target=with_calls, number=with_calls.number, started_at=now)
+
+    without_prune = load(network)
+    assert statuses(without_prune, "pruned") == dict.fromkeys(KINDS, 0)
+    report = load(network, prune=True)
+
+    assert statuses(report, "pruned") == {"campaigns": 1, "buyers": 1, "targets": 2, "publishers": 1,
+                                          "tracking_numbers": 1}
+    assert not m.Target.objects.filter(key="old-unused").exists()
+    with_calls.refresh_from_db()
+    assert with_calls.paused
+    assert Call.objects.get(call_sid="CA1").connected_target == with_calls
+    assert not m.Campaign.objects.get(key="old-campaign").active
+    assert not m.Buyer.objects.get(key="old-buyer").active
+    assert not m.Publisher.objects.get(key="old-publisher").active
+    assert not m.TrackingNumber.objects.get(number="+15125550109").active
+    assert m.Campaign.objects.get(key="austin-plumbing").active
+    assert "old-with-calls" in "\n".join(report.notes)
+
+    again = load(network, prune=True)
+    assert not again.changed
+
+
+# -- parsing helpers (the API the routing snapshot uses) --------------------------------------------------
+
+
+def test_parse_area_and_hours_build_core_values(zip_directory):
+    area = parse_area({"zips": ["78701"], "radius": [{"zip": "78701", "miles": 3}], "exclude_zips": ["78702"]})
+    assert isinstance(area, geo.ServiceArea)
+    zips = area.resolve(zip_directory)
+    assert "78701" in zips and "78702" not in zips
+    assert parse_area(None).resolve(zip_directory) is None
+    assert parse_area({}).is_everywhere()
+    with pytest.raises(NetworkError):
+        parse_area({"zips": "78701"})
+
+    hours = parse_hours({"weekly": {"weekdays": "08:00-18:00"}, "holidays": "US",
+                         "exceptions": [{"date": "2026-12-24", "hours": "08:00-12:00"}]}, "America/Chicago")
+    assert isinstance(hours, schedule.Schedule)
+    assert hours.timezone == "America/Chicago"
+    assert hours.is_open(dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC))  # 09:00 CST
+    assert not hours.is_open(dt.datetime(2026, 12, 24, 19, 0, tzinfo=dt.UTC))  # 13:00 CST, exception
+    assert not hours.is_open(dt.datetime(2026, 12, 25, 15, 0, tzinfo=dt.UTC))  # Christmas
+    assert parse_hours(None, "America/Chicago") is None
+    assert parse_hours({"timezone": "America/Phoenix", "weekly": {"daily": "24h"}}, "UTC").timezone == \
+        "America/Phoenix"
+
+
+@pytest.mark.parametrize(("text", "seconds", "canonical"), [
+    ("30d", 30 * 86400, "30d"), ("2w", 14 * 86400, "2w"), ("1h", 3600, "1h"), ("90m", 5400, "90m"),
+    ("45s", 45, "45s"), (90, 90, "90s"), ("1h30m", 5400, "90m"), ("0", 0, "0s"), ("14d", 14 * 86400, "2w"),
+])
+def test_durations(text, seconds, canonical):
+    value = parse_duration(text)
+    assert value == dt.timedelta(seconds=seconds)
+    assert format_duration(value) == canonical
+    assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize("bad", ["1.5h", "3x", "-5", -5, True, "", "1h1h", None])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- version: 1\n")
+    with pytest.raises(NetworkError, match="the file must be a mapping"):
+        load_network(path)

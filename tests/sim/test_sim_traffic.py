@@ -1,0 +1,296 @@
+"""The traffic generator: a seeded day of calls with the specified mix, and paced runs of it."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import statistics
+import time
+
+import pytest
+
+from callbroker.core.geo import ZipDirectory, ZipInfo
+from callbroker.sim import cli as sim_cli
+from callbroker.sim.emulator import Carrier, Delivery
+from callbroker.sim.traffic import generate_day, nanp_number, percentile, run_traffic
+
+TOKEN = "test-auth-token-0123456789abcdef"  # the same as conftest.TOKEN
+
+
+def z(code, city, state, county, lat, lon, population, area_codes):
+    return ZipInfo(code, "STANDARD", city, state, county, f"{city} County", "America/Chicago", lat, lon,
+                   True, code, population, 60000, tuple(area_codes))
+
+
+# A small world: Austin (in the plumbing area), the rest of Texas, and Oklahoma beyond.
+ROWS = [
+    z("78701", "Austin", "TX", "48453", 30.27, -97.74, 12000, ["512", "737"]),
+    z("78702", "Austin", "TX", "48453", 30.26, -97.71, 22000, ["512", "737"]),
+    z("78703", "Austin", "TX", "48453", 30.29, -97.77, 20000, ["512"]),
+    z("78704", "Austin", "TX", "48453", 30.24, -97.76, 45000, ["512"]),
+    z("78660", "Pflugerville", "TX", "48453", 30.44, -97.62, 80000, ["512", "737"]),
+    z("75201", "Dallas", "TX", "48113", 32.79, -96.80, 30000, ["214", "469", "972"]),
+    z("77002", "Houston", "TX", "48201", 29.76, -95.36, 15000, ["713", "281", "832"]),
+    z("73102", "Oklahoma City", "OK", "40109", 35.47, -97.52, 6000, ["405"]),
+]
+DIRECTORY = ZipDirectory.from_rows(ROWS)
+
+NETWORK = {
+    "campaigns": [
+        {"key": "plumbing", "name": "Austin Plumbing", "category": "plumbing",
+         "ivr": {"ask_zip": "when_missing", "confirm_category": "If you need a plumber, press 1."},
+         "blocked_prefixes": ["+1900"]},
+        {"key": "roofing", "name": "Texas Roofing", "category": "roofing",
+         "ivr": {"ask_zip": "never", "confirm_category": None}},
+    ],
+    "buyers": [
+        {"key": "pipes", "name": "Pipes", "timezone": "America/Chicago", "targets": [
+            {"key": "a", "campaign": "plumbing", "number": "+15125550101", "area": {"zips": ["78701", "78702"]}},
+            {"key": "b", "campaign": "plumbing", "number": "+15125550102",
+             "area": {"radius": [{"zip": "78701", "miles": 5}], "exclude_zips": ["78701"]}},
+        ]},
+        {"key": "roofs", "name": "Roofs", "timezone": "America/Chicago", "targets": [
+            {"key": "r", "campaign": "roofing", "number": "+12145550101", "area": {"states": ["TX"]}},
+        ]},
+    ],
+    "tracking_numbers": [
+        {"number": "+15125550001", "campaign": "plumbing", "publisher": "pub-a", "label": "google"},
+        {"number": "+15125550002", "campaign": "plumbing", "publisher": "pub-b", "label": "bing"},
+        {"number": "+12145550001", "campaign": "roofing", "publisher": "pub-a", "label": "tv"},
+    ],
+}
+PLUMBING_AREA = {"78701", "78702", "78703", "78704"}  # union of the two plumbing targets
+
+
+@pytest.fixture(scope="module")
+def day():
+    return generate_day(NETWORK, calls=3000, seed=42, directory=DIRECTORY)
+
+
+def share(calls, predicate) -> float:
+    return sum(1 for c in calls if predicate(c)) / len(calls)
+
+
+def test_the_plan_is_deterministic_for_a_seed(day):
+    assert generate_day(NETWORK, calls=3000, seed=42, directory=DIRECTORY) == day
+    assert generate_day(NETWORK, calls=3000, seed=43, directory=DIRECTORY) != day
+    assert [c.at_seconds for c in day] == sorted(c.at_seconds for c in day)
+    assert [c.index for c in day] == list(range(3000))
+
+
+def test_arrivals_peak_in_business_hours(day):
+    hours = collections.Counter(c.at_seconds // 3600 for c in day)
+    business = sum(hours[h] for h in range(8, 18)) / len(day)
+    night = sum(hours[h] for h in range(0, 6)) / len(day)
+    evening = sum(hours[h] for h in range(18, 22)) / len(day)
+    assert business > 0.6 and night < 0.04 and night < evening < business
+
+
+def test_traffic_mix_matches_the_specified_shares(day):
+    def tagged(tag):
+        return lambda c: tag in c.tags
+
+    assert 0.03 <= share(day, lambda c: c.is_spam) <= 0.07
+    assert 0.05 <= share(day, tagged("repeat")) <= 0.11
+    assert 0.07 <= share(day, tagged("out_of_area")) <= 0.13
+    assert 0.55 <= share(day, lambda c: bool(c.params.get("FromZip"))) <= 0.65
+    plumbing = [c for c in day if c.campaign == "plumbing"]
+    assert 0.04 <= share(plumbing, tagged("wrong_category")) <= 0.10
+    typed = [c for c in plumbing if "no_carrier_zip" in c.tags]
+    assert 0.02 <= share(typed, tagged("invalid_zip_first")) <= 0.09
+    spam_kinds = collections.Counter(t for c in day for t in c.tags if t.startswith("spam:"))
+    assert set(spam_kinds) == {"spam:anonymous", "spam:blocked_prefix", "spam:failed_attestation"}
+
+
+def test_caller_zips_come_from_the_campaign_area_weighted_by_population(day):
+    plumbing = [c for c in day if c.campaign == "plumbing" and "out_of_area" not in c.tags]
+    zips = collections.Counter(c.caller_zip for c in plumbing)
+    assert set(zips) <= PLUMBING_AREA
+    assert zips["78704"] > zips["78701"]  # 45,000 people against 12,000
+    outside = [c for c in day if c.campaign == "plumbing" and "out_of_area" in c.tags]
+    assert outside and all(c.caller_zip not in PLUMBING_AREA for c in outside)
+    assert {DIRECTORY.get(c.caller_zip).state for c in outside} == {"TX"}  # same state first
+    roofing_outside = {c.caller_zip for c in day if c.campaign == "roofing" and "out_of_area" in c.tags}
+    assert roofing_outside == {"73102"}  # all of Texas is in the area: the nearest ZIP beyond
+
+
+def test_caller_numbers_are_plausible_nanp_in_the_zips_area_code(day):
+    for c in day:
+        if c.is_spam:
+            continue
+        assert re.fullmatch(r"\+1[2-9]\d\d[2-9]\d{6}", c.caller), c.caller
+        assert c.caller[6:8] != "11" and c.caller[5:8] != "555"
+        assert c.caller[2:5] in DIRECTORY.get(c.caller_zip).area_codes
+    anonymous = [c for c in day if "spam:anonymous" in c.tags]
+    assert all(c.caller is None and c.params["FromZip"] == "" for c in anonymous)
+    blocked = [c for c in day if "spam:blocked_prefix" in c.tags]
+    assert all(c.caller.startswith("+1900") for c in blocked)
+    failed = [c for c in day if "spam:failed_attestation" in c.tags]
+    assert all(c.params["StirVerstat"] == "TN-Validation-Failed-C" for c in failed)
+    stir = collections.Counter(c.params.get("StirVerstat") for c in day if not c.is_spam)
+    assert stir.most_common(1)[0][0] == "TN-Validation-Passed-A"
+
+
+def test_repeat_callers_reuse_an_earlier_number_of_the_same_campaign(day):
+    seen: dict[str, set[str]] = collections.defaultdict(set)
+    for c in day:
+        if "repeat" in c.tags:
+            assert c.caller in seen[c.campaign]
+        elif c.caller:
+            seen[c.campaign].add(c.caller)
+
+
+def test_ivr_answers_follow_the_campaign(day):
+    for c in day:
+        digits = list(c.script.digits)
+        if c.campaign == "roofing":
+            assert digits == []  # never asks the ZIP, confirms nothing
+            continue
+        assert digits[-1] in ("1", "2")
+        assert (digits[-1] == "2") == ("wrong_category" in c.tags)
+        if c.params.get("FromZip"):
+            assert digits[:-1] == []
+            assert c.params["FromZip"] == c.caller_zip
+        elif "invalid_zip_first" in c.tags:
+            assert len(digits) == 3 and digits[1] == c.caller_zip
+            assert DIRECTORY.get(digits[0]) is None
+        else:
+            assert digits[:-1] == [c.caller_zip]
+
+
+def test_buyer_behaviour_profiles(day):
+    behaviours = [b for c in day for b in c.buyers.values()]
+    talks = [b.talk_seconds for b in behaviours]
+    assert 120 <= statistics.median(talks) <= 180
+    assert 0.15 <= sum(t < 60 for t in talks) / len(talks) <= 0.25
+    assert 0.015 <= sum(b.busy for b in behaviours) / len(behaviours) <= 0.045
+    assert 0.01 <= sum(b.declines_whisper for b in behaviours) / len(behaviours) <= 0.035
+    answer = sum(b.answers for b in behaviours) / len(behaviours)
+    assert 0.72 <= answer <= 0.97
+    assert all(1 <= b.ring_seconds <= 40 for b in behaviours)
+    assert all(set(c.buyers) == ({"+15125550101", "+15125550102"} if c.campaign == "plumbing"
+                                 else {"+12145550101"}) for c in day)
+
+
+def test_nanp_number_avoids_n11_exchanges():
+    import random
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        number = nanp_number(["512"], rng)
+        assert number.startswith("+1512") and len(number) == 12
+        assert number[5] in "23456789" and number[6:8] != "11"
+
+
+def test_percentile():
+    assert percentile([], 0.5) == 0
+    assert percentile([3, 1, 2], 0.5) == 2
+    assert percentile(list(range(1, 101)), 0.99) == 99
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+IVR = ('<?xml version="1.0" encoding="UTF-8"?><Response><Gather numDigits="5" action="/zip">'
+       "<Say>Enter your ZIP</Say></Gather></Response>")
+DIAL = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/done">'
+        "<Number>+15125550101</Number></Dial></Response>")
+
+
+def test_run_traffic_places_every_call_and_reports(server, day):
+    server.routes["/carriers/twilio/voice"] = IVR
+    server.routes["/zip"] = DIAL
+    planned = day[:60]
+    finished = []
+    with Carrier(server.url, TOKEN, seed=3) as carrier:
+        stats = run_traffic(carrier, planned, rate=None, concurrency=6,
+                            on_done=lambda call, record: finished.append((call.index, record.call_sid)))
+    assert stats.calls == 60 and len(finished) == 60
+    assert sorted(i for i, _ in finished) == list(range(60))
+    assert stats.errors == 0, stats.problems
+    assert stats.completed == 60 and stats.fallbacks == 0
+    assert len(stats.latencies_ms) == len(server.requests)
+    assert stats.p50_ms <= stats.p99_ms and stats.calls_per_second > 0
+    voice = server.to("/carriers/twilio/voice")
+    assert {s.form["To"] for s in voice} <= {"+15125550001", "+15125550002", "+12145550001"}
+    assert json.dumps(stats.as_dict())
+
+
+def test_run_traffic_paces_at_the_rate(server, day):
+    with Carrier(server.url, TOKEN) as carrier:
+        started = time.perf_counter()
+        stats = run_traffic(carrier, day[:11], rate=50.0, concurrency=4)
+    assert time.perf_counter() - started >= 0.19  # 10 gaps of 20 ms
+    assert stats.calls == 11
+
+
+def test_run_traffic_survives_a_broken_server_and_a_broken_on_done(server, day):
+    server.routes["/carriers/twilio/voice"] = lambda seen: (500, "text/plain", "boom")
+    server.routes["/carriers/twilio/fallback"] = lambda seen: (500, "text/plain", "boom")
+
+    def explode(call, record):
+        raise RuntimeError("reporting bug")
+
+    with Carrier(server.url, TOKEN) as carrier:
+        stats = run_traffic(carrier, day[:5], rate=None, concurrency=2, on_done=explode,
+                            delivery=Delivery(duplicate=True))
+    assert stats.calls == 5 and stats.fallbacks == 5
+    assert stats.errors == 10  # each call failed, and each on_done raised
+    assert any("reporting bug" in p for p in stats.problems)
+    assert len(server.to("/carriers/twilio/voice")) == 10  # duplicate delivery applied to every call
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+def run_cli(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="callbroker sim")
+    sim_cli.add_arguments(parser.add_subparsers(dest="command", required=True))
+    return sim_cli.run(parser.parse_args(argv))
+
+
+def test_cli_call_prints_a_transcript(server, capsys):
+    server.routes["/carriers/twilio/voice"] = IVR
+    server.routes["/zip"] = DIAL
+    code = run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001",
+                    "--digits", "78701", "--talk", "75"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Gather->78701" in out and "+15125550101 completed bridged=True duration=75s" in out
+    assert server.to("/zip")[0].form["Digits"] == "78701"
+
+
+def test_cli_call_no_answer_json(server, capsys):
+    server.routes["/carriers/twilio/voice"] = DIAL
+    code = run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", "--no-answer",
+                    "--from", "anonymous", "--json"])
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0 and record["dials"][0]["status"] == "no-answer"
+    assert server.to("/carriers/twilio/voice")[0].form["From"] == "+266696687"
+
+
+def test_cli_traffic_with_a_network_file(server, tmp_path, capsys):
+    import yaml
+
+    server.routes["/carriers/twilio/voice"] = DIAL
+    network = tmp_path / "net.yaml"
+    network.write_text(yaml.safe_dump(NETWORK))
+    code = run_cli(["traffic", "--url", server.url, "--token", TOKEN, "--network", str(network),
+                    "--calls", "12", "--concurrency", "3", "--seed", "5"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert len(out) == 13 and out[-1].startswith("12 calls in")
+    assert re.match(r"\d\d:\d\d:\d\d \+1\d{10} \w+", out[0])
+
+
+def test_cli_needs_a_token(server, capsys, monkeypatch):
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 2
+    assert "TWILIO_AUTH_TOKEN" in capsys.readouterr().err
+
+
+def test_cli_traffic_missing_network_file(server, tmp_path, capsys):
+    code = run_cli(["traffic", "--url", server.url, "--token", TOKEN, "--network", str(tmp_path / "nope.yaml")])
+    assert code == 2 and "not found" in capsys.readouterr().err
