@@ -45,6 +45,7 @@ def database_from_url(url: str, data_dir: Path) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(data_dir / "callbroker.sqlite3"),
+            "CONN_MAX_AGE": None,  # keep the connection: opening one per request costs more than the request
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,

@@ -38,9 +38,16 @@ BASE_NETWORK = {
     ],
     "publishers": [{"key": "metro-search", "name": "Metro Search Ads"}],
     "tracking_numbers": [
-        {"number": "+15125550101", "campaign": "austin-plumbing", "publisher": "metro-search", "label": "Google"},
+        {"number": "+15125550101", "campaign": "austin-plumbing", "publisher": "metro-search",
+         "label": "Google"},
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The default PBKDF2 hasher costs about half a second per login; tests don't need it to be slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")

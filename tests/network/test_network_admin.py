@@ -30,7 +30,8 @@ def demo(load):
 def target_form_data(target: m.Target, **changes: object) -> dict:
     data = {
         "key": target.key, "campaign": target.campaign_id, "buyer": target.buyer_id, "name": target.name,
-        "number": target.number, "priority": target.priority, "weight": target.weight, "price": str(target.price),
+        "number": target.number, "priority": target.priority, "weight": target.weight,
+        "price": str(target.price),
         "min_talk_seconds": target.min_talk_seconds or "", "area": json.dumps(target.area),
         "accepts_unknown_location": "on" if target.accepts_unknown_location else "",
         "hours": json.dumps(target.hours) if target.hours else "",
@@ -87,7 +88,8 @@ def test_area_and_hours_are_checked_like_the_network_file(admin_client, demo):
     url = reverse("admin:network_target_change", args=[target.pk])
 
     response = admin_client.post(url, target_form_data(
-        target, area=json.dumps({"zips": ["78701", "99999"]}), hours=json.dumps({"weekly": {"mon": "25:00-18:00"}})))
+        target, area=json.dumps({"zips": ["78701", "99999"]}),
+        hours=json.dumps({"weekly": {"mon": "25:00-18:00"}})))
 
     errors = response.context["adminform"].form.errors
     assert errors["area"] == ["zips[1]: 99999 is not a known ZIP code"]
@@ -137,7 +139,8 @@ def test_a_forward_fallback_needs_a_number(admin_client, demo):
 
     errors = response.context["adminform"].form.errors
     assert errors["fallback_number"] == ["A forward fallback needs the number to forward to."]
-    assert errors["blocked_prefixes"] == ["[1]: '1976' is not a number prefix (a + and digits, e.g. \"+1900\")"]
+    assert errors["blocked_prefixes"] == [
+        "[1]: '1976' is not a number prefix (a + and digits, e.g. \"+1900\")"]
 
 
 def test_the_buyer_page_checks_its_inline_target_numbers(admin_client, demo):
@@ -145,7 +148,8 @@ def test_the_buyer_page_checks_its_inline_target_numbers(admin_client, demo):
     target = buyer.targets.get()
     url = reverse("admin:network_buyer_change", args=[buyer.pk])
     data = {
-        "key": buyer.key, "name": buyer.name, "timezone": buyer.timezone, "email": buyer.email, "active": "on",
+        "key": buyer.key, "name": buyer.name, "timezone": buyer.timezone, "email": buyer.email,
+        "active": "on",
         "targets-TOTAL_FORMS": "1", "targets-INITIAL_FORMS": "1",
         "targets-0-id": target.pk, "targets-0-buyer": buyer.pk, "targets-0-key": target.key,
         "targets-0-campaign": target.campaign_id, "targets-0-name": target.name, "targets-0-number": "+1512",

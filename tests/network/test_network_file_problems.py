@@ -101,7 +101,8 @@ EXACT = [
      "campaigns[0].ring_timeout: 2 is too small (at least 5)"),
     ("campaigns-not-a-list", "campaigns", {"key": "x"}, "campaigns: expected a list, got a mapping"),
     ("buyer-not-a-mapping", "buyers.1", "bolt",
-     "buyers[1]: expected a mapping like {key: acme-plumbing, name: ACME Plumbing, targets: […]}, got 'bolt'"),
+     "buyers[1]: expected a mapping like {key: acme-plumbing, name: ACME Plumbing, targets: […]}, "
+     "got 'bolt'"),
     ("missing-number", "buyers.0.targets.0.number", DELETE, f"{T0}.number: missing"),
     ("bad-key", "campaigns.0.key", "Austin Plumbing",
      "campaigns[0].key: 'Austin Plumbing' is not a key (letters, digits, '-' and '_', at most 64 characters, "
@@ -143,7 +144,8 @@ EXACT = [
     ("hours-unknown-holidays", "buyers.0.targets.0.hours", {"weekly": {"daily": "24h"}, "holidays": "XX"},
      f"{T0}.hours.holidays: no holiday calendar for country 'XX'"),
     ("hours-exception-both", "buyers.0.targets.0.hours",
-     {"weekly": {"daily": "24h"}, "exceptions": [{"date": "2026-12-24", "hours": "08:00-12:00", "closed": True}]},
+     {"weekly": {"daily": "24h"},
+      "exceptions": [{"date": "2026-12-24", "hours": "08:00-12:00", "closed": True}]},
      f"{T0}.hours.exceptions[0]: give either hours or closed: true, not both"),
     ("hours-exception-date", "buyers.0.targets.0.hours",
      {"weekly": {"daily": "24h"}, "exceptions": [{"date": "2026-02-30", "closed": True}]},
@@ -181,7 +183,8 @@ def test_each_problem_is_reported_at_its_location(network, problems, network_cou
 
 @pytest.mark.parametrize(("path", "value", "location", "fragment"), [c[1:] for c in FRAGMENT],
                          ids=[c[0] for c in FRAGMENT])
-def test_core_module_messages_are_reported_at_their_location(network, problems, path, value, location, fragment):
+def test_core_module_messages_are_reported_at_their_location(network, problems, path, value, location,
+                                                              fragment):
     change(network, path, value)
     [problem] = problems(network)
     assert problem.startswith(f"{location}: ")
@@ -191,6 +194,16 @@ def test_core_module_messages_are_reported_at_their_location(network, problems, 
 def test_a_typo_in_a_campaign_does_not_make_its_references_unknown(network, problems):
     change(network, "campaigns.0.payout", "-1")
     assert problems(network) == ["campaigns[0].payout: -1 is negative; amounts must be 0 or more"]
+
+
+def test_an_entry_with_an_unreadable_key_still_has_its_other_values_checked(network, problems):
+    change(network, "campaigns.0.key", None)
+    change(network, "campaigns.0.payout", "-1")
+    assert problems(network) == [
+        "campaigns[0].key: nothing (null) is not a key (letters, digits, '-' and '_', at most 64 characters, "
+        "e.g. austin-plumbing)",
+        "campaigns[0].payout: -1 is negative; amounts must be 0 or more",
+    ]
 
 
 def test_every_problem_in_a_file_is_reported_and_nothing_is_written(network, problems, load, network_counts):
@@ -260,7 +273,11 @@ def test_yaml_numbers_are_read_as_exact_decimals(tmp_path, load):
         buyers:
           - key: b
             targets:
-              - {key: t, campaign: c, number: "+15125550150", price: 45.1, area: {radius: [{zip: "78701", miles: 7.5}]}}
+              - key: t
+                campaign: c
+                number: "+15125550150"
+                price: 45.1
+                area: {radius: [{zip: "78701", miles: 7.5}]}
         """))
     load(path)
     assert m.Campaign.objects.get().payout == Decimal("0.10")
@@ -272,7 +289,8 @@ def test_yaml_numbers_are_read_as_exact_decimals(tmp_path, load):
 def test_references_to_campaigns_in_the_database_are_allowed_unless_pruning(network, load, problems):
     load(network)
     partial = {"version": 1, "buyers": [
-        {"key": "new-buyer", "targets": [{"key": "new-t", "campaign": "austin-plumbing", "number": "+15125550160"}]},
+        {"key": "new-buyer",
+         "targets": [{"key": "new-t", "campaign": "austin-plumbing", "number": "+15125550160"}]},
     ]}
     report = load(partial)
     assert report.counts["targets"]["created"] == 1

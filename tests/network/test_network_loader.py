@@ -59,7 +59,8 @@ def test_the_example_file_loads_with_every_option(load):
     assert (defaults.buffer_seconds, defaults.ring_timeout, defaults.fallback_kind) == (60, 30, "message")
     target = m.Target.objects.get(key="acme-austin-main")
     assert target.min_talk_seconds == 90
-    assert (target.hourly_cap, target.daily_cap, target.monthly_cap, target.concurrency_limit) == (5, 20, 300, 2)
+    caps = (target.hourly_cap, target.daily_cap, target.monthly_cap, target.concurrency_limit)
+    assert caps == (5, 20, 300, 2)
     assert target.area["counties"] == ["Travis County, TX", "TX:Williamson", "48209"]
     assert "states" not in target.area  # canonical: empty parts are left out
     assert target.hours["exceptions"] == [{"date": "2026-12-24", "hours": "08:00-12:00"},
@@ -74,11 +75,12 @@ def test_the_demo_network_loads_and_is_realistic(load):
     assert m.Buyer.objects.count() >= 8
     assert m.Publisher.objects.count() == 4
     assert m.TrackingNumber.objects.count() >= 20
-    assert {c.fallback_kind for c in m.Campaign.objects.all()} == {"message", "forward", "voicemail", "callback"}
+    kinds = {c.fallback_kind for c in m.Campaign.objects.all()}
+    assert kinds == {"message", "forward", "voicemail", "callback"}
     assert {c.ask_zip for c in m.Campaign.objects.all()} >= {"always", "when_missing"}
     assert sum(1 for c in m.Campaign.objects.all() if c.confirm_category) >= 2
-    assert {b.timezone for b in m.Buyer.objects.all()} >= {"America/Chicago", "America/Phoenix", "America/Denver",
-                                                           "America/New_York"}
+    zones = {b.timezone for b in m.Buyer.objects.all()}
+    assert zones >= {"America/Chicago", "America/Phoenix", "America/Denver", "America/New_York"}
     for campaign in m.Campaign.objects.all():
         targets = list(campaign.targets.all())
         assert any(t.hours is None for t in targets), f"{campaign.key} has no 24/7 target"
@@ -159,8 +161,10 @@ def test_prune_removes_what_the_file_no_longer_mentions(network, load):
     with_calls = m.Target.objects.get(key="old-with-calls")
     now = timezone.now()
     call = Call.objects.create(call_sid="CA1", to_number="+15125550109", started_at=now,
-                               connected_target=with_calls, buyer=with_calls.buyer, campaign=with_calls.campaign)
-    CallAttempt.objects.create(call=call, sequence=0, target=with_calls, number=with_calls.number, started_at=now)
+                               connected_target=with_calls, buyer=with_calls.buyer,
+                               campaign=with_calls.campaign)
+    CallAttempt.objects.create(call=call, sequence=0, target=with_calls, number=with_calls.number,
+                               started_at=now)
 
     without_prune = load(network)
     assert statuses(without_prune, "pruned") == dict.fromkeys(KINDS, 0)
@@ -187,7 +191,8 @@ def test_prune_removes_what_the_file_no_longer_mentions(network, load):
 
 
 def test_parse_area_and_hours_build_core_values(zip_directory):
-    area = parse_area({"zips": ["78701"], "radius": [{"zip": "78701", "miles": 3}], "exclude_zips": ["78702"]})
+    area = parse_area({"zips": ["78701"], "radius": [{"zip": "78701", "miles": 3}],
+                       "exclude_zips": ["78702"]})
     assert isinstance(area, geo.ServiceArea)
     zips = area.resolve(zip_directory)
     assert "78701" in zips and "78702" not in zips

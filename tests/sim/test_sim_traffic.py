@@ -173,6 +173,17 @@ def test_buyer_behaviour_profiles(day):
                                  else {"+12145550101"}) for c in day)
 
 
+def test_inactive_numbers_and_campaigns_get_no_calls():
+    network = {
+        **NETWORK,
+        "campaigns": [dict(NETWORK["campaigns"][0]), {**NETWORK["campaigns"][1], "active": False}],
+        "tracking_numbers": [{**NETWORK["tracking_numbers"][0], "active": False}, *NETWORK["tracking_numbers"][1:]],
+    }
+    plan = generate_day(network, calls=200, seed=1, directory=DIRECTORY)
+    assert {c.tracking_number for c in plan} == {"+15125550002"}
+    assert generate_day({"campaigns": [], "tracking_numbers": []}, calls=10, seed=1, directory=DIRECTORY) == []
+
+
 def test_nanp_number_avoids_n11_exchanges():
     import random
 

@@ -8,15 +8,15 @@ delivered twice changes nothing the second time and gets the same answer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from callbroker.calls import steps as s
@@ -28,7 +28,8 @@ from callbroker.core.geo import ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
 from callbroker.core.qualification import qualify
 from callbroker.core.routing import route
-from callbroker.network.models import TargetState, TargetUsage
+from callbroker.network import live
+from callbroker.network.models import TargetState
 from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, TargetInfo, cached_snapshot, current_snapshot
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,41 @@ def handle_once(event: EventIn, run: Callable[[], Sequence[s.Step]], render: Cal
     A repeated delivery returns the stored answer without running anything. State change and event
     log are written in the same transaction, so a crash leaves neither.
     """
-    stored = CallEvent.objects.filter(dedupe_key=event.dedupe_key).values_list("response", flat=True).first()
+    stored = _stored_answer(event.dedupe_key)
     if stored is not None:
         return stored
     try:
         with transaction.atomic():
             body = render(run())
-            CallEvent.objects.create(call_sid=event.call_sid, kind=event.kind, dedupe_key=event.dedupe_key,
-                                     params=event.params, response=body)
+            _store_event(event, body)
     except IntegrityError:
         # A concurrent delivery of the same webhook won the race: answer what it answered.
-        stored = CallEvent.objects.filter(dedupe_key=event.dedupe_key).values_list("response", flat=True).first()
+        stored = _stored_answer(event.dedupe_key)
         if stored is None:
             raise
         return stored
     return body
+
+
+_EVENTS = CallEvent._meta.db_table
+
+
+def _stored_answer(dedupe_key: str) -> str | None:
+    # Hand-written SQL: this runs on every webhook and the ORM's query building costs more than the query.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT response FROM {_EVENTS} WHERE dedupe_key = %s", [dedupe_key])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _store_event(event: EventIn, body: str) -> None:
+    received = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_EVENTS} (call_sid, kind, dedupe_key, params, response, received_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [event.call_sid, event.kind, event.dedupe_key, json.dumps(event.params), body, received],
+        )
 
 
 # --------------------------------------------------------------------------- inbound call
@@ -80,7 +101,7 @@ def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.
     now = now or timezone.now()
     snap = current_snapshot()
     directory = ZipDirectory.default()
-    tracking = snap.tracking.get(normalize(inbound.to) or inbound.to)
+    tracking = snap.tracking.get(_tracking_key(inbound.to))
     campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
     caller_e164, caller_status = classify_caller(inbound.from_raw)
     call = Call(
@@ -281,7 +302,7 @@ def fallback_for_number(to: str) -> tuple[s.Step, ...]:
     snap = cached_snapshot()
     campaign = None
     if snap is not None:
-        tracking = snap.tracking.get(normalize(to) or to)
+        tracking = snap.tracking.get(_tracking_key(to))
         campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
     return installation_fallback(snap, campaign)
 
@@ -314,6 +335,12 @@ def _load(call_sid: str) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
     return call, campaign, snap
 
 
+@lru_cache(maxsize=4096)
+def _tracking_key(to: str) -> str:
+    """The called number in E.164 (cached: the same few tracking numbers are called all day)."""
+    return normalize(to) or to
+
+
 def _set_zip(call: Call, zip_code: str, source: str, directory: ZipDirectory) -> None:
     call.caller_zip = zip_code
     call.zip_source = source
@@ -338,7 +365,7 @@ def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
         zip_source=core.ZipSource(call.zip_source),
     )
     sticky = _sticky_target(call, campaign, now)
-    counters, auto_paused = _live_counters(campaign.targets, snap, now)
+    counters, auto_paused = live.read(campaign.targets, snap.timezones, now)
     targets = campaign.targets
     if auto_paused:
         targets = tuple(dataclasses.replace(t, paused=True) if t.id in auto_paused else t for t in targets)
@@ -367,7 +394,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         info = snap.targets.get(target_id)
         if info is None:
             continue
-        refused = _reserve(info, now)
+        refused = live.reserve(info.core, info.timezone, now)
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
@@ -420,92 +447,15 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     )
 
 
-def period_keys(at: dt.datetime, tz_name: str) -> tuple[str, str, str]:
-    """Hour, day and month keys of ``at`` in the buyer's local time (caps are counted per local period)."""
-    local = at.astimezone(ZoneInfo(tz_name))
-    return local.strftime("H%Y%m%d%H"), local.strftime("D%Y%m%d"), local.strftime("M%Y%m")
-
-
-def _live_counters(targets: Sequence[core.Target], snap: NetworkSnapshot,
-                   now: dt.datetime) -> tuple[dict[int, core.TargetCounters], set[int]]:
-    ids = [t.id for t in targets]
-    if not ids:
-        return {}, set()
-    keys_by_target = {t.id: period_keys(now, snap.targets[t.id].timezone) for t in targets}
-    active: dict[int, int] = {}
-    auto_paused: set[int] = set()
-    for target_id, active_calls, paused_until in TargetState.objects.filter(target_id__in=ids).values_list(
-        "target_id", "active_calls", "paused_until"
-    ):
-        active[target_id] = active_calls
-        if paused_until is not None and paused_until > now:
-            auto_paused.add(target_id)
-    usage: dict[tuple[int, str], int] = {}
-    capped = [t.id for t in targets if t.hourly_cap is not None or t.daily_cap is not None or t.monthly_cap is not None]
-    if capped:
-        all_keys = {k for tid in capped for k in keys_by_target[tid]}
-        for target_id, period, count in TargetUsage.objects.filter(target_id__in=capped, period__in=all_keys).values_list(
-            "target_id", "period", "count"
-        ):
-            usage[(target_id, period)] = count
-    counters = {}
-    for tid in ids:
-        h, d, mo = keys_by_target[tid]
-        counters[tid] = core.TargetCounters(active=active.get(tid, 0), hour=usage.get((tid, h), 0),
-                                            day=usage.get((tid, d), 0), month=usage.get((tid, mo), 0))
-    return counters, auto_paused
-
-
-class _CapReached(Exception):
-    def __init__(self, exclusion: core.Exclusion) -> None:
-        self.exclusion = exclusion
-
-
-def _reserve(info: TargetInfo, now: dt.datetime) -> core.Exclusion | None:
-    """Atomically take a concurrency slot and one call of each cap, or nothing at all.
-
-    Conditional UPDATEs (``… WHERE active_calls < limit``) make two simultaneous calls unable to take
-    the same last slot, on SQLite and on PostgreSQL alike.
-    """
-    t = info.core
-    try:
-        with transaction.atomic():
-            TargetState.objects.get_or_create(target_id=t.id)
-            rows = TargetState.objects.filter(pk=t.id)
-            if t.concurrency_limit is not None:
-                rows = rows.filter(active_calls__lt=t.concurrency_limit)
-            if rows.update(active_calls=F("active_calls") + 1) == 0:
-                raise _CapReached(core.Exclusion.CONCURRENCY_FULL)
-            caps = (t.hourly_cap, t.daily_cap, t.monthly_cap)
-            exclusions = (core.Exclusion.HOURLY_CAP, core.Exclusion.DAILY_CAP, core.Exclusion.MONTHLY_CAP)
-            for key, cap, exclusion in zip(period_keys(now, info.timezone), caps, exclusions, strict=True):
-                if cap is None:
-                    continue
-                TargetUsage.objects.get_or_create(target_id=t.id, period=key)
-                if TargetUsage.objects.filter(target_id=t.id, period=key, count__lt=cap).update(
-                    count=F("count") + 1
-                ) == 0:
-                    raise _CapReached(exclusion)
-    except _CapReached as reached:
-        return reached.exclusion
-    return None
-
-
 def _release(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
     """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
     if not attempt.slot_held:
         return
     CallAttempt.objects.filter(pk=attempt.pk).update(slot_held=False)
     attempt.slot_held = False
-    if attempt.target_id is None:
-        return
-    TargetState.objects.filter(pk=attempt.target_id, active_calls__gt=0).update(active_calls=F("active_calls") - 1)
-    if undo_usage and info is not None:
-        t = info.core
-        caps = (t.hourly_cap, t.daily_cap, t.monthly_cap)
-        for key, cap in zip(period_keys(attempt.started_at, info.timezone), caps, strict=True):
-            if cap is not None:
-                TargetUsage.objects.filter(target_id=t.id, period=key, count__gt=0).update(count=F("count") - 1)
+    if attempt.target_id is not None:
+        live.release(info.core if info else None, attempt.target_id, info.timezone if info else None,
+                     attempt.started_at, undo_usage=undo_usage)
 
 
 def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt.datetime) -> None:

@@ -184,8 +184,9 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
 # Target at position i owns hexadecimal digit i of a Python int (bit 4*i). Sets of targets are
 # ints with digit 0 or 1, combined with & | ^ at C speed. The exclusion of every target is then
 # one int whose digit i is a reason code 0..8 (0 = eligible), turned into bytes in input order and
-# mapped to prebuilt ``(id, Exclusion)`` pairs without a Python-level loop. Only the targets left
-# after the area check (usually a few percent) are visited one by one, for schedules and counters.
+# mapped to prebuilt ``(id, Exclusion)`` pairs without a Python-level loop. Each distinct schedule
+# is asked once per decision, and only the targets still eligible after the area and schedule
+# checks (usually a few percent) are visited one by one, to read their counters.
 #
 # Memory: the ZIP index holds one int of ``len(targets)`` bits per distinct ZIP (about 5 MB for
 # 1,000 targets over 40,000 ZIPs); ``PreparedTargets`` holds the targets too, so it is safe to cache.

@@ -210,7 +210,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ("active", "category", "fallback_kind")
     search_fields = ("name", "key", "category")
     readonly_fields = ("created_at", "updated_at")
-    inlines = [CampaignTargetInline]
+    inlines = (CampaignTargetInline,)
     fieldsets = (
         ("Basics", {"fields": ("key", "name", "category", "active", "currency", "payout", "buffer_seconds",
                                "duplicate_window", "ring_timeout")}),
@@ -261,7 +261,7 @@ class BuyerAdmin(admin.ModelAdmin):
     list_display = ("name", "key", "timezone", "email", "active", "target_count")
     list_filter = ("active", "timezone")
     search_fields = ("name", "key", "email")
-    inlines = [BuyerTargetInline]
+    inlines = (BuyerTargetInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(_targets=Count("targets"))
@@ -279,18 +279,19 @@ class BuyerAdmin(admin.ModelAdmin):
 @admin.register(m.Target)
 class TargetAdmin(admin.ModelAdmin):
     form = TargetForm
-    list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display", "paused",
-                    "auto_pause", "live_calls", "caps")
+    list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display",
+                    "paused", "auto_pause", "live_calls", "caps")
     list_filter = ("campaign", "buyer", "paused")
     search_fields = ("name", "key", "number", "buyer__name", "campaign__name")
     list_select_related = ("buyer", "campaign", "state")
     autocomplete_fields = ("buyer", "campaign")
-    actions = [clear_auto_pause_action]
+    actions = (clear_auto_pause_action,)
     fieldsets = (
         (None, {"fields": ("key", "campaign", "buyer", "name", "number", "paused")}),
         ("Ring order and price", {"fields": ("priority", "weight", "price", "min_talk_seconds")}),
         ("Service area", {"fields": ("area", "accepts_unknown_location"),
-                          "description": 'JSON, e.g. {"zips": ["78701"], "radius": [{"zip": "78701", "miles": 15}], '
+                          "description": 'JSON, e.g. {"zips": ["78701"], '
+                                         '"radius": [{"zip": "78701", "miles": 15}], '
                                          '"counties": ["Travis County, TX"], "states": ["TX"], '
                                          '"exclude_zips": []}. Empty: anywhere.'}),
         ("Hours", {"fields": ("hours",),
@@ -329,12 +330,13 @@ class TargetAdmin(admin.ModelAdmin):
 class TargetStateAdmin(admin.ModelAdmin):
     """Live state, read-only: the call path owns it. The one write is clearing an automatic pause."""
 
-    list_display = ("target", "buyer", "campaign", "active_calls", "auto_paused", "paused_until", "pause_reason")
+    list_display = ("target", "buyer", "campaign", "active_calls", "auto_paused", "paused_until",
+                    "pause_reason")
     list_select_related = ("target__buyer", "target__campaign")
     list_filter = ("target__campaign", "target__buyer")
     search_fields = ("target__name", "target__key", "pause_reason")
     readonly_fields = ("target", "active_calls", "paused_until", "pause_reason")
-    actions = [clear_auto_pause_action]
+    actions = (clear_auto_pause_action,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

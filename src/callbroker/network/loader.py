@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from callbroker.network import models as m
 from callbroker.network import parsing
@@ -271,7 +271,8 @@ def _choice(choices: type[AskZip] | type[FallbackChoices]) -> Callable[[object],
 
     def read(value: object) -> str:
         if value not in values:
-            raise ValueError(f"{_got(value)} is not one of {', '.join(values)}{did_you_mean(str(value), values)}")
+            hint = did_you_mean(str(value), values)
+            raise ValueError(f"{_got(value)} is not one of {', '.join(values)}{hint}")
         return str(value)
 
     return read
@@ -317,7 +318,8 @@ class _Checker:
                          f"unknown key '{key}'{did_you_mean(str(key), allowed)}")
         return value
 
-    def section(self, data: Mapping, key: str, location: str, allowed: Sequence[str], example: str) -> Mapping:
+    def section(self, data: Mapping, key: str, location: str, allowed: Sequence[str],
+                example: str) -> Mapping:
         """An optional nested mapping (``ivr``, ``fallback`` …); absent or null reads as ``{}``."""
         value = data.get(key)
         if value is None:
@@ -386,11 +388,14 @@ def _clean(values: dict[str, Any]) -> bool:
 
 def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     data = c.mapping(data, where, CAMPAIGN_KEYS, "{key: austin-plumbing, name: Austin Plumbing, …}")
-    key = _BAD if data is None else c.get(data, "key", where, _key)
-    if key is _BAD:
+    if data is None:
         c.unreadable.add("campaign")
         return None
-    c.declared["campaign"].add(key)
+    key = c.get(data, "key", where, _key)
+    if key is _BAD:
+        c.unreadable.add("campaign")  # and go on: its other values may have problems too
+    else:
+        c.declared["campaign"].add(key)
     v: dict[str, Any] = {
         "name": c.get(data, "name", where, _text(200, required=True), default=None),
         "category": c.get(data, "category", where, _text(100), ""),
@@ -402,7 +407,8 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
         "ring_timeout": c.get(data, "ring_timeout", where, _int(5, 600, " of seconds"), 30),
         "recording": c.get(data, "recording", where, _bool, True),
         "recording_disclosure": c.get(data, "recording_disclosure", where, _bool, False),
-        "disclosure_text": c.get(data, "disclosure_text", where, _text(300, required=True), _DEFAULT_DISCLOSURE),
+        "disclosure_text": c.get(data, "disclosure_text", where, _text(300, required=True),
+                                 _DEFAULT_DISCLOSURE),
         "whisper_text": c.get(data, "whisper", where, _text(300), ""),
         "blocked_numbers": c.list_of(data, "blocked_numbers", where, parsing.parse_e164),
         "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
@@ -420,7 +426,8 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     v["velocity_window"] = c.get(velocity, "window", vel_at, _duration(dt.timedelta(seconds=1)),
                                  dt.timedelta(minutes=10))
     mis_at = join_location(where, "missed_call_protection")
-    missed = c.section(data, "missed_call_protection", where, MISSED_KEYS, "{misses: 3, window: 1h, cooldown: 30m}")
+    missed = c.section(data, "missed_call_protection", where, MISSED_KEYS,
+                       "{misses: 3, window: 1h, cooldown: 30m}")
     v["missed_calls_limit"] = c.get(missed, "misses", mis_at, _int(0, 1000, " of calls"), 3)
     v["missed_calls_window"] = c.get(missed, "window", mis_at, _duration(dt.timedelta(seconds=1)),
                                      dt.timedelta(hours=1))
@@ -428,7 +435,8 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     fb_at = join_location(where, "fallback")
     fallback = c.section(data, "fallback", where, FALLBACK_KEYS,
                          "{kind: forward, number: \"+15125550100\", message: \"…\"}")
-    v["fallback_kind"] = c.get(fallback, "kind", fb_at, _choice(FallbackChoices), FallbackChoices.MESSAGE.value)
+    v["fallback_kind"] = c.get(fallback, "kind", fb_at, _choice(FallbackChoices),
+                               FallbackChoices.MESSAGE.value)
     v["fallback_number"] = c.get(fallback, "number", fb_at, _optional(parsing.parse_e164), None) or ""
     v["fallback_message"] = c.get(fallback, "message", fb_at, _text(500), _DEFAULT_FALLBACK_MESSAGE)
     if v["fallback_kind"] == FallbackChoices.FORWARD and fallback.get("number") is None:
@@ -451,7 +459,8 @@ def _check_target(c: _Checker, data: object, where: str, buyer_tz: str | None,
         "priority": c.get(data, "priority", where, _int(0, 1000), 1),
         "weight": c.get(data, "weight", where, _int(1, 1000), 1),
         "price": c.get(data, "price", where, parsing.parse_money, Decimal("0.00")),
-        "min_talk_seconds": c.get(data, "min_talk_seconds", where, _optional(_int(0, 7200, " of seconds")), None),
+        "min_talk_seconds": c.get(data, "min_talk_seconds", where, _optional(_int(0, 7200, " of seconds")),
+                                  None),
         "accepts_unknown_location": c.get(data, "accepts_unknown_location", where, _bool, True),
         "paused": c.get(data, "paused", where, _bool, False),
         "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
@@ -499,11 +508,14 @@ def _check_buyer(c: _Checker, data: object, where: str, plan: NetworkPlan,
 
 def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
     data = c.mapping(data, where, PUBLISHER_KEYS, "{key: metro-search, name: Metro Search Ads}")
-    key = _BAD if data is None else c.get(data, "key", where, _key)
-    if key is _BAD:
+    if data is None:
         c.unreadable.add("publisher")
         return None
-    c.declared["publisher"].add(key)
+    key = c.get(data, "key", where, _key)
+    if key is _BAD:
+        c.unreadable.add("publisher")
+    else:
+        c.declared["publisher"].add(key)
     v = {
         "name": c.get(data, "name", where, _text(200, required=True), default=None),
         "email": c.get(data, "email", where, _email, ""),
@@ -558,8 +570,11 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
     campaigns = set(c.declared["campaign"])
     publishers = set(c.declared["publisher"])
     if not prune:
-        campaigns |= set(m.Campaign.objects.values_list("key", flat=True))
-        publishers |= set(m.Publisher.objects.values_list("key", flat=True))
+        try:
+            campaigns |= set(m.Campaign.objects.values_list("key", flat=True))
+            publishers |= set(m.Publisher.objects.values_list("key", flat=True))
+        except DatabaseError:  # no tables yet (a --check before migrate): the file must stand alone
+            pass
     for row in plan.targets + plan.tracking_numbers:
         for ref, known in (("campaign", campaigns), ("publisher", publishers)):
             if ref in row.refs and ref not in c.unreadable and row.refs[ref] not in known:
@@ -756,7 +771,8 @@ def _prune(plan: NetworkPlan, report: LoadReport, kept_target_ids: list[int]) ->
             target.delete()
             report.add("targets", "pruned")
     if kept_paused:
-        report.notes.append(f"paused instead of deleted (calls refer to them): {', '.join(sorted(kept_paused))}")
+        report.notes.append("paused instead of deleted (calls refer to them): "
+                            + ", ".join(sorted(kept_paused)))
 
 
 def load_network(data_or_path: str | os.PathLike | Mapping, *, prune: bool = False, directory: Any = None,

@@ -270,7 +270,9 @@ def _miles(value: object) -> int | float:
     return int(number) if number == number.to_integral_value() else float(number)
 
 
-def read_area(data: Mapping | None, directory: geo.ZipDirectory | None = None) -> tuple[dict, frozenset[str] | None]:
+def read_area(
+    data: Mapping | None, directory: geo.ZipDirectory | None = None
+) -> tuple[dict, frozenset[str] | None]:
     """Check a service area and return ``(canonical mapping, ZIP codes it covers)``.
 
     Canonical: only the non-empty keys, in the order of :data:`AREA_KEYS`; ZIPs as 5-digit strings,
@@ -535,7 +537,8 @@ def normalize_hours(data: Mapping | None) -> dict | None:
                 problems.append(Problem(f"{where}.date", str(exc)))
             else:
                 if day in seen:
-                    problems.append(Problem(f"{where}.date", f"{day} is listed twice (also exceptions[{seen[day]}])"))
+                    problems.append(Problem(f"{where}.date",
+                                            f"{day} is listed twice (also exceptions[{seen[day]}])"))
                 seen[day] = i
                 entry["date"] = day.isoformat()
         closed = item.get("closed", False)

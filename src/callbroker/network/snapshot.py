@@ -11,6 +11,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from django.db import connection
+
 from callbroker.core import model as core
 from callbroker.core.geo import ZipDirectory
 from callbroker.network import models as m
@@ -66,11 +68,12 @@ class NetworkSnapshot:
     campaigns: dict[int, CampaignInfo] = field(default_factory=dict)
     targets: dict[int, TargetInfo] = field(default_factory=dict)
     tracking: dict[str, TrackingInfo] = field(default_factory=dict)
+    timezones: dict[int, str] = field(default_factory=dict)  # target id -> the buyer's time zone
 
 
 def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
     """Read the whole network from the database and resolve it into core values."""
-    directory = directory or ZipDirectory.default()
+    directory = ZipDirectory.default() if directory is None else directory
     version = m.NetworkVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     targets_by_campaign: dict[int, list[core.Target]] = {}
     targets: dict[int, TargetInfo] = {}
@@ -151,7 +154,17 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
         row.number: TrackingInfo(row.pk, row.number, row.campaign_id, row.publisher_id, row.active)
         for row in m.TrackingNumber.objects.all()
     }
-    return NetworkSnapshot(version=version, campaigns=campaigns, targets=targets, tracking=tracking)
+    timezones = {target_id: info.timezone for target_id, info in targets.items()}
+    return NetworkSnapshot(version=version, campaigns=campaigns, targets=targets, tracking=tracking,
+                           timezones=timezones)
+
+
+def network_version() -> int:
+    """The current network version (hand-written SQL: it is read on every inbound call)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT version FROM {m.NetworkVersion._meta.db_table} WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 _lock = threading.Lock()
@@ -168,7 +181,7 @@ def current_snapshot(*, check_version: bool = True) -> NetworkSnapshot:
     if snap is not None and not check_version:
         return snap
     try:
-        version = m.NetworkVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+        version = network_version()
     except Exception:  # database away: keep routing from what we have
         if snap is not None:
             log.warning("network version unreadable; routing from the snapshot of version %s", snap.version)

@@ -49,7 +49,7 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak_rss = self.peak_pss = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _tree(self) -> list[int]:
         pids, frontier = [self.pid], [self.pid]
@@ -81,12 +81,12 @@ class MemorySampler(threading.Thread):
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

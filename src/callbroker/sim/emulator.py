@@ -558,8 +558,8 @@ class _Call:
             return got
         self.record.error_codes.append(got.code)
         self.record.errors.append(f"{got.code} at {urlsplit(url).path}: {got.message}")
-        if not fallback or not self.carrier.fallback_path:
-            return None
+        if not fallback or not self.carrier.fallback_path or self.caller_gone:
+            return None  # nobody left on the line to play a fallback to
         fallback_url = self.carrier.public_url + self.carrier.fallback_path
         self.record.used_fallback = True
         fb_params = dict(params, ErrorCode=got.code, ErrorUrl=_strip_fragment(url))
@@ -608,6 +608,9 @@ class _Call:
                 self.finish("end")
         except _End as end:
             self.finish(str(end.args[0]) if end.args else "end")
+        except Exception as exc:  # noqa: BLE001 - an emulator bug still ends the call properly
+            self.record.errors.append(f"emulator exception: {exc.__class__.__name__}: {exc}")
+            self.finish("end")
         self.send_final_status()
 
     def application_error(self) -> None:

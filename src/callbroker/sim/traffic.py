@@ -4,7 +4,8 @@
 areas, tracking numbers) and plans ``calls`` inbound calls, deterministically for a seed:
 
 * arrival times follow the hour of day (business-hours peak, evening tail, little at night);
-* each call picks a tracking number (its ``weight`` if the file has one, else a seeded weight);
+* each call picks an active tracking number (its ``weight`` if the file has one, else a seeded
+  weight); inactive campaigns, buyers and targets are left out;
 * the caller's ZIP is drawn by population from the union of the campaign's target areas, about
   10 % from just outside it (same state first, then the nearest ZIPs beyond);
 * about 60 % of callers come with the carrier's ``FromZip``; the others leave it empty and type
@@ -22,7 +23,6 @@ and returns :class:`TrafficStats`. One failing call never stops a run.
 
 from __future__ import annotations
 
-import bisect
 import concurrent.futures
 import datetime as dt
 import itertools
@@ -180,7 +180,12 @@ def generate_day(network: Mapping, *, calls: int, seed: int, directory=None) -> 
 
     directory = directory if directory is not None else geo.ZipDirectory.default()
     rng = random.Random(seed)
-    tracking = [tn for tn in network.get("tracking_numbers") or () if tn.get("number")]
+    inactive = {c.get("key") for c in network.get("campaigns") or () if c.get("active") is False}
+    tracking = [
+        tn
+        for tn in network.get("tracking_numbers") or ()
+        if tn.get("number") and tn.get("active") is not False and tn.get("campaign") not in inactive
+    ]
     if not tracking or calls <= 0:
         return []
     campaigns = _campaigns(network, tracking, directory)
@@ -267,7 +272,11 @@ def _campaigns(network: Mapping, tracking: list[Mapping], directory) -> dict[str
     numbers: dict[str, list[str]] = {}
     areas: dict[str, list[frozenset[str] | None]] = {}
     for buyer in network.get("buyers") or ():
+        if buyer.get("active") is False:
+            continue
         for target in buyer.get("targets") or ():
+            if target.get("active") is False:
+                continue
             key = target.get("campaign")
             if target.get("number"):
                 numbers.setdefault(key, []).append(str(target["number"]))

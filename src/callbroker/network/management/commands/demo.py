@@ -33,7 +33,8 @@ class Command(BaseCommand):
         self.migrate_if_needed()
         with resources.as_file(demo_network_file()) as path:
             report = load_network(path)
-        self.stdout.write("Demo network:" if report.changed else "Demo network (already loaded, nothing changed):")
+        self.stdout.write("Demo network:" if report.changed
+                          else "Demo network (already loaded, nothing changed):")
         for line in report.lines():
             self.stdout.write(f"  {line}")
         self.ensure_admin()

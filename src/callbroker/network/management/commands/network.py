@@ -61,4 +61,5 @@ class Command(BaseCommand):
         Path(output).write_text(text, encoding="utf-8")
         sizes = {kind: len(data.get(kind, ())) for kind in KINDS}
         sizes["targets"] = sum(len(buyer["targets"]) for buyer in data["buyers"])
-        self.stdout.write(f"Wrote {output}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sizes.items()))
+        counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sizes.items())
+        self.stdout.write(f"Wrote {output}: {counts}")
