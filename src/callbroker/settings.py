@@ -51,7 +51,8 @@ def database_from_url(url: str, data_dir: Path) -> dict:
                 "timeout": 20,
                 "init_command": (
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000; PRAGMA cache_size=-32000;"
+                    "PRAGMA busy_timeout=20000; PRAGMA cache_size=-32000; PRAGMA mmap_size=268435456; "
+                    "PRAGMA wal_autocheckpoint=4000;"
                 ),
             },
         }

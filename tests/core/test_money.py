@@ -28,7 +28,9 @@ def test_other_types_are_refused(value):
         to_money(value)
 
 
-@pytest.mark.parametrize("value", ["-0.01", -1, Decimal("-5"), "NaN", "Infinity", Decimal("-Infinity"), "abc", ""])
+@pytest.mark.parametrize(
+    "value", ["-0.01", -1, Decimal("-5"), "NaN", "Infinity", Decimal("-Infinity"), "abc", ""]
+)
 def test_negative_non_finite_and_garbage_are_refused(value):
     with pytest.raises(ValueError):
         to_money(value)

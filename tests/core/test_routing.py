@@ -201,7 +201,9 @@ def test_paused_comes_before_every_other_reason():
 
 
 def test_caller_blocked_by_campaign_number_campaign_prefix_or_target_prefix():
-    campaign = Campaign(id=1, name="c", blocked_numbers=frozenset({"+15125550000"}), blocked_prefixes=("+1900",))
+    campaign = Campaign(
+        id=1, name="c", blocked_numbers=frozenset({"+15125550000"}), blocked_prefixes=("+1900",)
+    )
     targets = (target(1), target(2, blocked_prefixes=("+1737",)))
 
     assert route(campaign, targets, context("+15125550000"), {}).ring == ()

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from callbroker import db
 from callbroker.calls import steps as s
 from callbroker.calls.choices import AttemptResult, CallStage, Verdict, ZipSourceChoices
 from callbroker.calls.events import DialOutcome, EventIn, InboundCall, RecordingUpdate, StatusUpdate
@@ -50,18 +51,22 @@ class UnknownCall(LookupError):
 # --------------------------------------------------------------------------- idempotency
 
 
-def handle_once(event: EventIn, run: Callable[[], Sequence[s.Step]], render: Callable[[Sequence[s.Step]], str]) -> str:
+def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Callable[[Sequence[s.Step]], str],
+                *, prepare: Callable[[], object] | None = None) -> str:
     """Run ``run`` once per ``event.dedupe_key`` and store the rendered answer with the raw event.
 
     A repeated delivery returns the stored answer without running anything. State change and event
-    log are written in the same transaction, so a crash leaves neither.
+    log are written in the same transaction, so a crash leaves neither. ``prepare`` (reads only) runs
+    before the transaction and its result is passed to ``run``: on SQLite a write transaction holds
+    the database's one write lock, so the reading and deciding is kept out of it.
     """
     stored = _stored_answer(event.dedupe_key)
     if stored is not None:
         return stored
+    prepared = prepare() if prepare is not None else None
     try:
         with transaction.atomic():
-            body = render(run())
+            body = render(run(prepared) if prepare is not None else run())
             _store_event(event, body)
     except IntegrityError:
         # A concurrent delivery of the same webhook won the race: answer what it answered.
@@ -96,8 +101,12 @@ def _store_event(event: EventIn, body: str) -> None:
 # --------------------------------------------------------------------------- inbound call
 
 
-def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
-    """A new inbound call on a tracking number: disclosure, IVR, or straight to routing."""
+def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callable[[], tuple[s.Step, ...]]:
+    """A new inbound call on a tracking number: disclosure, IVR, or straight to routing.
+
+    Everything is read and decided here, outside any transaction; the returned function writes the
+    call (and takes the first target's slot) and returns the steps. ``start_call`` runs both.
+    """
     now = now or timezone.now()
     snap = current_snapshot()
     directory = ZipDirectory.default()
@@ -120,8 +129,7 @@ def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.
         log.warning("call %s to %s: not an active tracking number", inbound.call_sid, inbound.to)
         call.stage = CallStage.FALLBACK
         call.fallback_applied = "unknown_number"
-        call.save()
-        return installation_fallback(snap, None)
+        return _saving(call, installation_fallback(snap, None))
     call.tracking_number_id = tracking.id
     call.campaign_id = campaign.core.id
     call.publisher_id = tracking.publisher_id
@@ -130,21 +138,33 @@ def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.
     if carrier_zip and carrier_zip in directory:
         _set_zip(call, carrier_zip, ZipSourceChoices.CARRIER, directory)
 
-    out: list[s.Step] = []
+    intro: tuple[s.Step, ...] = ()
     if campaign.recording and (
         campaign.recording_disclosure or not call.caller_state or call.caller_state in ALL_PARTY_CONSENT_STATES
     ):
-        out.append(s.Say(campaign.disclosure_text))
+        intro = (s.Say(campaign.disclosure_text),)
     if campaign.ask_zip == "always" or (campaign.ask_zip == "when_missing" and not call.caller_zip):
         call.zip_attempts = 1
-        call.save()
-        return (*out, s.AskZip(ZIP_PROMPT, 1))
+        return _saving(call, (*intro, s.AskZip(ZIP_PROMPT, 1)))
     if not call.caller_zip and caller_e164:
         _guess_zip_from_area_code(call, caller_e164, directory)
     if campaign.confirm_category:
+        return _saving(call, (*intro, s.AskCategory(campaign.confirm_category)))
+    _decide(call, campaign, snap, now)
+    return lambda: (*intro, *_dial_next(call, campaign, snap, now))
+
+
+def _saving(call: Call, steps: tuple[s.Step, ...]) -> Callable[[], tuple[s.Step, ...]]:
+    def commit() -> tuple[s.Step, ...]:
         call.save()
-        return (*out, s.AskCategory(campaign.confirm_category))
-    return (*out, *_route_and_dial(call, campaign, snap, now))
+        return steps
+
+    return commit
+
+
+def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+    """``prepare_call`` and its writes in one go (for callers that manage the transaction themselves)."""
+    return prepare_call(inbound, now)()
 
 
 def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -359,6 +379,12 @@ def _guess_zip_from_area_code(call: Call, caller_e164: str, directory: ZipDirect
 
 def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
                     now: dt.datetime) -> tuple[s.Step, ...]:
+    _decide(call, campaign, snap, now)
+    return _dial_next(call, campaign, snap, now)
+
+
+def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> None:
+    """Route the call (reads only) and store the decision on the unsaved call."""
     caller = core.Caller(
         number=call.caller_number or None,
         zip_code=call.caller_zip or None,
@@ -383,7 +409,6 @@ def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
         "auto_paused": sorted(auto_paused),
     }
     call.ring_position = 0
-    return _dial_next(call, campaign, snap, now)
 
 
 def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> tuple[s.Step, ...]:
@@ -399,9 +424,12 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
         call.stage = CallStage.DIALING
-        call.save()
-        CallAttempt.objects.create(call=call, sequence=call.ring_position, target_id=target_id,
-                                   buyer_id=info.core.buyer_id, number=info.core.number, started_at=now)
+        if call.pk is None:
+            db.insert(call)
+        else:
+            call.save()
+        db.insert(CallAttempt(call=call, sequence=call.ring_position, target_id=target_id,
+                              buyer_id=info.core.buyer_id, number=info.core.number, started_at=now))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id),)
     return _apply_fallback(call, campaign)
@@ -433,18 +461,22 @@ def _fallback_json(fb: core.Fallback | None) -> dict | None:
     return {"kind": fb.kind.value, "number": fb.number, "message": fb.message}
 
 
+_CALLS = Call._meta.db_table
+
+
 def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int | None:
     """The target a repeat caller reached last inside the campaign's duplicate window."""
     if not call.caller_number:
         return None
-    return (
-        Call.objects.filter(campaign_id=campaign.core.id, caller_number=call.caller_number,
-                            started_at__gte=now - campaign.core.duplicate_window,
-                            connected_target__isnull=False)
-        .order_by("-started_at")
-        .values_list("connected_target_id", flat=True)
-        .first()
-    )
+    since = connection.ops.adapt_datetimefield_value(now - campaign.core.duplicate_window)
+    with connection.cursor() as cursor:  # hand-written: runs on every call (index call_campaign_caller_idx)
+        cursor.execute(
+            f"SELECT connected_target_id FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s "
+            "AND started_at >= %s AND connected_target_id IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+            [campaign.core.id, call.caller_number, since],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _release(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:

@@ -70,11 +70,11 @@ def _safe(request: HttpRequest, params: dict[str, str]) -> str:
     return twilio.render(steps, twilio.base_url(request))
 
 
-def _once(request: HttpRequest, params: dict[str, str], kind: str, key: str, run) -> str:
+def _once(request: HttpRequest, params: dict[str, str], kind: str, key: str, run, prepare=None) -> str:
     sid = twilio.call_sid(params)
     event = EventIn(call_sid=sid, kind=kind, dedupe_key=f"{sid}:{key}"[:200], params=params)
     base = twilio.base_url(request)
-    return services.handle_once(event, run, lambda steps: twilio.render(steps, base))
+    return services.handle_once(event, run, lambda steps: twilio.render(steps, base), prepare=prepare)
 
 
 def _int_query(request: HttpRequest, name: str) -> int:
@@ -87,7 +87,8 @@ def _int_query(request: HttpRequest, name: str) -> int:
 @webhook
 def voice(request: HttpRequest, params: dict[str, str]) -> str:
     inbound = twilio.inbound_call(params)
-    return _once(request, params, "voice", "voice", lambda: services.start_call(inbound))
+    return _once(request, params, "voice", "voice", lambda commit: commit(),
+                 prepare=lambda: services.prepare_call(inbound))
 
 
 @webhook

@@ -29,6 +29,7 @@ per campaign version and caches it. Both paths return identical decisions (teste
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -114,8 +115,8 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
 
     excluded: list[tuple[int, Exclusion]] = []
     exclude = excluded.append
-    eligible: list[tuple[int, float, int, int]] = []  # (priority, -key, position, id)
-    keep = eligible.append
+    keys: list[float] = []  # ring-order keys of the eligible targets (see _order_key)
+    chosen: list[int] = []  # their ids, in input order
     sticky_hit = False
 
     for position, target in enumerate(targets):
@@ -165,18 +166,31 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
         if tid == sticky_id and not sticky_hit:
             sticky_hit = True
             continue
-        weight = target.weight
-        # Efraimidis–Spirakis key u ** (1/w), stored negated so an ascending sort puts the largest
-        # key first. A weight below 1 (not expected) sorts last in its priority instead of failing.
-        neg_key = -(draw() ** (1.0 / weight)) if weight > 0 else 1.0
-        keep((target.priority, neg_key, position, tid))
+        keys.append(2.0 * target.priority - draw() ** _inverse(target.weight))
+        chosen.append(tid)
 
-    if len(eligible) > 1:
-        eligible.sort()
-    ring = tuple([entry[3] for entry in eligible])
-    if sticky_hit:
-        ring = (sticky_id, *ring)
-    return ring, tuple(excluded), sticky_hit
+    return _ring(keys, chosen, sticky_id if sticky_hit else None), tuple(excluded), sticky_hit
+
+
+# Ring order. Within one priority, Efraimidis–Spirakis: each target draws u in [0, 1) and the
+# largest u ** (1 / weight) goes first, which makes P(first) = weight / sum of weights and, drawn
+# without replacement, a weighted shuffle. Priority and that key are folded into one float,
+# 2 * priority - u ** (1 / weight): each priority owns the interval (2p - 1, 2p], so priorities never
+# mix, and sorting plain floats is several times cheaper than sorting tuples. Python's sort is
+# stable, so exact ties keep input order. A weight below 1 (not expected) gets key 0: last in its
+# priority.
+
+
+def _inverse(weight: int) -> float:
+    return 1.0 / weight if weight > 0 else math.inf
+
+
+def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[int, ...]:
+    if len(keys) > 1:
+        ring = tuple([chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)])
+    else:
+        ring = tuple(chosen)
+    return ring if sticky_id is None else (sticky_id, *ring)
 
 
 # --- prepared targets ------------------------------------------------------------------------------
@@ -266,8 +280,8 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
                 _UNLIMITED if target.daily_cap is None else target.daily_cap,
                 _UNLIMITED if target.monthly_cap is None else target.monthly_cap,
                 _UNLIMITED if target.concurrency_limit is None else target.concurrency_limit,
-                target.priority,
-                1.0 / target.weight if target.weight > 0 else None,
+                2.0 * target.priority,
+                _inverse(target.weight),
                 position,
             )
         )
@@ -340,14 +354,16 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
     # it is patched below for cap exclusions, then picks each target's prebuilt pair.
     code = paused + 2 * blocked + 3 * outside + 4 * closed
     codes = bytearray(f"{code:0{n}x}"[::-1].encode().translate(_HEX_DIGIT_VALUE))
-    eligible: list[tuple[int, float, int, int]] = []
+    keys: list[float] = []
+    chosen: list[int] = []
+    sticky_id = context.sticky_target_id
     sticky_hit = False
     if left:
-        sticky_id = context.sticky_target_id
         get_counts = counters.get
         no_counts = _NO_COUNTS
-        keep = eligible.append
-        for tid, hourly, daily, monthly, concurrency, priority, inverse, position in compress(
+        add_key = keys.append
+        add_id = chosen.append
+        for tid, hourly, daily, monthly, concurrency, double_priority, inverse, position in compress(
             plan.rows, codes.translate(_ZERO_TO_ONE)
         ):
             counts = get_counts(tid, no_counts)
@@ -362,15 +378,11 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
             elif tid == sticky_id and not sticky_hit:
                 sticky_hit = True
             else:
-                keep((priority, -(draw() ** inverse) if inverse is not None else 1.0, position, tid))
+                add_key(double_priority - draw() ** inverse)
+                add_id(tid)
 
     excluded = tuple(compress(map(getitem, plan.pairs, codes), codes))
-    if len(eligible) > 1:
-        eligible.sort()
-    ring = tuple([entry[3] for entry in eligible])
-    if sticky_hit:
-        ring = (context.sticky_target_id, *ring)
-    return ring, excluded, sticky_hit
+    return _ring(keys, chosen, sticky_id if sticky_hit else None), excluded, sticky_hit
 
 
 EXCLUSION_LABELS: Mapping[Exclusion, str] = {
