@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--workers", type=int, default=default_workers())
-        parser.add_argument("--rate", type=float, default=1.0, help="New calls per second (default 1).")
+        parser.add_argument("--rate", type=float, default=0.5, help="New calls per second (default 0.5).")
         parser.add_argument("--calls", type=int, default=0, help="Stop after this many calls (0 = until Ctrl-C).")
         parser.add_argument("--time-scale", type=float, default=0.02,
                             help="Real seconds per simulated second of talk/ring (default 0.02).")

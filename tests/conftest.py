@@ -1,0 +1,34 @@
+"""Fixtures shared by every test package: private PostgreSQL and Redis servers (see tests/services.py)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A private PostgreSQL on loopback for the whole session (skipped outside CI when not installed)."""
+    # Not under pytest's tmp dir: that is private to root and PostgreSQL runs as 'postgres'.
+    base = Path(tempfile.mkdtemp(prefix="callbroker-test-pg-"))
+    server = services.start_postgres(base)
+    if server is None:
+        services.missing("PostgreSQL")
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private Redis on loopback for the whole session (skipped outside CI when not installed)."""
+    server = services.start_redis(tmp_path_factory.mktemp("redis"))
+    if server is None:
+        services.missing("Redis")
+    yield server
+    server.stop()
