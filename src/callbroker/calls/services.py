@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -101,15 +102,8 @@ def _store_event(event: EventIn, body: str) -> None:
 # --------------------------------------------------------------------------- inbound call
 
 
-def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callable[[], tuple[s.Step, ...]]:
-    """A new inbound call on a tracking number: disclosure, IVR, or straight to routing.
-
-    Everything is read and decided here, outside any transaction; the returned function writes the
-    call (and takes the first target's slot) and returns the steps. ``start_call`` runs both.
-    """
-    now = now or timezone.now()
-    snap = current_snapshot()
-    directory = ZipDirectory.default()
+def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> tuple[Call, CampaignInfo | None]:
+    """An unsaved Call for an inbound call, and its campaign (None: not an active tracking number)."""
     tracking = snap.tracking.get(_tracking_key(inbound.to))
     campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
     caller_e164, caller_status = classify_caller(inbound.from_raw)
@@ -126,28 +120,46 @@ def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callab
         started_at=now,
     )
     if tracking is None or campaign is None or not tracking.active or not campaign.active:
-        log.warning("call %s to %s: not an active tracking number", inbound.call_sid, inbound.to)
         call.stage = CallStage.FALLBACK
         call.fallback_applied = "unknown_number"
-        return _saving(call, installation_fallback(snap, None))
+        return call, None
     call.tracking_number_id = tracking.id
     call.campaign_id = campaign.core.id
     call.publisher_id = tracking.publisher_id
-
+    directory = ZipDirectory.default()
     carrier_zip = inbound.from_zip.strip()[:5]
     if carrier_zip and carrier_zip in directory:
         _set_zip(call, carrier_zip, ZipSourceChoices.CARRIER, directory)
+    return call, campaign
 
-    intro: tuple[s.Step, ...] = ()
+
+def intro_steps(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
+    """The recording disclosure, when the campaign records and the caller must (or may need to) hear it."""
     if campaign.recording and (
         campaign.recording_disclosure or not call.caller_state or call.caller_state in ALL_PARTY_CONSENT_STATES
     ):
-        intro = (s.Say(campaign.disclosure_text),)
+        return (s.Say(campaign.disclosure_text),)
+    return ()
+
+
+def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callable[[], tuple[s.Step, ...]]:
+    """A new inbound call on a tracking number: disclosure, IVR, or straight to routing.
+
+    Everything is read and decided here, outside any transaction; the returned function writes the
+    call (and takes the first target's slot) and returns the steps. ``start_call`` runs both.
+    """
+    now = now or timezone.now()
+    snap = current_snapshot()
+    call, campaign = new_call(inbound, snap, now)
+    if campaign is None:
+        log.warning("call %s to %s: not an active tracking number", inbound.call_sid, inbound.to)
+        return _saving(call, installation_fallback(snap, None))
+    intro = intro_steps(call, campaign)
     if campaign.ask_zip == "always" or (campaign.ask_zip == "when_missing" and not call.caller_zip):
         call.zip_attempts = 1
         return _saving(call, (*intro, s.AskZip(ZIP_PROMPT, 1)))
-    if not call.caller_zip and caller_e164:
-        _guess_zip_from_area_code(call, caller_e164, directory)
+    if not call.caller_zip and call.caller_number:
+        _guess_zip_from_area_code(call, call.caller_number, ZipDirectory.default())
     if campaign.confirm_category:
         return _saving(call, (*intro, s.AskCategory(campaign.confirm_category)))
     _decide(call, campaign, snap, now)
@@ -231,14 +243,14 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             call.stage = CallStage.CONNECTED
             call.save()
         else:  # the final status came first: release what the end of the call couldn't, then re-qualify
-            _release(attempt, info, undo_usage=False)
+            release_attempt(attempt, info, undo_usage=False)
             _qualify(call, campaign, snap)
         return (s.Hangup(),)
 
-    attempt.result = _unbridged_result(outcome)
+    attempt.result = unbridged_result(outcome)
     attempt.ring_seconds = _ring_seconds(attempt, now, 0)
     attempt.save()
-    _release(attempt, info, undo_usage=True)
+    release_attempt(attempt, info, undo_usage=True)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
     if call.stage == CallStage.ENDED:
@@ -268,9 +280,9 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             attempt.ended_at = now
             attempt.ring_seconds = _ring_seconds(attempt, now, 0)
             attempt.save()
-            _release(attempt, info, undo_usage=True)
+            release_attempt(attempt, info, undo_usage=True)
         else:
-            _release(attempt, info, undo_usage=False)
+            release_attempt(attempt, info, undo_usage=False)
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     if campaign is None:
         call.save()
@@ -385,18 +397,24 @@ def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
 
 def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> None:
     """Route the call (reads only) and store the decision on the unsaved call."""
+    sticky = _sticky_target(call, campaign, now)
+    counters, auto_paused = live.read(campaign.targets, snap.timezones, now)
+    decide(call, campaign, now, counters, auto_paused, sticky)
+
+
+def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[int, core.TargetCounters],
+           auto_paused: set[int], sticky: int | None, rng: random.Random | None = None) -> core.Decision:
+    """Run the core router with the given live facts and store its decision on ``call`` (no I/O)."""
     caller = core.Caller(
         number=call.caller_number or None,
         zip_code=call.caller_zip or None,
         zip_source=core.ZipSource(call.zip_source),
     )
-    sticky = _sticky_target(call, campaign, now)
-    counters, auto_paused = live.read(campaign.targets, snap.timezones, now)
     targets = campaign.targets
     if auto_paused:
         targets = tuple(dataclasses.replace(t, paused=True) if t.id in auto_paused else t for t in targets)
     decision = route(campaign.core, targets, core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky),
-                     counters)
+                     counters, rng)
     call.decision = {
         "at": now.isoformat(),
         "caller_zip": caller.zip_code,
@@ -409,6 +427,7 @@ def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.d
         "auto_paused": sorted(auto_paused),
     }
     call.ring_position = 0
+    return decision
 
 
 def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> tuple[s.Step, ...]:
@@ -431,15 +450,20 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         db.insert(CallAttempt(call=call, sequence=call.ring_position, target_id=target_id,
                               buyer_id=info.core.buyer_id, number=info.core.number, started_at=now))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
-                             campaign.core.id),)
+                             campaign.core.id, tuple(ring[call.ring_position:])),)
     return _apply_fallback(call, campaign)
 
 
 def _apply_fallback(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
-    fb = campaign.core.fallback
     call.stage = CallStage.FALLBACK
-    call.fallback_applied = fb.kind.value
+    call.fallback_applied = campaign.core.fallback.kind.value
     call.save()
+    return fallback_steps(campaign)
+
+
+def fallback_steps(campaign: CampaignInfo) -> tuple[s.Step, ...]:
+    """What a caller hears when no target can take the call (the campaign's fallback)."""
+    fb = campaign.core.fallback
     if fb.kind == core.FallbackKind.FORWARD and fb.number:
         return (s.Forward(fb.number),)
     if fb.kind == core.FallbackKind.VOICEMAIL:
@@ -479,7 +503,7 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     return row[0] if row else None
 
 
-def _release(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
+def release_attempt(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
     """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
     if not attempt.slot_held:
         return
@@ -511,7 +535,7 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
         log.warning("target %s auto-paused: %s missed calls", info.core.id, missed)
 
 
-def _unbridged_result(outcome: DialOutcome) -> str:
+def unbridged_result(outcome: DialOutcome) -> str:
     if outcome.status in ("completed", "answered"):
         return AttemptResult.DECLINED  # answered (e.g. the whisper) but never bridged: not connected
     return {

@@ -30,13 +30,18 @@ class AskCategory:
 
 @dataclass(frozen=True, slots=True)
 class DialTarget:
-    """Ring one target; the carrier reports the result to the dial step ``sequence``."""
+    """Ring one target; the carrier reports the result to the dial step ``sequence``.
+
+    ``rest`` is the rest of the ring list (target ids), carried in the callback URL so that the ring
+    tree can go on from memory when the database is unreachable.
+    """
 
     number: str
     sequence: int
     timeout: int
     record: bool
     campaign_id: int
+    rest: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

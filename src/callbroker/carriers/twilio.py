@@ -22,7 +22,8 @@ from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, S
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADERS = ("HTTP_X_TWILIO_SIGNATURE", "HTTP_X_SIGNALWIRE_SIGNATURE")
-VOICE = "Polly.Joanna"  # Twilio voice name; carriers without it fall back to their default voice
+VOICE = "Polly.Joanna"
+MAX_RING_IN_URL = 20  # targets after the current one carried in the Dial action URL (degraded mode)  # Twilio voice name; carriers without it fall back to their default voice
 
 
 class MalformedWebhook(ValueError):
@@ -133,6 +134,17 @@ def dial_outcome(params: Mapping[str, str]) -> DialOutcome:
                        recording_sid=params.get("RecordingSid", ""), recording_url=params.get("RecordingUrl", ""))
 
 
+def ring_rest(query: Mapping[str, str]) -> tuple[int, ...]:
+    """The rest of the ring list carried in a Dial action URL (``ring=12.15.18``)."""
+    raw = query.get("ring", "")
+    if not raw:
+        return ()
+    try:
+        return tuple(int(part) for part in raw.split(".")[:MAX_RING_IN_URL])
+    except ValueError:
+        raise MalformedWebhook("ring", "is not a list of target ids") from None
+
+
 def status_update(params: Mapping[str, str]) -> StatusUpdate:
     status = _required(params, "CallStatus", 16)
     return StatusUpdate(status=status, duration=_int(params, "CallDuration"),
@@ -171,8 +183,12 @@ def render(steps: Sequence[s.Step], base: str) -> str:
                                 action_on_empty_result=True)
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
-            case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid):
-                options: dict[str, object] = {"action": url("dial", seq=seq), "method": "POST",
+            case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid,
+                              rest=rest):
+                query: dict[str, object] = {"seq": seq, "c": cid}
+                if rest:
+                    query["ring"] = ".".join(str(t) for t in rest[:MAX_RING_IN_URL])
+                options: dict[str, object] = {"action": url("dial", **query), "method": "POST",
                                               "timeout": timeout, "answer_on_bridge": True}
                 if record:
                     options.update(record="record-from-answer-dual",

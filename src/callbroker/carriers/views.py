@@ -6,6 +6,7 @@ with safe TwiML (status 200), so that a caller is never left in silence.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -13,13 +14,15 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
-from callbroker.calls import services
+from callbroker.calls import degraded as degraded_mode
+from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn
 from callbroker.carriers import twilio
 
 log = logging.getLogger("callbroker.carriers")
 
 XML = "text/xml; charset=utf-8"
+OUTAGES = replay.OUTAGES  # errors meaning "a backend is unreachable", not "this request is wrong"
 
 
 def _params(request: HttpRequest) -> dict[str, str]:
@@ -27,8 +30,18 @@ def _params(request: HttpRequest) -> dict[str, str]:
     return {key: source.get(key, "") for key in source}
 
 
-def webhook(handler: Callable[[HttpRequest, dict[str, str]], str]) -> Callable[[HttpRequest], HttpResponse]:
-    """Signature check first; then the handler; malformed input and internal errors get safe TwiML."""
+Degraded = Callable[[HttpRequest, dict[str, str]], tuple[tuple, dict]]
+
+
+def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None, *, kind: str = "",
+            degraded: Degraded | None = None):
+    """Signature check first; then the handler; malformed input and internal errors get safe TwiML.
+
+    With ``degraded``, a call whose database work fails (database or Redis unreachable), or a call that
+    is already degraded, is answered from memory by ``degraded`` and the webhook is spooled to disk.
+    """
+    if handler is None:
+        return functools.partial(webhook, kind=kind, degraded=degraded)
 
     @csrf_exempt
     @functools.wraps(handler)
@@ -44,8 +57,20 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str]) -> Callable[[
             log.warning("webhook %s refused: missing or invalid signature (CallSid=%s, from %s)",
                         request.path, params.get("CallSid", "")[:64], request.META.get("REMOTE_ADDR"))
             return HttpResponse("Forbidden: invalid signature", status=403, content_type="text/plain")
+        replay.ensure_running()
         try:
-            body = handler(request, params)
+            if degraded is not None and spool.is_degraded(params.get("CallSid", "")[:64]):
+                body = _degrade(request, params, kind, degraded)
+            else:
+                body = handler(request, params)
+        except OUTAGES as exc:
+            if degraded is None:
+                log.warning("webhook %s: backend unavailable (%s); nothing to spool", request.path, exc)
+                body = _safe(request, params)
+            else:
+                log.error("webhook %s: backend unavailable (%s); CallSid=%s handled from memory and spooled",
+                          request.path, exc, params.get("CallSid", "")[:64])
+                body = _degrade(request, params, kind, degraded)
         except twilio.MalformedWebhook as exc:
             log.warning("webhook %s malformed (CallSid=%s): %s", request.path, params.get("CallSid", "")[:64], exc)
             body = _safe(request, params)
@@ -59,6 +84,22 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str]) -> Callable[[
         return HttpResponse(body, content_type=XML)
 
     return view
+
+
+def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: Degraded) -> str:
+    """Answer from memory and spool the webhook with what was decided (never raises)."""
+    try:
+        steps, facts = handler(request, params)
+        body = twilio.render(steps, twilio.base_url(request))
+    except twilio.MalformedWebhook:
+        return _safe(request, params)
+    except Exception:  # noqa: BLE001 - the caller must still hear something
+        log.exception("degraded handling of %s failed", request.path)
+        return _safe(request, params)
+    sid = params.get("CallSid", "")[:64]
+    if sid:
+        spool.append(sid, {"kind": kind, "params": params, "query": request.GET.dict(), "answer": body, **facts})
+    return body
 
 
 def _safe(request: HttpRequest, params: dict[str, str]) -> str:
@@ -84,14 +125,52 @@ def _int_query(request: HttpRequest, name: str) -> int:
         raise twilio.MalformedWebhook(name, "missing or not a number in the callback URL") from None
 
 
-@webhook
+# --------------------------------------------------------------------------- degraded handlers
+
+
+def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
+    inbound = twilio.inbound_call(params)
+    digits = params.get("Digits", "")
+    if request.path.endswith("/ivr/zip") and len(digits) == 5 and digits.isdigit():
+        inbound = dataclasses.replace(inbound, from_zip=digits)  # the caller's typed ZIP
+    steps, facts = degraded_mode.voice(inbound)
+    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+
+
+def _degraded_dial(request: HttpRequest, params: dict[str, str]):
+    seq = _int_query(request, "seq")
+    outcome = twilio.dial_outcome(params)
+    steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome)
+    return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
+
+
+def _degraded_status(request: HttpRequest, params: dict[str, str]):
+    update = twilio.status_update(params)
+    return (), {"update": dataclasses.asdict(update)}
+
+
+def _degraded_recording(request: HttpRequest, params: dict[str, str]):
+    update = twilio.recording_update(params)
+    return (), {"update": dataclasses.asdict(update)}
+
+
+def _degraded_voicemail(request: HttpRequest, params: dict[str, str]):
+    steps, facts = degraded_mode.message_left()
+    return steps, {**facts, "url": params.get("RecordingUrl", "")[:500],
+                   "duration": twilio._int(params, "RecordingDuration")}  # noqa: SLF001
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@webhook(kind="voice", degraded=_degraded_inbound)
 def voice(request: HttpRequest, params: dict[str, str]) -> str:
     inbound = twilio.inbound_call(params)
     return _once(request, params, "voice", "voice", lambda commit: commit(),
                  prepare=lambda: services.prepare_call(inbound))
 
 
-@webhook
+@webhook(kind="ivr_zip", degraded=_degraded_inbound)
 def ivr_zip(request: HttpRequest, params: dict[str, str]) -> str:
     attempt = _int_query(request, "attempt")
     digits = params.get("Digits", "")[:16]
@@ -99,14 +178,14 @@ def ivr_zip(request: HttpRequest, params: dict[str, str]) -> str:
     return _once(request, params, "ivr_zip", f"zip:{attempt}", lambda: services.zip_entered(sid, attempt, digits))
 
 
-@webhook
+@webhook(kind="ivr_category", degraded=_degraded_inbound)
 def ivr_category(request: HttpRequest, params: dict[str, str]) -> str:
     digits = params.get("Digits", "")[:8]
     sid = twilio.call_sid(params)
     return _once(request, params, "ivr_category", "category", lambda: services.category_answered(sid, digits))
 
 
-@webhook
+@webhook(kind="dial", degraded=_degraded_dial)
 def dial_action(request: HttpRequest, params: dict[str, str]) -> str:
     seq = _int_query(request, "seq")
     outcome = twilio.dial_outcome(params)
@@ -114,7 +193,7 @@ def dial_action(request: HttpRequest, params: dict[str, str]) -> str:
     return _once(request, params, "dial", f"dial:{seq}", lambda: services.dial_finished(sid, seq, outcome))
 
 
-@webhook
+@webhook(kind="status", degraded=_degraded_status)
 def status(request: HttpRequest, params: dict[str, str]) -> str:
     update = twilio.status_update(params)
     sid = twilio.call_sid(params)
@@ -122,7 +201,7 @@ def status(request: HttpRequest, params: dict[str, str]) -> str:
     return _once(request, params, "status", key, lambda: services.call_status(sid, update))
 
 
-@webhook
+@webhook(kind="recording", degraded=_degraded_recording)
 def recording(request: HttpRequest, params: dict[str, str]) -> str:
     update = twilio.recording_update(params)
     sid = twilio.call_sid(params)
@@ -130,7 +209,7 @@ def recording(request: HttpRequest, params: dict[str, str]) -> str:
     return _once(request, params, "recording", key, lambda: services.recording_ready(sid, update))
 
 
-@webhook
+@webhook(kind="voicemail", degraded=_degraded_voicemail)
 def voicemail(request: HttpRequest, params: dict[str, str]) -> str:
     sid = twilio.call_sid(params)
     url = params.get("RecordingUrl", "")[:500]

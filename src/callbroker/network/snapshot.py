@@ -8,9 +8,13 @@ changes. The snapshot is also what keeps calls flowing when the database is slow
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from callbroker.core import model as core
@@ -183,6 +187,7 @@ def current_snapshot(*, check_version: bool = True) -> NetworkSnapshot:
     try:
         version = network_version()
     except Exception:  # database away: keep routing from what we have
+        snap = snap or cached_snapshot()
         if snap is not None:
             log.warning("network version unreadable; routing from the snapshot of version %s", snap.version)
             return snap
@@ -192,12 +197,49 @@ def current_snapshot(*, check_version: bool = True) -> NetworkSnapshot:
     with _lock:
         if _current is None or _current.version != version:
             _current = build_snapshot()
+            _save(_current)
         return _current
 
 
 def cached_snapshot() -> NetworkSnapshot | None:
-    """The last snapshot built in this process, without touching the database (may be None)."""
+    """The last snapshot this process built, without touching the database.
+
+    A process that never built one (it started while the database was down) reads the copy the node
+    last saved to its data directory, so it can still route.
+    """
+    global _current
+    if _current is None:
+        loaded = _load_saved()
+        if loaded is not None:
+            with _lock:
+                _current = _current or loaded
     return _current
+
+
+def _saved_path() -> Path:
+    return Path(settings.DATA_DIR) / "network-snapshot.pickle"
+
+
+def _save(snap: NetworkSnapshot) -> None:
+    """Keep a copy on local disk for a process that starts while the database is down."""
+    path = _saved_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not save the network snapshot to %s: %s", path, exc)
+
+
+def _load_saved() -> NetworkSnapshot | None:
+    try:
+        return pickle.loads(_saved_path().read_bytes())  # noqa: S301 - our own file in our data dir
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a stale or torn copy is just not used
+        log.warning("saved network snapshot unreadable: %s", exc)
+        return None
 
 
 def reset_snapshot() -> None:
