@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import pickle
 import random
 from collections import Counter
 
@@ -314,6 +316,15 @@ def test_prepared_targets_group_equal_schedules_and_accept_unhashable_ones():
     )
 
 
+def test_prepared_targets_survive_a_cache_round_trip():
+    targets = (target(1, area_zips=frozenset({"78701"}), schedule=cs.ALWAYS_OPEN), target(2, paused=True))
+
+    cached = pickle.loads(pickle.dumps(prepare_targets(targets)))
+
+    assert isinstance(cached, PreparedTargets)
+    assert route(CAMPAIGN, cached, context(), {}) == route(CAMPAIGN, targets, context(), {})
+
+
 # --- explain --------------------------------------------------------------------------------------
 
 
@@ -343,3 +354,17 @@ def test_bench_core_reports_the_figures():
     assert figures["decisions"] == 200
     assert figures["per_second"] > 0
     assert 0 < figures["p50_us"] <= figures["p99_us"] <= figures["max_us"]
+
+
+@given(cs.routing_cases(), st.data())
+def test_paused_ids_exclude_exactly_like_paused_targets_on_both_paths(case, data):
+    """Live pauses passed as ``paused_ids`` act as ``Target.paused``, prepared or not."""
+    campaign, targets, context, counters = case
+    ids = [t.id for t in targets]
+    paused_ids = frozenset(data.draw(st.sets(st.sampled_from(ids))) if ids else ())
+    as_flags = [dataclasses.replace(t, paused=t.paused or t.id in paused_ids) for t in targets]
+    expected = route(campaign, as_flags, context, counters, random.Random(3))
+    plain = route(campaign, targets, context, counters, random.Random(3), paused_ids=paused_ids)
+    prepared = route(campaign, prepare_targets(targets), context, counters, random.Random(3), paused_ids=paused_ids)
+    assert plain == expected
+    assert prepared == expected

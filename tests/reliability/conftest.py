@@ -16,6 +16,9 @@ from tests.e2e.conftest import HERE as E2E_DIR
 from tests.e2e.conftest import TOKEN, Server, free_port
 
 
+DEMO = Path(__file__).resolve().parents[2] / "src" / "callbroker" / "network" / "demo" / "demo-network.yaml"
+
+
 class Node:
     """One app node: its own data directory (spool, snapshot, logs) and gunicorn process."""
 
@@ -82,9 +85,7 @@ class Cluster(Server):
         return out
 
 
-@pytest.fixture()
-def cluster(postgres_server, request):
-    """Two app nodes on a fresh PostgreSQL database with the e2e network loaded."""
+def _cluster(postgres_server, request, network: Path):
     name = "rel_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
     url = postgres_server.create_database(name)
     base = Path(tempfile.mkdtemp(prefix="callbroker-cluster-"))
@@ -92,7 +93,7 @@ def cluster(postgres_server, request):
            "CALLBROKER_FALLBACK_NUMBER": "+15125550999", "CALLBROKER_DATA_DIR": str(base / "cli")}
     cluster = Cluster(env, base, nodes=2)
     cluster.cli("migrate", "--verbosity", "0")
-    cluster.cli("network", "load", str(E2E_DIR / "network.yaml"))
+    cluster.cli("network", "load", str(network))
     for node in cluster.nodes:
         node.start()
     yield cluster
@@ -102,3 +103,15 @@ def cluster(postgres_server, request):
         except Exception:  # noqa: BLE001 - a killed node
             pass
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture()
+def cluster(postgres_server, request):
+    """Two app nodes on a fresh PostgreSQL database with the e2e network loaded."""
+    yield from _cluster(postgres_server, request, E2E_DIR / "network.yaml")
+
+
+@pytest.fixture()
+def cluster_demo(postgres_server, request):
+    """Two app nodes on a fresh PostgreSQL database with the demo network loaded."""
+    yield from _cluster(postgres_server, request, DEMO)

@@ -7,7 +7,6 @@ delivered twice changes nothing the second time and gets the same answer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import datetime as dt
@@ -410,11 +409,9 @@ def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[
         zip_code=call.caller_zip or None,
         zip_source=core.ZipSource(call.zip_source),
     )
-    targets = campaign.targets
-    if auto_paused:
-        targets = tuple(dataclasses.replace(t, paused=True) if t.id in auto_paused else t for t in targets)
-    decision = route(campaign.core, targets, core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky),
-                     counters, rng)
+    decision = route(campaign.core, campaign.targets,
+                     core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky), counters, rng,
+                     paused_ids=auto_paused)
     call.decision = {
         "at": now.isoformat(),
         "caller_zip": caller.zip_code,
@@ -423,7 +420,7 @@ def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[
         "excluded": [[tid, reason.value] for tid, reason in decision.excluded],
         "sticky": decision.sticky,
         "fallback": _fallback_json(decision.fallback),
-        "targets": {str(t.id): t.name for t in targets},
+        "targets": campaign.target_names,
         "auto_paused": sorted(auto_paused),
     }
     call.ring_position = 0
@@ -447,8 +444,11 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
             db.insert(call)
         else:
             call.save()
+        # Stamped after the slot was taken (not at routing time): attempt intervals then never overlap
+        # more than the concurrency limit allowed, which the reliability suite checks.
         db.insert(CallAttempt(call=call, sequence=call.ring_position, target_id=target_id,
-                              buyer_id=info.core.buyer_id, number=info.core.number, started_at=now))
+                              buyer_id=info.core.buyer_id, number=info.core.number,
+                              started_at=max(now, timezone.now())))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id, tuple(ring[call.ring_position:])),)
     return _apply_fallback(call, campaign)

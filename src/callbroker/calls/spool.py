@@ -31,16 +31,17 @@ _overflow: deque[tuple[str, str]] = deque(maxlen=MEMORY_LIMIT)
 _lock = threading.Lock()
 
 
-def directory() -> Path:
+def directory(*, create: bool = True) -> Path:
     path = Path(settings.DATA_DIR) / "spool"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _file(call_sid: str) -> Path:
+def _file(call_sid: str, *, create_dir: bool = True) -> Path:
     if not _SAFE_SID.match(call_sid):
         raise ValueError(f"CallSid {call_sid[:70]!r} can't name a spool file")
-    return directory() / f"{call_sid.replace(':', '_')}.jsonl"
+    return directory(create=create_dir) / f"{call_sid.replace(':', '_')}.jsonl"
 
 
 def is_degraded(call_sid: str) -> bool:
@@ -49,7 +50,7 @@ def is_degraded(call_sid: str) -> bool:
         return False
     if _overflow and any(sid == call_sid for sid, _ in list(_overflow)):
         return True
-    return _file(call_sid).exists()
+    return _file(call_sid, create_dir=False).exists()  # one stat() on every webhook: no mkdir here
 
 
 def append(call_sid: str, record: dict) -> None:
@@ -106,7 +107,13 @@ def read(path: Path) -> list[dict]:
 
 
 def files() -> list[Path]:
-    return sorted(directory().glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    found = []
+    for path in directory(create=False).glob("*.jsonl"):
+        try:
+            found.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # replayed meanwhile by another process
+            continue
+    return [path for _, path in sorted(found)]
 
 
 def depth() -> int:

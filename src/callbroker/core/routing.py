@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from itertools import compress
 from operator import getitem
 
@@ -71,8 +71,12 @@ def route(
     context: RoutingContext,
     counters: Mapping[int, TargetCounters],
     rng: random.Random | None = None,
+    paused_ids: Collection[int] = (),
 ) -> Decision:
     """Decide the ring list for one call.
+
+    ``paused_ids`` are targets paused right now on top of ``Target.paused`` (e.g. auto-paused by
+    missed-call protection): live state that changes without rebuilding prepared targets.
 
     ``counters`` maps target id to its live counters; a missing id counts as all zeros.
     ``rng`` makes the weighted order reproducible (tests, simulations); ``None`` uses a shared
@@ -92,11 +96,11 @@ def route(
     draw = (_RNG if rng is None else rng).random
     if isinstance(targets, PreparedTargets):
         ring, excluded, sticky_hit = _route_prepared(
-            targets, number, campaign_blocks, zip_code, context, counters, draw
+            targets, number, campaign_blocks, zip_code, context, counters, draw, paused_ids
         )
     else:
         ring, excluded, sticky_hit = _route_plain(
-            targets, number, campaign_blocks, zip_code, context, counters, draw
+            targets, number, campaign_blocks, zip_code, context, counters, draw, paused_ids
         )
     return Decision(
         ring=ring,
@@ -106,7 +110,7 @@ def route(
     )
 
 
-def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, draw):
+def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, draw, paused_ids=()):
     """One pass over plain ``Target`` values; the readable reference for the prepared path."""
     now = context.now
     sticky_id = context.sticky_target_id
@@ -121,7 +125,7 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
 
     for position, target in enumerate(targets):
         tid = target.id
-        if target.paused:
+        if target.paused or tid in paused_ids:
             exclude((tid, _PAUSED))
             continue
         if number is not None:
@@ -177,8 +181,8 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
 # without replacement, a weighted shuffle. Priority and that key are folded into one float,
 # 2 * priority - u ** (1 / weight): each priority owns the interval (2p - 1, 2p], so priorities never
 # mix, and sorting plain floats is several times cheaper than sorting tuples. Python's sort is
-# stable, so exact ties keep input order. A weight below 1 (not expected) gets key 0: last in its
-# priority.
+# stable, so exact ties keep input order. A weight of 0 or less (not expected) gets key 0: last in
+# its priority, instead of a ZeroDivisionError in the middle of a call.
 
 
 def _inverse(weight: int) -> float:
@@ -218,6 +222,7 @@ class PreparedTargets(tuple):
 
     # tuple subclasses cannot have non-empty __slots__; the tables live in the instance __dict__.
     everyone: int
+    bit_of: Mapping[int, int]  # target id -> its bit (for paused_ids)
     paused: int
     block_groups: tuple[tuple[tuple[str, ...], int], ...]
     area: int
@@ -297,6 +302,7 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
         zip_sets[zip_code] = int(digits, 2)  # compact: bit i, not digit i (a quarter of the memory)
 
     prepared.everyone = sum(bits)
+    prepared.bit_of = {target.id: bits[position] for position, target in enumerate(prepared)}
     prepared.paused = paused
     prepared.block_groups = tuple(block_masks.items())
     prepared.area = area
@@ -308,11 +314,16 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     return prepared
 
 
-def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, context, counters, draw):
+def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, context, counters, draw,
+                    paused_ids=()):
     """The same decision as :func:`_route_plain`, computed on bitsets (see the comment above)."""
     n = len(plan)
     everyone = plan.everyone
     paused = plan.paused
+    if paused_ids:
+        bit_of = plan.bit_of
+        for tid in paused_ids:
+            paused |= bit_of.get(tid, 0)
 
     if number is None:
         blocked = 0

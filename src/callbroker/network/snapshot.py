@@ -19,6 +19,7 @@ from django.db import connection
 
 from callbroker.core import model as core
 from callbroker.core.geo import ZipDirectory
+from callbroker.core.routing import prepare_targets
 from callbroker.network import models as m
 from callbroker.network.parsing import parse_area, parse_hours
 
@@ -53,7 +54,8 @@ class CampaignInfo:
     missed_calls_limit: int
     missed_calls_window_s: int
     missed_calls_cooldown_s: int
-    targets: tuple[core.Target, ...]
+    targets: tuple[core.Target, ...]  # a routing.PreparedTargets: lookup tables built once per snapshot
+    target_names: dict[str, str]  # target id (as text) -> "Buyer / Target", stored with each decision
     hours_text: str  # opening hours of the campaign's targets, for the after-hours message
 
 
@@ -151,7 +153,8 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
             missed_calls_limit=row.missed_calls_limit,
             missed_calls_window_s=int(row.missed_calls_window.total_seconds()),
             missed_calls_cooldown_s=int(row.missed_calls_cooldown.total_seconds()),
-            targets=tuple(targets_by_campaign.get(row.pk, ())),
+            targets=prepare_targets(targets_by_campaign.get(row.pk, ())),
+            target_names={str(t.id): t.name for t in targets_by_campaign.get(row.pk, ())},
             hours_text=max(set(hours), key=hours.count) if hours else "",
         )
     tracking = {

@@ -1,0 +1,31 @@
+"""`callbroker spool status|replay`: the local-disk spool of calls handled while the database was away."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from callbroker.calls import replay, spool
+
+
+class Command(BaseCommand):
+    help = "Show or replay the calls spooled to this node's disk while the database was unreachable."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("status", help="List spooled calls and events waiting.")
+        replay_parser = sub.add_parser("replay", help="Replay finished spooled calls into the database now.")
+        replay_parser.add_argument("--all", action="store_true",
+                                   help="Also replay calls whose final status has not arrived yet.")
+
+    def handle(self, *args, action, **options):
+        if action == "status":
+            files = spool.files()
+            self.stdout.write(f"spool: {spool.directory()}  calls: {len(files)}  events: {spool.depth()}")
+            for path in files:
+                events = spool.read(path)
+                kinds = ", ".join(e.get("kind", "?") for e in events)
+                self.stdout.write(f"  {path.stem}  {len(events)} events: {kinds}")
+            return
+        report = replay.replay_ready(force=options["all"])
+        self.stdout.write(f"replayed {report.calls} calls ({report.events} events, {report.skipped_duplicates} "
+                          f"already recorded); {report.waiting} still waiting for their final status")
+        if report.errors:
+            raise CommandError("; ".join(report.errors))
