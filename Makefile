@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test soak install bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## make test: install and run the whole suite
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make soak: the long reliability run (10,000 calls on two nodes, faults) — see docs/reliability.md
+soak: $(STAMP)
+	CALLBROKER_SOAK_CALLS=$${CALLBROKER_SOAK_CALLS:-10000} $(BIN)/python -m pytest tests/reliability -p no:randomly
 
 bench: $(STAMP)
 	$(BIN)/callbroker bench

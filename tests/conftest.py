@@ -32,3 +32,19 @@ def redis_server(tmp_path_factory):
         services.missing("Redis")
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the reliability figures (calls, faults survived, inputs tried, violations found)."""
+    from tests import figures
+
+    data = figures.all_figures()
+    if not data:
+        return
+    terminalreporter.section("reliability figures")
+    for section, values in sorted(data.items()):
+        line = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+        terminalreporter.write_line(f"{section}: {line}")
+    path = figures.write()
+    if path:
+        terminalreporter.write_line(f"(written to {path})")

@@ -15,8 +15,7 @@ from pathlib import Path
 def _prepare_environment() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
     data_dir = Path(os.environ.get("CALLBROKER_DATA_DIR", "var"))
-    if not os.environ.get("DATABASE_URL"):
-        data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "static").mkdir(parents=True, exist_ok=True)  # SQLite file, spool, collected static files
 
 
 def main(argv: list[str] | None = None) -> int:

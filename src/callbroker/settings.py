@@ -7,6 +7,7 @@ Embedded defaults (SQLite under ``CALLBROKER_DATA_DIR``) let ``make run`` work o
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -122,7 +123,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before anything that reads the body (CallContextMiddleware reads the form for the CallSid): refuses
+    # oversized bodies by their Content-Length and rate-limits strangers (ops/limits.py, docs/security.md).
+    "callbroker.ops.limits.RequestLimitsMiddleware",
+    # First, so that every log line of a carrier webhook carries its CallSid and every webhook is timed.
+    "callbroker.ops.logging.CallContextMiddleware",
+    "callbroker.ops.metrics.WebhookMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's CSS/JS, straight from the app folders
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -159,16 +167,91 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+#: Serve static files from the installed apps without a collectstatic step (the admin's only).
+WHITENOISE_USE_FINDERS = True
 
 #: Carrier webhooks are small; refuse anything larger than this many bytes of form data.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CALLBROKER_MAX_BODY_BYTES", 64 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 
+# --------------------------------------------------------------------------------------------------
+# Production: live counters in Redis, health, metrics and structured logs (docs/production.md)
+# --------------------------------------------------------------------------------------------------
+
+#: Redis for the live per-target counters when several app nodes share one database
+#: (``redis://[:password@]host:6379/0``, ``rediss://`` for TLS). Empty: no Redis.
+REDIS_URL = env_str("REDIS_URL", "")
+#: Where the live counters (concurrency, hourly/daily/monthly caps) are kept: ``auto`` (Redis when
+#: ``REDIS_URL`` is set, else the database), ``sql`` (the database) or ``redis``.
+COUNTERS_BACKEND = env_str("CALLBROKER_COUNTERS", "auto").strip().lower()
+if COUNTERS_BACKEND not in {"auto", "sql", "redis"}:
+    raise ImproperlyConfigured(f"CALLBROKER_COUNTERS={COUNTERS_BACKEND!r}: use auto, sql or redis")
+if COUNTERS_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("CALLBROKER_COUNTERS=redis needs REDIS_URL")
+#: Prefix of every Redis key callbroker writes (installations sharing one Redis use different ones).
+REDIS_KEY_PREFIX = env_str("CALLBROKER_REDIS_PREFIX", "cb:")
+#: How long one Redis command may take (connect or answer) before it fails, in milliseconds.
+REDIS_TIMEOUT_MS = env_int("CALLBROKER_REDIS_TIMEOUT_MS", 500)
+
+#: How long each readiness check (/readyz: database, Redis) may take, in milliseconds.
+READYZ_TIMEOUT_MS = env_int("CALLBROKER_READYZ_TIMEOUT_MS", 1000)
+
+#: Bearer token required by /metrics when set (``Authorization: Bearer …``). Empty: open.
+METRICS_TOKEN = env_str("CALLBROKER_METRICS_TOKEN", "")
+#: Seconds a worker reuses the database-derived metrics (calls by verdict) between scrapes.
+METRICS_DB_CACHE_S = env_int("CALLBROKER_METRICS_DB_CACHE_S", 10)
+
+#: ``json`` (one JSON object per line) or ``plain``. Production defaults to JSON.
+LOG_FORMAT = env_str("CALLBROKER_LOG_FORMAT", "json" if PRODUCTION else "plain").strip().lower()
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"CALLBROKER_LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
+#: This node's name in log lines (default: the host name).
+NODE_NAME = env_str("CALLBROKER_NODE", "") or socket.gethostname()
+
+LOGGING_CONFIG = "callbroker.ops.logging.configure"  # dictConfig, and Python warnings through logging too
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "callbroker.ops.logging.ContextFilter", "node": NODE_NAME}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(call_sid_tag)s%(message)s"},
+        "json": {"()": "callbroker.ops.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("CALLBROKER_LOG_LEVEL", "WARNING")},
     "loggers": {"callbroker": {"level": env_str("CALLBROKER_LOG_LEVEL", "INFO"), "propagate": True}},
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# CALLBROKER_RATE_*: rate limits on what a stranger can reach (callbroker.ops.limits, docs/security.md)
+# --------------------------------------------------------------------------------------------------
+# Token buckets per client address: *_PER_MIN is the refill rate, *_BURST the bucket size; 0 turns a
+# limit off. Each worker counts on its own unless REDIS_URL is set (then shared through Redis). Clients
+# on loopback are exempt. The body limit is CALLBROKER_MAX_BODY_BYTES above (DATA_UPLOAD_MAX_MEMORY_SIZE).
+
+#: Carrier requests the app refused (bad signature, unreadable body, wrong method …) per client address.
+#: Once spent, unsigned requests get 429 unread; a request whose signature verifies always passes.
+CALLBROKER_RATE_REFUSED_PER_MIN = env_int("CALLBROKER_RATE_REFUSED_PER_MIN", 30)
+CALLBROKER_RATE_REFUSED_BURST = env_int("CALLBROKER_RATE_REFUSED_BURST", 60)
+#: Every carrier request per client address. Far above a real carrier's volume.
+CALLBROKER_RATE_CARRIER_PER_MIN = env_int("CALLBROKER_RATE_CARRIER_PER_MIN", 6000)
+CALLBROKER_RATE_CARRIER_BURST = env_int("CALLBROKER_RATE_CARRIER_BURST", 6000)
+#: Failed admin logins per client address (password guessing); once spent, every login POST gets 429.
+CALLBROKER_RATE_ADMIN_LOGIN_PER_MIN = env_int("CALLBROKER_RATE_ADMIN_LOGIN_PER_MIN", 5)
+CALLBROKER_RATE_ADMIN_LOGIN_BURST = env_int("CALLBROKER_RATE_ADMIN_LOGIN_BURST", 10)
+#: Every other request (health, readiness, metrics, admin pages) per client address.
+CALLBROKER_RATE_OPEN_PER_MIN = env_int("CALLBROKER_RATE_OPEN_PER_MIN", 1200)
+CALLBROKER_RATE_OPEN_BURST = env_int("CALLBROKER_RATE_OPEN_BURST", 600)
+#: Reverse proxies (addresses or networks, comma separated) whose X-Forwarded-For names the client.
+#: Empty: the client is the TCP peer. Behind a proxy, name it, or every client shares its address.
+CALLBROKER_RATE_TRUSTED_PROXIES = [p.strip() for p in env_str("CALLBROKER_RATE_TRUSTED_PROXIES", "").split(",")
+                                   if p.strip()]
+
+# --- Admin behind TLS ------------------------------------------------------------------------------
+# The admin posts forms: Django checks the Origin header against the public URL.
+if PUBLIC_URL:
+    CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
+    if PUBLIC_URL.startswith("https://"):
+        SESSION_COOKIE_SECURE = True
+        CSRF_COOKIE_SECURE = True

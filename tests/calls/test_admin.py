@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 def staff(client, django_user_model, settings):
     """A superuser logged in through the admin login form."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
+    settings.CALLBROKER_RATE_ADMIN_LOGIN_BURST = 10_000  # every test logs in from 127.0.0.1
+    settings.CALLBROKER_RATE_ADMIN_LOGIN_PER_MIN = 10_000
     django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-for-tests")
     response = client.post(reverse("admin:login"), {"username": "ops", "password": "pw-for-tests",
                                                     "next": reverse("admin:index")})
@@ -50,8 +52,23 @@ def test_changelist_shows_the_call_with_its_columns(staff, routed_call):
     html = response.content.decode()
     assert routed_call.call_sid in html
     assert "Austin Plumbing" in html
-    assert "78704 (ivr)" in html
+    assert "78704 (typed)" in html  # the ZIP source in words, not its code
     assert "ACME Plumbing / Main line" in html
+    assert f'title="{routed_call.call_sid}"' in html  # the SID is shortened, whole in the tooltip
+    assert "$45.00" in html  # money with its currency
+
+
+def test_changelist_puts_the_verdict_right_after_the_time_and_reasons_in_words(staff, make_call):
+    call = make_call(verdict="not_billable", reason_codes=["not_connected", "below_buffer"])
+
+    response = staff.get(reverse("admin:calls_call_changelist"))
+
+    html = response.content.decode()
+    headers = [column["class_attrib"] for column in response.context["result_headers"]]
+    assert "column-when" in headers[0] and "column-verdict" in headers[1], headers
+    assert call.call_sid[:10] in html
+    assert ">not connected</span>, <span" in html and ">below buffer</span>" in html
+    assert f'title="{REASON_LABELS["not_connected"]}"' in html
 
 
 @pytest.mark.parametrize("query", [
@@ -90,7 +107,8 @@ def test_change_view_shows_the_decision_attempts_and_events(staff, routed_call):
     assert response.status_code == 200
     html = response.content.decode()
     assert "Bob&#x27;s Pipes / Day line" in html  # excluded target, by name
-    assert "<code>closed</code>" in html and "daily cap reached" in html
+    assert "— closed</li>" in html  # label only: the code is the same word
+    assert "daily cap reached (daily_cap)" in html  # label, then the code as it differs
     assert "Bob&#x27;s Pipes / Night line" in html  # ring list and first attempt
     assert "No answer" in html and "Connected" in html
     assert "CallStatus" in html  # carrier events
@@ -102,8 +120,31 @@ def test_change_view_explains_why_a_call_is_not_billable(staff, make_call):
 
     html = staff.get(change_url(call)).content.decode()
 
-    assert f"<code>below_buffer</code>: {REASON_LABELS['below_buffer']}" in html
-    assert f"<code>duplicate</code>: {REASON_LABELS['duplicate']}" in html
+    assert f'<span title="below_buffer">{REASON_LABELS["below_buffer"]}</span>' in html
+    assert f'<span title="duplicate">{REASON_LABELS["duplicate"]}</span>' in html
+
+
+def test_change_view_starts_with_a_summary_in_words(staff, routed_call):
+    response = staff.get(change_url(routed_call))
+
+    html = response.content.decode()
+    fieldsets = [fieldset.name for fieldset in response.context["adminform"]]
+    assert fieldsets[:2] == ["Summary", "Routing"]
+    summary = html[html.index("Summary"):html.index("field-routing")]
+    for text in ("Billable", "$45.00", "ACME Plumbing / Main line", "2:31 (151 s)", "+15125550001",
+                 "Austin Plumbing", " UTC"):
+        assert text in summary, text
+    # the attempts come right after the routing, before the outcome form and the carrier details
+    assert html.index("field-routing") < html.index("#1 ") < html.index("id_outcome") \
+        < html.index("Carrier details")
+
+
+def test_change_view_says_when_nobody_was_rung(staff, make_call):
+    call = make_call(verdict="not_billable", reason_codes=["not_connected"], attempts=[])
+
+    html = staff.get(change_url(call)).content.decode()
+
+    assert "No attempts: the call was not routed to any buyer." in html
 
 
 def test_only_the_outcome_fields_are_editable(staff, routed_call):

@@ -1,7 +1,9 @@
-"""End-to-end fixtures: a real gunicorn server on a fresh SQLite database, driven by the carrier emulator.
+"""End-to-end fixtures: a real gunicorn server on a fresh database, driven by the carrier emulator.
 
-The server is started exactly as ``callbroker serve`` starts it. Assertions read results back through
-the public CLI (``callbroker calls show --json``), never through the server's internals.
+The whole suite runs twice: on the embedded SQLite default and on PostgreSQL (``DATABASE_URL``, a fresh
+database on the private server of ``tests/services.py``; skipped outside CI when PostgreSQL is not
+installed). The server is started exactly as ``callbroker serve`` starts it. Assertions read results
+back through the public CLI (``callbroker calls show --json``), never through the server's internals.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Server:
     def __init__(self, base_url: str, env: dict[str, str]) -> None:
         self.base_url = base_url
         self.env = env
+        self.backend = "postgres" if env.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+        self.log_path: Path | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "callbroker.cli", *args], env=self.env,
@@ -48,9 +52,14 @@ class Server:
         return json.loads(self.cli("calls", "list", "--json", "--limit", str(limit)).stdout)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
-    data_dir = tmp_path_factory.mktemp("e2e-data")
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request, tmp_path_factory) -> Server:
+    """The server on a fresh database of each backend in turn (every e2e test runs on both)."""
+    backend = request.param
+    data_dir = tmp_path_factory.mktemp(f"e2e-data-{backend}")
     env = {
         **os.environ,
         "CALLBROKER_DATA_DIR": str(data_dir),
@@ -58,13 +67,15 @@ def server(tmp_path_factory) -> Server:
         "CALLBROKER_LOG_LEVEL": "INFO",
         "CALLBROKER_FALLBACK_NUMBER": "+15125550999",
     }
-    env.pop("DATABASE_URL", None)
+    env["DATABASE_URL"] = ""  # empty, not absent: start_server merges os.environ back in
+    if backend == "postgres":
+        postgres = request.getfixturevalue("postgres_server")  # skips (fails in CI) when not installed
+        env["DATABASE_URL"] = postgres.create_database("callbroker_e2e")
     srv = Server("", env)
     srv.cli("migrate", "--verbosity", "0")
     srv.cli("network", "load", str(HERE / "network.yaml"))
     port = free_port()
-    env_for_server = {k: v for k, v in env.items()}
-    proc = start_server("127.0.0.1", port, 2, env=env_for_server, log_path=data_dir / "server.log")
+    proc = start_server("127.0.0.1", port, 2, env=dict(env), log_path=data_dir / "server.log")
     srv.base_url = f"http://127.0.0.1:{port}"
     srv.log_path = data_dir / "server.log"
     yield srv

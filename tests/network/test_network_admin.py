@@ -187,3 +187,27 @@ def test_target_state_is_read_only(admin_client, demo):
     response = admin_client.post(reverse("admin:network_targetstate_change", args=[state.pk]),
                                  {"active_calls": 99})
     assert response.status_code == 403
+
+
+def test_empty_json_fields_are_shown_empty_with_one_example_each(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    m.Target.objects.filter(pk=target.pk).update(area={}, hours=None, blocked_prefixes=[])
+
+    form = admin_client.get(reverse("admin:network_target_change", args=[target.pk])).context["adminform"].form
+
+    for name in ("area", "hours", "blocked_prefixes"):
+        assert form[name].value() in ("", None) and form[name].as_widget().count("{}") == 0, name
+        assert "null" not in form[name].as_widget() and "[]" not in form[name].as_widget(), name
+        assert form.fields[name].help_text.count("e.g.") == 1, name
+    assert '"states": ["TX"]' in form.fields["area"].help_text
+
+
+def test_a_failed_save_keeps_the_stored_name_in_the_heading(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    url = reverse("admin:network_target_change", args=[target.pk])
+
+    response = admin_client.post(url, target_form_data(target, name="Unsaved name", number="5125550150"))
+
+    assert response.status_code == 200
+    assert response.context["subtitle"] == str(target)
+    assert "Unsaved name" not in response.content.decode().split('id="content-main"')[0]

@@ -20,15 +20,27 @@ from django.utils.http import urlencode
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.calls.presenters import (
     caller_text,
+    datetime_text,
     decided_at_text,
     decision_passes,
+    fallback_text,
+    format_seconds,
+    left_out_text,
+    money_text,
     reason_label,
-    routed_text,
+    reason_short_label,
+    routed_short_text,
+    short_time_text,
     with_related,
+    zip_short_text,
+    zip_source_short,
 )
 
 #: The only fields of a call staff may edit: what the buyer says happened after the call.
 OUTCOME_FIELDS = ("outcome", "job_value", "outcome_note")
+
+#: How many fieldsets of the call page come before the attempts (see templates/admin/calls/call/).
+FIELDSETS_BEFORE_ATTEMPTS = 2
 
 
 class ViewOnlyMixin:
@@ -44,10 +56,14 @@ class ViewOnlyMixin:
         return False
 
 
+def _currency(call: Call) -> str:
+    return call.campaign.currency if call.campaign_id and call.campaign else "USD"
+
+
 def _left_out_html(entries: list[dict]) -> str:
     return format_html_join(
-        "", "<li>{} <small>#{}</small>: {} <code>{}</code></li>",
-        ((e["name"], e["id"], e["label"], e["code"]) for e in entries),
+        "", '<li><span title="target #{}">{}</span> — {}</li>',
+        ((e["id"], e["name"], left_out_text(e)) for e in entries),
     )
 
 
@@ -56,37 +72,53 @@ def _pass_html(routing: dict, number: int, count: int) -> str:
     title = f"Pass {number} of {count}: " if count > 1 else ""
     where = "ZIP unknown"
     if routing["caller_zip"]:
-        where = f"ZIP {routing['caller_zip']} ({routing['zip_source']})"
-    parts = [format_html("<p>{}decided {} for {}</p>", title, decided_at_text(routing["at"]), where)]
+        where = f"ZIP {routing['caller_zip']} ({zip_source_short(routing['zip_source'])})"
+    parts = [format_html('<p class="cb-when">{}decided {} for {}</p>', title,
+                         _decided_text(routing["at"]), where)]
     if routing["ring"]:
         sticky_note = " (repeat caller: rang first)" if routing["sticky"] else ""
         ring = format_html_join(
-            "", "<li>{} <small>#{}</small>{}</li>",
-            ((entry["name"], entry["id"], sticky_note if place == 0 else "")
+            "", '<li><span title="target #{}">{}</span>{}</li>',
+            ((entry["id"], entry["name"], sticky_note if place == 0 else "")
              for place, entry in enumerate(routing["ring"])),
         )
-        parts.append(format_html("<p>Ring list:</p><ol>{}</ol>", ring))
+        parts.append(format_html("<h4>Ring list</h4><ol>{}</ol>", ring))
     else:
         parts.append(format_html("<p>{}</p>", "Ring list empty: no target could take the call."))
     if routing["excluded"]:
-        parts.append(format_html("<p>Excluded:</p><ul>{}</ul>", _left_out_html(routing["excluded"])))
+        parts.append(format_html("<h4>Excluded</h4><ul>{}</ul>", _left_out_html(routing["excluded"])))
     if routing["refused_at_dial"]:
-        parts.append(format_html("<p>Skipped when their turn came:</p><ul>{}</ul>",
+        parts.append(format_html("<h4>Skipped when their turn came</h4><ul>{}</ul>",
                                  _left_out_html(routing["refused_at_dial"])))
-    fallback = routing["fallback"]
-    if fallback:
-        detail = fallback.get("number") or fallback.get("message") or ""
-        parts.append(format_html("<p>Fallback: {} {}</p>", fallback.get("kind", ""), detail))
-    return format_html("<div>{}</div>", format_html_join("", "{}", ((part,) for part in parts)))
+    if routing["fallback"]:
+        parts.append(format_html("<p><strong>Fallback:</strong> {}</p>", fallback_text(routing["fallback"])))
+    return format_html('<div class="cb-pass">{}</div>', format_html_join("", "{}", ((part,) for part in parts)))
+
+
+def _decided_text(value: str | None) -> str:
+    """A decision's stored time in the one date format of the page (with its time zone)."""
+    text = decided_at_text(value)
+    return f"{text} {timezone.localtime().tzname()}" if text[:4].isdigit() and text[4:5] == "-" else text
+
+
+#: Small CSS for the call page's own HTML: lists start at the left edge of the value (no 170 px indent).
+_CALL_CSS = ("#content .cb-pass ol,#content .cb-pass ul{margin:0 0 .3em 1.4em;padding:0}"
+             ".cb-pass h4{margin:.6em 0 .2em;padding:0;font-size:.75rem;text-transform:uppercase;color:var(--body-quiet-color)}"
+             ".cb-pass ol,.cb-pass ul{margin:0 0 0 1.4em;padding:0}.cb-pass li{list-style:inherit;padding:1px 0}"
+             ".cb-pass ol li{list-style-type:decimal}.cb-pass ul li{list-style-type:disc}"
+             ".cb-pass p{margin:0 0 .3em;padding:0}")
 
 
 class CallAttemptInline(ViewOnlyMixin, admin.TabularInline):
+    """The ring tree as a compact table of its own (see the template); nothing is editable."""
+
     model = CallAttempt
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ("sequence", "target", "buyer", "number", "started_at", "ended_at", "ring_seconds",
-              "talk_seconds", "result", "dial_call_sid")
+    template = "admin/calls/call/attempts_inline.html"
+    fields = ("sequence", "target", "number", "result", "ring_seconds", "talk_seconds", "started_at",
+              "dial_call_sid")
     readonly_fields = fields
     ordering = ("sequence",)
     verbose_name_plural = "attempts (ring tree, in order)"
@@ -97,9 +129,11 @@ class CallAttemptInline(ViewOnlyMixin, admin.TabularInline):
 
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
-    list_display = ("started_at", "call_sid", "campaign", "publisher", "caller", "zip_display", "routed_to",
-                    "talk_seconds", "verdict", "reasons")
-    list_display_links = ("started_at", "call_sid")
+    # Compact enough for 1280 px with both sidebars: the ZIP goes under the caller, the talk time under
+    # where the call went; the publisher is a filter.
+    list_display = ("when", "verdict", "sid", "campaign", "caller_and_zip", "routed_and_talk", "revenue_text",
+                    "reasons")
+    list_display_links = ("when", "sid")
     list_filter = ("verdict", "stage", "zip_source", "outcome", "campaign", "publisher")
     date_hierarchy = "started_at"
     search_fields = ("^call_sid", "caller_number", "caller_raw", "to_number", "tracking_number__number")
@@ -107,17 +141,22 @@ class CallAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
     inlines = (CallAttemptInline,)
+    change_form_template = "admin/calls/call/change_form.html"
+    # The first FIELDSETS_BEFORE_ATTEMPTS fieldsets come before the attempts, the rest after them.
     fieldsets = (
-        (None, {"fields": ("call_sid", "started_at", "ended_at", "duration_seconds", "stage", "final_status",
-                           "carrier", "account_sid")}),
-        ("Source", {"fields": ("to_number", "tracking_number", "campaign", "publisher")}),
-        ("Caller", {"fields": ("caller_number", "caller_raw", "caller_status", "caller_zip", "zip_source",
-                               "zip_attempts", "caller_city", "caller_state", "stir_verstat",
-                               "category_confirmed")}),
-        ("Routing", {"fields": ("routing", "fallback_applied", "connected_target", "buyer", "talk_seconds",
-                                "in_area")}),
-        ("Qualification", {"fields": ("verdict", "reason_list", "revenue", "payout", "qualified_at")}),
-        ("Outcome (from the buyer)", {"fields": (*OUTCOME_FIELDS, "outcome_at")}),
+        ("Summary", {"fields": ("verdict", "reason_list", "revenue_text", "payout_text", "routed_summary",
+                                "talk_time", "caller", "campaign", "publisher", "started", "ended")}),
+        ("Routing", {"fields": ("routing",)}),
+        ("Outcome (from the buyer)", {"fields": (*OUTCOME_FIELDS, "outcome_recorded")}),
+        ("Caller", {"fields": (("caller_number", "caller_raw", "caller_status"),
+                               ("caller_zip", "zip_source", "zip_attempts"),
+                               ("caller_city", "caller_state"), ("stir_verstat", "category_confirmed"),
+                               "in_area")}),
+        ("Carrier details", {"classes": ("collapse",),
+                             "fields": ("call_sid", "account_sid", "carrier", ("stage", "final_status"),
+                                        "duration_seconds", ("to_number", "tracking_number"),
+                                        ("fallback_applied", "connected_target", "buyer"),
+                                        "qualified")}),
         ("Recording", {"classes": ("collapse",),
                        "fields": ("recording_sid", "recording_url", "recording_seconds")}),
         ("Carrier events", {"classes": ("collapse",), "fields": ("events",)}),
@@ -129,7 +168,8 @@ class CallAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Call | None = None) -> list[str]:
         facts = [f.name for f in Call._meta.concrete_fields if f.name not in OUTCOME_FIELDS]
-        return [*facts, "routing", "reason_list", "events", "decision_json"]
+        return [*facts, "routing", "reason_list", "events", "decision_json", "revenue_text", "payout_text",
+                "routed_summary", "talk_time", "caller", "started", "ended", "outcome_recorded", "qualified"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # calls come from the carrier
@@ -142,7 +182,22 @@ class CallAdmin(admin.ModelAdmin):
             obj.outcome_at = timezone.now()
         super().save_model(request, obj, form, change)
 
-    # ---- columns and read-only fields -----------------------------------------------------------
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["cb_css"] = _CALL_CSS
+        context["fieldsets_before_attempts"] = FIELDSETS_BEFORE_ATTEMPTS
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    # ---- list columns ---------------------------------------------------------------------------
+
+    @admin.display(description="time", ordering="started_at")
+    def when(self, call: Call) -> str:
+        return format_html('<span title="{}">{}</span>', datetime_text(call.started_at),
+                           short_time_text(call.started_at))
+
+    @admin.display(description="CallSid", ordering="call_sid")
+    def sid(self, call: Call) -> str:
+        short = call.call_sid if len(call.call_sid) <= 12 else f"{call.call_sid[:10]}…"
+        return format_html('<span class="cb-sid" title="{}">{}</span>', call.call_sid, short)
 
     @admin.display(description="caller", ordering="caller_number")
     def caller(self, call: Call) -> str:
@@ -150,27 +205,80 @@ class CallAdmin(admin.ModelAdmin):
 
     @admin.display(description="ZIP", ordering="caller_zip")
     def zip_display(self, call: Call) -> str:
-        return f"{call.caller_zip} ({call.zip_source})" if call.caller_zip else "—"
+        return zip_short_text(call)
 
     @admin.display(description="routed to")
     def routed_to(self, call: Call) -> str:
-        return routed_text(call).removeprefix("→ ")
+        return routed_short_text(call)
 
-    @admin.display(description="reasons not billable")
+    @admin.display(description="caller · ZIP", ordering="caller_number")
+    def caller_and_zip(self, call: Call) -> str:
+        return format_html('{}<br><small class="quiet">ZIP {}</small>', caller_text(call), zip_short_text(call))
+
+    @admin.display(description="routed to · talk")
+    def routed_and_talk(self, call: Call) -> str:
+        if not call.talk_seconds:
+            return routed_short_text(call)
+        return format_html('{}<br><small class="quiet">talked {}</small>', routed_short_text(call),
+                           format_seconds(call.talk_seconds))
+
+    @admin.display(description="talk", ordering="talk_seconds")
+    def talk(self, call: Call) -> str:
+        return format_seconds(call.talk_seconds) if call.talk_seconds else "—"
+
+    @admin.display(description="revenue", ordering="revenue")
+    def revenue_text(self, call: Call) -> str:
+        return money_text(call.revenue, _currency(call))
+
+    @admin.display(description="not billable because")
     def reasons(self, call: Call) -> str:
         if not call.reason_codes:
             return "—"
         return format_html_join(
-            ", ", '<span title="{}">{}</span>', ((reason_label(code), code) for code in call.reason_codes)
+            ", ", '<span title="{}">{}</span>',
+            ((reason_label(code), reason_short_label(code)) for code in call.reason_codes),
         )
 
-    @admin.display(description="reasons not billable")
+    # ---- change page ----------------------------------------------------------------------------
+
+    @admin.display(description="not billable because")
     def reason_list(self, call: Call) -> str:
         if not call.reason_codes:
             return "—"
-        items = format_html_join("", "<li><code>{}</code>: {}</li>",
-                                 ((code, reason_label(code)) for code in call.reason_codes))
-        return format_html("<ul>{}</ul>", items)
+        return format_html_join("; ", '<span title="{}">{}</span>',
+                                ((code, reason_label(code)) for code in call.reason_codes))
+
+    @admin.display(description="payout")
+    def payout_text(self, call: Call) -> str:
+        return money_text(call.payout, _currency(call))
+
+    @admin.display(description="routed to")
+    def routed_summary(self, call: Call) -> str:
+        return routed_short_text(call)
+
+    @admin.display(description="talk time")
+    def talk_time(self, call: Call) -> str:
+        if not call.talk_seconds:
+            return "—"
+        return f"{format_seconds(call.talk_seconds)} ({call.talk_seconds} s)"
+
+    @admin.display(description="started")
+    def started(self, call: Call) -> str:
+        return datetime_text(call.started_at)
+
+    @admin.display(description="ended")
+    def ended(self, call: Call) -> str:
+        if not call.ended_at:
+            return "—"
+        return f"{datetime_text(call.ended_at)} ({format_seconds(call.duration_seconds)})"
+
+    @admin.display(description="outcome recorded")
+    def outcome_recorded(self, call: Call) -> str:
+        return datetime_text(call.outcome_at)
+
+    @admin.display(description="qualified")
+    def qualified(self, call: Call) -> str:
+        return datetime_text(call.qualified_at)
 
     @admin.display(description="routing decision")
     def routing(self, call: Call) -> str:
@@ -188,7 +296,7 @@ class CallAdmin(admin.ModelAdmin):
         link = reverse("admin:calls_callevent_changelist") + "?" + urlencode({"call_sid": call.call_sid})
         table = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
-            ((timezone.localtime(e.received_at).strftime("%Y-%m-%d %H:%M:%S"), e.kind,
+            ((datetime_text(e.received_at), e.kind,
               json.dumps(e.params, indent=1, sort_keys=True, ensure_ascii=False)) for e in rows),
         )
         return format_html(

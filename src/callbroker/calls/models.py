@@ -11,7 +11,16 @@ from callbroker.network.models import MONEY, Buyer, Campaign, Publisher, Target,
 
 
 class Call(models.Model):
-    """One inbound call on a tracking number: who called, how it was routed, and whether it is billable."""
+    """One inbound call on a tracking number: who called, how it was routed, and whether it is billable.
+
+    On PostgreSQL the table is partitioned by month of ``started_at`` (migration 0002, maintained by
+    ``callbroker.calls.partitions``; see docs/database.md). There the primary key is ``(id,
+    started_at)`` and the unique key ``(call_sid, started_at)`` in the database, while Django keeps
+    using ``id`` as the primary key; a CallSid stays unique through a registry table filled by a
+    trigger, besides ``CallEvent.dedupe_key`` (``"{CallSid}:voice"``) written with the call.
+    ``started_at`` never changes once the call is written. On SQLite it is a plain table, ``call_sid``
+    unique.
+    """
 
     call_sid = models.CharField("CallSid", max_length=64, unique=True)
     account_sid = models.CharField("AccountSid", max_length=64, blank=True)
@@ -83,7 +92,10 @@ class Call(models.Model):
 class CallAttempt(models.Model):
     """One target rung for a call, in ring-tree order."""
 
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="attempts")
+    # No database constraint: on PostgreSQL the call table is partitioned and its ``id`` alone is not a
+    # unique key there, so nothing can reference it. Django still cascades deletes (it always did that
+    # in Python), and attempts are only written by the call path in the transaction that wrote the call.
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="attempts", db_constraint=False)
     sequence = models.PositiveSmallIntegerField("position in the ring tree")
     target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts")
     buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts")

@@ -629,3 +629,102 @@ def call_detail_lines(call: Call, *, with_events: bool = False) -> list[str]:
         if section:
             lines += [*([""] if lines else []), *section]
     return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Short texts for compact views (the admin): added helpers, the functions above are unchanged
+
+#: Short words for a not-billable reason, for narrow columns (the full label goes in a tooltip).
+REASON_SHORT_LABELS: Mapping[str, str] = {
+    Reason.NOT_CONNECTED: "not connected",
+    Reason.BELOW_BUFFER: "below buffer",
+    Reason.DUPLICATE: "duplicate",
+    Reason.OUT_OF_AREA: "out of area",
+    Reason.WRONG_CATEGORY: "wrong category",
+    Reason.BLOCKED_NUMBER: "blocked number",
+    Reason.ANONYMOUS_CALLER: "anonymous caller",
+    Reason.FAILED_ATTESTATION: "failed attestation",
+    Reason.CALLER_VELOCITY: "too many calls",
+}
+
+#: Where the caller's ZIP came from, in one or two words.
+ZIP_SOURCE_SHORT_LABELS: Mapping[str, str] = {
+    ZipSourceChoices.IVR: "typed",
+    ZipSourceChoices.CARRIER: "carrier",
+    ZipSourceChoices.AREA_CODE: "area code",
+    ZipSourceChoices.UNKNOWN: "unknown",
+}
+
+
+def reason_short_label(code: str) -> str:
+    """``not connected``; an unknown code with its underscores as spaces."""
+    return REASON_SHORT_LABELS.get(code, str(code).replace("_", " "))
+
+
+def zip_source_short(code: str | None) -> str:
+    """``typed``, ``carrier``, ``area code`` or ``unknown``."""
+    return ZIP_SOURCE_SHORT_LABELS.get(code or "", str(code or "unknown").replace("_", " "))
+
+
+def zip_short_text(call: Call) -> str:
+    """``78704 (typed)`` or ``—``."""
+    return f"{call.caller_zip} ({zip_source_short(call.zip_source)})" if call.caller_zip else "—"
+
+
+def datetime_text(value: dt.datetime | None) -> str:
+    """One date format with its time zone: ``2026-11-27 09:53:06 UTC`` (current time zone); ``—``."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or timezone.get_current_timezone_name()}"
+
+
+def short_time_text(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """``09:53:06`` for today (current time zone), ``Nov 27 09:53`` otherwise; ``—``."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    today = timezone.localtime(now or timezone.now()).date()
+    return f"{local:%H:%M:%S}" if local.date() == today else f"{local:%b} {local.day} {local:%H:%M}"
+
+
+def verdict_label(call: Call) -> str:
+    """``Billable``, ``Not billable`` or ``Pending``."""
+    return _label(Verdict, call.verdict)
+
+
+def result_label(attempt: CallAttempt) -> str:
+    """An attempt's result in words (``No answer``, ``Connected`` …)."""
+    return _label(AttemptResult, attempt.result)
+
+
+def fallback_text(fallback: Mapping | None) -> str:
+    """A decision's fallback in words: ``closed message played: We are closed right now.``; ``""``."""
+    if not fallback:
+        return ""
+    kind = str(fallback.get("kind") or "")
+    label = FALLBACK_LABELS.get(kind, kind.replace("_", " ")) or "fallback"
+    detail = fallback.get("number") or fallback.get("message") or ""
+    return f"{label}: {detail}" if detail else label
+
+
+def left_out_text(entry: Mapping) -> str:
+    """Why a target was left out: its label, with the code only when it differs (``closed``,
+    ``daily cap reached (daily_cap)``)."""
+    label, code = str(entry.get("label") or ""), str(entry.get("code") or "")
+    return label if not code or label == code else f"{label} ({code})"
+
+
+def routed_short_text(call: Call) -> str:
+    """Where the call went, without the arrow, fallbacks in words (``closed message played``)."""
+    text = routed_text(call).removeprefix("→ ")
+    if call.fallback_applied:
+        label = FALLBACK_LABELS.get(call.fallback_applied, call.fallback_applied)
+        text = text.replace(f"fallback: {call.fallback_applied}", label)
+    else:
+        passes = _raw_passes(call.decision)
+        fallback = passes[-1].get("fallback") if passes else None
+        kind = fallback.get("kind") if isinstance(fallback, Mapping) else None
+        if kind and text == f"fallback: {kind}":
+            text = FALLBACK_LABELS.get(kind, kind)
+    return text

@@ -63,7 +63,10 @@ def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
         return False
     algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
     url = public_url(request)
-    return any(v.validate(url, params, signature, algorithm) for v in _validators())
+    try:
+        return any(v.validate(url, params, signature, algorithm) for v in _validators())
+    except ValueError:  # a URL urllib refuses, e.g. "Host: 127.0.0.1:99999" (port out of range): not signed
+        return False
 
 
 # --------------------------------------------------------------------------- parsing

@@ -103,6 +103,7 @@ def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: D
 
 
 def _safe(request: HttpRequest, params: dict[str, str]) -> str:
+    from callbroker.ops.metrics import record_routing_failure; record_routing_failure(request)  # noqa: E702, I001
     try:
         steps = services.safe_steps_for_call(params.get("CallSid", "")[:64], params.get("To", "")[:32])
     except Exception:  # noqa: BLE001 - last line of defence

@@ -123,7 +123,7 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
     chosen: list[int] = []  # their ids, in input order
     sticky_hit = False
 
-    for position, target in enumerate(targets):
+    for target in targets:
         tid = target.id
         if target.paused or tid in paused_ids:
             exclude((tid, _PAUSED))

@@ -55,6 +55,34 @@ def _list_of(read: Callable[[Any], Any], value: Any, example: str) -> list:
     return out
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows "nothing" as an empty box: ``{}``, ``[]`` and ``null`` are not printed.
+
+    Empty input is ``None``; each form's ``clean_<field>`` turns it into the stored empty value.
+    """
+
+    def prepare_value(self, value: Any) -> Any:
+        if value in (None, {}, [], "null", "{}", "[]"):
+            return ""
+        return super().prepare_value(value)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        if initial in (None, {}, []) and (data is None or str(data).strip() in ("", "null", "{}", "[]")):
+            return False
+        return super().has_changed(initial, data)
+
+
+#: One example per JSON field, in the notation of the network file (docs/network-file.md), as JSON.
+AREA_HELP = ('JSON, e.g. {"zips": ["78701", "78702"], "radius": [{"zip": "78701", "miles": 15}], '
+             '"counties": ["Travis County, TX"], "states": ["TX"], "exclude_zips": ["78719"]}. '
+             "Empty: everywhere.")
+HOURS_HELP = ('JSON, e.g. {"weekly": {"weekdays": "08:00-18:00", "sat": "09:00-13:00"}, "holidays": "US", '
+              '"exceptions": [{"date": "2026-12-24", "hours": "08:00-12:00"}]}. Empty: always open. '
+              'Time zone: the buyer\'s unless "timezone" is given.')
+PREFIXES_HELP = 'JSON list of number prefixes, e.g. ["+1900", "+1976"]. Empty: none.'
+NUMBERS_HELP = 'JSON list of phone numbers (E.164), e.g. ["+15125550199"]. Empty: none.'
+
+
 def _e164_or_blank(value: str) -> str:
     return _field_error(parsing.parse_e164, value.strip()) if value and value.strip() else ""
 
@@ -63,6 +91,10 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = m.Campaign
         fields = "__all__"
+        field_classes = {"blocked_numbers": OptionalJSONField, "blocked_prefixes": OptionalJSONField}
+        widgets = {"blocked_numbers": forms.Textarea(attrs={"rows": 2, "cols": 80}),
+                   "blocked_prefixes": forms.Textarea(attrs={"rows": 2, "cols": 80})}
+        help_texts = {"blocked_numbers": NUMBERS_HELP, "blocked_prefixes": PREFIXES_HELP}
 
     def clean_fallback_number(self) -> str:
         return _e164_or_blank(self.cleaned_data.get("fallback_number", ""))
@@ -96,10 +128,14 @@ class TargetForm(forms.ModelForm):
     class Meta:
         model = m.Target
         fields = "__all__"
+        field_classes = {"area": OptionalJSONField, "hours": OptionalJSONField,
+                         "blocked_prefixes": OptionalJSONField}
         widgets = {
             "area": forms.Textarea(attrs={"rows": 4, "cols": 80}),
             "hours": forms.Textarea(attrs={"rows": 4, "cols": 80}),
+            "blocked_prefixes": forms.Textarea(attrs={"rows": 2, "cols": 80}),
         }
+        help_texts = {"area": AREA_HELP, "hours": HOURS_HELP, "blocked_prefixes": PREFIXES_HELP}
 
     def clean_number(self) -> str:
         return _field_error(parsing.parse_e164, (self.cleaned_data.get("number") or "").strip())
@@ -215,8 +251,7 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Basics", {"fields": ("key", "name", "category", "active", "currency", "payout", "buffer_seconds",
                                "duplicate_window", "ring_timeout")}),
         ("Screening", {"fields": ("blocked_numbers", "blocked_prefixes", "velocity_limit", "velocity_window",
-                                  "require_attestation"),
-                       "description": "Blocked numbers and prefixes are JSON lists of E.164 strings."}),
+                                  "require_attestation")}),
         ("IVR & recording", {"fields": ("ask_zip", "confirm_category", "whisper_text", "recording",
                                         "recording_disclosure", "disclosure_text")}),
         ("Missed-call protection", {"fields": ("missed_calls_limit", "missed_calls_window",
@@ -289,16 +324,8 @@ class TargetAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("key", "campaign", "buyer", "name", "number", "paused")}),
         ("Ring order and price", {"fields": ("priority", "weight", "price", "min_talk_seconds")}),
-        ("Service area", {"fields": ("area", "accepts_unknown_location"),
-                          "description": 'JSON, e.g. {"zips": ["78701"], '
-                                         '"radius": [{"zip": "78701", "miles": 15}], '
-                                         '"counties": ["Travis County, TX"], "states": ["TX"], '
-                                         '"exclude_zips": []}. Empty: anywhere.'}),
-        ("Hours", {"fields": ("hours",),
-                   "description": 'JSON, e.g. {"weekly": {"weekdays": "08:00-18:00", "sat": "09:00-13:00"}, '
-                                  '"holidays": "US", "exceptions": [{"date": "2026-12-24", '
-                                  '"hours": "08:00-12:00"}]}. Empty: always open. Time zone: the buyer\'s '
-                                  'unless "timezone" is given.'}),
+        ("Service area", {"fields": ("area", "accepts_unknown_location")}),
+        ("Hours", {"fields": ("hours",)}),
         ("Caps", {"fields": ("hourly_cap", "daily_cap", "monthly_cap", "concurrency_limit"),
                   "description": "Empty: unlimited; 0: no calls."}),
         ("Screening", {"fields": ("blocked_prefixes",)}),
@@ -324,6 +351,16 @@ class TargetAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: m.Target, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         ensure_target_states([obj.pk])
+
+    def render_change_form(self, request: HttpRequest, context: dict, add: bool = False, change: bool = False,
+                           form_url: str = "", obj: m.Target | None = None) -> Any:
+        # After a failed save the form has already copied the typed values onto ``obj``: the heading and
+        # the breadcrumbs show the target as it is stored, not the unsaved name.
+        if obj is not None and obj.pk and context.get("adminform") and context["adminform"].form.is_bound:
+            stored = m.Target.objects.select_related("buyer").filter(pk=obj.pk).first()
+            if stored is not None:
+                context["subtitle"], context["original"] = str(stored), stored
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 @admin.register(m.TargetState)

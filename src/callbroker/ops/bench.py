@@ -4,6 +4,11 @@
 real server (started as `make run` starts it, in production mode) through full call lifecycles;
 (c) the signed inbound webhook alone under `wrk`, beside a hello-world view on the same server.
 Each part runs against its own fresh SQLite database in a temporary directory.
+(d) `--only counters`: the live per-target counters (``network/live.py``), SQL on PostgreSQL (with and
+without the commit's WAL flush) against Redis: reserve+release per second and latency with two
+processes hammering the same few targets, and a check that no limit was ever exceeded (see
+:func:`bench_counters`; docs/production.md has the figures). PostgreSQL and Redis are private servers
+started in a temporary directory (or given with ``--database-url``/``--redis-url``).
 """
 
 from __future__ import annotations
@@ -247,13 +252,528 @@ def _tracking_numbers() -> list[str]:
     return [t["number"] for t in data["tracking_numbers"]]
 
 
+# --------------------------------------------------------------------------- (d) live counters
+
+#: The throughput run: every thread of every process reserves a random one of these few targets, holds
+#: it for an instant and releases it (giving the cap units back). Two slots each: most reservations
+#: meet a competitor. Caps are set (so every reservation counts hour, day and month) but never reached.
+CYCLE_TARGETS = 4
+CYCLE_SPEC = {"concurrency_limit": 2, "hourly_cap": 10**6, "daily_cap": 10**7, "monthly_cap": 10**8}
+#: The exactness run: every thread reserves (never releases) until each target refuses. With no release,
+#: the total taken must equal the smallest limit exactly: more is a violation, fewer a lost reservation.
+FILL_SPECS = (
+    {"concurrency_limit": 3},
+    {"hourly_cap": 5, "daily_cap": 7, "monthly_cap": 9},
+    {"concurrency_limit": 10, "daily_cap": 4},
+    {"concurrency_limit": 2, "monthly_cap": 6},
+    {"hourly_cap": 0},
+    {"concurrency_limit": 4, "hourly_cap": 4, "daily_cap": 4, "monthly_cap": 4},
+    {"concurrency_limit": 25, "hourly_cap": 20},
+)
+FILL_ATTEMPTS = 40  # per thread and target: more than any limit above
+BENCH_TZ = "America/Chicago"
+LIMIT_FIELDS = ("concurrency_limit", "hourly_cap", "daily_cap", "monthly_cap")
+
+
+def expected_successes(spec: dict, attempts: int) -> int:
+    """Reservations that must succeed when ``attempts`` are made in all and none is released."""
+    return min([attempts, *(spec[f] for f in LIMIT_FIELDS if spec.get(f) is not None)])
+
+
+def expected_counters(spec: dict, taken: int) -> tuple[int, int, int, int]:
+    """(active, hour, day, month) after ``taken`` reservations of a target and no release."""
+    return (taken, *(taken if spec.get(f) is not None else 0 for f in LIMIT_FIELDS[1:]))
+
+
+def core_target(spec: dict):
+    """The core ``Target`` the counters see: an id and its limits (``None`` = unlimited)."""
+    from callbroker.core.model import Target
+
+    return Target(id=spec["id"], buyer_id=0, name=f"bench {spec['id']}", number="+15125550000",
+                  **{f: spec.get(f) for f in LIMIT_FIELDS})
+
+
+class CounterWorkers:
+    """Worker processes with Django set up on ``env`` (``DATABASE_URL``, ``CALLBROKER_COUNTERS`` …) that
+    drive ``callbroker.network.live`` on command; used by the benchmark and the tests.
+
+    ``all("hammer", …)`` starts every thread of every process at once (one barrier); ``one(…)`` asks the
+    first process. A shared array counts the holders of each target's slots while they hold them: a
+    count above the limit is a violation seen from outside the backend.
+    """
+
+    def __init__(self, env: dict[str, str], *, processes: int = 2, threads: int = 4, timeout: float = 120.0) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: Django set up on ``env``, not ours
+        self.timeout = timeout
+        self.threads = threads
+        self.barrier = ctx.Barrier(processes * threads)
+        self.occupancy = ctx.Array("i", 256)
+        self.workers = []
+        for _ in range(processes):
+            inbox, outbox = ctx.Queue(), ctx.Queue()
+            proc = ctx.Process(target=_worker_main, args=(env, threads, self.barrier, self.occupancy, inbox, outbox),
+                               daemon=True)
+            proc.start()
+            self.workers.append((proc, inbox, outbox))
+        try:
+            for worker in self.workers:
+                self._answer(worker)
+        except BaseException:
+            self.close()
+            raise
+
+    def _answer(self, worker):
+        import queue
+
+        proc, _, outbox = worker
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                status, value = outbox.get(timeout=0.2)
+                break
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"counter worker {proc.pid} exited (code {proc.exitcode})") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"counter worker {proc.pid} did not answer within {self.timeout:.0f} s") from None
+        if status != "ok":
+            raise RuntimeError(f"counter worker {proc.pid} failed:\n{value}")
+        return value
+
+    def one(self, command: str, payload: dict):
+        self.workers[0][1].put((command, payload))
+        return self._answer(self.workers[0])
+
+    def all(self, command: str, payload: dict) -> list:
+        for _, inbox, _ in self.workers:
+            inbox.put((command, payload))
+        return [self._answer(worker) for worker in self.workers]
+
+    def close(self) -> None:
+        for proc, inbox, _ in self.workers:
+            if proc.is_alive():
+                inbox.put(("stop", None))
+        for proc, _, _ in self.workers:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+    def __enter__(self) -> CounterWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _worker_main(env, threads, barrier, occupancy, inbox, outbox) -> None:
+    import traceback
+
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
+    try:
+        import django
+
+        django.setup()
+    except BaseException:
+        outbox.put(("error", traceback.format_exc()))
+        return
+    outbox.put(("ok", os.getpid()))
+    commands = {"targets": _cmd_targets, "reset": _cmd_reset, "read": _cmd_read, "hammer": _cmd_hammer,
+                "reserve": _cmd_reserve, "release": _cmd_release}
+    while True:
+        command, payload = inbox.get()
+        if command == "stop":
+            return
+        try:
+            outbox.put(("ok", commands[command](payload, threads, barrier, occupancy)))
+        except BaseException:
+            outbox.put(("error", traceback.format_exc()))
+
+
+def _cmd_targets(payload, *_) -> list[int]:
+    """Make sure ``count`` bench targets exist (the SQL backend counts in their rows); return their ids."""
+    from callbroker.network.loader import load_network
+    from callbroker.network.models import Target
+
+    keys = [f"bench-{i}" for i in range(payload["count"])]
+    load_network({
+        "version": 1,
+        "campaigns": [{"key": "bench", "name": "Bench", "category": "plumbing", "payout": "1.00"}],
+        "buyers": [{"key": "bench-buyer", "name": "Bench buyer", "timezone": payload["timezone"],
+                    "targets": [{"key": key, "campaign": "bench", "name": key, "number": f"+1512555{8000 + i:04d}",
+                                 "price": "1.00"} for i, key in enumerate(keys)]}],
+    })
+    ids = dict(Target.objects.filter(key__in=keys).values_list("key", "id"))
+    return [ids[key] for key in keys]
+
+
+def _cmd_reset(payload, *_) -> int:
+    """Zero the counters of these targets (every period)."""
+    from django.db import connection
+
+    from callbroker.network import live
+
+    ids = list(payload["ids"])
+    backend = live.current_backend()
+    if backend.name == "redis":
+        store = backend.store
+        for target_id in ids:
+            keys = list(store.client.scan_iter(match=f"{store.prefix}{{t:{target_id}}}:*"))
+            if keys:
+                store.client.delete(*keys)
+    else:
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {live.STATE} SET active_calls = 0 WHERE target_id IN ({marks})", ids)
+            cursor.execute(f"DELETE FROM {live.USAGE} WHERE target_id IN ({marks})", ids)
+    return len(ids)
+
+
+def _cmd_read(payload, *_) -> dict[int, tuple[int, int, int, int]]:
+    import datetime as dt
+
+    from callbroker.network import live
+
+    targets = [core_target(spec) for spec in payload["targets"]]
+    counters, _ = live.read(targets, {t.id: payload["timezone"] for t in targets},
+                            dt.datetime.fromisoformat(payload["now"]))
+    return {tid: (c.active, c.hour, c.day, c.month) for tid, c in counters.items()}
+
+
+def _cmd_reserve(payload, *_) -> str | None:
+    """One ``live.reserve`` (in a transaction when ``atomic``): the refusal's code, or None."""
+    import datetime as dt
+
+    from django.db import transaction
+
+    from callbroker.network import live
+
+    target = core_target(payload["target"])
+    with transaction.atomic() if payload.get("atomic", True) else _no_transaction():
+        refused = live.reserve(target, payload["timezone"], dt.datetime.fromisoformat(payload["now"]))
+    return refused.value if refused is not None else None
+
+
+def _cmd_release(payload, *_) -> None:
+    """One ``live.release`` (in a transaction when ``atomic``)."""
+    import datetime as dt
+
+    from django.db import transaction
+
+    from callbroker.network import live
+
+    target = core_target(payload["target"])
+    with transaction.atomic() if payload.get("atomic", True) else _no_transaction():
+        live.release(target if payload.get("known", True) else None, target.id, payload["timezone"],
+                     dt.datetime.fromisoformat(payload["now"]), undo_usage=payload["undo_usage"])
+
+
+def _no_transaction():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _cmd_hammer(payload, threads, barrier, occupancy) -> dict:
+    """All threads at once: ``cycle`` (reserve, hold, release; for ``seconds``) or ``fill`` (reserve only)."""
+    import datetime as dt
+    import random
+    import traceback
+    from collections import Counter as Tally
+
+    from django.db import connection, transaction
+
+    from callbroker.network import live
+
+    targets = [core_target(spec) for spec in payload["targets"]]
+    tz, now = payload["timezone"], dt.datetime.fromisoformat(payload["now"])
+    hold_s = payload.get("hold_s", 0.0)
+
+    def transact(operation):
+        if payload["atomic"]:
+            with transaction.atomic():
+                return operation()
+        return operation()
+
+    def cycle(rng, out) -> None:
+        deadline = time.monotonic() + payload["seconds"]
+        while time.monotonic() < deadline:
+            i = rng.randrange(len(targets))
+            target = targets[i]
+            t0 = time.perf_counter()
+            refused = transact(lambda: live.reserve(target, tz, now))  # noqa: B023 - called at once
+            t1 = time.perf_counter()
+            if refused is not None:
+                out["refused"][refused.value] += 1
+                continue
+            with occupancy.get_lock():
+                occupancy[i] += 1
+                if target.concurrency_limit is not None and occupancy[i] > target.concurrency_limit:
+                    out["violations"] += 1
+            if hold_s:
+                time.sleep(rng.uniform(0, hold_s))
+            with occupancy.get_lock():
+                occupancy[i] -= 1
+            t2 = time.perf_counter()
+            transact(lambda: live.release(target, target.id, tz, now, undo_usage=True))  # noqa: B023
+            t3 = time.perf_counter()
+            out["pairs"] += 1
+            out["reserve_s"].append(t1 - t0)
+            out["pair_s"].append((t1 - t0) + (t3 - t2))
+
+    def fill(rng, out) -> None:
+        remaining = [payload["attempts"]] * len(targets)
+        order = list(range(len(targets)))
+        while any(remaining):
+            rng.shuffle(order)
+            for i in order:
+                if not remaining[i]:
+                    continue
+                remaining[i] -= 1
+                refused = transact(lambda: live.reserve(targets[i], tz, now))  # noqa: B023
+                if refused is None:
+                    out["taken"][i] += 1
+                else:
+                    out["refused"][refused.value] += 1
+                    remaining[i] = 0  # nothing is released: a full target stays full
+
+    results: list[dict] = [{} for _ in range(threads)]
+
+    def thread_main(n: int) -> None:
+        out = results[n] = {"pairs": 0, "reserve_s": [], "pair_s": [], "violations": 0, "refused": Tally(),
+                            "taken": [0] * len(targets), "elapsed_s": 0.0, "error": ""}
+        rng = random.Random(f"{payload.get('seed', 0)}:{os.getpid()}:{n}")
+        try:
+            backend = live.current_backend()  # connect before the start
+            if payload["atomic"]:
+                transact(lambda: None)
+            if backend.name == "redis":
+                backend.store.ping()
+            barrier.wait(timeout=120)
+            started = time.perf_counter()
+            (cycle if payload["mode"] == "cycle" else fill)(rng, out)
+            out["elapsed_s"] = time.perf_counter() - started
+        except BaseException:
+            barrier.abort()
+            out["error"] = traceback.format_exc()
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=thread_main, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    merged = {"pairs": 0, "reserve_s": [], "pair_s": [], "violations": 0, "refused": Tally(),
+              "taken": [0] * len(targets), "elapsed_s": 0.0, "errors": []}
+    for out in results:
+        merged["pairs"] += out["pairs"]
+        merged["reserve_s"] += out["reserve_s"]
+        merged["pair_s"] += out["pair_s"]
+        merged["violations"] += out["violations"]
+        merged["refused"].update(out["refused"])
+        merged["taken"] = [a + b for a, b in zip(merged["taken"], out["taken"], strict=True)]
+        merged["elapsed_s"] = max(merged["elapsed_s"], out["elapsed_s"])
+        if out["error"]:
+            merged["errors"].append(out["error"])
+    merged["refused"] = dict(merged["refused"])
+    return merged
+
+
+def measure_counters(env: dict[str, str], *, seconds: float, processes: int = 2, threads: int = 4,
+                     atomic: bool = True, hold_s: float = 0.0) -> dict:
+    """Throughput and exactness of one backend (``env`` names it); see CYCLE_SPEC and FILL_SPECS."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)  # fixed for the run: no period ends halfway
+    base = {"timezone": BENCH_TZ, "now": now.isoformat(), "atomic": atomic}
+    with CounterWorkers(env, processes=processes, threads=threads) as workers:
+        ids = workers.one("targets", {"count": CYCLE_TARGETS + len(FILL_SPECS), "timezone": BENCH_TZ})
+        cycle = [{**CYCLE_SPEC, "id": i} for i in ids[:CYCLE_TARGETS]]
+        fill = [{**spec, "id": i} for spec, i in zip(FILL_SPECS, ids[CYCLE_TARGETS:], strict=True)]
+        workers.one("reset", {"ids": ids})
+        runs = workers.all("hammer", {**base, "mode": "cycle", "targets": cycle, "seconds": seconds, "hold_s": hold_s})
+        after_cycle = workers.one("read", {**base, "targets": cycle})
+        fills = workers.all("hammer", {**base, "mode": "fill", "targets": fill, "attempts": FILL_ATTEMPTS})
+        after_fill = workers.one("read", {**base, "targets": fill})
+        workers.one("reset", {"ids": ids})
+    errors = [e for r in (*runs, *fills) for e in r["errors"]]
+    if errors:
+        raise RuntimeError("counter workers failed:\n" + "\n".join(errors))
+    pairs = sum(r["pairs"] for r in runs)
+    elapsed = max(r["elapsed_s"] for r in runs) or seconds
+    pair_s = [x for r in runs for x in r["pair_s"]]
+    reserve_s = [x for r in runs for x in r["reserve_s"]]
+    refused: dict[str, int] = {}
+    for r in runs:
+        for reason, n in r["refused"].items():
+            refused[reason] = refused.get(reason, 0) + n
+    attempts_total = FILL_ATTEMPTS * processes * threads
+    taken = [sum(r["taken"][i] for r in fills) for i in range(len(fill))]
+    expected = [expected_successes(spec, attempts_total) for spec in fill]
+    over = sum(max(0, t - e) for t, e in zip(taken, expected, strict=True))
+    under = sum(max(0, e - t) for t, e in zip(taken, expected, strict=True))
+    counter_mismatches = [spec["id"] for spec, t in zip(fill, taken, strict=True)
+                          if tuple(after_fill[spec["id"]]) != expected_counters(spec, t)]
+    leftovers = [tid for tid, values in after_cycle.items() if any(values)]
+    return {
+        "pairs": pairs,
+        "pairs_per_s": round(pairs / elapsed, 1),
+        "pair_p50_ms": round(_pct(pair_s, 0.50) * 1000, 3),
+        "pair_p99_ms": round(_pct(pair_s, 0.99) * 1000, 3),
+        "reserve_p50_ms": round(_pct(reserve_s, 0.50) * 1000, 3),
+        "reserve_p99_ms": round(_pct(reserve_s, 0.99) * 1000, 3),
+        "refused": refused,
+        "violations": sum(r["violations"] for r in runs) + over,
+        "lost_reservations": under,
+        "counter_mismatches": counter_mismatches,
+        "leftover_after_release": leftovers,
+        "fill_taken": taken,
+        "fill_expected": expected,
+    }
+
+
+def _pg_bin_dir() -> Path | None:
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL on loopback for the benchmark (``url`` is "" when PostgreSQL is not installed)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.base: Path | None = None
+        self.bin = _pg_bin_dir()
+
+    def __enter__(self) -> PrivatePostgres:
+        if self.bin is None:
+            return self
+        self.base = Path(tempfile.mkdtemp(prefix="callbroker-bench-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+        data = self.base / "data"
+        subprocess.run(_as_postgres([str(self.bin / "initdb"), "-D", str(data), "-U", "callbroker", "--auth=trust",
+                                     "--no-sync", "-E", "UTF8", "--locale=C"]), capture_output=True, check=True)
+        port = _free_port()
+        with open(data / "postgresql.conf", "a") as conf:
+            # Durability as a production server has it: the figures include the commit's WAL flush.
+            conf.write(f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.base}'\n"
+                       "max_connections = 100\n")
+        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
+                                     "-l", str(self.base / "postgres.log"), "start"]), capture_output=True, check=True)
+        import psycopg
+
+        with psycopg.connect(f"postgresql://callbroker@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE callbroker_bench")
+        self.url = f"postgres://callbroker@127.0.0.1:{port}/callbroker_bench"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.base is not None:
+            subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast", "-w",
+                                         "stop"]), capture_output=True)
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A throwaway Redis on loopback (``url`` is "" when redis-server is not installed)."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+        self.base: Path | None = None
+
+    def __enter__(self) -> PrivateRedis:
+        if not shutil.which("redis-server"):
+            return self
+        self.base = Path(tempfile.mkdtemp(prefix="callbroker-bench-redis-"))
+        port = _free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.base)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        self.url = f"redis://127.0.0.1:{port}/0"
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def migrate(env: dict[str, str]) -> None:
+    """``callbroker migrate`` on the database ``env`` names."""
+    subprocess.run([sys.executable, "-m", "callbroker.cli", "migrate", "--verbosity", "0"],
+                   env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+
+
+def bench_counters(seconds: float = 5.0, *, processes: int = 2, threads: int = 4, database_url: str = "",
+                   redis_url: str = "") -> dict:
+    """(d) The SQL backend on PostgreSQL against the Redis backend, same load, same checks."""
+    from contextlib import ExitStack
+
+    results: dict = {"processes": processes, "threads": threads, "seconds": seconds,
+                     "targets": CYCLE_TARGETS, "concurrency_limit": CYCLE_SPEC["concurrency_limit"]}
+    with ExitStack() as stack:
+        data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="callbroker-bench-counters-"))
+        database_url = database_url or stack.enter_context(PrivatePostgres()).url
+        redis_url = redis_url or stack.enter_context(PrivateRedis()).url
+        base = {"CALLBROKER_DATA_DIR": data_dir, "DATABASE_URL": database_url, "CALLBROKER_ENV": "development",
+                "CALLBROKER_LOG_LEVEL": "ERROR", "CALLBROKER_REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:"}
+        migrate(base)
+        # The SQL backend twice: as production runs it (every commit waits for its WAL flush: the row lock
+        # is held until then), and with synchronous_commit=off (locks and round trips alone, no disk).
+        no_flush = database_url + ("&" if "?" in database_url else "?") + "options=-c%20synchronous_commit%3Doff"
+        runs = (("sql", "sql", database_url), ("sql_no_flush", "sql", no_flush), ("redis", "redis", database_url))
+        for key, backend, db_url in runs:
+            if backend == "sql" and not database_url:
+                results[key] = {"skipped": "PostgreSQL is not installed (Debian package 'postgresql')"}
+                continue
+            if backend == "redis" and not redis_url:
+                results[key] = {"skipped": "redis-server is not installed (Debian package 'redis-server')"}
+                continue
+            env = {**base, "DATABASE_URL": db_url, "CALLBROKER_COUNTERS": backend,
+                   "REDIS_URL": redis_url if backend == "redis" else ""}
+            # In a transaction as on the call path; not on SQLite, where BEGIN IMMEDIATE would serialise the
+            # Redis run on the database's write lock.
+            results[key] = measure_counters(env, seconds=seconds, processes=processes, threads=threads,
+                                            atomic=bool(database_url))
+    return results
+
+
 def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concurrency: int = 16,
-        decisions: int = 20000, seconds: int = 10, connections: int = 32, out=sys.stdout) -> dict:
+        decisions: int = 20000, seconds: int = 10, connections: int = 32, counter_seconds: float = 5.0,
+        counter_processes: int = 2, counter_threads: int = 4, database_url: str = "", redis_url: str = "",
+        out=sys.stdout) -> dict:
     workers = workers or default_workers()
     results: dict = {"machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
     def say(text: str) -> None:
-        print(text, file=out, flush=True)
+        out.write(text + "\n")  # one write: a management command's OutputWrapper adds its own newline otherwise
+        out.flush()
 
     say(f"callbroker bench on {results['machine']}")
     if "core" in parts:
@@ -278,6 +798,32 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
             say(f"    hello world {w['hello_rps']:,.0f} req/s (p99 {w['hello_p99']})   inbound webhook "
                 f"{w['inbound_rps']:,.0f} req/s (p50 {w['inbound_p50']}, p99 {w['inbound_p99']}, "
                 f"non-2xx {w['inbound_non_2xx']})   ratio {w['ratio']}   (target ≥ 0.4)")
+    if "counters" in parts:
+        say(f"(d) live counters: {counter_processes} processes × {counter_threads} thread"
+            f"{'s' if counter_threads != 1 else ''} each reserve+release "
+            f"{CYCLE_TARGETS} targets (concurrency {CYCLE_SPEC['concurrency_limit']} each, caps counted) for "
+            f"{counter_seconds:g} s, then fill {len(FILL_SPECS)} targets to their limits …")
+        c = results["counters"] = bench_counters(counter_seconds, processes=counter_processes,
+                                                 threads=counter_threads, database_url=database_url,
+                                                 redis_url=redis_url)
+        for backend, label in (("sql", "SQL on PostgreSQL"), ("sql_no_flush", "  same, no WAL flush"),
+                               ("redis", "Redis (Lua)")):
+            r = c[backend]
+            if "skipped" in r:
+                say(f"    {label}: skipped: {r['skipped']}")
+                continue
+            correct = not (r["violations"] or r["lost_reservations"] or r["counter_mismatches"]
+                           or r["leftover_after_release"])
+            say(f"    {label:20} {r['pairs_per_s']:>7,.0f} reserve+release/s   pair p50 {r['pair_p50_ms']:.2f} ms"
+                f"  p99 {r['pair_p99_ms']:.2f} ms   reserve p50 {r['reserve_p50_ms']:.2f} ms"
+                f"  p99 {r['reserve_p99_ms']:.2f} ms   refused full {sum(r['refused'].values()):,}")
+            say(f"    {'':20} violations {r['violations']}   lost reservations {r['lost_reservations']}   "
+                f"counter mismatches {len(r['counter_mismatches'])}   fills {r['fill_taken']} "
+                f"(expected {r['fill_expected']})   {'CORRECT' if correct else 'NOT CORRECT'}")
+        if "skipped" not in c["sql"] and "skipped" not in c["redis"]:
+            ratios = [c["redis"]["pairs_per_s"] / c[k]["pairs_per_s"] if c[k]["pairs_per_s"] else 0
+                      for k in ("sql", "sql_no_flush")]
+            say(f"    Redis / SQL throughput: {ratios[0]:.1f}× (durable commits), {ratios[1]:.1f}× (no WAL flush)")
     return results
 
 

@@ -10,10 +10,14 @@ from pathlib import Path
 
 import httpx
 
+GUNICORN_CONFIG_MODULE = "callbroker.ops.gunicorn_conf"
+
 
 def gunicorn_command(host: str, port: int, workers: int, *, access_log: bool = False) -> list[str]:
     cmd = [
         sys.executable, "-m", "gunicorn", "callbroker.wsgi:application",
+        # Prometheus multiprocess directory (emptied at every start), child_exit hook, JSON logs: see there.
+        "--config", f"python:{GUNICORN_CONFIG_MODULE}",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         "--worker-class", "sync",
@@ -23,6 +27,11 @@ def gunicorn_command(host: str, port: int, workers: int, *, access_log: bool = F
         "--keep-alive", "5",
         "--preload",  # load Django and the ZIP table once, then fork: workers share the memory
         "--log-level", "warning",
+        # Request-line and header limits (docs/security.md): our URLs are short and carriers send ~12
+        # headers, so these leave room for proxies while capping what a stranger can make us parse.
+        "--limit-request-line", "4094",
+        "--limit-request-fields", "50",
+        "--limit-request-field_size", "8190",
     ]
     if access_log:
         cmd += ["--access-logfile", "-"]

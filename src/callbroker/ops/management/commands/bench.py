@@ -1,27 +1,43 @@
-"""`callbroker bench`: prints the performance figures (see docs/benchmarks.md)."""
+"""`callbroker bench`: prints the performance figures (see docs/benchmarks.md and docs/production.md)."""
 
 from django.core.management.base import BaseCommand
 
 from callbroker.ops import bench
 
+PARTS = ["core", "e2e", "wrk", "counters"]
+
 
 class Command(BaseCommand):
-    help = "Benchmark: (a) core routing, (b) end-to-end calls through the emulator, (c) wrk on the webhook."
+    help = ("Benchmark: (a) core routing, (b) end-to-end calls through the emulator, (c) wrk on the webhook, "
+            "(d) live counters: SQL on PostgreSQL against Redis.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--only", choices=["core", "e2e", "wrk"], action="append",
-                            help="Run only these parts (repeatable). Default: all.")
+        parser.add_argument("--only", choices=PARTS, action="append",
+                            help="Run only these parts (repeatable). Default: core, e2e and wrk; "
+                                 "'counters' runs only when asked for.")
         parser.add_argument("--workers", type=int, default=None, help="Server workers (default: cores).")
         parser.add_argument("--calls", type=int, default=2000, help="Calls for the end-to-end part.")
         parser.add_argument("--concurrency", type=int, default=16, help="Concurrent calls end to end.")
         parser.add_argument("--decisions", type=int, default=20000, help="Routing decisions for the core part.")
         parser.add_argument("--seconds", type=int, default=10, help="Duration of each wrk run.")
         parser.add_argument("--connections", type=int, default=32, help="wrk connections.")
+        parser.add_argument("--counter-seconds", type=float, default=5.0,
+                            help="Duration of each counters throughput run (per backend).")
+        parser.add_argument("--counter-processes", type=int, default=2, help="Processes hammering the counters.")
+        parser.add_argument("--counter-threads", type=int, default=4, help="Threads per counters process.")
+        parser.add_argument("--database-url", default="",
+                            help="counters: a scratch PostgreSQL database to use (migrated, bench targets added) "
+                                 "instead of a private server")
+        parser.add_argument("--redis-url", default="",
+                            help="counters: a scratch Redis to use instead of a private server")
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON at the end.")
 
-    def handle(self, *args, only, workers, calls, concurrency, decisions, seconds, connections, json, **options):
+    def handle(self, *args, only, workers, calls, concurrency, decisions, seconds, connections, counter_seconds,
+               counter_processes, counter_threads, database_url, redis_url, json, **options):
         parts = set(only or ["core", "e2e", "wrk"])
         results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, decisions=decisions,
-                            seconds=seconds, connections=connections, out=self.stdout)
+                            seconds=seconds, connections=connections, counter_seconds=counter_seconds,
+                            counter_processes=counter_processes, counter_threads=counter_threads,
+                            database_url=database_url, redis_url=redis_url, out=self.stdout)
         if json:
             self.stdout.write(bench.main_json(results))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-import sys
 from pathlib import Path
 
 from django.conf import settings

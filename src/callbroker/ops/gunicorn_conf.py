@@ -1,0 +1,70 @@
+"""gunicorn settings module: ``gunicorn -c python:callbroker.ops.gunicorn_conf`` (``ops/server.py`` passes it).
+
+Everything else comes from the command line; this module does what only a config module can:
+
+- **Prometheus multiprocess mode.** gunicorn imports this module before it loads the app (``--preload``
+  loads it in the master, then forks), and prometheus_client decides at its own import whether to
+  write metrics to files. So here, first: ``PROMETHEUS_MULTIPROC_DIR`` is set (kept when given, else
+  ``<CALLBROKER_DATA_DIR>/prometheus``) and the previous run's ``*.db`` files in it are deleted — a
+  restarted server starts its counters from zero, as Prometheus expects of a restarted target. The
+  workers inherit the variable through ``fork``.
+- ``child_exit``: a dead worker's live-gauge files are removed (``multiprocess.mark_process_dead``);
+  its counters and histograms stay, so totals never go down when a worker is recycled.
+- ``logger_class``: gunicorn's own log lines (worker timeouts, crashes) become JSON lines too when
+  ``CALLBROKER_LOG_FORMAT`` is ``json``.
+
+gunicorn reads every global of this module as a setting, hence the underscore names.
+"""
+
+from __future__ import annotations
+
+import os as _os
+from pathlib import Path as _Path
+
+from gunicorn.glogging import Logger as _GunicornLogger
+
+
+def _metrics_dir() -> _Path:
+    given = _os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if given:
+        return _Path(given)
+    return _Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve() / "prometheus"
+
+
+def _prepare_metrics_dir() -> _Path:
+    path = _metrics_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    _os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+_METRICS_DIR = _prepare_metrics_dir()
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))
+
+
+class _Logger(_GunicornLogger):
+    """gunicorn's logger, writing JSON lines when the app does."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        _os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
+        from django.conf import settings
+
+        if getattr(settings, "LOG_FORMAT", "plain") != "json":
+            return
+        from callbroker.ops.logging import ContextFilter, JsonFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter(node=settings.NODE_NAME))
+                handler.addFilter(ContextFilter(node=settings.NODE_NAME))
+
+
+logger_class = _Logger

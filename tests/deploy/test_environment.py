@@ -1,0 +1,71 @@
+"""deploy/env.example and docs/deploy.md name every variable the code reads, so the deployment docs
+can't drift from settings.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.deploy.conftest import (
+    DEPLOY,
+    ROOT,
+    SYSTEMD,
+    env_file_entries,
+    settings_env_names,
+)
+
+ENV_EXAMPLE = DEPLOY / "env.example"
+SETTINGS_NAMES = sorted(settings_env_names())
+
+
+def test_settings_scanner_finds_the_variables():
+    # Guards the AST scan itself: if these stop being found, the comparison below would prove nothing.
+    expected = {"DATABASE_URL", "TWILIO_AUTH_TOKEN", "CALLBROKER_SECRET_KEY", "CALLBROKER_DATA_DIR"}
+    assert expected <= set(SETTINGS_NAMES)
+
+
+@pytest.mark.parametrize("name", SETTINGS_NAMES)
+def test_env_example_names_every_variable_settings_reads(name):
+    assert name in env_file_entries(ENV_EXAMPLE), f"settings.py reads {name}: add it to deploy/env.example"
+
+
+@pytest.mark.parametrize("name", SETTINGS_NAMES)
+def test_the_deploy_doc_names_every_variable_settings_reads(name):
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    assert f"`{name}`" in doc, f"settings.py reads {name}: add it to the table in docs/deploy.md"
+
+
+def test_env_example_names_only_variables_something_reads():
+    code = "\n".join(p.read_text() for p in (ROOT / "src" / "callbroker").rglob("*.py"))
+    units = "\n".join(p.read_text() for p in SYSTEMD.iterdir())
+    for name in env_file_entries(ENV_EXAMPLE):
+        read = f'"{name}"' in code or f"'{name}'" in code or name in units
+        assert read, f"deploy/env.example names {name}, which nothing reads (a typo?)"
+
+
+def test_env_example_is_a_valid_environment_file():
+    for number, line in enumerate(ENV_EXAMPLE.read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*=[^\s\"']*", line), f"line {number}: {line!r}"
+
+
+def test_env_example_sets_the_production_contract():
+    entries = {name: value for name, (value, active) in env_file_entries(ENV_EXAMPLE).items() if active}
+    assert entries["CALLBROKER_ENV"] == "production"
+    assert entries["CALLBROKER_LOG_FORMAT"] == "json"
+    assert entries["CALLBROKER_PUBLIC_URL"].startswith("https://")
+    assert re.match(r"postgres(ql)?://", entries["DATABASE_URL"])
+    assert entries["REDIS_URL"].startswith("redis://")
+    for name in ("CALLBROKER_SECRET_KEY", "TWILIO_AUTH_TOKEN", "CALLBROKER_ALLOWED_HOSTS",
+                 "TWILIO_AUTH_TOKENS_EXTRA", "CALLBROKER_FALLBACK_NUMBER", "CALLBROKER_RATE_TRUSTED_PROXIES"):
+        assert name in entries, name
+
+
+@pytest.mark.parametrize("name", ["CALLBROKER_DATA_DIR", "CALLBROKER_NODE"])
+def test_per_node_variables_are_left_to_the_units(name):
+    # EnvironmentFile= overrides Environment=: an active value would give every instance the same spool
+    # (or the same name in the logs).
+    _value, active = env_file_entries(ENV_EXAMPLE)[name]
+    assert not active
+    assert f"Environment={name}=" in (SYSTEMD / "callbroker@.service").read_text()

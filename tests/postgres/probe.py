@@ -1,0 +1,188 @@
+"""Code the PostgreSQL tests run inside Django on the database of ``DATABASE_URL``.
+
+The test process's own Django is configured for SQLite (pytest-django), so anything that needs the
+ORM or the call flow on PostgreSQL runs here, in a subprocess:
+``python -m tests.postgres.probe ACTION '{json arguments}'`` prints the result as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+#: Rows in the call table for the query-plan checks: enough that the planner prefers indexes for real.
+PLAN_ROWS = 24_000
+PLAN_CALLERS = 2_400
+NETWORK_FILE = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
+
+
+def insert_calls(calls: list[dict]) -> list[dict]:
+    """Create calls (call_sid, started_at ISO) through the ORM; return where each row landed (or the
+    database's refusal)."""
+    from django.db import IntegrityError, connection, transaction
+
+    from callbroker.calls.models import Call
+
+    out = []
+    for spec in calls:
+        try:
+            with transaction.atomic():
+                call = Call.objects.create(call_sid=spec["call_sid"], to_number="+15125550001",
+                                           started_at=dt.datetime.fromisoformat(spec["started_at"]))
+        except IntegrityError as exc:
+            out.append({"call_sid": spec["call_sid"], "error": str(exc)})
+            continue
+        partition = None  # SQLite: one plain table
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tableoid::regclass::text FROM calls_call WHERE id = %s", [call.pk])
+                partition = cursor.fetchone()[0]
+        out.append({"id": call.pk, "call_sid": call.call_sid, "partition": partition})
+    return out
+
+
+def _populate(campaign_id: int, target_id: int, now: dt.datetime) -> None:
+    """PLAN_ROWS calls over the last year (in their months' partitions) from PLAN_CALLERS callers, a third
+    of them connected and billable."""
+    from django.db import connection
+
+    from callbroker.calls import partitions
+    from callbroker.calls.models import Call
+
+    partitions.ensure(months_ahead=13, now=now - dt.timedelta(days=366))  # the past year's months
+    template = Call.objects.create(call_sid="CAtemplate", to_number="+15125550001", started_at=now,
+                                   campaign_id=campaign_id, caller_number="+15123339999")
+    varying = {"id", "call_sid", "caller_number", "started_at", "connected_target_id", "campaign_id",
+               "verdict"}
+    same = [f.column for f in Call._meta.concrete_fields if f.column not in varying]
+    columns = ", ".join(same)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO calls_call ({columns}, call_sid, caller_number, started_at, connected_target_id, "
+            f"campaign_id, verdict) SELECT {columns}, 'CAgen' || g, "
+            "'+1512333' || lpad((g %% %s)::text, 4, '0'), "
+            "%s::timestamptz - (g %% 365) * interval '1 day' - (g %% 1440) * interval '1 minute', "
+            "CASE WHEN g %% 3 = 0 THEN %s END, %s, "
+            "CASE WHEN g %% 3 = 0 THEN 'billable' ELSE 'not_billable' END "
+            "FROM calls_call, generate_series(1, %s) AS g WHERE calls_call.id = %s",
+            [PLAN_CALLERS, now, target_id, campaign_id, PLAN_ROWS, template.pk],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE calls_call")
+
+
+def explain_call_path() -> dict:
+    """Place a call from a repeat caller through the call flow and EXPLAIN every query it ran on the
+    call table (the sticky-caller lookup, the CallSid lookups, the duplicate and velocity lookups)."""
+    from django.db import connection, transaction
+
+    from callbroker.calls import services
+    from callbroker.calls.events import InboundCall, StatusUpdate
+    from callbroker.network.models import TrackingNumber
+
+    tracking = TrackingNumber.objects.select_related("campaign").get(number="+15125550001")
+    target = tracking.campaign.targets.order_by("priority").first()
+    now = dt.datetime.now(dt.UTC)
+    _populate(tracking.campaign_id, target.pk, now)
+    caller = "+15123330003"  # g = 3, 6003, …: connected, billable calls in the generated set
+
+    captured: list[tuple[str, tuple]] = []
+
+    def capture(execute, sql, params, many, context):
+        on_calls = "calls_call" in sql and "calls_callattempt" not in sql
+        if sql.lstrip().upper().startswith("SELECT") and on_calls:
+            captured.append((sql, tuple(params or ())))
+        return execute(sql, params, many, context)
+
+    plans = []
+    with transaction.atomic():
+        with connection.execute_wrapper(capture):
+            services.start_call(InboundCall(call_sid="CAprobe", account_sid="AC", from_raw=caller,
+                                            to="+15125550001", from_zip="78701", from_state="TX"))
+            services.call_status("CAprobe", StatusUpdate(status="completed", duration=90))
+        with connection.cursor() as cursor:
+            for sql, params in captured:
+                cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+                plan = cursor.fetchone()[0]
+                plans.append({"sql": sql, "plan": plan if isinstance(plan, list) else json.loads(plan)})
+            cursor.execute(
+                "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
+            )
+            parent_index = dict(cursor.fetchall())
+            cursor.execute("SELECT tableoid::regclass::text, count(*) FROM calls_call GROUP BY 1")
+            rows = dict(cursor.fetchall())
+        transaction.set_rollback(True)
+    return {"plans": plans, "parent_index": parent_index, "rows_by_partition": rows}
+
+
+def place_calls(count: int, token: str) -> list[str]:
+    """``count`` answered calls through the whole webhook stack, in process (the carrier emulator over
+    httpx's WSGI transport: no server to start). Returns their CallSids."""
+    import httpx
+    from django.core.wsgi import get_wsgi_application
+
+    from callbroker.sim.emulator import BuyerBehaviour, Carrier
+
+    client = httpx.Client(transport=httpx.WSGITransport(app=get_wsgi_application()))
+    answers = BuyerBehaviour(answers=True, ring_seconds=3, talk_seconds=90)
+    with client, Carrier("http://127.0.0.1", token, client=client, seed=11) as carrier:
+        records = [carrier.place_call("+15125550001", f"+1512444{n:04d}", params={"FromZip": "78701"},
+                                      buyers={"+15125550101": answers}) for n in range(count)]
+    assert not any(r.errors for r in records), [r.errors for r in records]
+    return [r.call_sid for r in records]
+
+
+def setup(network: bool = True) -> None:
+    """``callbroker migrate`` (and ``network load`` of the e2e network) in one process."""
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if network:
+        call_command("network", "load", str(NETWORK_FILE), stdout=io.StringIO())
+
+
+def commands(argvs: list[list[str]]) -> list[dict]:
+    """Several ``callbroker`` commands in one process (each ``callbroker`` start costs a second or two):
+    their output and exit code, as the CLI would give them."""
+    from django.core.management import CommandError, call_command
+
+    results = []
+    for argv in argvs:
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        try:
+            call_command(*argv, stdout=out, stderr=err)
+        except CommandError as exc:
+            err.write(f"CommandError: {exc}\n")
+            code = exc.returncode
+        except SystemExit as exc:  # makemigrations --check
+            code = exc.code if isinstance(exc.code, int) else 1
+        results.append({"argv": argv, "stdout": out.getvalue(), "stderr": err.getvalue(), "code": code})
+    return results
+
+
+def steps(steps: list[list]) -> list:
+    """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
+    return [ACTIONS[action](**arguments) for action, arguments in steps]
+
+
+ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
+           "commands": commands, "place_calls": place_calls, "steps": steps}
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
+    import django
+
+    django.setup()
+    action, arguments = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
+    result = ACTIONS[action](**arguments)
+    sys.stdout.write("\n@@probe@@" + json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``/readyz`` in this process: every check named, a failing or hanging backend answered within the timeout."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import OperationalError
+
+from callbroker.ops import health
+
+pytestmark = pytest.mark.django_db
+
+
+def test_ready_when_the_database_answers(client, settings):
+    settings.REDIS_URL = ""
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["checks"].keys() == {"database"}  # no Redis configured: not checked
+    assert response.json()["checks"]["database"]["ok"] is True
+
+
+def test_an_unreachable_database_is_named(client, settings, monkeypatch):
+    settings.REDIS_URL = ""
+
+    def refused():
+        raise OperationalError('connection to server at "10.0.0.5", port 5432 failed: Connection refused')
+
+    monkeypatch.setattr(health, "check_database", refused)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "fail" and body["checks"]["database"]["ok"] is False
+    assert body["checks"]["database"]["error"].startswith("OperationalError: connection to server")
+
+
+def test_a_hanging_check_fails_at_the_timeout_not_later(client, settings, monkeypatch):
+    settings.REDIS_URL = "redis://10.255.255.1:6379/0"  # configured: checked
+    settings.READYZ_TIMEOUT_MS = 300
+    release = threading.Event()
+    monkeypatch.setattr(health, "check_redis", lambda: release.wait(10))
+    started = time.monotonic()
+    response = client.get("/readyz")
+    elapsed = time.monotonic() - started
+    release.set()
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"] == {"ok": False, "ms": 300.0, "error": "timed out"}
+    assert response.json()["checks"]["database"]["ok"] is True
+    assert elapsed < 2
+
+
+def test_healthz_touches_nothing(client, monkeypatch):
+    monkeypatch.setattr(health, "check_database", lambda: pytest.fail("liveness must not touch the database"))
+    assert client.get("/healthz").content == b"ok"
