@@ -219,7 +219,11 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("CALLBROKER_LOG_LEVEL", "WARNING")},
-    "loggers": {"callbroker": {"level": env_str("CALLBROKER_LOG_LEVEL", "INFO"), "propagate": True}},
+    "loggers": {
+        "callbroker": {"level": env_str("CALLBROKER_LOG_LEVEL", "INFO"), "propagate": True},
+        # A stranger's bad Host header is answered 400; one line, not a traceback per request.
+        "django.security.DisallowedHost": {"level": "CRITICAL", "propagate": False},
+    },
 }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import uuid
 
 import pytest
@@ -143,7 +142,3 @@ def counters(request):
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def env_without(*names: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in names}

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from callbroker import db
 from callbroker.calls import services, spool
@@ -30,12 +30,16 @@ from callbroker.network.snapshot import cached_snapshot, current_snapshot
 log = logging.getLogger(__name__)
 
 try:  # Redis is optional
-    from redis.exceptions import RedisError
-except ImportError:  # pragma: no cover
-    RedisError = ()  # type: ignore[assignment,misc]
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-#: Errors that mean "a backend is unreachable" (as opposed to "this request is wrong").
-OUTAGES: tuple[type[BaseException], ...] = (DatabaseError, *((RedisError,) if RedisError else ()))
+    _REDIS_OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+except ImportError:  # pragma: no cover
+    _REDIS_OUTAGES = ()
+
+#: Errors that mean "a backend is unreachable" — not "this request is wrong": an IntegrityError or
+#: DataError comes from bad input and must never send a call into degraded mode.
+OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, *_REDIS_OUTAGES)
 #: A spooled call whose final status never came is replayed anyway after this long.
 STALE_AFTER = dt.timedelta(hours=4)
 REPLAY_INTERVAL_S = 5.0

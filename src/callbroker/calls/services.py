@@ -182,6 +182,8 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     """The caller typed (or didn't type) a ZIP code at the IVR."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
+    if call.stage != CallStage.IVR:
+        return (s.Hangup(),)  # a stray IVR callback for a call that has moved on: change nothing
     directory = ZipDirectory.default()
     digits = (digits or "").strip()
     if len(digits) == 5 and digits.isdigit() and digits in directory:
@@ -205,6 +207,8 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
     """
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
+    if call.stage != CallStage.IVR:
+        return (s.Hangup(),)  # a stray IVR callback for a call that has moved on: change nothing
     digits = (digits or "").strip()
     call.category_confirmed = None if not digits else digits.startswith("1")
     return _route_and_dial(call, campaign, snap, now)

@@ -8,6 +8,7 @@ TwiML is built with the ``twilio`` package's ``VoiceResponse``; signatures are c
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
@@ -63,8 +64,10 @@ def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
         return False
     algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
     url = public_url(request)
+    # Twilio signs a GET over the URL alone (its parameters are in the query string already).
+    signed = params if request.method == "POST" else {}
     try:
-        return any(v.validate(url, params, signature, algorithm) for v in _validators())
+        return any(v.validate(url, signed, signature, algorithm) for v in _validators())
     except ValueError:  # a URL urllib refuses, e.g. "Host: 127.0.0.1:99999" (port out of range): not signed
         return False
 
@@ -94,8 +97,23 @@ def _int(params: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+#: Call SIDs as carriers write them: Twilio "CA" + 32 hex, SignalWire a UUID, Telnyx "v3:…".
+_SID_SHAPES = re.compile(
+    r"^(CA[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|v3:[A-Za-z0-9_-]{8,60})$"
+)
+
+
 def call_sid(params: Mapping[str, str]) -> str:
-    return _required(params, "CallSid")
+    """The CallSid, which must have a SID's shape.
+
+    The signature joins names and values without separators, so a captured request could be recut
+    (``CallSid=CA…CallStatusringing``) with the same signature; a strict shape makes that useless.
+    """
+    sid = _required(params, "CallSid")
+    if not _SID_SHAPES.match(sid):
+        raise MalformedWebhook("CallSid", f"{sid[:40]!r} is not a call SID")
+    return sid
 
 
 def inbound_call(params: Mapping[str, str]) -> InboundCall:

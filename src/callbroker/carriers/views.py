@@ -30,6 +30,13 @@ def _params(request: HttpRequest) -> dict[str, str]:
     return {key: source.get(key, "") for key in source}
 
 
+def _check_text(params: dict[str, str]) -> None:
+    """No carrier sends NUL characters; PostgreSQL can't store them. Refuse them as malformed."""
+    for key, value in params.items():
+        if "\x00" in key or "\x00" in value:
+            raise twilio.MalformedWebhook(key.replace("\x00", "")[:40] or "parameter", "contains a NUL character")
+
+
 Degraded = Callable[[HttpRequest, dict[str, str]], tuple[tuple, dict]]
 
 
@@ -59,6 +66,7 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
             return HttpResponse("Forbidden: invalid signature", status=403, content_type="text/plain")
         replay.ensure_running()
         try:
+            _check_text(params)
             if degraded is not None and spool.is_degraded(params.get("CallSid", "")[:64]):
                 body = _degrade(request, params, kind, degraded)
             else:
@@ -119,11 +127,14 @@ def _once(request: HttpRequest, params: dict[str, str], kind: str, key: str, run
     return services.handle_once(event, run, lambda steps: twilio.render(steps, base), prepare=prepare)
 
 
-def _int_query(request: HttpRequest, name: str) -> int:
+def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 10_000) -> int:
     try:
-        return int(request.GET.get(name, ""))
+        value = int(request.GET.get(name, ""))
     except ValueError:
         raise twilio.MalformedWebhook(name, "missing or not a number in the callback URL") from None
+    if not low <= value <= high:
+        raise twilio.MalformedWebhook(name, f"{value} is out of range in the callback URL")
+    return value
 
 
 # --------------------------------------------------------------------------- degraded handlers
@@ -173,7 +184,7 @@ def voice(request: HttpRequest, params: dict[str, str]) -> str:
 
 @webhook(kind="ivr_zip", degraded=_degraded_inbound)
 def ivr_zip(request: HttpRequest, params: dict[str, str]) -> str:
-    attempt = _int_query(request, "attempt")
+    attempt = _int_query(request, "attempt", high=2)
     digits = params.get("Digits", "")[:16]
     sid = twilio.call_sid(params)
     return _once(request, params, "ivr_zip", f"zip:{attempt}", lambda: services.zip_entered(sid, attempt, digits))

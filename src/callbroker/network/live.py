@@ -34,7 +34,7 @@ Auto-pauses (``TargetState.paused_until``) stay in the database with either back
 the admin write them there. The Redis ``read`` reads them with one indexed query, uncached, so that
 a pause or its end in the admin applies to the next call.
 
-Both are correct across processes and nodes; Redis was measured 4-9 times faster and takes the counter
+Both are correct across processes and nodes; Redis was measured 3.4-9 times faster and takes the counter
 writes (and their row locks) out of the webhook's transaction: ``callbroker bench --only counters``,
 figures and decision in docs/production.md.
 """

@@ -47,7 +47,11 @@ def start_server(host: str, port: int, workers: int, *, env: dict | None = None,
     """Start gunicorn in the background and wait until it answers."""
     full_env = {**os.environ, **(env or {})}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out)
+    try:
+        proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out)
+    finally:
+        if log_path:
+            out.close()  # the server has its own copy of the descriptor
     deadline = time.monotonic() + wait
     url = f"http://{host}:{port}/healthz"
     while time.monotonic() < deadline:
