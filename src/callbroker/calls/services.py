@@ -16,7 +16,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from callbroker import db
@@ -63,18 +63,39 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
     stored = _stored_answer(event.dedupe_key)
     if stored is not None:
         return stored
-    prepared = prepare() if prepare is not None else None
-    try:
-        with transaction.atomic():
-            body = render(run(prepared) if prepare is not None else run())
-            _store_event(event, body)
-    except IntegrityError:
-        # A concurrent delivery of the same webhook won the race: answer what it answered.
-        stored = _stored_answer(event.dedupe_key)
-        if stored is None:
-            raise
-        return stored
-    return body
+    for attempt in range(1, TRANSIENT_RETRIES + 1):
+        prepared = prepare() if prepare is not None else None
+        try:
+            with transaction.atomic():
+                body = render(run(prepared) if prepare is not None else run())
+                _store_event(event, body)
+        except IntegrityError:
+            # A concurrent delivery of the same webhook won the race: answer what it answered.
+            stored = _stored_answer(event.dedupe_key)
+            if stored is None:
+                raise
+            return stored
+        except OperationalError as exc:
+            if attempt == TRANSIENT_RETRIES or not _transient(exc):
+                raise
+            log.info("webhook %s: %s; retrying (%s)", event.dedupe_key, exc, attempt)
+            continue
+        return body
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Deadlocks and serialization failures (PostgreSQL) and a busy SQLite file are retried this many times.
+TRANSIENT_RETRIES = 3
+
+
+def _transient(exc: OperationalError) -> bool:
+    """A conflict between concurrent transactions that a retry resolves (not an outage).
+
+    E.g. two calls on PostgreSQL giving back one target's slot and taking another's in opposite
+    orders. The whole handler is re-run, reading again, so a retry never reuses stale state.
+    """
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate in {"40P01", "40001"} or "database is locked" in str(exc)
 
 
 _EVENTS = CallEvent._meta.db_table
