@@ -8,18 +8,15 @@ calls than its caps. `make test` runs a few hundred calls; `make soak` runs 10,0
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import random
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
+from callbroker.ops.audit import limit_violations
 from callbroker.sim.emulator import Carrier, Delivery
 from callbroker.sim.traffic import generate_day
 from tests.e2e.conftest import TOKEN
@@ -29,10 +26,6 @@ pytestmark = pytest.mark.e2e
 
 CALLS = int(os.environ.get("CALLBROKER_SOAK_CALLS", "150"))
 DEMO = Path(__file__).resolve().parents[2] / "src" / "callbroker" / "network" / "demo" / "demo-network.yaml"
-
-
-def _parse(ts: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
 
 
 def test_two_nodes_duplicated_and_reordered_webhooks_lose_nothing(cluster_demo):
@@ -81,7 +74,7 @@ def test_two_nodes_duplicated_and_reordered_webhooks_lose_nothing(cluster_demo):
         if call["stage"] != "ended":
             problems.append(f"{record.call_sid}: stage {call['stage']} after the call ended")
 
-    violations = _limit_violations(network, details.values())
+    violations = limit_violations(network, details.values())
     problems += violations
     figures.record("load", {"calls": len(results), "nodes": len(cluster_demo.nodes),
                             "webhooks": sum(len(r.requests) for _, r in results),
@@ -89,43 +82,3 @@ def test_two_nodes_duplicated_and_reordered_webhooks_lose_nothing(cluster_demo):
                             "billable": sum(1 for c in details.values() if c["verdict"] == "billable"),
                             "limit_violations": len(violations), "problems": len(problems)})
     assert not problems, "\n".join(problems[:30])
-
-
-def _limit_violations(network: dict, calls) -> list[str]:
-    """Replay the recorded attempts: at no instant more active calls than the limit; no cap exceeded."""
-    limits: dict[str, dict] = {}
-    for buyer in network["buyers"]:
-        for target in buyer.get("targets", []):
-            limits[target["key"]] = {**target.get("caps", {}), "tz": buyer.get("timezone", "UTC")}
-    edges: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
-    delivered: dict[tuple[str, str], int] = defaultdict(int)
-    for call in calls:
-        ended = _parse(call["ended_at"])
-        for attempt in call["attempts"]:
-            key = (attempt.get("target") or {}).get("key")
-            if key is None:
-                continue
-            start = _parse(attempt["started_at"])
-            stop = ended if attempt["result"] == "bridged" else (_parse(attempt["ended_at"]) or ended)
-            edges[key] += [(start, +1), (stop or start, -1)]
-            if attempt["result"] == "bridged":
-                tz = ZoneInfo(limits.get(key, {}).get("tz", "UTC"))
-                local = start.astimezone(tz)
-                for period, fmt in (("hourly", "%Y%m%d%H"), ("daily", "%Y%m%d"), ("monthly", "%Y%m")):
-                    delivered[(key, f"{period}:{local.strftime(fmt)}")] += 1
-    problems = []
-    for key, points in edges.items():
-        limit = limits.get(key, {}).get("concurrency")
-        if limit is None:
-            continue
-        active = peak = 0
-        for _, step in sorted(points, key=lambda p: (p[0], p[1])):  # releases before takes at the same instant
-            active += step
-            peak = max(peak, active)
-        if peak > limit:
-            problems.append(f"target {key}: {peak} calls at once, limit {limit}")
-    for (key, period), count in delivered.items():
-        cap = limits.get(key, {}).get(period.split(":")[0])
-        if cap is not None and count > cap:
-            problems.append(f"target {key}: {count} calls delivered in {period}, cap {cap}")
-    return problems

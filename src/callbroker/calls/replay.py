@@ -177,22 +177,12 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     attempt = CallAttempt.objects.filter(call=call, sequence=seq).first()
     if attempt is not None and attempt.result == AttemptResult.RINGING:
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
-        attempt.ended_at = at
-        attempt.dial_call_sid = outcome.dial_call_sid[:64]
+        services.settle_attempt(call, attempt, outcome, at)
         if outcome.bridged:
-            attempt.result = AttemptResult.BRIDGED
-            attempt.talk_seconds = outcome.duration
-            call.connected_target_id = attempt.target_id
-            call.buyer_id = attempt.buyer_id
-            call.talk_seconds = outcome.duration
-            call.stage = CallStage.CONNECTED if call.stage != CallStage.ENDED else call.stage
-            if outcome.recording_url and not call.recording_url:
-                call.recording_url, call.recording_sid = outcome.recording_url[:500], outcome.recording_sid[:64]
-            attempt.save()
+            if call.stage != CallStage.ENDED:
+                call.stage = CallStage.CONNECTED
             call.save()
             return
-        attempt.result = services.unbridged_result(outcome)
-        attempt.save()
         services.release_attempt(attempt, info, undo_usage=True)  # a slot taken before the outage
     _follow(call, record, at)
 

@@ -250,19 +250,8 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         # Already settled (the final status arrived first and closed it): nothing more to ring.
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
-    attempt.ended_at = now
-    attempt.dial_call_sid = outcome.dial_call_sid[:64]
+    settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
-        attempt.result = AttemptResult.BRIDGED
-        attempt.talk_seconds = outcome.duration
-        attempt.ring_seconds = _ring_seconds(attempt, now, outcome.duration)
-        attempt.save()
-        call.connected_target_id = attempt.target_id
-        call.buyer_id = attempt.buyer_id
-        call.talk_seconds = outcome.duration
-        if outcome.recording_url and not call.recording_url:
-            call.recording_url = outcome.recording_url[:500]
-            call.recording_sid = outcome.recording_sid[:64]
         if call.stage != CallStage.ENDED:
             call.stage = CallStage.CONNECTED
             call.save()
@@ -271,15 +260,32 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             _qualify(call, campaign, snap)
         return (s.Hangup(),)
 
-    attempt.result = unbridged_result(outcome)
-    attempt.ring_seconds = _ring_seconds(attempt, now, 0)
-    attempt.save()
     release_attempt(attempt, info, undo_usage=True)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
     if call.stage == CallStage.ENDED:
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
+
+
+def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: dt.datetime) -> None:
+    """Record how a target's leg ended on the attempt (saved) and, when bridged, on the call (not saved)."""
+    attempt.ended_at = now
+    attempt.dial_call_sid = outcome.dial_call_sid[:64]
+    if outcome.bridged:
+        attempt.result = AttemptResult.BRIDGED
+        attempt.talk_seconds = outcome.duration
+        attempt.ring_seconds = _ring_seconds(attempt, now, outcome.duration)
+        call.connected_target_id = attempt.target_id
+        call.buyer_id = attempt.buyer_id
+        call.talk_seconds = outcome.duration
+        if outcome.recording_url and not call.recording_url:
+            call.recording_url = outcome.recording_url[:500]
+            call.recording_sid = outcome.recording_sid[:64]
+    else:
+        attempt.result = unbridged_result(outcome)
+        attempt.ring_seconds = _ring_seconds(attempt, now, 0)
+    attempt.save()
 
 
 def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:

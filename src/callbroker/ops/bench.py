@@ -767,7 +767,7 @@ def bench_counters(seconds: float = 5.0, *, processes: int = 2, threads: int = 4
 def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concurrency: int = 16,
         decisions: int = 20000, seconds: int = 10, connections: int = 32, counter_seconds: float = 5.0,
         counter_processes: int = 2, counter_threads: int = 4, database_url: str = "", redis_url: str = "",
-        out=sys.stdout) -> dict:
+        nodes: int = 0, out=sys.stdout) -> dict:
     workers = workers or default_workers()
     results: dict = {"machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -824,6 +824,19 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
             ratios = [c["redis"]["pairs_per_s"] / c[k]["pairs_per_s"] if c[k]["pairs_per_s"] else 0
                       for k in ("sql", "sql_no_flush")]
             say(f"    Redis / SQL throughput: {ratios[0]:.1f}× (durable commits), {ratios[1]:.1f}× (no WAL flush)")
+    if nodes:
+        say(f"(e) {nodes} app nodes on PostgreSQL + Redis: {calls:,} calls through the emulator, {concurrency} "
+            f"concurrent, {workers} workers per node …")
+        n = results["nodes"] = bench_nodes(nodes, calls, concurrency, workers)
+        if "skipped" in n:
+            say(f"    skipped: {n['skipped']}")
+        else:
+            say(f"    {n['lifecycles_per_s']} call lifecycles/s ({n['calls']:,} calls, {n['webhooks']:,} webhooks, "
+                f"{n['errors']} errors, {n['recorded']:,} recorded)   webhook p50 {n['webhook_p50_ms']} ms   "
+                f"p99 {n['webhook_p99_ms']} ms")
+            say(f"    cap or concurrency violations: {n['violations']} (must be 0)")
+            for example in n["violation_examples"]:
+                say(f"      {example}")
     return results
 
 
@@ -844,3 +857,67 @@ def main_json(results: dict) -> str:
 
 
 
+
+
+def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
+    """(e) Several app nodes on PostgreSQL + Redis, driven together; limits audited afterwards."""
+    import json as _json
+
+    import yaml
+
+    from callbroker.ops.audit import limit_violations
+    from callbroker.sim.emulator import Carrier
+    from callbroker.sim.traffic import generate_day, run_traffic
+
+    network = yaml.safe_load(DEMO.read_text())
+    with PrivatePostgres() as pg, PrivateRedis() as redis_server:
+        if not pg.url or not redis_server.url:
+            return {"skipped": "PostgreSQL and Redis are needed (Debian packages 'postgresql', 'redis-server')"}
+        base_dir = Path(tempfile.mkdtemp(prefix="callbroker-bench-nodes-"))
+        env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": redis_server.url, "CALLBROKER_ENV": "production",
+               "CALLBROKER_SECRET_KEY": uuid.uuid4().hex, "TWILIO_AUTH_TOKEN": TOKEN, "CALLBROKER_LOG_LEVEL": "ERROR",
+               "CALLBROKER_DATA_DIR": str(base_dir / "cli")}
+        cli = [sys.executable, "-m", "callbroker.cli"]
+        subprocess.run([*cli, "migrate", "--verbosity", "0"], env=env, check=True)
+        subprocess.run([*cli, "network", "load", str(DEMO)], env=env, check=True, stdout=subprocess.DEVNULL)
+        procs, urls = [], []
+        try:
+            for i in range(nodes):
+                port = _free_port()
+                node_env = {**env, "CALLBROKER_DATA_DIR": str(base_dir / f"node{i}"), "CALLBROKER_NODE": f"node{i}"}
+                Path(node_env["CALLBROKER_DATA_DIR"]).mkdir(parents=True)
+                procs.append(start_server("127.0.0.1", port, workers, env=node_env,
+                                          log_path=base_dir / f"node{i}.log"))
+                urls.append(f"http://127.0.0.1:{port}")
+            planned = generate_day(network, calls=calls, seed=17)
+            shares = [planned[i::nodes] for i in range(nodes)]
+            stats: list = [None] * nodes
+
+            def drive(i: int) -> None:
+                carrier = Carrier(urls[i], TOKEN, seed=i, time_scale=0.0)
+                stats[i] = run_traffic(carrier, shares[i], rate=None, concurrency=max(1, concurrency // nodes))
+
+            started = time.perf_counter()
+            threads = [threading.Thread(target=drive, args=(i,)) for i in range(nodes)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - started
+        finally:
+            for proc in procs:
+                stop_server(proc)
+        listed = subprocess.run([*cli, "calls", "list", "--json", "--limit", "0"], env=env, check=True,
+                                capture_output=True, text=True).stdout
+        recorded = _json.loads(listed)
+        shutil.rmtree(base_dir, ignore_errors=True)
+    latencies = [ms for s in stats for ms in s.latencies_ms]
+    violations = limit_violations(network, recorded)
+    return {
+        "nodes": nodes, "workers_per_node": workers, "calls": sum(s.calls for s in stats),
+        "errors": sum(s.errors for s in stats), "recorded": len(recorded),
+        "lifecycles_per_s": round(sum(s.calls for s in stats) / wall, 1) if wall else 0,
+        "webhooks": len(latencies), "webhook_p50_ms": round(_pct(latencies, 0.50), 2),
+        "webhook_p99_ms": round(_pct(latencies, 0.99), 2), "violations": len(violations),
+        "violation_examples": violations[:5],
+    }

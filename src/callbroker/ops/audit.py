@@ -1,0 +1,59 @@
+"""Audit finished traffic against the network's limits (used by `bench --nodes` and the reliability suite).
+
+Works on the JSON of `callbroker calls list --json` (the public output), so it checks what was recorded,
+not the server's internals: replaying every attempt's interval, no target may ever hold more calls than
+its concurrency limit, nor take more calls than its hourly/daily/monthly cap in the buyer's local time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from zoneinfo import ZoneInfo
+
+PERIODS = (("hourly", "%Y%m%d%H"), ("daily", "%Y%m%d"), ("monthly", "%Y%m"))
+
+
+def _parse(ts: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
+    """Every concurrency or cap violation found in the recorded attempts, as plain sentences."""
+    limits: dict[str, dict] = {}
+    for buyer in network["buyers"]:
+        for target in buyer.get("targets", []):
+            limits[target["key"]] = {**target.get("caps", {}), "tz": buyer.get("timezone", "UTC")}
+    edges: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    delivered: dict[tuple[str, str], int] = defaultdict(int)
+    for call in calls:
+        ended = _parse(call["ended_at"])
+        for attempt in call["attempts"]:
+            key = (attempt.get("target") or {}).get("key")
+            if key is None:
+                continue
+            start = _parse(attempt["started_at"])
+            # A slot is held from the dial until the leg ends unbridged, or until the call ends.
+            stop = ended if attempt["result"] == "bridged" else (_parse(attempt["ended_at"]) or ended)
+            edges[key] += [(start, +1), (stop or start, -1)]
+            if attempt["result"] == "bridged":
+                local = start.astimezone(ZoneInfo(limits.get(key, {}).get("tz", "UTC")))
+                for period, fmt in PERIODS:
+                    delivered[(key, f"{period}:{local.strftime(fmt)}")] += 1
+    problems = []
+    for key, points in edges.items():
+        limit = limits.get(key, {}).get("concurrency")
+        if limit is None:
+            continue
+        active = peak = 0
+        for _, step in sorted(points):  # at the same instant a release (-1) sorts before a take (+1)
+            active += step
+            peak = max(peak, active)
+        if peak > limit:
+            problems.append(f"target {key}: {peak} calls at once, limit {limit}")
+    for (key, period), count in delivered.items():
+        cap = limits.get(key, {}).get(period.split(":")[0])
+        if cap is not None and count > cap:
+            problems.append(f"target {key}: {count} calls delivered in {period}, cap {cap}")
+    return problems
