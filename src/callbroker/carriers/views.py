@@ -127,7 +127,7 @@ def _once(request: HttpRequest, params: dict[str, str], kind: str, key: str, run
     return services.handle_once(event, run, lambda steps: twilio.render(steps, base), prepare=prepare)
 
 
-def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 10_000) -> int:
+def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 2**31 - 1) -> int:
     try:
         value = int(request.GET.get(name, ""))
     except ValueError:
