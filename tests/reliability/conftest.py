@@ -85,12 +85,14 @@ class Cluster(Server):
         return out
 
 
-def _cluster(postgres_server, request, network: Path):
+def _cluster(postgres_server, redis_server, request, network: Path):
+    """Nodes set up as production runs them: PostgreSQL for the data, Redis for the live counters."""
     name = "rel_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
     url = postgres_server.create_database(name)
     base = Path(tempfile.mkdtemp(prefix="callbroker-cluster-"))
     env = {**os.environ, "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": TOKEN, "CALLBROKER_LOG_LEVEL": "INFO",
-           "CALLBROKER_FALLBACK_NUMBER": "+15125550999", "CALLBROKER_DATA_DIR": str(base / "cli")}
+           "CALLBROKER_FALLBACK_NUMBER": "+15125550999", "CALLBROKER_DATA_DIR": str(base / "cli"),
+           "REDIS_URL": redis_server.url, "CALLBROKER_REDIS_PREFIX": f"{name}:"}
     cluster = Cluster(env, base, nodes=2)
     cluster.cli("migrate", "--verbosity", "0")
     cluster.cli("network", "load", str(network))
@@ -106,12 +108,12 @@ def _cluster(postgres_server, request, network: Path):
 
 
 @pytest.fixture()
-def cluster(postgres_server, request):
-    """Two app nodes on a fresh PostgreSQL database with the e2e network loaded."""
-    yield from _cluster(postgres_server, request, E2E_DIR / "network.yaml")
+def cluster(postgres_server, redis_server, request):
+    """Two app nodes on a fresh PostgreSQL database (Redis counters) with the e2e network loaded."""
+    yield from _cluster(postgres_server, redis_server, request, E2E_DIR / "network.yaml")
 
 
 @pytest.fixture()
-def cluster_demo(postgres_server, request):
-    """Two app nodes on a fresh PostgreSQL database with the demo network loaded."""
-    yield from _cluster(postgres_server, request, DEMO)
+def cluster_demo(postgres_server, redis_server, request):
+    """Two app nodes on a fresh PostgreSQL database (Redis counters) with the demo network loaded."""
+    yield from _cluster(postgres_server, redis_server, request, DEMO)
