@@ -18,6 +18,7 @@ from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn
 from callbroker.carriers import twilio
+from callbroker.ops.metrics import record_routing_failure
 
 log = logging.getLogger("callbroker.carriers")
 
@@ -111,7 +112,7 @@ def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: D
 
 
 def _safe(request: HttpRequest, params: dict[str, str]) -> str:
-    from callbroker.ops.metrics import record_routing_failure; record_routing_failure(request)  # noqa: E702, I001
+    record_routing_failure(request)
     try:
         steps = services.safe_steps_for_call(params.get("CallSid", "")[:64], params.get("To", "")[:32])
     except Exception:  # noqa: BLE001 - last line of defence

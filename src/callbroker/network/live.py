@@ -83,36 +83,32 @@ def caps_of(target: Target) -> tuple[int | None, int | None, int | None]:
 # --------------------------------------------------------------------------- the public functions
 
 
+def _counted(operation: str, call):
+    """Run one counter operation on this process's backend, counting its failures for the metrics."""
+    backend = _backend()
+    try:
+        return call(backend)
+    except Exception:
+        metrics.COUNTER_BACKEND_ERRORS.labels(backend=backend.name, operation=operation).inc()
+        raise
+
+
 def read(targets: Sequence[Target], timezones: dict[int, str],
          now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]:
     """Counters for routing and the set of targets auto-paused at ``now``."""
-    backend = _backend()
-    try:
-        return backend.read(targets, timezones, now)
-    except Exception:
-        metrics.COUNTER_BACKEND_ERRORS.labels(backend=backend.name, operation="read").inc()
-        raise
+    return _counted("read", lambda backend: backend.read(targets, timezones, now))
 
 
 def reserve(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
     """Take a concurrency slot and one call of each cap, all or nothing. Call inside a transaction."""
-    backend = _backend()
-    try:
-        return backend.reserve(target, tz_name, now)
-    except Exception:
-        metrics.COUNTER_BACKEND_ERRORS.labels(backend=backend.name, operation="reserve").inc()
-        raise
+    return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now))
 
 
 def release(target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
             undo_usage: bool) -> None:
     """Give back a concurrency slot and, for a call that was not delivered, its cap usage."""
-    backend = _backend()
-    try:
-        backend.release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
-    except Exception:
-        metrics.COUNTER_BACKEND_ERRORS.labels(backend=backend.name, operation="release").inc()
-        raise
+    _counted("release", lambda backend: backend.release(target, target_id, tz_name, started_at,
+                                                        undo_usage=undo_usage))
 
 
 def backend_name() -> str:
