@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from tests import services
 
@@ -48,3 +49,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     path = figures.write()
     if path:
         terminalreporter.write_line(f"(written to {path})")
+
+
+@pytest.fixture
+def staff(client, django_user_model, settings):
+    """A superuser logged in through the admin login form (the admin tests of every area)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
+    settings.CALLBROKER_RATE_ADMIN_LOGIN_BURST = 10_000  # every test logs in from 127.0.0.1
+    settings.CALLBROKER_RATE_ADMIN_LOGIN_PER_MIN = 10_000
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-for-tests")
+    response = client.post(reverse("admin:login"), {"username": "ops", "password": "pw-for-tests",
+                                                    "next": reverse("admin:index")})
+    assert response.status_code == 302 and response.url == reverse("admin:index")
+    return client

@@ -1,14 +1,49 @@
-"""WSGI entry point used by ``callbroker serve`` (gunicorn)."""
+"""WSGI entry point used by ``callbroker serve`` (gunicorn).
+
+Two Django handlers share one URL configuration: carrier webhooks (``/carriers/…``) go through
+``settings.CARRIER_MIDDLEWARE`` only (limits, CallSid log context, metrics), everything else (admin,
+health, metrics) through the full ``settings.MIDDLEWARE``. The carrier views are CSRF-exempt and use no
+session, user or message, so the answers are the same either way; the short stack is just cheaper on
+the path that carries the load (docs/benchmarks.md).
+"""
 
 import os
 
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
-application = get_wsgi_application()
+site = get_wsgi_application()  # sets Django up
 
-# Load the ZIP table before gunicorn forks its workers (--preload): one copy shared by all workers,
-# and no worker pays the loading time on its first call.
+
+class CarrierHandler(WSGIHandler):
+    """A WSGI handler whose middleware chain is ``settings.CARRIER_MIDDLEWARE``."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        from django.conf import settings
+
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.CARRIER_MIDDLEWARE  # read once, here, at start-up
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+carriers = CarrierHandler()
+CARRIER_PREFIX = "/carriers/"
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO", "").startswith(CARRIER_PREFIX):
+        return carriers(environ, start_response)
+    return site(environ, start_response)
+
+
+# Load the ZIP table, the holiday calendars and the network before gunicorn forks its workers
+# (--preload): one copy shared by all workers, and no worker pays the loading time on its first call.
 from callbroker.core.geo import ZipDirectory  # noqa: E402
+from callbroker.network.snapshot import preload  # noqa: E402
 
 ZipDirectory.default()
+preload()

@@ -17,19 +17,6 @@ urlpatterns = [path("admin/", admin.site.urls)]
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
 
-@pytest.fixture
-def staff(client, django_user_model, settings):
-    """A superuser logged in through the admin login form."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, tests only
-    settings.CALLBROKER_RATE_ADMIN_LOGIN_BURST = 10_000  # every test logs in from 127.0.0.1
-    settings.CALLBROKER_RATE_ADMIN_LOGIN_PER_MIN = 10_000
-    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-for-tests")
-    response = client.post(reverse("admin:login"), {"username": "ops", "password": "pw-for-tests",
-                                                    "next": reverse("admin:index")})
-    assert response.status_code == 302 and response.url == reverse("admin:index")
-    return client
-
-
 def change_url(call: Call) -> str:
     return reverse("admin:calls_call_change", args=[call.pk])
 

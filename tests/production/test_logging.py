@@ -55,13 +55,14 @@ def test_reading_the_call_sid_leaves_an_unreadable_body_to_the_view(rf, body):
 
 
 def test_call_sid_is_cleaned_of_anything_that_could_forge_a_log_line():
-    class Request:
-        method, path = "POST", "/carriers/twilio/status"
-        POST = {"CallSid": 'CA12\n{"level": "ERROR"}'}
-        GET: dict = {}
+    from urllib.parse import urlencode
 
+    from django.test import RequestFactory
+
+    body = urlencode({"CallSid": 'CA12\n{"level": "ERROR"}'})
+    request = RequestFactory().post("/carriers/twilio/status", body, content_type="application/x-www-form-urlencoded")
     seen = []
-    CallContextMiddleware(lambda request: seen.append(call_sid_var.get()))(Request())
+    CallContextMiddleware(lambda request: seen.append(call_sid_var.get()))(request)
     assert seen == ["CA12level:ERROR"]
 
 

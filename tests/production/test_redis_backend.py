@@ -28,7 +28,8 @@ def test_key_names_are_the_documented_ones(redis_store):
     assert redis_store.reserve(target, TZ, at) is None
     p = redis_store.prefix
     assert sorted(redis_store.client.scan_iter(match=f"{p}*")) == sorted(
-        f"{p}{{t:{target.id}}}:{suffix}".encode() for suffix in ("active", "H2031030414", "D20310304", "M203103"))
+        f"{p}{{t:{target.id}}}:{suffix}".encode()
+        for suffix in ("active", "known", "H2031030414", "D20310304", "M203103"))
 
 
 def test_usage_keys_expire_after_their_period_and_the_slot_key_never(redis_store):
@@ -71,16 +72,6 @@ def test_scripts_are_loaded_again_after_a_script_flush(redis_store):
 
 
 # --------------------------------------------------------------------------- through network/live.py
-
-
-@pytest.fixture()
-def redis_backend(settings, redis_server, redis_store):
-    """``live`` switched to Redis (same prefix as ``redis_store``, so the test can look inside)."""
-    settings.REDIS_URL = redis_server.url
-    settings.COUNTERS_BACKEND = "redis"
-    settings.REDIS_KEY_PREFIX = redis_store.prefix
-    assert live.backend_name() == "redis"
-    yield redis_store
 
 
 def active(store, target) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,6 @@ import pytest
 from callbroker.ops.server import start_server, stop_server
 from tests.e2e.conftest import HERE as E2E_DIR
 from tests.e2e.conftest import TOKEN, Server, free_port
-
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "callbroker" / "network" / "demo" / "demo-network.yaml"
 
@@ -75,7 +77,39 @@ class Cluster(Server):
                 return
             time.sleep(0.5)
         raise AssertionError(f"spool not replayed within {timeout:.0f} s: "
-                             f"{[(n.name, n.spooled()) for n in self.nodes]}")
+                             f"{[(n.name, n.spooled()) for n in self.nodes]}\n{self.spool_report()}")
+
+    def spool_report(self) -> str:
+        """What is left in the spools, what the nodes logged about those calls and what the database
+        holds of them (for a failing test)."""
+        logs = {node.name: (node.data_dir / "server.log").read_text(errors="replace").splitlines()
+                for node in self.nodes}
+        lines = []
+        for node in self.nodes:
+            for path in sorted((node.data_dir / "spool").glob("*.jsonl"))[:5]:
+                events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                lines.append(f"{node.name} {path.name}: " + "; ".join(
+                    f"{e.get('kind')}@{e.get('received_at', '')[11:23]} seq={e.get('seq')} "
+                    f"dialled={(e.get('dialled') or {}).get('sequence')}" for e in events))
+                for name, node_logs in logs.items():
+                    lines += [f"    {name}: {line[:260]}" for line in node_logs if path.stem in line][-12:]
+                shown = self.cli("calls", "show", path.stem, "--json", check=False)
+                lines.append(f"    database: {shown.stdout[:1500] or shown.stderr[-300:]}")
+        return "\n".join(lines)
+
+    def wait_until_recorded(self, sids: set[str], timeout: float = 180.0) -> None:
+        """Until every one of these calls is in the database and ended (spools drained, memory flushed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            calls = self.calls_by_sid()
+            missing = {sid for sid in sids if not any(c["stage"] == "ended" for c in calls.get(sid, ()))}
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(missing)} calls not recorded (ended) within {timeout:.0f} s: "
+                                     f"{sorted(missing)[:5]}; spools {[(n.name, n.spooled()) for n in self.nodes]}"
+                                     f"\n{self.spool_report()}")
+            time.sleep(1.0)
 
     def calls_by_sid(self) -> dict[str, list[dict]]:
         rows = json.loads(self.cli("calls", "list", "--json", "--limit", "0").stdout)
@@ -85,14 +119,20 @@ class Cluster(Server):
         return out
 
 
-def _cluster(postgres_server, redis_server, request, network: Path):
-    """Nodes set up as production runs them: PostgreSQL for the data, Redis for the live counters."""
+def _cluster(postgres_server, redis_server, request, network: Path, public_url: str = ""):
+    """Nodes set up as production runs them: PostgreSQL for the data, Redis for the live counters.
+
+    With ``public_url``, the nodes sit behind it (a load balancer: ``traffic.Balanced``) and verify
+    signatures against it, as behind a real proxy (``CALLBROKER_PUBLIC_URL``).
+    """
     name = "rel_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
     url = postgres_server.create_database(name)
     base = Path(tempfile.mkdtemp(prefix="callbroker-cluster-"))
     env = {**os.environ, "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": TOKEN, "CALLBROKER_LOG_LEVEL": "INFO",
            "CALLBROKER_FALLBACK_NUMBER": "+15125550999", "CALLBROKER_DATA_DIR": str(base / "cli"),
            "REDIS_URL": redis_server.url, "CALLBROKER_REDIS_PREFIX": f"{name}:"}
+    if public_url:
+        env["CALLBROKER_PUBLIC_URL"] = public_url
     cluster = Cluster(env, base, nodes=2)
     cluster.cli("migrate", "--verbosity", "0")
     cluster.cli("network", "load", str(network))
@@ -108,9 +148,41 @@ def _cluster(postgres_server, redis_server, request, network: Path):
 
 
 @pytest.fixture()
-def cluster(postgres_server, redis_server, request):
-    """Two app nodes on a fresh PostgreSQL database (Redis counters) with the e2e network loaded."""
-    yield from _cluster(postgres_server, redis_server, request, E2E_DIR / "network.yaml")
+def cluster_lb(postgres_server, redis_server, request):
+    """Two app nodes behind a load balancer (``traffic.PUBLIC_URL``), e2e network, PostgreSQL + Redis."""
+    from tests.reliability.traffic import PUBLIC_URL
+
+    yield from _cluster(postgres_server, redis_server, request, E2E_DIR / "network.yaml", PUBLIC_URL)
+
+
+@contextmanager
+def tmpfs(path: Path, size: str):
+    """A small tmpfs mounted on ``path`` for the block (a disk that fills up). Needs root; never skipped."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"the full-disk test mounts a tmpfs on the node's spool directory and could not: "
+                    f"`mount -t tmpfs` answered {done.returncode}: {done.stderr.strip()} (run the suite as root, "
+                    f"or in a container allowed to mount, e.g. docker --privileged)", pytrace=False)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def fill(directory: Path) -> int:
+    """Write a file into ``directory`` until the disk refuses: returns the bytes written."""
+    written = 0
+    with open(directory / "filler", "wb", buffering=0) as handle:
+        chunk = b"\0" * 4096
+        while True:
+            try:
+                written += handle.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return written
 
 
 @pytest.fixture()

@@ -1,113 +1,202 @@
-"""Faults: the database goes away mid-traffic and comes back; a node is killed. Nothing is lost.
+"""Faults in the middle of traffic: each ends with nothing lost and the numbers still exact.
 
-Given two app nodes on PostgreSQL, when PostgreSQL stops, calls are still routed from memory and their
-events spooled to each node's disk; when it starts again, the spool is replayed, and every call exists
-exactly once with the right verdict.
+Two app nodes behind a load balancer, on PostgreSQL with the live counters in Redis (as production runs
+them), the e2e network, calls flowing from four threads before, during and after the fault (mix and
+checks: ``traffic.py``). After each fault every call the carrier placed exists exactly once, agrees with
+what the carrier saw, has the verdict its facts give, ended, and no target ever held more calls than its
+concurrency limit or took more than its caps:
+
+- PostgreSQL stopped for 30 seconds, then started: calls are routed from memory with the limits kept in
+  Redis, spooled, and replayed exactly once.
+- Redis stopped, then started without its data: calls are routed from memory (limits unknown meanwhile)
+  and replayed; the counters are rebuilt from the database and end consistent, no slot leaked.
+- The disk under one node's spool full while PostgreSQL is down: callers are still routed, the events
+  wait in memory and reach the database once the disk frees up.
+- One node killed with SIGKILL: the load balancer sends everything to the other one; no call is lost.
+
+``make test`` places a few dozen calls per fault; ``make soak`` scales them with CALLBROKER_SOAK_CALLS.
+The figures go to the end-of-run summary (``tests/figures.py``).
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
-from callbroker.sim.emulator import BuyerBehaviour, Carrier, Delivery
+from callbroker.calls.replay import REPLAY_INTERVAL_S
 from tests.e2e.conftest import TOKEN
+from tests.reliability import figures
+from tests.reliability.conftest import fill, tmpfs
+from tests.reliability.traffic import (
+    THREADS,
+    TIME_SCALE,
+    Balanced,
+    Traffic,
+    audit,
+    degraded,
+    fault_calls,
+    limits_enforced,
+    redis_state,
+    refused_for_limits,
+)
 
 pytestmark = pytest.mark.e2e
 
-PLUMBING = "+15125550001"
-PIPES_A, PIPES_B = "+15125550101", "+15125550102"
-_callers = itertools.count(2000)
+NETWORK = yaml.safe_load((Path(__file__).resolve().parents[1] / "e2e" / "network.yaml").read_text())
+POSTGRES_OUTAGE_S = 30.0
+REDIS_OUTAGE_S = 10.0
 
 
-def caller() -> str:
-    return f"+1512333{next(_callers):04d}"
+def traffic(cluster, seed: int, nodes=None, threads: int = THREADS) -> Traffic:
+    carrier = Balanced(nodes or cluster.nodes, TOKEN, time_scale=TIME_SCALE, seed=seed)
+    return Traffic(carrier, threads=threads, seed=seed).start()
 
 
-def answers(talk: int = 120) -> BuyerBehaviour:
-    return BuyerBehaviour(answers=True, ring_seconds=3, talk_seconds=talk)
+def report(problems: list[str]) -> str:
+    return f"{len(problems)} problems:\n" + "\n".join(problems[:20])
 
 
-def test_calls_survive_a_database_outage_and_are_replayed_exactly_once(cluster, postgres_server):
-    carriers = [Carrier(node.base_url, TOKEN, seed=5) for node in cluster.nodes]
-    placed = []
-    # Before: normal calls on both nodes (the nodes learn the network).
-    for carrier in carriers:
-        record = carrier.place_call(PLUMBING, caller(), params={"FromZip": "78701"}, buyers={PIPES_A: answers()})
-        placed.append((record, [PIPES_A]))
-
-    # A call that is ringing when the database stops: it started normally and ends in degraded mode.
-    slow = Carrier(cluster.nodes[0].base_url, TOKEN, seed=6, time_scale=0.1)
-    mid = {}
-    thread = threading.Thread(target=lambda: mid.setdefault("record", slow.place_call(
-        PLUMBING, caller(), params={"FromZip": "78701"},
-        buyers={PIPES_A: BuyerBehaviour(answers=False, ring_seconds=40), PIPES_B: answers(90)})))
-    thread.start()
-    time.sleep(1.0)  # the first target is ringing (30 s simulated = 3 s real)
-    postgres_server.stop()
+def test_postgresql_stopped_for_30_seconds_mid_traffic_loses_nothing(cluster_lb, postgres_server):
+    calls = fault_calls()
+    flow = traffic(cluster_lb, seed=5)
     try:
-        for i in range(8):
-            carrier = carriers[i % 2]
-            behaviour = {PIPES_A: answers()} if i % 2 else {PIPES_A: BuyerBehaviour(answers=False, ring_seconds=40),
-                                                              PIPES_B: answers(100)}
-            delivery = Delivery(duplicate=True, reorder=True) if i == 3 else Delivery()
-            record = carrier.place_call(PLUMBING, caller(), params={"FromZip": "78701"}, buyers=behaviour,
-                                        delivery=delivery)
-            assert record.talk_seconds > 0, record.transcript()  # routed and connected without the database
-            placed.append((record, [PIPES_A] if i % 2 else [PIPES_A, PIPES_B]))
-        thread.join(timeout=60)
-        placed.append((mid["record"], [PIPES_A, PIPES_B]))
-        assert mid["record"].talk_seconds == 90, mid["record"].transcript()
-        assert sum(node.spooled() for node in cluster.nodes) >= 8
+        flow.wait_for(calls // 4)  # before
+        postgres_server.stop()
+        down = time.monotonic()
+        try:
+            time.sleep(POSTGRES_OUTAGE_S)  # during: traffic keeps flowing, routed from memory
+            spooled = sum(node.spooled() for node in cluster_lb.nodes)
+        finally:
+            up = time.monotonic()  # PostgreSQL may answer before start() returns
+            postgres_server.start()
+        flow.wait_for(max(calls, flow.count() + calls // 4))  # after
     finally:
-        postgres_server.start()
+        placed = flow.stop()
 
-    cluster.wait_until_replayed()
-    calls = cluster.calls_by_sid()
-    for record, numbers in placed:
-        rows = calls.get(record.call_sid)
-        assert rows is not None and len(rows) == 1, f"{record.call_sid} recorded {len(rows or [])} times"
-        call = cluster.call(record.call_sid)
-        assert [a["number"] for a in call["attempts"]] == numbers, record.transcript()
-        assert call["verdict"] == "billable", (call["reasons"], record.transcript())
-        assert call["stage"] == "ended"
-    billable = [c for rows in calls.values() for c in rows if c["verdict"] == "billable"]
-    assert len(billable) == len(placed)  # none billed twice
+    cluster_lb.wait_until_replayed(timeout=120)
+    cluster_lb.wait_until_recorded({p.record.call_sid for p in placed})
+    result = audit(cluster_lb, NETWORK, placed)
+    during = [result.calls.get(p.record.call_sid, {}) for p in flow.between(down, up)]
+    routed_from_memory = [c for c in result.calls.values() if degraded(c)]
+    busy_from_memory = [c for c in routed_from_memory if refused_for_limits(c)]
+    figures.record("fault_postgres_outage", {
+        "calls": len(placed), "outage_s": round(up - down, 1), "placed_during_outage": len(during),
+        "routed_from_memory": len(routed_from_memory), "spooled_calls_at_end_of_outage": spooled,
+        "refused_for_concurrency_while_down": len(busy_from_memory), "billable": result.billable,
+        "limit_violations": len(result.violations), "problems": len(result.problems)})
+    assert not result.problems, report(result.problems)
+    assert up - down >= POSTGRES_OUTAGE_S and len(during) >= 10 and spooled >= 10
+    assert all(degraded(c) and limits_enforced(c) for c in during)
+    # The one-line buyer was busy at times during the outage, and the limit held (0 violations above).
+    assert busy_from_memory, "no call met a busy one-line buyer during the outage: the limit went untested"
 
 
-def test_killing_a_node_mid_traffic_loses_no_finished_call(cluster):
-    victim, survivor = cluster.nodes
-    records = []
-    stop = threading.Event()
+def test_redis_stopped_and_restarted_without_its_data_loses_nothing(cluster_lb, redis_server):
+    calls = fault_calls()
+    flow = traffic(cluster_lb, seed=6)
+    try:
+        flow.wait_for(calls // 4)
+        redis_server.stop()
+        down = time.monotonic()
+        try:
+            time.sleep(REDIS_OUTAGE_S)
+        finally:
+            up = time.monotonic()
+            redis_server.start()  # empty: no persistence in the tests
+        flow.wait_for(max(calls, flow.count() + calls // 4))
+    finally:
+        placed = flow.stop()
 
-    def traffic(node, sink):
-        carrier = Carrier(node.base_url, TOKEN, seed=9)
-        while not stop.is_set():
-            sink.append(carrier.place_call(PLUMBING, caller(), params={"FromZip": "78702"},
-                                           buyers={PIPES_A: answers(75)}))
+    cluster_lb.wait_until_replayed(timeout=120)
+    cluster_lb.wait_until_recorded({p.record.call_sid for p in placed})
+    # Limits hold for every call routed with the counters; calls routed while Redis was down are not
+    # counted (docs/production.md), so the audit covers the others.
+    result = audit(cluster_lb, NETWORK, placed, limits_of=limits_enforced)
+    unenforced = [c for c in result.calls.values() if not limits_enforced(c)]
+    everything = audit(cluster_lb, NETWORK, placed).violations  # for the record: with the blind calls too
 
-    on_victim: list = []
-    on_survivor: list = []
-    threads = [threading.Thread(target=traffic, args=(victim, on_victim)),
-               threading.Thread(target=traffic, args=(survivor, on_survivor))]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    victim.kill()
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    records = on_victim + on_survivor
-    calls = cluster.calls_by_sid()
-    completed = [r for r in records if r.ok and r.final_status == "completed" and r.talk_seconds]
-    assert len(on_survivor) > 0 and len(completed) > 0
-    for record in completed:
-        rows = calls.get(record.call_sid, [])
-        assert len(rows) == 1
-        assert rows[0]["verdict"] == "billable"
-    # Calls cut off by the kill got errors from the carrier's point of view, never a duplicate record.
-    assert all(len(rows) == 1 for rows in calls.values())
+    # Afterwards the counters are consistent: every call has ended, so no slot is held, in Redis either.
+    held, leftovers = redis_state(cluster_lb)
+    logs = "".join(node.data_dir.joinpath("server.log").read_text(errors="replace") for node in cluster_lb.nodes)
+    figures.record("fault_redis_outage", {
+        "calls": len(placed), "outage_s": round(up - down, 1), "placed_during_outage": len(flow.between(down, up)),
+        "routed_without_counters": len(unenforced), "billable": result.billable,
+        "limit_violations_routed_with_counters": len(result.violations),
+        "limit_violations_with_blind_calls": len(everything), "slots_left_held": sum(held.values()),
+        "problems": len(result.problems)})
+    assert not result.problems, report(result.problems)
+    assert held and all(v == 0 for v in held.values()), held
+    assert leftovers == []
+    assert unenforced, "no call was routed while Redis was down"
+    assert "rebuilt from the database" in logs
+
+
+def test_a_full_disk_under_the_spool_loses_no_event(cluster_lb, postgres_server):
+    node = cluster_lb.nodes[0]
+    calls = fault_calls(minimum=8, share=200)
+    with tmpfs(node.data_dir / "spool", "256k") as spool_dir:
+        before = traffic(cluster_lb, seed=7, nodes=[node], threads=2)
+        before.wait_for(2)
+        placed = before.stop()
+        filled = fill(spool_dir)
+        postgres_server.stop()
+        try:
+            flow = traffic(cluster_lb, seed=8, nodes=[node], threads=3)
+            flow.wait_for(calls)
+            during = flow.stop()
+            files = list(spool_dir.glob("*.jsonl"))
+            marks = list(spool_dir.glob(".in-memory-*"))
+        finally:
+            postgres_server.start()
+        placed += during
+        # Callers were routed all the same; the disk took no line: the events wait in the workers' memory.
+        assert len(files) >= len(during) and all(f.stat().st_size == 0 for f in files), files
+        assert marks
+
+        # The database is back, the disk still full: new calls go through; the old ones wait, not lost.
+        after = traffic(cluster_lb, seed=9, nodes=[node], threads=2)
+        after.wait_for(2)
+        placed += after.stop()
+        time.sleep(2 * REPLAY_INTERVAL_S + 1)
+        recorded = cluster_lb.calls_by_sid()
+        waiting = [p for p in during if p.record.call_sid not in recorded]
+        assert len(waiting) == len(during) and list(spool_dir.glob(".in-memory-*"))
+
+        (spool_dir / "filler").unlink()  # the disk frees up
+        cluster_lb.wait_until_recorded({p.record.call_sid for p in placed})
+        cluster_lb.wait_until_replayed()
+    result = audit(cluster_lb, NETWORK, placed)
+    figures.record("fault_full_disk", {
+        "calls": len(placed), "calls_while_disk_full_and_database_down": len(during), "spool_bytes": filled,
+        "processes_holding_events_in_memory": len(marks), "billable": result.billable,
+        "limit_violations": len(result.violations), "problems": len(result.problems)})
+    assert not result.problems, report(result.problems)
+
+
+def test_killing_a_node_mid_traffic_loses_no_call(cluster_lb):
+    victim = cluster_lb.nodes[0]
+    calls = fault_calls()
+    flow = traffic(cluster_lb, seed=10)
+    try:
+        flow.wait_for(calls // 3)
+        victim.kill()
+        killed = time.monotonic()
+        flow.wait_for(calls)
+    finally:
+        placed = flow.stop()
+    cluster_lb.wait_until_recorded({p.record.call_sid for p in placed})
+    result = audit(cluster_lb, NETWORK, placed)
+    cut = [p for p in placed if p.started < killed < p.ended]
+    # A slot taken by a webhook that was killed before its transaction committed stays taken in Redis
+    # (conservative: the target takes fewer calls, never more): counted here, not asserted.
+    held, _ = redis_state(cluster_lb)
+    figures.record("fault_node_killed", {
+        "calls": len(placed), "calls_in_progress_at_the_kill": len(cut),
+        "calls_after_the_kill": len([p for p in placed if p.started >= killed]), "billable": result.billable,
+        "slots_left_held": sum(held.values()), "limit_violations": len(result.violations),
+        "problems": len(result.problems)})
+    assert not result.problems, report(result.problems)
+    assert cut, "no call was in progress when the node was killed"

@@ -8,6 +8,7 @@ calls than its caps. `make test` runs a few hundred calls; `make soak` runs 10,0
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,13 @@ def test_two_nodes_duplicated_and_reordered_webhooks_lose_nothing(cluster_demo):
 
     violations = limit_violations(network, details.values())
     problems += violations
+    # The ledger charges (and pays out) every billable call exactly once, and nothing else (docs/billing.md).
+    ledger = json.loads(cluster_demo.cli("billing", "check", "--json", check=False).stdout)
+    problems += [f"ledger: {m['call_sid']}: {m['problem']}" for m in ledger["mismatches"]]
+    billable = sum(1 for c in details.values() if c["verdict"] == "billable")
+    if (ledger["billable_calls"], ledger["charged_calls"], ledger["paid_calls"]) != (billable,) * 3:
+        problems.append(f"ledger: {ledger['charged_calls']} calls charged, {ledger['paid_calls']} paid out, "
+                        f"{billable} billable")
     figures.record("load", {"calls": len(results), "nodes": len(cluster_demo.nodes),
                             "webhooks": sum(len(r.requests) for _, r in results),
                             "reordered_calls": sum(d.reorder for d in deliveries),

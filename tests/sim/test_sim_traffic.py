@@ -13,7 +13,7 @@ import pytest
 from callbroker.core.geo import ZipDirectory, ZipInfo
 from callbroker.sim import cli as sim_cli
 from callbroker.sim.emulator import Carrier, Delivery
-from callbroker.sim.traffic import generate_day, nanp_number, percentile, run_traffic
+from callbroker.sim.traffic import generate_day, nanp_number, percentile, run_traffic, run_traffic_processes
 
 TOKEN = "test-auth-token-0123456789abcdef"  # the same as conftest.TOKEN
 
@@ -225,6 +225,36 @@ def test_run_traffic_places_every_call_and_reports(server, day):
     voice = server.to("/carriers/twilio/voice")
     assert {s.form["To"] for s in voice} <= {"+15125550001", "+15125550002", "+12145550001"}
     assert json.dumps(stats.as_dict())
+
+
+def test_run_traffic_processes_splits_the_calls_and_merges_the_stats(server, day):
+    server.routes["/carriers/twilio/voice"] = IVR
+    server.routes["/zip"] = DIAL
+    planned = day[:30]
+    carriers: list[int] = []
+
+    def make(i: int) -> Carrier:
+        carriers.append(i)  # in the child: the parent's list stays empty
+        return Carrier(server.url, TOKEN, seed=i)
+
+    stats = run_traffic_processes(make, planned, concurrency=5, processes=3)
+    assert stats.calls == 30 and stats.errors == 0, stats.problems
+    assert stats.completed == 30 and len(stats.latencies_ms) == len(server.requests)
+    assert carriers == []  # every call was placed by the forked processes
+    voice = server.to("/carriers/twilio/voice")
+    assert len(voice) == 30 and len({s.form["CallSid"] for s in voice}) == 30  # each call placed once
+    assert stats.wall_seconds > 0
+
+
+def test_run_traffic_processes_reports_a_process_that_failed(server, day):
+    def make(i: int) -> Carrier:
+        if i == 1:
+            raise RuntimeError("no carrier for you")
+        return Carrier(server.url, TOKEN, seed=i)
+
+    stats = run_traffic_processes(make, day[:6], concurrency=2, processes=2)
+    assert stats.calls == 3 and stats.errors == 3  # process 1's three calls are errors, not lost
+    assert any("no carrier for you" in p for p in stats.problems)
 
 
 def test_run_traffic_paces_at_the_rate(server, day):

@@ -1,13 +1,26 @@
 """Degraded mode: answer a call's webhooks from memory when the database (or Redis) is unreachable.
 
-Routing uses the process's network snapshot (areas, hours, pauses, priorities — everything but live
-counters, sticky callers and auto-pauses, which live in the database) and rings the best targets it
-knows. The Dial action URL carries the rest of the ring list, so the ring tree goes on without the
-database. Every webhook handled here is spooled to local disk (``calls/spool.py``) with what we decided,
-and replayed into the database when it is back (``calls/replay.py``). The IVR is skipped: a degraded call
-goes straight to routing, with the carrier's ZIP when it gave one.
+Routing uses the process's network snapshot (areas, hours, pauses, priorities — everything but sticky
+callers and auto-pauses, which live in the database) and rings the best targets it knows. The Dial action
+URL carries the rest of the ring list, so the ring tree goes on without the database. Every webhook
+handled here is spooled to local disk (``calls/spool.py``) with what we decided, and replayed into the
+database when it is back (``calls/replay.py``). The IVR is skipped: a degraded call goes straight to
+routing, with the carrier's ZIP when it gave one.
 
-Each function returns the steps to answer and the facts the replay needs.
+**Limits.** With the Redis counters backend and Redis reachable (the database alone is away), degraded
+routing reads the live counters and takes and gives back concurrency slots and cap units in Redis as the
+normal path does, so every limit holds (:class:`Limits`). A slot taken here is held under the token
+``<CallSid>:<step>``: taken or given back twice, it counts once (webhooks are delivered twice, on any
+node). What each step dialled is remembered in Redis per call, so a repeated webhook gets the same
+answer and the slot can be given back from any node: when the leg ends unanswered (Dial action), when
+the call ends (final status; a leg whose outcome is still unknown then keeps its cap unit), and, for
+anything left, when the call is replayed. With the SQL backend, or Redis unreachable too, the counters
+are unknown: the best target known is rung and limits are not enforced (``"limits": "unenforced"`` in
+the decision) — the caller is connected rather than dropped.
+
+Each function returns the steps to answer and the facts the replay needs; the facts carry the moments a
+slot was taken (``started_at``, after taking it) and given back (``ended_at``, before giving it back), so
+the replayed attempts never overlap more than the limits allowed.
 """
 
 from __future__ import annotations
@@ -15,21 +28,168 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import uuid
 
+import redis
 from django.utils import timezone
 
 from callbroker.calls import steps as s
-from callbroker.calls.events import DialOutcome, InboundCall
+from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
 from callbroker.calls.services import decide, fallback_steps, installation_fallback, intro_steps, new_call
-from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, cached_snapshot
+from callbroker.core.model import Exclusion, Target, TargetCounters
+from callbroker.network import live
+from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, TargetInfo, cached_snapshot
 
 log = logging.getLogger(__name__)
 
 Facts = dict
+ENFORCED, UNENFORCED = "redis", "unenforced"
 
 
 def _snapshot() -> NetworkSnapshot | None:
     return cached_snapshot()
+
+
+class Limits:
+    """Concurrency slots and caps of one call in degraded mode, kept in Redis (see the module docstring).
+
+    Any Redis failure turns enforcement off for the rest of this webhook (``mode`` says which applied):
+    the caller is still connected.
+    """
+
+    def __init__(self, call_sid: str) -> None:
+        self.call_sid = call_sid
+        self.store = live.store_without_database() if call_sid else None
+        self.mode = ENFORCED if self.store is not None else UNENFORCED
+
+    @property
+    def enforced(self) -> bool:
+        return self.mode == ENFORCED
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        log.warning("call %s: %s in Redis failed (%s); limits not enforced for this call's webhook",
+                    self.call_sid, what, exc)
+        self.mode = UNENFORCED
+
+    def read(self, targets, timezones: dict[int, str], now: dt.datetime) -> dict[int, TargetCounters]:
+        if not self.enforced or not targets:
+            return {}
+        try:
+            return self.store.read(targets, timezones, now)
+        except redis.RedisError as exc:
+            self._failed("reading the counters", exc)
+            return {}
+
+    def recall(self, step: int | str) -> dict | None:
+        """What this step dialled when its webhook was handled before (a repeated delivery)."""
+        if not self.enforced:
+            return None
+        try:
+            return self.store.plan(self.call_sid, str(step))
+        except redis.RedisError as exc:
+            self._failed("reading the call's plan", exc)
+            return None
+
+    def ended(self) -> bool:
+        """The call's final status came already (a late, reordered callback): take nothing more."""
+        return self.recall("end") is not None
+
+    def take(self, info: TargetInfo, step: int, now: dt.datetime) -> Exclusion | None:
+        """Take the target's slot and cap units for this step (``None``: taken, or not enforced)."""
+        if not self.enforced:
+            return None
+        try:
+            return self.store.reserve(info.core, info.timezone, now, token=self._token(step), rebuild=False)
+        except redis.RedisError as exc:
+            self._failed("taking a slot", exc)
+            return None
+
+    def remember(self, step: int, plan: dict) -> dict:
+        """Keep what this step dialled; returns the plan that stands (another delivery's, if it was first)."""
+        if not self.enforced:
+            return plan
+        try:
+            return self.store.remember(self.call_sid, str(step), plan)
+        except redis.RedisError as exc:
+            self._failed("remembering the call's plan", exc)
+            return plan
+
+    def give_back(self, step: int, plan: dict | None, *, undo_usage: bool) -> None:
+        """Give back the slot this step took (nothing if it took none, or gave it back already)."""
+        if not plan or not plan.get("held") or self.store is None:
+            return
+        try:
+            self.store.release(_target_of(plan), plan["target"], plan["tz"],
+                               dt.datetime.fromisoformat(plan["at"]), undo_usage=undo_usage, token=self._token(step))
+        except redis.RedisError as exc:
+            log.warning("call %s: giving back the slot of step %s failed (%s); the replay gives it back",
+                        self.call_sid, step, exc)
+
+    def end(self) -> None:
+        """The call ended: give back every slot still held (cap units kept: the outcome may be unknown)."""
+        if self.store is None:
+            return
+        try:
+            plans = self.store.plans(self.call_sid)
+            if not plans:
+                return  # degraded mode took nothing for this call in Redis
+            self.store.remember(self.call_sid, "end", {"at": timezone.now().isoformat()})
+        except redis.RedisError as exc:
+            log.warning("call %s: reading its plan at the end failed (%s); the replay gives its slots back",
+                        self.call_sid, exc)
+            return
+        for step, plan in plans.items():
+            if step.isdigit():
+                self.give_back(int(step), plan, undo_usage=False)
+
+    def _token(self, step: int) -> str:
+        return token(self.call_sid, step)
+
+
+def token(call_sid: str, step: int) -> str:
+    """The name a degraded-mode slot is held under in Redis."""
+    return f"{call_sid}:{step}"
+
+
+def _target_of(plan: dict) -> Target:
+    """The core target of a plan, as far as giving its cap units back needs it (id and caps)."""
+    hourly, daily, monthly = plan.get("caps") or (None, None, None)
+    return Target(id=plan["target"], buyer_id=0, name="", number="", hourly_cap=hourly, daily_cap=daily,
+                  monthly_cap=monthly)
+
+
+def routed_elsewhere(call_sid: str) -> bool:
+    """This call was routed in degraded mode (on any node) and its plan is still in Redis.
+
+    Behind a load balancer a call's next webhook may reach a node whose database is back before the
+    node that spooled the call has replayed it: that webhook is then handled in degraded mode too,
+    instead of as a webhook for an unknown call (whose event would be lost).
+    """
+    store = live.store_without_database()
+    if store is None or not call_sid:
+        return False
+    try:
+        return bool(store.client.exists(store.plan_key(call_sid)))
+    except redis.RedisError:
+        return False
+
+
+def release_leftovers(call_sid: str) -> None:
+    """After the replay: give back whatever degraded mode still holds for this call and forget its plan.
+
+    Raises ``redis.RedisError`` when Redis can't be reached (the replay keeps the spool file and tries again).
+    """
+    store = live.store_without_database()
+    if store is None:
+        return
+    for step, plan in store.plans(call_sid).items():
+        if step.isdigit() and plan.get("held"):
+            store.release(_target_of(plan), plan["target"], plan["tz"], dt.datetime.fromisoformat(plan["at"]),
+                          undo_usage=False, token=token(call_sid, int(step)))
+    store.forget(call_sid)
+
+
+# --------------------------------------------------------------------------- webhooks
 
 
 def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s.Step, ...], Facts]:
@@ -41,40 +201,94 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s
     call, campaign = new_call(inbound, snap, now)
     if campaign is None:
         return installation_fallback(snap, None), {"unknown_number": True}
+    limits = Limits(inbound.call_sid)
+    counters = limits.read(campaign.targets, snap.timezones, now) if limits.recall(1) is None else {}
     # Seeded by the CallSid: a retried delivery of the same webhook gets the same answer.
-    decision = decide(call, campaign, now, counters={}, auto_paused=set(), sticky=None,
+    decision = decide(call, campaign, now, counters=counters, auto_paused=set(), sticky=None,
                       rng=random.Random(inbound.call_sid))
     facts: Facts = {"decision": {**call.decision, "degraded": True}, "caller_zip": call.caller_zip,
                     "zip_source": call.zip_source, "campaign_id": campaign.core.id}
-    steps = _dial_from(list(decision.ring), 1, campaign, snap, facts)
+    steps = _dial_from(list(decision.ring), 1, campaign, snap, facts, limits)
+    facts["decision"]["limits"] = limits.mode
+    if facts.get("refused_at_dial"):
+        facts["decision"]["refused_at_dial"] = facts.pop("refused_at_dial")
     return (*intro_steps(call, campaign), *steps), facts
 
 
-def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome) -> tuple[tuple[s.Step, ...], Facts]:
+def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome,
+         call_sid: str = "") -> tuple[tuple[s.Step, ...], Facts]:
     """A target's leg ended: connected (done), or ring the next target carried in the URL, or fall back."""
+    facts: Facts = {"ended_at": timezone.now().isoformat()}  # before its slot is given back
+    limits = Limits(call_sid)
     if outcome.bridged:
-        return (s.Hangup(),), {}
+        return (s.Hangup(),), facts  # the slot stays taken until the call ends
+    limits.give_back(seq, limits.recall(seq), undo_usage=True)
     snap = _snapshot()
     campaign = snap.campaigns.get(campaign_id) if snap else None
     if campaign is None:
-        return installation_fallback(snap, None), {"unroutable": True}
-    facts: Facts = {}
-    return _dial_from(list(rest), seq + 1, campaign, snap, facts), facts
+        return installation_fallback(snap, None), {**facts, "unroutable": True}
+    steps = _dial_from(list(rest), seq + 1, campaign, snap, facts, limits)
+    facts["limits"] = limits.mode
+    return steps, facts
 
 
-def _dial_from(ring: list[int], seq: int, campaign: CampaignInfo, snap: NetworkSnapshot,
-               facts: Facts) -> tuple[s.Step, ...]:
+def status(call_sid: str, update: StatusUpdate) -> tuple[tuple[s.Step, ...], Facts]:
+    """A status callback: the final one gives back the slots the call still holds."""
+    facts: Facts = {"ended_at": timezone.now().isoformat()}  # before the slots are given back
+    if update.terminal:
+        Limits(call_sid).end()
+    return (), facts
+
+
+def _dial_from(ring: list[int], seq: int, campaign: CampaignInfo, snap: NetworkSnapshot, facts: Facts,
+               limits: Limits) -> tuple[s.Step, ...]:
+    remembered = limits.recall(seq)
+    if remembered is not None:  # a repeated webhook: answer what the first delivery answered
+        return _follow(remembered, seq, campaign, snap, facts, limits)
+    ended = limits.ended()
     while ring:
         target_id = ring.pop(0)
         info = snap.targets.get(target_id)
         if info is None or info.core.paused:
             continue
-        facts["dialled"] = {"sequence": seq, "target_id": target_id, "buyer_id": info.core.buyer_id,
-                            "number": info.core.number}
-        return (s.DialTarget(info.core.number, seq, campaign.ring_timeout, campaign.recording, campaign.core.id,
-                             tuple(ring)),)
-    facts["fallback"] = campaign.core.fallback.kind.value
+        now = timezone.now()
+        refused = None if ended else limits.take(info, seq, now)
+        if refused is not None:
+            facts.setdefault("refused_at_dial", []).append([target_id, refused.value])
+            continue
+        plan = {"target": target_id, "rest": ring, "tz": info.timezone, "at": now.isoformat(),
+                "held": limits.enforced and not ended, "by": uuid.uuid4().hex,
+                "caps": [info.core.hourly_cap, info.core.daily_cap, info.core.monthly_cap]}
+        stands = limits.remember(seq, plan)
+        if stands.get("by") != plan["by"]:  # a concurrent delivery of this webhook decided first: follow it
+            if stands.get("target") != target_id:
+                limits.give_back(seq, plan, undo_usage=True)
+            return _follow(stands, seq, campaign, snap, facts, limits)
+        return _dial(info, seq, ring, campaign, facts)
+    fallback = campaign.core.fallback.kind.value
+    stands = limits.remember(seq, {"fallback": fallback})
+    if stands.get("target"):  # a concurrent delivery of this webhook dialled a target: follow it
+        return _follow(stands, seq, campaign, snap, facts, limits)
+    facts["fallback"] = fallback
     return fallback_steps(campaign)
+
+
+def _follow(plan: dict, seq: int, campaign: CampaignInfo, snap: NetworkSnapshot, facts: Facts,
+            limits: Limits) -> tuple[s.Step, ...]:
+    info = snap.targets.get(plan.get("target") or 0)
+    if info is None:
+        facts["fallback"] = plan.get("fallback") or campaign.core.fallback.kind.value
+        return fallback_steps(campaign)
+    if plan.get("held") and not limits.ended():
+        limits.take(info, seq, dt.datetime.fromisoformat(plan["at"]))  # the same token: nothing more is taken
+    return _dial(info, seq, list(plan.get("rest") or ()), campaign, facts)
+
+
+def _dial(info: TargetInfo, seq: int, rest: list[int], campaign: CampaignInfo, facts: Facts) -> tuple[s.Step, ...]:
+    facts["dialled"] = {"sequence": seq, "target_id": info.core.id, "buyer_id": info.core.buyer_id,
+                        "number": info.core.number, "started_at": timezone.now().isoformat()}
+    return (s.DialTarget(info.core.number, seq, campaign.ring_timeout, campaign.recording, campaign.core.id,
+                         tuple(rest)),)
 
 
 def quiet() -> tuple[tuple[s.Step, ...], Facts]:

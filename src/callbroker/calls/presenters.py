@@ -199,10 +199,12 @@ def decision_passes(call: Call) -> list[dict]:
                        "auto_paused": False}],
          "refused_at_dial": [{"id": 12, "name": "ACME / Main", "code": "concurrency_full", "label": …}],
          "sticky": False, "fallback": {"kind": "message", ...} | None,
-         "caller_zip": "78701", "zip_source": "carrier"}
+         "caller_zip": "78701", "zip_source": "carrier", "degraded": False, "limits_enforced": True}
 
     ``refused_at_dial`` lists ring-list targets skipped when their turn came (a cap or the concurrency
     limit was reached in between); ``auto_paused`` marks targets paused by missed-call protection.
+    ``degraded``: routed from memory while the database (or Redis) was away; ``limits_enforced`` is
+    False when a step of the call was routed while the live counters were unreachable too.
     Names come from the snapshot stored with the decision (``"targets"``); targets missing from it are
     looked up (one query per call at most) and shown as ``#id`` when gone.
     """
@@ -252,6 +254,8 @@ def decision_passes(call: Call) -> list[dict]:
             "fallback": dict(fallback) if isinstance(fallback, Mapping) else None,
             "caller_zip": raw.get("caller_zip"),
             "zip_source": raw.get("zip_source"),
+            "degraded": bool(raw.get("degraded", False)),
+            "limits_enforced": raw.get("limits") != "unenforced",
         })
     return passes
 

@@ -1,12 +1,23 @@
 """Replay spooled calls into the database once it is reachable again.
 
-A spooled call is replayed in one transaction, event by event, in the order received. Each event is
-recorded in ``CallEvent`` under the same dedupe key a live webhook would have used, so replaying twice
-(a crash between commit and deleting the file, two workers, a retried delivery) changes nothing the
-second time: no call is recorded twice and none is billed twice.
+A spooled call's events are replayed in the order received, each in one transaction with its
+``CallEvent``, under the same dedupe key a live webhook would have used, so replaying twice (a crash
+between commit and deleting the file, two workers, a retried delivery, the same webhook spooled on two
+nodes) changes nothing the second time: no call is recorded twice and none is billed twice.
 
-What was decided in degraded mode is replayed as it happened — the targets that were actually rung —
-not decided again. Replayed attempts take no concurrency slot and no cap unit (they are over).
+Behind a load balancer one call's webhooks reach several nodes, so its events may be spooled on more
+than one node: each node applies what it can as soon as the database is back, in order, and waits when
+an event needs one another node has not replayed yet (the call, or the attempt a Dial action settles).
+A final status replayed before a connected Dial action is handled as on the live path (the call is
+qualified again). A node's file is deleted once the call has ended in the database.
+
+What was decided in degraded mode is replayed as it happened — the targets that were actually rung,
+with the moments their slots were taken and given back — not decided again. Replayed attempts take no
+concurrency slot and no cap unit (they are over); slots degraded mode took in Redis and still holds are
+given back after the call's replay commits (``degraded.release_leftovers``), before its file is deleted.
+
+An empty spool file marks a call whose events wait in a process's memory (the disk refused them,
+``spool.py``): it is kept, so the call stays degraded on every worker, until it is stale.
 """
 
 from __future__ import annotations
@@ -18,31 +29,30 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callbroker import db
-from callbroker.calls import services, spool
+from callbroker.calls import degraded, services, spool
 from callbroker.calls.choices import AttemptResult, CallStage, ZipSourceChoices
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.network.live_redis import CountersUnknown
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
 
 log = logging.getLogger(__name__)
 
-try:  # Redis is optional
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    _REDIS_OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
-except ImportError:  # pragma: no cover
-    _REDIS_OUTAGES = ()
-
 #: Errors that mean "a backend is unreachable" — not "this request is wrong": an IntegrityError or
 #: DataError comes from bad input and must never send a call into degraded mode.
-OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, *_REDIS_OUTAGES)
-#: A spooled call whose final status never came is replayed anyway after this long.
+OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, RedisConnectionError,
+                                             RedisTimeoutError, CountersUnknown)
+#: A spooled call whose final status never came (or whose other events never could be applied) is
+#: given up after this long without a new event: what can be applied is, and its file is deleted.
 STALE_AFTER = dt.timedelta(hours=4)
 REPLAY_INTERVAL_S = 5.0
+REPLAY_BUSY_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -76,33 +86,26 @@ def event_key(call_sid: str, record: dict) -> str:
     return f"{call_sid}:{key}"[:200]
 
 
-def _finished(events: list[dict]) -> bool:
-    return any(e["kind"] == "status" and StatusUpdate(**e["update"]).terminal for e in events if "update" in e)
-
-
 def replay_ready(*, force: bool = False) -> ReplayReport:
-    """Replay every spooled call that has ended (or is stale). Stops at the first outage."""
+    """Apply every spooled event that can be applied; delete the files of calls that ended.
+
+    A call's events are applied in the order received, each in its own transaction, up to the first
+    one that can't be applied yet (its call or attempt was created by an event spooled on another node
+    and not replayed yet): the rest waits for the next pass. A file is deleted once its events are all
+    applied and the call has ended in the database (its final status may have come through any node),
+    or when it is stale; until then it keeps the call degraded on this node. ``force``: apply what can
+    be applied, skip the rest and delete every file (``callbroker spool replay --all``). Stops at the
+    first outage.
+    """
     report = ReplayReport()
     spool.flush_memory()
+    # Lines other processes still hold in memory (a full disk) come later, in files of their own: each
+    # event waits for what it needs, and a call's file goes only once it ended, so replaying what is
+    # on disk now is safe — and frees the disk for the rest.
     now = dt.datetime.now(dt.UTC)
     for path in spool.files():
         try:
-            with path.open("r+") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker is on it
-                except BlockingIOError:
-                    continue
-                events = spool.read(path)
-                age = now - dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-                if events and not (force or _finished(events) or age > STALE_AFTER):
-                    report.waiting += 1
-                    continue
-                if events:
-                    applied, duplicates = replay_call(events)
-                    report.events += applied
-                    report.skipped_duplicates += duplicates
-                    report.calls += 1
-                path.unlink()
+            _replay_file(path, report, now=now, force=force)
         except FileNotFoundError:
             continue
         except OUTAGES as exc:
@@ -117,33 +120,132 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
     return report
 
 
+def replay_now(call_sid: str) -> None:
+    """Apply a call's spooled events at once, when this request's database connection is sound.
+
+    Called right after a webhook was spooled. When what failed was Redis (the database answered this
+    request), the call is in the database before the carrier has our answer, so its next webhook finds
+    it whichever node it reaches. Otherwise (database away, or not used by this request) nothing is
+    tried here: the replayer does it when the database is back.
+    """
+    if connection.connection is None or connection.errors_occurred or connection.in_atomic_block:
+        return
+    if spool.is_held_in_memory(call_sid):
+        return
+    try:
+        _replay_file(spool.path_of(call_sid), ReplayReport(), now=dt.datetime.now(dt.UTC), force=False)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the answer is given already; the replayer tries again
+        log.info("replay of %s right after spooling failed (%s); the replayer will", call_sid, exc)
+
+
+def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -> None:
+    with path.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker is on it
+        except BlockingIOError:
+            return
+        events = spool.read(path)
+        done = force or now - dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) > STALE_AFTER
+        if events:
+            call_sid = events[0]["params"]["CallSid"]
+            applied, duplicates, pending = _replay_events(events, skip_pending=done)
+            report.events += applied
+            report.skipped_duplicates += duplicates
+            report.calls += bool(applied)
+            done = done or (not pending and _ended(call_sid))
+            if done and _held_in_redis(events):
+                try:
+                    degraded.release_leftovers(call_sid)
+                except RedisError as exc:  # recorded; its slots go back on the next pass
+                    report.errors.append(f"{path.name}: giving back its slots in Redis: {exc}")
+                    return
+        if not done:
+            report.waiting += 1  # in progress, waiting for another node's events, or in memory elsewhere
+            return
+        path.unlink()
+
+
+def _ended(call_sid: str) -> bool:
+    """The carrier's final status of this call is in the database (through whichever node)."""
+    return Call.objects.filter(call_sid=call_sid, ended_at__isnull=False).exists()
+
+
+def _held_in_redis(events: list[dict]) -> bool:
+    """Degraded mode kept this call's limits in Redis (it may still hold slots there)."""
+    return any(e.get("limits") == degraded.ENFORCED or (e.get("decision") or {}).get("limits") == degraded.ENFORCED
+               for e in events)
+
+
+def _moment(value: str | None, default: dt.datetime) -> dt.datetime:
+    return dt.datetime.fromisoformat(value) if value else default
+
+
 def replay_call(events: list[dict]) -> tuple[int, int]:
-    """Apply one call's spooled events in one transaction; returns (applied, skipped as duplicates)."""
+    """Apply one call's spooled events; returns (applied, skipped as duplicates).
+
+    Raises ``services.UnknownCall`` (after applying the events before it) at the first event whose call
+    or attempt does not exist yet: an event of another node's spool must be replayed first.
+    """
+    applied, duplicates, pending = _replay_events(events, skip_pending=False)
+    if pending:
+        raise services.UnknownCall(f"{pending} events of {events[0]['params']['CallSid']} wait for another node's")
+    return applied, duplicates
+
+
+def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int, int]:
+    """Apply one call's spooled events; returns (applied, skipped as duplicates, not applicable yet).
+
+    In the order they were received (a call's lines held in two processes' memory reach the file in
+    the order those processes could write them), each event with its ``CallEvent`` in one transaction.
+    It stops at the first event whose call or attempt does not exist yet (``skip_pending``: skips it).
+    """
+    events = sorted(events, key=lambda e: dt.datetime.fromisoformat(e["received_at"]))
     call_sid = events[0]["params"]["CallSid"]
     snap = current_snapshot()
-    applied = duplicates = 0
-    with transaction.atomic():
-        for record in events:
-            key = event_key(call_sid, record)
-            if CallEvent.objects.filter(dedupe_key=key).exists():
-                duplicates += 1
-                continue
-            at = dt.datetime.fromisoformat(record["received_at"])
-            _apply(call_sid, record, at, snap)
-            db.insert(CallEvent(call_sid=call_sid, kind=record["kind"], dedupe_key=key, params=record["params"],
-                                response=record.get("answer", ""), received_at=at))
-            applied += 1
-    return applied, duplicates
+    applied = duplicates = pending = 0
+    for n, record in enumerate(events):
+        key = event_key(call_sid, record)
+        at = dt.datetime.fromisoformat(record["received_at"])
+        try:
+            with transaction.atomic():
+                # One call's events may be replayed by several nodes at once: one at a time per call. An
+                # event for a call not written yet waits (were it applied once the call appears a moment
+                # later, it would run without the lock, beside another node's event of the same call).
+                locked = Call.objects.select_for_update().filter(call_sid=call_sid).values_list("pk", flat=True)
+                if not list(locked) and record["kind"] not in ROUTING_KINDS:
+                    raise services.UnknownCall(call_sid)
+                if CallEvent.objects.filter(dedupe_key=key).exists():
+                    duplicates += 1
+                    continue
+                _apply(call_sid, record, at, snap)
+                db.insert(CallEvent(call_sid=call_sid, kind=record["kind"], dedupe_key=key,
+                                    params=record["params"], response=record.get("answer", ""), received_at=at))
+        except (services.UnknownCall, IntegrityError) as exc:
+            if isinstance(exc, IntegrityError) and record["kind"] not in ROUTING_KINDS:
+                raise
+            # Not applicable yet (or, IntegrityError: another node is writing this call right now).
+            if not skip_pending:
+                return applied, duplicates, len(events) - n
+            log.warning("spooled %s event of %s skipped: %s", record["kind"], call_sid, exc)
+            pending += 1
+            continue
+        applied += 1
+    return applied, duplicates, pending
+
+
+ROUTING_KINDS = frozenset({"voice", "ivr_zip", "ivr_category"})  # events that may create the call
 
 
 def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     kind = record["kind"]
-    if kind in ("voice", "ivr_zip", "ivr_category"):
+    if kind in ROUTING_KINDS:
         _apply_routing(call_sid, record, at, snap)
     elif kind == "dial":
         _apply_dial(call_sid, record, at, snap)
     elif kind == "status":
-        services.call_status(call_sid, StatusUpdate(**record["update"]), now=at)
+        services.call_status(call_sid, StatusUpdate(**record["update"]), now=_moment(record.get("ended_at"), at))
     elif kind == "recording":
         services.recording_ready(call_sid, RecordingUpdate(**record["update"]), now=at)
     elif kind == "voicemail":
@@ -174,15 +276,22 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         raise services.UnknownCall(call_sid)
     seq = record["seq"]
     outcome = DialOutcome(**record["outcome"])
+    if record.get("refused_at_dial") or record.get("limits") == degraded.UNENFORCED:
+        call.decision = {**(call.decision or {})}
+        call.decision.setdefault("refused_at_dial", []).extend(record.get("refused_at_dial") or ())
+        if record.get("limits") == degraded.UNENFORCED:
+            call.decision["limits"] = degraded.UNENFORCED  # this step was routed without counters
     attempt = CallAttempt.objects.filter(call=call, sequence=seq).first()
-    if attempt is not None and attempt.result == AttemptResult.RINGING:
+    if attempt is None:  # dialled by an event spooled on another node, not replayed yet
+        raise services.UnknownCall(f"call {call_sid} has no attempt {seq} yet")
+    ended_at = _moment(record.get("ended_at"), at)
+    if outcome.bridged:  # connected; when the final status was applied first, the call is qualified again
+        if attempt.result in (AttemptResult.RINGING, AttemptResult.CANCELED):
+            services.dial_finished(call_sid, seq, outcome, now=ended_at)
+        return
+    if attempt.result == AttemptResult.RINGING:
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
-        services.settle_attempt(call, attempt, outcome, at)
-        if outcome.bridged:
-            if call.stage != CallStage.ENDED:
-                call.stage = CallStage.CONNECTED
-            call.save()
-            return
+        services.settle_attempt(call, attempt, outcome, ended_at)
         services.release_attempt(attempt, info, undo_usage=True)  # a slot taken before the outage
     _follow(call, record, at)
 
@@ -191,14 +300,16 @@ def _follow(call: Call, record: dict, at: dt.datetime) -> None:
     """Record what degraded mode actually did next: ring a target, or the fallback."""
     dialled = record.get("dialled")
     if dialled:
-        call.stage = CallStage.DIALING
+        if call.stage != CallStage.ENDED:  # its final status may have been replayed first (another node)
+            call.stage = CallStage.DIALING
         call.ring_position = max(call.ring_position, dialled["sequence"])
         _save(call)
         db.insert(CallAttempt(call=call, sequence=dialled["sequence"], target_id=dialled["target_id"],
-                              buyer_id=dialled["buyer_id"], number=dialled["number"], started_at=at,
-                              slot_held=False))
+                              buyer_id=dialled["buyer_id"], number=dialled["number"],
+                              started_at=_moment(dialled.get("started_at"), at), slot_held=False))
     elif record.get("fallback"):
-        call.stage = CallStage.FALLBACK
+        if call.stage != CallStage.ENDED:
+            call.stage = CallStage.FALLBACK
         call.fallback_applied = record["fallback"]
         _save(call)
     else:
@@ -232,10 +343,14 @@ def ensure_running() -> None:
 
 
 def _loop() -> None:
+    busy = False
     while True:
-        time.sleep(REPLAY_INTERVAL_S)
+        # Every second while this node has spooled calls: the other nodes' webhooks of those calls find
+        # them in the database as soon as possible once it is back.
+        time.sleep(REPLAY_BUSY_INTERVAL_S if busy else REPLAY_INTERVAL_S)
         try:
-            if spool.files() or spool.flush_memory():
+            busy = bool(spool.files() or spool.flush_memory())
+            if busy:
                 if cached_snapshot() is None:
                     current_snapshot()
                 replay_ready()

@@ -7,10 +7,10 @@ delivered twice changes nothing the second time and gets the same answer.
 
 from __future__ import annotations
 
-import json
-import random
 import datetime as dt
+import json
 import logging
+import random
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import lru_cache
@@ -20,6 +20,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from callbroker import db
+from callbroker.billing.services import post_verdict
 from callbroker.calls import steps as s
 from callbroker.calls.choices import AttemptResult, CallStage, Verdict, ZipSourceChoices
 from callbroker.calls.events import DialOutcome, EventIn, InboundCall, RecordingUpdate, StatusUpdate
@@ -31,7 +32,13 @@ from callbroker.core.qualification import qualify
 from callbroker.core.routing import route
 from callbroker.network import live
 from callbroker.network.models import TargetState
-from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, TargetInfo, cached_snapshot, current_snapshot
+from callbroker.network.snapshot import (
+    CampaignInfo,
+    NetworkSnapshot,
+    TargetInfo,
+    cached_snapshot,
+    current_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare() if prepare is not None else None
         try:
-            with transaction.atomic():
+            with db.write_lock(), transaction.atomic():
                 body = render(run(prepared) if prepare is not None else run())
                 _store_event(event, body)
         except IntegrityError:
@@ -188,7 +195,7 @@ def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callab
 
 def _saving(call: Call, steps: tuple[s.Step, ...]) -> Callable[[], tuple[s.Step, ...]]:
     def commit() -> tuple[s.Step, ...]:
-        call.save()
+        _write(call)
         return steps
 
     return commit
@@ -211,12 +218,12 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
         _set_zip(call, digits, ZipSourceChoices.IVR, directory)
     elif attempt < 2:
         call.zip_attempts = attempt + 1
-        call.save(update_fields=["zip_attempts"])
+        db.update(call, ["zip_attempts"])
         return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
     elif not call.caller_zip:
         log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
     if campaign.confirm_category:
-        call.save()
+        db.update(call)
         return (s.AskCategory(campaign.confirm_category),)
     return _route_and_dial(call, campaign, snap, now)
 
@@ -243,7 +250,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     """A target rang out: connected, or try the next target, or the fallback."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    attempt = CallAttempt.objects.filter(call=call, sequence=sequence).first()
+    attempt = db.select_one(CallAttempt, call_id=call.pk, sequence=sequence)
     if attempt is None:
         raise UnknownCall(f"call {call_sid} has no attempt {sequence}")
     if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
@@ -254,7 +261,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     if outcome.bridged:
         if call.stage != CallStage.ENDED:
             call.stage = CallStage.CONNECTED
-            call.save()
+            db.update(call)
         else:  # the final status came first: release what the end of the call couldn't, then re-qualify
             release_attempt(attempt, info, undo_usage=False)
             _qualify(call, campaign, snap)
@@ -285,7 +292,7 @@ def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: 
     else:
         attempt.result = unbridged_result(outcome)
         attempt.ring_seconds = _ring_seconds(attempt, now, 0)
-    attempt.save()
+    db.update(attempt)
 
 
 def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -293,7 +300,7 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
     now = now or timezone.now()
     if not update.terminal:
         return ()
-    call = Call.objects.filter(call_sid=call_sid).first()
+    call = db.select_one(Call, call_sid=call_sid)
     if call is None:
         raise UnknownCall(call_sid)
     if call.stage == CallStage.ENDED:
@@ -303,19 +310,19 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
     call.final_status = update.status[:16]
     call.duration_seconds = update.duration
     snap = current_snapshot(check_version=False)
-    for attempt in call.attempts.filter(slot_held=True):
+    for attempt in db.select(CallAttempt, call_id=call.pk, slot_held=True, order_by="sequence"):
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
         if attempt.result == AttemptResult.RINGING:
             attempt.result = AttemptResult.CANCELED
             attempt.ended_at = now
             attempt.ring_seconds = _ring_seconds(attempt, now, 0)
-            attempt.save()
+            db.update(attempt)
             release_attempt(attempt, info, undo_usage=True)
         else:
             release_attempt(attempt, info, undo_usage=False)
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     if campaign is None:
-        call.save()
+        db.update(call)
         return ()
     _qualify(call, campaign, snap)
     return ()
@@ -325,10 +332,8 @@ def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | N
     """A recording of the call is available (or failed)."""
     if update.status != "completed":
         return ()
-    updated = Call.objects.filter(call_sid=call_sid).update(
-        recording_sid=update.recording_sid[:64], recording_url=update.url[:500],
-        recording_seconds=update.duration,
-    )
+    updated = db.update_where(Call, {"recording_sid": update.recording_sid[:64], "recording_url": update.url[:500],
+                                     "recording_seconds": update.duration}, call_sid=call_sid)
     if not updated:
         raise UnknownCall(call_sid)
     return ()
@@ -336,7 +341,7 @@ def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | N
 
 def message_left(call_sid: str, url: str, duration: int | None) -> tuple[s.Step, ...]:
     """A voicemail or callback request was recorded in the fallback."""
-    Call.objects.filter(call_sid=call_sid).update(recording_url=url[:500], recording_seconds=duration)
+    db.update_where(Call, {"recording_url": url[:500], "recording_seconds": duration}, call_sid=call_sid)
     return (s.Say("Thank you. We will get back to you. Goodbye."), s.Hangup())
 
 
@@ -384,7 +389,7 @@ def safe_steps_for_call(call_sid: str, to: str) -> tuple[s.Step, ...]:
 
 
 def _load(call_sid: str) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
-    call = Call.objects.filter(call_sid=call_sid).first()
+    call = db.select_one(Call, call_sid=call_sid)
     if call is None or call.campaign_id is None:
         raise UnknownCall(call_sid)
     snap = current_snapshot(check_version=False)
@@ -471,10 +476,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
         call.stage = CallStage.DIALING
-        if call.pk is None:
-            db.insert(call)
-        else:
-            call.save()
+        _write(call)
         # Stamped after the slot was taken (not at routing time): attempt intervals then never overlap
         # more than the concurrency limit allowed, which the reliability suite checks.
         db.insert(CallAttempt(call=call, sequence=call.ring_position, target_id=target_id,
@@ -488,7 +490,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
 def _apply_fallback(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
     call.stage = CallStage.FALLBACK
     call.fallback_applied = campaign.core.fallback.kind.value
-    call.save()
+    _write(call)
     return fallback_steps(campaign)
 
 
@@ -517,6 +519,8 @@ def _fallback_json(fb: core.Fallback | None) -> dict | None:
 
 
 _CALLS = Call._meta.db_table
+_ATTEMPTS = CallAttempt._meta.db_table
+_STATE = TargetState._meta.db_table
 
 
 def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int | None:
@@ -534,12 +538,40 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     return row[0] if row else None
 
 
+def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...]]:
+    """The caller's last billable call in this campaign before this one, and their calls in the velocity window."""
+    started = connection.ops.adapt_datetimefield_value(call.started_at)
+    since = connection.ops.adapt_datetimefield_value(call.started_at - campaign.core.velocity_window)
+    with connection.cursor() as cursor:  # hand-written: runs at the end of every call (call_*_idx indexes)
+        cursor.execute(
+            f"SELECT started_at FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s AND verdict = %s "
+            "AND started_at < %s ORDER BY started_at DESC LIMIT 1",
+            [call.campaign_id, call.caller_number, Verdict.BILLABLE.value, started],
+        )
+        previous = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
+        cursor.execute(
+            f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s AND started_at < %s "
+            "AND id <> %s",
+            [call.caller_number, since, started, call.pk],
+        )
+        recent = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
+    return previous, recent
+
+
+def _write(call: Call) -> None:
+    """Insert a new call or write back every column of a stored one."""
+    if call.pk is None:
+        db.insert(call)
+    else:
+        db.update(call)
+
+
 def release_attempt(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
     """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
     if not attempt.slot_held:
         return
-    CallAttempt.objects.filter(pk=attempt.pk).update(slot_held=False)
     attempt.slot_held = False
+    db.update(attempt, ["slot_held"])
     if attempt.target_id is not None:
         live.release(info.core if info else None, attempt.target_id, info.timezone if info else None,
                      attempt.started_at, undo_usage=undo_usage)
@@ -551,10 +583,17 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
     if not limit:
         return
     since = now - dt.timedelta(seconds=campaign.missed_calls_window_s)
-    state = TargetState.objects.filter(pk=info.core.id).values_list("paused_until", flat=True).first()
-    if state is not None and state > since:
-        since = state  # count only the misses after the last auto-pause ended
-    missed = CallAttempt.objects.filter(target_id=info.core.id, result__in=UNANSWERED, ended_at__gte=since).count()
+    with connection.cursor() as cursor:  # hand-written: runs after every unanswered attempt
+        cursor.execute(f"SELECT paused_until FROM {_STATE} WHERE target_id = %s", [info.core.id])
+        row = cursor.fetchone()
+        state = db.from_db(TargetState, "paused_until", row[0]) if row else None
+        if state is not None and state > since:
+            since = state  # count only the misses after the last auto-pause ended
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {_ATTEMPTS} WHERE target_id = %s AND result IN (%s, %s) AND ended_at >= %s",
+            [info.core.id, *(r.value for r in UNANSWERED), connection.ops.adapt_datetimefield_value(since)],
+        )
+        missed = cursor.fetchone()[0]
     if missed >= limit:
         window_min = campaign.missed_calls_window_s // 60
         cooldown_min = campaign.missed_calls_cooldown_s // 60
@@ -589,17 +628,7 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
         in_area = info.core.area_zips is None or call.caller_zip in info.core.area_zips
     previous_billable = recent = ()
     if call.caller_number:
-        previous_billable = (
-            Call.objects.filter(campaign_id=call.campaign_id, caller_number=call.caller_number,
-                                verdict=Verdict.BILLABLE, started_at__lt=call.started_at)
-            .order_by("-started_at").values_list("started_at", flat=True)[:1]
-        )
-        recent = tuple(
-            Call.objects.filter(caller_number=call.caller_number,
-                                started_at__gte=call.started_at - campaign.core.velocity_window,
-                                started_at__lt=call.started_at)
-            .exclude(pk=call.pk).values_list("started_at", flat=True)
-        )
+        previous_billable, recent = _caller_history(call, campaign)
     facts = core.CallFacts(
         caller=core.Caller(call.caller_number or None, call.caller_zip or None, source),
         connected=call.connected_target_id is not None,
@@ -620,4 +649,5 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
     call.revenue = verdict.revenue
     call.payout = verdict.payout
     call.qualified_at = timezone.now()
-    call.save()
+    db.update(call)
+    post_verdict(call)  # the ledger follows the verdict, in this transaction (docs/billing.md)

@@ -7,6 +7,7 @@ TwiML is built with the ``twilio`` package's ``VoiceResponse``; signatures are c
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -14,7 +15,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest
-from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from callbroker.calls import steps as s
@@ -67,7 +68,10 @@ def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
     # Twilio signs a GET over the URL alone (its parameters are in the query string already).
     signed = params if request.method == "POST" else {}
     try:
-        return any(v.validate(url, signed, signature, algorithm) for v in _validators())
+        # The URL as received first (one signature with the twilio package's own code); ``validate`` then
+        # tries it with and without the default port, as Twilio signs either way.
+        return any(compare(v.compute_signature(url, signed, algorithm), signature) for v in _validators()) \
+            or any(v.validate(url, signed, signature, algorithm) for v in _validators())
     except ValueError:  # a URL urllib refuses, e.g. "Host: 127.0.0.1:99999" (port out of range): not signed
         return False
 
@@ -183,7 +187,16 @@ def recording_update(params: Mapping[str, str]) -> RecordingUpdate:
 
 
 def render(steps: Sequence[s.Step], base: str) -> str:
-    """TwiML for the steps. ``base`` is the public base URL used for every callback."""
+    """TwiML for the steps. ``base`` is the public base URL used for every callback.
+
+    The TwiML depends on nothing else (no CallSid in it: the carrier sends that with every callback),
+    and a network answers the same few dozen ways all day, so answers are kept (``_render`` is cached).
+    """
+    return _render(tuple(steps), base)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(steps: tuple[s.Step, ...], base: str) -> str:
     response = VoiceResponse()
 
     def url(name: str, **query: object) -> str:

@@ -17,18 +17,13 @@ from django.views.decorators.csrf import csrf_exempt
 from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn
-from callbroker.carriers import twilio
+from callbroker.carriers import form, twilio
 from callbroker.ops.metrics import record_routing_failure
 
 log = logging.getLogger("callbroker.carriers")
 
 XML = "text/xml; charset=utf-8"
 OUTAGES = replay.OUTAGES  # errors meaning "a backend is unreachable", not "this request is wrong"
-
-
-def _params(request: HttpRequest) -> dict[str, str]:
-    source = request.POST if request.method == "POST" else request.GET
-    return {key: source.get(key, "") for key in source}
 
 
 def _check_text(params: dict[str, str]) -> None:
@@ -57,7 +52,7 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
         if request.method not in ("POST", "GET"):
             return HttpResponseNotAllowed(["POST", "GET"])
         try:
-            params = _params(request)
+            params = form.params(request)
         except Exception as exc:  # noqa: BLE001 - oversized or undecodable body
             log.warning("webhook %s refused: unreadable body (%s)", request.path, exc)
             return HttpResponse("Bad Request: unreadable body", status=400, content_type="text/plain")
@@ -84,8 +79,13 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
             log.warning("webhook %s malformed (CallSid=%s): %s", request.path, params.get("CallSid", "")[:64], exc)
             body = _safe(request, params)
         except services.UnknownCall as exc:
-            log.warning("webhook %s for an unknown call: %s", request.path, exc)
-            body = _safe(request, params)
+            if degraded is not None and degraded_mode.routed_elsewhere(params.get("CallSid", "")[:64]):
+                log.warning("webhook %s: call not replayed yet from another node's spool (%s); handled from "
+                            "memory and spooled", request.path, exc)
+                body = _degrade(request, params, kind, degraded)
+            else:
+                log.warning("webhook %s for an unknown call: %s", request.path, exc)
+                body = _safe(request, params)
         except Exception:
             log.exception("webhook %s failed (CallSid=%s); caller sent to the fallback", request.path,
                           params.get("CallSid", "")[:64])
@@ -108,6 +108,7 @@ def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: D
     sid = params.get("CallSid", "")[:64]
     if sid:
         spool.append(sid, {"kind": kind, "params": params, "query": request.GET.dict(), "answer": body, **facts})
+        replay.replay_now(sid)  # when only Redis failed: in the database before the carrier's next webhook
     return body
 
 
@@ -153,13 +154,15 @@ def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
 def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     seq = _int_query(request, "seq")
     outcome = twilio.dial_outcome(params)
-    steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome)
+    steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome,
+                                      call_sid=params.get("CallSid", "")[:64])
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
 
 
 def _degraded_status(request: HttpRequest, params: dict[str, str]):
     update = twilio.status_update(params)
-    return (), {"update": dataclasses.asdict(update)}
+    steps, facts = degraded_mode.status(params.get("CallSid", "")[:64], update)
+    return steps, {**facts, "update": dataclasses.asdict(update)}
 
 
 def _degraded_recording(request: HttpRequest, params: dict[str, str]):

@@ -30,6 +30,14 @@ Redis is outside the database transaction, so this module ties the two together:
 - a release inside a transaction happens only once it commits (``transaction.on_commit``): a rolled
   back release leaves ``slot_held`` set in the database, and its retry must not release twice.
 
+When Redis has lost the counters (restarted without persistence, flushed) a reservation finds its
+target's counters unknown and :func:`rebuild_from_database` counts them again from the call attempts
+(slots held, calls counted in the current periods) before anything is taken; releases meanwhile
+change nothing (the database already has them). See ``live_redis`` and docs/production.md.
+
+Degraded mode (the database away, Redis up) takes and gives back slots in Redis too, under a token
+per call and step (:func:`store_without_database`, ``calls/degraded.py``).
+
 Auto-pauses (``TargetState.paused_until``) stay in the database with either backend: the call flow and
 the admin write them there. The Redis ``read`` reads them with one indexed query, uncached, so that
 a pause or its end in the admin applies to the next call.
@@ -43,9 +51,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -56,6 +66,9 @@ from django.dispatch import receiver
 from callbroker.core.model import Exclusion, Target, TargetCounters
 from callbroker.network.models import TargetState, TargetUsage
 from callbroker.ops import metrics
+
+if TYPE_CHECKING:
+    from callbroker.network.live_redis import RedisCounters
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +134,16 @@ def current_backend() -> Backend:
     return _backend()
 
 
+def store_without_database() -> RedisCounters | None:
+    """The ``RedisCounters`` when this process keeps the counters in Redis, else ``None``.
+
+    Degraded mode uses it directly: it needs no database (SQL counters live in the database, so with the
+    SQL backend degraded mode has no counters at all).
+    """
+    backend = _backend()
+    return backend.store if isinstance(backend, RedisBackend) else None
+
+
 # --------------------------------------------------------------------------- backend choice
 
 
@@ -152,7 +175,8 @@ def _from_settings() -> Backend:
     if choice == "redis" or (choice == "auto" and url):
         from callbroker.network import live_redis
 
-        store = live_redis.RedisCounters(redis_client(), getattr(settings, "REDIS_KEY_PREFIX", "cb:"))
+        store = live_redis.RedisCounters(redis_client(), getattr(settings, "REDIS_KEY_PREFIX", "cb:"),
+                                         rebuild=rebuild_from_database)
         return RedisBackend(store)
     return SQL
 
@@ -308,6 +332,81 @@ def auto_paused(target_ids: Sequence[int], now: dt.datetime) -> set[int]:
             list(target_ids),
         )
         return {target_id for target_id, until in cursor.fetchall() if _aware(until) > now}
+
+
+#: Seconds a rebuild waits between claiming the targets and reading the database: a webhook that took a
+#: slot just before Redis lost it commits meanwhile, and is counted.
+REBUILD_GRACE_S = 0.25
+
+
+def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) -> None:
+    """Redis no longer knows ``wanted``'s counters: count them again from the call attempts in the database.
+
+    Claims every target whose counters are unknown (after Redis lost its data: all of them, so one
+    rebuild serves the whole network), waits ``REBUILD_GRACE_S``, then loads for each: the slots held
+    (attempts with ``slot_held``) and the calls counted in the buyer's current hour, day and month
+    (attempts started then that hold a slot or were bridged — a cap unit goes back only when a call was
+    not delivered). Slots given back while it runs are not counted (``live_redis``). Calls handled in
+    degraded mode and not replayed yet are not in the database, so they are not counted.
+    """
+    from callbroker.network.snapshot import cached_snapshot
+
+    targets: dict[int, tuple[Target, str]] = {wanted.id: (wanted, tz_name)}
+    snap = cached_snapshot()
+    if snap is not None:
+        for target_id, info in snap.targets.items():
+            targets.setdefault(target_id, (info.core, info.timezone))
+    claim = store.claim(targets)
+    if not claim.target_ids:
+        return  # another process rebuilds them: the reservation waits for it
+    try:
+        time.sleep(REBUILD_GRACE_S)
+        now = dt.datetime.now(dt.UTC)
+        claimed = {target_id: targets[target_id] for target_id in claim.target_ids}
+        held, counts = _counted_in_database(claimed, now)
+        loaded = sum(store.load(claim, target, tz, now, held=held.get(target_id, ()),
+                                counts=counts.get(target_id, (0, 0, 0)))
+                     for target_id, (target, tz) in claimed.items())
+    except BaseException:
+        try:
+            store.abandon(claim)
+        except Exception:  # noqa: BLE001 - the claim expires by itself
+            log.exception("giving up the counters rebuild claim failed")
+        raise
+    log.warning("live counters of %s targets rebuilt from the database (Redis did not know them)", loaded)
+
+
+def _counted_in_database(targets: dict[int, tuple[Target, str]],
+                         now: dt.datetime) -> tuple[dict[int, list[dt.datetime]], dict[int, tuple[int, int, int]]]:
+    """Starts of the slots held per target, and calls counted in the current hour, day and month."""
+    from django.db.models import Q
+
+    from callbroker.calls.choices import AttemptResult  # the counters are derived from the calls' attempts
+    from callbroker.calls.models import CallAttempt
+
+    held: dict[int, list[dt.datetime]] = defaultdict(list)
+    rows = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True).values_list("target_id",
+                                                                                               "started_at")
+    for target_id, started_at in rows:
+        held[target_id].append(started_at)
+    capped = {tid: pair for tid, pair in targets.items() if any(cap is not None for cap in caps_of(pair[0]))}
+    counts: dict[int, tuple[int, int, int]] = {}
+    if capped:
+        caps = [caps_of(target) for target, _ in capped.values()]
+        # Far enough back for the longest capped period, whatever the buyers' time zones.
+        back = (dt.timedelta(days=32) if any(c[2] is not None for c in caps)
+                else dt.timedelta(days=2) if any(c[1] is not None for c in caps) else dt.timedelta(hours=3))
+        rows = (CallAttempt.objects.filter(target_id__in=list(capped), started_at__gte=now - back)
+                .filter(Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)).values_list("target_id", "started_at"))
+        tally: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+        current = {tid: period_keys(now, tz) for tid, (_, tz) in capped.items()}
+        for target_id, started_at in rows:
+            keys = period_keys(started_at, capped[target_id][1])
+            for i in range(3):
+                if keys[i] == current[target_id][i]:
+                    tally[target_id][i] += 1
+        counts = {tid: (h, d, m) for tid, (h, d, m) in tally.items()}
+    return held, counts
 
 
 class RedisBackend:

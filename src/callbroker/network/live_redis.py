@@ -16,6 +16,24 @@ that one target's keys live in one slot and one script may touch them all):
     hour after its period ends (``EXPIREAT``, set when it is counted): a finished period is never read
     again, and the hour covers clocks that differ between nodes. Only keys of targets with that cap
     exist.
+``P{t:ID}:known``
+    says the counters above are known: the microseconds since the epoch at which they were last
+    rebuilt. **Absent** when Redis lost its data (restarted without persistence, flushed, evicted) or
+    for a target never used: ``reserve`` then refuses to guess (a missing count would read as zero, and
+    a target could take more calls than its limit) and the caller rebuilds the counters first
+    (:meth:`RedisCounters.rebuild`; ``network/live.py`` counts them from the database). While a rebuild
+    runs it holds ``loading:<id>`` (expiring, in case the rebuilder dies).
+``P{t:ID}:early``
+    during a rebuild only: slots given back meanwhile (their stamp, and whether the cap units went back
+    too), so that a slot the database still showed as held when the rebuild read it is not counted.
+``P{t:ID}:holds``
+    tokens (``<CallSid>:<step>``) of the slots taken in degraded mode (the database away), where no
+    database row says whether a slot was already taken or given back: taking or giving back the same
+    token twice changes nothing.
+``P{c:CallSid}:plan``
+    degraded mode only: what was dialled at each step of that call (a JSON object per step, ``end``
+    once the call ended), so that a repeated webhook gets the same answer on any node and the slots can
+    be given back from any node. Expires after two days; the replay deletes it.
 
 Scripts (registered once per client; redis-py's ``Script`` sends ``EVALSHA`` and loads the script again
 when the server answers ``NOSCRIPT``, e.g. after a Redis restart):
@@ -24,7 +42,10 @@ when the server answers ``NOSCRIPT``, e.g. after a Redis restart):
   says which was full (concurrency first, then hourly, daily, monthly: the SQL backend's order).
   Redis runs a script alone, so two reservations can never both see the last free slot.
 - ``release``: gives back the slot and, for a call that was not delivered, one unit of the caps of
-  the period it was counted in; never below zero, never recreating an expired period.
+  the period it was counted in; never below zero, never recreating an expired period; nothing at all
+  while the counters are unknown (the rebuild reads the database, where the release is already
+  committed).
+- ``claim`` and ``load``: a rebuild (see ``known`` above).
 
 The client is built without retries: a command that timed out may have run, and running ``reserve``
 twice would take two slots. A failed command raises ``redis.RedisError`` to the caller (the webhook
@@ -34,7 +55,11 @@ then takes its degraded path).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
@@ -46,44 +71,157 @@ from callbroker.network.live import CAP_EXCLUSIONS, caps_of, period_keys, zone
 
 #: Seconds a period key outlives its period (covers clocks that differ between nodes).
 EXPIRY_MARGIN_S = 3600
+#: Longest a rebuild may take before its claim expires and another process may rebuild instead.
+REBUILD_CLAIM_MS = 30_000
+#: Longest a reservation waits for a rebuild that another process is running.
+REBUILD_WAIT_S = 5.0
+#: Degraded-mode plans of a call are kept this long (a call lasts hours at most; the replay deletes them).
+PLAN_TTL_S = 2 * 24 * 3600
+
+UNKNOWN, REBUILDING = -2, -3
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 RESERVE_LUA = """
--- KEYS[1] = active slots; KEYS[2..n] = period usage keys of the caps the target has
--- ARGV[1] = concurrency limit (-1 = unlimited); ARGV[2k], ARGV[2k+1] = cap and EXPIREAT of KEYS[k+1]
--- returns 0 = taken, -1 = concurrency full, k = the cap of KEYS[k+1] is reached (nothing was taken)
+-- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = degraded-mode hold tokens;
+-- KEYS[4..n] = period usage keys of the caps the target has
+-- ARGV[1] = concurrency limit (-1 = unlimited); ARGV[2] = hold token ('' = none);
+-- ARGV[2k+1], ARGV[2k+2] = cap and EXPIREAT of KEYS[k+3]
+-- returns 0 = taken (or already held under this token), -1 = concurrency full, k = the cap of KEYS[k+3]
+-- is reached (nothing was taken), -2 = counters unknown (rebuild them first), -3 = a rebuild is running
+local known = redis.call('GET', KEYS[2])
+if not known then
+  return -2
+end
+if string.sub(known, 1, 8) == 'loading:' then
+  return -3
+end
+local token = ARGV[2]
+if token ~= '' and redis.call('SISMEMBER', KEYS[3], token) == 1 then
+  return 0
+end
 local limit = tonumber(ARGV[1])
 if limit >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= limit then
   return -1
 end
-for i = 2, #KEYS do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 2]) then
-    return i - 1
+for i = 4, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 5]) then
+    return i - 3
   end
 end
 redis.call('INCR', KEYS[1])
-for i = 2, #KEYS do
+for i = 4, #KEYS do
   redis.call('INCR', KEYS[i])
-  redis.call('EXPIREAT', KEYS[i], ARGV[2 * i - 1])
+  redis.call('EXPIREAT', KEYS[i], ARGV[2 * i - 4])
+end
+if token ~= '' then
+  redis.call('SADD', KEYS[3], token)
 end
 return 0
 """
 
 RELEASE_LUA = """
--- KEYS[1] = active slots; KEYS[2..n] = period usage keys to give one unit back to
+-- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during a rebuild;
+-- KEYS[4] = degraded-mode hold tokens; KEYS[5..n] = period usage keys to give one unit back to
+-- ARGV[1] = the slot's stamp (microseconds: the attempt's start); ARGV[2] = '1' when the cap units go back;
+-- ARGV[3] = hold token ('' = a slot of the normal call path, which the database guards)
 -- decrements only what is above zero; an expired period stays expired (DECR would recreate it)
-for i = 1, #KEYS do
+local known = redis.call('GET', KEYS[2])
+if not known then
+  return 0  -- counters lost: the rebuild reads the database, where this release is committed
+end
+local token = ARGV[3]
+if string.sub(known, 1, 8) == 'loading:' then
+  if token == '' then
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])  -- the rebuild may still count this slot: it won't
+  end
+  return 0
+end
+if token ~= '' and redis.call('SREM', KEYS[4], token) == 0 then
+  return 0  -- not held under this token (given back already, or taken before Redis lost its data)
+end
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('DECR', KEYS[1])
+end
+for i = 5, #KEYS do
   if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
     redis.call('DECR', KEYS[i])
   end
 end
+return 1
+"""
+
+CLAIM_LUA = """
+-- KEYS[1] = 'known' mark; KEYS[2] = slots given back during a rebuild
+-- ARGV[1] = 'loading:<id>'; ARGV[2] = milliseconds the claim lasts
+-- returns 1 when this rebuild may load the target (its counters were unknown and nobody else rebuilds)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
 return 0
 """
+
+LOAD_LUA = """
+-- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during the rebuild;
+-- KEYS[4] = degraded-mode hold tokens; KEYS[5..n] = current period usage keys of the target's caps
+-- ARGV[1] = the claim ('loading:<id>'); ARGV[2] = the value 'known' takes (the rebuild's stamp);
+-- ARGV[2k+1], ARGV[2k+2] = count and EXPIREAT of KEYS[k+4];
+-- then one 'stamp:mask' per slot the database holds (bit k-1 of mask: counted in KEYS[k+4])
+-- returns 1 when loaded, 0 when the claim was lost (expired): nothing is changed then
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+local periods = #KEYS - 4
+local counts = {}
+for k = 1, periods do
+  counts[k] = tonumber(ARGV[2 * k + 1])
+end
+local active = 0
+for j = 2 * periods + 3, #ARGV do
+  local sep = string.find(ARGV[j], ':', 1, true)
+  local stamp = string.sub(ARGV[j], 1, sep - 1)
+  local mask = tonumber(string.sub(ARGV[j], sep + 1))
+  local undo = redis.call('HGET', KEYS[3], stamp)
+  if not undo then
+    active = active + 1
+  elseif undo == '1' then
+    for k = 1, periods do
+      if math.floor(mask / 2 ^ (k - 1)) % 2 == 1 then
+        counts[k] = counts[k] - 1
+      end
+    end
+  end
+end
+redis.call('SET', KEYS[1], active)
+for k = 1, periods do
+  if counts[k] > 0 then
+    redis.call('SET', KEYS[k + 4], counts[k])
+    redis.call('EXPIREAT', KEYS[k + 4], ARGV[2 * k + 2])
+  else
+    redis.call('DEL', KEYS[k + 4])
+  end
+end
+redis.call('DEL', KEYS[3], KEYS[4])  -- degraded-mode holds were not counted: giving them back is void
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+class CountersUnknown(redis.RedisError):
+    """Redis holds no counters for a target (it lost them and they were not rebuilt yet, or a rebuild runs)."""
 
 
 def connect(url: str, timeout_s: float = 0.5) -> redis.Redis:
     """A client for ``url`` with short timeouts and no automatic retries (see the module docstring)."""
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                 socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+
+
+def stamp(at: dt.datetime) -> int:
+    """Microseconds since the epoch: names a slot by its attempt's start (exact, unlike a float)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return (at - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 @lru_cache(maxsize=4096)
@@ -110,14 +248,42 @@ def period_expiry(at: dt.datetime, tz_name: str) -> tuple[int, int, int]:
     return hour_end + EXPIRY_MARGIN_S, day_end + EXPIRY_MARGIN_S, month_end + EXPIRY_MARGIN_S
 
 
-class RedisCounters:
-    """The counters of every target, in one Redis (or one Redis Cluster slot per target)."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A rebuild under way: the targets it may load."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "cb:") -> None:
+    value: str
+    at: dt.datetime
+    target_ids: tuple[int, ...]
+
+
+#: ``rebuild(store, target, tz_name)``: make the counters of ``target`` known (see ``RedisCounters``).
+Rebuild = Callable[["RedisCounters", Target, str], None]
+
+
+def rebuild_assuming_nothing_held(store: RedisCounters, target: Target, tz_name: str) -> None:
+    """The rebuild of a store used on its own (tests, tools): nothing is held anywhere, every count is zero."""
+    claim = store.claim([target.id])
+    if claim.target_ids:
+        store.load(claim, target, tz_name, dt.datetime.now(dt.UTC), held=(), counts=(0, 0, 0))
+
+
+class RedisCounters:
+    """The counters of every target, in one Redis (or one Redis Cluster slot per target).
+
+    ``rebuild`` is called when a reservation finds the counters of its target unknown: it must claim
+    the target (:meth:`claim`), count what is held and used, and :meth:`load` it. ``network/live.py``
+    counts from the database; without one, nothing is assumed held (:func:`rebuild_assuming_nothing_held`).
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "cb:", rebuild: Rebuild | None = None) -> None:
         self.client = client
         self.prefix = prefix
+        self.rebuild = rebuild or rebuild_assuming_nothing_held
         self._reserve = client.register_script(RESERVE_LUA)
         self._release = client.register_script(RELEASE_LUA)
+        self._claim = client.register_script(CLAIM_LUA)
+        self._load = client.register_script(LOAD_LUA)
 
     # -- key names
 
@@ -126,6 +292,18 @@ class RedisCounters:
 
     def usage_key(self, target_id: int, period: str) -> str:
         return f"{self.prefix}{{t:{target_id}}}:{period}"
+
+    def known_key(self, target_id: int) -> str:
+        return f"{self.prefix}{{t:{target_id}}}:known"
+
+    def early_key(self, target_id: int) -> str:
+        return f"{self.prefix}{{t:{target_id}}}:early"
+
+    def holds_key(self, target_id: int) -> str:
+        return f"{self.prefix}{{t:{target_id}}}:holds"
+
+    def plan_key(self, call_sid: str) -> str:
+        return f"{self.prefix}{{c:{call_sid}}}:plan"
 
     # -- operations
 
@@ -155,10 +333,16 @@ class RedisCounters:
                 counters[t.id] = TargetCounters(active=active, hour=hour, day=day, month=month)
         return counters
 
-    def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
-        """Take the concurrency slot and one unit of each cap, all or nothing (one ``EVALSHA``)."""
-        keys = [self.active_key(target.id)]
-        args: list[int] = [-1 if target.concurrency_limit is None else target.concurrency_limit]
+    def reserve(self, target: Target, tz_name: str, now: dt.datetime, *, token: str = "",
+                rebuild: bool = True) -> Exclusion | None:
+        """Take the concurrency slot and one unit of each cap, all or nothing (one ``EVALSHA``).
+
+        With ``token`` (degraded mode), the slot is held under it: a second reservation with the same
+        token takes nothing more. When the target's counters are unknown they are rebuilt first (or,
+        with ``rebuild=False``, :class:`CountersUnknown` is raised).
+        """
+        keys = [self.active_key(target.id), self.known_key(target.id), self.holds_key(target.id)]
+        args: list[int | str] = [-1 if target.concurrency_limit is None else target.concurrency_limit, token]
         refusals: list[Exclusion] = []
         caps = caps_of(target)
         if any(cap is not None for cap in caps):
@@ -169,6 +353,15 @@ class RedisCounters:
                     args += [cap, expiry]
                     refusals.append(exclusion)
         result = int(self._reserve(keys=keys, args=args))
+        if result in (UNKNOWN, REBUILDING):
+            if not rebuild:
+                raise CountersUnknown(f"counters of target {target.id} are unknown (Redis lost them)")
+            if result == UNKNOWN:
+                self.rebuild(self, target, tz_name)
+            self.wait_until_known(target.id)
+            result = int(self._reserve(keys=keys, args=args))
+            if result in (UNKNOWN, REBUILDING):
+                raise CountersUnknown(f"counters of target {target.id} could not be rebuilt")
         if result == 0:
             return None
         if result < 0:
@@ -176,14 +369,100 @@ class RedisCounters:
         return refusals[result - 1]
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool) -> None:
-        """Give back the slot and, with ``undo_usage``, the cap units counted at ``started_at`` (one ``EVALSHA``)."""
-        keys = [self.active_key(target_id)]
+                undo_usage: bool, token: str = "") -> bool:
+        """Give back the slot and, with ``undo_usage``, the cap units counted at ``started_at`` (one ``EVALSHA``).
+
+        ``started_at`` is the attempt's start: during a rebuild it names the slot (see ``early``).
+        ``token``: the degraded-mode hold to give back. Returns whether anything was given back.
+        """
+        keys = [self.active_key(target_id), self.known_key(target_id), self.early_key(target_id),
+                self.holds_key(target_id)]
         if undo_usage and target is not None and tz_name:
             keys += [self.usage_key(target_id, period)
                      for period, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
                      if cap is not None]
-        self._release(keys=keys)
+        return bool(self._release(keys=keys, args=[stamp(started_at), "1" if undo_usage else "0", token]))
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    # -- rebuilding unknown counters
+
+    def claim(self, target_ids: Iterable[int], ttl_ms: int = REBUILD_CLAIM_MS) -> Claim:
+        """Mark the targets whose counters are unknown as being rebuilt by us; returns those we got."""
+        ids = list(dict.fromkeys(target_ids))
+        value, at = f"loading:{uuid.uuid4().hex}", dt.datetime.now(dt.UTC)
+        pipe = self.client.pipeline(transaction=False)
+        for target_id in ids:
+            self._claim(keys=[self.known_key(target_id), self.early_key(target_id)], args=[value, ttl_ms],
+                        client=pipe)
+        got = pipe.execute() if ids else []
+        return Claim(value, at, tuple(tid for tid, ok in zip(ids, got, strict=True) if int(ok)))
+
+    def load(self, claim: Claim, target: Target, tz_name: str, now: dt.datetime, *,
+             held: Iterable[dt.datetime], counts: tuple[int, int, int]) -> bool:
+        """Set a claimed target's counters: ``held`` = starts of the slots held, ``counts`` = calls counted
+        in the current hour, day and month (``now``). Slots given back since the claim are not counted."""
+        keys = [self.active_key(target.id), self.known_key(target.id), self.early_key(target.id),
+                self.holds_key(target.id)]
+        args: list[int | str] = [claim.value, stamp(claim.at)]
+        current = period_keys(now, tz_name)
+        capped = [i for i, cap in enumerate(caps_of(target)) if cap is not None]
+        expiry = period_expiry(now, tz_name)
+        for i in capped:
+            keys.append(self.usage_key(target.id, current[i]))
+            args += [counts[i], expiry[i]]
+        for at in held:
+            periods = period_keys(at, tz_name)
+            mask = sum(1 << k for k, i in enumerate(capped) if periods[i] == current[i])
+            args.append(f"{stamp(at)}:{mask}")
+        return bool(self._load(keys=keys, args=args))
+
+    def abandon(self, claim: Claim) -> None:
+        """Give up a claim (the rebuild failed): its targets are unknown again, for the next try."""
+        for target_id in claim.target_ids:
+            key = self.known_key(target_id)
+            if self.client.get(key) == claim.value.encode():
+                self.client.delete(key)
+
+    def wait_until_known(self, target_id: int, timeout_s: float = REBUILD_WAIT_S) -> bool:
+        """Wait (polling) while another process rebuilds this target's counters."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = self.client.get(self.known_key(target_id))
+            if value is not None and not value.startswith(b"loading:"):
+                return True
+            if value is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def mark_known(self, targets: Iterable[tuple[Target, str]]) -> None:
+        """Declare these targets' counters known as they are (tools that zero the counters themselves)."""
+        for target, tz_name in targets:
+            claim = self.claim([target.id])
+            if claim.target_ids:
+                self.load(claim, target, tz_name, dt.datetime.now(dt.UTC), held=(), counts=(0, 0, 0))
+
+    # -- degraded mode: what each step of a call dialled (see calls/degraded.py)
+
+    def plans(self, call_sid: str) -> dict[str, dict]:
+        """Every step remembered for this call (``"1"``, ``"2"`` … and ``"end"``)."""
+        raw = self.client.hgetall(self.plan_key(call_sid))
+        return {key.decode(): json.loads(value) for key, value in raw.items()}
+
+    def plan(self, call_sid: str, step: str) -> dict | None:
+        raw = self.client.hget(self.plan_key(call_sid), step)
+        return json.loads(raw) if raw is not None else None
+
+    def remember(self, call_sid: str, step: str, plan: dict) -> dict:
+        """Store ``plan`` for this step unless one is there already; returns the one that stands."""
+        key = self.plan_key(call_sid)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hsetnx(key, step, json.dumps(plan, separators=(",", ":")))
+        pipe.hget(key, step)
+        pipe.expire(key, PLAN_TTL_S)
+        _, stored, _ = pipe.execute()
+        return json.loads(stored)
+
+    def forget(self, call_sid: str) -> None:
+        self.client.delete(self.plan_key(call_sid))

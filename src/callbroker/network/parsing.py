@@ -415,7 +415,7 @@ def _holidays(value: object) -> tuple[str, str | None] | None:
         raise ValueError(f"{_type_name(value)} is not a holiday calendar (a country like \"US\" or a "
                          f"country and subdivision like \"US-TX\")")
     country, _, subdivision = value.strip().upper().partition("-")
-    supported = _holiday_calendars()
+    supported = holiday_calendars()
     if country not in supported:
         raise ValueError(f"no holiday calendar for country '{country}'{did_you_mean(country, supported)}")
     if subdivision and subdivision not in supported[country]:
@@ -425,7 +425,8 @@ def _holidays(value: object) -> tuple[str, str | None] | None:
 
 
 @cache
-def _holiday_calendars() -> dict[str, frozenset[str]]:
+def holiday_calendars() -> dict[str, frozenset[str]]:
+    """Supported countries and their subdivisions (slow the first time: imports every country module)."""
     import holidays
 
     return {c: frozenset(s) for c, s in holidays.list_supported_countries().items()}

@@ -245,6 +245,27 @@ def _load_saved() -> NetworkSnapshot | None:
         return None
 
 
+def preload() -> None:
+    """Before the server forks its workers: load what routing needs, so no worker pays for it on a call.
+
+    The holiday calendars (the ``holidays`` package imports one module per country on first use, about
+    half a second) and, when the database answers, the network snapshot; then the database connection
+    is closed, since a connection must never be shared with forked workers. Never raises: a worker
+    builds whatever is missing on its first call, as it would without this.
+    """
+    from django.db import connections
+
+    from callbroker.network.parsing import holiday_calendars
+
+    holiday_calendars()
+    try:
+        current_snapshot()
+    except Exception as exc:  # noqa: BLE001 - e.g. not migrated yet, or the database is down
+        log.warning("network snapshot not preloaded: %s", exc)
+    finally:
+        connections.close_all()
+
+
 def reset_snapshot() -> None:
     """Forget the process's snapshot (tests)."""
     global _current

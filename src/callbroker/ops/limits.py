@@ -137,8 +137,14 @@ def current_limits() -> Limits:
 
 
 def _address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    raw = raw.strip()
+    return None if len(raw) > 64 else _parse_address(raw)  # no address is longer; keeps the cache small
+
+
+@lru_cache(maxsize=4096)  # parsed on every request; clients (carrier ranges, proxies) are few
+def _parse_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(raw.strip().removeprefix("[").removesuffix("]"))
+        address = ipaddress.ip_address(raw.removeprefix("[").removesuffix("]"))
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

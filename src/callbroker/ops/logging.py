@@ -43,8 +43,10 @@ def current_call_sid() -> str:
 
 def _sid_of(request) -> str:
     """ParentCallSid or CallSid of a carrier webhook (form body or query); "" when unreadable."""
+    from callbroker.carriers import form  # here: this module is imported by settings, before Django is set up
+
     try:
-        source = request.POST if request.method == "POST" else request.GET
+        source = form.params(request)
         sid = source.get("ParentCallSid") or source.get("CallSid") or request.GET.get("CallSid", "")
     except Exception:  # noqa: BLE001 - an unreadable body is the view's to answer (400), not ours
         return ""

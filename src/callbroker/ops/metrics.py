@@ -11,6 +11,8 @@ up before the app is imported, which is when prometheus_client decides on multip
   something inside failed (``carriers/views.py`` ``_safe``)
 - ``callbroker_counter_backend_errors_total{backend,operation}``: failed reads, reservations and
   releases of the live counters (``backend`` = ``sql`` or ``redis``)
+- ``callbroker_spool_events_dropped_total``: degraded-mode events that neither the disk nor the
+  in-memory spool could keep (``calls/spool.py``; each is logged whole at CRITICAL level)
 
 Computed when scraped:
 
@@ -56,6 +58,8 @@ ROUTING_FAILURES = Counter("callbroker_routing_failures",
                            "Webhooks answered with the safe fallback because something inside failed.", ["endpoint"])
 COUNTER_BACKEND_ERRORS = Counter("callbroker_counter_backend_errors",
                                  "Failed operations on the live per-target counters.", ["backend", "operation"])
+SPOOL_EVENTS_DROPPED = Counter("callbroker_spool_events_dropped",
+                               "Degraded-mode events neither the disk nor the memory spool could keep (logged whole).")
 
 
 def endpoint_of(request) -> str:

@@ -28,6 +28,7 @@ import datetime as dt
 import itertools
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -519,3 +520,58 @@ def run_traffic(
     finally:
         stats.wall_seconds = time.perf_counter() - started
     return stats
+
+
+def run_traffic_processes(
+    make_carrier: Callable[[int], Carrier],
+    planned: Sequence[PlannedCall],
+    *,
+    concurrency: int,
+    processes: int,
+) -> TrafficStats:
+    """``run_traffic`` split over ``processes`` forked processes, ``concurrency`` calls in flight in all.
+
+    One Python process placing calls from many threads spends most of its time waiting for its own
+    interpreter lock (each webhook's answer must wait for the lock before it is read), so a single
+    process can't keep a fast server busy; a real carrier is many machines. Process ``i`` gets
+    ``make_carrier(i)`` and every ``processes``-th call starting at ``i``; the stats are merged and the
+    wall time is the whole run's. ``processes <= 1`` runs in this process. Linux (``fork``) only.
+    """
+    import multiprocessing
+
+    processes = max(1, min(int(processes), len(planned) or 1))
+    concurrency = max(1, int(concurrency))
+    if processes == 1:
+        return run_traffic(make_carrier(0), planned, rate=None, concurrency=concurrency)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+
+    def child(i: int) -> None:
+        # This process only waits on sockets: hand the interpreter lock over sooner than every 5 ms, so a
+        # thread whose answer has arrived isn't kept waiting behind one that is building a request.
+        sys.setswitchinterval(0.0005)
+        try:
+            stats = run_traffic(make_carrier(i), planned[i::processes], rate=None, concurrency=max(1, shares[i]))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost
+            stats = TrafficStats(errors=len(planned[i::processes]), problems=[f"traffic process {i}: {exc!r}"])
+        results.put((i, stats))
+
+    started = time.perf_counter()
+    workers = [context.Process(target=child, args=(i,), name=f"sim-traffic-{i}") for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    merged = TrafficStats()
+    for _ in workers:
+        _, stats = results.get()
+        merged.calls += stats.calls
+        merged.completed += stats.completed
+        merged.bridged += stats.bridged
+        merged.errors += stats.errors
+        merged.fallbacks += stats.fallbacks
+        merged.latencies_ms.extend(stats.latencies_ms)
+        merged.problems.extend(stats.problems[: max(0, 20 - len(merged.problems))])
+    for worker in workers:
+        worker.join()
+    merged.wall_seconds = time.perf_counter() - started
+    return merged

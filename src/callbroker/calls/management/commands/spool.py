@@ -11,14 +11,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="List spooled calls and events waiting.")
-        replay_parser = sub.add_parser("replay", help="Replay finished spooled calls into the database now.")
+        replay_parser = sub.add_parser("replay", help="Replay spooled calls into the database now.")
         replay_parser.add_argument("--all", action="store_true",
-                                   help="Also replay calls whose final status has not arrived yet.")
+                                   help="Also finish calls whose final status has not arrived yet (their files "
+                                        "are deleted; events that can't be applied are skipped).")
 
     def handle(self, *args, action, **options):
         if action == "status":
             files = spool.files()
             self.stdout.write(f"spool: {spool.directory()}  calls: {len(files)}  events: {spool.depth()}")
+            holders = spool.held_in_memory()
+            if holders:
+                self.stdout.write(f"  events held in memory by process(es) {holders}: the disk refused them; "
+                                  "they are written out (and replayed) once it takes writes again")
             for path in files:
                 events = spool.read(path)
                 kinds = ", ".join(e.get("kind", "?") for e in events)
@@ -26,6 +31,7 @@ class Command(BaseCommand):
             return
         report = replay.replay_ready(force=options["all"])
         self.stdout.write(f"replayed {report.calls} calls ({report.events} events, {report.skipped_duplicates} "
-                          f"already recorded); {report.waiting} still waiting for their final status")
+                          f"already recorded); {report.waiting} still in progress or waiting for events of "
+                          "another node")
         if report.errors:
             raise CommandError("; ".join(report.errors))

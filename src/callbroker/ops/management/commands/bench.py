@@ -33,14 +33,17 @@ class Command(BaseCommand):
         parser.add_argument("--nodes", type=int, default=0,
                             help="Run N app nodes on a private PostgreSQL + Redis and drive them together "
                                  "(with --calls, --concurrency, --workers per node); other parts only if --only.")
+        parser.add_argument("--drivers", type=int, default=None,
+                            help="Emulator processes placing the end-to-end calls (default: cores).")
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON at the end.")
 
     def handle(self, *args, only, workers, calls, concurrency, decisions, seconds, connections, counter_seconds,
-               counter_processes, counter_threads, database_url, redis_url, nodes, json, **options):
+               counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, **options):
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
         results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, decisions=decisions,
                             seconds=seconds, connections=connections, counter_seconds=counter_seconds,
                             counter_processes=counter_processes, counter_threads=counter_threads,
-                            database_url=database_url, redis_url=redis_url, nodes=nodes, out=self.stdout)
+                            database_url=database_url, redis_url=redis_url, nodes=nodes, drivers=drivers,
+                            out=self.stdout)
         if json:
             self.stdout.write(bench.main_json(results))

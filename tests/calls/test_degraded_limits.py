@@ -1,0 +1,179 @@
+"""Degraded mode keeps the limits when the database is away and Redis is not.
+
+Given the e2e network with Redis counters, when the database is unreachable (every webhook's database
+work fails), then calls are still answered from memory, and a target's concurrency limit is taken and
+given back in Redis: a second caller is not put through to a busy one-line buyer, repeated webhooks
+take and give back nothing twice, and after the replay every call is recorded once, the slots are all
+back and no limit was exceeded. With Redis away too, callers are still connected and the decision says
+the limits were not enforced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import yaml
+from django.db import OperationalError
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from callbroker.calls import replay, services, spool
+from callbroker.calls.models import Call
+from callbroker.calls.presenters import call_to_dict
+from callbroker.network import live
+from callbroker.network.loader import load_network
+from callbroker.network.snapshot import current_snapshot, reset_snapshot
+from callbroker.ops import limits as rate_limits
+from callbroker.ops.audit import limit_violations
+from tests.services import free_port
+
+E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
+TOKEN = "degraded-test-token"
+PUBLIC = "https://cb.test"
+SOLO_NUMBER, SOLO_LINE = "+15125550005", "+15125550121"  # a buyer with one line: concurrency 1
+
+
+class Carrier:
+    """Signed webhooks through the test client, as the carrier sends them."""
+
+    def __init__(self) -> None:
+        self.client = Client(raise_request_exception=False)
+        self.validator = RequestValidator(TOKEN)
+
+    def post(self, path: str, params: dict[str, str], query: str = "") -> str:
+        full = path + (f"?{query}" if query else "")
+        response = self.client.post(full, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                                    headers={"X-Twilio-Signature": self.validator.compute_signature(PUBLIC + full,
+                                                                                                    params)})
+        assert response.status_code == 200, response.content[:300]
+        return response.content.decode()
+
+    def voice(self, sid: str, to: str = SOLO_NUMBER) -> str:
+        return self.post("/carriers/twilio/voice", base(sid, to))
+
+    def dial(self, sid: str, seq: int, *, bridged: bool, talk: int = 0, to: str = SOLO_NUMBER) -> str:
+        status = "completed" if bridged else "no-answer"
+        params = {**base(sid, to), "DialCallStatus": status, "DialCallSid": "CA" + uuid.uuid4().hex,
+                  "DialCallDuration": str(talk), "DialBridged": "true" if bridged else "false"}
+        campaign = current_snapshot(check_version=False).tracking[to].campaign_id
+        return self.post("/carriers/twilio/dial", params, f"seq={seq}&c={campaign}")
+
+    def ended(self, sid: str, duration: int, to: str = SOLO_NUMBER) -> str:
+        return self.post("/carriers/twilio/status", {**base(sid, to), "CallStatus": "completed",
+                                                     "CallDuration": str(duration), "SequenceNumber": "0"})
+
+
+def base(sid: str, to: str) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": f"+1512444{int(sid[-4:], 16) % 10000:04d}",
+            "To": to, "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701"}
+
+
+def sid() -> str:
+    return "CA" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def world(transactional_db, settings, tmp_path, redis_server, monkeypatch):
+    """The e2e network, Redis counters under a fresh prefix, and a database that fails every webhook
+    (``monkeypatch.undo()`` brings it back)."""
+    settings.TWILIO_AUTH_TOKEN = TOKEN
+    settings.TWILIO_AUTH_TOKENS_EXTRA = []
+    settings.PUBLIC_URL = PUBLIC
+    settings.DATA_DIR = tmp_path
+    settings.FALLBACK_NUMBER = "+15125550999"
+    settings.REDIS_URL = redis_server.url
+    settings.COUNTERS_BACKEND = "redis"
+    settings.REDIS_KEY_PREFIX = f"degraded-{uuid.uuid4().hex[:8]}:"
+    reset_snapshot()
+    rate_limits.reset()
+    load_network(E2E_NETWORK)
+    carrier = Carrier()
+    # Before the outage a call goes through normally: the node knows the network, Redis the counters.
+    before = sid()
+    assert "+15125550101" in carrier.voice(before, to="+15125550001")
+    carrier.ended(before, 5, to="+15125550001")
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("connection refused (the test's outage)")
+
+    # The database is away: every webhook's database work fails, and nothing can be replayed.
+    monkeypatch.setattr(services, "handle_once", database_down)
+    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
+    yield carrier
+    monkeypatch.undo()
+    reset_snapshot()
+    rate_limits.reset()
+
+
+def solo_active() -> int:
+    store = live.store_without_database()
+    solo = next(t for t in current_snapshot(check_version=False).targets.values() if t.core.number == SOLO_LINE)
+    return store.read([solo.core], {solo.core.id: solo.timezone}, solo_now())[solo.core.id].active
+
+
+def solo_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def test_degraded_routing_takes_and_gives_back_the_slots_in_redis(world, monkeypatch):
+    a, b, c = sid(), sid(), sid()
+    first = world.voice(a)
+    assert SOLO_LINE in first and solo_active() == 1
+    assert world.voice(a) == first and solo_active() == 1  # delivered twice: the same answer, one slot
+    busy = world.voice(b)
+    assert SOLO_LINE not in busy and "The line is busy." in busy  # the one line is taken: the fallback
+    world.dial(a, 1, bridged=False)
+    world.dial(a, 1, bridged=False)
+    assert solo_active() == 0  # given back once
+    world.ended(a, 40)
+    world.ended(b, 8)
+
+    assert SOLO_LINE in world.voice(c)
+    world.dial(c, 1, bridged=True, talk=95)
+    assert solo_active() == 1  # connected: held until the call ends
+    world.ended(c, 110)
+    world.ended(c, 110)
+    assert solo_active() == 0
+
+    monkeypatch.undo()  # the database is back
+    report = replay.replay_ready()
+    assert (report.calls, report.errors) == (3, [])
+    assert spool.files() == []
+    calls = {call.call_sid: call_to_dict(call) for call in Call.objects.all()}
+    assert {a, b, c} <= set(calls) and len(calls) == 4  # and the call before the outage
+    assert [x["result"] for x in calls[a]["attempts"]] == ["no-answer"]
+    assert calls[b]["attempts"] == [] and calls[b]["fallback_applied"] == "message"
+    assert "concurrency_full" in {e["code"] for e in calls[b]["decision"]["excluded"]}
+    assert calls[c]["verdict"] == "billable" and calls[a]["verdict"] == calls[b]["verdict"] == "not_billable"
+    network = yaml.safe_load(E2E_NETWORK.read_text())
+    assert limit_violations(network, calls.values()) == []
+    store = live.store_without_database()
+    assert list(store.client.scan_iter(match=f"{store.prefix}{{c:*")) == []  # plans forgotten
+
+
+def test_with_redis_away_too_callers_are_connected_and_limits_not_enforced(world, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    a, b = sid(), sid()
+    assert SOLO_LINE in world.voice(a)
+    assert SOLO_LINE in world.voice(b)  # limits unknown: connected rather than dropped
+    events = spool.read(spool.directory() / f"{b}.jsonl")
+    assert events[0]["decision"]["limits"] == "unenforced"
+
+
+def test_with_only_redis_away_a_degraded_call_is_in_the_database_before_its_next_webhook(world, monkeypatch,
+                                                                                         settings):
+    monkeypatch.undo()  # the database is up
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # Redis is not
+    a = sid()
+    assert SOLO_LINE in world.voice(a)  # routed from memory, limits unenforced
+    call = Call.objects.get(call_sid=a)  # replayed at once: another node can take the next webhook
+    assert [x.number for x in call.attempts.all()] == [SOLO_LINE]
+    world.dial(a, 1, bridged=True, talk=70)
+    world.ended(a, 80)
+    assert Call.objects.get(call_sid=a).verdict == "billable"
+    assert spool.files() == []
