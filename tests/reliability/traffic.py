@@ -66,10 +66,16 @@ class Balanced(Carrier):
         super().__init__(nodes[0].base_url, token, public_url=PUBLIC_URL, **kwargs)
         self.nodes = list(nodes)
         self._turn = itertools.count()
+        self._last = threading.local()  # the node this thread's last request went to, and its URL
 
     def _transport_url(self, public: str) -> str:
         live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None] or self.nodes
-        node = live[next(self._turn) % len(live)]
+        # A retry (same URL again from this thread) goes to another node: just after kill -9 the dead
+        # node may not look dead yet, and other threads move the shared turn, so it could be picked again.
+        previous = self._last.__dict__.get("node") if self._last.__dict__.get("url") == public else None
+        choices = [n for n in live if n is not previous] or live
+        node = choices[next(self._turn) % len(choices)]
+        self._last.url, self._last.node = public, node
         return node.base_url + public[len(self.public_url):]
 
 
