@@ -40,21 +40,28 @@ def _connection():
     return connections[DEFAULT_DB_ALIAS]
 
 
-#: Field classes whose ``get_db_prep_save`` returns a ``str``/``int``/``bool``/``None`` value unchanged
-#: (``to_python`` of a value of the right type is the value itself). For those the three layers of
-#: method calls per column are skipped. Integers only on SQLite: Django's PostgreSQL backend wraps them
-#: in psycopg's sized integer types.
-_PLAIN_VALUES = frozenset({str, int, bool, type(None)})
+_NONE = type(None)
 
 
 @cache
-def _plain(field: models.Field, vendor: str) -> bool:
+def _plain(field: models.Field, vendor: str) -> frozenset[type]:
+    """The value types ``field.get_db_prep_save`` returns unchanged (empty: always call it).
+
+    ``to_python`` of a ``str`` for a text field, a ``bool`` for a boolean field or an ``int`` for an
+    integer field is the value itself, so the three layers of method calls per column can be skipped.
+    Integers only on SQLite: Django's PostgreSQL backend wraps them in psycopg's sized integer types.
+    """
     if isinstance(field, models.ForeignKey):
         return _plain(field.target_field, vendor)
-    kinds = (models.CharField, models.TextField, models.BooleanField)
-    if vendor == "sqlite":
-        kinds += (models.IntegerField,)  # the auto fields are integer fields too
-    return isinstance(field, kinds) and type(field).get_db_prep_save is models.Field.get_db_prep_save
+    if type(field).get_db_prep_save is not models.Field.get_db_prep_save:
+        return frozenset()
+    if isinstance(field, (models.CharField, models.TextField)):
+        return frozenset({str, _NONE})
+    if isinstance(field, models.BooleanField):
+        return frozenset({bool, _NONE})
+    if isinstance(field, models.IntegerField) and vendor == "sqlite":  # the auto fields are integer fields too
+        return frozenset({int, _NONE})
+    return frozenset()
 
 
 def _prepared(fields: Sequence[models.Field], obj: models.Model, adding: bool, conn) -> list:
@@ -63,8 +70,7 @@ def _prepared(fields: Sequence[models.Field], obj: models.Model, adding: bool, c
     out = []
     for f in fields:
         value = f.pre_save(obj, adding)
-        plain = type(value) in _PLAIN_VALUES and _plain(f, vendor)
-        out.append(value if plain else f.get_db_prep_save(value, conn))
+        out.append(value if type(value) in _plain(f, vendor) else f.get_db_prep_save(value, conn))
     return out
 
 
