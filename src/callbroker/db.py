@@ -59,7 +59,7 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
         return frozenset({str, _NONE})
     if isinstance(field, models.BooleanField):
         return frozenset({bool, _NONE})
-    if isinstance(field, models.IntegerField) and vendor == "sqlite":  # the auto fields are integer fields too
+    if isinstance(field, models.IntegerField) and vendor == "sqlite":  # auto fields are integer fields too
         return frozenset({int, _NONE})
     return frozenset()
 
@@ -100,7 +100,7 @@ def insert(obj: models.Model) -> models.Model:
 
 @cache
 def _select_sql(model: type[models.Model], vendor: str, where: tuple[str, ...], order_by: str,
-                limit: int | None) -> tuple[str, tuple[models.Field, ...], tuple[str, ...], tuple[tuple, ...]]:
+                limit: int | None) -> tuple[str, tuple[models.Field, ...], tuple[str, ...], tuple]:
     """SELECT every concrete column WHERE each of ``where`` equals a parameter, plus the converters."""
     meta = model._meta
     q = connection.ops.quote_name
@@ -221,7 +221,7 @@ def update(obj: models.Model, fields: Sequence[str] | None = None) -> None:
 
 @cache
 def _update_where_sql(model: type[models.Model], vendor: str, names: tuple[str, ...],
-                      where: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...], tuple[models.Field, ...]]:
+                      where: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...], tuple]:
     meta = model._meta
     q = connection.ops.quote_name
     fields = tuple(meta.get_field(name) for name in names)

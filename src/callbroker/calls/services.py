@@ -538,8 +538,8 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     return row[0] if row else None
 
 
-def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...]]:
-    """The caller's last billable call in this campaign before this one, and their calls in the velocity window."""
+def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.datetime, ...], ...]:
+    """The caller's last billable call in this campaign before this one; their calls in the velocity window."""
     started = connection.ops.adapt_datetimefield_value(call.started_at)
     since = connection.ops.adapt_datetimefield_value(call.started_at - campaign.core.velocity_window)
     with connection.cursor() as cursor:  # hand-written: runs at the end of every call (call_*_idx indexes)
@@ -550,8 +550,8 @@ def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.dateti
         )
         previous = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
         cursor.execute(
-            f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s AND started_at < %s "
-            "AND id <> %s",
+            f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s "
+            "AND started_at < %s AND id <> %s",
             [call.caller_number, since, started, call.pk],
         )
         recent = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
@@ -559,7 +559,7 @@ def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.dateti
 
 
 def _write(call: Call) -> None:
-    """Insert a new call or write back every column of a stored one."""
+    """Insert a new call, or write back the columns of a stored one that changed (``db.update``)."""
     if call.pk is None:
         db.insert(call)
     else:
@@ -590,7 +590,8 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
         if state is not None and state > since:
             since = state  # count only the misses after the last auto-pause ended
         cursor.execute(
-            f"SELECT COUNT(*) FROM {_ATTEMPTS} WHERE target_id = %s AND result IN (%s, %s) AND ended_at >= %s",
+            f"SELECT COUNT(*) FROM {_ATTEMPTS} WHERE target_id = %s "
+            f"AND result IN ({', '.join(['%s'] * len(UNANSWERED))}) AND ended_at >= %s",
             [info.core.id, *(r.value for r in UNANSWERED), connection.ops.adapt_datetimefield_value(since)],
         )
         missed = cursor.fetchone()[0]
