@@ -115,11 +115,16 @@ def _select_sql(model: type[models.Model], vendor: str, where: tuple[str, ...], 
         sql += f" LIMIT {int(limit)}"
     converters = []  # (position, converters, expression) for the columns that have any, as the compiler does
     for i, field in enumerate(fields):
-        col = field.get_col(meta.db_table)
-        found = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        col, found = _converters(field)
         if found:
             converters.append((i, found, col))
     return sql, fields, tuple(f.attname for f in fields), tuple(converters)
+
+
+def _converters(field: models.Field):
+    """The column expression and the converters the ORM's compiler applies to it (backend's, then field's)."""
+    col = field.get_col(field.model._meta.db_table)
+    return col, tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
 
 
 def select(model: type[M], *, order_by: str = "", limit: int | None = None, **where) -> list[M]:
@@ -244,9 +249,7 @@ def update_where(model: type[models.Model], values: dict, **where) -> int:
 
 @cache
 def _column_converter(model: type[models.Model], vendor: str, name: str):
-    field = model._meta.get_field(name)
-    col = field.get_col(model._meta.db_table)
-    converters = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+    col, converters = _converters(model._meta.get_field(name))
 
     def convert(value, conn):
         for converter in converters:

@@ -12,6 +12,8 @@ import os
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
+from callbroker.ops.logging import CARRIER_PATH_PREFIX
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
 site = get_wsgi_application()  # sets Django up
 
@@ -31,11 +33,10 @@ class CarrierHandler(WSGIHandler):
 
 
 carriers = CarrierHandler()
-CARRIER_PREFIX = "/carriers/"
 
 
 def application(environ, start_response):
-    if environ.get("PATH_INFO", "").startswith(CARRIER_PREFIX):
+    if environ.get("PATH_INFO", "").startswith(CARRIER_PATH_PREFIX):
         return carriers(environ, start_response)
     return site(environ, start_response)
 
