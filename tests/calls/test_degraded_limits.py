@@ -5,7 +5,8 @@ work fails), then calls are still answered from memory, and a target's concurren
 given back in Redis: a second caller is not put through to a busy one-line buyer, repeated webhooks
 take and give back nothing twice, and after the replay every call is recorded once, the slots are all
 back and no limit was exceeded. With Redis away too, callers are still connected and the decision says
-the limits were not enforced.
+the limits were not enforced. With Redis alone away, calls take the normal path and the limits are
+counted in the database.
 """
 
 from __future__ import annotations
@@ -165,15 +166,18 @@ def test_with_redis_away_too_callers_are_connected_and_limits_not_enforced(world
     assert events[0]["decision"]["limits"] == "unenforced"
 
 
-def test_with_only_redis_away_a_degraded_call_is_in_the_database_before_its_next_webhook(world, monkeypatch,
-                                                                                         settings):
+def test_with_only_redis_away_calls_take_the_normal_path_and_the_limits_are_counted_in_the_database(
+        world, monkeypatch, settings):
     monkeypatch.undo()  # the database is up
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # Redis is not
-    a = sid()
-    assert SOLO_LINE in world.voice(a)  # routed from memory, limits unenforced
-    call = Call.objects.get(call_sid=a)  # replayed at once: another node can take the next webhook
-    assert [x.number for x in call.attempts.all()] == [SOLO_LINE]
+    a, b = sid(), sid()
+    assert SOLO_LINE in world.voice(a)
+    assert SOLO_LINE not in world.voice(b)  # the one line is busy: counted from a's attempt in the database
+    assert spool.files() == []  # nothing went to degraded mode
+    call = call_to_dict(Call.objects.get(call_sid=a))
+    assert [x["number"] for x in call["attempts"]] == [SOLO_LINE]
+    assert call["decision"]["limits_counted_in_database"] and not call["decision"]["degraded"]
     world.dial(a, 1, bridged=True, talk=70)
     world.ended(a, 80)
     assert Call.objects.get(call_sid=a).verdict == "billable"
-    assert spool.files() == []
+    assert SOLO_LINE in world.voice(sid())  # the line is free again

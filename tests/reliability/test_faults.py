@@ -8,8 +8,9 @@ concurrency limit or took more than its caps:
 
 - PostgreSQL stopped for 30 seconds, then started: calls are routed from memory with the limits kept in
   Redis, spooled, and replayed exactly once.
-- Redis stopped, then started without its data: calls are routed from memory (limits unknown meanwhile)
-  and replayed; the counters are rebuilt from the database and end consistent, no slot leaked.
+- Redis stopped, then started without its data: calls are routed as usual, their limits counted from
+  the call attempts in the database meanwhile; the counters are rebuilt from the database and end
+  consistent, no slot leaked, no limit exceeded.
 - The disk under one node's spool full while PostgreSQL is down: callers are still routed, the events
   wait in memory and reach the database once the disk frees up.
 - One node killed with SIGKILL: the load balancer sends everything to the other one; no call is lost.
@@ -38,6 +39,7 @@ from tests.reliability.traffic import (
     audit,
     degraded,
     fault_calls,
+    limits_counted_in_database,
     limits_enforced,
     redis_state,
     refused_for_limits,
@@ -112,26 +114,26 @@ def test_redis_stopped_and_restarted_without_its_data_loses_nothing(cluster_lb, 
 
     cluster_lb.wait_until_replayed(timeout=120)
     cluster_lb.wait_until_recorded({p.record.call_sid for p in placed})
-    # Limits hold for every call routed with the counters; calls routed while Redis was down are not
-    # counted (docs/production.md), so the audit covers the others.
-    result = audit(cluster_lb, NETWORK, placed, limits_of=limits_enforced)
-    unenforced = [c for c in result.calls.values() if not limits_enforced(c)]
-    everything = audit(cluster_lb, NETWORK, placed).violations  # for the record: with the blind calls too
+    # Every call, including those routed while Redis was down (their limits counted in the database).
+    result = audit(cluster_lb, NETWORK, placed)
+    in_database = [c for c in result.calls.values() if limits_counted_in_database(c)]
+    during = [result.calls[p.record.call_sid] for p in flow.between(down, up) if p.record.call_sid in result.calls]
 
     # Afterwards the counters are consistent: every call has ended, so no slot is held, in Redis either.
     held, leftovers = redis_state(cluster_lb)
     logs = "".join(node.data_dir.joinpath("server.log").read_text(errors="replace") for node in cluster_lb.nodes)
     figures.record("fault_redis_outage", {
-        "calls": len(placed), "outage_s": round(up - down, 1), "placed_during_outage": len(flow.between(down, up)),
-        "routed_without_counters": len(unenforced), "billable": result.billable,
-        "limit_violations_routed_with_counters": len(result.violations),
-        "limit_violations_with_blind_calls": len(everything), "slots_left_held": sum(held.values()),
+        "calls": len(placed), "outage_s": round(up - down, 1), "placed_during_outage": len(during),
+        "limits_counted_in_database": len(in_database), "billable": result.billable,
+        "degraded": sum(1 for c in result.calls.values() if degraded(c)),
+        "limit_violations": len(result.violations), "slots_left_held": sum(held.values()),
         "problems": len(result.problems)})
     assert not result.problems, report(result.problems)
+    assert all(limits_enforced(c) for c in result.calls.values())
     assert held and all(v == 0 for v in held.values()), held
     assert leftovers == []
-    assert unenforced, "no call was routed while Redis was down"
-    assert "rebuilt from the database" in logs
+    assert in_database, "no call was routed while Redis was down"
+    assert "counted in the database" in logs and "rebuilt from the database" in logs
 
 
 def test_a_full_disk_under_the_spool_loses_no_event(cluster_lb, postgres_server):

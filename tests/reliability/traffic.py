@@ -161,11 +161,8 @@ class Audit:
         return sum(1 for c in self.calls.values() if c["verdict"] == "billable")
 
 
-def audit(cluster, network: dict, placed: list[Placed], *, limits_of=None) -> Audit:
-    """Every placed call exactly once, as the carrier saw it, with the verdict its facts give; the limits.
-
-    ``limits_of``: which recorded calls the limit audit covers (default: all).
-    """
+def audit(cluster, network: dict, placed: list[Placed]) -> Audit:
+    """Every placed call exactly once, as the carrier saw it, with the verdict its facts give; the limits."""
     rows = cluster.calls_by_sid()
     campaigns = {c["name"]: c for c in network["campaigns"]}
     problems: list[str] = []
@@ -205,8 +202,7 @@ def audit(cluster, network: dict, placed: list[Placed], *, limits_of=None) -> Au
     if (ledger["billable_calls"], ledger["charged_calls"], ledger["paid_calls"]) != (billable, billable, billable):
         problems.append(f"ledger: {ledger['charged_calls']} calls charged, {ledger['paid_calls']} paid out, "
                         f"{billable} billable")
-    audited = [c for c in calls.values() if limits_of is None or limits_of(c)]
-    violations = limit_violations(network, audited)
+    violations = limit_violations(network, list(calls.values()))
     return Audit(problems + violations, calls, violations)
 
 
@@ -218,6 +214,11 @@ def degraded(call: dict) -> bool:
 def limits_enforced(call: dict) -> bool:
     """Every step of the call was routed with the live counters (normal path, or degraded with Redis)."""
     return all(p.get("limits_enforced", True) for p in (call.get("decision") or {}).get("passes", ()))
+
+
+def limits_counted_in_database(call: dict) -> bool:
+    """A step of the call took its slot while Redis was unreachable: counted from the database's attempts."""
+    return any(p.get("limits_counted_in_database") for p in (call.get("decision") or {}).get("passes", ()))
 
 
 def refused_for_limits(call: dict) -> bool:

@@ -113,7 +113,11 @@ class CallAttempt(models.Model):
         ordering = ["call", "sequence"]
         verbose_name = "call attempt"
         constraints = [models.UniqueConstraint(fields=["call", "sequence"], name="attempt_unique_sequence")]
-        indexes = [models.Index(fields=["target", "result", "started_at"], name="attempt_target_result_idx")]
+        indexes = [
+            models.Index(fields=["target", "result", "started_at"], name="attempt_target_result_idx"),
+            # Slots held now, counted per target when Redis is unreachable or rebuilt (network/live.py).
+            models.Index(fields=["target"], condition=models.Q(slot_held=True), name="attempt_slot_held_idx"),
+        ]
 
 
 class CallEvent(models.Model):

@@ -199,12 +199,15 @@ def decision_passes(call: Call) -> list[dict]:
                        "auto_paused": False}],
          "refused_at_dial": [{"id": 12, "name": "ACME / Main", "code": "concurrency_full", "label": …}],
          "sticky": False, "fallback": {"kind": "message", ...} | None,
-         "caller_zip": "78701", "zip_source": "carrier", "degraded": False, "limits_enforced": True}
+         "caller_zip": "78701", "zip_source": "carrier", "degraded": False, "limits_enforced": True,
+         "limits_counted_in_database": False}
 
     ``refused_at_dial`` lists ring-list targets skipped when their turn came (a cap or the concurrency
     limit was reached in between); ``auto_paused`` marks targets paused by missed-call protection.
     ``degraded``: routed from memory while the database (or Redis) was away; ``limits_enforced`` is
-    False when a step of the call was routed while the live counters were unreachable too.
+    False when a step of the call was routed while the live counters were unreachable too;
+    ``limits_counted_in_database``: Redis was unreachable, and the limits were counted from the call
+    attempts in the database instead (still enforced).
     Names come from the snapshot stored with the decision (``"targets"``); targets missing from it are
     looked up (one query per call at most) and shown as ``#id`` when gone.
     """
@@ -256,6 +259,7 @@ def decision_passes(call: Call) -> list[dict]:
             "zip_source": raw.get("zip_source"),
             "degraded": bool(raw.get("degraded", False)),
             "limits_enforced": raw.get("limits") != "unenforced",
+            "limits_counted_in_database": raw.get("limits") == "database",
         })
     return passes
 

@@ -475,6 +475,8 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
+        if live.last_reserved_in_database():
+            call.decision["limits"] = "database"  # Redis unreachable: the slot was counted in the database
         call.stage = CallStage.DIALING
         _write(call)
         # Stamped after the slot was taken (not at routing time): attempt intervals then never overlap

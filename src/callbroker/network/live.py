@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
+import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -122,6 +124,12 @@ def release(target: Target | None, target_id: int, tz_name: str | None, started_
     """Give back a concurrency slot and, for a call that was not delivered, its cap usage."""
     _counted("release", lambda backend: backend.release(target, target_id, tz_name, started_at,
                                                         undo_usage=undo_usage))
+
+
+def last_reserved_in_database() -> bool:
+    """This process's latest reservation was counted in the database because Redis was unreachable."""
+    backend = _backend()
+    return isinstance(backend, RedisBackend) and backend.last_reserved_in_database
 
 
 def backend_name() -> str:
@@ -323,15 +331,23 @@ SQL = SqlBackend()
 
 def auto_paused(target_ids: Sequence[int], now: dt.datetime) -> set[int]:
     """Those of these targets whose automatic pause (missed-call protection) lasts beyond ``now``."""
+    return _paused_and_stale(target_ids, now)[0]
+
+
+def _paused_and_stale(target_ids: Sequence[int], now: dt.datetime) -> tuple[set[int], set[int]]:
+    """Targets auto-paused at ``now``, and targets whose Redis counters are stale (counted without Redis)."""
     if not target_ids:
-        return set()
+        return set(), set()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT target_id, paused_until FROM {STATE} WHERE target_id IN ({_placeholders(len(target_ids))}) "
-            "AND paused_until IS NOT NULL",
+            f"SELECT target_id, paused_until, counted_without_redis_at FROM {STATE} "
+            f"WHERE target_id IN ({_placeholders(len(target_ids))}) "
+            "AND (paused_until IS NOT NULL OR counted_without_redis_at IS NOT NULL)",
             list(target_ids),
         )
-        return {target_id for target_id, until in cursor.fetchall() if _aware(until) > now}
+        rows = cursor.fetchall()
+    paused = {target_id for target_id, until, _ in rows if until is not None and _aware(until) > now}
+    return paused, {target_id for target_id, _, stale in rows if stale is not None}
 
 
 #: Seconds a rebuild waits between claiming the targets and reading the database: a webhook that took a
@@ -348,6 +364,12 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
     (attempts started then that hold a slot or were bridged — a cap unit goes back only when a call was
     not delivered). Slots given back while it runs are not counted (``live_redis``). Calls handled in
     degraded mode and not replayed yet are not in the database, so they are not counted.
+
+    The targets' ``TargetState`` rows are locked while they are counted, which waits for any reservation
+    made meanwhile in the database by a node that still finds Redis unreachable
+    (:func:`reserve_in_database`); their "counted without Redis" marks are then cleared. A reservation made
+    in the database after this rebuild marks its target again, and the next ``read`` has Redis count it
+    once more (:meth:`RedisBackend.read`).
     """
     from callbroker.network.snapshot import cached_snapshot
 
@@ -361,12 +383,18 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
         return  # another process rebuilds them: the reservation waits for it
     try:
         time.sleep(REBUILD_GRACE_S)
-        now = dt.datetime.now(dt.UTC)
         claimed = {target_id: targets[target_id] for target_id in claim.target_ids}
-        held, counts = _counted_in_database(claimed, now)
-        loaded = sum(store.load(claim, target, tz, now, held=held.get(target_id, ()),
-                                counts=counts.get(target_id, (0, 0, 0)))
-                     for target_id, (target, tz) in claimed.items())
+        with transaction.atomic():
+            marked = _lock_marked(sorted(claimed))
+            now = dt.datetime.now(dt.UTC)
+            held, counts = _counted_in_database(claimed, now)
+            loaded = sum(store.load(claim, target, tz, now, held=held.get(target_id, ()),
+                                    counts=counts.get(target_id, (0, 0, 0)))
+                         for target_id, (target, tz) in claimed.items())
+            if marked:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"UPDATE {STATE} SET counted_without_redis_at = NULL "
+                                   f"WHERE target_id IN ({_placeholders(len(marked))})", marked)
     except BaseException:
         try:
             store.abandon(claim)
@@ -374,6 +402,21 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
             log.exception("giving up the counters rebuild claim failed")
         raise
     log.warning("live counters of %s targets rebuilt from the database (Redis did not know them)", loaded)
+
+
+def _lock_marked(target_ids: Sequence[int]) -> list[int]:
+    """Those of these targets marked "counted without Redis", their ``TargetState`` rows locked until the
+    transaction ends (PostgreSQL ``SELECT … FOR UPDATE``; on SQLite ``db.write_lock`` serialises writers).
+
+    A reservation counted in the database that is still running holds its row: the lock waits for it to
+    commit, so the count that follows sees its attempt. Only the rows locked here may be unmarked: a
+    target marked after the lock (by a reservation the count may have missed) stays marked.
+    """
+    lock = " ORDER BY target_id FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT target_id FROM {STATE} WHERE target_id IN ({_placeholders(len(target_ids))}) "
+                       f"AND counted_without_redis_at IS NOT NULL{lock}", list(target_ids))
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _counted_in_database(targets: dict[int, tuple[Target, str]],
@@ -409,42 +452,161 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]],
     return held, counts
 
 
+#: Errors meaning "Redis can't be reached" (not "this command is wrong"): counters are then counted in the
+#: database (:class:`RedisBackend`).
+REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+#: Seconds a process counts in the database after Redis failed, before it tries Redis again.
+REDIS_RETRY_S = 0.5
+
+
 class RedisBackend:
-    """``live_redis.RedisCounters`` tied to the database transaction of the caller (see the module docstring)."""
+    """``live_redis.RedisCounters`` tied to the database transaction of the caller (see the module docstring).
+
+    **Redis unreachable, database up.** The counters are then counted from the call attempts in the
+    database, under a row lock per target (:func:`reserve_in_database`), so every limit still holds
+    across nodes; the process tries Redis again after :data:`REDIS_RETRY_S`. Each slot taken or given
+    back that way marks its target (``TargetState.counted_without_redis_at``): Redis's counters of that
+    target are stale, so the next ``read`` on any node that reaches Redis has them rebuilt from the
+    database before they are used again (this also corrects a slot whose release could not reach Redis).
+    """
 
     name = "redis"
 
     def __init__(self, store) -> None:
         self.store = store
+        self._retry_at = 0.0  # time.monotonic() before which Redis is taken as unreachable
+        self._latest = threading.local()  # per thread: was the latest reservation counted in the database?
+
+    @property
+    def last_reserved_in_database(self) -> bool:
+        return getattr(self._latest, "in_database", False)
+
+    @property
+    def counting_in_database(self) -> bool:
+        """Redis failed less than ``REDIS_RETRY_S`` ago: the counters are counted in the database."""
+        return time.monotonic() < self._retry_at
+
+    def _unreachable(self, operation: str, exc: Exception) -> None:
+        if not self.counting_in_database:
+            log.warning("Redis unreachable (%s: %s); live counters are counted in the database for %.1f s",
+                        operation, exc, REDIS_RETRY_S)
+        metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation=operation).inc()
+        self._retry_at = time.monotonic() + REDIS_RETRY_S
 
     def read(self, targets: Sequence[Target], timezones: dict[int, str],
              now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]:
         if not targets:
             return {}, set()
-        counters = self.store.read(targets, timezones, now)
-        return counters, auto_paused([t.id for t in targets], now)
+        if not self.counting_in_database:
+            try:
+                counters = self.store.read(targets, timezones, now)
+            except REDIS_UNREACHABLE as exc:
+                self._unreachable("read", exc)
+            else:
+                paused, stale = _paused_and_stale([t.id for t in targets], now)
+                if stale:
+                    self._recount(stale)
+                return counters, paused
+        return read_in_database(targets, timezones, now)
+
+    def _recount(self, stale: set[int]) -> None:
+        """Forget Redis's counters of targets counted in the database meanwhile: the next reservation
+        rebuilds them (Redis being reachable again)."""
+        try:
+            forgotten = self.store.forget_counters(sorted(stale))
+        except REDIS_UNREACHABLE as exc:
+            self._unreachable("read", exc)
+            return
+        if forgotten:
+            log.warning("Redis counters of targets %s were counted in the database meanwhile; rebuilding them",
+                        sorted(stale))
 
     def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
-        refused = self.store.reserve(target, tz_name, now)
-        if refused is None and connection.in_atomic_block:
-            transaction.on_commit(_GiveBackUnlessCommitted(self.store, target, tz_name, now).committed)
+        self._latest.in_database = False
+        if not self.counting_in_database:
+            try:
+                refused = self.store.reserve(target, tz_name, now)
+            except REDIS_UNREACHABLE as exc:
+                # A command that timed out may have run; the database reservation below marks the target,
+                # so Redis's counters of it are rebuilt before they are used again.
+                self._unreachable("reserve", exc)
+            else:
+                if refused is None and connection.in_atomic_block:
+                    transaction.on_commit(_GiveBackUnlessCommitted(self.store, target, tz_name, now).committed)
+                return refused
+        refused = reserve_in_database(target, tz_name, now)
+        self._latest.in_database = True
         return refused
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
                 undo_usage: bool) -> None:
-        if not connection.in_atomic_block:
-            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
+        if self.counting_in_database:
+            mark_counted_without_redis(target_id)  # the attempt's slot_held=False is the release
             return
+        if not connection.in_atomic_block:
+            self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
+            return
+        transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage))
 
-        def after_commit() -> None:
-            try:
-                self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
-            except Exception:  # noqa: BLE001 - the transaction is committed; the webhook's answer stands
+    def _release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
+                 undo_usage: bool) -> None:
+        try:
+            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
+        except Exception as exc:  # noqa: BLE001 - the transaction is committed; the webhook's answer stands
+            if isinstance(exc, REDIS_UNREACHABLE):
+                self._unreachable("release", exc)
+            else:
                 metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation="release").inc()
-                log.exception("target %s: releasing its slot in Redis failed after commit; the slot stays taken "
-                              "until the counters are corrected (docs/production.md)", target_id)
+            log.warning("target %s: releasing its slot in Redis failed (%s); its counters are rebuilt from the "
+                        "database when Redis answers again", target_id, exc)
+            try:
+                mark_counted_without_redis(target_id)
+            except Exception:  # noqa: BLE001 - the database may be what failed too
+                log.exception("target %s: marking its Redis counters stale failed; the slot stays taken in Redis "
+                              "until the counters are rebuilt (docs/production.md)", target_id)
 
-        transaction.on_commit(after_commit)
+
+def read_in_database(targets: Sequence[Target], timezones: dict[int, str],
+                     now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]:
+    """Counters for routing counted from the call attempts (Redis unreachable), and the auto-paused targets."""
+    held, counts = _counted_in_database({t.id: (t, timezones[t.id]) for t in targets}, now)
+    counters = {}
+    for t in targets:
+        hour, day, month = counts.get(t.id, (0, 0, 0))
+        counters[t.id] = TargetCounters(active=len(held.get(t.id, ())), hour=hour, day=day, month=month)
+    return counters, auto_paused([t.id for t in targets], now)
+
+
+def reserve_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
+    """Take a slot and a unit of each cap by counting the target's attempts, under its ``TargetState`` row lock.
+
+    Call inside the transaction that then inserts the attempt (``slot_held``): the lock is held until it
+    commits, so the next reservation of this target, on any node, counts that attempt. Marks the target
+    counted without Redis (see :class:`RedisBackend`), refused or not. Returns ``None`` when taken, else
+    the limit that is full (concurrency first, then hourly, daily, monthly, as the other backends).
+    """
+    mark_counted_without_redis(target.id)  # also locks the target's row until the transaction ends
+    held, counts = _counted_in_database({target.id: (target, tz_name)}, now)
+    if target.concurrency_limit is not None and len(held.get(target.id, ())) >= target.concurrency_limit:
+        return Exclusion.CONCURRENCY_FULL
+    for count, cap, exclusion in zip(counts.get(target.id, (0, 0, 0)), caps_of(target), CAP_EXCLUSIONS,
+                                     strict=True):
+        if cap is not None and count >= cap:
+            return exclusion
+    return None
+
+
+def mark_counted_without_redis(target_id: int) -> None:
+    """Say that this target's slots changed in the database alone: Redis must count them again.
+
+    One upsert, which also locks the target's ``TargetState`` row until the transaction ends.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {STATE} (target_id, active_calls, pause_reason, counted_without_redis_at) "
+            "VALUES (%s, 0, '', %s) ON CONFLICT (target_id) "
+            "DO UPDATE SET counted_without_redis_at = EXCLUDED.counted_without_redis_at",
+            [target_id, connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.UTC))])
 
 
 class _GiveBackUnlessCommitted:

@@ -48,8 +48,9 @@ when the server answers ``NOSCRIPT``, e.g. after a Redis restart):
 - ``claim`` and ``load``: a rebuild (see ``known`` above).
 
 The client is built without retries: a command that timed out may have run, and running ``reserve``
-twice would take two slots. A failed command raises ``redis.RedisError`` to the caller (the webhook
-then takes its degraded path).
+twice would take two slots. A failed command raises ``redis.RedisError`` to the caller: when Redis can't
+be reached, ``network/live.py`` counts in the database instead, and marks the targets whose slots changed
+there; :meth:`RedisCounters.forget_counters` then makes their counters unknown, to be rebuilt.
 """
 
 from __future__ import annotations
@@ -207,6 +208,21 @@ return 1
 """
 
 
+FORGET_LUA = """
+-- KEYS = the 'known' marks of targets whose counters are stale
+-- forgets each (the next reservation rebuilds the counters) unless a rebuild is loading it already
+local forgotten = 0
+for i = 1, #KEYS do
+  local known = redis.call('GET', KEYS[i])
+  if known and string.sub(known, 1, 8) ~= 'loading:' then
+    redis.call('DEL', KEYS[i])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+
 class CountersUnknown(redis.RedisError):
     """Redis holds no counters for a target (it lost them and they were not rebuilt yet, or a rebuild runs)."""
 
@@ -284,6 +300,7 @@ class RedisCounters:
         self._release = client.register_script(RELEASE_LUA)
         self._claim = client.register_script(CLAIM_LUA)
         self._load = client.register_script(LOAD_LUA)
+        self._forget = client.register_script(FORGET_LUA)
 
     # -- key names
 
@@ -424,6 +441,14 @@ class RedisCounters:
             key = self.known_key(target_id)
             if self.client.get(key) == claim.value.encode():
                 self.client.delete(key)
+
+    def forget_counters(self, target_ids: Sequence[int]) -> int:
+        """Make these targets' counters unknown (they are stale): the next reservation of each rebuilds them.
+
+        A target being rebuilt is left alone. Returns how many were forgotten (one script per target: a
+        target's keys share one Redis Cluster slot, different targets' may not).
+        """
+        return sum(int(self._forget(keys=[self.known_key(target_id)])) for target_id in target_ids)
 
     def wait_until_known(self, target_id: int, timeout_s: float = REBUILD_WAIT_S) -> bool:
         """Wait (polling) while another process rebuilds this target's counters."""

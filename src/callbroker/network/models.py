@@ -138,6 +138,10 @@ class TargetState(models.Model):
     active_calls = models.IntegerField("calls ringing or connected now", default=0)
     paused_until = models.DateTimeField("auto-paused until", null=True, blank=True)
     pause_reason = models.CharField("auto-pause reason", max_length=200, blank=True)
+    counted_without_redis_at = models.DateTimeField(
+        "counted without Redis at", null=True, blank=True,
+        help_text="Last time a slot was taken or given back in the database while Redis was unreachable: "
+                  "Redis's counters of this target are stale until they are rebuilt from the database.")
 
     class Meta:
         verbose_name = "target live state"

@@ -1,0 +1,87 @@
+"""Redis unreachable on PostgreSQL: simultaneous calls on several workers never exceed a target's limit.
+
+Given the real server (gunicorn, 4 workers) on PostgreSQL with the Redis counters backend and nothing
+listening at ``REDIS_URL``, when 8 calls for a campaign whose only line takes one call at a time arrive
+at the same moment, then exactly one is dialled to it (its slot counted from the attempts in the database
+under the target's row lock) and the others get the campaign's fallback (its message); nothing goes to the degraded
+path; once that call ends, the next call takes the line.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from callbroker.ops.server import start_server, stop_server
+from tests.e2e.conftest import TOKEN, free_port
+
+CONCURRENCY = "+15125550005"  # campaign e2e-concurrency: one target, concurrency 1 (tests/e2e/network.yaml)
+SOLO_LINE = "+15125550121"
+DELIVERIES = 8
+
+
+@pytest.fixture()
+def server_without_redis(fresh_pg):
+    data_dir = Path(fresh_pg.env["CALLBROKER_DATA_DIR"])
+    port = free_port()
+    env = {**fresh_pg.env, "CALLBROKER_LOG_LEVEL": "INFO", "CALLBROKER_COUNTERS": "redis",
+           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    proc = start_server("127.0.0.1", port, 4, env=env, log_path=data_dir / "server.log")
+    yield f"http://127.0.0.1:{port}", data_dir / "server.log"
+    stop_server(proc)
+
+
+def post(base_url: str, path: str, params: dict[str, str], client: httpx.Client | None = None) -> httpx.Response:
+    url = base_url + path
+    headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
+    return (client or httpx).post(url, data=params, headers=headers, timeout=30)
+
+
+def inbound(sid: str, n: int) -> dict[str, str]:
+    return {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": f"+1737555{n:04d}", "To": CONCURRENCY,
+            "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01", "FromZip": "78701"}
+
+
+def simultaneous_calls(base_url: str, first: int) -> dict[str, str]:
+    sids = ["CA" + uuid.uuid4().hex for _ in range(DELIVERIES)]
+    start = threading.Barrier(DELIVERIES)
+
+    def call(i: int) -> str:
+        with httpx.Client(timeout=30) as client:
+            start.wait()
+            response = post(base_url, "/carriers/twilio/voice", inbound(sids[i], first + i), client)
+        assert response.status_code == 200
+        return response.text
+
+    with ThreadPoolExecutor(max_workers=DELIVERIES) as pool:
+        return dict(zip(sids, pool.map(call, range(DELIVERIES)), strict=True))
+
+
+def test_with_redis_unreachable_simultaneous_calls_never_exceed_a_one_line_target(server_without_redis, fresh_pg):
+    base_url, log_path = server_without_redis
+    for round_number in range(3):
+        answers = simultaneous_calls(base_url, first=round_number * DELIVERIES)
+        dialled = [sid for sid, body in answers.items() if SOLO_LINE in body]
+        assert len(dialled) == 1, answers
+        others = [body for sid, body in answers.items() if sid not in dialled]
+        assert all("The line is busy." in body and "<Dial" not in body for body in others), others
+        held = fresh_pg.sql("SELECT c.call_sid, c.decision->>'limits' FROM calls_callattempt a "
+                            "JOIN calls_call c ON c.id = a.call_id WHERE a.slot_held")
+        assert held == [(dialled[0], "database")]
+        # The call ends: its slot is given back in the database, and the next round's call takes it.
+        ended = post(base_url, "/carriers/twilio/status", {"CallSid": dialled[0], "CallStatus": "completed",
+                                                           "CallDuration": "30"})
+        assert ended.status_code == 200
+        assert fresh_pg.value("SELECT count(*) FROM calls_callattempt WHERE slot_held") == 0
+
+    assert fresh_pg.value("SELECT count(*) FROM calls_call WHERE decision->>'degraded' = 'true'") == 0
+    marked = fresh_pg.value("SELECT count(*) FROM network_targetstate WHERE counted_without_redis_at IS NOT NULL")
+    assert marked == 1  # Redis must count the one-line target again when it answers
+    log = log_path.read_text()
+    assert "counted in the database" in log and "Traceback" not in log

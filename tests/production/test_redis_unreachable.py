@@ -1,0 +1,134 @@
+"""Redis unreachable, database up: the limits are counted from the call attempts in the database.
+
+Given the Redis counters backend, when Redis can't be reached (stopped, a closed port), then a
+reservation counts the target's slots held and calls delivered this hour, day and month from its attempts
+in the database, and refuses exactly as Redis would; every slot taken or given back that way marks the
+target (``counted_without_redis_at``). When Redis answers again, the first ``read`` that meets a marked
+target makes Redis forget its counters, and the next reservation rebuilds them from the database, with
+the calls taken meanwhile, and clears the mark. The concurrency of several nodes doing this at once is
+proven on PostgreSQL in ``tests/postgres/test_redis_unreachable.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import transaction
+
+from callbroker.network import live
+from callbroker.network.models import TargetState
+from tests.e2e.conftest import free_port
+from tests.production.conftest import TZ, now_utc
+from tests.production.test_redis_rebuild import attempt, target, values  # noqa: F401 - ``target`` is a fixture
+
+FULL = live.Exclusion.CONCURRENCY_FULL
+
+
+@pytest.fixture()
+def redis_down(settings, redis_backend):
+    """Switch ``live`` to a Redis that doesn't answer (nothing listens on the port); ``up()`` switches back."""
+    real_url = settings.REDIS_URL
+
+    class Switch:
+        store = redis_backend
+
+        @staticmethod
+        def down() -> None:
+            settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+
+        @staticmethod
+        def up() -> None:
+            settings.REDIS_URL = real_url
+
+    Switch.down()
+    return Switch
+
+
+def reserve(target, now: dt.datetime, *, sid: int | None = None) -> live.Exclusion | None:
+    """What ``services._dial_next`` does: reserve, and on success insert the attempt, in one transaction."""
+    with transaction.atomic():
+        refused = live.reserve(target, TZ, now)
+        if refused is None:
+            attempt(target, max(now, now_utc()))
+    return refused
+
+
+def marked(target) -> bool:
+    return TargetState.objects.filter(target_id=target.id, counted_without_redis_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_the_concurrency_limit_is_counted_from_the_attempts(redis_down, target):
+    now = now_utc()
+    first = attempt(target, now - dt.timedelta(seconds=5))  # a call in progress before Redis went away
+    assert reserve(target, now) is None
+    assert live.last_reserved_in_database()
+    assert marked(target)
+    assert reserve(target, now) is FULL  # concurrency 2: both slots held in the database
+    counters, paused = live.read([target], {target.id: TZ}, now)
+    assert (counters[target.id].active, counters[target.id].hour, paused) == (2, 2, set())
+    # A release while Redis is away is the attempt's slot_held=False (services.release_attempt).
+    first.slot_held = False
+    first.save(update_fields=["slot_held"])
+    with transaction.atomic():
+        live.release(target, target.id, TZ, first.started_at, undo_usage=True)
+    assert reserve(target, now) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_the_caps_are_counted_from_the_attempts(redis_down, target):
+    now = now_utc()
+    hour_start = now.replace(minute=0, second=0, microsecond=0)
+    for i in range(5):  # delivered this hour and over (bridged): the hourly cap of 5 is reached
+        attempt(target, max(hour_start, now - dt.timedelta(minutes=10)) + dt.timedelta(microseconds=i),
+                result="bridged", slot_held=False)
+    attempt(target, now - dt.timedelta(seconds=1), result="no_answer", slot_held=False)  # given back: not counted
+    assert reserve(target, now) is live.Exclusion.HOURLY_CAP
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_redis_answers_again_the_calls_counted_meanwhile_are_rebuilt_into_it(redis_down, target):
+    now = now_utc()
+    redis_down.up()
+    assert reserve(target, now) is None  # Redis: counters rebuilt from the database (nothing), then taken
+    assert values(redis_down.store, target, now)[:2] == (1, 1)
+    assert not marked(target)
+
+    redis_down.down()
+    assert reserve(target, now) is None  # counted in the database: Redis doesn't know this one
+    assert values(redis_down.store, target, now)[:2] == (1, 1)
+    assert marked(target)
+
+    redis_down.up()  # another node, or this one once Redis answers
+    live.read([target], {target.id: TZ}, now)  # meets the mark: Redis forgets the stale counters
+    assert redis_down.store.client.exists(redis_down.store.known_key(target.id)) == 0
+    assert reserve(target, now) is FULL  # rebuilt from the database first: both calls hold a slot
+    assert values(redis_down.store, target, now)[:2] == (2, 2)
+    assert not marked(target)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_that_cannot_reach_redis_is_corrected_when_it_answers(redis_down, target):
+    now = now_utc()
+    redis_down.up()
+    assert reserve(target, now) is None
+    assert reserve(target, now) is None
+    assert values(redis_down.store, target, now)[0] == 2
+
+    redis_down.down()  # both calls end while Redis is away: its counters still show them
+    from callbroker.calls.models import CallAttempt
+
+    for row in CallAttempt.objects.filter(target_id=target.id):
+        with transaction.atomic():
+            row.slot_held = False
+            row.save(update_fields=["slot_held"])
+            live.release(target, target.id, TZ, row.started_at, undo_usage=False)
+    assert marked(target)
+    assert values(redis_down.store, target, now)[0] == 2
+
+    redis_down.up()
+    live.read([target], {target.id: TZ}, now)
+    assert reserve(target, now) is None  # rebuilt: no slot held; this call takes one
+    assert values(redis_down.store, target, now)[0] == 1
+    assert not marked(target)
