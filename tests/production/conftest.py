@@ -14,7 +14,10 @@ import uuid
 
 import pytest
 
+from callbroker.calls.models import Call, CallAttempt
 from callbroker.network.live_redis import RedisCounters, connect
+from callbroker.network.loader import load_network
+from callbroker.network.models import Target as TargetRow
 from callbroker.ops import bench
 
 TZ = "America/Chicago"
@@ -155,3 +158,33 @@ def counters(request):
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# --------------------------------------------------------------------------- a target in the database
+
+_sids = itertools.count(1)
+
+
+def values(store, target, now) -> tuple[int, int, int, int]:
+    c = store.read([target], {target.id: TZ}, now)[target.id]
+    return c.active, c.hour, c.day, c.month
+
+
+@pytest.fixture()
+def target(db):
+    """One target with concurrency 2 and hourly/daily caps, as the network loader writes it."""
+    load_network({
+        "version": 1,
+        "campaigns": [{"key": "c", "name": "C", "category": "plumbing", "payout": "1.00"}],
+        "buyers": [{"key": "b", "name": "B", "timezone": TZ, "targets": [
+            {"key": "t", "campaign": "c", "name": "T", "number": "+15125557001", "price": "1.00",
+             "caps": {"concurrency": 2, "hourly": 5, "daily": 9}}]}],
+    })
+    row = TargetRow.objects.get(key="t")
+    return bench.core_target({"id": row.pk, "concurrency_limit": 2, "hourly_cap": 5, "daily_cap": 9})
+
+
+def attempt(target, started_at: dt.datetime, *, result: str = "ringing", slot_held: bool = True) -> CallAttempt:
+    call = Call.objects.create(call_sid=f"CA{next(_sids):032x}", to_number="+15125550001", started_at=started_at)
+    return CallAttempt.objects.create(call=call, sequence=1, target_id=target.id, number="+15125557001",
+                                      started_at=started_at, result=result, slot_held=slot_held)

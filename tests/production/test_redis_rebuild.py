@@ -11,19 +11,15 @@ it from the database), and a release during the rebuild is not counted twice. De
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import threading
 
 import pytest
 
-from callbroker.calls.models import Call, CallAttempt
+from callbroker.calls.models import CallAttempt
 from callbroker.network import live, live_redis
-from callbroker.network.loader import load_network
-from callbroker.network.models import Target as TargetRow
 from callbroker.ops import bench
-from tests.production.conftest import TZ, now_utc, spec
+from tests.production.conftest import TZ, attempt, now_utc, spec, values
 
-_sids = itertools.count(1)
 FULL = live.Exclusion.CONCURRENCY_FULL
 
 
@@ -32,31 +28,6 @@ def lose_everything(store) -> None:
     keys = list(store.client.scan_iter(match=f"{store.prefix}*"))
     if keys:
         store.client.delete(*keys)
-
-
-def values(store, target, now) -> tuple[int, int, int, int]:
-    c = store.read([target], {target.id: TZ}, now)[target.id]
-    return c.active, c.hour, c.day, c.month
-
-
-@pytest.fixture()
-def target(db):
-    """One target with concurrency 2 and hourly/daily caps, as the network loader writes it."""
-    load_network({
-        "version": 1,
-        "campaigns": [{"key": "c", "name": "C", "category": "plumbing", "payout": "1.00"}],
-        "buyers": [{"key": "b", "name": "B", "timezone": TZ, "targets": [
-            {"key": "t", "campaign": "c", "name": "T", "number": "+15125557001", "price": "1.00",
-             "caps": {"concurrency": 2, "hourly": 5, "daily": 9}}]}],
-    })
-    row = TargetRow.objects.get(key="t")
-    return bench.core_target({"id": row.pk, "concurrency_limit": 2, "hourly_cap": 5, "daily_cap": 9})
-
-
-def attempt(target, started_at: dt.datetime, *, result: str = "ringing", slot_held: bool = True) -> CallAttempt:
-    call = Call.objects.create(call_sid=f"CA{next(_sids):032x}", to_number="+15125550001", started_at=started_at)
-    return CallAttempt.objects.create(call=call, sequence=1, target_id=target.id, number="+15125557001",
-                                      started_at=started_at, result=result, slot_held=slot_held)
 
 
 def give_back(row: CallAttempt, target, *, undo_usage: bool) -> None:

@@ -19,8 +19,7 @@ from django.db import transaction
 from callbroker.network import live
 from callbroker.network.models import TargetState
 from tests.e2e.conftest import free_port
-from tests.production.conftest import TZ, now_utc
-from tests.production.test_redis_rebuild import attempt, target, values  # noqa: F401 - ``target`` is a fixture
+from tests.production.conftest import TZ, attempt, now_utc, values
 
 FULL = live.Exclusion.CONCURRENCY_FULL
 
