@@ -19,7 +19,17 @@ site = get_wsgi_application()  # sets Django up
 
 
 class CarrierHandler(WSGIHandler):
-    """A WSGI handler whose middleware chain is ``settings.CARRIER_MIDDLEWARE``."""
+    """A WSGI handler whose middleware chain is ``settings.CARRIER_MIDDLEWARE``.
+
+    Its answers carry ``Content-Length`` (the full chain's ``CommonMiddleware`` sets it elsewhere):
+    without it the server sends a TwiML answer chunked, in one more write.
+    """
+
+    def get_response(self, request):
+        response = super().get_response(request)
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
 
     def load_middleware(self, is_async: bool = False) -> None:
         from django.conf import settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import httpx
 import pytest
@@ -44,6 +45,16 @@ def test_forged_signature_is_refused_and_changes_nothing(server):
     assert other_url.status_code == 403
     assert server.cli("calls", "show", sid, "--json", check=False).returncode != 0
     assert "invalid signature" in server.log_path.read_text()
+
+
+def test_carrier_answers_carry_their_length_and_are_not_chunked(server):
+    answers = [signed_post(server, "/carriers/twilio/voice", inbound("CA" + uuid.uuid4().hex)),
+               signed_post(server, "/carriers/twilio/voice", inbound("CA" + "d" * 32), token="not-the-token"),
+               signed_post(server, "/carriers/twilio/fallback", inbound("CA" + uuid.uuid4().hex))]
+    assert [r.status_code for r in answers] == [200, 403, 200]
+    for response in answers:
+        assert response.headers["content-length"] == str(len(response.content))
+        assert "transfer-encoding" not in response.headers
 
 
 def test_tampered_parameters_are_refused(server):
