@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,11 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
+from callbroker.ops import local_services
 from callbroker.ops.server import default_workers, start_server, stop_server
 
 TOKEN = "bench-auth-token"
 DEMO = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -100,7 +94,7 @@ class BenchServer:
 
     def __init__(self, workers: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="callbroker-bench-"))
-        self.port = _free_port()
+        self.port = local_services.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -640,56 +634,27 @@ def measure_counters(env: dict[str, str], *, seconds: float, processes: int = 2,
     }
 
 
-def _pg_bin_dir() -> Path | None:
-    import glob
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 class PrivatePostgres:
-    """A throwaway PostgreSQL on loopback for the benchmark (``url`` is "" when PostgreSQL is not installed)."""
+    """A throwaway PostgreSQL on loopback for the benchmark (``url`` is "" when PostgreSQL is not installed).
+
+    Durable as a production server is: the figures include the commit's WAL flush.
+    """
 
     def __init__(self) -> None:
         self.url = ""
-        self.base: Path | None = None
-        self.bin = _pg_bin_dir()
+        self.server: local_services.PostgresServer | None = None
 
     def __enter__(self) -> PrivatePostgres:
-        if self.bin is None:
-            return self
-        self.base = Path(tempfile.mkdtemp(prefix="callbroker-bench-pg-"))
-        if os.geteuid() == 0:
-            shutil.chown(self.base, "postgres", "postgres")
-        data = self.base / "data"
-        subprocess.run(_as_postgres([str(self.bin / "initdb"), "-D", str(data), "-U", "callbroker", "--auth=trust",
-                                     "--no-sync", "-E", "UTF8", "--locale=C"]), capture_output=True, check=True)
-        port = _free_port()
-        with open(data / "postgresql.conf", "a") as conf:
-            # Durability as a production server has it: the figures include the commit's WAL flush.
-            conf.write(f"\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.base}'\n"
-                       "max_connections = 100\n")
-        subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
-                                     "-l", str(self.base / "postgres.log"), "start"]), capture_output=True, check=True)
-        import psycopg
-
-        with psycopg.connect(f"postgresql://callbroker@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE callbroker_bench")
-        self.url = f"postgres://callbroker@127.0.0.1:{port}/callbroker_bench"
+        self.server = local_services.start_postgres(Path(tempfile.mkdtemp(prefix="callbroker-bench-pg-")),
+                                                    durable=True, max_connections=100)
+        if self.server is not None:
+            self.url = self.server.create_database("callbroker_bench")
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.base is not None:
-            subprocess.run(_as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast", "-w",
-                                         "stop"]), capture_output=True)
-            shutil.rmtree(self.base, ignore_errors=True)
+        if self.server is not None:
+            self.server.stop()
+            shutil.rmtree(self.server.directory, ignore_errors=True)
 
 
 class PrivateRedis:
@@ -697,35 +662,18 @@ class PrivateRedis:
 
     def __init__(self) -> None:
         self.url = ""
-        self.proc: subprocess.Popen | None = None
-        self.base: Path | None = None
+        self.server: local_services.RedisServer | None = None
 
     def __enter__(self) -> PrivateRedis:
-        if not shutil.which("redis-server"):
-            return self
-        self.base = Path(tempfile.mkdtemp(prefix="callbroker-bench-redis-"))
-        port = _free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.base)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        self.url = f"redis://127.0.0.1:{port}/0"
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.server = local_services.start_redis(Path(tempfile.mkdtemp(prefix="callbroker-bench-redis-")))
+        if self.server is not None:
+            self.url = self.server.url
+        return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.base is not None:
-            shutil.rmtree(self.base, ignore_errors=True)
+        if self.server is not None:
+            self.server.stop()
+            shutil.rmtree(self.server.directory, ignore_errors=True)
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -887,7 +835,7 @@ def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
         procs, urls = [], []
         try:
             for i in range(nodes):
-                port = _free_port()
+                port = local_services.free_port()
                 node_env = {**env, "CALLBROKER_DATA_DIR": str(base_dir / f"node{i}"), "CALLBROKER_NODE": f"node{i}"}
                 Path(node_env["CALLBROKER_DATA_DIR"]).mkdir(parents=True)
                 procs.append(start_server("127.0.0.1", port, workers, env=node_env,
