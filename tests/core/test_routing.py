@@ -11,6 +11,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callbroker.core import routing
 from callbroker.core.bench import bench_core
 from callbroker.core.model import (
     Caller,
@@ -143,6 +144,27 @@ def test_prepared_targets_decide_exactly_like_plain_targets(case, seed):
     assert route(campaign, prepared, ctx, counters, random.Random(seed)) == route(
         campaign, targets, ctx, counters, random.Random(seed)
     )
+
+
+@given(st.data(), seeds)
+def test_prepared_targets_decide_a_stream_of_calls_exactly_like_plain_targets(data, seed):
+    """What one decision leaves in ``PreparedTargets`` (the kept shortlists of callers decided by the
+    clock alone) never changes a later one: call after call, with repeated callers, changing
+    counters and live pauses, the prepared path matches the plain one."""
+    campaign, targets, _, _ = data.draw(cs.routing_cases())
+    ids = [t.id for t in targets]
+    callers = data.draw(st.lists(cs.routing_contexts(targets), min_size=1, max_size=3))
+    pauses = st.frozensets(st.sampled_from(ids)) if ids else st.just(frozenset())
+    calls = data.draw(
+        st.lists(st.tuples(st.sampled_from(callers), cs.counters_for(targets), pauses), min_size=2, max_size=8)
+    )
+    prepared = prepare_targets(targets)
+    prepared_rng, plain_rng = random.Random(seed), random.Random(seed)
+
+    for ctx, counters, paused_ids in calls:
+        assert route(campaign, prepared, ctx, counters, prepared_rng, paused_ids) == route(
+            campaign, targets, ctx, counters, plain_rng, paused_ids
+        )
 
 
 # --- weights --------------------------------------------------------------------------------------
@@ -323,6 +345,110 @@ def test_prepared_targets_survive_a_cache_round_trip():
 
     assert isinstance(cached, PreparedTargets)
     assert route(CAMPAIGN, cached, context(), {}) == route(CAMPAIGN, targets, context(), {})
+
+
+def unknown_location(now: dt.datetime) -> RoutingContext:
+    return RoutingContext(caller=Caller("+15125550000"), now=now)
+
+
+def test_callers_of_unknown_location_share_one_kept_shortlist_per_schedule_state():
+    office = cs.HourSchedule(frozenset(range(9, 17)))
+    targets = (
+        target(1, schedule=office, hourly_cap=2),
+        target(2, area_zips=frozenset({"78701"}), accepts_unknown_location=False),
+        target(3, weight=3, daily_cap=1),
+        target(4, area_zips=frozenset({"78701"})),
+    )
+    prepared = prepare_targets(targets)
+    rng, plain_rng = random.Random(5), random.Random(5)
+    calls = [
+        (NOON, {}),
+        (NOON + dt.timedelta(minutes=30), {1: TargetCounters(hour=2), 3: TargetCounters(day=1)}),
+        (NOON + dt.timedelta(hours=8), {}),  # the office is closed: another state
+        (NOON + dt.timedelta(hours=1), {3: TargetCounters(day=1)}),
+    ]
+
+    decisions = [route(CAMPAIGN, prepared, unknown_location(now), counts, rng) for now, counts in calls]
+
+    assert len(prepared.shortlists) == 2
+    assert decisions == [route(CAMPAIGN, targets, unknown_location(now), counts, plain_rng) for now, counts in calls]
+    assert decisions[1].excluded == ((1, Exclusion.HOURLY_CAP), (2, Exclusion.OUT_OF_AREA), (3, Exclusion.DAILY_CAP))
+    assert decisions[3].excluded == ((2, Exclusion.OUT_OF_AREA), (3, Exclusion.DAILY_CAP))
+
+
+def test_callers_from_served_and_unserved_zips_at_the_same_moment_share_one_kept_shortlist():
+    office = cs.HourSchedule(frozenset(range(9, 17)))
+    evening = cs.HourSchedule(frozenset(range(17, 23)))
+    austin = frozenset({"78701", "78702"})
+    targets = (
+        target(1, area_zips=austin, schedule=office, hourly_cap=1),
+        target(2),
+        target(3, area_zips=austin, schedule=evening),
+        target(4, area_zips=frozenset({"10001"})),
+        target(5, area_zips=austin, paused=True),
+        target(6, area_zips=austin, weight=2),
+        target(7, schedule=evening),
+    )
+    prepared = prepare_targets(targets)
+    calls = [
+        (context(zip_code="99999"), {}),  # nobody serves 99999
+        (context(zip_code="78701", sticky_target_id=6), {}),
+        (context(zip_code="78702"), {1: TargetCounters(hour=1)}),
+        (context(zip_code="10001"), {}),
+    ]
+    rng, plain_rng = random.Random(9), random.Random(9)
+
+    decisions = [route(CAMPAIGN, prepared, ctx, counts, rng) for ctx, counts in calls]
+
+    assert decisions == [route(CAMPAIGN, targets, ctx, counts, plain_rng) for ctx, counts in calls]
+    assert len(prepared.shortlists) == 1
+    assert decisions[1].ring[0] == 6 and set(decisions[1].ring) == {1, 2, 6}
+    assert decisions[2].excluded == (
+        (1, Exclusion.HOURLY_CAP),
+        (3, Exclusion.CLOSED),
+        (4, Exclusion.OUT_OF_AREA),
+        (5, Exclusion.PAUSED),
+        (7, Exclusion.CLOSED),
+    )
+
+
+def test_kept_shortlists_are_bounded(monkeypatch):
+    monkeypatch.setattr(routing, "_SHORTLISTS_KEPT", 3)
+    targets = tuple(target(hour, schedule=cs.HourSchedule(frozenset({hour}))) for hour in range(24))
+    prepared = prepare_targets(targets)
+
+    for hour in range(24):
+        now = NOON.replace(hour=hour)
+        decision = route(CAMPAIGN, prepared, unknown_location(now), {}, random.Random(hour))
+        assert decision == route(CAMPAIGN, targets, unknown_location(now), {}, random.Random(hour))
+        assert decision.ring == (hour,)
+        assert len(prepared.shortlists) <= 3
+
+
+def test_a_missing_cap_never_excludes_however_high_the_counter_and_a_huge_cap_still_does():
+    huge = 2**40
+    targets = (target(1), target(2, hourly_cap=huge), target(3, monthly_cap=2**30 - 1), target(4, daily_cap=2**30))
+    counters = {tid: TargetCounters(active=huge, hour=huge, day=huge, month=huge) for tid in (1, 2, 3, 4)}
+
+    for pool in (targets, prepare_targets(targets)):
+        decision = route(CAMPAIGN, pool, context(), counters, random.Random(1))
+        assert decision.ring == (1,)
+        assert decision.excluded == (
+            (2, Exclusion.HOURLY_CAP),
+            (3, Exclusion.MONTHLY_CAP),
+            (4, Exclusion.DAILY_CAP),
+        )
+
+
+def test_kept_shortlists_are_not_shipped_with_a_cached_plan():
+    targets = (target(1, schedule=cs.HourSchedule(frozenset(range(9, 17)))), target(2, paused=True))
+    prepared = prepare_targets(targets)
+    route(CAMPAIGN, prepared, unknown_location(NOON), {})
+
+    cached = pickle.loads(pickle.dumps(prepared))
+
+    assert prepared.shortlists and not cached.shortlists
+    assert route(CAMPAIGN, cached, unknown_location(NOON), {}) == route(CAMPAIGN, targets, unknown_location(NOON), {})
 
 
 # --- explain --------------------------------------------------------------------------------------

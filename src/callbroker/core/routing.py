@@ -24,17 +24,19 @@ Speed. ``route`` accepts any sequence of targets and then walks them one by one.
 targets plus precomputed tables (a ZIP -> targets index, paused and blocked-prefix sets, targets
 grouped by schedule), kept as bitsets so most targets are decided with a few integer operations.
 Preparing costs time (about a second for 1,000 targets x 2,000 ZIPs), so the shell builds it once
-per campaign version and caches it. Both paths return identical decisions (tested).
+per campaign version and caches it. It also keeps, as calls come in, the shortlists of callers whose
+location decides nothing (unknown, or a ZIP no target serves): those are the widest decisions, and
+their shortlist changes only when a schedule opens or closes. Both paths return identical decisions
+(tested).
 """
 
 from __future__ import annotations
 
 import math
 import random
-import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from itertools import compress
-from operator import getitem
+from operator import getitem, itemgetter
 
 from callbroker.core.model import (
     Campaign,
@@ -191,7 +193,7 @@ def _inverse(weight: int) -> float:
 
 def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[int, ...]:
     if len(keys) > 1:
-        ring = tuple([chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)])
+        ring = itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))(chosen)
     else:
         ring = tuple(chosen)
     return ring if sticky_id is None else (sticky_id, *ring)
@@ -200,25 +202,47 @@ def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[
 # --- prepared targets ------------------------------------------------------------------------------
 #
 # Target at position i owns hexadecimal digit i of a Python int (bit 4*i). Sets of targets are
-# ints with digit 0 or 1, combined with & | ^ at C speed. The exclusion of every target is then
-# one int whose digit i is a reason code 0..8 (0 = eligible), turned into bytes in input order and
-# mapped to prebuilt ``(id, Exclusion)`` pairs without a Python-level loop. Each distinct schedule
-# is asked once per decision, and only the targets still eligible after the area and schedule
-# checks (usually a few percent) are visited one by one, to read their counters.
+# ints with digit 0 or 1, combined with & | ^ at C speed. Pausing, blocking, the service area and
+# the schedules give every target a reason code 0..4 (0 = still in the running) as one such int;
+# each distinct schedule is asked once per decision. That int, read as one byte per target in
+# input order, picks every target's prebuilt ``(id, Exclusion)`` pair (the *exclusions*, ``None``
+# for those still in the running) and the *shortlist*: the rows of the targets still in the running,
+# the only ones visited one by one, to read their counters (usually a few percent of the targets;
+# for a caller of unknown location, up to half). The exclusions, patched with the cap reasons, are
+# the decision's ``excluded`` once the ``None`` are filtered out.
+#
+# A caller of unknown location, or from a ZIP that no target serves, is decided by the clock alone:
+# the reason codes depend only on which schedules are open (and on pauses and blocks), so the same
+# few dozen shortlists come back all day. ``PreparedTargets.shortlists`` keeps them (shortlist and
+# exclusions), keyed by the reason-code int, up to ``_SHORTLISTS_KEPT`` (then it starts afresh).
+# A caller from a served ZIP differs from a caller from a ZIP nobody serves only at the targets
+# serving that ZIP (a few percent): the kept shortlist of the latter is corrected at those targets.
 #
 # Memory: the ZIP index holds one int of ``len(targets)`` bits per distinct ZIP (about 5 MB for
-# 1,000 targets over 40,000 ZIPs); ``PreparedTargets`` holds the targets too, so it is safe to cache.
+# 1,000 targets over 40,000 ZIPs); a kept shortlist about 10 KB for 1,000 targets (the benchmark's
+# week of calls keeps 125 of them, 1.3 MB); ``PreparedTargets`` holds the targets too, so it is
+# safe to cache.
 
 _CODES = (None, _PAUSED, _CALLER_BLOCKED, _OUT_OF_AREA, _CLOSED, _HOURLY_CAP, _DAILY_CAP, _MONTHLY_CAP,
           _CONCURRENCY_FULL)
+_FIRST_CAP_CODE = 5  # codes 1-4 are decided on bitsets, 5-8 (the caps) target by target
+_CAP_REASONS = _CODES[_FIRST_CAP_CODE:]
 _HEX_DIGIT_VALUE = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 _ZERO_TO_ONE = bytes([1] + [0] * 255)  # translate table: still-eligible (0) -> selected (1)
-_UNLIMITED = sys.maxsize  # a cap of None: no counter ever reaches it
+_OUT_OF_AREA_CODE = _CODES.index(_OUT_OF_AREA)
+_CLOSED_CODE = _CODES.index(_CLOSED)
+_SHORTLISTS_KEPT = 256
+_POSITION = itemgetter(7)  # a row's position (see the loop in _route_prepared)
+# A cap of None. The largest int CPython compares on its fast path (one 30-bit digit), where
+# sys.maxsize would take the slow path on every check; a counter that reaches it anyway is let
+# through by the ``None`` that stands for the missing exclusion pair (see _route_prepared).
+_UNLIMITED = 2**30 - 1
 
 
 class PreparedTargets(tuple):
     """A campaign's targets (still a ``tuple`` of ``Target``) plus the tables ``route`` uses to decide
-    quickly. Build with :func:`prepare_targets`; immutable like the targets it was built from."""
+    quickly. Build with :func:`prepare_targets`; immutable like the targets it was built from, apart
+    from a cache of shortlists that never changes a decision."""
 
     # tuple subclasses cannot have non-empty __slots__; the tables live in the instance __dict__.
     everyone: int
@@ -229,8 +253,13 @@ class PreparedTargets(tuple):
     refuse_unknown: int
     zip_sets: Mapping[str, int]  # ZIP -> targets serving it, one *bit* per target (compact)
     schedule_groups: tuple[tuple[object, int], ...]
-    rows: tuple[tuple, ...]
-    pairs: tuple[tuple, ...]
+    rows: tuple[tuple, ...]  # per target: id, caps, ring-order terms, position, cap pairs (see the loop)
+    pairs: tuple[tuple, ...]  # per target: None, then its (id, reason) pair for reason codes 1-4
+    no_such_id: int  # an int that is no target's id (stands for "no sticky target")
+    shortlists: dict[int, tuple[tuple, tuple]]  # reason-code int -> (shortlist, exclusions)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "shortlists": {}}  # a cache: rebuilt where it is used, not shipped
 
 
 def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
@@ -278,19 +307,18 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
                 schedule_masks[key] = [schedule, bit]
             else:
                 group[1] |= bit
+        pairs.append((None, *((tid, reason) for reason in _CODES[1:_FIRST_CAP_CODE])))
+        caps = (target.hourly_cap, target.daily_cap, target.monthly_cap, target.concurrency_limit)
         rows.append(
             (
                 tid,
-                _UNLIMITED if target.hourly_cap is None else target.hourly_cap,
-                _UNLIMITED if target.daily_cap is None else target.daily_cap,
-                _UNLIMITED if target.monthly_cap is None else target.monthly_cap,
-                _UNLIMITED if target.concurrency_limit is None else target.concurrency_limit,
+                *(_UNLIMITED if cap is None else cap for cap in caps),
                 2.0 * target.priority,
                 _inverse(target.weight),
                 position,
+                *(None if cap is None else (tid, reason) for cap, reason in zip(caps, _CAP_REASONS)),
             )
         )
-        pairs.append((None, *((tid, reason) for reason in _CODES[1:])))
 
     blank = bytearray(b"0" * n)
     zip_sets = {}
@@ -311,13 +339,14 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.schedule_groups = tuple((schedule, mask) for schedule, mask in schedule_masks.values())
     prepared.rows = tuple(rows)
     prepared.pairs = tuple(pairs)
+    prepared.no_such_id = min(prepared.bit_of, default=0) - 1
+    prepared.shortlists = {}
     return prepared
 
 
 def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, context, counters, draw,
                     paused_ids=()):
     """The same decision as :func:`_route_plain`, computed on bitsets (see the comment above)."""
-    n = len(plan)
     everyone = plan.everyone
     paused = plan.paused
     if paused_ids:
@@ -334,14 +363,14 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
         for prefixes, mask in plan.block_groups:
             if number.startswith(prefixes):
                 blocked |= mask
-    if zip_code is None:
+    served = None if zip_code is None else plan.zip_sets.get(zip_code)
+    if served:  # spread bit i to hex digit i: read the binary digits as hexadecimal ones
+        served = int(f"{served:b}", 16)
+        outside = plan.area ^ served  # every ZIP set lies inside ``area``
+    elif zip_code is None:
         outside = plan.refuse_unknown
     else:
-        inside = plan.zip_sets.get(zip_code)
-        if inside:  # spread bit i to hex digit i: read the binary digits as hexadecimal ones
-            outside = plan.area ^ int(f"{inside:b}", 16)  # every ZIP set lies inside ``area``
-        else:
-            outside = plan.area
+        outside = plan.area
 
     # Make the reasons disjoint, first reason wins.
     if blocked:
@@ -356,15 +385,17 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
     if left:
         now = context.now
         for schedule, mask in plan.schedule_groups:
-            hit = mask & left
-            if hit and not schedule.is_open(now):  # type: ignore[attr-defined]
-                closed |= hit
+            if mask & left and not schedule.is_open(now):  # type: ignore[attr-defined]
+                closed |= mask
+        closed &= left
         left ^= closed
 
-    # Digit i of ``code`` is target i's reason so far; as bytes in input order (one per target)
-    # it is patched below for cap exclusions, then picks each target's prebuilt pair.
-    code = paused + 2 * blocked + 3 * outside + 4 * closed
-    codes = bytearray(f"{code:0{n}x}"[::-1].encode().translate(_HEX_DIGIT_VALUE))
+    code = paused + 2 * blocked + 3 * outside + 4 * closed  # digit i: target i's reason code 0..4
+    if served:
+        shortlist, exclusions = _served_shortlist(plan, code, served & ~gone, closed)
+    else:
+        shortlist, exclusions = _kept_shortlist(plan, code)
+
     keys: list[float] = []
     chosen: list[int] = []
     sticky_id = context.sticky_target_id
@@ -374,26 +405,66 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
         no_counts = _NO_COUNTS
         add_key = keys.append
         add_id = chosen.append
-        for tid, hourly, daily, monthly, concurrency, double_priority, inverse, position in compress(
-            plan.rows, codes.translate(_ZERO_TO_ONE)
-        ):
+        repeat_id = plan.no_such_id if sticky_id is None else sticky_id  # an int compares faster than None
+        # A missing cap reads _UNLIMITED with no exclusion pair (None): a counter that reaches it goes on.
+        for (tid, hourly, daily, monthly, concurrency, double_priority, inverse, position,
+             at_hourly_cap, at_daily_cap, at_monthly_cap, at_concurrency_limit) in shortlist:
             counts = get_counts(tid, no_counts)
-            if counts.hour >= hourly:
-                codes[position] = 5
-            elif counts.day >= daily:
-                codes[position] = 6
-            elif counts.month >= monthly:
-                codes[position] = 7
-            elif counts.active >= concurrency:
-                codes[position] = 8
-            elif tid == sticky_id and not sticky_hit:
+            if counts.hour >= hourly and at_hourly_cap:
+                exclusions[position] = at_hourly_cap
+            elif counts.day >= daily and at_daily_cap:
+                exclusions[position] = at_daily_cap
+            elif counts.month >= monthly and at_monthly_cap:
+                exclusions[position] = at_monthly_cap
+            elif counts.active >= concurrency and at_concurrency_limit:
+                exclusions[position] = at_concurrency_limit
+            elif tid == repeat_id and not sticky_hit:
                 sticky_hit = True
             else:
                 add_key(double_priority - draw() ** inverse)
                 add_id(tid)
 
-    excluded = tuple(compress(map(getitem, plan.pairs, codes), codes))
+    excluded = tuple(filter(None, exclusions))
     return _ring(keys, chosen, sticky_id if sticky_hit else None), excluded, sticky_hit
+
+
+def _kept_shortlist(plan: PreparedTargets, code: int) -> tuple[tuple[tuple, ...], list]:
+    """The rows of the targets still in the running, and every target's exclusion pair for its
+    reason code in ``code`` (``None`` for those still in the running), in input order; kept for the
+    next caller with the same reason codes (see the comment above)."""
+    kept = plan.shortlists.get(code)
+    if kept is None:
+        codes = f"{code:0{len(plan)}x}"[::-1].encode().translate(_HEX_DIGIT_VALUE)  # one byte per target
+        kept = tuple(compress(plan.rows, codes.translate(_ZERO_TO_ONE))), tuple(map(getitem, plan.pairs, codes))
+        if len(plan.shortlists) >= _SHORTLISTS_KEPT:
+            plan.shortlists.clear()
+        plan.shortlists[code] = kept
+    return kept[0], list(kept[1])
+
+
+def _served_shortlist(plan: PreparedTargets, code: int, serving: int, closed: int) -> tuple[Iterable[tuple], list]:
+    """:func:`_kept_shortlist` for a caller from a ZIP served by the ``serving`` targets (those neither
+    paused nor blocking the caller): the kept one of a caller from a ZIP nobody serves, for whom
+    these targets are out of area, corrected at these targets (closed, or still in the running)."""
+    closed &= serving
+    shortlist, exclusions = _kept_shortlist(plan, code + _OUT_OF_AREA_CODE * serving - _CLOSED_CODE * closed)
+    state = f"{serving + closed:0{len(plan)}x}"[::-1]  # one digit per target: 1 open, 2 closed
+    find = state.find
+    pairs = plan.pairs
+    position = find("2")
+    while position >= 0:
+        exclusions[position] = pairs[position][_CLOSED_CODE]
+        position = find("2", position + 1)
+    rows = plan.rows
+    opened = []
+    position = find("1")
+    while position >= 0:
+        exclusions[position] = None
+        opened.append(rows[position])
+        position = find("1", position + 1)
+    if opened:  # into input order: the ring's random draws follow it
+        shortlist = sorted((*shortlist, *opened), key=_POSITION)
+    return shortlist, exclusions
 
 
 EXCLUSION_LABELS: Mapping[Exclusion, str] = {
