@@ -131,3 +131,32 @@ def test_a_release_that_cannot_reach_redis_is_corrected_when_it_answers(redis_do
     assert reserve(target, now) is None  # rebuilt: no slot held; this call takes one
     assert values(redis_down.store, target, now)[0] == 1
     assert not marked(target)
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_reservation_that_cannot_be_given_back_is_recounted_at_the_next_read(redis_down, target,
+                                                                                           monkeypatch):
+    now = now_utc()
+    redis_down.up()
+    assert reserve(target, now) is None  # one call holds a slot
+    backend = live.current_backend()
+
+    def unreachable(*args, **kwargs):
+        raise live.redis.ConnectionError("Redis went away")
+
+    with pytest.raises(Boom):  # the webhook's transaction fails after the slot was taken in Redis
+        with transaction.atomic():
+            assert live.reserve(target, TZ, now) is None
+            monkeypatch.setattr(backend.store, "release", unreachable)  # ... and Redis is gone meanwhile
+            raise Boom
+    monkeypatch.undo()
+    assert values(redis_down.store, target, now)[0] == 2  # too high: the give-back never reached Redis
+
+    live.read([target], {target.id: TZ}, now)  # Redis answers again: it forgets the target's counters
+    assert reserve(target, now) is None  # rebuilt from the database (one slot held), then this call's
+    assert values(redis_down.store, target, now)[0] == 2
+    assert reserve(target, now) is FULL

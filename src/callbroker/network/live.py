@@ -476,6 +476,7 @@ class RedisBackend:
         self.store = store
         self._retry_at = 0.0  # time.monotonic() before which Redis is taken as unreachable
         self._latest = threading.local()  # per thread: was the latest reservation counted in the database?
+        self._forget_later: set[int] = set()  # targets whose Redis counters a failed give-back left too high
 
     @property
     def last_reserved_in_database(self) -> bool:
@@ -504,8 +505,8 @@ class RedisBackend:
                 self._unreachable("read", exc)
             else:
                 paused, stale = _paused_and_stale([t.id for t in targets], now)
-                if stale:
-                    self._recount(stale)
+                if stale or self._forget_later:
+                    self._recount(stale | self._forget_later)
                 return counters, paused
         return read_in_database(targets, timezones, now)
 
@@ -517,6 +518,7 @@ class RedisBackend:
         except REDIS_UNREACHABLE as exc:
             self._unreachable("read", exc)
             return
+        self._forget_later -= stale
         if forgotten:
             log.warning("Redis counters of targets %s were counted in the database meanwhile; rebuilding them",
                         sorted(stale))
@@ -532,7 +534,7 @@ class RedisBackend:
                 self._unreachable("reserve", exc)
             else:
                 if refused is None and connection.in_atomic_block:
-                    transaction.on_commit(_GiveBackUnlessCommitted(self.store, target, tz_name, now).committed)
+                    transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now).committed)
                 return refused
         refused = reserve_in_database(target, tz_name, now)
         self._latest.in_database = True
@@ -547,6 +549,12 @@ class RedisBackend:
             self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
             return
         transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage))
+
+    def forget_later(self, target_id: int) -> None:
+        """A reservation of this target could not be given back in Redis (unreachable) and no database
+        write can mark it (its transaction rolled back): this process has Redis recount the target the next
+        time it reads its counters."""
+        self._forget_later.add(target_id)
 
     def _release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
                  undo_usage: bool) -> None:
@@ -619,13 +627,14 @@ class _GiveBackUnlessCommitted:
 
     One more case: a commit hook registered before ours that raises makes Django drop the rest uncalled
     although the transaction committed; the connection then still says it is running commit hooks,
-    and the reservation is kept.
+    and the reservation is kept. When Redis can't be reached to give it back, the backend has Redis
+    recount the target from the database at its next read (:meth:`RedisBackend.forget_later`).
     """
 
-    __slots__ = ("_store", "_target", "_tz_name", "_at", "_connection", "_done")
+    __slots__ = ("_at", "_backend", "_connection", "_done", "_target", "_tz_name")
 
-    def __init__(self, store, target: Target, tz_name: str, at: dt.datetime) -> None:
-        self._store, self._target, self._tz_name, self._at = store, target, tz_name, at
+    def __init__(self, backend: RedisBackend, target: Target, tz_name: str, at: dt.datetime) -> None:
+        self._backend, self._target, self._tz_name, self._at = backend, target, tz_name, at
         self._connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (``connection`` is a proxy)
         self._done = False
 
@@ -639,8 +648,10 @@ class _GiveBackUnlessCommitted:
         try:
             if self._connection.run_commit_hooks_on_set_autocommit_on:
                 return  # committed; an earlier commit hook failed (see the class docstring)
-            self._store.release(self._target, self._target.id, self._tz_name, self._at, undo_usage=True)
+            self._backend.store.release(self._target, self._target.id, self._tz_name, self._at, undo_usage=True)
             log.info("target %s: reservation given back (its transaction rolled back)", self._target.id)
         except Exception:  # noqa: BLE001 - a finalizer must not raise
             metrics.COUNTER_BACKEND_ERRORS.labels(backend="redis", operation="release").inc()
-            log.exception("target %s: giving back a rolled-back reservation in Redis failed", self._target.id)
+            self._backend.forget_later(self._target.id)
+            log.exception("target %s: giving back a rolled-back reservation in Redis failed; Redis recounts the "
+                          "target at its next read", self._target.id)
