@@ -148,11 +148,11 @@ def test_a_rolled_back_reservation_that_cannot_be_given_back_is_recounted_at_the
     def unreachable(*args, **kwargs):
         raise live.redis.ConnectionError("Redis went away")
 
-    with pytest.raises(Boom):  # the webhook's transaction fails after the slot was taken in Redis
-        with transaction.atomic():
-            assert live.reserve(target, TZ, now) is None
-            monkeypatch.setattr(backend.store, "release", unreachable)  # ... and Redis is gone meanwhile
-            raise Boom
+    # The webhook's transaction fails after the slot was taken in Redis, and Redis is gone meanwhile.
+    with pytest.raises(Boom), transaction.atomic():
+        assert live.reserve(target, TZ, now) is None
+        monkeypatch.setattr(backend.store, "release", unreachable)
+        raise Boom
     monkeypatch.undo()
     assert values(redis_down.store, target, now)[0] == 2  # too high: the give-back never reached Redis
 
