@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make run: install, migrate the embedded SQLite database, load the demo network, serve and feed calls
+## (options of `callbroker run` through RUN_ARGS, e.g. make run RUN_ARGS="--port 8080 --calls 20")
+RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/callbroker run-demo
+	$(BIN)/callbroker run $(RUN_ARGS)
 
 ## make test: install and run the whole suite
 test: $(STAMP)
