@@ -15,16 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.services import free_port
+from tests.services import free_port, missing
 
 REPO = Path(__file__).resolve().parents[2]
 CALLS = 4
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed (Debian package 'make')")
 def test_make_run_serves_the_demo_and_shows_every_call(tmp_path):
+    if shutil.which("make") is None:
+        missing("make")
     venv = Path(sys.prefix)
     stamp = venv / ".installed"
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var")}
