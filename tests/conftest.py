@@ -12,6 +12,14 @@ from django.urls import reverse
 from tests import services
 
 
+def pytest_configure(config):
+    """The data directory's ``static`` folder exists, as ``callbroker`` makes it before any command:
+    in-process tests on a fresh clone would otherwise get WhiteNoise's "No directory" warning."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """A private PostgreSQL on loopback for the whole session (skipped outside CI when not installed)."""
