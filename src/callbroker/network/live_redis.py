@@ -46,6 +46,9 @@ when the server answers ``NOSCRIPT``, e.g. after a Redis restart):
   while the counters are unknown (the rebuild reads the database, where the release is already
   committed).
 - ``claim`` and ``load``: a rebuild (see ``known`` above).
+- ``forget``: makes a target's counters unknown, unless a rebuild is loading them, when they went stale
+  (slots taken or given back in the database while Redis was unreachable); the next reservation
+  rebuilds them.
 
 The client is built without retries: a command that timed out may have run, and running ``reserve``
 twice would take two slots. A failed command raises ``redis.RedisError`` to the caller: when Redis can't
