@@ -165,13 +165,35 @@ def commands(argvs: list[list[str]]) -> list[dict]:
     return results
 
 
+def lock_marked(target_ids: list[int]) -> dict:
+    """``live._lock_marked`` in a transaction (with a 5 s lock timeout): the targets it locked, and how
+    long it took; the marks of the locked ones are then cleared, as a rebuild does."""
+    import time
+
+    from django.db import connection, transaction
+
+    from callbroker.network import live
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '5s'")
+        started = time.monotonic()
+        locked = live._lock_marked(target_ids)
+        took = time.monotonic() - started
+        if locked:
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {live.STATE} SET counted_without_redis_at = NULL WHERE target_id = ANY(%s)",
+                               [locked])
+    return {"locked": locked, "seconds": took}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
 
 
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
-           "commands": commands, "place_calls": place_calls, "steps": steps}
+           "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked}
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from twilio.request_validator import RequestValidator
 
@@ -85,3 +86,21 @@ def test_with_redis_unreachable_simultaneous_calls_never_exceed_a_one_line_targe
     assert marked == 1  # Redis must count the one-line target again when it answers
     log = log_path.read_text()
     assert "counted in the database" in log and "Traceback" not in log
+
+
+def test_a_rebuild_skips_a_target_row_held_by_a_reservation_counting_in_the_database(fresh_pg):
+    """The rebuild never waits for a row a webhook holds (that webhook may be waiting for the rebuild):
+    it skips it, leaves its mark, and unmarks only what it locked."""
+    ids = [row[0] for row in fresh_pg.sql("SELECT id FROM network_target ORDER BY id LIMIT 2")]
+    for target_id in ids:
+        fresh_pg.sql("INSERT INTO network_targetstate (target_id, active_calls, pause_reason, counted_without_redis_at) "
+                     "VALUES (%s, 0, '', now()) ON CONFLICT (target_id) DO UPDATE SET counted_without_redis_at = now()",
+                     [target_id])
+    with psycopg.connect(fresh_pg.url) as holder:  # a reservation counting in the database, not committed yet
+        holder.execute("SELECT 1 FROM network_targetstate WHERE target_id = %s FOR UPDATE", [ids[0]])
+        got = fresh_pg.probe("lock_marked", target_ids=ids)
+        holder.rollback()
+    assert got["locked"] == [ids[1]] and got["seconds"] < 2, got
+    marked = fresh_pg.sql("SELECT target_id FROM network_targetstate WHERE counted_without_redis_at IS NOT NULL "
+                          "AND target_id = ANY(%s)", [ids])
+    assert marked == [(ids[0],)]  # the skipped target stays marked: Redis recounts it at the next read

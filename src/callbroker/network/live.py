@@ -365,11 +365,11 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
     not delivered). Slots given back while it runs are not counted (``live_redis``). Calls handled in
     degraded mode and not replayed yet are not in the database, so they are not counted.
 
-    The targets' ``TargetState`` rows are locked while they are counted, which waits for any reservation
-    made meanwhile in the database by a node that still finds Redis unreachable
-    (:func:`reserve_in_database`); their "counted without Redis" marks are then cleared. A reservation made
-    in the database after this rebuild marks its target again, and the next ``read`` has Redis count it
-    once more (:meth:`RedisBackend.read`).
+    The marked targets' ``TargetState`` rows are locked while they are counted (skipping any held by a
+    reservation still counting in the database on a node that finds Redis unreachable,
+    :func:`reserve_in_database`); the marks of the rows locked are then cleared. A target skipped, or
+    marked by a reservation made in the database after this rebuild, stays marked, and the next ``read``
+    has Redis count it once more (:meth:`RedisBackend.read`).
     """
     from callbroker.network.snapshot import cached_snapshot
 
@@ -405,14 +405,21 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
 
 
 def _lock_marked(target_ids: Sequence[int]) -> list[int]:
-    """Those of these targets marked "counted without Redis", their ``TargetState`` rows locked until the
-    transaction ends (PostgreSQL ``SELECT … FOR UPDATE``; on SQLite ``db.write_lock`` serialises writers).
+    """Those of these targets marked "counted without Redis" whose ``TargetState`` rows this transaction
+    could lock (PostgreSQL ``SELECT … FOR UPDATE SKIP LOCKED``; on SQLite ``db.write_lock`` serialises
+    writers): locked until the transaction ends, so no reservation counted in the database changes them
+    meanwhile.
 
-    A reservation counted in the database that is still running holds its row: the lock waits for it to
-    commit, so the count that follows sees its attempt. Only the rows locked here may be unmarked: a
-    target marked after the lock (by a reservation the count may have missed) stays marked.
+    A row held by a reservation still counting in the database is skipped, never waited for (that
+    webhook may itself be waiting for this rebuild: a wait here could stall both). Only the rows locked
+    here are unmarked after the count: a skipped one, or one marked after the lock, stays marked, and
+    the next read has Redis count it again.
     """
-    lock = " ORDER BY target_id FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = ""
+    if connection.features.has_select_for_update:
+        lock = " ORDER BY target_id FOR UPDATE"
+        if connection.features.has_select_for_update_skip_locked:
+            lock += " SKIP LOCKED"
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT target_id FROM {STATE} WHERE target_id IN ({_placeholders(len(target_ids))}) "
                        f"AND counted_without_redis_at IS NOT NULL{lock}", list(target_ids))
