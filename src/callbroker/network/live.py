@@ -462,8 +462,12 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]],
 #: Errors meaning "Redis can't be reached" (not "this command is wrong"): counters are then counted in the
 #: database (:class:`RedisBackend`).
 REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
-#: Seconds a process counts in the database after Redis failed, before it tries Redis again.
+#: Seconds a process counts in the database after Redis failed, before it tries Redis again: after a
+#: timeout (each try costs ``REDIS_TIMEOUT_MS``), and after a refused connection (a try costs next to
+#: nothing, and the sooner every node is back on Redis the shorter the time two nodes count in different
+#: places when it returns).
 REDIS_RETRY_S = 0.5
+REDIS_RETRY_REFUSED_S = 0.05
 
 
 class RedisBackend:
@@ -471,7 +475,8 @@ class RedisBackend:
 
     **Redis unreachable, database up.** The counters are then counted from the call attempts in the
     database, under a row lock per target (:func:`reserve_in_database`), so every limit still holds
-    across nodes; the process tries Redis again after :data:`REDIS_RETRY_S`. Each slot taken or given
+    across nodes; the process tries Redis again after :data:`REDIS_RETRY_S` (a timeout) or
+    :data:`REDIS_RETRY_REFUSED_S` (a refused connection). Each slot taken or given
     back that way marks its target (``TargetState.counted_without_redis_at``): Redis's counters of that
     target are stale, so the next ``read`` on any node that reaches Redis has them rebuilt from the
     database before they are used again (this also corrects a slot whose release could not reach Redis).
@@ -491,15 +496,16 @@ class RedisBackend:
 
     @property
     def counting_in_database(self) -> bool:
-        """Redis failed less than ``REDIS_RETRY_S`` ago: the counters are counted in the database."""
+        """Redis failed a moment ago (see ``_unreachable``): the counters are counted in the database."""
         return time.monotonic() < self._retry_at
 
     def _unreachable(self, operation: str, exc: Exception) -> None:
+        retry_s = REDIS_RETRY_S if isinstance(exc, redis.TimeoutError) else REDIS_RETRY_REFUSED_S
         if not self.counting_in_database:
-            log.warning("Redis unreachable (%s: %s); live counters are counted in the database for %.1f s",
-                        operation, exc, REDIS_RETRY_S)
+            log.warning("Redis unreachable (%s: %s); live counters are counted in the database, Redis tried again "
+                        "in %.2f s", operation, exc, retry_s)
         metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation=operation).inc()
-        self._retry_at = time.monotonic() + REDIS_RETRY_S
+        self._retry_at = time.monotonic() + retry_s
 
     def read(self, targets: Sequence[Target], timezones: dict[int, str],
              now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]:
