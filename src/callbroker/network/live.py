@@ -487,6 +487,7 @@ class RedisBackend:
     def __init__(self, store) -> None:
         self.store = store
         self._retry_at = 0.0  # time.monotonic() before which Redis is taken as unreachable
+        self._down = False  # Redis failed and has not answered since (one warning per outage)
         self._latest = threading.local()  # per thread: was the latest reservation counted in the database?
         self._forget_later: set[int] = set()  # targets whose Redis counters a failed give-back left too high
 
@@ -501,11 +502,17 @@ class RedisBackend:
 
     def _unreachable(self, operation: str, exc: Exception) -> None:
         retry_s = REDIS_RETRY_S if isinstance(exc, redis.TimeoutError) else REDIS_RETRY_REFUSED_S
-        if not self.counting_in_database:
-            log.warning("Redis unreachable (%s: %s); live counters are counted in the database, Redis tried again "
-                        "in %.2f s", operation, exc, retry_s)
+        if not self._down:
+            log.warning("Redis unreachable (%s: %s); live counters are counted in the database until it answers "
+                        "(tried again every %.2f s)", operation, exc, retry_s)
+            self._down = True
         metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation=operation).inc()
         self._retry_at = time.monotonic() + retry_s
+
+    def _answered(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("Redis answers again; live counters are kept in Redis")
 
     def read(self, targets: Sequence[Target], timezones: dict[int, str],
              now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]:
@@ -517,6 +524,7 @@ class RedisBackend:
             except REDIS_UNREACHABLE as exc:
                 self._unreachable("read", exc)
             else:
+                self._answered()
                 paused, stale = _paused_and_stale([t.id for t in targets], now)
                 if stale or self._forget_later:
                     self._recount(stale | self._forget_later)
@@ -546,6 +554,7 @@ class RedisBackend:
                 # so Redis's counters of it are rebuilt before they are used again.
                 self._unreachable("reserve", exc)
             else:
+                self._answered()
                 if refused is None and connection.in_atomic_block:
                     transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now).committed)
                 return refused
