@@ -187,13 +187,73 @@ def lock_marked(target_ids: list[int]) -> dict:
     return {"locked": locked, "seconds": took}
 
 
+def handover(redis_url: str, number: str, hold_s: float, first: str, second: str) -> dict:
+    """Two nodes in one process, a thread each, on the target whose line is ``number``: a "database"
+    node can't reach Redis and counts its limits in the database; a "redis" node reaches Redis, whose
+    counters say the line is free at first. The ``first`` node takes the target's one slot and holds its
+    webhook's transaction open ``hold_s``; meanwhile the ``second`` reserves the same target. Returns
+    what each got and how long the second took."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network import live, live_redis
+    from callbroker.network.snapshot import build_snapshot
+
+    info = next(t for t in build_snapshot().targets.values() if t.core.number == number)
+    store = live_redis.RedisCounters(live_redis.connect(redis_url), f"cb-handover-{first}-{second}:",
+                                     rebuild=live.rebuild_from_database)
+    store.mark_known([(info.core, info.timezone)])  # Redis: nothing held
+    nodes = [live.RedisBackend(store), live.RedisBackend(store)]
+    for node, kind in zip(nodes, (first, second), strict=True):
+        if kind == "database":
+            node._retry_at = time.monotonic() + 3600  # Redis failed a moment ago, for this node
+    took, result = threading.Event(), {}
+
+    def on_first() -> None:
+        try:
+            with transaction.atomic():
+                now = dt.datetime.now(dt.UTC)
+                result["first"] = nodes[0].reserve(info.core, info.timezone, now)
+                call = Call.objects.create(call_sid="CAhandover", to_number="+15125550005", started_at=now)
+                CallAttempt.objects.create(call=call, sequence=1, target_id=info.core.id,
+                                           buyer_id=info.core.buyer_id, number=number, started_at=now)
+                took.set()
+                time.sleep(hold_s)
+        finally:
+            took.set()
+            connection.close()
+
+    def on_second() -> None:
+        try:
+            took.wait()
+            started = time.monotonic()
+            with transaction.atomic():
+                result["second"] = nodes[1].reserve(info.core, info.timezone, dt.datetime.now(dt.UTC))
+            result["second_seconds"] = time.monotonic() - started
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=on_first), threading.Thread(target=on_second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"first": result["first"] and result["first"].value, "second": result["second"] and result["second"].value,
+            "second_seconds": result["second_seconds"],
+            "redis_active": int(store.client.get(store.active_key(info.core.id)) or 0)}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
 
 
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
-           "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked}
+           "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
+           "handover": handover}
 
 
 def main() -> None:

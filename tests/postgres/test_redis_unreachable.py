@@ -104,3 +104,36 @@ def test_a_rebuild_skips_a_target_row_held_by_a_reservation_counting_in_the_data
     marked = fresh_pg.sql("SELECT target_id FROM network_targetstate WHERE counted_without_redis_at IS NOT NULL "
                           "AND target_id = ANY(%s)", [ids])
     assert marked == [(ids[0],)]  # the skipped target stays marked: Redis recounts it at the next read
+
+
+
+@pytest.mark.parametrize("first", ["database", "redis"])
+def test_a_node_counting_in_the_database_and_one_reaching_redis_never_both_take_the_last_slot(
+        first, fresh_pg, redis_server):
+    """The hand-over (Redis stopping, or coming back, or out of one node's reach): node "database" can't
+    reach Redis and counts the one-line target's limits from the attempts in the database; node "redis"
+    reaches Redis. Whichever takes the slot first, the other's reservation waits for its transaction
+    (the target's limits lock: shared through Redis, exclusive in the database) and is refused: one
+    call on the line, not two.
+
+    - "database" first: Redis never saw that slot, but the target is marked counted without Redis, so
+      node "redis" counts in the database as well.
+    - "redis" first: node "database" counts the attempt node "redis" committed with its slot.
+    """
+    second = "redis" if first == "database" else "database"
+    got = fresh_pg.probe("handover", redis_url=redis_server.url, number=SOLO_LINE, hold_s=0.5, first=first,
+                         second=second)
+    assert got["first"] is None, got  # the first took the slot
+    assert got["second"] == "concurrency_full", got
+    assert got["second_seconds"] >= 0.3, got  # the second waited for the first's commit
+    assert got["redis_active"] == (1 if first == "redis" else 0), got  # the refusal took nothing in Redis
+
+
+def test_reservations_through_redis_do_not_wait_for_each_other(fresh_pg, redis_server):
+    """The limits lock is shared between reservations through Redis: the second is refused by Redis at
+    once (the line is taken), without waiting for the first's transaction."""
+    got = fresh_pg.probe("handover", redis_url=redis_server.url, number=SOLO_LINE, hold_s=1.0, first="redis",
+                         second="redis")
+    assert got["first"] is None and got["second"] == "concurrency_full", got
+    assert got["second_seconds"] < 0.5, got
+    assert got["redis_active"] == 1, got

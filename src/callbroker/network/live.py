@@ -42,9 +42,17 @@ Auto-pauses (``TargetState.paused_until``) stay in the database with either back
 the admin write them there. The Redis ``read`` reads them with one indexed query, uncached, so that
 a pause or its end in the admin applies to the next call.
 
-Both are correct across processes and nodes; Redis was measured 3.4-9 times faster and takes the counter
-writes (and their row locks) out of the webhook's transaction: ``callbroker bench --only counters``,
-figures and decision in docs/production.md.
+Both are correct across processes and nodes; Redis was measured faster and takes the counter writes
+(and their row locks) out of the webhook's transaction: ``callbroker bench --only counters``, figures
+and decision in docs/production.md.
+
+**One authority per target when Redis is unreachable from some node.** A node that can't reach Redis
+counts in the database (:class:`RedisBackend`); another may reach it at the same moment (as Redis stops,
+as it comes back, or out of one node's reach only). Every reservation of a target therefore takes the
+target's *limits lock* (a PostgreSQL advisory lock until the transaction ends): shared through Redis,
+exclusive when counted in the database. A reservation counted in the database thus waits for those in
+flight through Redis and counts their committed attempts; one through Redis that follows it sees the
+target marked counted without Redis and has the database decide as well (:func:`lock_for_reservation`).
 """
 
 from __future__ import annotations
@@ -474,12 +482,15 @@ class RedisBackend:
     """``live_redis.RedisCounters`` tied to the database transaction of the caller (see the module docstring).
 
     **Redis unreachable, database up.** The counters are then counted from the call attempts in the
-    database, under a row lock per target (:func:`reserve_in_database`), so every limit still holds
-    across nodes; the process tries Redis again after :data:`REDIS_RETRY_S` (a timeout) or
-    :data:`REDIS_RETRY_REFUSED_S` (a refused connection). Each slot taken or given
-    back that way marks its target (``TargetState.counted_without_redis_at``): Redis's counters of that
+    database, under the target's limits lock held exclusive (:func:`reserve_in_database`), so every
+    limit still holds across nodes; the process tries Redis again after :data:`REDIS_RETRY_S` (a
+    timeout) or :data:`REDIS_RETRY_REFUSED_S` (a refused connection). Each slot taken or given back
+    that way marks its target (``TargetState.counted_without_redis_at``): Redis's counters of that
     target are stale, so the next ``read`` on any node that reaches Redis has them rebuilt from the
     database before they are used again (this also corrects a slot whose release could not reach Redis).
+    Until they are, a reservation through Redis of a marked target (taken under the limits lock held
+    shared, :func:`lock_for_reservation`) is also checked against the database, and given back when the
+    database finds the target full.
     """
 
     name = "redis"
@@ -547,6 +558,7 @@ class RedisBackend:
     def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
         self._latest.in_database = False
         if not self.counting_in_database:
+            marked = lock_for_reservation(target.id)
             try:
                 refused = self.store.reserve(target, tz_name, now)
             except REDIS_UNREACHABLE as exc:
@@ -555,6 +567,13 @@ class RedisBackend:
                 self._unreachable("reserve", exc)
             else:
                 self._answered()
+                if refused is None and marked:
+                    # Counted in the database meanwhile (by a node that could not reach Redis): Redis may
+                    # not know every slot taken yet, so the database decides as well.
+                    refused = full_in_database(target, tz_name, now)
+                    if refused is not None:
+                        self._give_back_now(target, tz_name, now)
+                        return refused
                 if refused is None and connection.in_atomic_block:
                     transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now).committed)
                 return refused
@@ -571,6 +590,16 @@ class RedisBackend:
             self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
             return
         transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage))
+
+    def _give_back_now(self, target: Target, tz_name: str, at: dt.datetime) -> None:
+        """Give back a reservation just taken in Redis that the database then refused."""
+        try:
+            self.store.release(target, target.id, tz_name, at, undo_usage=True)
+        except Exception:  # noqa: BLE001 - the refusal stands; Redis recounts the target instead
+            metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation="release").inc()
+            self.forget_later(target.id)
+            log.exception("target %s: giving back a reservation the database refused failed; Redis recounts "
+                          "the target at its next read", target.id)
 
     def forget_later(self, target_id: int) -> None:
         """A reservation of this target could not be given back in Redis (unreachable) and no database
@@ -608,14 +637,23 @@ def read_in_database(targets: Sequence[Target], timezones: dict[int, str],
 
 
 def reserve_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
-    """Take a slot and a unit of each cap by counting the target's attempts, under its ``TargetState`` row lock.
+    """Take a slot and a unit of each cap by counting the target's attempts, under its limits lock held
+    exclusive (:func:`lock_for_reservation`) and its ``TargetState`` row lock.
 
-    Call inside the transaction that then inserts the attempt (``slot_held``): the lock is held until it
+    Call inside the transaction that then inserts the attempt (``slot_held``): the locks are held until it
     commits, so the next reservation of this target, on any node, counts that attempt. Marks the target
     counted without Redis (see :class:`RedisBackend`), refused or not. Returns ``None`` when taken, else
     the limit that is full (concurrency first, then hourly, daily, monthly, as the other backends).
     """
+    _lock_limits_exclusive(target.id)  # reservations through Redis still in a transaction commit first
     mark_counted_without_redis(target.id)  # also locks the target's row until the transaction ends
+    return full_in_database(target, tz_name, now)
+
+
+def full_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
+    """The limit of ``target`` that the call attempts in the database fill (concurrency first, then
+    hourly, daily, monthly, as the other backends), or ``None``: a call may be taken. Call it while
+    holding the target's ``TargetState`` row lock, so no other reservation changes the count meanwhile."""
     held, counts = _counted_in_database({target.id: (target, tz_name)}, now)
     if target.concurrency_limit is not None and len(held.get(target.id, ())) >= target.concurrency_limit:
         return Exclusion.CONCURRENCY_FULL
@@ -624,6 +662,43 @@ def reserve_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclu
         if cap is not None and count >= cap:
             return exclusion
     return None
+
+
+#: First key of the PostgreSQL advisory locks that order one target's reservations across nodes (the second
+#: is the target's id): "CBlv".
+LIMITS_LOCK_SPACE = 0x43426C76
+
+
+def lock_for_reservation(target_id: int) -> bool:
+    """Before a reservation through Redis: take the target's limits lock *shared* until the transaction
+    ends, then return whether the target is marked counted without Redis (``counted_without_redis_at``).
+
+    A reservation counted in the database takes the same lock *exclusive* (:func:`reserve_in_database`),
+    so it waits for every reservation of the target still in a transaction through Redis and counts
+    their attempts once committed, and a reservation through Redis that comes after it waits for its
+    commit and then sees its mark: Redis missed that slot, so the database decides as well. Without
+    the lock a node that had just found Redis unreachable and one that reached it could each take a
+    target's last slot (as Redis stops, and as it comes back). Reservations through Redis don't wait
+    for each other: their lock is shared, and Redis's script is atomic.
+
+    A PostgreSQL advisory lock (held in memory, nothing written); the mark is read after the lock is
+    granted, so with a snapshot that sees what the lock waited for. On SQLite there are no such locks:
+    the writers of all processes take turns already (``db.write_lock``), so the mark is only read.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and connection.in_atomic_block:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LIMITS_LOCK_SPACE, target_id])
+        cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s AND counted_without_redis_at IS NOT NULL",
+                       [target_id])
+        return cursor.fetchone() is not None
+
+
+def _lock_limits_exclusive(target_id: int) -> None:
+    """Wait for the reservations of this target still in a transaction (see :func:`lock_for_reservation`),
+    and hold off new ones until this transaction ends."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LIMITS_LOCK_SPACE, target_id])
 
 
 def mark_counted_without_redis(target_id: int) -> None:
