@@ -125,3 +125,44 @@ def test_a_rebuild_voids_the_degraded_holds_it_could_not_count(redis_store):
     redis_store.load(claim, target, TZ, now, held=[], counts=(0, 0, 0))
     assert redis_store.release(target, target.id, TZ, now, undo_usage=True, token="CA1:1") is False
     assert values(redis_store, target, now)[0] == 0
+
+
+def slot_of(row: CallAttempt) -> str:
+    return live.slot_name(row.call.call_sid, row.sequence)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_given_back_just_before_the_rebuild_counted_is_taken_off_once(redis_backend, target):
+    """Slots are held by name. A call's end committed in the database just before a rebuild counted the
+    slots, whose release then reached Redis just after the rebuild: the rebuild did not count that slot,
+    so its release takes nothing off (taken off twice, the counters would let a third call onto a line
+    limited to 2)."""
+    now = now_utc()
+    kept = attempt(target, now - dt.timedelta(seconds=20))
+    ended = attempt(target, now - dt.timedelta(seconds=10))
+    lose_everything(redis_backend)
+    CallAttempt.objects.filter(pk=ended.pk).update(slot_held=False)  # committed before the count…
+    live.rebuild_from_database(redis_backend, target, TZ)
+    assert values(redis_backend, target, now) == (1, 1, 1, 0)
+    assert redis_backend.release(target, target.id, TZ, ended.started_at, undo_usage=True,
+                                 token=slot_of(ended)) is False  # … released in Redis after it
+    assert values(redis_backend, target, now) == (1, 1, 1, 0)
+
+    CallAttempt.objects.filter(pk=kept.pk).update(slot_held=False)
+    live.release(target, target.id, TZ, kept.started_at, undo_usage=False, slot=slot_of(kept))
+    assert values(redis_backend, target, now) == (0, 1, 1, 0)
+    live.release(target, target.id, TZ, kept.started_at, undo_usage=False, slot=slot_of(kept))  # again
+    assert values(redis_backend, target, now) == (0, 1, 1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_named_slot_given_back_during_a_rebuild_is_not_counted(redis_backend, target):
+    now = now_utc()
+    ringing = attempt(target, now - dt.timedelta(seconds=5))
+    lose_everything(redis_backend)
+    claim = redis_backend.claim([target.id])
+    CallAttempt.objects.filter(pk=ringing.pk).update(slot_held=False)  # the rebuild may still read it held
+    live.release(target, target.id, TZ, ringing.started_at, undo_usage=True, slot=slot_of(ringing))
+    assert redis_backend.load(claim, target, TZ, now, held=[(ringing.started_at, slot_of(ringing))],
+                              counts=(1, 1, 0))
+    assert values(redis_backend, target, now) == (0, 0, 0, 0)

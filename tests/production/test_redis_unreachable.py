@@ -12,10 +12,12 @@ proven on PostgreSQL in ``tests/postgres/test_redis_unreachable.py``.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.db import transaction
 
+from callbroker.calls.models import Call, CallAttempt
 from callbroker.network import live
 from callbroker.network.models import TargetState
 from tests.e2e.conftest import free_port
@@ -160,3 +162,32 @@ def test_a_rolled_back_reservation_that_cannot_be_given_back_is_recounted_at_the
     assert reserve(target, now) is None  # rebuilt from the database (one slot held), then this call's
     assert values(redis_down.store, target, now)[0] == 2
     assert reserve(target, now) is FULL
+
+
+def reserve_named(target, now: dt.datetime) -> CallAttempt | None:
+    """``reserve`` as the call flow does it, the slot named after the attempt; the attempt, or None."""
+    with transaction.atomic():
+        call = Call.objects.create(call_sid=f"CA{uuid.uuid4().hex}", to_number="+15125550001", started_at=now)
+        if live.reserve(target, TZ, now, live.slot_name(call.call_sid, 1)) is not None:
+            return None
+        return CallAttempt.objects.create(call=call, sequence=1, target_id=target.id, number="+15125557001",
+                                          started_at=max(now, now_utc()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_taken_without_redis_and_given_back_through_it_takes_nothing_off(redis_down, target):
+    """Redis never counted a slot taken while it was unreachable: when that call ends on a node back on
+    Redis, before anything recounted the target, its release takes nothing off Redis's counters (the
+    slot of the call still in progress stays counted)."""
+    now = now_utc()
+    redis_down.up()
+    through_redis = reserve_named(target, now)
+    redis_down.down()
+    in_database = reserve_named(target, now)
+    assert through_redis and in_database and live.last_reserved_in_database()
+    redis_down.up()
+    with transaction.atomic():
+        CallAttempt.objects.filter(pk=in_database.pk).update(slot_held=False)
+        live.release(target, target.id, TZ, in_database.started_at, undo_usage=False,
+                     slot=live.slot_name(in_database.call.call_sid, 1))
+    assert values(redis_down.store, target, now)[0] == 1

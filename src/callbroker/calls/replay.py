@@ -292,7 +292,7 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     if attempt.result == AttemptResult.RINGING:
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
         services.settle_attempt(call, attempt, outcome, ended_at)
-        services.release_attempt(attempt, info, undo_usage=True)  # a slot taken before the outage
+        services.release_attempt(call, attempt, info, undo_usage=True)  # a slot taken before the outage
     _follow(call, record, at)
 
 

@@ -263,11 +263,11 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             call.stage = CallStage.CONNECTED
             db.update(call)
         else:  # the final status came first: release what the end of the call couldn't, then re-qualify
-            release_attempt(attempt, info, undo_usage=False)
+            release_attempt(call, attempt, info, undo_usage=False)
             _qualify(call, campaign, snap)
         return (s.Hangup(),)
 
-    release_attempt(attempt, info, undo_usage=True)
+    release_attempt(call, attempt, info, undo_usage=True)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
     if call.stage == CallStage.ENDED:
@@ -317,9 +317,9 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             attempt.ended_at = now
             attempt.ring_seconds = _ring_seconds(attempt, now, 0)
             db.update(attempt)
-            release_attempt(attempt, info, undo_usage=True)
+            release_attempt(call, attempt, info, undo_usage=True)
         else:
-            release_attempt(attempt, info, undo_usage=False)
+            release_attempt(call, attempt, info, undo_usage=False)
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     if campaign is None:
         db.update(call)
@@ -471,7 +471,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         info = snap.targets.get(target_id)
         if info is None:
             continue
-        refused = live.reserve(info.core, info.timezone, now)
+        refused = live.reserve(info.core, info.timezone, now, live.slot_name(call.call_sid, call.ring_position))
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
@@ -568,7 +568,7 @@ def _write(call: Call) -> None:
         db.update(call)
 
 
-def release_attempt(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
+def release_attempt(call: Call, attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
     """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
     if not attempt.slot_held:
         return
@@ -576,7 +576,7 @@ def release_attempt(attempt: CallAttempt, info: TargetInfo | None, *, undo_usage
     db.update(attempt, ["slot_held"])
     if attempt.target_id is not None:
         live.release(info.core if info else None, attempt.target_id, info.timezone if info else None,
-                     attempt.started_at, undo_usage=undo_usage)
+                     attempt.started_at, undo_usage=undo_usage, slot=live.slot_name(call.call_sid, attempt.sequence))
 
 
 def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt.datetime) -> None:

@@ -122,16 +122,24 @@ def read(targets: Sequence[Target], timezones: dict[int, str],
     return _counted("read", lambda backend: backend.read(targets, timezones, now))
 
 
-def reserve(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
-    """Take a concurrency slot and one call of each cap, all or nothing. Call inside a transaction."""
-    return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now))
+def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
+    """Take a concurrency slot and one call of each cap, all or nothing. Call inside a transaction.
+
+    ``slot``: the slot's name (:func:`slot_name` of the attempt that will hold it), given back by name.
+    """
+    return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now, slot))
 
 
 def release(target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-            undo_usage: bool) -> None:
+            undo_usage: bool, slot: str = "") -> None:
     """Give back a concurrency slot and, for a call that was not delivered, its cap usage."""
     _counted("release", lambda backend: backend.release(target, target_id, tz_name, started_at,
-                                                        undo_usage=undo_usage))
+                                                        undo_usage=undo_usage, slot=slot))
+
+
+def slot_name(call_sid: str, sequence: int) -> str:
+    """The name of the slot an attempt holds: the call's CallSid and the attempt's sequence number."""
+    return f"{call_sid}#{sequence}"
 
 
 def last_reserved_in_database() -> bool:
@@ -169,10 +177,10 @@ class Backend(Protocol):
     def read(self, targets: Sequence[Target], timezones: dict[int, str],
              now: dt.datetime) -> tuple[dict[int, TargetCounters], set[int]]: ...
 
-    def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None: ...
+    def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None: ...
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool) -> None: ...
+                undo_usage: bool, slot: str = "") -> None: ...
 
 
 _current: Backend | None = None
@@ -275,7 +283,7 @@ class SqlBackend:
                                             day=usage.get((t.id, d), 0), month=usage.get((t.id, m), 0))
         return counters, auto_paused
 
-    def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
+    def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
         with connection.cursor() as cursor:
             if target.concurrency_limit is None:
                 cursor.execute(f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s",
@@ -310,7 +318,7 @@ class SqlBackend:
         return None
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool) -> None:
+                undo_usage: bool, slot: str = "") -> None:
         keys: list[str] = []
         if undo_usage and target is not None and tz_name:
             keys = [k for k, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
@@ -435,18 +443,19 @@ def _lock_marked(target_ids: Sequence[int]) -> list[int]:
 
 
 def _counted_in_database(targets: dict[int, tuple[Target, str]],
-                         now: dt.datetime) -> tuple[dict[int, list[dt.datetime]], dict[int, tuple[int, int, int]]]:
-    """Starts of the slots held per target, and calls counted in the current hour, day and month."""
+                         now: dt.datetime) -> tuple[dict[int, list[tuple[dt.datetime, str]]],
+                                                    dict[int, tuple[int, int, int]]]:
+    """The slots held per target (start and name), and calls counted in the current hour, day and month."""
     from django.db.models import Q
 
     from callbroker.calls.choices import AttemptResult  # the counters are derived from the calls' attempts
     from callbroker.calls.models import CallAttempt
 
-    held: dict[int, list[dt.datetime]] = defaultdict(list)
-    rows = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True).values_list("target_id",
-                                                                                               "started_at")
-    for target_id, started_at in rows:
-        held[target_id].append(started_at)
+    held: dict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
+    rows = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True).values_list(
+        "target_id", "started_at", "call__call_sid", "sequence")
+    for target_id, started_at, call_sid, sequence in rows:
+        held[target_id].append((started_at, slot_name(call_sid, sequence)))
     capped = {tid: pair for tid, pair in targets.items() if any(cap is not None for cap in caps_of(pair[0]))}
     counts: dict[int, tuple[int, int, int]] = {}
     if capped:
@@ -555,12 +564,12 @@ class RedisBackend:
             log.warning("Redis counters of targets %s were counted in the database meanwhile; rebuilding them",
                         sorted(stale))
 
-    def reserve(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
+    def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
         self._latest.in_database = False
         if not self.counting_in_database:
             marked = lock_for_reservation(target.id)
             try:
-                refused = self.store.reserve(target, tz_name, now)
+                refused = self.store.reserve(target, tz_name, now, token=slot)
             except REDIS_UNREACHABLE as exc:
                 # A command that timed out may have run; the database reservation below marks the target,
                 # so Redis's counters of it are rebuilt before they are used again.
@@ -572,29 +581,30 @@ class RedisBackend:
                     # not know every slot taken yet, so the database decides as well.
                     refused = full_in_database(target, tz_name, now)
                     if refused is not None:
-                        self._give_back_now(target, tz_name, now)
+                        self._give_back_now(target, tz_name, now, slot)
                         return refused
                 if refused is None and connection.in_atomic_block:
-                    transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now).committed)
+                    transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now, slot).committed)
                 return refused
         refused = reserve_in_database(target, tz_name, now)
         self._latest.in_database = True
         return refused
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool) -> None:
+                undo_usage: bool, slot: str = "") -> None:
         if self.counting_in_database:
             mark_counted_without_redis(target_id)  # the attempt's slot_held=False is the release
             return
         if not connection.in_atomic_block:
-            self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
+            self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage, slot=slot)
             return
-        transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage))
+        transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage,
+                                                    slot=slot))
 
-    def _give_back_now(self, target: Target, tz_name: str, at: dt.datetime) -> None:
+    def _give_back_now(self, target: Target, tz_name: str, at: dt.datetime, slot: str) -> None:
         """Give back a reservation just taken in Redis that the database then refused."""
         try:
-            self.store.release(target, target.id, tz_name, at, undo_usage=True)
+            self.store.release(target, target.id, tz_name, at, undo_usage=True, token=slot)
         except Exception:  # noqa: BLE001 - the refusal stands; Redis recounts the target instead
             metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation="release").inc()
             self.forget_later(target.id)
@@ -608,9 +618,9 @@ class RedisBackend:
         self._forget_later.add(target_id)
 
     def _release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                 undo_usage: bool) -> None:
+                 undo_usage: bool, slot: str = "") -> None:
         try:
-            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage)
+            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage, token=slot)
         except Exception as exc:  # noqa: BLE001 - the transaction is committed; the webhook's answer stands
             if isinstance(exc, REDIS_UNREACHABLE):
                 self._unreachable("release", exc)
@@ -728,10 +738,10 @@ class _GiveBackUnlessCommitted:
     recount the target from the database at its next read (:meth:`RedisBackend.forget_later`).
     """
 
-    __slots__ = ("_at", "_backend", "_connection", "_done", "_target", "_tz_name")
+    __slots__ = ("_at", "_backend", "_connection", "_done", "_slot", "_target", "_tz_name")
 
-    def __init__(self, backend: RedisBackend, target: Target, tz_name: str, at: dt.datetime) -> None:
-        self._backend, self._target, self._tz_name, self._at = backend, target, tz_name, at
+    def __init__(self, backend: RedisBackend, target: Target, tz_name: str, at: dt.datetime, slot: str = "") -> None:
+        self._backend, self._target, self._tz_name, self._at, self._slot = backend, target, tz_name, at, slot
         self._connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (``connection`` is a proxy)
         self._done = False
 
@@ -745,7 +755,8 @@ class _GiveBackUnlessCommitted:
         try:
             if self._connection.run_commit_hooks_on_set_autocommit_on:
                 return  # committed; an earlier commit hook failed (see the class docstring)
-            self._backend.store.release(self._target, self._target.id, self._tz_name, self._at, undo_usage=True)
+            self._backend.store.release(self._target, self._target.id, self._tz_name, self._at, undo_usage=True,
+                                        token=self._slot)
             log.info("target %s: reservation given back (its transaction rolled back)", self._target.id)
         except Exception:  # noqa: BLE001 - a finalizer must not raise
             metrics.COUNTER_BACKEND_ERRORS.labels(backend="redis", operation="release").inc()

@@ -27,9 +27,12 @@ that one target's keys live in one slot and one script may touch them all):
     during a rebuild only: slots given back meanwhile (their stamp, and whether the cap units went back
     too), so that a slot the database still showed as held when the rebuild read it is not counted.
 ``P{t:ID}:holds``
-    tokens (``<CallSid>:<step>``) of the slots taken in degraded mode (the database away), where no
-    database row says whether a slot was already taken or given back: taking or giving back the same
-    token twice changes nothing.
+    the names of the slots held: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>`` in
+    degraded mode (the database away, where no database row says whether a slot was already taken or
+    given back). Taking or giving back the same name twice changes nothing, and giving back a slot not
+    listed takes nothing off: a rebuild lists exactly the slots it counted, so a slot given back in the
+    database just before the rebuild counted, whose release reached Redis just after, is not taken
+    off twice, nor is a slot taken while Redis was unreachable and never counted here.
 ``P{c:CallSid}:plan``
     degraded mode only: what was dialled at each step of that call (a JSON object per step, ``end``
     once the call ended), so that a repeated webhook gets the same answer on any node and the slots can
@@ -125,9 +128,10 @@ return 0
 
 RELEASE_LUA = """
 -- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during a rebuild;
--- KEYS[4] = degraded-mode hold tokens; KEYS[5..n] = period usage keys to give one unit back to
+-- KEYS[4] = names of the slots held; KEYS[5..n] = period usage keys to give one unit back to
 -- ARGV[1] = the slot's stamp (microseconds: the attempt's start); ARGV[2] = '1' when the cap units go back;
--- ARGV[3] = hold token ('' = a slot of the normal call path, which the database guards)
+-- ARGV[3] = the slot's name: '<CallSid>#<attempt>' on the call path, '<CallSid>:<step>' in degraded mode,
+-- '' = none (tools; the slot is then named by its stamp during a rebuild)
 -- decrements only what is above zero; an expired period stays expired (DECR would recreate it)
 local known = redis.call('GET', KEYS[2])
 if not known then
@@ -135,13 +139,18 @@ if not known then
 end
 local token = ARGV[3]
 if string.sub(known, 1, 8) == 'loading:' then
-  if token == '' then
-    redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])  -- the rebuild may still count this slot: it won't
+  if not string.find(token, ':', 1, true) then  -- a call-path slot (by name, or by stamp): not degraded mode
+    local slot = token
+    if slot == '' then
+      slot = ARGV[1]
+    end
+    redis.call('HSET', KEYS[3], slot, ARGV[2])  -- the rebuild may still count this slot: it won't
   end
   return 0
 end
 if token ~= '' and redis.call('SREM', KEYS[4], token) == 0 then
-  return 0  -- not held under this token (given back already, or taken before Redis lost its data)
+  return 0  -- not held under this name (given back already, not counted by the last rebuild, or taken
+            -- before Redis lost its data)
 end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
@@ -170,11 +179,13 @@ LOAD_LUA = """
 -- KEYS[4] = degraded-mode hold tokens; KEYS[5..n] = current period usage keys of the target's caps
 -- ARGV[1] = the claim ('loading:<id>'); ARGV[2] = the value 'known' takes (the rebuild's stamp);
 -- ARGV[2k+1], ARGV[2k+2] = count and EXPIREAT of KEYS[k+4];
--- then one 'stamp:mask' per slot the database holds (bit k-1 of mask: counted in KEYS[k+4])
+-- then one 'slot:mask' per slot the database holds, slot = its name ('<CallSid>#<attempt>': kept in
+-- KEYS[4]) or its stamp (bit k-1 of mask: counted in KEYS[k+4])
 -- returns 1 when loaded, 0 when the claim was lost (expired): nothing is changed then
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
+redis.call('DEL', KEYS[4])  -- degraded-mode holds were not counted: giving them back is void
 local periods = #KEYS - 4
 local counts = {}
 for k = 1, periods do
@@ -183,11 +194,14 @@ end
 local active = 0
 for j = 2 * periods + 3, #ARGV do
   local sep = string.find(ARGV[j], ':', 1, true)
-  local stamp = string.sub(ARGV[j], 1, sep - 1)
+  local slot = string.sub(ARGV[j], 1, sep - 1)
   local mask = tonumber(string.sub(ARGV[j], sep + 1))
-  local undo = redis.call('HGET', KEYS[3], stamp)
+  local undo = redis.call('HGET', KEYS[3], slot)
   if not undo then
     active = active + 1
+    if string.find(slot, '#', 1, true) then
+      redis.call('SADD', KEYS[4], slot)  -- its release takes it off; one not listed here takes nothing
+    end
   elseif undo == '1' then
     for k = 1, periods do
       if math.floor(mask / 2 ^ (k - 1)) % 2 == 1 then
@@ -205,7 +219,7 @@ for k = 1, periods do
     redis.call('DEL', KEYS[k + 4])
   end
 end
-redis.call('DEL', KEYS[3], KEYS[4])  -- degraded-mode holds were not counted: giving them back is void
+redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
@@ -357,8 +371,9 @@ class RedisCounters:
                 rebuild: bool = True) -> Exclusion | None:
         """Take the concurrency slot and one unit of each cap, all or nothing (one ``EVALSHA``).
 
-        With ``token`` (degraded mode), the slot is held under it: a second reservation with the same
-        token takes nothing more. When the target's counters are unknown they are rebuilt first (or,
+        With ``token`` (the slot's name: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>``
+        in degraded mode), the slot is held under it: a second reservation with the same token takes
+        nothing more, and only a release with that token gives it back. When the target's counters are unknown they are rebuilt first (or,
         with ``rebuild=False``, :class:`CountersUnknown` is raised).
         """
         keys = [self.active_key(target.id), self.known_key(target.id), self.holds_key(target.id)]
@@ -420,9 +435,10 @@ class RedisCounters:
         return Claim(value, at, tuple(tid for tid, ok in zip(ids, got, strict=True) if int(ok)))
 
     def load(self, claim: Claim, target: Target, tz_name: str, now: dt.datetime, *,
-             held: Iterable[dt.datetime], counts: tuple[int, int, int]) -> bool:
-        """Set a claimed target's counters: ``held`` = starts of the slots held, ``counts`` = calls counted
-        in the current hour, day and month (``now``). Slots given back since the claim are not counted."""
+             held: Iterable[dt.datetime | tuple[dt.datetime, str]], counts: tuple[int, int, int]) -> bool:
+        """Set a claimed target's counters: ``held`` = the slots held (their start, or their start and
+        name: see ``holds``), ``counts`` = calls counted in the current hour, day and month (``now``).
+        Slots given back since the claim are not counted."""
         keys = [self.active_key(target.id), self.known_key(target.id), self.early_key(target.id),
                 self.holds_key(target.id)]
         args: list[int | str] = [claim.value, stamp(claim.at)]
@@ -432,10 +448,11 @@ class RedisCounters:
         for i in capped:
             keys.append(self.usage_key(target.id, current[i]))
             args += [counts[i], expiry[i]]
-        for at in held:
+        for slot in held:
+            at, name = slot if isinstance(slot, tuple) else (slot, "")
             periods = period_keys(at, tz_name)
             mask = sum(1 << k for k, i in enumerate(capped) if periods[i] == current[i])
-            args.append(f"{stamp(at)}:{mask}")
+            args.append(f"{name or stamp(at)}:{mask}")
         return bool(self._load(keys=keys, args=args))
 
     def abandon(self, claim: Claim) -> None:

@@ -25,7 +25,7 @@ def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
     for buyer in network["buyers"]:
         for target in buyer.get("targets", []):
             limits[target["key"]] = {**target.get("caps", {}), "tz": buyer.get("timezone", "UTC")}
-    edges: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    edges: dict[str, list[tuple[dt.datetime, int, str]]] = defaultdict(list)
     delivered: dict[tuple[str, str], int] = defaultdict(int)
     for call in calls:
         ended = _parse(call["ended_at"])
@@ -36,7 +36,7 @@ def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
             start = _parse(attempt["started_at"])
             # A slot is held from the dial until the leg ends unbridged, or until the call ends.
             stop = ended if attempt["result"] == "bridged" else (_parse(attempt["ended_at"]) or ended)
-            edges[key] += [(start, +1), (stop or start, -1)]
+            edges[key] += [(start, +1, call["sid"]), (stop or start, -1, call["sid"])]
             if attempt["result"] == "bridged":
                 local = start.astimezone(ZoneInfo(limits.get(key, {}).get("tz", "UTC")))
                 for period, fmt in PERIODS:
@@ -46,12 +46,19 @@ def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
         limit = limits.get(key, {}).get("concurrency")
         if limit is None:
             continue
+        holding: dict[str, int] = defaultdict(int)  # the calls holding the target, at each moment
         active = peak = 0
-        for _, step in sorted(points):  # at the same instant a release (-1) sorts before a take (+1)
+        peak_at, peak_calls = None, []
+        for at, step, sid in sorted(points):  # at the same instant a release (-1) sorts before a take (+1)
             active += step
-            peak = max(peak, active)
+            holding[sid] += step
+            if not holding[sid]:
+                del holding[sid]
+            if active > peak:
+                peak, peak_at, peak_calls = active, at, sorted(holding)
         if peak > limit:
-            problems.append(f"target {key}: {peak} calls at once, limit {limit}")
+            problems.append(f"target {key}: {peak} calls at once, limit {limit} (at {peak_at.isoformat()}: "
+                            f"{', '.join(peak_calls)})")
     for (key, period), count in delivered.items():
         cap = limits.get(key, {}).get(period.split(":")[0])
         if cap is not None and count > cap:
