@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import OperationalError, ProgrammingError
 from django.db.models import Model
 
 from callbroker.billing.reconcile import check_ledger
 from callbroker.billing.statements import Period, Statement, buyer_statement, publisher_statement
 from callbroker.calls.presenters import money_text
 from callbroker.network.models import Buyer, Publisher
+from callbroker.ops.commands import reading_the_database
 
 # (header, width) of the statement table; the last column takes the rest of the line.
 _COLUMNS = (
@@ -95,15 +95,11 @@ class Command(BaseCommand):
         check.add_argument("--json", action="store_true", help="JSON instead of text.")
 
     def handle(self, *args, **options) -> None:
-        try:
+        with reading_the_database("the ledger"):
             if options["action"] == "statement":
                 self.statement(options)
             else:
                 self.check(options)
-        except (OperationalError, ProgrammingError) as exc:
-            raise CommandError(
-                f"Cannot read the ledger ({exc}). Is the database migrated? Run: callbroker migrate"
-            ) from exc
 
     def statement(self, options: dict) -> None:
         period = _month(options.get("month"))

@@ -7,7 +7,6 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import OperationalError, ProgrammingError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -23,6 +22,7 @@ from callbroker.calls.presenters import (
     with_related,
 )
 from callbroker.network.models import Campaign
+from callbroker.ops.commands import reading_the_database
 
 # (header, width) of the list table; the last column takes the rest of the line.
 _COLUMNS = (
@@ -93,15 +93,11 @@ class Command(BaseCommand):
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
     def handle(self, *args, **options) -> None:
-        try:
+        with reading_the_database("calls"):
             if options["action"] == "list":
                 self.list_calls(options)
             else:
                 self.show_call(options)
-        except (OperationalError, ProgrammingError) as exc:
-            raise CommandError(
-                f"Cannot read calls ({exc}). Is the database migrated? Run: callbroker migrate"
-            ) from exc
 
     # ----------------------------------------------------------------------------------------------
 
