@@ -187,12 +187,15 @@ def lock_marked(target_ids: list[int]) -> dict:
     return {"locked": locked, "seconds": took}
 
 
-def handover(redis_url: str, number: str, hold_s: float, first: str, second: str) -> dict:
+def handover(redis_url: str, number: str, hold_s: float, first: str, second: str, held_before: int = 0,
+             marked: bool = False) -> dict:
     """Two nodes in one process, a thread each, on the target whose line is ``number``: a "database"
     node can't reach Redis and counts its limits in the database; a "redis" node reaches Redis, whose
     counters say the line is free at first. The ``first`` node takes the target's one slot and holds its
-    webhook's transaction open ``hold_s``; meanwhile the ``second`` reserves the same target. Returns
-    what each got and how long the second took."""
+    webhook's transaction open ``hold_s``; meanwhile the ``second`` reserves the same target. Before,
+    ``held_before`` calls already hold a slot of the target in the database (not in Redis), and with
+    ``marked`` the target is marked counted without Redis. Returns what each got and how long the
+    second took."""
     import threading
     import time
 
@@ -206,6 +209,13 @@ def handover(redis_url: str, number: str, hold_s: float, first: str, second: str
     store = live_redis.RedisCounters(live_redis.connect(redis_url), f"cb-handover-{first}-{second}:",
                                      rebuild=live.rebuild_from_database)
     store.mark_known([(info.core, info.timezone)])  # Redis: nothing held
+    for n in range(held_before):  # calls in progress that Redis doesn't know of
+        earlier = Call.objects.create(call_sid=f"CAheld{n}", to_number="+15125550005",
+                                      started_at=dt.datetime.now(dt.UTC))
+        CallAttempt.objects.create(call=earlier, sequence=1, target_id=info.core.id, buyer_id=info.core.buyer_id,
+                                   number=number, started_at=earlier.started_at)
+    if marked:
+        live.mark_counted_without_redis(info.core.id)
     nodes = [live.RedisBackend(store), live.RedisBackend(store)]
     for node, kind in zip(nodes, (first, second), strict=True):
         if kind == "database":

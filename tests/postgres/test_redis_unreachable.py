@@ -22,7 +22,8 @@ from twilio.request_validator import RequestValidator
 from callbroker.ops.server import start_server, stop_server
 from tests.e2e.conftest import TOKEN, free_port
 
-CONCURRENCY = "+15125550005"  # campaign e2e-concurrency: one target, concurrency 1 (tests/e2e/network.yaml)
+CONCURRENCY = "+15125550005"
+PIPES_A = "+15125550101"  # concurrency 5 (tests/e2e/network.yaml)  # campaign e2e-concurrency: one target, concurrency 1 (tests/e2e/network.yaml)
 SOLO_LINE = "+15125550121"
 DELIVERIES = 8
 
@@ -137,3 +138,16 @@ def test_reservations_through_redis_do_not_wait_for_each_other(fresh_pg, redis_s
     assert got["first"] is None and got["second"] == "concurrency_full", got
     assert got["second_seconds"] < 0.5, got
     assert got["redis_active"] == 1, got
+
+
+def test_reservations_through_redis_of_a_marked_target_are_checked_in_the_database_one_at_a_time(
+        fresh_pg, redis_server):
+    """A target marked counted without Redis, whose 4 calls in progress Redis doesn't know (limit 5):
+    two reservations through Redis at once both pass Redis (it counts 0, then 1); the database then
+    decides, one at a time under the target's row lock, so the second sees the first's call and is
+    refused: 5 calls, not 6."""
+    got = fresh_pg.probe("handover", redis_url=redis_server.url, number=PIPES_A, hold_s=0.5, first="redis",
+                         second="redis", held_before=4, marked=True)
+    assert got["first"] is None and got["second"] == "concurrency_full", got
+    assert got["second_seconds"] >= 0.3, got  # it waited for the first's commit
+    assert got["redis_active"] == 1, got  # the refused one gave its Redis slot back

@@ -568,6 +568,8 @@ class RedisBackend:
         self._latest.in_database = False
         if not self.counting_in_database:
             marked = lock_for_reservation(target.id)
+            if marked:
+                _lock_row(target.id)  # the checks in the database below are made one at a time
             try:
                 refused = self.store.reserve(target, tz_name, now, token=slot)
             except REDIS_UNREACHABLE as exc:
@@ -663,7 +665,8 @@ def reserve_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclu
 def full_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
     """The limit of ``target`` that the call attempts in the database fill (concurrency first, then
     hourly, daily, monthly, as the other backends), or ``None``: a call may be taken. Call it while
-    holding the target's ``TargetState`` row lock, so no other reservation changes the count meanwhile."""
+    holding the target's ``TargetState`` row lock (every reservation counted this way takes it), so no
+    other reservation checked in the database changes the count meanwhile."""
     held, counts = _counted_in_database({target.id: (target, tz_name)}, now)
     if target.concurrency_limit is not None and len(held.get(target.id, ())) >= target.concurrency_limit:
         return Exclusion.CONCURRENCY_FULL
@@ -686,7 +689,8 @@ def lock_for_reservation(target_id: int) -> bool:
     A reservation counted in the database takes the same lock *exclusive* (:func:`reserve_in_database`),
     so it waits for every reservation of the target still in a transaction through Redis and counts
     their attempts once committed, and a reservation through Redis that comes after it waits for its
-    commit and then sees its mark: Redis missed that slot, so the database decides as well. Without
+    commit and then sees its mark: Redis missed that slot, so the database decides as well, under the
+    target's row lock (:func:`_lock_row`), one reservation at a time. Without
     the lock a node that had just found Redis unreachable and one that reached it could each take a
     target's last slot (as Redis stops, and as it comes back). Reservations through Redis don't wait
     for each other: their lock is shared, and Redis's script is atomic.
@@ -701,6 +705,15 @@ def lock_for_reservation(target_id: int) -> bool:
         cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s AND counted_without_redis_at IS NOT NULL",
                        [target_id])
         return cursor.fetchone() is not None
+
+
+def _lock_row(target_id: int) -> None:
+    """Lock the target's ``TargetState`` row until the transaction ends (PostgreSQL; on SQLite the writers
+    take turns already): reservations of a marked target through Redis, each checked against the
+    database, then wait for each other, so two can't both count the same last free slot."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s FOR UPDATE", [target_id])
 
 
 def _lock_limits_exclusive(target_id: int) -> None:
