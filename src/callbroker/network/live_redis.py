@@ -24,8 +24,9 @@ that one target's keys live in one slot and one script may touch them all):
     (:meth:`RedisCounters.rebuild`; ``network/live.py`` counts them from the database). While a rebuild
     runs it holds ``loading:<id>`` (expiring, in case the rebuilder dies).
 ``P{t:ID}:early``
-    during a rebuild only: slots given back meanwhile (their stamp, and whether the cap units went back
-    too), so that a slot the database still showed as held when the rebuild read it is not counted.
+    during a rebuild only: slots given back meanwhile (their name, or their stamp, and whether the cap
+    units went back too), so that a slot the database still showed as held when the rebuild read it is
+    not counted.
 ``P{t:ID}:holds``
     the names of the slots held: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>`` in
     degraded mode (the database away, where no database row says whether a slot was already taken or
@@ -176,7 +177,7 @@ return 0
 
 LOAD_LUA = """
 -- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during the rebuild;
--- KEYS[4] = degraded-mode hold tokens; KEYS[5..n] = current period usage keys of the target's caps
+-- KEYS[4] = names of the slots held; KEYS[5..n] = current period usage keys of the target's caps
 -- ARGV[1] = the claim ('loading:<id>'); ARGV[2] = the value 'known' takes (the rebuild's stamp);
 -- ARGV[2k+1], ARGV[2k+2] = count and EXPIREAT of KEYS[k+4];
 -- then one 'slot:mask' per slot the database holds, slot = its name ('<CallSid>#<attempt>': kept in
@@ -373,8 +374,9 @@ class RedisCounters:
 
         With ``token`` (the slot's name: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>``
         in degraded mode), the slot is held under it: a second reservation with the same token takes
-        nothing more, and only a release with that token gives it back. When the target's counters are unknown they are rebuilt first (or,
-        with ``rebuild=False``, :class:`CountersUnknown` is raised).
+        nothing more, and only a release with that token gives it back. When the target's counters
+        are unknown they are rebuilt first (or, with ``rebuild=False``, :class:`CountersUnknown` is
+        raised).
         """
         keys = [self.active_key(target.id), self.known_key(target.id), self.holds_key(target.id)]
         args: list[int | str] = [-1 if target.concurrency_limit is None else target.concurrency_limit, token]
