@@ -137,3 +137,21 @@ def test_redis_read_reports_auto_paused_targets_from_the_database(redis_backend)
     assert auto_paused == {paused.id}
     assert counters[open_.id].active == 1 and counters[open_.id].hour == 1
     assert live.read([paused], {paused.id: TZ}, now + dt.timedelta(minutes=6))[1] == set()
+
+
+def test_a_slot_taken_twice_under_one_name_is_given_back_twice_and_no_more(redis_store):
+    """A webhook delivered twice at once takes its slot twice under one name (``<CallSid>#<attempt>``);
+    the duplicate whose transaction rolls back gives one back, the end of the call the other. A third
+    release of the name takes nothing off another call's slot."""
+    target = core(concurrency_limit=3, daily_cap=5)
+    now = now_utc()
+    name, other = live.slot_name("CA" + "1" * 32, 1), live.slot_name("CA" + "2" * 32, 1)
+    assert redis_store.reserve(target, TZ, now, token=name) is None
+    assert redis_store.reserve(target, TZ, now, token=name) is None
+    assert redis_store.reserve(target, TZ, now, token=other) is None
+    assert active(redis_store, target) == 3
+    assert redis_store.release(target, target.id, TZ, now, undo_usage=True, token=name)  # the duplicate
+    assert redis_store.release(target, target.id, TZ, now, undo_usage=False, token=name)  # the call ends
+    assert not redis_store.release(target, target.id, TZ, now, undo_usage=False, token=name)
+    assert active(redis_store, target) == 1  # the other call's slot
+    assert redis_store.read([target], {target.id: TZ}, now)[target.id].day == 2

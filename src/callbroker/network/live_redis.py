@@ -27,13 +27,17 @@ that one target's keys live in one slot and one script may touch them all):
     during a rebuild only: slots given back meanwhile (their name, or their stamp, and whether the cap
     units went back too), so that a slot the database still showed as held when the rebuild read it is
     not counted.
+``P{t:ID}:slots``
+    the call path's slots counted, by name (``<CallSid>#<attempt>``, a hash: name -> how many times it
+    was taken; twice when a webhook delivered twice at once took it twice, and the duplicate's
+    rolled-back transaction gives one back). Giving back a slot not listed takes nothing off, and a
+    rebuild lists exactly the slots it counted: a slot given back in the database just before the
+    rebuild counted, whose release reached Redis just after, is not taken off twice, nor is a slot
+    taken while Redis was unreachable and never counted here.
 ``P{t:ID}:holds``
-    the names of the slots held: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>`` in
-    degraded mode (the database away, where no database row says whether a slot was already taken or
-    given back). Taking or giving back the same name twice changes nothing, and giving back a slot not
-    listed takes nothing off: a rebuild lists exactly the slots it counted, so a slot given back in the
-    database just before the rebuild counted, whose release reached Redis just after, is not taken
-    off twice, nor is a slot taken while Redis was unreachable and never counted here.
+    tokens (``<CallSid>:<step>``) of the slots taken in degraded mode (the database away), where no
+    database row says whether a slot was already taken or given back: taking or giving back the same
+    token twice changes nothing.
 ``P{c:CallSid}:plan``
     degraded mode only: what was dialled at each step of that call (a JSON object per step, ``end``
     once the call ended), so that a repeated webhook gets the same answer on any node and the slots can
@@ -90,10 +94,10 @@ UNKNOWN, REBUILDING = -2, -3
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 RESERVE_LUA = """
--- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = degraded-mode hold tokens;
--- KEYS[4..n] = period usage keys of the caps the target has
--- ARGV[1] = concurrency limit (-1 = unlimited); ARGV[2] = hold token ('' = none);
--- ARGV[2k+1], ARGV[2k+2] = cap and EXPIREAT of KEYS[k+3]
+-- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = degraded-mode hold tokens (a set) or, for a
+-- call-path slot name, the slots counted by name (a hash: name -> count); KEYS[4..n] = period usage keys
+-- ARGV[1] = concurrency limit (-1 = unlimited); ARGV[2] = hold token '<CallSid>:<step>', or slot name
+-- '<CallSid>#<attempt>', or '' = none; ARGV[2k+1], ARGV[2k+2] = cap and EXPIREAT of KEYS[k+3]
 -- returns 0 = taken (or already held under this token), -1 = concurrency full, k = the cap of KEYS[k+3]
 -- is reached (nothing was taken), -2 = counters unknown (rebuild them first), -3 = a rebuild is running
 local known = redis.call('GET', KEYS[2])
@@ -104,7 +108,8 @@ if string.sub(known, 1, 8) == 'loading:' then
   return -3
 end
 local token = ARGV[2]
-if token ~= '' and redis.call('SISMEMBER', KEYS[3], token) == 1 then
+local named = string.find(token, '#', 1, true)
+if token ~= '' and not named and redis.call('SISMEMBER', KEYS[3], token) == 1 then
   return 0
 end
 local limit = tonumber(ARGV[1])
@@ -121,7 +126,9 @@ for i = 4, #KEYS do
   redis.call('INCR', KEYS[i])
   redis.call('EXPIREAT', KEYS[i], ARGV[2 * i - 4])
 end
-if token ~= '' then
+if named then
+  redis.call('HINCRBY', KEYS[3], token, 1)  -- counted: a webhook delivered twice at once takes it twice
+elseif token ~= '' then
   redis.call('SADD', KEYS[3], token)
 end
 return 0
@@ -129,7 +136,8 @@ return 0
 
 RELEASE_LUA = """
 -- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during a rebuild;
--- KEYS[4] = names of the slots held; KEYS[5..n] = period usage keys to give one unit back to
+-- KEYS[4] = degraded-mode hold tokens (a set) or, for a slot name, the slots counted by name (a hash);
+-- KEYS[5..n] = period usage keys to give one unit back to
 -- ARGV[1] = the slot's stamp (microseconds: the attempt's start); ARGV[2] = '1' when the cap units go back;
 -- ARGV[3] = the slot's name: '<CallSid>#<attempt>' on the call path, '<CallSid>:<step>' in degraded mode,
 -- '' = none (tools; the slot is then named by its stamp during a rebuild)
@@ -149,9 +157,19 @@ if string.sub(known, 1, 8) == 'loading:' then
   end
   return 0
 end
-if token ~= '' and redis.call('SREM', KEYS[4], token) == 0 then
-  return 0  -- not held under this name (given back already, not counted by the last rebuild, or taken
-            -- before Redis lost its data)
+if string.find(token, '#', 1, true) then
+  local held = tonumber(redis.call('HGET', KEYS[4], token) or '0')
+  if held <= 0 then
+    return 0  -- not counted under this name (given back already, not counted by the last rebuild, or
+              -- taken while Redis was unreachable)
+  end
+  if held == 1 then
+    redis.call('HDEL', KEYS[4], token)
+  else
+    redis.call('HINCRBY', KEYS[4], token, -1)
+  end
+elseif token ~= '' and redis.call('SREM', KEYS[4], token) == 0 then
+  return 0  -- not held under this token (given back already, or taken before Redis lost its data)
 end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
@@ -177,17 +195,18 @@ return 0
 
 LOAD_LUA = """
 -- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during the rebuild;
--- KEYS[4] = names of the slots held; KEYS[5..n] = current period usage keys of the target's caps
+-- KEYS[4] = degraded-mode hold tokens; KEYS[5] = the slots counted by name;
+-- KEYS[6..n] = current period usage keys of the target's caps
 -- ARGV[1] = the claim ('loading:<id>'); ARGV[2] = the value 'known' takes (the rebuild's stamp);
--- ARGV[2k+1], ARGV[2k+2] = count and EXPIREAT of KEYS[k+4];
--- then one 'slot:mask' per slot the database holds, slot = its name ('<CallSid>#<attempt>': kept in
--- KEYS[4]) or its stamp (bit k-1 of mask: counted in KEYS[k+4])
+-- ARGV[2k+1], ARGV[2k+2] = count and EXPIREAT of KEYS[k+5];
+-- then one 'slot:mask' per slot the database holds, slot = its name ('<CallSid>#<attempt>': counted in
+-- KEYS[5]) or its stamp (bit k-1 of mask: counted in KEYS[k+5])
 -- returns 1 when loaded, 0 when the claim was lost (expired): nothing is changed then
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return 0
 end
-redis.call('DEL', KEYS[4])  -- degraded-mode holds were not counted: giving them back is void
-local periods = #KEYS - 4
+redis.call('DEL', KEYS[4], KEYS[5])  -- degraded-mode holds were not counted: giving them back is void
+local periods = #KEYS - 5
 local counts = {}
 for k = 1, periods do
   counts[k] = tonumber(ARGV[2 * k + 1])
@@ -201,7 +220,7 @@ for j = 2 * periods + 3, #ARGV do
   if not undo then
     active = active + 1
     if string.find(slot, '#', 1, true) then
-      redis.call('SADD', KEYS[4], slot)  -- its release takes it off; one not listed here takes nothing
+      redis.call('HINCRBY', KEYS[5], slot, 1)  -- its release takes it off; one not listed takes nothing
     end
   elseif undo == '1' then
     for k = 1, periods do
@@ -214,10 +233,10 @@ end
 redis.call('SET', KEYS[1], active)
 for k = 1, periods do
   if counts[k] > 0 then
-    redis.call('SET', KEYS[k + 4], counts[k])
-    redis.call('EXPIREAT', KEYS[k + 4], ARGV[2 * k + 2])
+    redis.call('SET', KEYS[k + 5], counts[k])
+    redis.call('EXPIREAT', KEYS[k + 5], ARGV[2 * k + 2])
   else
-    redis.call('DEL', KEYS[k + 4])
+    redis.call('DEL', KEYS[k + 5])
   end
 end
 redis.call('DEL', KEYS[3])
@@ -337,6 +356,13 @@ class RedisCounters:
     def holds_key(self, target_id: int) -> str:
         return f"{self.prefix}{{t:{target_id}}}:holds"
 
+    def slots_key(self, target_id: int) -> str:
+        return f"{self.prefix}{{t:{target_id}}}:slots"
+
+    def _held_under(self, target_id: int, token: str) -> str:
+        """Where a slot taken under ``token`` is kept: by name on the call path, as a hold in degraded mode."""
+        return self.slots_key(target_id) if "#" in token else self.holds_key(target_id)
+
     def plan_key(self, call_sid: str) -> str:
         return f"{self.prefix}{{c:{call_sid}}}:plan"
 
@@ -372,13 +398,13 @@ class RedisCounters:
                 rebuild: bool = True) -> Exclusion | None:
         """Take the concurrency slot and one unit of each cap, all or nothing (one ``EVALSHA``).
 
-        With ``token`` (the slot's name: ``<CallSid>#<attempt>`` on the call path, ``<CallSid>:<step>``
-        in degraded mode), the slot is held under it: a second reservation with the same token takes
-        nothing more, and only a release with that token gives it back. When the target's counters
-        are unknown they are rebuilt first (or, with ``rebuild=False``, :class:`CountersUnknown` is
-        raised).
+        With ``token``, the slot is held under it and only a release with that token gives it back: a
+        call-path slot name (``<CallSid>#<attempt>``, see ``slots``), or a degraded-mode token
+        (``<CallSid>:<step>``), with which a second reservation takes nothing more. When the target's
+        counters are unknown they are rebuilt first (or, with ``rebuild=False``,
+        :class:`CountersUnknown` is raised).
         """
-        keys = [self.active_key(target.id), self.known_key(target.id), self.holds_key(target.id)]
+        keys = [self.active_key(target.id), self.known_key(target.id), self._held_under(target.id, token)]
         args: list[int | str] = [-1 if target.concurrency_limit is None else target.concurrency_limit, token]
         refusals: list[Exclusion] = []
         caps = caps_of(target)
@@ -413,7 +439,7 @@ class RedisCounters:
         ``token``: the degraded-mode hold to give back. Returns whether anything was given back.
         """
         keys = [self.active_key(target_id), self.known_key(target_id), self.early_key(target_id),
-                self.holds_key(target_id)]
+                self._held_under(target_id, token)]
         if undo_usage and target is not None and tz_name:
             keys += [self.usage_key(target_id, period)
                      for period, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
@@ -442,7 +468,7 @@ class RedisCounters:
         name: see ``holds``), ``counts`` = calls counted in the current hour, day and month (``now``).
         Slots given back since the claim are not counted."""
         keys = [self.active_key(target.id), self.known_key(target.id), self.early_key(target.id),
-                self.holds_key(target.id)]
+                self.holds_key(target.id), self.slots_key(target.id)]
         args: list[int | str] = [claim.value, stamp(claim.at)]
         current = period_keys(now, tz_name)
         capped = [i for i, cap in enumerate(caps_of(target)) if cap is not None]
