@@ -403,7 +403,7 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
         with transaction.atomic():
             marked = _lock_marked(sorted(claimed))
             now = dt.datetime.now(dt.UTC)
-            held, counts = _counted_in_database(claimed, now)
+            held, counts = _counted_in_database(claimed, now, names=True)
             loaded = sum(store.load(claim, target, tz, now, held=held.get(target_id, ()),
                                     counts=counts.get(target_id, (0, 0, 0)))
                          for target_id, (target, tz) in claimed.items())
@@ -442,20 +442,25 @@ def _lock_marked(target_ids: Sequence[int]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _counted_in_database(targets: dict[int, tuple[Target, str]],
-                         now: dt.datetime) -> tuple[dict[int, list[tuple[dt.datetime, str]]],
-                                                    dict[int, tuple[int, int, int]]]:
-    """The slots held per target (start and name), and calls counted in the current hour, day and month."""
+def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetime, *,
+                         names: bool = False) -> tuple[dict[int, list[tuple[dt.datetime, str]]],
+                                                       dict[int, tuple[int, int, int]]]:
+    """The slots held per target (start, and with ``names`` the slot's name, else ""), and calls counted
+    in the current hour, day and month. Only a rebuild needs the names (a join on the calls)."""
     from django.db.models import Q
 
     from callbroker.calls.choices import AttemptResult  # the counters are derived from the calls' attempts
     from callbroker.calls.models import CallAttempt
 
     held: dict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
-    rows = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True).values_list(
-        "target_id", "started_at", "call__call_sid", "sequence")
-    for target_id, started_at, call_sid, sequence in rows:
-        held[target_id].append((started_at, slot_name(call_sid, sequence)))
+    attempts = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True)
+    if names:
+        for target_id, started_at, call_sid, sequence in attempts.values_list("target_id", "started_at",
+                                                                              "call__call_sid", "sequence"):
+            held[target_id].append((started_at, slot_name(call_sid, sequence)))
+    else:
+        for target_id, started_at in attempts.values_list("target_id", "started_at"):
+            held[target_id].append((started_at, ""))
     capped = {tid: pair for tid, pair in targets.items() if any(cap is not None for cap in caps_of(pair[0]))}
     counts: dict[int, tuple[int, int, int]] = {}
     if capped:
@@ -568,8 +573,6 @@ class RedisBackend:
         self._latest.in_database = False
         if not self.counting_in_database:
             marked = lock_for_reservation(target.id)
-            if marked:
-                _lock_row(target.id)  # the checks in the database below are made one at a time
             try:
                 refused = self.store.reserve(target, tz_name, now, token=slot)
             except REDIS_UNREACHABLE as exc:
@@ -688,32 +691,28 @@ def lock_for_reservation(target_id: int) -> bool:
 
     A reservation counted in the database takes the same lock *exclusive* (:func:`reserve_in_database`),
     so it waits for every reservation of the target still in a transaction through Redis and counts
-    their attempts once committed, and a reservation through Redis that comes after it waits for its
-    commit and then sees its mark: Redis missed that slot, so the database decides as well, under the
-    target's row lock (:func:`_lock_row`), one reservation at a time. Without
-    the lock a node that had just found Redis unreachable and one that reached it could each take a
-    target's last slot (as Redis stops, and as it comes back). Reservations through Redis don't wait
-    for each other: their lock is shared, and Redis's script is atomic.
+    their attempts once committed; a reservation through Redis that comes after it waits for its commit
+    and then sees its mark (Redis missed that slot, so the database decides as well). Without the lock
+    a node that had just found Redis unreachable and one that reached it could each take a target's
+    last slot (as Redis stops, and as it comes back). Reservations through Redis don't wait for each
+    other: their lock is shared, and Redis's script is atomic. Those of a *marked* target, though, are
+    checked in the database one at a time: this also locks the target's ``TargetState`` row then, so
+    two can't both count the same last free slot.
 
     A PostgreSQL advisory lock (held in memory, nothing written); the mark is read after the lock is
     granted, so with a snapshot that sees what the lock waited for. On SQLite there are no such locks:
     the writers of all processes take turns already (``db.write_lock``), so the mark is only read.
     """
+    locking = connection.vendor == "postgresql" and connection.in_atomic_block
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and connection.in_atomic_block:
+        if locking:
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LIMITS_LOCK_SPACE, target_id])
         cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s AND counted_without_redis_at IS NOT NULL",
                        [target_id])
-        return cursor.fetchone() is not None
-
-
-def _lock_row(target_id: int) -> None:
-    """Lock the target's ``TargetState`` row until the transaction ends (PostgreSQL; on SQLite the writers
-    take turns already): reservations of a marked target through Redis, each checked against the
-    database, then wait for each other, so two can't both count the same last free slot."""
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
-        with connection.cursor() as cursor:
+        marked = cursor.fetchone() is not None
+        if marked and locking:
             cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s FOR UPDATE", [target_id])
+    return marked
 
 
 def _lock_limits_exclusive(target_id: int) -> None:

@@ -147,17 +147,14 @@ if not known then
   return 0  -- counters lost: the rebuild reads the database, where this release is committed
 end
 local token = ARGV[3]
+local named = string.find(token, '#', 1, true)
 if string.sub(known, 1, 8) == 'loading:' then
-  if not string.find(token, ':', 1, true) then  -- a call-path slot (by name, or by stamp): not degraded mode
-    local slot = token
-    if slot == '' then
-      slot = ARGV[1]
-    end
-    redis.call('HSET', KEYS[3], slot, ARGV[2])  -- the rebuild may still count this slot: it won't
+  if named or token == '' then  -- a slot of the call path (by name, or by stamp): not a degraded-mode hold
+    redis.call('HSET', KEYS[3], named and token or ARGV[1], ARGV[2])  -- the rebuild may still count it: it won't
   end
   return 0
 end
-if string.find(token, '#', 1, true) then
+if named then
   local held = tonumber(redis.call('HGET', KEYS[4], token) or '0')
   if held <= 0 then
     return 0  -- not counted under this name (given back already, not counted by the last rebuild, or
