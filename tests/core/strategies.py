@@ -47,9 +47,15 @@ class HourSchedule:
     def is_open(self, at: dt.datetime) -> bool:
         return at.astimezone(UTC).hour in self.hours
 
+    def steady_span(self, at: dt.datetime) -> tuple[float, float]:
+        """The UTC hour around ``at`` (the answer changes at most on the hour)."""
+        start = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0).timestamp()
+        return start, start + 3600
+
 
 class ListHourSchedule:
-    """The same, but unhashable (a mutable list inside), to exercise identity grouping."""
+    """The same, but unhashable (a mutable list inside), to exercise identity grouping; and without
+    ``steady_span``, so routing asks it on every call."""
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -7,6 +7,7 @@ import datetime as dt
 import pickle
 import random
 from collections import Counter
+from typing import ClassVar
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from callbroker.core.model import (
     TargetCounters,
 )
 from callbroker.core.routing import PreparedTargets, explain, prepare_targets, route
+from callbroker.core.schedule import Schedule, parse_weekly
 
 try:
     from tests.core import strategies as cs
@@ -338,6 +340,90 @@ def test_prepared_targets_group_equal_schedules_and_accept_unhashable_ones():
     )
 
 
+OFFICE_HOURS = ("08:00-18:00", "09:00-17:00", "07:00-22:00", "22:00-06:00", "01:30-02:30", "00:00-01:30", "closed")
+
+
+@st.composite
+def scheduled_targets(draw) -> tuple[Target, ...]:
+    """Targets with real opening hours in zones with clock changes (a few schedules shared)."""
+    zones = st.sampled_from(("America/New_York", "America/Chicago", "America/Phoenix", "Europe/London"))
+    week = st.fixed_dictionaries({day: st.sampled_from(OFFICE_HOURS) for day in ("weekdays", "sat", "sun")})
+    pool = draw(st.lists(st.builds(lambda zone, hours: Schedule(zone, parse_weekly(hours)), zones, week),
+                         min_size=1, max_size=4))
+    schedules = st.one_of(st.none(), st.sampled_from(pool))
+    return tuple(target(tid, schedule=draw(schedules), hourly_cap=draw(cs.caps())) for tid in range(1, draw(st.integers(1, 8)) + 1))
+
+
+@given(scheduled_targets(), st.data(), seeds)
+def test_targets_closed_are_kept_per_window_and_decide_exactly_like_asking_every_schedule(targets, data, seed):
+    """Calls minutes or hours apart, in any order, around the clock changes of 2026 (and an ordinary
+    week): what ``PreparedTargets`` keeps of which targets were closed when never changes a decision."""
+    base = data.draw(st.sampled_from((dt.datetime(2026, 3, 8, 4, tzinfo=dt.UTC),
+                                      dt.datetime(2026, 11, 1, 4, tzinfo=dt.UTC),
+                                      dt.datetime(2026, 3, 29, 0, tzinfo=dt.UTC),
+                                      dt.datetime(2026, 6, 3, 0, tzinfo=dt.UTC))))
+    offsets = data.draw(st.lists(st.integers(-3 * 3600, 30 * 3600), min_size=2, max_size=25))
+    calls = [unknown_location(base + dt.timedelta(seconds=offset)) for offset in offsets]
+    counters = data.draw(cs.counters_for(targets))
+    prepared = prepare_targets(targets)
+    assert prepared.closed_spans == []
+    prepared_rng, plain_rng = random.Random(seed), random.Random(seed)
+
+    for ctx in calls:
+        assert route(CAMPAIGN, prepared, ctx, counters, prepared_rng) == route(
+            CAMPAIGN, targets, ctx, counters, plain_rng
+        )
+    if any(t.schedule is not None for t in targets):
+        assert prepared.closed_spans
+
+
+class CountingSchedule(cs.HourSchedule):
+    asked: ClassVar[Counter] = Counter()  # hours -> times asked, over every instance
+
+    def is_open(self, at: dt.datetime) -> bool:
+        self.asked[self.hours] += 1
+        return super().is_open(at)
+
+
+def test_schedules_are_asked_once_per_window_in_which_none_opens_or_closes():
+    office, evening = CountingSchedule(frozenset(range(9, 17))), CountingSchedule(frozenset(range(17, 23)))
+    targets = (target(1, schedule=office), target(2, schedule=evening), target(3))
+    prepared = prepare_targets(targets)
+    CountingSchedule.asked.clear()
+
+    rings = [route(CAMPAIGN, prepared, unknown_location(NOON + dt.timedelta(minutes=m)), {}).ring
+             for m in (0, 10, 59, 5, 60, 61)]
+
+    assert [set(ring) for ring in rings] == [{1, 3}] * 6
+    assert CountingSchedule.asked == {office.hours: 2, evening.hours: 2}  # 12:xx and 13:xx
+    assert len(prepared.closed_spans) == 2
+
+
+def test_kept_windows_are_bounded(monkeypatch):
+    monkeypatch.setattr(routing, "_CLOSED_SPANS_KEPT", 3)
+    targets = tuple(target(hour, schedule=cs.HourSchedule(frozenset({hour}))) for hour in range(24))
+    prepared = prepare_targets(targets)
+
+    for hour in (*range(24), *range(23, -1, -1)):
+        now = NOON.replace(hour=hour, minute=hour)
+        assert route(CAMPAIGN, prepared, unknown_location(now), {}).ring == (hour,)
+        assert len(prepared.closed_spans) <= 3
+
+
+def test_a_schedule_that_cannot_say_how_long_it_holds_is_asked_on_every_call():
+    unhashable = cs.ListHourSchedule([12])
+    targets = (target(1, schedule=CountingSchedule(frozenset({12}))), target(2, schedule=unhashable))
+    prepared = prepare_targets(targets)
+    CountingSchedule.asked.clear()
+
+    for minute in range(3):
+        decision = route(CAMPAIGN, prepared, unknown_location(NOON.replace(minute=minute)), {})
+        assert set(decision.ring) == {1, 2}
+
+    assert prepared.closed_spans is None
+    assert CountingSchedule.asked == {frozenset({12}): 3}
+
+
 def test_prepared_targets_survive_a_cache_round_trip():
     targets = (target(1, area_zips=frozenset({"78701"}), schedule=cs.ALWAYS_OPEN), target(2, paused=True))
 
@@ -448,6 +534,7 @@ def test_kept_shortlists_are_not_shipped_with_a_cached_plan():
     cached = pickle.loads(pickle.dumps(prepared))
 
     assert prepared.shortlists and not cached.shortlists
+    assert prepared.closed_spans and cached.closed_spans == []
     assert route(CAMPAIGN, cached, unknown_location(NOON), {}) == route(CAMPAIGN, targets, unknown_location(NOON), {})
 
 

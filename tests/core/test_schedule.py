@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import pickle
-import time
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -283,19 +283,111 @@ class TestIsOpen:
     def test_agrees_with_reference_any_time(self, schedule: Schedule, at: dt.datetime) -> None:
         assert schedule.is_open(at) == reference_is_open(schedule, at)
 
-    def test_is_fast(self) -> None:
-        s = Schedule(
-            "America/Chicago", weekly(weekdays="08:00-18:00", sat="09:00-13:00", fri="08:00-02:00"),
-            {dt.date(2026, 12, 24): ((T(8), T(12)),)}, holiday_country="US",
-        )  # fmt: skip
-        at = dt.datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
-        s.is_open(at)
-        n = 20_000
-        started = time.perf_counter()
-        for _ in range(n):
-            s.is_open(at)
-        per_call = (time.perf_counter() - started) / n
-        assert per_call < 50e-6  # a few microseconds on a developer machine
+
+# -- steady_span ---------------------------------------------------------------------------------------------
+
+
+def utc_seconds(*args: int) -> float:
+    return dt.datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def probes(at: dt.datetime, since: float, until: float) -> list[dt.datetime]:
+    """Instants inside [since, until) to ask: both ends, around ``at``, and evenly in between (the ends
+    of an unbounded window are taken two days away)."""
+    lo = max(since, at.timestamp() - 2 * 86_400)
+    hi = min(until, at.timestamp() + 2 * 86_400)
+    seconds = {lo, hi - 0.5, hi - 1e-3, at.timestamp()} | {lo + (hi - lo) * k / 16 for k in range(1, 16)}
+    return [dt.datetime.fromtimestamp(x, UTC) for x in sorted(seconds) if lo <= x < hi]
+
+
+night_times = st.builds(T, st.sampled_from([22, 23, 0, 0, 1, 1, 2, 2, 3]), st.sampled_from([0, 10, 30, 45, 59]))
+
+
+@st.composite
+def transition_schedule_and_instant(draw: st.DrawFn) -> tuple[Schedule, dt.datetime]:
+    """A schedule opening and closing in the small hours of a clock-change day, and an instant of that
+    night (in the gap, the repeated hour, or just around them)."""
+    zone, date = draw(st.sampled_from(TRANSITION_DAYS))
+    night = st.lists(st.tuples(night_times, night_times), min_size=1, max_size=3).map(tuple)
+    hours = {day: draw(night) for day in range(7)}
+    midnight = dt.datetime.combine(date, MIDNIGHT, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    seconds = draw(st.integers(-3 * 3600, 5 * 3600))
+    return Schedule(zone, hours), midnight + dt.timedelta(seconds=seconds, microseconds=draw(st.sampled_from([0, 999_999])))
+
+
+class TestSteadySpan:
+    def test_office_hours_window_is_from_opening_to_closing(self) -> None:
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-18:00"))
+        assert s.steady_span(local("America/Chicago", 2026, 11, 24, 10, 30)) == (
+            utc_seconds(2026, 11, 24, 14, 0), utc_seconds(2026, 11, 25, 0, 0),  # 08:00 to 18:00 CST
+        )
+        # Closed in the evening: from closing time to midnight (the next day is asked afresh).
+        assert s.steady_span(local("America/Chicago", 2026, 11, 24, 20, 0)) == (
+            utc_seconds(2026, 11, 25, 0, 0), utc_seconds(2026, 11, 25, 6, 0),
+        )
+
+    def test_yesterdays_overnight_hours_end_a_window(self) -> None:
+        s = Schedule("America/New_York", weekly(fri="22:00-06:00"))
+        since, until = s.steady_span(local("America/New_York", 2026, 11, 28, 3, 0))  # Saturday 03:00, open
+        assert (since, until) == (utc_seconds(2026, 11, 28, 5, 0), utc_seconds(2026, 11, 28, 11, 0))
+
+    def test_always_open_never_changes(self) -> None:
+        assert Schedule.always().steady_span(dt.datetime(2026, 1, 1, tzinfo=UTC)) == (-math.inf, math.inf)
+
+    def test_a_window_stops_at_a_change_of_utc_offset(self) -> None:
+        # New York 2026-03-08: 02:00 EST jumps to 03:00 EDT at 07:00 UTC; open 02:30-05:00 (takes effect
+        # at the jump). At 01:00 EST the closed window ends at the jump, not at "02:30".
+        s = Schedule("America/New_York", weekly(sun="02:30-05:00"))
+        assert s.steady_span(local("America/New_York", 2026, 3, 8, 1, 0)) == (
+            utc_seconds(2026, 3, 8, 5, 0), utc_seconds(2026, 3, 8, 7, 0),
+        )
+        # At 04:00 EDT the open window starts at the jump, not at "02:30" read with the new offset.
+        assert s.steady_span(local("America/New_York", 2026, 3, 8, 4, 0)) == (
+            utc_seconds(2026, 3, 8, 7, 0), utc_seconds(2026, 3, 8, 9, 0),
+        )
+
+    def test_the_repeated_hour_of_a_fall_back_day_gets_one_second(self) -> None:
+        s = Schedule("America/New_York", weekly(sun="00:00-01:30"))
+        at = local("America/New_York", 2026, 11, 1, 1, 10, 20, fold=1)
+        assert s.steady_span(at) == (at.timestamp(), at.timestamp() + 1)
+
+    def test_naive_datetime_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            Schedule.always().steady_span(dt.datetime(2026, 1, 1, 12, 0))
+
+    @settings(max_examples=150, deadline=None)
+    @given(case=schedule_and_instant())
+    def test_is_open_answers_alike_everywhere_in_the_window(self, case: tuple[Schedule, dt.datetime]) -> None:
+        schedule, at = case
+        since, until = schedule.steady_span(at)
+        assert since <= at.timestamp() < until
+        expected = schedule.is_open(at)
+        for instant in probes(at, since, until):
+            assert schedule.is_open(instant) == expected, (since, until, instant)
+
+    @settings(max_examples=300, deadline=None)
+    @given(case=transition_schedule_and_instant())
+    def test_is_open_answers_alike_everywhere_in_the_window_on_the_night_of_a_clock_change(
+        self, case: tuple[Schedule, dt.datetime]
+    ) -> None:
+        schedule, at = case
+        since, until = schedule.steady_span(at)
+        assert since <= at.timestamp() < until
+        for instant in probes(at, since, until):
+            assert schedule.is_open(instant) == schedule.is_open(at), (since, until, instant)
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        schedule=schedules(),
+        at=st.datetimes(dt.datetime(2025, 6, 1), dt.datetime(2027, 6, 1), timezones=st.just(UTC)),
+    )
+    def test_is_open_answers_alike_everywhere_in_the_window_any_time(
+        self, schedule: Schedule, at: dt.datetime
+    ) -> None:
+        since, until = schedule.steady_span(at)
+        assert since <= at.timestamp() < until
+        for instant in probes(at, since, until):
+            assert schedule.is_open(instant) == schedule.is_open(at)
 
 
 # -- next_open -----------------------------------------------------------------------------------------------

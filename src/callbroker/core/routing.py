@@ -26,14 +26,17 @@ grouped by schedule), kept as bitsets so most targets are decided with a few int
 Preparing costs time (about a second for 1,000 targets x 2,000 ZIPs), so the shell builds it once
 per campaign version and caches it. It also keeps, as calls come in, the shortlists of callers whose
 location decides nothing (unknown, or a ZIP no target serves): those are the widest decisions, and
-their shortlist changes only when a schedule opens or closes. Both paths return identical decisions
-(tested).
+their shortlist changes only when a schedule opens or closes. When every schedule can say how long
+its answer holds (``steady_span``, as ``schedule.Schedule`` does), which targets are closed is kept per
+such window too, so a call asks no schedule at all unless one opened or closed since it was last asked.
+Both paths return identical decisions (tested).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_right, insort
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from itertools import compress
 from operator import getitem, itemgetter
@@ -85,7 +88,9 @@ def route(
     module-level ``random.Random``. Target ids are expected to be unique; ``Decision.excluded``
     follows the input order of ``targets``.
 
-    A target's ``schedule`` only needs an ``is_open(at: datetime) -> bool`` method.
+    A target's ``schedule`` only needs an ``is_open(at: datetime) -> bool`` method; with a
+    ``steady_span(at) -> (since, until)`` method as well (POSIX seconds between which ``is_open``
+    answers as at ``at``, as ``schedule.Schedule`` has), prepared targets ask it once per such window.
     """
     caller = context.caller
     number = caller.number
@@ -204,7 +209,7 @@ def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[
 # Target at position i owns hexadecimal digit i of a Python int (bit 4*i). Sets of targets are
 # ints with digit 0 or 1, combined with & | ^ at C speed. Pausing, blocking, the service area and
 # the schedules give every target a reason code 0..4 (0 = still in the running) as one such int;
-# each distinct schedule is asked once per decision. That int, read as one byte per target in
+# each distinct schedule is asked once per decision (or once per steady window). That int, read as one byte per target in
 # input order, picks every target's prebuilt ``(id, Exclusion)`` pair (the *exclusions*, ``None``
 # for those still in the running) and the *shortlist*: the rows of the targets still in the running,
 # the only ones visited one by one, to read their counters (usually a few percent of the targets;
@@ -232,6 +237,7 @@ _ZERO_TO_ONE = bytes([1] + [0] * 255)  # translate table: still-eligible (0) -> 
 _OUT_OF_AREA_CODE = _CODES.index(_OUT_OF_AREA)
 _CLOSED_CODE = _CODES.index(_CLOSED)
 _SHORTLISTS_KEPT = 256
+_CLOSED_SPANS_KEPT = 4096  # a week of ~40 distinct schedules makes about 1,000 windows
 _POSITION = itemgetter(7)  # a row's position (see the loop in _route_prepared)
 # A cap of None. The largest int CPython compares on its fast path (one 30-bit digit), where
 # sys.maxsize would take the slow path on every check; a counter that reaches it anyway is let
@@ -257,16 +263,23 @@ class PreparedTargets(tuple):
     pairs: tuple[tuple, ...]  # per target: None, then its (id, reason) pair for reason codes 1-4
     no_such_id: int  # an int that is no target's id (stands for "no sticky target")
     shortlists: dict[int, tuple[tuple, tuple]]  # reason-code int -> (shortlist, exclusions)
+    # (since, until, closed): the targets closed from POSIX second ``since`` until ``until``, sorted;
+    # None when a schedule has no ``steady_span`` (then every decision asks every schedule)
+    closed_spans: list[tuple[float, float, int]] | None
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "shortlists": {}}  # a cache: rebuilt where it is used, not shipped
+    def __getstate__(self) -> dict:  # caches: rebuilt where they are used, not shipped
+        return {**self.__dict__, "shortlists": {},
+                "closed_spans": None if self.closed_spans is None else []}
 
 
 def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     """Precompute routing tables for these targets (order kept). Pass the result to :func:`route`.
 
     Schedules are grouped by equality when they are hashable (by identity otherwise) and each
-    group's ``is_open`` is asked once per decision, so equal schedules must answer alike.
+    group's ``is_open`` is asked once per decision, so equal schedules must answer alike. When every
+    schedule has ``steady_span``, the targets closed are kept per window in which no schedule opens or
+    closes (at most ``_CLOSED_SPANS_KEPT`` windows, then it starts afresh): calls arriving in time order
+    ask the schedules only when one of them opens or closes.
     """
     prepared = PreparedTargets(targets)
     n = len(prepared)
@@ -341,6 +354,8 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.pairs = tuple(pairs)
     prepared.no_such_id = min(prepared.bit_of, default=0) - 1
     prepared.shortlists = {}
+    steady = all(hasattr(schedule, "steady_span") for schedule, _ in prepared.schedule_groups)
+    prepared.closed_spans = [] if steady else None
     return prepared
 
 
@@ -384,9 +399,12 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
     closed = 0
     if left:
         now = context.now
-        for schedule, mask in plan.schedule_groups:
-            if mask & left and not schedule.is_open(now):  # type: ignore[attr-defined]
-                closed |= mask
+        if plan.closed_spans is not None and now.tzinfo is not None:
+            closed = _closed_at(plan, now)
+        else:
+            for schedule, mask in plan.schedule_groups:
+                if mask & left and not schedule.is_open(now):  # type: ignore[attr-defined]
+                    closed |= mask
         closed &= left
         left ^= closed
 
@@ -426,6 +444,29 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
 
     excluded = tuple(filter(None, exclusions))
     return _ring(keys, chosen, sticky_id if sticky_hit else None), excluded, sticky_hit
+
+
+def _closed_at(plan: PreparedTargets, now) -> int:
+    """Every target whose schedule is closed at ``now``, kept per window in which no schedule opens or
+    closes (see ``closed_spans``); a moment outside every kept window asks each schedule once."""
+    spans = plan.closed_spans
+    moment = now.timestamp()
+    found = bisect_right(spans, (moment, math.inf))  # the last window starting at or before the moment
+    if found:
+        since, until, closed = spans[found - 1]
+        if moment < until:
+            return closed
+    since, until, closed = -math.inf, math.inf, 0
+    for schedule, mask in plan.schedule_groups:
+        opened_at, closes_at = schedule.steady_span(now)  # type: ignore[attr-defined]
+        since, until = max(since, opened_at), min(until, closes_at)
+        if not schedule.is_open(now):  # type: ignore[attr-defined]
+            closed |= mask
+    if len(spans) >= _CLOSED_SPANS_KEPT:
+        plan.closed_spans = [(since, until, closed)]  # a new list: a thread reading the old one is unharmed
+    else:
+        insort(spans, (since, until, closed))
+    return closed
 
 
 def _kept_shortlist(plan: PreparedTargets, code: int) -> tuple[tuple[tuple, ...], list]:

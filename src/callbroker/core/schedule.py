@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Hours", "Schedule", "parse_hours", "parse_weekly"]
+__all__ = ["Hours", "Schedule", "parse_hours", "parse_weekly", "steady_window"]
 
 Hours = tuple[tuple[dt.time, dt.time], ...]  # one day's open intervals, (start, end) pairs
 
@@ -227,6 +228,43 @@ def _first_instant(wall: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(hi, _UTC)
 
 
+def steady_window(at: dt.datetime, zone: zoneinfo.ZoneInfo, back: int, ahead: int) -> tuple[float, float]:
+    """The instants ``[whole - back, whole + ahead)`` as POSIX seconds, where ``whole`` is ``at`` cut to
+    its second, narrowed to the part where ``zone``'s UTC offset is the one at ``at``.
+
+    Inside that part the local wall clock moves one second per second, so a caller that knows its answer
+    depends only on the wall clock, and does not change for ``back`` seconds of wall time before ``at``'s
+    second nor ``ahead`` after it, gets an exact window. Windows are meant to stay within a day (a zone
+    never changes its offset twice in a day, which is what the narrowing assumes).
+    """
+    whole = math.floor(at.timestamp())
+    offset = at.astimezone(zone).utcoffset()
+    since, until = whole - back, whole + ahead
+    if _offset_at(since, zone) != offset:  # a change between since and now: start at its moment
+        lo, hi = since, whole  # offset differs at lo, is ours at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _offset_at(mid, zone) == offset:
+                hi = mid
+            else:
+                lo = mid
+        since = hi
+    if until - 1 > whole and _offset_at(until - 1, zone) != offset:  # a change ahead: stop at its moment
+        lo, hi = whole, until - 1  # ours at lo, differs at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _offset_at(mid, zone) == offset:
+                lo = mid
+            else:
+                hi = mid
+        until = hi
+    return float(since), float(until)
+
+
+def _offset_at(second: int, zone: zoneinfo.ZoneInfo) -> dt.timedelta | None:
+    return dt.datetime.fromtimestamp(second, zone).utcoffset()
+
+
 def _require_aware(value: dt.datetime, name: str) -> None:
     if not isinstance(value, dt.datetime):
         raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
@@ -312,6 +350,36 @@ class Schedule:
         if local.fold:
             return plan.open_at_wall(*_latest_wall(at, plan.zone))
         return plan.open_at_wall(local.date(), local.hour * 3600 + local.minute * 60 + local.second)
+
+    def steady_span(self, at: dt.datetime) -> tuple[float, float]:
+        """A window ``[since, until)`` of POSIX seconds around ``at`` in which :meth:`is_open` gives the
+        same answer as at ``at``. Routing keeps which targets are closed per such window instead of asking
+        every schedule on every call. The window never crosses local midnight, an opening or closing time
+        or a change of the zone's UTC offset; in the repeated hour of a fall-back day it is one second."""
+        if at.tzinfo is None or at.utcoffset() is None:
+            _require_aware(at, "at")
+        plan = self._plan
+        if plan.always:
+            return -math.inf, math.inf
+        local = at.astimezone(plan.zone)
+        if local.fold:  # second pass through a repeated hour: rare, kept simple
+            whole = math.floor(at.timestamp())
+            return float(whole), float(whole + 1)
+        date = local.date()
+        second = local.hour * 3600 + local.minute * 60 + local.second
+        lo, hi = 0, _DAY  # local midnights
+        for start, end in plan.day(date)[0]:
+            for edge in (start, end):
+                if edge <= second:
+                    lo = max(lo, edge)
+                else:
+                    hi = min(hi, edge)
+        spill = plan.day(date - dt.timedelta(days=1))[1]  # yesterday's overnight hours end here
+        if spill <= second:
+            lo = max(lo, spill)
+        else:
+            hi = min(hi, spill)
+        return steady_window(at, plan.zone, second - lo, hi - second)
 
     def next_open(self, after: dt.datetime) -> dt.datetime | None:
         """The first instant at or after ``after`` at which the schedule is open, in UTC; ``after`` itself
