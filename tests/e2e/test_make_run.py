@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +47,35 @@ def test_make_run_serves_the_demo_and_shows_every_call(tmp_path):
     calls = json.loads(listed.stdout)  # a list of calls
     assert len(calls) == CALLS
     assert all(call["verdict"] in {"billable", "not_billable"} for call in calls)
+
+
+def test_run_stops_feeding_calls_and_stops_the_server_on_sigterm(tmp_path):
+    """``kill`` (SIGTERM to the command alone, as a service manager or ``timeout`` sends it): no new
+    call is placed, the calls in flight finish, the server stops and the command exits cleanly, instead
+    of placing the rest of its batch of 200 calls first."""
+    venv = Path(sys.prefix)
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    proc = subprocess.Popen([str(venv / "bin" / "callbroker"), "run", "--rate", "1", "--port", str(port),
+                             "--seed", "7"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the first live line: traffic is flowing
+            lines.append(line)
+            if re.search(r"\b(NOT )?BILLABLE\b|PENDING", line):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)  # without the stop, the batch's 200 calls take 200 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "Stopping the server" in out
+    simulated = int(re.search(r"(\d+) calls simulated", out).group(1))
+    assert 1 <= simulated < 20, out[-3000:]  # the calls in flight (at most 8), not the batch
+    assert "not recorded" not in out, out[-3000:]  # the server answered every call it was sent
+    with socket.socket() as probe:  # the server is gone with the command
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import signal
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -54,13 +55,8 @@ class Command(BaseCommand):
             f"Feeding simulated calls at {rate}/s — Ctrl-C to stop.\n"))
         network = yaml.safe_load((Path(__file__).resolve().parents[3] / "network" / "demo" / "demo-network.yaml").read_text())
         carrier = Carrier(base, settings.TWILIO_AUTH_TOKEN, time_scale=time_scale, seed=seed)
-        stopping = False
-
-        def stop(*_):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
+        stopping = threading.Event()  # SIGTERM: no new call; the calls in flight finish, then the server stops
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
         done = 0
 
         def on_done(planned, record):
@@ -74,11 +70,12 @@ class Command(BaseCommand):
 
         try:
             for batch in itertools.count():
-                if stopping or (calls and done >= calls):
+                if stopping.is_set() or (calls and done >= calls):
                     break
                 size = min(200, calls - done) if calls else 200
                 planned = generate_day(network, calls=size, seed=(seed if seed is not None else random.randrange(1 << 30)) + batch)
-                run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done)
+                run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done,
+                            stop=stopping)
         except KeyboardInterrupt:
             pass
         finally:
