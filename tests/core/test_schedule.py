@@ -355,6 +355,13 @@ class TestSteadySpan:
         with pytest.raises(ValueError, match="timezone-aware"):
             Schedule.always().steady_span(dt.datetime(2026, 1, 1, 12, 0))
 
+    @pytest.mark.parametrize("at", [dt.datetime(1, 1, 2, tzinfo=UTC), dt.datetime(9999, 12, 31, 12, tzinfo=UTC)])
+    def test_the_ends_of_the_calendar_get_a_window_too(self, at: dt.datetime) -> None:
+        s = Schedule("America/New_York", weekly(weekdays="08:00-18:00", fri="20:00-02:00"))
+        since, until = s.steady_span(at)
+        assert since <= at.timestamp() < until
+        assert s.is_open(dt.datetime.fromtimestamp(since, UTC)) == s.is_open(at)
+
     @settings(max_examples=150, deadline=None)
     @given(case=schedule_and_instant())
     def test_is_open_answers_alike_everywhere_in_the_window(self, case: tuple[Schedule, dt.datetime]) -> None:

@@ -374,12 +374,16 @@ class Schedule:
                     lo = max(lo, edge)
                 else:
                     hi = min(hi, edge)
-        spill = plan.day(date - dt.timedelta(days=1))[1]  # yesterday's overnight hours end here
-        if spill <= second:
-            lo = max(lo, spill)
-        else:
-            hi = min(hi, spill)
-        return steady_window(at, plan.zone, second - lo, hi - second)
+        try:
+            spill = plan.day(date - dt.timedelta(days=1))[1]  # yesterday's overnight hours end here
+            if spill <= second:
+                lo = max(lo, spill)
+            else:
+                hi = min(hi, spill)
+            return steady_window(at, plan.zone, second - lo, hi - second)
+        except (OverflowError, ValueError):  # at the ends of the calendar (years 1 and 9999): one second
+            whole = math.floor(at.timestamp())
+            return float(whole), float(whole + 1)
 
     def next_open(self, after: dt.datetime) -> dt.datetime | None:
         """The first instant at or after ``after`` at which the schedule is open, in UTC; ``after`` itself
