@@ -28,7 +28,7 @@ import itertools
 import math
 import re
 import zoneinfo
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,28 +241,26 @@ def steady_window(at: dt.datetime, zone: zoneinfo.ZoneInfo, back: int, ahead: in
     offset = at.astimezone(zone).utcoffset()
     since, until = whole - back, whole + ahead
     if _offset_at(since, zone) != offset:  # a change between since and now: start at its moment
-        lo, hi = since, whole  # offset differs at lo, is ours at hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if _offset_at(mid, zone) == offset:
-                hi = mid
-            else:
-                lo = mid
-        since = hi
+        since = _first_second(since, whole, lambda second: _offset_at(second, zone) == offset)
     if until - 1 > whole and _offset_at(until - 1, zone) != offset:  # a change ahead: stop at its moment
-        lo, hi = whole, until - 1  # ours at lo, differs at hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if _offset_at(mid, zone) == offset:
-                lo = mid
-            else:
-                hi = mid
-        until = hi
+        until = _first_second(whole, until - 1, lambda second: _offset_at(second, zone) != offset)
     return float(since), float(until)
 
 
 def _offset_at(second: int, zone: zoneinfo.ZoneInfo) -> dt.timedelta | None:
     return dt.datetime.fromtimestamp(second, zone).utcoffset()
+
+
+def _first_second(lo: int, hi: int, reached: Callable[[int], bool]) -> int:
+    """The first second after ``lo`` at which ``reached`` holds, knowing it does not at ``lo`` and does at
+    ``hi`` (and, in between, holds from some second on)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if reached(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _require_aware(value: dt.datetime, name: str) -> None:
