@@ -300,7 +300,8 @@ def probes(at: dt.datetime, since: float, until: float) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(x, UTC) for x in sorted(seconds) if lo <= x < hi]
 
 
-night_times = st.builds(T, st.sampled_from([22, 23, 0, 0, 1, 1, 2, 2, 3]), st.sampled_from([0, 10, 30, 45, 59]))
+night_times = st.builds(T, st.sampled_from([22, 23, 0, 0, 1, 1, 2, 2, 3]),
+                        st.sampled_from([0, 10, 30, 45, 59]))
 
 
 @st.composite
@@ -312,7 +313,8 @@ def transition_schedule_and_instant(draw: st.DrawFn) -> tuple[Schedule, dt.datet
     hours = {day: draw(night) for day in range(7)}
     midnight = dt.datetime.combine(date, MIDNIGHT, tzinfo=ZoneInfo(zone)).astimezone(UTC)
     seconds = draw(st.integers(-3 * 3600, 5 * 3600))
-    return Schedule(zone, hours), midnight + dt.timedelta(seconds=seconds, microseconds=draw(st.sampled_from([0, 999_999])))
+    microseconds = draw(st.sampled_from([0, 999_999]))
+    return Schedule(zone, hours), midnight + dt.timedelta(seconds=seconds, microseconds=microseconds)
 
 
 class TestSteadySpan:
@@ -355,7 +357,8 @@ class TestSteadySpan:
         with pytest.raises(ValueError, match="timezone-aware"):
             Schedule.always().steady_span(dt.datetime(2026, 1, 1, 12, 0))
 
-    @pytest.mark.parametrize("at", [dt.datetime(1, 1, 2, tzinfo=UTC), dt.datetime(9999, 12, 31, 12, tzinfo=UTC)])
+    @pytest.mark.parametrize("at", [dt.datetime(1, 1, 2, tzinfo=UTC),
+                                    dt.datetime(9999, 12, 31, 12, tzinfo=UTC)])
     def test_the_ends_of_the_calendar_get_a_window_too(self, at: dt.datetime) -> None:
         s = Schedule("America/New_York", weekly(weekdays="08:00-18:00", fri="20:00-02:00"))
         since, until = s.steady_span(at)

@@ -56,8 +56,8 @@ def test_run_stops_feeding_calls_and_stops_the_server_on_sigterm(tmp_path):
     venv = Path(sys.prefix)
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
     port = free_port()
-    proc = subprocess.Popen([str(venv / "bin" / "callbroker"), "run", "--rate", "1", "--port", str(port),
-                             "--seed", "7"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [str(venv / "bin" / "callbroker"), "run", "--rate", "1", "--port", str(port), "--seed", "7"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
         assert proc.stdout is not None

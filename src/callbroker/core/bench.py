@@ -93,7 +93,8 @@ class BenchSchedule:
                     lo = max(lo, edge)
                 else:
                     hi = min(hi, edge)
-        return steady_window(at, self.tz, (minute - lo) * 60 + local.second, (hi - minute) * 60 - local.second)
+        back, ahead = (minute - lo) * 60 + local.second, (hi - minute) * 60 - local.second
+        return steady_window(at, self.tz, back, ahead)
 
 
 def _build(n_targets: int, zips_per_area: int, rnd: random.Random, shared_schedules: bool = True):

@@ -209,9 +209,10 @@ def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[
 # Target at position i owns hexadecimal digit i of a Python int (bit 4*i). Sets of targets are
 # ints with digit 0 or 1, combined with & | ^ at C speed. Pausing, blocking, the service area and
 # the schedules give every target a reason code 0..4 (0 = still in the running) as one such int;
-# each distinct schedule is asked once per decision (or once per steady window). That int, read as one byte per target in
-# input order, picks every target's prebuilt ``(id, Exclusion)`` pair (the *exclusions*, ``None``
-# for those still in the running) and the *shortlist*: the rows of the targets still in the running,
+# each distinct schedule is asked once per decision (or per steady window, see ``closed_spans``).
+# That int, read as one byte per target in input order, picks every target's prebuilt
+# ``(id, Exclusion)`` pair (the *exclusions*, ``None`` for those still in the running) and the
+# *shortlist*: the rows of the targets still in the running,
 # the only ones visited one by one, to read their counters (usually a few percent of the targets;
 # for a caller of unknown location, up to half). The exclusions, patched with the cap reasons, are
 # the decision's ``excluded`` once the ``None`` are filtered out.
@@ -264,7 +265,7 @@ class PreparedTargets(tuple):
     no_such_id: int  # an int that is no target's id (stands for "no sticky target")
     shortlists: dict[int, tuple[tuple, tuple]]  # reason-code int -> (shortlist, exclusions)
     # (since, until, closed): the targets closed from POSIX second ``since`` until ``until``, sorted;
-    # None when a schedule has no ``steady_span`` (then every decision asks every schedule)
+    # None when no target has a schedule, or one has no ``steady_span`` (then a decision asks them all)
     closed_spans: list[tuple[float, float, int]] | None
 
     def __getstate__(self) -> dict:  # caches: rebuilt where they are used, not shipped
@@ -354,7 +355,8 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.pairs = tuple(pairs)
     prepared.no_such_id = min(prepared.bit_of, default=0) - 1
     prepared.shortlists = {}
-    steady = all(hasattr(schedule, "steady_span") for schedule, _ in prepared.schedule_groups)
+    groups = prepared.schedule_groups
+    steady = bool(groups) and all(hasattr(schedule, "steady_span") for schedule, _ in groups)
     prepared.closed_spans = [] if steady else None
     return prepared
 
