@@ -18,7 +18,7 @@ import pytest
 from django.db import transaction
 
 from callbroker.calls.models import Call, CallAttempt
-from callbroker.network import live
+from callbroker.network import live, live_redis
 from callbroker.network.models import TargetState
 from tests.e2e.conftest import free_port
 from tests.production.conftest import TZ, attempt, now_utc, values
@@ -191,3 +191,29 @@ def test_a_slot_taken_without_redis_and_given_back_through_it_takes_nothing_off(
         live.release(target, target.id, TZ, in_database.started_at, undo_usage=False,
                      slot=live.slot_name(in_database.call.call_sid, 1))
     assert values(redis_down.store, target, now)[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_redis_could_not_rebuild_in_time_are_counted_in_the_database(redis_down, target, monkeypatch):
+    """Redis answers, but lost the target's counters and no rebuild finished in time (another process's
+    outlasted the wait): the reservation is counted in the database, limits enforced, and the target
+    marked so that Redis counts it again; before, the webhook went to degraded mode, limits unenforced."""
+    now = now_utc()
+    redis_down.up()
+    assert reserve(target, now) is None  # one call holds a slot, known to Redis
+    backend = live.current_backend()
+
+    def not_rebuilt(*args, **kwargs):
+        raise live_redis.CountersUnknown(f"counters of target {target.id} could not be rebuilt")
+
+    monkeypatch.setattr(backend.store, "reserve", not_rebuilt)
+    assert reserve(target, now) is None  # counted in the database: one held, the limit is 2
+    assert live.last_reserved_in_database()
+    assert marked(target)
+    assert reserve(target, now) is FULL  # the database counts both slots
+    monkeypatch.undo()
+
+    live.read([target], {target.id: TZ}, now)  # meets the mark: Redis forgets the target's counters
+    assert reserve(target, now) is FULL  # rebuilt from the database: both slots held
+    assert values(redis_down.store, target, now)[0] == 2
+    assert not marked(target)

@@ -579,6 +579,17 @@ class RedisBackend:
                 # A command that timed out may have run; the database reservation below marks the target,
                 # so Redis's counters of it are rebuilt before they are used again.
                 self._unreachable("reserve", exc)
+            except redis.RedisError as exc:
+                from callbroker.network.live_redis import CountersUnknown  # live_redis imports this module
+
+                if not isinstance(exc, CountersUnknown):
+                    raise
+                # Redis answers but lost this target's counters and no rebuild finished in time (another
+                # process's outlasted the wait, or failed): this reservation is counted in the database
+                # rather than the call going on with its limits unenforced; the mark has Redis count the
+                # target again at its next read.
+                metrics.COUNTER_BACKEND_ERRORS.labels(backend=self.name, operation="reserve").inc()
+                log.warning("target %s: %s; this reservation is counted in the database", target.id, exc)
             else:
                 self._answered()
                 if refused is None and marked:
