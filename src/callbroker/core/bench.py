@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import itertools
 import random
 import time
 from zoneinfo import ZoneInfo
 
 from callbroker.core.model import Caller, Campaign, RoutingContext, Target, TargetCounters, ZipSource
 from callbroker.core.routing import prepare_targets, route
-from callbroker.core.schedule import steady_window
+from callbroker.core.schedule import edges_around, steady_window
 
 __all__ = ["bench_core"]
 
@@ -86,13 +87,7 @@ class BenchSchedule:
         """The window around ``at`` with the same answer, as ``Schedule.steady_span`` gives it."""
         local = at.astimezone(self.tz)
         minute = local.hour * 60 + local.minute
-        lo, hi = 0, 24 * 60
-        for start, end in self.week[local.weekday()]:
-            for edge in (start, end):
-                if edge <= minute:
-                    lo = max(lo, edge)
-                else:
-                    hi = min(hi, edge)
+        lo, hi = edges_around(minute, itertools.chain.from_iterable(self.week[local.weekday()]), 0, 24 * 60)
         back, ahead = (minute - lo) * 60 + local.second, (hi - minute) * 60 - local.second
         return steady_window(at, self.tz, back, ahead)
 

@@ -28,11 +28,11 @@ import itertools
 import math
 import re
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Hours", "Schedule", "parse_hours", "parse_weekly", "steady_window"]
+__all__ = ["Hours", "Schedule", "edges_around", "parse_hours", "parse_weekly", "steady_window"]
 
 Hours = tuple[tuple[dt.time, dt.time], ...]  # one day's open intervals, (start, end) pairs
 
@@ -228,6 +228,17 @@ def _first_instant(wall: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(hi, _UTC)
 
 
+def edges_around(value: int, edges: Iterable[int], lo: int, hi: int) -> tuple[int, int]:
+    """The last of ``edges`` at or before ``value`` and the first after it, kept within ``[lo, hi]``:
+    where a day's answer last changed and next changes (opening and closing times as edges)."""
+    for edge in edges:
+        if edge <= value:
+            lo = max(lo, edge)
+        else:
+            hi = min(hi, edge)
+    return lo, hi
+
+
 def steady_window(at: dt.datetime, zone: zoneinfo.ZoneInfo, back: int, ahead: int) -> tuple[float, float]:
     """The instants ``[whole - back, whole + ahead)`` as POSIX seconds, where ``whole`` is ``at`` cut to
     its second, narrowed to the part where ``zone``'s UTC offset is the one at ``at``.
@@ -365,19 +376,10 @@ class Schedule:
             return float(whole), float(whole + 1)
         date = local.date()
         second = local.hour * 3600 + local.minute * 60 + local.second
-        lo, hi = 0, _DAY  # local midnights
-        for start, end in plan.day(date)[0]:
-            for edge in (start, end):
-                if edge <= second:
-                    lo = max(lo, edge)
-                else:
-                    hi = min(hi, edge)
+        lo, hi = edges_around(second, itertools.chain.from_iterable(plan.day(date)[0]), 0, _DAY)  # midnights
         try:
             spill = plan.day(date - dt.timedelta(days=1))[1]  # yesterday's overnight hours end here
-            if spill <= second:
-                lo = max(lo, spill)
-            else:
-                hi = min(hi, spill)
+            lo, hi = edges_around(second, (spill,), lo, hi)
             return steady_window(at, plan.zone, second - lo, hi - second)
         except (OverflowError, ValueError):  # at the ends of the calendar (years 1 and 9999): one second
             whole = math.floor(at.timestamp())
