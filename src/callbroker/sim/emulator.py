@@ -14,7 +14,7 @@ plays one inbound call end to end in the calling thread and returns a :class:`Ca
 * :class:`Delivery` adds retries (every webhook twice) and reordering of async callbacks.
 
 A ``Carrier`` is safe to share between threads: per-call state lives in a private ``_Call`` and
-the shared ``httpx.Client`` pools connections. Nothing here raises for a misbehaving server: errors
+the shared HTTP client (``wire.Wire``) keeps one connection per thread. Nothing here raises for a misbehaving server: errors
 land in ``CallRecord.errors``. Timings and the simplifications are listed in docs/emulator.md.
 """
 
@@ -52,6 +52,7 @@ from callbroker.sim.twiml import (
     TwimlError,
     Unknown,
 )
+from callbroker.sim.wire import Answer, Wire, WireError
 
 API_VERSION = "2010-04-01"
 ANONYMOUS_NUMBER = "+266696687"  # what Twilio puts in From for a withheld caller ID
@@ -222,7 +223,6 @@ class Carrier:
         client: httpx.Client | None = None,
         seed: int | None = None,
         buyers: BuyerLookup = None,
-        max_connections: int = 64,
         dial_duration_includes_whisper: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -239,22 +239,18 @@ class Carrier:
         # configurable so the server can be tested against both readings.
         self.dial_duration_includes_whisper = dial_duration_includes_whisper
         self._validator = RequestValidator(auth_token)
-        self._owns_client = client is None
-        self._client = client or httpx.Client(
-            timeout=self._timeout(None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
-            verify=_ssl_context(),
-        )
+        # An httpx client when given one (e.g. on httpx's WSGI transport, with no server at all); else the
+        # standard library's http.client, which costs a third of httpx's CPU per request (see wire.py).
+        self._client = client
+        self._wire = None if client is not None else Wire({"User-Agent": USER_AGENT}, _ssl_context())
         self._lock = threading.Lock()
         self._placed = 0
 
     # -- lifecycle
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        if self._wire is not None:
+            self._wire.close()
 
     def __enter__(self) -> Carrier:
         return self
@@ -316,12 +312,13 @@ class Carrier:
 
     # -- transport (shared, thread-safe)
 
-    def _timeout(self, overrides: Mapping[str, int] | None) -> httpx.Timeout:
+    def _timeouts(self, overrides: Mapping[str, int] | None) -> tuple[float, float, float]:
+        """(connect, read, total) in seconds: the carrier's defaults or a URL's ``#ct``/``#rt``/``#tt``."""
         o = overrides or {}
         total = o.get("tt", self.timeout * 1000) / 1000
         connect = o.get("ct", min(5.0, self.timeout) * 1000) / 1000
         read = o.get("rt", total * 1000) / 1000
-        return httpx.Timeout(total, connect=min(connect, total), read=min(read, total))
+        return min(connect, total), min(read, total), total
 
     def _transport_url(self, public: str) -> str:
         if public.startswith(self.public_url):
@@ -342,37 +339,40 @@ class Carrier:
             body = params
         headers = {"X-Twilio-Signature": signature}
         attempts = 1 + int(overrides.get("rc", 1))
-        timeout = self._timeout(overrides)
+        connect, read, total = self._timeouts(overrides)
         started = time.perf_counter()
         error = ""
         for _ in range(attempts):
             started = time.perf_counter()
             try:
-                response = self._client.request(
-                    method,
-                    self._transport_url(signed_url),
-                    data=body,
-                    headers=headers,
-                    timeout=timeout,
-                )
-                content = response.content
-            except httpx.TransportError as exc:
-                error = f"{exc.__class__.__name__}: {exc}"
+                if self._wire is not None:
+                    answer = self._wire.request(method, self._transport_url(signed_url), data=body, headers=headers,
+                                                connect=connect, read=read, total=total)
+                else:
+                    answer = self._httpx_request(method, self._transport_url(signed_url), body, headers,
+                                                 httpx.Timeout(total, connect=connect, read=read))
+            except (WireError, httpx.TransportError) as exc:
+                error = str(exc) if isinstance(exc, WireError) else f"{exc.__class__.__name__}: {exc}"
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             return _Response(
                 method=method,
                 url=signed_url,
                 params=params,
-                status_code=response.status_code,
-                content_type=response.headers.get("content-type", ""),
-                text=response.text,
-                content=content,
+                status_code=answer.status,
+                content_type=answer.content_type,
+                text=answer.text,
+                content=answer.content,
                 elapsed_ms=elapsed,
                 error="",
             )
         elapsed = (time.perf_counter() - started) * 1000
         return _Response(method, signed_url, params, None, "", "", b"", elapsed, error or "no attempt made")
+
+    def _httpx_request(self, method: str, url: str, body, headers: dict[str, str], timeout: httpx.Timeout) -> Answer:
+        response = self._client.request(method, url, data=body, headers={"User-Agent": USER_AGENT, **headers},
+                                        timeout=timeout, follow_redirects=False)
+        return Answer(response.status_code, response.headers.get("content-type", ""), response.content)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,188 @@
+"""The emulator's HTTP client (``callbroker.sim.wire``) against small real servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import pytest
+
+from callbroker.sim.wire import Wire, WireError
+
+
+class CountingServer:
+    """Answers every request with its body echoed; counts connections and requests; can drop connections."""
+
+    def __init__(self, *, keep_alive: bool = True, delay: float = 0.0, content_type: str = "text/plain",
+                 suffix: str = "") -> None:
+        self.connections = 0
+        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with server._lock:
+                    server.connections += 1
+                    server._sockets.append(self.request)
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                with server._lock:
+                    server.requests.append((self.command, self.path, dict(parse_qsl(body)),
+                                            {k.lower(): v for k, v in self.headers.items()}))
+                if delay:
+                    time.sleep(delay)
+                out = f"{self.command} {self.path} {body}{suffix}".encode("latin-1")
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            do_GET = do_POST = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side, as a server does with idle keep-alives."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        time.sleep(0.05)  # let the FINs arrive
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def make_server():
+    servers: list[CountingServer] = []
+
+    def make(**kwargs) -> CountingServer:
+        servers.append(CountingServer(**kwargs))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def test_a_form_post_is_sent_with_the_carriers_headers(make_server):
+    server = make_server()
+    wire = Wire({"User-Agent": "TwilioProxy/1.1"})
+    answer = wire.request("POST", server.url + "/voice?x=1", data={"CallSid": "CA1", "From": "+1 512"},
+                          headers={"X-Twilio-Signature": "sig"})
+    method, path, form, headers = server.requests[0]
+    assert (answer.status, method, path, form) == (200, "POST", "/voice?x=1", {"CallSid": "CA1", "From": "+1 512"})
+    assert headers["user-agent"] == "TwilioProxy/1.1"
+    assert headers["x-twilio-signature"] == "sig"
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    assert answer.text == "POST /voice?x=1 CallSid=CA1&From=%2B1+512"
+    wire.close()
+
+
+def test_one_connection_is_reused_while_the_server_keeps_it_open(make_server):
+    server = make_server()
+    wire = Wire()
+    for i in range(5):
+        assert wire.request("GET", f"{server.url}/n{i}").status == 200
+    assert (server.connections, len(server.requests)) == (1, 5)
+    wire.close()
+
+
+def test_a_server_that_closes_after_each_answer_gets_a_new_connection_each_time(make_server):
+    server = make_server(keep_alive=False)
+    wire = Wire()
+    for i in range(3):
+        assert wire.request("POST", f"{server.url}/n{i}", data={"i": str(i)}).status == 200
+    assert (server.connections, len(server.requests)) == (3, 3)
+
+
+def test_a_kept_connection_the_server_dropped_is_replaced_and_the_request_sent_once(make_server):
+    server = make_server()
+    wire = Wire()
+    assert wire.request("GET", server.url + "/first").status == 200
+    server.drop_connections()
+    answer = wire.request("POST", server.url + "/second", data={"CallSid": "CA2"})
+    assert answer.status == 200 and answer.text.startswith("POST /second")
+    assert [path for _, path, _, _ in server.requests] == ["/first", "/second"]
+    assert server.connections == 2
+
+
+def test_threads_keep_their_own_connections(make_server):
+    server = make_server()
+    wire = Wire()
+    barrier = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            for i in range(4):
+                wire.request("GET", f"{server.url}/t{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert (server.connections, len(server.requests)) == (3, 12)
+
+
+def test_a_slow_answer_is_a_read_timeout(make_server):
+    server = make_server(delay=1.0)
+    with pytest.raises(WireError, match="^ReadTimeout"):
+        Wire().request("GET", server.url + "/slow", read=0.2, total=5)
+
+
+def test_the_total_timeout_bounds_the_read_timeout(make_server):
+    server = make_server(delay=1.0)
+    with pytest.raises(WireError, match="^ReadTimeout"):
+        Wire().request("GET", server.url + "/slow", read=5, total=0.2)
+
+
+def test_nobody_listening_is_a_connect_error():
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(WireError, match="^ConnectError"):
+        Wire().request("GET", f"http://127.0.0.1:{port}/", connect=1)
+
+
+def test_only_http_urls_are_sent():
+    with pytest.raises(WireError, match="UnsupportedProtocol"):
+        Wire().request("GET", "ftp://127.0.0.1/file")
+
+
+def test_the_answer_is_decoded_with_its_charset(make_server):
+    latin = make_server(content_type="text/plain; charset=iso-8859-1", suffix=" Zoë")  # sent as one byte, 0xE9
+    assert Wire().request("GET", latin.url + "/a").text == "GET /a  Zoë"
+    unknown = make_server(content_type="text/xml; charset=no-such-charset", suffix=" Zoë")
+    assert Wire().request("GET", unknown.url + "/b").text == "GET /b  Zo\ufffd"  # read as UTF-8
