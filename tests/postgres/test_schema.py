@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
+from tests.schema_checks import CALL_PATH_TABLES, redundant_indexes
+
 CALL_PATH_INDEXES = ("calls_call_pkey", "call_unique_sid_started", "call_campaign_caller_idx",
                      "call_caller_time_idx")
 
@@ -122,3 +126,20 @@ def test_money_columns_are_numeric_with_cents(pg):
                   "(SELECT * FROM unnest(%s::text[], %s::text[]))",
                   [[t for t, _ in money], [c for _, c in money]])
     assert {(t, c): (kind, p, s) for t, c, kind, p, s in rows} == {key: ("numeric", 12, 2) for key in money}
+
+
+@pytest.mark.parametrize("table", CALL_PATH_TABLES)
+def test_no_index_on_the_call_path_is_served_by_another(pg, table):
+    rows = pg.sql(
+        "SELECT i.relname, ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.ord), "
+        "x.indisunique, x.indpred IS NOT NULL, pg_get_indexdef(x.indexrelid) "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass",
+        [table],
+    )
+    assert rows, f"{table} has no index at all"
+    # A varchar_pattern_ops copy (``…_like``) serves LIKE 'prefix%', which the plain index can't: not compared.
+    indexes = [(name, tuple(columns), unique, partial) for name, columns, unique, partial, definition in rows
+               if "_pattern_ops" not in definition]
+    assert redundant_indexes(indexes) == []
+    assert not any(name == "calls_call_caller_number_b68d6ec4_like" for name, *_ in rows)

@@ -28,12 +28,15 @@ class Call(models.Model):
     to_number = models.CharField("number called", max_length=32)
     tracking_number = models.ForeignKey(TrackingNumber, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="calls")
-    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+    # No single-column index where a composite index starts with the column (see Meta.indexes): every
+    # index is one more page written per call, and the composite one serves the same lookups.
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls",
+                                 db_index=False)
     publisher = models.ForeignKey(Publisher, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="calls")
     # caller
     caller_raw = models.CharField("caller ID as received", max_length=64, blank=True)
-    caller_number = models.CharField("caller (E.164)", max_length=20, blank=True, db_index=True)
+    caller_number = models.CharField("caller (E.164)", max_length=20, blank=True)  # indexed by call_caller_time_idx
     caller_status = models.CharField("caller ID", max_length=16, choices=CallerStatus.choices,
                                      default=CallerStatus.VALID)
     caller_zip = models.CharField("caller ZIP", max_length=5, blank=True)
@@ -95,9 +98,12 @@ class CallAttempt(models.Model):
     # No database constraint: on PostgreSQL the call table is partitioned and its ``id`` alone is not a
     # unique key there, so nothing can reference it. Django still cascades deletes (it always did that
     # in Python), and attempts are only written by the call path in the transaction that wrote the call.
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="attempts", db_constraint=False)
+    # Neither ``call`` nor ``target`` has an index of its own: attempt_unique_sequence (call, sequence) and
+    # attempt_target_result_idx (target, …) start with them.
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="attempts", db_constraint=False,
+                             db_index=False)
     sequence = models.PositiveSmallIntegerField("position in the ring tree")
-    target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts")
+    target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts", db_index=False)
     buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts")
     number = models.CharField("number dialled", max_length=20)
     started_at = models.DateTimeField("dialled at")

@@ -156,7 +156,8 @@ class TargetState(models.Model):
 class TargetUsage(models.Model):
     """Calls delivered to a target in one hour/day/month of the buyer's local time (for caps)."""
 
-    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="usage")
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="usage",
+                               db_index=False)  # targetusage_unique_period (target, period) serves it
     period = models.CharField("period", max_length=16, help_text="H2026112714, D20261127 or M202611")
     count = models.PositiveIntegerField("calls", default=0)
 

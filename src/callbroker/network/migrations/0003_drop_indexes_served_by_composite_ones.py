@@ -1,0 +1,38 @@
+"""Drop ``network_targetusage``'s index on ``target_id``: ``targetusage_unique_period`` (target, period) serves it.
+
+Dropped by name rather than by altering the field, which on SQLite would copy the table (see
+calls/0004). Reversible.
+"""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+NAME = "network_targetusage_target_id_97387112"
+
+
+def drop(apps, schema_editor):
+    schema_editor.execute(f'DROP INDEX IF EXISTS "{NAME}"')
+
+
+def restore(apps, schema_editor):
+    schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{NAME}" ON "network_targetusage" ("target_id")')
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('network', '0002_targetstate_counted_without_redis'),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(drop, restore)],
+            state_operations=[
+                migrations.AlterField(
+                    model_name='targetusage',
+                    name='target',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='usage', to='network.target'),
+                ),
+            ],
+        ),
+    ]
