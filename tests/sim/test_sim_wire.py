@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -186,3 +187,18 @@ def test_the_answer_is_decoded_with_its_charset(make_server):
     assert Wire().request("GET", latin.url + "/a").text == "GET /a  Zoë"
     unknown = make_server(content_type="text/xml; charset=no-such-charset", suffix=" Zoë")
     assert Wire().request("GET", unknown.url + "/b").text == "GET /b  Zo\ufffd"  # read as UTF-8
+
+
+def test_a_forked_child_opens_its_own_connection_and_the_parent_keeps_its_own(make_server):
+    server = make_server()
+    wire = Wire()
+    assert wire.request("GET", server.url + "/parent-1").status == 200
+    pid = os.fork()
+    if pid == 0:  # the child: a request of its own, on a connection of its own
+        ok = wire.request("GET", server.url + "/child").text.startswith("GET /child")
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wire.request("GET", server.url + "/parent-2").text.startswith("GET /parent-2")
+    assert [path for _, path, _, _ in server.requests] == ["/parent-1", "/child", "/parent-2"]
+    assert server.connections == 2  # the parent's one, kept throughout, and the child's

@@ -10,7 +10,8 @@ that for the same request on the wire. What it keeps of a general HTTP client is
   a kept connection that the server has closed meanwhile is replaced once, transparently, when it fails
   before any answer arrived (the server never saw the request);
 - the carrier's three timeouts: to connect, to read, and in total (``#ct``, ``#rt``, ``#tt`` on a URL);
-- ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio doesn't either).
+- ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio doesn't either);
+- a forked child opens its own connections (the parent's stay the parent's).
 
 Failures are raised as :class:`WireError` (connection refused, reset, timeout, malformed answer).
 """
@@ -18,6 +19,7 @@ Failures are raised as :class:`WireError` (connection refused, reset, timeout, m
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -64,6 +66,7 @@ class Wire:
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []  # every connection opened, to close them all
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def request(self, method: str, url: str, *, data: Mapping[str, str] | None = None,
                 headers: Mapping[str, str] | None = None, connect: float = 5.0, read: float = 15.0,
@@ -106,6 +109,8 @@ class Wire:
     # -- internals
 
     def _kept(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
+        if self._pid != os.getpid():  # a forked child: the parent's connections are the parent's to use
+            self._local, self._all, self._lock, self._pid = threading.local(), [], threading.Lock(), os.getpid()
         kept = getattr(self._local, "kept", None)
         if kept is None:
             kept = self._local.kept = {}
