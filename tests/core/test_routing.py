@@ -584,3 +584,45 @@ def test_paused_ids_exclude_exactly_like_paused_targets_on_both_paths(case, data
     prepared = route(campaign, prepare_targets(targets), context, counters, random.Random(3), paused_ids=paused_ids)
     assert plain == expected
     assert prepared == expected
+
+
+class RecordingCounters(dict):
+    """Counters that remember which targets a decision asked for."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.asked: list[int] = []
+
+    def get(self, key, default=None):
+        self.asked.append(key)
+        return super().get(key, default)
+
+
+@given(cs.routing_cases(), st.data(), seeds)
+def test_counted_targets_are_exactly_those_whose_counters_a_decision_reads(case, data, seed):
+    """A shell that reads the counters of ``counted_targets`` alone decides exactly as with all of them."""
+    campaign, targets, context, counters = case
+    ids = [t.id for t in targets]
+    paused_ids = frozenset(data.draw(st.sets(st.sampled_from(ids))) if ids else ())
+    for given_targets in (targets, prepare_targets(targets)):
+        counted = routing.counted_targets(campaign, given_targets, context, paused_ids)
+        recording = RecordingCounters(counters)
+        full = route(campaign, given_targets, context, recording, random.Random(seed), paused_ids=paused_ids)
+        assert [t.id for t in counted] == recording.asked  # the same targets, in input order
+        assert all(t in targets for t in counted)
+        only_counted = {t.id: counters[t.id] for t in counted if t.id in counters}
+        assert route(campaign, given_targets, context, only_counted, random.Random(seed),
+                     paused_ids=paused_ids) == full
+
+
+def test_counted_targets_leave_out_paused_blocked_out_of_area_and_closed_ones():
+    closed = Schedule(timezone="America/Chicago", weekly=parse_weekly({"sun": "09:00-10:00"}))
+    targets = (
+        target(1), target(2, paused=True), target(3, blocked_prefixes=("+1512",)),
+        target(4, area_zips=frozenset({"10001"})), target(5, schedule=closed), target(6, area_zips=frozenset({"78701"})),
+        target(7, hourly_cap=0),  # capped: its counters decide, so it is counted
+    )
+    campaign = Campaign(id=1, name="c")
+    for given_targets in (targets, prepare_targets(targets)):
+        counted = routing.counted_targets(campaign, given_targets, context(), paused_ids={6})
+        assert [t.id for t in counted] == [1, 7]

@@ -29,7 +29,7 @@ from callbroker.core import model as core
 from callbroker.core.geo import ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
 from callbroker.core.qualification import qualify
-from callbroker.core.routing import route
+from callbroker.core.routing import counted_targets, route
 from callbroker.network import live
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import (
@@ -431,23 +431,36 @@ def _route_and_dial(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot,
 
 
 def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> None:
-    """Route the call (reads only) and store the decision on the unsaved call."""
+    """Route the call (reads only) and store the decision on the unsaved call.
+
+    The live counters are read for the targets the decision weighs only (``routing.counted_targets``:
+    not paused, not blocking the caller, in area, open), not for every target of the campaign: for a
+    caller with a known ZIP that is a few of a big campaign's targets (1,000 targets: 8.6 ms → well under
+    1 ms on SQLite, docs/benchmarks.md). The auto-pauses come first, for all of them, since they decide
+    who is in the running; a pause found by the counters read (taken meanwhile) counts too.
+    """
     sticky = _sticky_target(call, campaign, now)
-    counters, auto_paused = live.read(campaign.targets, snap.timezones, now)
-    decide(call, campaign, now, counters, auto_paused, sticky)
+    paused = live.auto_paused((t.id for t in campaign.targets), now)
+    counted = counted_targets(campaign.core, campaign.targets, _routing_context(call, now, sticky), paused)
+    counters, paused_meanwhile = live.read(counted, snap.timezones, now)
+    decide(call, campaign, now, counters, paused | paused_meanwhile, sticky)
 
 
-def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[int, core.TargetCounters],
-           auto_paused: set[int], sticky: int | None, rng: random.Random | None = None) -> core.Decision:
-    """Run the core router with the given live facts and store its decision on ``call`` (no I/O)."""
+def _routing_context(call: Call, now: dt.datetime, sticky: int | None) -> core.RoutingContext:
     caller = core.Caller(
         number=call.caller_number or None,
         zip_code=call.caller_zip or None,
         zip_source=core.ZipSource(call.zip_source),
     )
-    decision = route(campaign.core, campaign.targets,
-                     core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky), counters, rng,
-                     paused_ids=auto_paused)
+    return core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky)
+
+
+def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[int, core.TargetCounters],
+           auto_paused: set[int], sticky: int | None, rng: random.Random | None = None) -> core.Decision:
+    """Run the core router with the given live facts and store its decision on ``call`` (no I/O)."""
+    context = _routing_context(call, now, sticky)
+    caller = context.caller
+    decision = route(campaign.core, campaign.targets, context, counters, rng, paused_ids=auto_paused)
     call.decision = {
         "at": now.isoformat(),
         "caller_zip": caller.zip_code,

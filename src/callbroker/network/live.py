@@ -122,6 +122,22 @@ def read(targets: Sequence[Target], timezones: dict[int, str],
     return _counted("read", lambda backend: backend.read(targets, timezones, now))
 
 
+def auto_paused(target_ids: Iterable[int], now: dt.datetime) -> set[int]:
+    """Those of these targets whose automatic pause (missed-call protection) lasts beyond ``now``.
+
+    In the database with either backend. One query over the state rows that carry a pause at all (few),
+    with no list of ids however big the campaign: a decision needs every target's pause before it knows
+    whose counters to read (``routing.counted_targets``). ``target_ids`` is read only when a pause exists.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT target_id, paused_until FROM {STATE} WHERE paused_until IS NOT NULL")
+        rows = [(target_id, until) for target_id, until in cursor.fetchall() if _aware(until) > now]
+    if not rows:
+        return set()
+    ids = set(target_ids)
+    return {target_id for target_id, _ in rows if target_id in ids}
+
+
 def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
     """Take a concurrency slot and one call of each cap, all or nothing. Call inside a transaction.
 
@@ -343,11 +359,6 @@ SQL = SqlBackend()
 
 
 # --------------------------------------------------------------------------- Redis
-
-
-def auto_paused(target_ids: Sequence[int], now: dt.datetime) -> set[int]:
-    """Those of these targets whose automatic pause (missed-call protection) lasts beyond ``now``."""
-    return _paused_and_stale(target_ids, now)[0]
 
 
 def _paused_and_stale(target_ids: Sequence[int], now: dt.datetime) -> tuple[set[int], set[int]]:
