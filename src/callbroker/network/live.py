@@ -125,12 +125,14 @@ def read(targets: Sequence[Target], timezones: dict[int, str],
 def auto_paused(target_ids: Iterable[int], now: dt.datetime) -> set[int]:
     """Those of these targets whose automatic pause (missed-call protection) lasts beyond ``now``.
 
-    In the database with either backend. One query over the state rows that carry a pause at all (few),
-    with no list of ids however big the campaign: a decision needs every target's pause before it knows
-    whose counters to read (``routing.counted_targets``). ``target_ids`` is read only when a pause exists.
+    In the database with either backend. One query over the state rows whose pause lasts beyond ``now``
+    (few), with no list of ids however big the campaign: a decision needs every target's pause before it
+    knows whose counters to read (``routing.counted_targets``). ``target_ids`` is read only when a pause
+    exists.
     """
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT target_id, paused_until FROM {STATE} WHERE paused_until IS NOT NULL")
+        cursor.execute(f"SELECT target_id, paused_until FROM {STATE} WHERE paused_until > %s",
+                       [connection.ops.adapt_datetimefield_value(now)])
         rows = [(target_id, until) for target_id, until in cursor.fetchall() if _aware(until) > now]
     if not rows:
         return set()
