@@ -137,6 +137,10 @@ def test_redis_read_reports_auto_paused_targets_from_the_database(redis_backend)
     assert auto_paused == {paused.id}
     assert counters[open_.id].active == 1 and counters[open_.id].hour == 1
     assert live.read([paused], {paused.id: TZ}, now + dt.timedelta(minutes=6))[1] == set()
+    # Before any counters are read (the call flow asks this first, for every target of the campaign):
+    assert live.auto_paused([paused.id, open_.id], now) == {paused.id}
+    assert live.auto_paused([open_.id], now) == set()  # only the targets asked about
+    assert live.auto_paused([paused.id, open_.id], now + dt.timedelta(minutes=6)) == set()  # the pause ran out
 
 
 def test_a_slot_taken_twice_under_one_name_is_given_back_twice_and_no_more(redis_store):
