@@ -62,7 +62,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
@@ -97,6 +97,20 @@ def period_keys(at: dt.datetime, tz_name: str) -> tuple[str, str, str]:
     local = at.astimezone(zone(tz_name))
     day = f"{local.year:04d}{local.month:02d}{local.day:02d}"
     return f"H{day}{local.hour:02d}", f"D{day}", f"M{day[:6]}"
+
+
+def period_keys_at(at: dt.datetime) -> Callable[[str], tuple[str, str, str]]:
+    """``period_keys`` at ``at`` by zone name, each zone worked out once: a read covers many targets in a
+    handful of zones (converting the time for each target was a third of reading 1,000 targets)."""
+    known: dict[str, tuple[str, str, str]] = {}
+
+    def keys(tz_name: str) -> tuple[str, str, str]:
+        found = known.get(tz_name)
+        if found is None:
+            found = known[tz_name] = period_keys(at, tz_name)
+        return found
+
+    return keys
 
 
 def caps_of(target: Target) -> tuple[int | None, int | None, int | None]:
@@ -283,7 +297,8 @@ class SqlBackend:
                 active[target_id] = active_calls
                 if paused_until is not None and _aware(paused_until) > now:
                     auto_paused.add(target_id)
-            keys = {t.id: period_keys(now, timezones[t.id]) for t in targets
+            keys_in = period_keys_at(now)
+            keys = {t.id: keys_in(timezones[t.id]) for t in targets
                     if any(c is not None for c in caps_of(t))}
             usage: dict[tuple[int, str], int] = {}
             if keys:
@@ -484,7 +499,8 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
         rows = (CallAttempt.objects.filter(target_id__in=list(capped), started_at__gte=now - back)
                 .filter(Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)).values_list("target_id", "started_at"))
         tally: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-        current = {tid: period_keys(now, tz) for tid, (_, tz) in capped.items()}
+        keys_in = period_keys_at(now)
+        current = {tid: keys_in(tz) for tid, (_, tz) in capped.items()}
         for target_id, started_at in rows:
             keys = period_keys(started_at, capped[target_id][1])
             for i in range(3):

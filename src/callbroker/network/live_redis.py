@@ -79,7 +79,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from callbroker.core.model import Exclusion, Target, TargetCounters
-from callbroker.network.live import CAP_EXCLUSIONS, caps_of, period_keys, zone
+from callbroker.network.live import CAP_EXCLUSIONS, caps_of, period_keys, period_keys_at, zone
 
 #: Seconds a period key outlives its period (covers clocks that differ between nodes).
 EXPIRY_MARGIN_S = 3600
@@ -371,13 +371,14 @@ class RedisCounters:
             return {}
         pipe = self.client.pipeline(transaction=False)
         periods: dict[int, tuple[str, str, str] | None] = {}
+        keys_in = period_keys_at(now)
         for t in targets:
             pipe.get(self.active_key(t.id))
             hour_cap, day_cap, month_cap = caps_of(t)
             if hour_cap is None and day_cap is None and month_cap is None:
                 periods[t.id] = None
                 continue
-            periods[t.id] = keys = period_keys(now, timezones[t.id])
+            periods[t.id] = keys = keys_in(timezones[t.id])
             for key in keys:
                 pipe.get(self.usage_key(t.id, key))
         values = iter(pipe.execute())
