@@ -14,8 +14,9 @@ plays one inbound call end to end in the calling thread and returns a :class:`Ca
 * :class:`Delivery` adds retries (every webhook twice) and reordering of async callbacks.
 
 A ``Carrier`` is safe to share between threads: per-call state lives in a private ``_Call`` and
-the shared HTTP client (``wire.Wire``) keeps one connection per thread. Nothing here raises for a misbehaving server: errors
-land in ``CallRecord.errors``. Timings and the simplifications are listed in docs/emulator.md.
+the shared HTTP client (``wire.Wire``) keeps one connection per thread. Nothing here raises for a
+misbehaving server: errors land in ``CallRecord.errors``. Timings and the simplifications are listed in
+docs/emulator.md.
 """
 
 from __future__ import annotations
