@@ -199,13 +199,8 @@ def _latest_wall(instant: dt.datetime, zone: zoneinfo.ZoneInfo) -> tuple[dt.date
     new_offset = local.utcoffset()
     assert old_offset is not None and new_offset is not None
     now = int(instant.timestamp())
-    lo, hi = now - int((old_offset - new_offset).total_seconds()), now  # offset is old at lo, new at hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if dt.datetime.fromtimestamp(mid, zone).utcoffset() == new_offset:
-            hi = mid
-        else:
-            lo = mid
+    lo = now - int((old_offset - new_offset).total_seconds())  # the offset is old at lo, new at now
+    hi = _first_second(lo, now, lambda second: _offset_at(second, zone) == new_offset)
     last = dt.datetime.fromtimestamp(hi, _UTC).replace(tzinfo=None) + old_offset - dt.timedelta(seconds=1)
     return last.date(), last.hour * 3600 + last.minute * 60 + last.second
 
@@ -218,13 +213,8 @@ def _first_instant(wall: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     # ``wall`` falls in a spring-forward gap: the answer is the moment of the jump, between the readings
     # of ``wall`` with the offset after the jump (too early) and before it (too late).
     lo = int(wall.replace(tzinfo=zone, fold=1).astimezone(_UTC).timestamp())
-    hi = int(candidate.timestamp())
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _wall(dt.datetime.fromtimestamp(mid, _UTC), zone)[0] >= wall:
-            hi = mid
-        else:
-            lo = mid
+    hi = _first_second(lo, int(candidate.timestamp()),
+                       lambda second: _wall(dt.datetime.fromtimestamp(second, _UTC), zone)[0] >= wall)
     return dt.datetime.fromtimestamp(hi, _UTC)
 
 

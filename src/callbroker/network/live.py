@@ -145,13 +145,10 @@ def auto_paused(target_ids: Iterable[int], now: dt.datetime) -> set[int]:
     exists.
     """
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT target_id, paused_until FROM {STATE} WHERE paused_until > %s",
+        cursor.execute(f"SELECT target_id FROM {STATE} WHERE paused_until > %s",
                        [connection.ops.adapt_datetimefield_value(now)])
-        rows = [(target_id, until) for target_id, until in cursor.fetchall() if _aware(until) > now]
-    if not rows:
-        return set()
-    ids = set(target_ids)
-    return {target_id for target_id, _ in rows if target_id in ids}
+        paused = {target_id for (target_id,) in cursor.fetchall()}
+    return paused.intersection(target_ids) if paused else paused
 
 
 def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
