@@ -76,17 +76,23 @@ def test_migration_round_trip_keeps_every_call_and_its_id(fresh_pg):
               "CArtfar": "2050-01-01T00:00:00+00:00"}
     indexes = "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'calls_call'::regclass"
     partitioned_indexes = {row[0] for row in fresh_pg.sql(indexes)}
+    event_indexes = "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'calls_callevent'::regclass"
+    assert not any(name.endswith("_like") for (name,) in fresh_pg.sql(event_indexes))
     placed, _ = fresh_pg.probe("steps", steps=[
         ["insert_calls", {"calls": [{"call_sid": s, "started_at": t} for s, t in stamps.items()]}],
         ["commands", {"argvs": [["migrate", "calls", "0001", "--verbosity", "0"]]}],
     ])
     ids = {row["call_sid"]: row["id"] for row in placed}
     renamed = {"call_unique_sid_started": "calls_call_call_sid_key"}  # the unique key, as 0001 named it
-    # 0004 dropped these (a composite index serves them); going back to 0001 creates them again.
+    # 0004 dropped these (a composite index serves them) and 0005 the varchar_pattern_ops copies; going
+    # back to 0001 creates them again.
     restored = {"calls_call_caller_number_b68d6ec4", "calls_call_caller_number_b68d6ec4_like",
-                "calls_call_campaign_id_238afaff"}
+                "calls_call_campaign_id_238afaff", "calls_call_call_sid_4598acea_like",
+                "calls_call_verdict_6b3fe457_like"}
     assert not restored & partitioned_indexes
     assert {row[0] for row in fresh_pg.sql(indexes)} == {renamed.get(i, i) for i in partitioned_indexes} | restored
+    event_copies = {"calls_callevent_call_sid_1b80051b_like", "calls_callevent_dedupe_key_d69c65c3_like"}
+    assert event_copies <= {row[0] for row in fresh_pg.sql(event_indexes)}
     assert fresh_pg.value("SELECT relkind FROM pg_class WHERE relname = 'calls_call'") == "r"
     assert fresh_pg.value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'calls_call'::regclass") == 0
     keys = {row[0] for row in fresh_pg.sql(
@@ -100,6 +106,8 @@ def test_migration_round_trip_keeps_every_call_and_its_id(fresh_pg):
 
     fresh_pg.commands(["migrate", "--verbosity", "0"])
     assert fresh_pg.value("SELECT relkind FROM pg_class WHERE relname = 'calls_call'") == "p"
+    assert {row[0] for row in fresh_pg.sql(indexes)} == partitioned_indexes
+    assert not any(name.endswith("_like") for (name,) in fresh_pg.sql(event_indexes))
     assert dict(fresh_pg.sql("SELECT call_sid, id FROM calls_call")) == ids
     assert fresh_pg.partition_of("CArt1") == name_of(month(1))
     assert fresh_pg.partition_of("CArtfar") == "calls_call_y2050m01"  # each month with calls has a partition
