@@ -14,7 +14,7 @@ Everything else comes from the command line; this module does what only a config
   snapshot: ``--preload``) is moved out of the garbage collector's reach (``gc.freeze``) right before
   each worker is forked, as the ``gc`` module's documentation advises for a process that forks without
   exec. Those ~140,000 objects live as long as the process anyway. Without it, a worker's first full
-  collection walks them all (a 120–135 ms pause, every webhook it holds waiting) and writes to each
+  collection walks them all (a 120–135 ms pause in the middle of a webhook) and writes to each
   one's header, copying 37 MiB of pages it shared with the master into its own memory; with it, 0.5 ms
   and 0.5 MiB (docs/benchmarks.md). Full collections are rare (none in 15,000 webhooks per worker), so
   the bench's figures don't show it; a server up for days does.
