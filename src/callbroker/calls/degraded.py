@@ -35,7 +35,14 @@ from django.utils import timezone
 
 from callbroker.calls import steps as s
 from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
-from callbroker.calls.services import decide, fallback_steps, installation_fallback, intro_steps, new_call
+from callbroker.calls.services import (
+    decide,
+    fallback_steps,
+    installation_fallback,
+    intro_steps,
+    new_call,
+    routing_context,
+)
 from callbroker.core.model import Exclusion, Target, TargetCounters
 from callbroker.network import live
 from callbroker.network.snapshot import CampaignInfo, NetworkSnapshot, TargetInfo, cached_snapshot
@@ -204,7 +211,7 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s
     limits = Limits(inbound.call_sid)
     counters = limits.read(campaign.targets, snap.timezones, now) if limits.recall(1) is None else {}
     # Seeded by the CallSid: a retried delivery of the same webhook gets the same answer.
-    decision = decide(call, campaign, now, counters=counters, auto_paused=set(), sticky=None,
+    decision = decide(call, campaign, routing_context(call, now), counters=counters, auto_paused=set(),
                       rng=random.Random(inbound.call_sid))
     facts: Facts = {"decision": {**call.decision, "degraded": True}, "caller_zip": call.caller_zip,
                     "zip_source": call.zip_source, "campaign_id": campaign.core.id}

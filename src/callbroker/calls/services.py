@@ -439,14 +439,15 @@ def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.d
     per call on SQLite, docs/benchmarks.md). The auto-pauses come first, for all of them, since they decide
     who is in the running; a pause found by the counters read (taken meanwhile) counts too.
     """
-    sticky = _sticky_target(call, campaign, now)
+    context = routing_context(call, now, _sticky_target(call, campaign, now))
     paused = live.auto_paused((t.id for t in campaign.targets), now)
-    counted = counted_targets(campaign.core, campaign.targets, _routing_context(call, now, sticky), paused)
+    counted = counted_targets(campaign.core, campaign.targets, context, paused)
     counters, paused_meanwhile = live.read(counted, snap.timezones, now)
-    decide(call, campaign, now, counters, paused | paused_meanwhile, sticky)
+    decide(call, campaign, context, counters, paused | paused_meanwhile)
 
 
-def _routing_context(call: Call, now: dt.datetime, sticky: int | None) -> core.RoutingContext:
+def routing_context(call: Call, now: dt.datetime, sticky: int | None = None) -> core.RoutingContext:
+    """The core's view of this call at ``now``: its caller, and the repeat caller's last target (if any)."""
     caller = core.Caller(
         number=call.caller_number or None,
         zip_code=call.caller_zip or None,
@@ -455,11 +456,11 @@ def _routing_context(call: Call, now: dt.datetime, sticky: int | None) -> core.R
     return core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky)
 
 
-def decide(call: Call, campaign: CampaignInfo, now: dt.datetime, counters: dict[int, core.TargetCounters],
-           auto_paused: set[int], sticky: int | None, rng: random.Random | None = None) -> core.Decision:
+def decide(call: Call, campaign: CampaignInfo, context: core.RoutingContext,
+           counters: dict[int, core.TargetCounters], auto_paused: set[int],
+           rng: random.Random | None = None) -> core.Decision:
     """Run the core router with the given live facts and store its decision on ``call`` (no I/O)."""
-    context = _routing_context(call, now, sticky)
-    caller = context.caller
+    now, caller = context.now, context.caller
     decision = route(campaign.core, campaign.targets, context, counters, rng, paused_ids=auto_paused)
     call.decision = {
         "at": now.isoformat(),

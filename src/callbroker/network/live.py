@@ -63,7 +63,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache, partial
 from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
@@ -102,15 +102,7 @@ def period_keys(at: dt.datetime, tz_name: str) -> tuple[str, str, str]:
 def period_keys_at(at: dt.datetime) -> Callable[[str], tuple[str, str, str]]:
     """``period_keys`` at ``at`` by zone name, each zone worked out once: a read covers many targets in a
     handful of zones (converting the time for each target was a third of reading 1,000 targets)."""
-    known: dict[str, tuple[str, str, str]] = {}
-
-    def keys(tz_name: str) -> tuple[str, str, str]:
-        found = known.get(tz_name)
-        if found is None:
-            found = known[tz_name] = period_keys(at, tz_name)
-        return found
-
-    return keys
+    return cache(partial(period_keys, at))
 
 
 def caps_of(target: Target) -> tuple[int | None, int | None, int | None]:
