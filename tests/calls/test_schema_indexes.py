@@ -38,3 +38,57 @@ def test_the_check_finds_a_leading_column_index():
                ("partial", ("caller_number",), False, True), ("unique", ("call_sid",), True, False),
                ("same", ("call_sid",), False, False)]
     assert redundant_indexes(indexes) == [("one", "two"), ("same", "unique")]
+
+
+def query_plan(queryset_or_sql, params=()) -> str:
+    """SQLite's EXPLAIN QUERY PLAN of a queryset (or of SQL with params), its lines joined."""
+    if not isinstance(queryset_or_sql, str):
+        queryset_or_sql, params = queryset_or_sql.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {queryset_or_sql}", params)
+        return "\n".join(row[-1] for row in cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_calls_are_indexed_by_buyer_and_target_only_once_connected():
+    partial = {name: columns for name, columns, _unique, is_partial in sqlite_indexes("calls_call") if is_partial}
+    assert partial == {"call_buyer_idx": ("buyer_id",), "call_connected_target_idx": ("connected_target_id",)}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE name IN ('call_buyer_idx', 'call_connected_target_idx')")
+        definitions = dict(cursor.fetchall())
+    assert definitions["call_buyer_idx"].endswith('WHERE "buyer_id" IS NOT NULL')
+    assert definitions["call_connected_target_idx"].endswith('WHERE "connected_target_id" IS NOT NULL')
+    # Nothing reads attempts by buyer: no index to write on every attempt.
+    assert [cols for _name, cols, *_ in sqlite_indexes("calls_callattempt") if cols == ("buyer_id",)] == []
+
+
+@pytest.mark.django_db
+def test_lookups_by_buyer_and_target_use_the_partial_indexes(make_target):
+    from callbroker.calls.models import Call
+    from callbroker.network.models import Target
+
+    target = make_target()
+    assert "INDEX call_buyer_idx (buyer_id=?)" in query_plan(Call.objects.filter(buyer=target.buyer))
+    assert "INDEX call_buyer_idx (buyer_id=?)" in query_plan(Call.objects.filter(buyer_id__in=[target.buyer_id, 99]))
+    # The network loader's "does this target have calls" check (network/services.target_ids_with_calls).
+    used = Target.objects.filter(pk__in=[target.pk]).filter(connected_calls__isnull=False).values_list("pk")
+    assert "call_connected_target_idx" in query_plan(used)
+
+
+@pytest.mark.django_db
+def test_deleting_a_buyer_still_clears_it_from_calls_and_attempts(make_target, make_call):
+    from callbroker.calls.models import Call, CallAttempt
+
+    target = make_target()
+    kept = make_target()
+    call = make_call(attempts=[{"target": target, "result": "bridged", "talk_seconds": 90}])
+    other = make_call(attempts=[{"target": kept, "result": "bridged", "talk_seconds": 90}])
+    assert call.buyer_id == target.buyer_id
+
+    target.buyer.delete()  # cascades to the buyer's targets; the calls keep their history, without the buyer
+
+    call.refresh_from_db()
+    assert (call.buyer_id, call.connected_target_id) == (None, None)
+    assert list(CallAttempt.objects.filter(call=call).values_list("buyer_id", "target_id")) == [(None, None)]
+    assert Call.objects.get(pk=other.pk).buyer_id == kept.buyer_id
+    assert list(Call.objects.filter(buyer=kept.buyer)) == [other]

@@ -84,13 +84,17 @@ def test_migration_round_trip_keeps_every_call_and_its_id(fresh_pg):
     ])
     ids = {row["call_sid"]: row["id"] for row in placed}
     renamed = {"call_unique_sid_started": "calls_call_call_sid_key"}  # the unique key, as 0001 named it
-    # 0004 dropped these (a composite index serves them) and 0005 the varchar_pattern_ops copies; going
-    # back to 0001 creates them again.
+    # 0004 dropped these (a composite index serves them), 0005 the varchar_pattern_ops copies and 0006
+    # the full buyer and target indexes; going back to 0001 creates them again, and drops 0006's partial ones.
     restored = {"calls_call_caller_number_b68d6ec4", "calls_call_caller_number_b68d6ec4_like",
                 "calls_call_campaign_id_238afaff", "calls_call_call_sid_4598acea_like",
-                "calls_call_verdict_6b3fe457_like"}
+                "calls_call_verdict_6b3fe457_like", "calls_call_buyer_id_95571c89",
+                "calls_call_connected_target_id_2df1f88d"}
+    partial = {"call_buyer_idx", "call_connected_target_idx"}
     assert not restored & partitioned_indexes
-    assert {row[0] for row in fresh_pg.sql(indexes)} == {renamed.get(i, i) for i in partitioned_indexes} | restored
+    assert partial <= partitioned_indexes
+    assert {row[0] for row in fresh_pg.sql(indexes)} == \
+        {renamed.get(i, i) for i in partitioned_indexes - partial} | restored
     event_copies = {"calls_callevent_call_sid_1b80051b_like", "calls_callevent_dedupe_key_d69c65c3_like"}
     assert event_copies <= {row[0] for row in fresh_pg.sql(event_indexes)}
     assert fresh_pg.value("SELECT relkind FROM pg_class WHERE relname = 'calls_call'") == "r"

@@ -13,7 +13,7 @@ import pytest
 from tests.schema_checks import CALL_PATH_TABLES, redundant_indexes
 
 CALL_PATH_INDEXES = ("calls_call_pkey", "call_unique_sid_started", "call_campaign_caller_idx",
-                     "call_caller_time_idx")
+                     "call_caller_time_idx", "call_buyer_idx", "call_connected_target_idx")
 
 
 def month(offset: int = 0) -> dt.datetime:
@@ -113,6 +113,10 @@ def test_call_path_indexes_exist_on_the_table_and_every_partition(pg):
         assert children == partitions, index
     assert pg.value("SELECT pg_get_indexdef('call_campaign_caller_idx'::regclass)").endswith(
         "(campaign_id, caller_number, started_at DESC)")
+    # Only connected calls are indexed by buyer and target: a new call writes neither index.
+    for index, column in (("call_buyer_idx", "buyer_id"), ("call_connected_target_idx", "connected_target_id")):
+        assert pg.value("SELECT pg_get_indexdef(%s::regclass)", [index]).endswith(
+            f"({column}) WHERE ({column} IS NOT NULL)")
     # The idempotency key stays globally unique: the event log is not partitioned.
     assert pg.value("SELECT count(*) FROM pg_constraint WHERE conrelid = 'calls_callevent'::regclass "
                     "AND contype = 'u' AND pg_get_constraintdef(oid) = 'UNIQUE (dedupe_key)'") == 1

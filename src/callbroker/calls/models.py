@@ -58,9 +58,12 @@ class Call(models.Model):
                                 help_text="Ring list, excluded targets with reasons, fallback.")
     ring_position = models.PositiveSmallIntegerField("next position in the ring list", default=0)
     fallback_applied = models.CharField("fallback applied", max_length=16, blank=True)
+    # Both are empty until a buyer answers, so their indexes are partial (Meta.indexes): a new call, and a
+    # call that never connects, writes neither B-tree.
     connected_target = models.ForeignKey(Target, null=True, blank=True, on_delete=models.SET_NULL,
-                                         related_name="connected_calls")
-    buyer = models.ForeignKey(Buyer, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+                                         related_name="connected_calls", db_index=False)
+    buyer = models.ForeignKey(Buyer, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls",
+                              db_index=False)
     talk_seconds = models.PositiveIntegerField("bridged talk time (s)", default=0)
     in_area = models.BooleanField("caller in the target's area", null=True, blank=True)
     # recording
@@ -86,6 +89,10 @@ class Call(models.Model):
         indexes = [
             models.Index(fields=["campaign", "caller_number", "-started_at"], name="call_campaign_caller_idx"),
             models.Index(fields=["caller_number", "-started_at"], name="call_caller_time_idx"),
+            # Calls by buyer or by target (and the SET NULL when one is deleted): connected calls only.
+            models.Index(fields=["connected_target"], condition=models.Q(connected_target__isnull=False),
+                         name="call_connected_target_idx"),
+            models.Index(fields=["buyer"], condition=models.Q(buyer__isnull=False), name="call_buyer_idx"),
         ]
 
     def __str__(self) -> str:
@@ -104,7 +111,10 @@ class CallAttempt(models.Model):
                              db_index=False)
     sequence = models.PositiveSmallIntegerField("position in the ring tree")
     target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts", db_index=False)
-    buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts")
+    # No index: nothing looks attempts up by buyer (reports go by the call's buyer). Only deleting a buyer
+    # does, to set it to NULL, and that rare admin action scans the table instead of every attempt
+    # writing one more B-tree.
+    buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts", db_index=False)
     number = models.CharField("number dialled", max_length=20)
     started_at = models.DateTimeField("dialled at")
     ended_at = models.DateTimeField("ended", null=True, blank=True)
