@@ -92,3 +92,15 @@ def test_deleting_a_buyer_still_clears_it_from_calls_and_attempts(make_target, m
     assert list(CallAttempt.objects.filter(call=call).values_list("buyer_id", "target_id")) == [(None, None)]
     assert Call.objects.get(pk=other.pk).buyer_id == kept.buyer_id
     assert list(Call.objects.filter(buyer=kept.buyer)) == [other]
+
+
+@pytest.mark.django_db
+def test_the_event_log_has_one_index_for_idempotency_and_for_a_calls_events(make_call):
+    from callbroker.calls.models import CallEvent
+
+    assert sqlite_indexes("calls_callevent") == [("sqlite_autoindex_calls_callevent_1", ("call_sid", "dedupe_key"),
+                                                  True, False)]
+    call = make_call(events=[{"kind": "voice", "params": {}}, {"kind": "status", "params": {}}])
+    events = CallEvent.objects.filter(call_sid=call.call_sid).order_by("id")  # the admin's and `calls show`'s
+    assert "INDEX sqlite_autoindex_calls_callevent_1 (call_sid=?)" in query_plan(events)
+    assert [e.kind for e in events] == ["voice", "status"]

@@ -117,9 +117,12 @@ def test_call_path_indexes_exist_on_the_table_and_every_partition(pg):
     for index, column in (("call_buyer_idx", "buyer_id"), ("call_connected_target_idx", "connected_target_id")):
         assert pg.value("SELECT pg_get_indexdef(%s::regclass)", [index]).endswith(
             f"({column}) WHERE ({column} IS NOT NULL)")
-    # The idempotency key stays globally unique: the event log is not partitioned.
-    assert pg.value("SELECT count(*) FROM pg_constraint WHERE conrelid = 'calls_callevent'::regclass "
-                    "AND contype = 'u' AND pg_get_constraintdef(oid) = 'UNIQUE (dedupe_key)'") == 1
+    # The idempotency key stays globally unique: the event log is not partitioned. The key starts with the
+    # CallSid, so unique with it; that one index also finds a call's events.
+    assert pg.sql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                  "WHERE conrelid = 'calls_callevent'::regclass AND contype = 'u'") == [
+        ("event_unique_call_key", "UNIQUE (call_sid, dedupe_key)")]
+    assert pg.value("SELECT count(*) FROM pg_index WHERE indrelid = 'calls_callevent'::regclass") == 2  # + pkey
 
 
 def test_money_columns_are_numeric_with_cents(pg):

@@ -17,7 +17,7 @@ class Call(models.Model):
     ``callbroker.calls.partitions``; see docs/database.md). There the primary key is ``(id,
     started_at)`` and the unique key ``(call_sid, started_at)`` in the database, while Django keeps
     using ``id`` as the primary key; a CallSid stays unique through a registry table filled by a
-    trigger, besides ``CallEvent.dedupe_key`` (``"{CallSid}:voice"``) written with the call.
+    trigger, besides ``CallEvent``'s unique (CallSid, ``"{CallSid}:voice"``) written with the call.
     ``started_at`` never changes once the call is written. On SQLite it is a plain table, ``call_sid``
     unique.
     """
@@ -140,12 +140,15 @@ class CallEvent(models.Model):
     """Append-only log of every carrier webhook accepted, with the answer given (for audit and replay).
 
     ``dedupe_key`` makes webhook handling idempotent: a second delivery of the same webhook finds its
-    event and gets the same answer without changing anything.
+    event and gets the same answer without changing anything. It starts with the CallSid
+    (``"{CallSid}:dial:2"``), so it is unique with the CallSid as it is alone; the one unique index on
+    both (``event_unique_call_key``) enforces it and serves the lookups by CallSid as well (its leading
+    column): one B-tree written per webhook instead of two.
     """
 
-    call_sid = models.CharField("CallSid", max_length=64, db_index=True)
+    call_sid = models.CharField("CallSid", max_length=64)  # indexed by event_unique_call_key
     kind = models.CharField("kind", max_length=24)
-    dedupe_key = models.CharField("dedupe key", max_length=200, unique=True)
+    dedupe_key = models.CharField("dedupe key", max_length=200)
     params = models.JSONField("parameters")
     response = models.TextField("TwiML answered", blank=True)
     received_at = models.DateTimeField("received", auto_now_add=True)
@@ -153,6 +156,7 @@ class CallEvent(models.Model):
     class Meta:
         ordering = ["id"]
         verbose_name = "call event"
+        constraints = [models.UniqueConstraint(fields=["call_sid", "dedupe_key"], name="event_unique_call_key")]
 
     def __str__(self) -> str:
         return f"{self.call_sid} {self.kind}"

@@ -216,7 +216,7 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
                 locked = Call.objects.select_for_update().filter(call_sid=call_sid).values_list("pk", flat=True)
                 if not list(locked) and record["kind"] not in ROUTING_KINDS:
                     raise services.UnknownCall(call_sid)
-                if CallEvent.objects.filter(dedupe_key=key).exists():
+                if CallEvent.objects.filter(call_sid=call_sid, dedupe_key=key).exists():
                     duplicates += 1
                     continue
                 _apply(call_sid, record, at, snap)

@@ -67,7 +67,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
     before the transaction and its result is passed to ``run``: on SQLite a write transaction holds
     the database's one write lock, so the reading and deciding is kept out of it.
     """
-    stored = _stored_answer(event.dedupe_key)
+    stored = _stored_answer(event)
     if stored is not None:
         return stored
     for attempt in range(1, TRANSIENT_RETRIES + 1):
@@ -78,7 +78,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
                 _store_event(event, body)
         except IntegrityError:
             # A concurrent delivery of the same webhook won the race: answer what it answered.
-            stored = _stored_answer(event.dedupe_key)
+            stored = _stored_answer(event)
             if stored is None:
                 raise
             return stored
@@ -108,10 +108,11 @@ def _transient(exc: OperationalError) -> bool:
 _EVENTS = CallEvent._meta.db_table
 
 
-def _stored_answer(dedupe_key: str) -> str | None:
+def _stored_answer(event: EventIn) -> str | None:
     # Hand-written SQL: this runs on every webhook and the ORM's query building costs more than the query.
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT response FROM {_EVENTS} WHERE dedupe_key = %s", [dedupe_key])
+    with connection.cursor() as cursor:  # index event_unique_call_key
+        cursor.execute(f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s",
+                       [event.call_sid, event.dedupe_key])
         row = cursor.fetchone()
     return row[0] if row else None
 
