@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: The tables written on every call.
-CALL_PATH_TABLES = ("calls_call", "calls_callattempt", "calls_callevent", "network_targetusage")
+#: The tables written on every call (the ledger: on every billable one).
+CALL_PATH_TABLES = ("calls_call", "calls_callattempt", "calls_callevent", "network_targetusage",
+                    "billing_ledgerentry")
+#: The table name prefixes of callbroker's own apps (Django's apps are left as Django makes them).
+APP_TABLE_PREFIXES = ("calls_", "network_", "billing_")
 
 
 def redundant_indexes(indexes: Sequence[tuple[str, tuple[str, ...], bool, bool]]) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.schema_checks import CALL_PATH_TABLES, redundant_indexes
+from tests.schema_checks import APP_TABLE_PREFIXES, CALL_PATH_TABLES, redundant_indexes
 
 
 def sqlite_indexes(table: str) -> list[tuple[str, tuple[str, ...], bool, bool]]:
@@ -31,6 +31,13 @@ def test_no_index_is_served_by_another_on_sqlite(table):
     indexes = sqlite_indexes(table)
     assert indexes, f"{table} has no index at all"
     assert redundant_indexes(indexes) == []
+
+
+@pytest.mark.django_db
+def test_no_table_of_ours_has_an_index_another_serves():
+    tables = [t for t in connection.introspection.table_names() if t.startswith(APP_TABLE_PREFIXES)]
+    assert "network_target" in tables and "billing_ledgerentry" in tables
+    assert {table: redundant_indexes(sqlite_indexes(table)) for table in tables} == {table: [] for table in tables}
 
 
 def test_the_check_finds_a_leading_column_index():

@@ -53,10 +53,11 @@ class LedgerEntry(models.Model):
         help_text="1 for a call's first charge (or payout) and its reversal, 2 for the one posted after that "
                   "reversal, and so on.",
     )
+    # Indexed by ledger_buyer_posted_idx and ledger_publisher_posted_idx (Meta), which start with them.
     buyer = models.ForeignKey(Buyer, null=True, blank=True, on_delete=models.PROTECT,
-                              related_name="ledger_entries", verbose_name="buyer")
+                              related_name="ledger_entries", verbose_name="buyer", db_index=False)
     publisher = models.ForeignKey(Publisher, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="ledger_entries", verbose_name="publisher")
+                                  related_name="ledger_entries", verbose_name="publisher", db_index=False)
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="ledger_entries", verbose_name="campaign")
     amount = models.DecimalField("amount", help_text="Charges and payouts are positive, reversals negative.",

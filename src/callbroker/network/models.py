@@ -96,7 +96,8 @@ class Target(models.Model):
     """One of a buyer's destinations in a campaign: where calls ring, when, from where, how many."""
 
     key = models.SlugField("key", max_length=64, unique=True)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="targets")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="targets",
+                                 db_index=False)  # indexed by target_campaign_idx (Meta)
     buyer = models.ForeignKey(Buyer, on_delete=models.CASCADE, related_name="targets")
     name = models.CharField("name", max_length=200)
     number = models.CharField("phone number (E.164)", max_length=20)

@@ -1,0 +1,45 @@
+"""Drop the target table's second index on ``campaign_id``.
+
+``Target.campaign`` had its foreign-key index and, from 0001, ``target_campaign_idx`` on the same single
+column: two identical B-trees, both written whenever a network file is loaded. The named one stays.
+
+Dropped by name (``DROP INDEX IF EXISTS``), not by letting Django alter the field, which on SQLite copies
+the table. Reversible: the index is created again.
+"""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+#: index name -> (table, column), as Django named it in 0001_initial
+DROPPED = {"network_target_campaign_id_c8dce987": ("network_target", "campaign_id")}
+
+
+def drop(apps, schema_editor):
+    for name in DROPPED:
+        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+
+def restore(apps, schema_editor):
+    for name, (table, column) in DROPPED.items():
+        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("network", "0003_drop_indexes_served_by_composite_ones"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(drop, restore)],
+            state_operations=[
+                migrations.AlterField(
+                    model_name="target",
+                    name="campaign",
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE,
+                                            related_name="targets", to="network.campaign"),
+                ),
+            ],
+        ),
+    ]
