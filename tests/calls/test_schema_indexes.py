@@ -111,3 +111,36 @@ def test_the_event_log_has_one_index_for_idempotency_and_for_a_calls_events(make
     events = CallEvent.objects.filter(call_sid=call.call_sid).order_by("id")  # the admin's and `calls show`'s
     assert "INDEX sqlite_autoindex_calls_callevent_1 (call_sid=?)" in query_plan(events)
     assert [e.kind for e in events] == ["voice", "status"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_indexes_drops_by_name_and_going_back_creates_them_again():
+    from callbroker.migration_ops import DropIndexes
+
+    def names() -> set[str]:
+        return {name for name, *_ in sqlite_indexes("scratch_drop")}
+
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE TABLE "scratch_drop" ("id" integer PRIMARY KEY, "a" integer, "b" varchar(9))')
+        cursor.execute('CREATE INDEX "scratch_a" ON "scratch_drop" ("a")')
+        cursor.execute('CREATE INDEX "scratch_b" ON "scratch_drop" ("b")')
+    try:
+        plain = DropIndexes({"scratch_a": ("scratch_drop", "a"), "scratch_b": ("scratch_drop", "b")})
+        elsewhere = DropIndexes({"scratch_a": ("scratch_drop", "a")}, vendor="postgresql")
+        with connection.schema_editor() as editor:
+            elsewhere.database_forwards("calls", editor, None, None)
+        assert names() == {"scratch_a", "scratch_b"}  # not this backend: nothing done
+        with connection.schema_editor() as editor:
+            plain.database_forwards("calls", editor, None, None)
+            plain.database_forwards("calls", editor, None, None)  # already gone: IF EXISTS
+        assert names() == set()
+        with connection.schema_editor() as editor:
+            plain.database_backwards("calls", editor, None, None)
+        assert {(name, columns) for name, columns, *_ in sqlite_indexes("scratch_drop")} == {
+            ("scratch_a", ("a",)), ("scratch_b", ("b",))}
+        assert plain.describe() == "Drop indexes scratch_a, scratch_b"
+        assert elsewhere.deconstruct() == ("DropIndexes", [{"scratch_a": ("scratch_drop", "a")}],
+                                           {"vendor": "postgresql"})
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute('DROP TABLE "scratch_drop"')

@@ -12,21 +12,13 @@ the table. Reversible: the indexes are created again.
 import django.db.models.deletion
 from django.db import migrations, models
 
+from callbroker.migration_ops import DropIndexes
+
 #: index name -> (table, column), as Django named them in 0001_initial
 DROPPED = {
     "billing_ledgerentry_buyer_id_0c7d062b": ("billing_ledgerentry", "buyer_id"),
     "billing_ledgerentry_publisher_id_3e88f4bd": ("billing_ledgerentry", "publisher_id"),
 }
-
-
-def drop(apps, schema_editor):
-    for name in DROPPED:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-
-
-def restore(apps, schema_editor):
-    for name, (table, column) in DROPPED.items():
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
 
 
 class Migration(migrations.Migration):
@@ -37,7 +29,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop, restore)],
+            database_operations=[DropIndexes(DROPPED)],
             state_operations=[
                 migrations.AlterField(
                     model_name="ledgerentry",

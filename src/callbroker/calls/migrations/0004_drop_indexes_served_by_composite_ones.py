@@ -14,6 +14,8 @@ drops it on every monthly partition at once. Reversible: the indexes are created
 import django.db.models.deletion
 from django.db import migrations, models
 
+from callbroker.migration_ops import DropIndexes
+
 #: index name -> (table, column), as Django named them in 0001_initial
 DROPPED = {
     "calls_call_caller_number_b68d6ec4": ("calls_call", "caller_number"),
@@ -21,21 +23,7 @@ DROPPED = {
     "calls_callattempt_call_id_4f61f6cf": ("calls_callattempt", "call_id"),
     "calls_callattempt_target_id_bd99aedc": ("calls_callattempt", "target_id"),
 }
-LIKE = "calls_call_caller_number_b68d6ec4_like"  # PostgreSQL only
-
-
-def drop(apps, schema_editor):
-    for name in DROPPED:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{LIKE}"')
-
-
-def restore(apps, schema_editor):
-    for name, (table, column) in DROPPED.items():
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{LIKE}" ON "calls_call" ("caller_number" varchar_pattern_ops)')
+LIKE = {"calls_call_caller_number_b68d6ec4_like": ("calls_call", "caller_number")}  # PostgreSQL only
 
 
 class Migration(migrations.Migration):
@@ -47,7 +35,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop, restore)],
+            database_operations=[DropIndexes(DROPPED),
+                                 DropIndexes(LIKE, opclass="varchar_pattern_ops", vendor="postgresql")],
             state_operations=[
                 migrations.AlterField(
                     model_name='call',

@@ -16,6 +16,8 @@ migration that alters one of these fields would make Django create its copy agai
 
 from django.db import migrations
 
+from callbroker.migration_ops import DropIndexes
+
 #: index name -> (table, column), as Django named them in 0001_initial
 DROPPED = {
     "calls_call_call_sid_4598acea_like": ("calls_call", "call_sid"),
@@ -25,20 +27,6 @@ DROPPED = {
 }
 
 
-def drop(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for name in DROPPED:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-
-
-def restore(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for name, (table, column) in DROPPED.items():
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}" varchar_pattern_ops)')
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -46,5 +34,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(drop, restore),
+        DropIndexes(DROPPED, opclass="varchar_pattern_ops", vendor="postgresql"),
     ]

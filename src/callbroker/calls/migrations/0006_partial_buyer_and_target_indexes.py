@@ -17,22 +17,14 @@ PostgreSQL on the partitioned table, so on every partition). Reversible: the pla
 import django.db.models.deletion
 from django.db import migrations, models
 
+from callbroker.migration_ops import DropIndexes
+
 #: index name -> (table, column), as Django named them in 0001_initial
 DROPPED = {
     "calls_call_buyer_id_95571c89": ("calls_call", "buyer_id"),
     "calls_call_connected_target_id_2df1f88d": ("calls_call", "connected_target_id"),
     "calls_callattempt_buyer_id_0fd1b928": ("calls_callattempt", "buyer_id"),
 }
-
-
-def drop(apps, schema_editor):
-    for name in DROPPED:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-
-
-def restore(apps, schema_editor):
-    for name, (table, column) in DROPPED.items():
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
 
 
 class Migration(migrations.Migration):
@@ -44,7 +36,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop, restore)],
+            database_operations=[DropIndexes(DROPPED)],
             state_operations=[
                 migrations.AlterField(
                     model_name="call",

@@ -7,15 +7,9 @@ calls/0004). Reversible.
 import django.db.models.deletion
 from django.db import migrations, models
 
-NAME = "network_targetusage_target_id_97387112"
+from callbroker.migration_ops import DropIndexes
 
-
-def drop(apps, schema_editor):
-    schema_editor.execute(f'DROP INDEX IF EXISTS "{NAME}"')
-
-
-def restore(apps, schema_editor):
-    schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{NAME}" ON "network_targetusage" ("target_id")')
+DROPPED = {"network_targetusage_target_id_97387112": ("network_targetusage", "target_id")}
 
 
 class Migration(migrations.Migration):
@@ -26,7 +20,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop, restore)],
+            database_operations=[DropIndexes(DROPPED)],
             state_operations=[
                 migrations.AlterField(
                     model_name='targetusage',

@@ -10,18 +10,10 @@ the table. Reversible: the index is created again.
 import django.db.models.deletion
 from django.db import migrations, models
 
+from callbroker.migration_ops import DropIndexes
+
 #: index name -> (table, column), as Django named it in 0001_initial
 DROPPED = {"network_target_campaign_id_c8dce987": ("network_target", "campaign_id")}
-
-
-def drop(apps, schema_editor):
-    for name in DROPPED:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
-
-
-def restore(apps, schema_editor):
-    for name, (table, column) in DROPPED.items():
-        schema_editor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
 
 
 class Migration(migrations.Migration):
@@ -32,7 +24,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop, restore)],
+            database_operations=[DropIndexes(DROPPED)],
             state_operations=[
                 migrations.AlterField(
                     model_name="target",
