@@ -111,9 +111,9 @@ class CallAttempt(models.Model):
                              db_index=False)
     sequence = models.PositiveSmallIntegerField("position in the ring tree")
     target = models.ForeignKey(Target, null=True, on_delete=models.SET_NULL, related_name="attempts", db_index=False)
-    # No index: nothing looks attempts up by buyer (reports go by the call's buyer). Only deleting a buyer
-    # does, to set it to NULL, and that rare admin action scans the table instead of every attempt
-    # writing one more B-tree.
+    # No index: nothing looks attempts up by buyer (the call and the ledger carry the buyer who was billed).
+    # Only deleting a buyer does, to set it to NULL, and that rare admin action scans the table instead of
+    # every attempt writing one more B-tree.
     buyer = models.ForeignKey(Buyer, null=True, on_delete=models.SET_NULL, related_name="attempts", db_index=False)
     number = models.CharField("number dialled", max_length=20)
     started_at = models.DateTimeField("dialled at")
@@ -140,10 +140,10 @@ class CallEvent(models.Model):
     """Append-only log of every carrier webhook accepted, with the answer given (for audit and replay).
 
     ``dedupe_key`` makes webhook handling idempotent: a second delivery of the same webhook finds its
-    event and gets the same answer without changing anything. It starts with the CallSid
-    (``"{CallSid}:dial:2"``), so it is unique with the CallSid as it is alone; the one unique index on
-    both (``event_unique_call_key``) enforces it and serves the lookups by CallSid as well (its leading
-    column): one B-tree written per webhook instead of two.
+    event and gets the same answer without changing anything. The key starts with the CallSid
+    (``"{CallSid}:dial:2"``), so the pair (CallSid, key) is unique exactly when the key is: one unique
+    index on the pair (``event_unique_call_key``) enforces it and serves the lookups by CallSid too (its
+    leading column), one B-tree written per webhook instead of two.
     """
 
     call_sid = models.CharField("CallSid", max_length=64)  # indexed by event_unique_call_key

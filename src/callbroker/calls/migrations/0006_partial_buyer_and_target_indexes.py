@@ -5,8 +5,8 @@ were written for every new call, and every call that never connects kept a NULL 
 indexes (``WHERE … IS NOT NULL``) serve the same lookups, since an equality on the column implies it
 is not NULL, on SQLite and PostgreSQL alike. The attempt's ``buyer_id`` index served no query at all:
 only deleting a buyer reads attempts by buyer (to set it to NULL), a rare admin action that can afford
-a scan. Together that is three B-trees fewer written by every inbound webhook (and `calls/0007` one
-more, docs/benchmarks.md).
+a scan. So a new call writes two B-trees fewer, and each target it rings one fewer (``calls/0007``
+takes one more off every webhook; docs/benchmarks.md).
 
 The old indexes are dropped by name (``DROP INDEX IF EXISTS``), not by letting Django alter the fields:
 on SQLite that would copy the whole call table, and on PostgreSQL dropping a partitioned index drops it
