@@ -225,15 +225,38 @@ def signed_in(browser, admin_url, operator):
     return browser
 
 
-def submit_login(browser, admin_url: str, username: str, password: str) -> None:
-    """Open the admin logged out, fill in the login form and submit it (right password or not)."""
-    from selenium.webdriver.support import expected_conditions as ec
+def wait_until_replaced(browser, element, timeout: float = 15) -> None:
+    """Wait until a navigation has replaced ``element``'s page, and the new page has loaded.
+
+    Asked about an element of the page being replaced, chromedriver usually answers "stale element", but
+    sometimes "unhandled inspector error: Node with given id does not belong to the document" (seen in a
+    full run): the same answer, given another way. The new document may still be loading then, and an
+    element found in it could be replaced under the test, so the wait goes on until it has loaded.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def replaced(_browser) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(browser, timeout).until(replaced)
+    WebDriverWait(browser, timeout).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
+def submit_login(browser, admin_url: str, username: str, password: str) -> None:
+    """Open the admin logged out, fill in the login form and submit it (right password or not)."""
     browser.get(admin_url + "/admin/")
     assert "/admin/login/" in browser.current_url, browser.current_url  # logged out: sent to the form
     browser.find_element("css selector", "#id_username").send_keys(username)
     browser.find_element("css selector", "#id_password").send_keys(password)
     button = browser.find_element("css selector", "#login-form [type=submit]")
     button.click()
-    WebDriverWait(browser, 15).until(ec.staleness_of(button))
+    wait_until_replaced(browser, button)

@@ -15,7 +15,7 @@ import pytest
 
 from callbroker.sim.emulator import BuyerBehaviour, Carrier
 from tests.e2e.conftest import TOKEN
-from tests.ui.conftest import submit_login
+from tests.ui.conftest import submit_login, wait_until_replaced
 
 pytestmark = pytest.mark.e2e
 
@@ -54,16 +54,9 @@ def text_of(browser, selector: str) -> str:
 
 
 def click_and_wait(browser, element) -> None:
-    """Click something that loads a new page and wait until the new page is there, loaded.
-
-    The old page going stale is not enough: the new document may still be loading, and an element
-    found in it then can be replaced under the test ("Node with given id does not belong to the
-    document", seen once)."""
-    from selenium.webdriver.support import expected_conditions as ec
-
+    """Click something that loads a new page and wait until the new page is there, loaded."""
     element.click()
-    wait(browser, ec.staleness_of(element))
-    wait(browser, lambda b: b.execute_script("return document.readyState") == "complete")
+    wait_until_replaced(browser, element, TIMEOUT)
 
 
 def save_page(browser, path: Path) -> Path:
