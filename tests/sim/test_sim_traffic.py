@@ -265,6 +265,16 @@ def test_run_traffic_paces_at_the_rate(server, day):
     assert stats.calls == 11
 
 
+def test_run_traffic_processes_paces_the_rate_over_all_processes(server, day):
+    """``rate`` is the whole run's: 2 processes at 40 calls/s together place 21 calls in 0.5 s or more."""
+    make = lambda i: Carrier(server.url, TOKEN, seed=i)  # noqa: E731
+    started = time.perf_counter()
+    stats = run_traffic_processes(make, day[:21], concurrency=8, processes=2, rate=40.0)
+    assert time.perf_counter() - started >= 0.47  # process 0: 11 calls at 20/s, 10 gaps of 50 ms
+    assert stats.calls == 21 and stats.errors == 0, stats.problems
+    assert len({s.form["CallSid"] for s in server.to("/carriers/twilio/voice")}) == 21
+
+
 def test_run_traffic_survives_a_broken_server_and_a_broken_on_done(server, day):
     server.routes["/carriers/twilio/voice"] = lambda seen: (500, "text/plain", "boom")
     server.routes["/carriers/twilio/fallback"] = lambda seen: (500, "text/plain", "boom")

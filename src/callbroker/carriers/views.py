@@ -14,6 +14,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
+from callbroker import checkpoints
 from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn
@@ -61,6 +62,7 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
                         request.path, params.get("CallSid", "")[:64], request.META.get("REMOTE_ADDR"))
             return HttpResponse("Forbidden: invalid signature", status=403, content_type="text/plain")
         replay.ensure_running()
+        checkpoints.ensure_running()
         try:
             _check_text(params)
             if degraded is not None and spool.is_degraded(params.get("CallSid", "")[:64]):

@@ -127,7 +127,15 @@ def bench_core_part(decisions: int) -> dict:
     return bench_core(n_targets=1000, zips_per_area=2000, decisions=decisions, seed=1)
 
 
-def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | None = None) -> dict:
+def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | None = None,
+                     rate: float | None = None) -> dict:
+    """Full call lifecycles through the emulator against a fresh production-mode server.
+
+    Without ``rate``, as fast as the server answers with ``concurrency`` calls in flight (a closed loop:
+    the throughput; the latency is mostly each webhook's wait behind the others). With ``rate``, a new
+    call starts every 1/``rate`` s whatever the server does (up to ``concurrency`` in flight): the
+    latency of each webhook at that load, the figure the p99 target is about.
+    """
     import yaml
 
     from callbroker.sim.emulator import Carrier
@@ -142,12 +150,14 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
         planned = generate_day(network, calls=calls, seed=11)
         # The emulator in as many processes as cores: one Python process can't keep the server busy.
         stats = run_traffic_processes(lambda i: Carrier(srv.base, TOKEN, seed=11 + i, time_scale=0.0), planned,
-                                      concurrency=concurrency, processes=drivers or default_workers())
+                                      concurrency=concurrency, processes=drivers or default_workers(), rate=rate)
         sampler.stop()
         latencies = list(stats.latencies_ms)
         return {
             "workers": workers,
             "drivers": drivers or default_workers(),
+            "offered_rate": rate,
+            "concurrency": concurrency,
             "calls": stats.calls,
             "errors": stats.errors,
             "webhooks": len(latencies),
@@ -159,6 +169,10 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
             "server_rss_peak_mb": round(sampler.peak_rss / 1024, 1),
             "server_pss_peak_mb": round(sampler.peak_pss / 1024, 1),
         }
+
+
+#: Calls in flight allowed in the paced run: enough that the pace, not this bound, decides when calls start.
+PACED_CONCURRENCY = 64
 
 
 WRK_SCRIPT = r"""
@@ -716,7 +730,7 @@ def bench_counters(seconds: float = 5.0, *, processes: int = 2, threads: int = 4
     return results
 
 
-def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concurrency: int = 16,
+def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concurrency: int = 16, rate: float = 200.0,
         decisions: int = 20000, seconds: int = 10, connections: int = 32, counter_seconds: float = 5.0,
         counter_processes: int = 2, counter_threads: int = 4, database_url: str = "", redis_url: str = "",
         nodes: int = 0, drivers: int | None = None, out=sys.stdout) -> dict:
@@ -734,11 +748,18 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
         say(f"    {core['per_second']:,.0f} decisions/s   p50 {core['p50_us']:.1f} µs   p99 {core['p99_us']:.1f} µs"
             f"   (target p99 ≤ 200 µs)")
     if "e2e" in parts:
-        say(f"(b) end to end: {calls:,} calls through the emulator, {concurrency} concurrent, {workers} workers …")
+        say(f"(b) end to end: {calls:,} calls through the emulator, {workers} workers, each run on a fresh server …")
         e2e = results["e2e"] = bench_end_to_end(workers, calls, concurrency, drivers)
-        say(f"    {e2e['lifecycles_per_s']} call lifecycles/s ({e2e['webhooks']:,} webhooks, {e2e['errors']} errors)"
-            f"   webhook p50 {e2e['webhook_p50_ms']} ms   p99 {e2e['webhook_p99_ms']} ms"
-            f"   (targets ≥ 200/s, p99 ≤ 25 ms)")
+        say(f"    as fast as it answers, {concurrency} calls in flight: {e2e['lifecycles_per_s']} call lifecycles/s"
+            f" ({e2e['webhooks']:,} webhooks, {e2e['errors']} errors)   webhook p50 {e2e['webhook_p50_ms']} ms"
+            f"   p99 {e2e['webhook_p99_ms']} ms   (target ≥ 200/s)")
+        if rate:
+            paced = results["e2e_paced"] = bench_end_to_end(workers, calls, PACED_CONCURRENCY, drivers, rate=rate)
+            say(f"    one new call every 1/{rate:g} s: {paced['lifecycles_per_s']} call lifecycles/s"
+                f" ({paced['webhooks']:,} webhooks, {paced['errors']} errors)   webhook p50"
+                f" {paced['webhook_p50_ms']} ms   p99 {paced['webhook_p99_ms']} ms   (target p99 ≤ 25 ms at 200/s)")
+            e2e["server_pss_peak_mb"] = max(e2e["server_pss_peak_mb"], paced["server_pss_peak_mb"])
+            e2e["server_rss_peak_mb"] = max(e2e["server_rss_peak_mb"], paced["server_rss_peak_mb"])
         say(f"    server memory: RSS peak {e2e['server_rss_peak_mb']} MB (idle {e2e['server_rss_idle_mb']} MB),"
             f" PSS peak {e2e['server_pss_peak_mb']} MB   (target ≤ 250 MB)")
     if "wrk" in parts:

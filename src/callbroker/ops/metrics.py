@@ -58,6 +58,10 @@ ROUTING_FAILURES = Counter("callbroker_routing_failures",
                            "Webhooks answered with the safe fallback because something inside failed.", ["endpoint"])
 COUNTER_BACKEND_ERRORS = Counter("callbroker_counter_backend_errors",
                                  "Failed operations on the live per-target counters.", ["backend", "operation"])
+SQLITE_CHECKPOINT_PASSES = Counter("callbroker_sqlite_checkpoint_passes",
+                                   "Checkpoints of the SQLite WAL by the background thread (callbroker/checkpoints.py): "
+                                   "'background' beside the writers, 'under_writers_lock' completing a large WAL.",
+                                   ["kind"])
 SPOOL_EVENTS_DROPPED = Counter("callbroker_spool_events_dropped",
                                "Degraded-mode events neither the disk nor the memory spool could keep (logged whole).")
 

@@ -528,6 +528,7 @@ def run_traffic_processes(
     *,
     concurrency: int,
     processes: int,
+    rate: float | None = None,
 ) -> TrafficStats:
     """``run_traffic`` split over ``processes`` forked processes, ``concurrency`` calls in flight in all.
 
@@ -542,7 +543,7 @@ def run_traffic_processes(
     processes = max(1, min(int(processes), len(planned) or 1))
     concurrency = max(1, int(concurrency))
     if processes == 1:
-        return run_traffic(make_carrier(0), planned, rate=None, concurrency=concurrency)
+        return run_traffic(make_carrier(0), planned, rate=rate, concurrency=concurrency)
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
@@ -552,7 +553,8 @@ def run_traffic_processes(
         # thread whose answer has arrived isn't kept waiting behind one that is building a request.
         sys.setswitchinterval(0.0005)
         try:
-            stats = run_traffic(make_carrier(i), planned[i::processes], rate=None, concurrency=max(1, shares[i]))
+            stats = run_traffic(make_carrier(i), planned[i::processes], rate=rate / processes if rate else None,
+                                concurrency=max(1, shares[i]))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost
             stats = TrafficStats(errors=len(planned[i::processes]), problems=[f"traffic process {i}: {exc!r}"])
         results.put((i, stats))

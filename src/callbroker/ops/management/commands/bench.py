@@ -17,7 +17,10 @@ class Command(BaseCommand):
                                  "'counters' runs only when asked for.")
         parser.add_argument("--workers", type=int, default=None, help="Server workers (default: cores).")
         parser.add_argument("--calls", type=int, default=2000, help="Calls for the end-to-end part.")
-        parser.add_argument("--concurrency", type=int, default=16, help="Concurrent calls end to end.")
+        parser.add_argument("--concurrency", type=int, default=16,
+                            help="Calls in flight in the end-to-end run as fast as the server answers.")
+        parser.add_argument("--rate", type=float, default=200.0,
+                            help="Calls started per second in the paced end-to-end run (0: skip it).")
         parser.add_argument("--decisions", type=int, default=20000, help="Routing decisions for the core part.")
         parser.add_argument("--seconds", type=int, default=10, help="Duration of each wrk run.")
         parser.add_argument("--connections", type=int, default=32, help="wrk connections.")
@@ -37,10 +40,10 @@ class Command(BaseCommand):
                             help="Emulator processes placing the end-to-end calls (default: cores).")
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON at the end.")
 
-    def handle(self, *args, only, workers, calls, concurrency, decisions, seconds, connections, counter_seconds,
+    def handle(self, *args, only, workers, calls, concurrency, rate, decisions, seconds, connections, counter_seconds,
                counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, **options):
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
-        results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, decisions=decisions,
+        results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate, decisions=decisions,
                             seconds=seconds, connections=connections, counter_seconds=counter_seconds,
                             counter_processes=counter_processes, counter_threads=counter_threads,
                             database_url=database_url, redis_url=redis_url, nodes=nodes, drivers=drivers,
