@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
-from callbroker.ops.server import GUNICORN_CONFIG_MODULE, gunicorn_command
+import pytest
+
+from callbroker.ops import prompt_close
+from callbroker.ops.server import GUNICORN_CONFIG_MODULE, gunicorn_command, start_server, stop_server
+from tests.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,3 +62,91 @@ def test_the_fork_hook_freezes_what_the_master_loaded_and_only_that(tmp_path):
     assert seen["frozen"] > 1000  # the interpreter's and the imports' objects, the ZIP directory's
     assert seen["loaded_walked"] is False
     assert seen["made_after_walked"] is True  # a worker's own objects are collected as usual
+
+
+# --------------------------------------------------------------------------- closing a client connection
+# (``ops/prompt_close.py``, installed by the settings module; the module itself is not imported here:
+# importing it sets PROMETHEUS_MULTIPROC_DIR for this process and every server the tests start after it)
+
+
+def _tcp_pair():
+    """(server side, client side) of one loopback TCP connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=10)
+    server, _ = listener.accept()
+    listener.close()
+    return server, client
+
+
+def _close_in_thread(sock) -> threading.Thread:
+    thread = threading.Thread(target=prompt_close.close_promptly, args=(sock, 30.0), daemon=True)
+    thread.start()
+    thread.join(10)
+    return thread
+
+
+@pytest.fixture()
+def graceful_calls(monkeypatch):
+    calls = []
+    real = prompt_close._graceful
+    monkeypatch.setattr(prompt_close, "_graceful", lambda sock, *a: (calls.append(sock), real(sock, *a)))
+    return calls
+
+
+def test_a_connection_with_nothing_unread_is_closed_without_waiting_for_the_client(graceful_calls):
+    server, client = _tcp_pair()
+    server.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+    thread = _close_in_thread(server)  # the client neither reads nor closes meanwhile
+    assert not thread.is_alive(), "the worker must not wait for the client's FIN"
+    assert server.fileno() == -1 and graceful_calls == []
+    received = b""
+    while chunk := client.recv(4096):  # the whole answer, then FIN (b""), no reset
+        received += chunk
+    assert received.endswith(b"\r\n\r\nok")
+    client.close()
+
+
+def test_a_connection_with_unread_bytes_gets_gunicorns_graceful_close(graceful_calls):
+    server, client = _tcp_pair()
+    client.sendall(b"bytes the application never read")
+    client.shutdown(socket.SHUT_WR)  # so that the graceful drain ends at once
+    time.sleep(0.05)  # let them arrive (loopback)
+    server.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+    thread = _close_in_thread(server)
+    assert not thread.is_alive()
+    assert graceful_calls == [server] and server.fileno() == -1
+    assert client.recv(4096).endswith(b"ok")
+    client.close()
+
+
+def test_a_connection_the_client_closed_first_is_closed_at_once(graceful_calls):
+    server, client = _tcp_pair()
+    client.close()
+    time.sleep(0.05)
+    thread = _close_in_thread(server)
+    assert not thread.is_alive() and server.fileno() == -1 and graceful_calls == []
+
+
+def test_the_served_workers_close_promptly(tmp_path):
+    """Both workers answer clients that never close; a third client is still answered at once.
+
+    With gunicorn's own close, each worker would wait for its client's FIN (up to 2 s) and the third
+    request would wait for a worker just as long.
+    """
+    port = free_port()
+    env = {"CALLBROKER_DATA_DIR": str(tmp_path), "CALLBROKER_LOG_LEVEL": "ERROR"}
+    proc = start_server("127.0.0.1", port, 2, env=env, log_path=tmp_path / "server.log")
+    held = []
+    try:
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", port), timeout=1.5)
+            client.sendall(b"GET /bench/hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            received = b""
+            while chunk := client.recv(4096):  # socket.timeout here: no worker was free
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"Hello, world")
+            held.append(client)  # kept open: a client slow to close, or far away
+    finally:
+        for client in held:
+            client.close()
+        stop_server(proc)

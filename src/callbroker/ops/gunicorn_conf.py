@@ -18,6 +18,13 @@ Everything else comes from the command line; this module does what only a config
   one's header, copying 37 MiB of pages it shared with the master into its own memory; with it, 0.5 ms
   and 0.5 MiB (docs/benchmarks.md). Full collections are rare (none in 15,000 webhooks per worker), so
   the bench's figures don't show it; a server up for days does.
+- **A closed connection is not held open for the client's reply.** gunicorn 25 and later close each
+  connection the RFC 9112 way (``gunicorn.util.close_graceful``: send FIN, then read until the client
+  closes too, up to 2 s), so that a client whose unread bytes are still in the buffer gets FIN, not a
+  reset that could cut off the answer. A sync worker waits all that while: one network round trip per
+  webhook (tens of ms from a carrier across the internet), and under load here the emulator's time to
+  close. ``ops/prompt_close.py`` closes at once when the client sent nothing that is still unread (a
+  webhook's form is read whole), which sends FIN as well; otherwise it lingers as gunicorn does.
 - ``logger_class``: gunicorn's own log lines (worker timeouts, crashes) become JSON lines too when
   ``CALLBROKER_LOG_FORMAT`` is ``json``.
 
@@ -31,6 +38,8 @@ import os as _os
 from pathlib import Path as _Path
 
 from gunicorn.glogging import Logger as _GunicornLogger
+
+from callbroker.ops import prompt_close as _prompt_close
 
 
 def _metrics_dir() -> _Path:
@@ -56,6 +65,9 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))
+
+
+_prompt_close.install()
 
 
 def pre_fork(server, worker) -> None:
