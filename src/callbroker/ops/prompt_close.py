@@ -12,6 +12,11 @@ lifecycles per second, docs/benchmarks.md).
 whole), ``close`` sends FIN and nothing is at risk, so it closes at once; otherwise, and on TLS sockets,
 it closes the way gunicorn does. ``ops/gunicorn_conf.py`` installs it when gunicorn loads its settings,
 before the workers are forked.
+
+What is given up: bytes still on their way at the moment of the look (a client sending more after the
+answer, or the rest of a body too large to have been read) meet a closed socket and the client gets a
+reset, which may cut off its answer. Carriers send small forms that are read whole before the answer;
+only an oversized or hostile request can lose its (error) answer this way.
 """
 
 from __future__ import annotations
