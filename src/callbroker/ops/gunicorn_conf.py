@@ -18,8 +18,8 @@ Everything else comes from the command line; this module does what only a config
   one's header, copying 37 MiB of pages it shared with the master into its own memory; with it, 0.5 ms
   and 0.5 MiB (docs/benchmarks.md). Full collections are rare (none in 15,000 webhooks per worker), so
   the bench's figures don't show it; a server up for days does.
-- **A closed connection is not held open for the client's reply.** gunicorn 25 and later close each
-  connection the RFC 9112 way (``gunicorn.util.close_graceful``: send FIN, then read until the client
+- **A closed connection is not held open for the client's reply.** gunicorn releases since April 2026
+  close each connection the RFC 9112 way (``gunicorn.util.close_graceful``: send FIN, then read until the client
   closes too, up to 2 s), so that a client whose unread bytes are still in the buffer gets FIN, not a
   reset that could cut off the answer. A sync worker waits all that while: one network round trip per
   webhook (tens of ms from a carrier across the internet), and under load here the emulator's time to

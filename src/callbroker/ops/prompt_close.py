@@ -1,7 +1,8 @@
 """Closing a client connection without waiting for the client to close its side.
 
-gunicorn 25 and later end every connection the RFC 9112 §9.6 way (``gunicorn.util.close_graceful``):
-send FIN, then read until the client closes too (up to 2 s or 64 KB), then close. It exists so that a
+gunicorn releases since April 2026 (its pull request #3590; 27.0.1 here) end every connection the
+RFC 9112 §9.6 way (``gunicorn.util.close_graceful``): send FIN, then read until the client closes too
+(up to 2 s or 64 KB), then close. It exists so that a
 client whose request bytes are still unread in the kernel's buffer gets FIN and the whole answer, not
 a reset (``close`` with unread data sends RST, which can cut off the answer's tail). But a sync worker
 waits all that while for every request: one network round trip per webhook from a carrier across the
@@ -26,7 +27,7 @@ import ssl
 
 from gunicorn import util as gunicorn_util
 
-_graceful = getattr(gunicorn_util, "close_graceful", None)  # gunicorn >= 25; None: plain close before
+_graceful = getattr(gunicorn_util, "close_graceful", None)  # None: an older gunicorn, which closes plainly
 
 
 def close_promptly(sock: socket.socket, timeout: float = 2.0, max_drain: int = 65536) -> None:
