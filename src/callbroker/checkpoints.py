@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from callbroker.db import writers_lock_path
 from callbroker.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -113,24 +114,28 @@ class Checkpointer:
         self.close()
 
     def close(self) -> None:
-        for fd in (self._role_fd, self._writers_fd):
-            if fd is not None:
-                os.close(fd)  # closing the descriptor releases its flock
-        self._role_fd = self._writers_fd = None
+        self._close_descriptors()  # releases the locks
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
     def forget_inherited(self) -> None:
-        """In a forked child: close what the parent's checkpointer held without touching its locks."""
+        """In a forked child: let go of what the parent's checkpointer held without touching its locks.
+
+        Closing the child's copies of the descriptors leaves the locks with the parent's; the SQLite
+        connection is dropped, never closed (a connection must not be used across a fork).
+        """
+        self._close_descriptors()
+        self._connection = None
+
+    def _close_descriptors(self) -> None:
         for fd in (self._role_fd, self._writers_fd):
             if fd is not None:
                 try:
-                    os.close(fd)  # the parent's descriptor stays open: its lock stays the parent's
+                    os.close(fd)
                 except OSError:
                     pass
         self._role_fd = self._writers_fd = None
-        self._connection = None  # never use a SQLite connection across fork; dropped, not closed
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -149,7 +154,8 @@ class Checkpointer:
 
     def _writers(self) -> int:
         if self._writers_fd is None:
-            self._writers_fd = os.open(f"{self.path}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            # Its own descriptor: an flock conflicts with the request threads' (``db.write_lock``) only so.
+            self._writers_fd = os.open(writers_lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o600)
         return self._writers_fd
 
     def _take_role(self) -> bool:

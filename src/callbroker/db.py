@@ -271,12 +271,17 @@ _thread_lock = threading.Lock()
 _lock_file: tuple[int, int] | None = None  # (pid, fd): reopened in a forked child
 
 
+def writers_lock_path(database: str) -> str:
+    """The file beside an SQLite database whose ``flock`` the call path's writers queue on."""
+    return f"{database}-writers.lock"
+
+
 def _lock_fd() -> int | None:
     global _lock_file
     if connection.is_in_memory_db():
         return None
     if _lock_file is None or _lock_file[0] != os.getpid():
-        fd = os.open(f"{connection.settings_dict['NAME']}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(writers_lock_path(connection.settings_dict["NAME"]), os.O_RDWR | os.O_CREAT, 0o600)
         _lock_file = (os.getpid(), fd)
     return _lock_file[1]
 

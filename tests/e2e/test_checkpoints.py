@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.test_call_flow import new_caller
+from tests.production.test_observability import parse_metrics, total
 
 
 def _passes(server) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("callbroker_sqlite_checkpoint_passes_total{"))
+    return total(parse_metrics(httpx.get(server.base_url + "/metrics", timeout=10).text),
+                 "callbroker_sqlite_checkpoint_passes_total")
 
 
 def test_the_workers_checkpoint_sqlite_in_the_background(server, carrier):

@@ -185,16 +185,16 @@ def server_side_latency(base: str) -> dict:
     add on top is the wait for a free worker and the emulator's own time (its processes share the cores).
     ``server_p99_le_ms``: the smallest histogram bucket holding 99 % of the webhooks.
     """
-    import re
-
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    counts: dict[float, float] = {}
-    for line in httpx.get(base + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("callbroker_webhook_duration_seconds_bucket{"):
-            le = re.search(r'le="([^"]+)"', line).group(1)
-            key = float("inf") if le == "+Inf" else float(le)
-            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    counts: dict[float, float] = {}  # upper bound (s) -> webhooks, summed over the endpoints
+    for family in text_string_to_metric_families(httpx.get(base + "/metrics", timeout=10).text):
+        if family.name == "callbroker_webhook_duration_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    counts[le] = counts.get(le, 0.0) + sample.value
     total = counts.get(float("inf"), 0.0)
     if not total:
         return {"server_webhooks": 0, "server_within_25ms": 0, "server_p99_le_ms": None}
