@@ -202,3 +202,77 @@ def test_a_forked_child_opens_its_own_connection_and_the_parent_keeps_its_own(ma
     assert wire.request("GET", server.url + "/parent-2").text.startswith("GET /parent-2")
     assert [path for _, path, _, _ in server.requests] == ["/parent-1", "/child", "/parent-2"]
     assert server.connections == 2  # the parent's one, kept throughout, and the child's
+
+
+class RawServer:
+    """Answers each connection's first request with the given bytes, then closes it (or keeps it, once more)."""
+
+    def __init__(self, *answers: bytes) -> None:
+        self.answers = list(answers)
+        self.received: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with self.listener:
+            conn, _ = self.listener.accept()
+            with conn:
+                for answer in self.answers:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), 0)
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    self.received.append(head + b"\r\n\r\n" + body)
+                    conn.sendall(answer)
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept():
+    server = RawServer(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"5\r\n<Resp\r\n8;ext=1\r\nonse/>..\r\n0\r\nX-Trailer: 1\r\n\r\n",
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    wire = Wire()
+    answer = wire.request("POST", server.url + "/a", data={"CallSid": "CA1"})
+    assert (answer.status, answer.content_type, answer.content) == (200, "text/xml", b"<Response/>..")
+    assert wire.request("GET", server.url + "/b").content == b"ok"  # same connection: the server accepts once
+    assert server.received[0].startswith(b"POST /a HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert server.received[0].endswith(b"Content-Length: 11\r\n\r\nCallSid=CA1")
+    wire.close()
+
+
+def test_an_interim_answer_is_skipped_and_an_http_1_0_keep_alive_kept():
+    server = RawServer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 201 Created\r\nConnection: Keep-Alive\r\n"
+                       b"Content-Length: 3\r\n\r\nnew",
+                       b"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n")
+    wire = Wire()
+    assert (wire.request("GET", server.url + "/a").status, server.received[0][:6]) == (201, b"GET /a")
+    assert wire.request("GET", server.url + "/b")[:3] == (204, "", b"")
+    wire.close()
+
+
+def test_an_answer_without_length_is_read_until_the_server_closes():
+    server = RawServer(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+    assert Wire().request("GET", server.url + "/a").content == b"until the end"
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"HTTP/2 200\r\n\r\n", "not an HTTP/1.x status line"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "not a header line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "ended after 5 of 10 bytes"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+])
+def test_a_malformed_answer_is_a_wire_error_naming_the_problem(answer, error):
+    server = RawServer(answer)
+    with pytest.raises(WireError, match=error):
+        Wire().request("GET", server.url + "/a", read=2, total=2)
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
+    with pytest.raises(WireError, match="InvalidHeader"):
+        Wire().request("GET", "http://127.0.0.1:9/", headers={"X-Twilio-Signature": "a\r\nInjected: 1"})

@@ -1,14 +1,19 @@
-"""The emulator's HTTP client: ``http.client`` from the standard library, one connection per thread and server.
+"""The emulator's HTTP client: HTTP/1.1 on plain sockets, one connection per thread and server.
 
 The carrier emulator shares the machine with the server it drives (tests, the demo, ``callbroker bench``),
 so every millisecond it spends on a request is one the server doesn't get. ``httpx`` spent about 2 ms of
-CPU per webhook here, most of it in its request and response models; this client spends about a third of
-that for the same request on the wire. What it keeps of a general HTTP client is what the carrier needs:
+CPU per webhook here, most of it in its request and response models; the standard library's
+``http.client`` a third of that, a fifth of which went on parsing each answer's headers with the
+``email`` package (a MIME parser, for five header lines). This client writes each request in one
+``sendall`` and reads the answer with a few ``readline`` calls (docs/benchmarks.md). What it keeps of a
+general HTTP client is what the carrier needs:
 
 - connections are kept per thread and per server and reused while the server keeps them open (a server
   that answers ``Connection: close``, like gunicorn's sync workers, gets a new connection per request);
   a kept connection that the server has closed meanwhile is replaced once, transparently, when it fails
   before any answer arrived (the server never saw the request);
+- answers with ``Content-Length``, chunked, or read until the server closes; ``1xx`` interim answers
+  skipped; HTTP/1.0 servers (closing unless they say ``keep-alive``);
 - the carrier's three timeouts: to connect, to read, and in total (``#ct``, ``#rt``, ``#tt`` on a URL);
 - ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio doesn't either);
 - a forked child opens its own connections (the parent's stay the parent's).
@@ -18,7 +23,6 @@ Failures are raised as :class:`WireError` (connection refused, reset, timeout, m
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import ssl
@@ -53,8 +57,37 @@ class Answer(NamedTuple):
             return self.content.decode("utf-8", errors="replace")
 
 
+class _Disconnected(ConnectionError):
+    """The server closed the connection before sending any answer."""
+
+
+class _Malformed(Exception):
+    """The answer isn't HTTP/1.x as this client reads it."""
+
+
 # Errors that mean "the kept connection was closed by the server before it read this request".
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_STALE = (_Disconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+_LINE_MAX = 65536  # longest status or header line read
+_HEADERS_MAX = 100  # most header lines in one answer
+_NO_BODY = frozenset({204, 304})
+
+
+class _Connection:
+    """A socket and its buffered reader, to one ``host:port``."""
+
+    __slots__ = ("sock", "rfile", "host")
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+        self.host = host
+
+    def close(self) -> None:
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
 
 
 class Wire:
@@ -64,7 +97,7 @@ class Wire:
         self.headers = dict(headers or {})
         self.ssl_context = ssl_context
         self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []  # every connection opened, to close them all
+        self._all: list[_Connection] = []  # every connection opened, to close them all
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -76,18 +109,19 @@ class Wire:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise WireError(f"UnsupportedProtocol: {url!r} is not an http(s) URL")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        body = None
+        body = b""
         sent = {**self.headers, **(headers or {})}
         if data is not None:
             body = urlencode(data).encode()
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         sent.setdefault("Accept", "*/*")
+        payload = _request_bytes(method, target, parts.netloc, sent, body, data is not None or method == "POST")
         deadline = time.monotonic() + total
         key = (parts.scheme, parts.netloc)
         kept = self._kept().pop(key, None)
         if kept is not None:
             try:
-                return self._exchange(kept, key, method, target, body, sent, read, deadline)
+                return self._exchange(kept, key, method, payload, read, deadline)
             except _STALE:
                 self._discard(kept)  # closed by the server while idle: once more on a new connection
             except WireError:
@@ -95,7 +129,7 @@ class Wire:
                 raise
         conn = self._connect(parts, connect, deadline)
         try:
-            return self._exchange(conn, key, method, target, body, sent, read, deadline)
+            return self._exchange(conn, key, method, payload, read, deadline)
         except _STALE as exc:
             self._discard(conn)
             raise WireError(f"RemoteProtocolError: {exc.__class__.__name__}: {exc}") from exc
@@ -108,7 +142,7 @@ class Wire:
 
     # -- internals
 
-    def _kept(self) -> dict[tuple[str, str], http.client.HTTPConnection]:
+    def _kept(self) -> dict[tuple[str, str], _Connection]:
         if self._pid != os.getpid():  # a forked child: the parent's connections are the parent's to use
             self._local, self._all, self._lock, self._pid = threading.local(), [], threading.Lock(), os.getpid()
         kept = getattr(self._local, "kept", None)
@@ -116,60 +150,150 @@ class Wire:
             kept = self._local.kept = {}
         return kept
 
-    def _connect(self, parts, connect: float, deadline: float) -> http.client.HTTPConnection:
+    def _connect(self, parts, connect: float, deadline: float) -> _Connection:
         timeout = max(0.001, min(connect, deadline - time.monotonic()))
-        if parts.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=timeout, context=self.ssl_context)
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            conn.connect()
+            sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError as exc:
-            conn.close()
             raise WireError(f"ConnectTimeout: {exc or 'timed out'}") from exc
         except OSError as exc:
-            conn.close()
             raise WireError(f"ConnectError: {exc}") from exc
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if parts.scheme == "https":
+                context = self.ssl_context or ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=host)
+        except TimeoutError as exc:
+            sock.close()
+            raise WireError(f"ConnectTimeout: TLS handshake: {exc or 'timed out'}") from exc
+        except OSError as exc:  # ssl.SSLError is an OSError
+            sock.close()
+            raise WireError(f"ConnectError: {exc}") from exc
+        conn = _Connection(sock, parts.netloc)
         with self._lock:
             self._all.append(conn)
         return conn
 
-    def _discard(self, conn: http.client.HTTPConnection) -> None:
+    def _discard(self, conn: _Connection) -> None:
         conn.close()
         with self._lock:
             if conn in self._all:
                 self._all.remove(conn)
 
-    def _exchange(self, conn, key, method, target, body, headers, read: float, deadline: float) -> Answer:
-        """Send and read one answer on ``conn``; keep ``conn`` for the next request when the server allows.
+    def _exchange(self, conn: _Connection, key, method: str, payload: bytes, read: float,
+                  deadline: float) -> Answer:
+        """Send ``payload`` and read one answer on ``conn``; keep ``conn`` when the server allows.
 
         Raises one of ``_STALE`` when the connection was found closed before any answer began (the caller
         may send the request again on a new connection), else :class:`WireError`.
         """
         try:
             conn.sock.settimeout(max(0.001, min(read, deadline - time.monotonic())))
-            conn.request(method, target, body=body, headers=headers)
-            response = conn.getresponse()
+            conn.sock.sendall(payload)
+            status, version, headers = _read_head(conn.rfile)
         except _STALE:
             raise
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, _Malformed) as exc:
             raise self._failed(conn, exc) from exc
         try:
-            if conn.sock is not None:  # None: the answer closes the connection (the body is read from it still)
-                conn.sock.settimeout(max(0.001, min(read, deadline - time.monotonic())))
-            content = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+            conn.sock.settimeout(max(0.001, min(read, deadline - time.monotonic())))
+            content, delimited = _read_body(conn.rfile, method, status, headers)
+        except (OSError, _Malformed) as exc:
             raise self._failed(conn, exc) from exc
-        if response.will_close:
-            self._discard(conn)
-        else:
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        keep = delimited and ("keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens)
+        if keep:
             self._kept()[key] = conn
-        return Answer(response.status, response.getheader("Content-Type", ""), content)
+        else:
+            self._discard(conn)
+        return Answer(status, headers.get("content-type", ""), content)
 
-    def _failed(self, conn: http.client.HTTPConnection, exc: BaseException) -> WireError:
+    def _failed(self, conn: _Connection, exc: BaseException) -> WireError:
         self._discard(conn)
         if isinstance(exc, TimeoutError):
             return WireError(f"ReadTimeout: {exc or 'timed out'}")
         return WireError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes,
+                   with_length: bool) -> bytes:
+    """The whole request, head and body, ready for one ``sendall``."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers.items():
+        value = str(value)
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise WireError(f"InvalidHeader: {name!r} has a line break or a colon in its name or value")
+        lines.append(f"{name}: {value}")
+    if body or with_length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _read_line(rfile) -> bytes:
+    line = rfile.readline(_LINE_MAX + 1)
+    if len(line) > _LINE_MAX:
+        raise _Malformed("a status or header line longer than 64 KiB")
+    return line
+
+
+def _read_head(rfile) -> tuple[int, str, dict[str, str]]:
+    """Status, HTTP version and headers (names lower-cased; a repeated one keeps its last value)."""
+    while True:
+        line = _read_line(rfile)
+        if not line:
+            raise _Disconnected("the server closed the connection without an answer")
+        version, _, rest = line.decode("latin-1").strip().partition(" ")
+        code = rest[:3]
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            raise _Malformed(f"not an HTTP/1.x status line: {line[:80]!r}")
+        status = int(code)
+        headers: dict[str, str] = {}
+        for _ in range(_HEADERS_MAX + 1):
+            line = _read_line(rfile)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise _Malformed("the answer ended inside its headers")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon:
+                raise _Malformed(f"not a header line: {line[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise _Malformed(f"more than {_HEADERS_MAX} header lines")
+        if 100 <= status < 200:
+            continue  # an interim answer (100 Continue …): the real one follows
+        return status, version, headers
+
+
+def _read_body(rfile, method: str, status: int, headers: dict[str, str]) -> tuple[bytes, bool]:
+    """The answer's body, and whether its end was delimited (False: read until the server closed)."""
+    if method == "HEAD" or status in _NO_BODY:
+        return b"", True
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size_line = _read_line(rfile).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise _Malformed(f"a bad chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                while _read_line(rfile) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(chunks), True
+            chunk = rfile.read(size)
+            if len(chunk) < size:
+                raise _Malformed("the answer ended inside a chunk")
+            chunks.append(chunk)
+            rfile.readline(3)  # the chunk's CRLF
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _Malformed(f"a bad Content-Length {length[:20]!r}")
+        content = rfile.read(int(length))
+        if len(content) < int(length):
+            raise _Malformed(f"the answer ended after {len(content)} of {length} bytes")
+        return content, True
+    return rfile.read(), False
