@@ -53,9 +53,13 @@ def base_url(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
-def _validators() -> list[RequestValidator]:
-    tokens = [settings.TWILIO_AUTH_TOKEN, *settings.TWILIO_AUTH_TOKENS_EXTRA]
-    return [RequestValidator(t) for t in tokens if t]
+def _validators() -> tuple[RequestValidator, ...]:
+    return _validators_for((settings.TWILIO_AUTH_TOKEN, *settings.TWILIO_AUTH_TOKENS_EXTRA))
+
+
+@functools.lru_cache(maxsize=8)
+def _validators_for(tokens: tuple[str, ...]) -> tuple[RequestValidator, ...]:
+    return tuple(RequestValidator(t) for t in tokens if t)
 
 
 def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
