@@ -62,6 +62,20 @@ def _validators_for(tokens: tuple[str, ...]) -> tuple[RequestValidator, ...]:
     return tuple(RequestValidator(t) for t in tokens if t)
 
 
+class SignedParams(dict):
+    """A webhook's parameters as the twilio package's validator reads them fastest.
+
+    ``RequestValidator.compute_signature`` asks each parameter's values of ``getall`` (Flask), then of
+    ``getlist`` (Django), then indexes the mapping; on a plain ``dict`` that is two exceptions raised and
+    caught per parameter, half of the signature's cost. One value per name, as in ``form.params``.
+    """
+
+    __slots__ = ()
+
+    def getall(self, name: str) -> list[str]:
+        return [self[name]]
+
+
 def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
     """True when ``X-Twilio-Signature`` (or SignalWire's header) is valid for this URL and parameters."""
     signature = next((request.META[h] for h in SIGNATURE_HEADERS if request.META.get(h)), "")
@@ -70,7 +84,7 @@ def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
     algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
     url = public_url(request)
     # Twilio signs a GET over the URL alone (its parameters are in the query string already).
-    signed = params if request.method == "POST" else {}
+    signed = SignedParams(params) if request.method == "POST" else {}
     try:
         # The URL as received first (one signature with the twilio package's own code); ``validate`` then
         # tries it with and without the default port, as Twilio signs either way.

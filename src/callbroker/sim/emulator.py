@@ -271,7 +271,7 @@ class Carrier:
 
     def signature(self, url: str, params: Mapping[str, str] | None) -> str:
         """``X-Twilio-Signature`` for a request to ``url`` (public form) with POST ``params``."""
-        return self._validator.compute_signature(url, dict(params or {}))
+        return self._validator.compute_signature(url, _Signed(params or {}))
 
     def place_call(
         self,
@@ -1102,6 +1102,15 @@ class _Leg:
 
 
 _ssl_lock = threading.Lock()
+class _Signed(dict):
+    """Parameters as the twilio package's ``compute_signature`` reads them without raising (``getall``)."""
+
+    __slots__ = ()
+
+    def getall(self, name: str) -> list[str]:
+        return [self[name]]
+
+
 _ssl_contexts: list = []
 
 

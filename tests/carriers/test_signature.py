@@ -1,0 +1,35 @@
+"""``carriers/twilio.verify``: the twilio package's validator, fed parameters it reads without raising."""
+
+from __future__ import annotations
+
+from django.test import RequestFactory, override_settings
+from hypothesis import given
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from callbroker.carriers import twilio
+from callbroker.sim import emulator
+
+names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+URL = "https://calls.example.com/carriers/twilio/status?seq=2"
+
+
+@given(st.dictionaries(names, values, max_size=20))
+def test_signed_params_sign_exactly_as_a_plain_dict(params):
+    validator = RequestValidator("token")
+    expected = validator.compute_signature(URL, params)
+    assert validator.compute_signature(URL, twilio.SignedParams(params)) == expected
+    assert emulator.Carrier("http://127.0.0.1:9", "token").signature(URL, params) == expected
+
+
+@override_settings(PUBLIC_URL="https://calls.example.com", TWILIO_AUTH_TOKEN="token", TWILIO_AUTH_TOKENS_EXTRA=[])
+def test_verify_accepts_the_carriers_signature_and_refuses_any_other():
+    params = {"CallSid": "CA" + "1" * 32, "CallStatus": "completed", "From": "+15125550100"}
+    good = RequestValidator("token").compute_signature(URL, params)
+    for signature, expected in ((good, True), (RequestValidator("other").compute_signature(URL, params), False)):
+        request = RequestFactory().post("/carriers/twilio/status?seq=2", params, HTTP_X_TWILIO_SIGNATURE=signature)
+        assert twilio.verify(request, params) is expected
+    tampered = {**params, "CallStatus": "busy"}
+    request = RequestFactory().post("/carriers/twilio/status?seq=2", tampered, HTTP_X_TWILIO_SIGNATURE=good)
+    assert twilio.verify(request, tampered) is False
