@@ -24,8 +24,8 @@ from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, S
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADERS = ("HTTP_X_TWILIO_SIGNATURE", "HTTP_X_SIGNALWIRE_SIGNATURE")
-VOICE = "Polly.Joanna"
-MAX_RING_IN_URL = 20  # targets after the current one carried in the Dial action URL (degraded mode)  # Twilio voice name; carriers without it fall back to their default voice
+VOICE = "Polly.Joanna"  # Twilio voice name; carriers without it fall back to their default voice
+MAX_RING_IN_URL = 20  # targets after the current one carried in the Dial action URL (degraded mode)
 
 
 class MalformedWebhook(ValueError):

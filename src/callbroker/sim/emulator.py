@@ -1162,6 +1162,8 @@ def normalize_number(text: str) -> str:
 
 def _split_fragment(url: str) -> tuple[str, dict[str, int]]:
     """Strip ``#ct=…&rt=…&tt=…&rc=…`` (Twilio's connection overrides) from a URL."""
+    if "#" not in url:
+        return url, {}
     parts = urlsplit(url)
     overrides: dict[str, int] = {}
     for key, value in parse_qsl(parts.fragment):
