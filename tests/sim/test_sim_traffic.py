@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import statistics
 import time
@@ -255,6 +256,17 @@ def test_run_traffic_processes_reports_a_process_that_failed(server, day):
     stats = run_traffic_processes(make, day[:6], concurrency=2, processes=2)
     assert stats.calls == 3 and stats.errors == 3  # process 1's three calls are errors, not lost
     assert any("no carrier for you" in p for p in stats.problems)
+
+
+def test_run_traffic_processes_reports_a_process_that_died_without_reporting(server, day):
+    def make(i: int) -> Carrier:
+        if i == 0:
+            os._exit(3)  # as if killed: no exception, nothing put on the results queue
+        return Carrier(server.url, TOKEN, seed=i)
+
+    stats = run_traffic_processes(make, day[:6], concurrency=2, processes=2)
+    assert stats.calls == 3 and stats.errors == 3
+    assert stats.problems == ["traffic process 0 ended (exit code 3) without reporting"]
 
 
 def test_run_traffic_paces_at_the_rate(server, day):

@@ -564,8 +564,7 @@ def run_traffic_processes(
     for worker in workers:
         worker.start()
     merged = TrafficStats()
-    for _ in workers:
-        _, stats = results.get()
+    for stats in _results(results, workers, planned, processes):
         merged.calls += stats.calls
         merged.completed += stats.completed
         merged.bridged += stats.bridged
@@ -577,3 +576,27 @@ def run_traffic_processes(
         worker.join()
     merged.wall_seconds = time.perf_counter() - started
     return merged
+
+
+def _results(results, workers, planned: Sequence[PlannedCall], processes: int) -> Iterable[TrafficStats]:
+    """Each process's stats as they arrive; a process that died without reporting (killed, crashed in
+    C, ``os._exit``) counts its calls as errors instead of leaving the parent waiting for ever."""
+    import queue
+
+    waiting = set(range(len(workers)))
+    while waiting:
+        try:
+            i, stats = results.get(timeout=0.5)
+        except queue.Empty:
+            dead = [i for i in waiting if workers[i].exitcode is not None]
+            if not dead:
+                continue
+            try:  # a result put just before its process exited is in the pipe already: take it first
+                i, stats = results.get(timeout=0.5)
+            except queue.Empty:
+                i = dead[0]
+                code = workers[i].exitcode
+                stats = TrafficStats(errors=len(planned[i::processes]),
+                                     problems=[f"traffic process {i} ended (exit code {code}) without reporting"])
+        waiting.discard(i)
+        yield stats
