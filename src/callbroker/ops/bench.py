@@ -43,6 +43,23 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads) so far, in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5), counted after the command name)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 class MemorySampler(threading.Thread):
     """Samples the summed RSS and PSS of a process tree (gunicorn master + workers) until stopped."""
 
@@ -52,7 +69,8 @@ class MemorySampler(threading.Thread):
         self.peak_rss = self.peak_pss = 0
         self._halt = threading.Event()
 
-    def _tree(self) -> list[int]:
+    def tree(self) -> list[int]:
+        """The process and its descendants, now."""
         pids, frontier = [self.pid], [self.pid]
         while frontier:
             parent = frontier.pop()
@@ -76,7 +94,7 @@ class MemorySampler(threading.Thread):
         return 0
 
     def sample(self) -> None:
-        pids = self._tree()
+        pids = self.tree()
         rss = sum(self._kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
         pss = sum(self._kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
@@ -150,9 +168,13 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
         idle_rss = sampler.peak_rss
         sampler.start()
         planned = generate_day(network, calls=calls, seed=11)
+        server_cpu, emulator_cpu = cpu_seconds(sampler.tree()), _children_cpu()
         # The emulator in as many processes as cores: one Python process can't keep the server busy.
         stats = run_traffic_processes(lambda i: Carrier(srv.base, TOKEN, seed=11 + i, time_scale=0.0), planned,
                                       concurrency=concurrency, processes=drivers or default_workers(), rate=rate)
+        # Both share the machine's cores: what each spent per webhook says how full the machine was.
+        server_cpu = cpu_seconds(sampler.tree()) - server_cpu
+        emulator_cpu = _children_cpu() - emulator_cpu  # the emulator's processes, joined by now
         sampler.stop()
         latencies = list(stats.latencies_ms)
         server_side = server_side_latency(srv.base)
@@ -171,6 +193,9 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
             "lifecycles_per_s": round(stats.calls / stats.wall_seconds, 1) if stats.wall_seconds else 0,
             "webhook_p50_ms": round(_pct(latencies, 0.50), 2),
             "webhook_p99_ms": round(_pct(latencies, 0.99), 2),
+            "server_cpu_ms_per_webhook": round(1000 * server_cpu / len(latencies), 3) if latencies else None,
+            "emulator_cpu_ms_per_webhook": round(1000 * emulator_cpu / len(latencies), 3) if latencies else None,
+            "cores_busy": round((server_cpu + emulator_cpu) / stats.wall_seconds, 2) if stats.wall_seconds else None,
             **server_side,
             "server_rss_idle_mb": round(idle_rss / 1024, 1),
             "server_rss_peak_mb": round(sampler.peak_rss / 1024, 1),
@@ -788,11 +813,13 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
         say(f"    as fast as it answers, {concurrency} calls in flight: {e2e['lifecycles_per_s']} call lifecycles/s"
             f" ({e2e['webhooks']:,} webhooks, {e2e['errors']} errors)   webhook p50 {e2e['webhook_p50_ms']} ms"
             f"   p99 {e2e['webhook_p99_ms']} ms   (target ≥ 200/s)")
+        say(_cpu_line(e2e))
         if rate:
             paced = results["e2e_paced"] = bench_end_to_end(workers, calls, PACED_CONCURRENCY, drivers, rate=rate)
             say(f"    one new call every 1/{rate:g} s: {paced['lifecycles_per_s']} call lifecycles/s"
                 f" ({paced['webhooks']:,} webhooks, {paced['errors']} errors)   webhook p50"
                 f" {paced['webhook_p50_ms']} ms   p99 {paced['webhook_p99_ms']} ms   (target p99 ≤ 25 ms at 200/s)")
+            say(_cpu_line(paced))
             if paced["server_webhooks"]:
                 say(f"      the workers' own histogram (request in Django to answer, no wait for a free worker):"
                     f" p99 ≤ {paced['server_p99_le_ms']:g} ms, {paced['server_within_25ms']:,} of"
@@ -850,6 +877,12 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
             for example in n["violation_examples"]:
                 say(f"      {example}")
     return results
+
+
+def _cpu_line(e2e: dict) -> str:
+    return (f"      CPU per webhook: server {e2e['server_cpu_ms_per_webhook']} ms, emulator"
+            f" {e2e['emulator_cpu_ms_per_webhook']} ms (same machine); {e2e['cores_busy']} of"
+            f" {os.cpu_count()} cores busy on average")
 
 
 def _machine() -> str:
