@@ -44,3 +44,9 @@ def test_end_to_end_reports_throughput_latency_and_who_used_the_cpu():
         assert 0 < run["server_cpu_ms_per_webhook"] < 15
         assert 0 < run["emulator_cpu_ms_per_webhook"] < 10
         assert 0 < run["cores_busy"] <= os.cpu_count() + 0.5
+
+
+def test_the_emulator_cpu_is_counted_when_it_runs_in_this_process_too():
+    figures = bench.bench_end_to_end(workers=1, calls=20, concurrency=2, drivers=1)
+    assert figures["drivers"] == 1 and figures["errors"] == 0
+    assert 0 < figures["emulator_cpu_ms_per_webhook"] < 10

@@ -55,9 +55,10 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _children_cpu() -> float:
+def _driver_cpu() -> float:
+    """CPU of this process and of its children that ended: the emulator's, whether it ran here or forked."""
     times = os.times()
-    return times.children_user + times.children_system
+    return times.user + times.system + times.children_user + times.children_system
 
 
 class MemorySampler(threading.Thread):
@@ -168,13 +169,13 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
         idle_rss = sampler.peak_rss
         sampler.start()
         planned = generate_day(network, calls=calls, seed=11)
-        server_cpu, emulator_cpu = cpu_seconds(sampler.tree()), _children_cpu()
+        server_cpu, emulator_cpu = cpu_seconds(sampler.tree()), _driver_cpu()
         # The emulator in as many processes as cores: one Python process can't keep the server busy.
         stats = run_traffic_processes(lambda i: Carrier(srv.base, TOKEN, seed=11 + i, time_scale=0.0), planned,
                                       concurrency=concurrency, processes=drivers or default_workers(), rate=rate)
         # Both share the machine's cores: what each spent per webhook says how full the machine was.
         server_cpu = cpu_seconds(sampler.tree()) - server_cpu
-        emulator_cpu = _children_cpu() - emulator_cpu  # the emulator's processes, joined by now
+        emulator_cpu = _driver_cpu() - emulator_cpu  # the emulator's processes are joined by now
         sampler.stop()
         latencies = list(stats.latencies_ms)
         server_side = server_side_latency(srv.base)
