@@ -10,6 +10,14 @@ call path uses statements built once per model and query shape, here:
   with ``Model.from_db`` (as the ORM does, so ``_state`` and deferred-field tracking are the ORM's);
 - ``update`` writes some or all columns of an existing row by its primary key.
 
+``fetchone`` / ``fetchall`` / ``execute`` run hand-written statements the same way: on the DB-API
+connection itself, without Django's cursor wrapper (which, per statement, creates a wrapper cursor and
+on SQLite rewrites ``%s`` placeholders with a regular expression), but inside Django's
+``wrap_database_errors`` so that a failure raises the same ``django.db`` exception as through the ORM
+(``OperationalError`` for an outage, ``IntegrityError`` for a duplicate, …). Placeholders are written
+``%s`` as everywhere in Django and converted once per statement text. When queries are being logged
+(``DEBUG``, or a test counting queries) Django's own cursor is used so that they are counted.
+
 ``write_lock`` queues the call path's write transactions on SQLite (see there).
 
 Values go through each field's own ``get_db_prep_save`` and results through the same converters the
@@ -23,14 +31,17 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
+from operator import attrgetter
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.models import signals
 
 M = TypeVar("M", bound=models.Model)
 
@@ -38,6 +49,78 @@ M = TypeVar("M", bound=models.Model)
 def _connection():
     """The default connection itself: ``django.db.connection`` is a proxy that looks it up on every use."""
     return connections[DEFAULT_DB_ALIAS]
+
+
+_QMARK = re.compile(r"(?<!%)%s")
+
+
+@lru_cache(maxsize=1024)
+def _native(sql: str) -> str:
+    """``sql`` with SQLite's ``?`` placeholders, as Django's SQLite cursor rewrites it on every execute."""
+    return _QMARK.sub("?", sql).replace("%%", "%")
+
+
+def _raw_cursor(conn):
+    """A DB-API cursor that executes ``%s`` statements (call inside ``conn.wrap_database_errors``)."""
+    if conn.connection is None or conn.health_check_enabled:
+        conn.close_if_health_check_failed()
+        conn.ensure_connection()
+    conn.validate_no_broken_transaction()
+    return conn.create_cursor() if conn.vendor != "sqlite" else None
+
+
+def _run(conn, sql: str, params: Sequence):
+    """Execute one statement on ``conn``'s DB-API connection; the DB-API cursor (errors wrapped by caller)."""
+    cursor = _raw_cursor(conn)
+    if cursor is None:  # SQLite: the connection executes (and caches the prepared statement) itself
+        return conn.connection.execute(_native(sql), params)
+    cursor.execute(sql, params)
+    return cursor
+
+
+def fetchone(sql: str, params: Sequence = ()) -> tuple | None:
+    """The first row of a hand-written ``SELECT`` (or ``… RETURNING``), or None."""
+    conn = _connection()
+    if conn.queries_logged:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    with conn.wrap_database_errors:
+        cursor = _run(conn, sql, params)
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+
+def fetchall(sql: str, params: Sequence = ()) -> list[tuple]:
+    """Every row of a hand-written ``SELECT``."""
+    conn = _connection()
+    if conn.queries_logged:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    with conn.wrap_database_errors:
+        cursor = _run(conn, sql, params)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+def execute(sql: str, params: Sequence = ()) -> int:
+    """Run a hand-written ``INSERT`` / ``UPDATE`` / ``DELETE``; the number of rows it changed."""
+    conn = _connection()
+    if conn.queries_logged:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    with conn.wrap_database_errors:
+        cursor = _run(conn, sql, params)
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
 
 
 _NONE = type(None)
@@ -50,9 +133,12 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
     ``to_python`` of a ``str`` for a text field, a ``bool`` for a boolean field or an ``int`` for an
     integer field is the value itself, so the three layers of method calls per column can be skipped.
     Integers only on SQLite: Django's PostgreSQL backend wraps them in psycopg's sized integer types.
+    A date, time or decimal column's ``None`` is ``None`` for the database too.
     """
     if isinstance(field, models.ForeignKey):
         return _plain(field.target_field, vendor)
+    if isinstance(field, models.DecimalField) and type(field).get_db_prep_save is models.DecimalField.get_db_prep_save:
+        return frozenset({_NONE})
     if type(field).get_db_prep_save is not models.Field.get_db_prep_save:
         return frozenset()
     if isinstance(field, (models.CharField, models.TextField)):
@@ -61,17 +147,98 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
         return frozenset({bool, _NONE})
     if isinstance(field, models.IntegerField) and vendor == "sqlite":  # auto fields are integer fields too
         return frozenset({int, _NONE})
+    if isinstance(field, models.DateField):  # dates and datetimes (a DateTimeField is a DateField)
+        return frozenset({_NONE})
     return frozenset()
 
 
-def _prepared(fields: Sequence[models.Field], obj: models.Model, adding: bool, conn) -> list:
-    """Each field's value of ``obj`` for the database, exactly as ``Field.get_db_prep_save`` gives it."""
-    vendor = conn.vendor
+def _reads_attribute(field: models.Field) -> bool:
+    """``field.pre_save`` only reads the attribute (no ``auto_now``, no override of ours to honour)."""
+    pre_save = type(field).pre_save
+    if pre_save is models.Field.pre_save:
+        return True
+    return (pre_save in (models.DateField.pre_save, models.DateTimeField.pre_save)
+            and not (field.auto_now or field.auto_now_add))
+
+
+def _utc_text(field: models.Field, vendor: str) -> bool:
+    """An SQLite datetime column that Django writes as ``str(naive UTC)`` (see ``_prepared``)."""
+    cls = type(field)
+    return (vendor == "sqlite" and isinstance(field, models.DateTimeField)
+            and cls.get_db_prep_save is models.Field.get_db_prep_save
+            and cls.get_db_prep_value is models.DateTimeField.get_db_prep_value
+            and cls.get_prep_value is models.DateTimeField.get_prep_value)
+
+
+@cache
+def _plan(fields: tuple[models.Field, ...], vendor: str) -> tuple[Callable, tuple[tuple, ...]]:
+    """How ``_prepared`` reads and converts each of ``fields``: one getter for all, a step per field."""
+    getter = attrgetter(*(f.attname for f in fields))
+    if len(fields) == 1:
+        getter = (lambda one: lambda obj: (one(obj),))(getter)
+    return getter, tuple((f, _plain(f, vendor), _reads_attribute(f), _utc_text(f, vendor)) for f in fields)
+
+
+_UTC = dt.UTC
+
+
+def _prepared(fields: tuple[models.Field, ...], obj: models.Model, adding: bool, conn) -> list:
+    """Each field's value of ``obj`` for the database, exactly as ``Field.get_db_prep_save`` gives it.
+
+    Per column that is the value itself when ``get_db_prep_save`` would return it unchanged (``_plain``),
+    and on SQLite an aware UTC datetime's ``str`` without the offset, which is what Django's
+    ``adapt_datetimefield_value`` makes of it when the connection's time zone is UTC (the default).
+    Everything else goes through the field's own ``pre_save`` and ``get_db_prep_save``.
+    """
+    getter, steps = _plan(fields, conn.vendor)
+    utc = conn.timezone is _UTC
     out = []
-    for f in fields:
-        value = f.pre_save(obj, adding)
-        out.append(value if type(value) in _plain(f, vendor) else f.get_db_prep_save(value, conn))
+    for value, (field, plain, reads, utc_text) in zip(getter(obj), steps, strict=True):
+        if not reads:
+            value = field.pre_save(obj, adding)
+        if type(value) in plain:
+            out.append(value)
+        elif utc_text and utc and type(value) is dt.datetime and value.tzinfo is _UTC:
+            out.append(str(value.replace(tzinfo=None)))
+        else:
+            out.append(field.get_db_prep_save(value, conn))
     return out
+
+
+@cache
+def _blank(model: type[models.Model]) -> tuple[dict, tuple[tuple[str, Callable], ...], frozenset[str]]:
+    """A new ``model`` instance's column values: those shared by every instance, those made per instance
+    (a callable default such as ``list``), and the names ``new`` accepts."""
+    fixed, fresh = {}, []
+    for f in model._meta.concrete_fields:
+        if f.has_default() and callable(f.default):
+            fresh.append((f.attname, f.default))
+        else:
+            fixed[f.attname] = f.get_default()
+    return fixed, tuple(fresh), frozenset(fixed) | {name for name, _ in fresh}
+
+
+def new(model: type[M], **values) -> M:
+    """``model(**values)`` for a new row, built without ``Model.__init__``'s per-field work.
+
+    ``values`` are given by column attribute (``campaign_id``, not ``campaign``). Each column gets its
+    default as ``__init__`` gives it (a callable default is called for each instance); no ``pre_init`` /
+    ``post_init`` signal is sent, so a model that has receivers for them is built by ``__init__``.
+    """
+    fixed, fresh, names = _blank(model)
+    unknown = values.keys() - names
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column attribute {', '.join(sorted(unknown))}")
+    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+        return model(**values)
+    obj = model.__new__(model)
+    state = obj.__dict__
+    state.update(fixed)
+    for name, default in fresh:
+        state[name] = default()
+    state.update(values)
+    state["_state"] = models.base.ModelState()
+    return obj
 
 
 @cache
@@ -88,10 +255,7 @@ def insert(obj: models.Model) -> models.Model:
     """Insert ``obj`` (a new row) and set its primary key. Fires no signals; call in a transaction."""
     conn = _connection()
     sql, fields = _insert_sql(type(obj), conn.vendor)
-    values = _prepared(fields, obj, True, conn)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, values)
-        obj.pk = cursor.fetchone()[0]
+    obj.pk = fetchone(sql, _prepared(fields, obj, True, conn))[0]
     obj._state.adding = False
     obj._state.db = conn.alias
     _remember(obj)
@@ -133,9 +297,7 @@ def select(model: type[M], *, order_by: str = "", limit: int | None = None, **wh
     conn = _connection()
     sql, _fields, attnames, converters = _select_sql(model, conn.vendor, names, order_by, limit)
     params = [model._meta.get_field(name).get_db_prep_value(where[name], conn) for name in names]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = fetchall(sql, params)
     alias = conn.alias
     out = []
     for row in rows:
@@ -174,9 +336,18 @@ def _update_sql(model: type[models.Model], vendor: str, names: tuple[str, ...] |
 _IMMUTABLE = (str, int, float, bool, Decimal, dt.datetime, dt.date, dt.timedelta, type(None))
 
 
+@cache
+def _all_columns(model: type[models.Model]) -> tuple[tuple[str, ...], Callable]:
+    """The attribute names of ``model``'s columns and one getter returning all of their values."""
+    names = tuple(f.attname for f in model._meta.concrete_fields)
+    getter = attrgetter(*names)
+    return names, getter if len(names) > 1 else (lambda obj: (getter(obj),))
+
+
 def _remember(obj: models.Model) -> None:
     """Note the values just read or written, so that ``update`` can skip the columns left alone."""
-    obj._db_values = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+    names, values = _all_columns(type(obj))
+    obj._db_values = dict(zip(names, values(obj), strict=True))
 
 
 def _changed(obj: models.Model) -> tuple[str, ...] | None:
@@ -216,8 +387,7 @@ def update(obj: models.Model, fields: Sequence[str] | None = None) -> None:
     sql, targets = _update_sql(type(obj), conn.vendor, names)
     values = _prepared(targets, obj, False, conn)
     values.append(obj.pk)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, values)
+    execute(sql, values)
     known = obj.__dict__.get("_db_values")
     if known is not None:
         for f in targets:
@@ -242,9 +412,7 @@ def update_where(model: type[models.Model], values: dict, **where) -> int:
     sql, fields, keys = _update_where_sql(model, conn.vendor, tuple(values), tuple(where))
     params = [f.get_db_prep_save(values[f.name], conn) for f in fields]
     params += [k.get_db_prep_value(where[k.name], conn) for k in keys]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return execute(sql, params)
 
 
 @cache
@@ -278,6 +446,8 @@ def writers_lock_path(database: str) -> str:
 
 def _lock_fd() -> int | None:
     global _lock_file
+    if _lock_file is not None and _lock_file[0] == os.getpid():
+        return _lock_file[1]
     if connection.is_in_memory_db():
         return None
     if _lock_file is None or _lock_file[0] != os.getpid():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callbroker import db
-from callbroker.calls.models import Call, CallAttempt
+from callbroker.calls.models import Call, CallAttempt, CallEvent
 
 T0 = dt.datetime(2026, 11, 27, 14, 3, 12, 250000, tzinfo=dt.UTC)
 
@@ -26,18 +27,38 @@ def _call(**fields) -> Call:
     return Call(**fields)
 
 
-@settings(max_examples=60, deadline=None)
+ZONES = st.sampled_from([dt.UTC, ZoneInfo("UTC"), ZoneInfo("America/Chicago"), dt.timezone(dt.timedelta(hours=5))])
+moments = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31), timezones=ZONES)
+
+
+@settings(max_examples=80, deadline=None)
 @given(sid=texts, city=texts, attempts=small_ints, confirmed=st.sampled_from([None, True, False]),
        talk=small_ints, revenue=st.decimals(min_value=0, max_value=9999, places=2),
-       decision=st.none() | st.dictionaries(st.sampled_from(["ring", "x"]), st.lists(small_ints, max_size=3)))
-def test_prepared_values_are_the_orms(sid, city, attempts, confirmed, talk, revenue, decision):
+       decision=st.none() | st.dictionaries(st.sampled_from(["ring", "x"]), st.lists(small_ints, max_size=3)),
+       started=moments, ended=st.none() | moments, job_value=st.none() | st.decimals(min_value=0, max_value=99999,
+                                                                                        places=2),
+       campaign=st.none() | st.integers(min_value=1, max_value=2**31 - 1))
+def test_prepared_values_are_the_orms(sid, city, attempts, confirmed, talk, revenue, decision, started, ended,
+                                      job_value, campaign):
     call = _call(call_sid=sid, caller_city=city, zip_attempts=attempts, category_confirmed=confirmed,
-                 talk_seconds=talk, revenue=revenue, decision=decision)
-    fields = [f for f in Call._meta.concrete_fields if not f.primary_key]
+                 talk_seconds=talk, revenue=revenue, decision=decision, started_at=started, ended_at=ended,
+                 job_value=job_value, campaign_id=campaign)
+    fields = tuple(f for f in Call._meta.concrete_fields if not f.primary_key)
     fast = db._prepared(fields, call, True, connection)
     orm = [f.get_db_prep_save(f.pre_save(call, True), connection) for f in fields]
     assert fast == orm
     assert [type(v) for v in fast] == [type(v) for v in orm]
+    one = (Call._meta.get_field("started_at"),)  # a single column (update of one field)
+    assert db._prepared(one, call, False, connection) == [one[0].get_db_prep_save(started, connection)]
+
+
+def test_prepared_runs_pre_save_where_it_does_more_than_read():
+    """``auto_now_add`` sets the value on insert: ``_prepared`` must call ``pre_save`` for such a column."""
+    event = CallEvent(call_sid="CA1", kind="voice", dedupe_key="CA1:voice", params={})
+    field = (CallEvent._meta.get_field("received_at"),)
+    assert event.received_at is None
+    (value,) = db._prepared(field, event, True, connection)
+    assert event.received_at is not None and value == connection.ops.adapt_datetimefield_value(event.received_at)
 
 
 @pytest.mark.django_db
@@ -101,3 +122,76 @@ def test_select_filters_orders_and_update_where_counts():
     assert db.update_where(Call, {"recording_url": "x"}, call_sid="CA-none") == 0
     assert Call.objects.get(pk=call.pk).recording_seconds == 12
     assert db.from_db(Call, "started_at", connection.ops.adapt_datetimefield_value(T0)) == T0
+
+
+@pytest.mark.django_db
+def test_hand_written_statements_run_on_the_connection_with_djangos_errors():
+    from django.db import IntegrityError, OperationalError
+
+    call = db.insert(_call())
+    table = Call._meta.db_table
+    assert db.fetchone(f"SELECT call_sid, talk_seconds FROM {table} WHERE id = %s", [call.pk]) == (call.call_sid, 0)
+    assert db.fetchone(f"SELECT call_sid FROM {table} WHERE id = %s", [call.pk + 1]) is None
+    assert db.execute(f"UPDATE {table} SET caller_city = %s WHERE id = %s", ["100% Austin", call.pk]) == 1
+    assert db.fetchall(f"SELECT caller_city FROM {table} WHERE caller_city LIKE '100%%'") == [("100% Austin",)]
+    with pytest.raises(IntegrityError):  # a duplicate CallSid: the ORM's exception, as callers catch it
+        db.insert(_call())
+    with pytest.raises(OperationalError):  # e.g. a missing table; an unreachable database raises the same
+        db.fetchone("SELECT 1 FROM no_such_table")
+
+
+@pytest.mark.django_db
+def test_hand_written_statements_are_counted_when_queries_are_logged():
+    from django.test.utils import CaptureQueriesContext
+
+    call = db.insert(_call())
+    with CaptureQueriesContext(connection) as queries:
+        db.fetchone(f"SELECT id FROM {Call._meta.db_table} WHERE id = %s", [call.pk])
+        db.select_one(Call, call_sid=call.call_sid)
+        db.update_where(Call, {"caller_city": "Waco"}, call_sid=call.call_sid)
+    assert len(queries) == 3
+
+
+def _columns(obj) -> dict:
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+@settings(max_examples=40, deadline=None)
+@given(sid=texts, city=texts, started=moments, confirmed=st.sampled_from([None, True, False]))
+def test_new_builds_what_the_constructor_builds(sid, city, started, confirmed):
+    values = {"call_sid": sid, "caller_city": city, "started_at": started, "category_confirmed": confirmed,
+              "campaign_id": 7}
+    fast, orm = db.new(Call, **values), Call(**values)
+    assert _columns(fast) == _columns(orm)
+    assert (fast._state.adding, fast._state.db) == (True, None)
+    assert db.new(Call).reason_codes is not db.new(Call).reason_codes  # a callable default: one list each
+    attempt = {"call_id": 3, "sequence": 2, "number": "+15125550101", "started_at": started}
+    assert _columns(db.new(CallAttempt, **attempt)) == _columns(CallAttempt(**attempt))
+
+
+def test_new_refuses_what_is_not_a_column_attribute():
+    with pytest.raises(TypeError, match="campaign"):
+        db.new(Call, campaign=None)  # the relation's name: ``campaign_id`` is the column attribute
+
+
+def test_new_uses_the_constructor_when_someone_listens_to_it():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance.call_sid)
+
+    post_init.connect(listener, sender=Call)
+    try:
+        db.new(Call, call_sid="CA-heard")
+    finally:
+        post_init.disconnect(listener, sender=Call)
+    assert seen == ["CA-heard"]
+
+
+@pytest.mark.django_db
+def test_a_new_instance_is_inserted_and_read_back():
+    call = db.insert(db.new(Call, call_sid="CA" + "2" * 32, to_number="+15125550100", started_at=T0))
+    stored = Call.objects.get(pk=call.pk)
+    assert (stored.call_sid, stored.started_at, stored.reason_codes, stored.stage) == (call.call_sid, T0, [], "ivr")

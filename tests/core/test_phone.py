@@ -172,3 +172,17 @@ class TestValidateE164:
         for value in ("+15555550100", "+12115550100", "+19995550100"):
             with pytest.raises(ValueError):
                 phone.validate_e164(value)
+
+
+@settings(max_examples=400)
+@given(st.from_regex(r"\+1[2-9][0-9]{9}", fullmatch=True) | st.from_regex(r"\+1[0-9]{8,11}", fullmatch=True))
+def test_the_nanp_shortcut_parses_as_phonenumbers_does(raw):
+    """``+1NPANXXXXXX`` skips ``phonenumbers.parse``: the number (hence validity and E.164 form) is the same."""
+    try:
+        slow = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        slow = None
+    assert phone._parse(raw, "US") == slow
+    expected = phonenumbers.format_number(slow, phonenumbers.PhoneNumberFormat.E164) \
+        if slow is not None and phone._acceptable(slow) else None
+    assert phone.normalize(raw) == expected

@@ -33,6 +33,7 @@ from callbroker.core.routing import counted_targets, route
 from callbroker.network import live
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import (
+    VERSION_SQL,
     CampaignInfo,
     NetworkSnapshot,
     TargetInfo,
@@ -59,19 +60,24 @@ class UnknownCall(LookupError):
 
 
 def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Callable[[Sequence[s.Step]], str],
-                *, prepare: Callable[[], object] | None = None) -> str:
+                *, prepare: Callable[[int | None], object] | None = None) -> str:
     """Run ``run`` once per ``event.dedupe_key`` and store the rendered answer with the raw event.
 
     A repeated delivery returns the stored answer without running anything. State change and event
     log are written in the same transaction, so a crash leaves neither. ``prepare`` (reads only) runs
     before the transaction and its result is passed to ``run``: on SQLite a write transaction holds
-    the database's one write lock, so the reading and deciding is kept out of it.
+    the database's one write lock, so the reading and deciding is kept out of it. ``prepare`` is given
+    the network version, read with the stored answer in one statement (None on a retry: read it again).
     """
-    stored = _stored_answer(event)
+    version = None
+    if prepare is not None:
+        stored, version = _stored_answer_and_version(event)
+    else:
+        stored = _stored_answer(event)
     if stored is not None:
         return stored
     for attempt in range(1, TRANSIENT_RETRIES + 1):
-        prepared = prepare() if prepare is not None else None
+        prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
             with db.write_lock(), transaction.atomic():
                 body = render(run(prepared) if prepare is not None else run())
@@ -110,21 +116,25 @@ _EVENTS = CallEvent._meta.db_table
 
 def _stored_answer(event: EventIn) -> str | None:
     # Hand-written SQL: this runs on every webhook and the ORM's query building costs more than the query.
-    with connection.cursor() as cursor:  # index event_unique_call_key
-        cursor.execute(f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s",
-                       [event.call_sid, event.dedupe_key])
-        row = cursor.fetchone()
+    row = db.fetchone(f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s",  # index
+                      [event.call_sid, event.dedupe_key])  # event_unique_call_key
     return row[0] if row else None
+
+
+def _stored_answer_and_version(event: EventIn) -> tuple[str | None, int]:
+    """``_stored_answer`` and the network version (``snapshot.network_version``) in one statement."""
+    row = db.fetchone(f"SELECT (SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s), "
+                      f"({VERSION_SQL})", [event.call_sid, event.dedupe_key])
+    return row[0], row[1] or 0
 
 
 def _store_event(event: EventIn, body: str) -> None:
     received = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_EVENTS} (call_sid, kind, dedupe_key, params, response, received_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            [event.call_sid, event.kind, event.dedupe_key, json.dumps(event.params), body, received],
-        )
+    db.execute(
+        f"INSERT INTO {_EVENTS} (call_sid, kind, dedupe_key, params, response, received_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        [event.call_sid, event.kind, event.dedupe_key, json.dumps(event.params), body, received],
+    )
 
 
 # --------------------------------------------------------------------------- inbound call
@@ -135,7 +145,8 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
     tracking = snap.tracking.get(_tracking_key(inbound.to))
     campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
     caller_e164, caller_status = classify_caller(inbound.from_raw)
-    call = Call(
+    call = db.new(  # Call(...) without Model.__init__'s per-field work: this runs on every inbound call
+        Call,
         call_sid=inbound.call_sid,
         account_sid=inbound.account_sid,
         to_number=inbound.to[:32],
@@ -170,14 +181,16 @@ def intro_steps(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
     return ()
 
 
-def prepare_call(inbound: InboundCall, now: dt.datetime | None = None) -> Callable[[], tuple[s.Step, ...]]:
+def prepare_call(inbound: InboundCall, now: dt.datetime | None = None, *,
+                 network_version: int | None = None) -> Callable[[], tuple[s.Step, ...]]:
     """A new inbound call on a tracking number: disclosure, IVR, or straight to routing.
 
     Everything is read and decided here, outside any transaction; the returned function writes the
     call (and takes the first target's slot) and returns the steps. ``start_call`` runs both.
+    ``network_version``: the version just read from the database (``handle_once``), else it is read here.
     """
     now = now or timezone.now()
-    snap = current_snapshot()
+    snap = current_snapshot(version=network_version)
     call, campaign = new_call(inbound, snap, now)
     if campaign is None:
         log.warning("call %s to %s: not an active tracking number", inbound.call_sid, inbound.to)
@@ -496,9 +509,9 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         _write(call)
         # Stamped after the slot was taken (not at routing time): attempt intervals then never overlap
         # more than the concurrency limit allowed, which the reliability suite checks.
-        db.insert(CallAttempt(call=call, sequence=call.ring_position, target_id=target_id,
-                              buyer_id=info.core.buyer_id, number=info.core.number,
-                              started_at=max(now, timezone.now())))
+        db.insert(db.new(CallAttempt, call_id=call.pk, sequence=call.ring_position, target_id=target_id,
+                         buyer_id=info.core.buyer_id, number=info.core.number,
+                         started_at=max(now, timezone.now())))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id, tuple(ring[call.ring_position:])),)
     return _apply_fallback(call, campaign)
@@ -545,13 +558,11 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     if not call.caller_number:
         return None
     since = connection.ops.adapt_datetimefield_value(now - campaign.core.duplicate_window)
-    with connection.cursor() as cursor:  # hand-written: runs on every call (index call_campaign_caller_idx)
-        cursor.execute(
-            f"SELECT connected_target_id FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s "
-            "AND started_at >= %s AND connected_target_id IS NOT NULL ORDER BY started_at DESC LIMIT 1",
-            [campaign.core.id, call.caller_number, since],
-        )
-        row = cursor.fetchone()
+    row = db.fetchone(  # hand-written: runs on every call (index call_campaign_caller_idx)
+        f"SELECT connected_target_id FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s "
+        "AND started_at >= %s AND connected_target_id IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+        [campaign.core.id, call.caller_number, since],
+    )
     return row[0] if row else None
 
 
@@ -559,19 +570,19 @@ def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.dateti
     """The caller's last billable call in this campaign before this one; their calls in the velocity window."""
     started = connection.ops.adapt_datetimefield_value(call.started_at)
     since = connection.ops.adapt_datetimefield_value(call.started_at - campaign.core.velocity_window)
-    with connection.cursor() as cursor:  # hand-written: runs at the end of every call (call_*_idx indexes)
-        cursor.execute(
-            f"SELECT started_at FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s AND verdict = %s "
-            "AND started_at < %s ORDER BY started_at DESC LIMIT 1",
-            [call.campaign_id, call.caller_number, Verdict.BILLABLE.value, started],
-        )
-        previous = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
-        cursor.execute(
-            f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s "
-            "AND started_at < %s AND id <> %s",
-            [call.caller_number, since, started, call.pk],
-        )
-        recent = tuple(db.from_db(Call, "started_at", row[0]) for row in cursor.fetchall())
+    # hand-written: runs at the end of every call (call_*_idx indexes)
+    rows = db.fetchall(
+        f"SELECT started_at FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s AND verdict = %s "
+        "AND started_at < %s ORDER BY started_at DESC LIMIT 1",
+        [call.campaign_id, call.caller_number, Verdict.BILLABLE.value, started],
+    )
+    previous = tuple(db.from_db(Call, "started_at", row[0]) for row in rows)
+    rows = db.fetchall(
+        f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s "
+        "AND started_at < %s AND id <> %s",
+        [call.caller_number, since, started, call.pk],
+    )
+    recent = tuple(db.from_db(Call, "started_at", row[0]) for row in rows)
     return previous, recent
 
 
@@ -600,18 +611,16 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
     if not limit:
         return
     since = now - dt.timedelta(seconds=campaign.missed_calls_window_s)
-    with connection.cursor() as cursor:  # hand-written: runs after every unanswered attempt
-        cursor.execute(f"SELECT paused_until FROM {_STATE} WHERE target_id = %s", [info.core.id])
-        row = cursor.fetchone()
-        state = db.from_db(TargetState, "paused_until", row[0]) if row else None
-        if state is not None and state > since:
-            since = state  # count only the misses after the last auto-pause ended
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {_ATTEMPTS} WHERE target_id = %s "
-            f"AND result IN ({', '.join(['%s'] * len(UNANSWERED))}) AND ended_at >= %s",
-            [info.core.id, *(r.value for r in UNANSWERED), connection.ops.adapt_datetimefield_value(since)],
-        )
-        missed = cursor.fetchone()[0]
+    # hand-written: runs after every unanswered attempt
+    row = db.fetchone(f"SELECT paused_until FROM {_STATE} WHERE target_id = %s", [info.core.id])
+    state = db.from_db(TargetState, "paused_until", row[0]) if row else None
+    if state is not None and state > since:
+        since = state  # count only the misses after the last auto-pause ended
+    missed = db.fetchone(
+        f"SELECT COUNT(*) FROM {_ATTEMPTS} WHERE target_id = %s "
+        f"AND result IN ({', '.join(['%s'] * len(UNANSWERED))}) AND ended_at >= %s",
+        [info.core.id, *(r.value for r in UNANSWERED), connection.ops.adapt_datetimefield_value(since)],
+    )[0]
     if missed >= limit:
         window_min = campaign.missed_calls_window_s // 60
         cooldown_min = campaign.missed_calls_cooldown_s // 60

@@ -185,7 +185,7 @@ def _degraded_voicemail(request: HttpRequest, params: dict[str, str]):
 def voice(request: HttpRequest, params: dict[str, str]) -> str:
     inbound = twilio.inbound_call(params)
     return _once(request, params, "voice", "voice", lambda commit: commit(),
-                 prepare=lambda: services.prepare_call(inbound))
+                 prepare=lambda version: services.prepare_call(inbound, network_version=version))
 
 
 @webhook(kind="ivr_zip", degraded=_degraded_inbound)

@@ -53,6 +53,7 @@ _WITHHELD_TEXT: Final = frozenset({"", "none", "null", "no caller id", "nocaller
 
 _E164_RE = re.compile(r"\+[1-9]\d{1,14}")
 _NANP_FICTIONAL_RE = re.compile(r"\+1[2-9]\d{2}55501\d{2}")
+_NANP_E164_RE = re.compile(r"\+1[2-9][0-9]{9}")  # ASCII digits: ``\d`` would match any script's
 
 
 def _acceptable(number: phonenumbers.PhoneNumber) -> bool:
@@ -74,6 +75,10 @@ def _area_code_in_use(npa: str) -> bool:
 
 
 def _parse(raw: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    if _NANP_E164_RE.fullmatch(raw):
+        # What ``parse`` makes of "+1NPANXXXXXX" (tested equal), without its generic work: every caller
+        # ID a US carrier sends has this form, and parsing was a tenth of an inbound webhook's CPU.
+        return phonenumbers.PhoneNumber(country_code=1, national_number=int(raw[2:]))
     try:
         return phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

@@ -73,6 +73,7 @@ from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.dispatch import receiver
 
+from callbroker import db
 from callbroker.core.model import Exclusion, Target, TargetCounters
 from callbroker.network.models import TargetState, TargetUsage
 from callbroker.ops import metrics
@@ -136,10 +137,9 @@ def auto_paused(target_ids: Iterable[int], now: dt.datetime) -> set[int]:
     knows whose counters to read (``routing.counted_targets``). ``target_ids`` is read only when a pause
     exists.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT target_id FROM {STATE} WHERE paused_until > %s",
+    rows = db.fetchall(f"SELECT target_id FROM {STATE} WHERE paused_until > %s",
                        [connection.ops.adapt_datetimefield_value(now)])
-        paused = {target_id for (target_id,) in cursor.fetchall()}
+    paused = {target_id for (target_id,) in rows}
     return paused.intersection(target_ids) if paused else paused
 
 
@@ -276,28 +276,27 @@ class SqlBackend:
         ids = [t.id for t in targets]
         active: dict[int, int] = {}
         auto_paused: set[int] = set()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT target_id, active_calls, paused_until FROM {STATE} "
-                f"WHERE target_id IN ({_placeholders(len(ids))})",
-                ids,
+        rows = db.fetchall(
+            f"SELECT target_id, active_calls, paused_until FROM {STATE} "
+            f"WHERE target_id IN ({_placeholders(len(ids))})",
+            ids,
+        )
+        for target_id, active_calls, paused_until in rows:
+            active[target_id] = active_calls
+            if paused_until is not None and _aware(paused_until) > now:
+                auto_paused.add(target_id)
+        keys_in = period_keys_at(now)
+        keys = {t.id: keys_in(timezones[t.id]) for t in targets
+                if any(c is not None for c in caps_of(t))}
+        usage: dict[tuple[int, str], int] = {}
+        if keys:
+            periods = sorted({k for triple in keys.values() for k in triple})
+            rows = db.fetchall(
+                f"SELECT target_id, period, count FROM {USAGE} WHERE target_id IN ({_placeholders(len(keys))}) "
+                f"AND period IN ({_placeholders(len(periods))})",
+                [*keys, *periods],
             )
-            for target_id, active_calls, paused_until in cursor.fetchall():
-                active[target_id] = active_calls
-                if paused_until is not None and _aware(paused_until) > now:
-                    auto_paused.add(target_id)
-            keys_in = period_keys_at(now)
-            keys = {t.id: keys_in(timezones[t.id]) for t in targets
-                    if any(c is not None for c in caps_of(t))}
-            usage: dict[tuple[int, str], int] = {}
-            if keys:
-                periods = sorted({k for triple in keys.values() for k in triple})
-                cursor.execute(
-                    f"SELECT target_id, period, count FROM {USAGE} WHERE target_id IN ({_placeholders(len(keys))}) "
-                    f"AND period IN ({_placeholders(len(periods))})",
-                    [*keys, *periods],
-                )
-                usage = {(target_id, period): count for target_id, period, count in cursor.fetchall()}
+            usage = {(target_id, period): count for target_id, period, count in rows}
         counters = {}
         for t in targets:
             h, d, m = keys.get(t.id, ("", "", ""))
@@ -306,37 +305,31 @@ class SqlBackend:
         return counters, auto_paused
 
     def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
-        with connection.cursor() as cursor:
-            if target.concurrency_limit is None:
-                cursor.execute(f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s",
-                               [target.id])
-                if cursor.rowcount == 0:
-                    cursor.execute(f"INSERT INTO {STATE} (target_id, active_calls, pause_reason) VALUES (%s, 1, '')",
-                                   [target.id])
-            else:
-                cursor.execute(
-                    f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s AND active_calls < %s",
-                    [target.id, target.concurrency_limit],
-                )
-                if cursor.rowcount == 0:
-                    return Exclusion.CONCURRENCY_FULL
-            taken: list[str] = []
-            for key, cap, exclusion in zip(period_keys(now, tz_name), caps_of(target), CAP_EXCLUSIONS, strict=True):
-                if cap is None:
-                    continue
-                if cap > 0:
-                    cursor.execute(
-                        f"INSERT INTO {USAGE} (target_id, period, count) VALUES (%s, %s, 1) "
-                        f"ON CONFLICT (target_id, period) DO UPDATE SET count = {USAGE}.count + 1 "
-                        f"WHERE {USAGE}.count < %s",
-                        [target.id, key, cap],
-                    )
-                    if cursor.rowcount:
-                        taken.append(key)
-                        continue
-                # Cap reached: give back what this call took so far, so nothing of the reservation remains.
-                _give_back(cursor, target.id, taken)
-                return exclusion
+        if target.concurrency_limit is None:
+            if not db.execute(f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s",
+                              [target.id]):
+                db.execute(f"INSERT INTO {STATE} (target_id, active_calls, pause_reason) VALUES (%s, 1, '')",
+                           [target.id])
+        elif not db.execute(
+            f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s AND active_calls < %s",
+            [target.id, target.concurrency_limit],
+        ):
+            return Exclusion.CONCURRENCY_FULL
+        taken: list[str] = []
+        for key, cap, exclusion in zip(period_keys(now, tz_name), caps_of(target), CAP_EXCLUSIONS, strict=True):
+            if cap is None:
+                continue
+            if cap > 0 and db.execute(
+                f"INSERT INTO {USAGE} (target_id, period, count) VALUES (%s, %s, 1) "
+                f"ON CONFLICT (target_id, period) DO UPDATE SET count = {USAGE}.count + 1 "
+                f"WHERE {USAGE}.count < %s",
+                [target.id, key, cap],
+            ):
+                taken.append(key)
+                continue
+            # Cap reached: give back what this call took so far, so nothing of the reservation remains.
+            _give_back(target.id, taken)
+            return exclusion
         return None
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
@@ -345,16 +338,15 @@ class SqlBackend:
         if undo_usage and target is not None and tz_name:
             keys = [k for k, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
                     if cap is not None]
-        with connection.cursor() as cursor:
-            _give_back(cursor, target_id, keys)
+        _give_back(target_id, keys)
 
 
-def _give_back(cursor, target_id: int, keys: Iterable[str]) -> None:
-    cursor.execute(f"UPDATE {STATE} SET active_calls = active_calls - 1 WHERE target_id = %s AND active_calls > 0",
-                   [target_id])
+def _give_back(target_id: int, keys: Iterable[str]) -> None:
+    db.execute(f"UPDATE {STATE} SET active_calls = active_calls - 1 WHERE target_id = %s AND active_calls > 0",
+               [target_id])
     keys = list(keys)
     if keys:
-        cursor.execute(
+        db.execute(
             f"UPDATE {USAGE} SET count = count - 1 WHERE target_id = %s AND period IN ({_placeholders(len(keys))}) "
             "AND count > 0",
             [target_id, *keys],

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 
+from callbroker import db
 from callbroker.core import model as core
 from callbroker.core.geo import ZipDirectory
 from callbroker.core.routing import prepare_targets
@@ -166,11 +166,13 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
                            timezones=timezones)
 
 
+#: The current network version, as a scalar subquery (NULL before the network was first loaded: version 0).
+VERSION_SQL = f"SELECT version FROM {m.NetworkVersion._meta.db_table} WHERE id = 1"
+
+
 def network_version() -> int:
     """The current network version (hand-written SQL: it is read on every inbound call)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT version FROM {m.NetworkVersion._meta.db_table} WHERE id = 1")
-        row = cursor.fetchone()
+    row = db.fetchone(VERSION_SQL)
     return row[0] if row else 0
 
 
@@ -178,23 +180,26 @@ _lock = threading.Lock()
 _current: NetworkSnapshot | None = None
 
 
-def current_snapshot(*, check_version: bool = True) -> NetworkSnapshot:
+def current_snapshot(*, check_version: bool = True, version: int | None = None) -> NetworkSnapshot:
     """The process's snapshot, rebuilt when the network version in the database moved on.
 
     With ``check_version=False`` (or when the database can't be read) the last snapshot is used.
+    ``version``: the network version the caller has just read from the database itself (the inbound
+    call reads it with its idempotency check, in one statement), instead of reading it here.
     """
     global _current
     snap = _current
     if snap is not None and not check_version:
         return snap
-    try:
-        version = network_version()
-    except Exception:  # database away: keep routing from what we have
-        snap = snap or cached_snapshot()
-        if snap is not None:
-            log.warning("network version unreadable; routing from the snapshot of version %s", snap.version)
-            return snap
-        raise
+    if version is None:
+        try:
+            version = network_version()
+        except Exception:  # database away: keep routing from what we have
+            snap = snap or cached_snapshot()
+            if snap is not None:
+                log.warning("network version unreadable; routing from the snapshot of version %s", snap.version)
+                return snap
+            raise
     if snap is not None and snap.version == version:
         return snap
     with _lock:
