@@ -15,8 +15,9 @@ connection itself, without Django's cursor wrapper (which, per statement, create
 on SQLite rewrites ``%s`` placeholders with a regular expression), but inside Django's
 ``wrap_database_errors`` so that a failure raises the same ``django.db`` exception as through the ORM
 (``OperationalError`` for an outage, ``IntegrityError`` for a duplicate, …). Placeholders are written
-``%s`` as everywhere in Django and converted once per statement text. When queries are being logged
-(``DEBUG``, or a test counting queries) Django's own cursor is used so that they are counted.
+``%s`` as everywhere in Django and converted once per statement text. When statements are watched
+(``DEBUG`` or a test counting queries, or an ``execute_wrapper`` installed) Django's own cursor is
+used, so that they are seen.
 
 ``write_lock`` queues the call path's write transactions on SQLite (see there).
 
@@ -78,10 +79,16 @@ def _run(conn, sql: str, params: Sequence):
     return cursor
 
 
+def _observed(conn) -> bool:
+    """Someone watches this connection's statements: Django's query log (``DEBUG``, a test counting
+    queries) or an ``execute_wrapper`` (monitoring, tests). Then statements go through Django's cursor."""
+    return bool(conn.execute_wrappers) or conn.queries_logged
+
+
 def fetchone(sql: str, params: Sequence = ()) -> tuple | None:
     """The first row of a hand-written ``SELECT`` (or ``… RETURNING``), or None."""
     conn = _connection()
-    if conn.queries_logged:
+    if _observed(conn):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
@@ -96,7 +103,7 @@ def fetchone(sql: str, params: Sequence = ()) -> tuple | None:
 def fetchall(sql: str, params: Sequence = ()) -> list[tuple]:
     """Every row of a hand-written ``SELECT``."""
     conn = _connection()
-    if conn.queries_logged:
+    if _observed(conn):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -111,7 +118,7 @@ def fetchall(sql: str, params: Sequence = ()) -> list[tuple]:
 def execute(sql: str, params: Sequence = ()) -> int:
     """Run a hand-written ``INSERT`` / ``UPDATE`` / ``DELETE``; the number of rows it changed."""
     conn = _connection()
-    if conn.queries_logged:
+    if _observed(conn):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount

@@ -195,3 +195,19 @@ def test_a_new_instance_is_inserted_and_read_back():
     call = db.insert(db.new(Call, call_sid="CA" + "2" * 32, to_number="+15125550100", started_at=T0))
     stored = Call.objects.get(pk=call.pk)
     assert (stored.call_sid, stored.started_at, stored.reason_codes, stored.stage) == (call.call_sid, T0, [], "ivr")
+
+
+@pytest.mark.django_db
+def test_hand_written_statements_pass_through_execute_wrappers():
+    """Django's ``execute_wrapper`` (monitoring, query probes) sees the call path's statements."""
+    call = db.insert(_call())
+    seen = []
+
+    def watch(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        db.fetchone(f"SELECT id FROM {Call._meta.db_table} WHERE id = %s", [call.pk])
+        db.insert(_call(call_sid="CA" + "3" * 32))
+    assert len(seen) == 2 and seen[0].startswith("SELECT id") and seen[1].startswith("INSERT INTO")
