@@ -22,7 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=200.0,
                             help="Calls started per second in the paced end-to-end run (0: skip it).")
         parser.add_argument("--decisions", type=int, default=20000, help="Routing decisions for the core part.")
-        parser.add_argument("--seconds", type=int, default=10, help="Duration of each wrk run.")
+        parser.add_argument("--seconds", type=int, default=15,
+                            help="(c): seconds of wrk on each side (hello world, inbound webhook), split into "
+                                 "--wrk-rounds alternating runs.")
+        parser.add_argument("--wrk-rounds", type=int, default=bench.WRK_ROUNDS,
+                            help="(c): alternating runs of each side; the ratio printed is their median.")
         parser.add_argument("--connections", type=int, default=32, help="wrk connections.")
         parser.add_argument("--counter-seconds", type=float, default=5.0,
                             help="Duration of each counters throughput run (per backend).")
@@ -41,12 +45,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON at the end.")
 
     def handle(self, *args, only, workers, calls, concurrency, rate, decisions, seconds, connections, counter_seconds,
-               counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, **options):
+               counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, wrk_rounds,
+               **options):
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
         results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate, decisions=decisions,
                             seconds=seconds, connections=connections, counter_seconds=counter_seconds,
                             counter_processes=counter_processes, counter_threads=counter_threads,
                             database_url=database_url, redis_url=redis_url, nodes=nodes, drivers=drivers,
-                            out=self.stdout)
+                            wrk_rounds=wrk_rounds, out=self.stdout)
         if json:
             self.stdout.write(bench.main_json(results))
