@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import cache, lru_cache
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -85,49 +85,37 @@ def _observed(conn) -> bool:
     return bool(conn.execute_wrappers) or conn.queries_logged
 
 
-def fetchone(sql: str, params: Sequence = ()) -> tuple | None:
-    """The first row of a hand-written ``SELECT`` (or ``… RETURNING``), or None."""
+def _statement(sql: str, params: Sequence, read: Callable):
+    """Run one hand-written statement and return ``read(cursor)`` (a row, the rows, the row count)."""
     conn = _connection()
     if _observed(conn):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchone()
+            return read(cursor)
     with conn.wrap_database_errors:
         cursor = _run(conn, sql, params)
         try:
-            return cursor.fetchone()
+            return read(cursor)
         finally:
             cursor.close()
+
+
+_ONE, _ALL, _COUNT = methodcaller("fetchone"), methodcaller("fetchall"), attrgetter("rowcount")
+
+
+def fetchone(sql: str, params: Sequence = ()) -> tuple | None:
+    """The first row of a hand-written ``SELECT`` (or ``… RETURNING``), or None."""
+    return _statement(sql, params, _ONE)
 
 
 def fetchall(sql: str, params: Sequence = ()) -> list[tuple]:
     """Every row of a hand-written ``SELECT``."""
-    conn = _connection()
-    if _observed(conn):
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    with conn.wrap_database_errors:
-        cursor = _run(conn, sql, params)
-        try:
-            return cursor.fetchall()
-        finally:
-            cursor.close()
+    return _statement(sql, params, _ALL)
 
 
 def execute(sql: str, params: Sequence = ()) -> int:
     """Run a hand-written ``INSERT`` / ``UPDATE`` / ``DELETE``; the number of rows it changed."""
-    conn = _connection()
-    if _observed(conn):
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
-    with conn.wrap_database_errors:
-        cursor = _run(conn, sql, params)
-        try:
-            return cursor.rowcount
-        finally:
-            cursor.close()
+    return _statement(sql, params, _COUNT)
 
 
 _NONE = type(None)

@@ -11,13 +11,29 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.network.loader import load_network
 from callbroker.network.models import Buyer, Campaign, Publisher, Target, TrackingNumber
+from callbroker.network.snapshot import reset_snapshot
 
 T0 = dt.datetime(2026, 11, 27, 14, 3, 12, tzinfo=dt.UTC)
+E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
+PLUMBING = "+15125550001"  # e2e-plumbing's tracking number
+
+
+@pytest.fixture
+def e2e_network(db, settings, tmp_path):
+    """The e2e network (tests/e2e/network.yaml) loaded, no Redis, the process's snapshot built afresh."""
+    settings.DATA_DIR = tmp_path
+    settings.REDIS_URL = ""
+    reset_snapshot()
+    load_network(E2E_NETWORK)
+    yield
+    reset_snapshot()
 
 
 @pytest.fixture

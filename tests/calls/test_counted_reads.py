@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -19,25 +18,13 @@ from callbroker.calls import services
 from callbroker.calls.events import InboundCall
 from callbroker.calls.models import Call
 from callbroker.network import live
-from callbroker.network.loader import load_network
 from callbroker.network.models import Target, TargetState
-from callbroker.network.snapshot import reset_snapshot
 
-pytestmark = pytest.mark.django_db
+from tests.calls.conftest import PLUMBING
 
-E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
-PLUMBING = "+15125550001"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
+
 _sids = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def network(settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    settings.REDIS_URL = ""
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    yield
-    reset_snapshot()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ committed before the call must route it, and a retry must read the version again
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 from django.db import OperationalError
@@ -18,24 +17,13 @@ from callbroker.calls import services
 from callbroker.calls.events import EventIn, InboundCall
 from callbroker.calls.models import Call
 from callbroker.network import models as m
-from callbroker.network.loader import load_network
-from callbroker.network.snapshot import current_snapshot, reset_snapshot
+from callbroker.network.snapshot import current_snapshot
 
-pytestmark = pytest.mark.django_db
+from tests.calls.conftest import PLUMBING
 
-E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
-PLUMBING = "+15125550001"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
+
 _sids = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def network(settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    settings.REDIS_URL = ""
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    yield
-    reset_snapshot()
 
 
 def deliver(sid: str, seen: list, fail_first: bool = False) -> str:
