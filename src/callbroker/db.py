@@ -128,7 +128,7 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
     ``to_python`` of a ``str`` for a text field, a ``bool`` for a boolean field or an ``int`` for an
     integer field is the value itself, so the three layers of method calls per column can be skipped.
     Integers only on SQLite: Django's PostgreSQL backend wraps them in psycopg's sized integer types.
-    A date, time or decimal column's ``None`` is ``None`` for the database too.
+    A date, datetime or decimal column's ``None`` is ``None`` for the database too.
     """
     if isinstance(field, models.ForeignKey):
         return _plain(field.target_field, vendor)
@@ -142,8 +142,8 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
         return frozenset({bool, _NONE})
     if isinstance(field, models.IntegerField) and vendor == "sqlite":  # auto fields are integer fields too
         return frozenset({int, _NONE})
-    if isinstance(field, models.DateField):  # dates and datetimes (a DateTimeField is a DateField)
-        return frozenset({_NONE})
+    if type(field).get_db_prep_value in (models.DateField.get_db_prep_value, models.DateTimeField.get_db_prep_value):
+        return frozenset({_NONE})  # Django's own date and datetime columns
     return frozenset()
 
 
