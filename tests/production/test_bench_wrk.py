@@ -38,3 +38,12 @@ def test_wrk_part_alternates_rounds_and_sends_new_calls_only():
     assert w["inbound_requests"] <= w["calls_recorded"] <= w["inbound_requests"] + 2 * (4 + 2)
     assert "2 alternating rounds of 1 s each" in out.getvalue()
     assert f"ratio {w['ratio']} (rounds {w['ratio_min']}–{w['ratio_max']})" in out.getvalue()
+
+
+def test_wrk_part_warns_when_requests_were_not_new_calls(monkeypatch):
+    """A round that outran its slice of signed requests repeats CallSids: the figure must say so."""
+    monkeypatch.setattr(bench, "_count_calls", lambda data_dir: 1)
+    out = io.StringIO()
+    w = bench.run({"wrk"}, workers=1, seconds=1, connections=2, wrk_rounds=1, out=out)["wrk"]
+    assert w["inbound_requests"] > 1
+    assert f"WARNING: {w['inbound_requests']:,} inbound requests answered but 1 calls recorded" in out.getvalue()

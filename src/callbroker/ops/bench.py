@@ -902,6 +902,9 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
                 f"(medians of the rounds; inbound p99 ≤ {w['inbound_p99_max_ms']} ms, "
                 f"non-2xx {w['inbound_non_2xx']})   ratio {w['ratio']} (rounds {w['ratio_min']}–{w['ratio_max']})"
                 f"   (target ≥ 0.4)")
+            if w["calls_recorded"] < w["inbound_requests"]:  # a round outran its slice of signed requests
+                say(f"    WARNING: {w['inbound_requests']:,} inbound requests answered but {w['calls_recorded']:,} "
+                    "calls recorded: some CallSids were repeated (answered from the log), the ratio flatters")
     if "counters" in parts:
         say(f"(d) live counters: {counter_processes} processes × {counter_threads} thread"
             f"{'s' if counter_threads != 1 else ''} each reserve+release "
