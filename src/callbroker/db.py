@@ -132,7 +132,8 @@ def _plain(field: models.Field, vendor: str) -> frozenset[type]:
     """
     if isinstance(field, models.ForeignKey):
         return _plain(field.target_field, vendor)
-    if isinstance(field, models.DecimalField) and type(field).get_db_prep_save is models.DecimalField.get_db_prep_save:
+    decimal_prep = models.DecimalField.get_db_prep_save
+    if isinstance(field, models.DecimalField) and type(field).get_db_prep_save is decimal_prep:
         return frozenset({_NONE})
     if type(field).get_db_prep_save is not models.Field.get_db_prep_save:
         return frozenset()
@@ -165,13 +166,16 @@ def _utc_text(field: models.Field, vendor: str) -> bool:
             and cls.get_prep_value is models.DateTimeField.get_prep_value)
 
 
+def _values_of(names: tuple[str, ...]) -> Callable:
+    """One getter returning the tuple of these attributes of an object (a tuple even for one name)."""
+    getter = attrgetter(*names)
+    return getter if len(names) > 1 else (lambda obj: (getter(obj),))
+
+
 @cache
 def _plan(fields: tuple[models.Field, ...], vendor: str) -> tuple[Callable, tuple[tuple, ...]]:
     """How ``_prepared`` reads and converts each of ``fields``: one getter for all, a step per field."""
-    getter = attrgetter(*(f.attname for f in fields))
-    if len(fields) == 1:
-        getter = (lambda one: lambda obj: (one(obj),))(getter)
-    return getter, tuple((f, _plain(f, vendor), _reads_attribute(f), _utc_text(f, vendor)) for f in fields)
+    return _values_of(tuple(f.attname for f in fields)), tuple((f, _plain(f, vendor), _reads_attribute(f), _utc_text(f, vendor)) for f in fields)
 
 
 _UTC = dt.UTC
@@ -335,8 +339,7 @@ _IMMUTABLE = (str, int, float, bool, Decimal, dt.datetime, dt.date, dt.timedelta
 def _all_columns(model: type[models.Model]) -> tuple[tuple[str, ...], Callable]:
     """The attribute names of ``model``'s columns and one getter returning all of their values."""
     names = tuple(f.attname for f in model._meta.concrete_fields)
-    getter = attrgetter(*names)
-    return names, getter if len(names) > 1 else (lambda obj: (getter(obj),))
+    return names, _values_of(names)
 
 
 def _remember(obj: models.Model) -> None:

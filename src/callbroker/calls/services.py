@@ -114,17 +114,18 @@ def _transient(exc: OperationalError) -> bool:
 _EVENTS = CallEvent._meta.db_table
 
 
+# Hand-written SQL: this runs on every webhook and the ORM's query building costs more than the query.
+_ANSWER_SQL = f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s"  # event_unique_call_key
+
+
 def _stored_answer(event: EventIn) -> str | None:
-    # Hand-written SQL: this runs on every webhook and the ORM's query building costs more than the query.
-    row = db.fetchone(f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s",  # index
-                      [event.call_sid, event.dedupe_key])  # event_unique_call_key
+    row = db.fetchone(_ANSWER_SQL, [event.call_sid, event.dedupe_key])
     return row[0] if row else None
 
 
 def _stored_answer_and_version(event: EventIn) -> tuple[str | None, int]:
     """``_stored_answer`` and the network version (``snapshot.network_version``) in one statement."""
-    row = db.fetchone(f"SELECT (SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s), "
-                      f"({VERSION_SQL})", [event.call_sid, event.dedupe_key])
+    row = db.fetchone(f"SELECT ({_ANSWER_SQL}), ({VERSION_SQL})", [event.call_sid, event.dedupe_key])
     return row[0], row[1] or 0
 
 
