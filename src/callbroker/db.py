@@ -172,10 +172,27 @@ def _values_of(names: tuple[str, ...]) -> Callable:
     return getter if len(names) > 1 else (lambda obj: (getter(obj),))
 
 
-@cache
 def _plan(fields: tuple[models.Field, ...], vendor: str) -> tuple[Callable, tuple[tuple, ...]]:
-    """How ``_prepared`` reads and converts each of ``fields``: one getter for all, a step per field."""
-    return _values_of(tuple(f.attname for f in fields)), tuple((f, _plain(f, vendor), _reads_attribute(f), _utc_text(f, vendor)) for f in fields)
+    """How ``_prepared`` reads and converts each of ``fields``: one getter for all, a step per field.
+
+    Kept by the identity of the ``fields`` tuple, which comes from the cached statements (``_insert_sql``,
+    ``_update_sql`` …), so the same object every time: hashing the tuple (what ``functools.cache`` does)
+    calls ``Field.__hash__``, a Python method, once per column, 40 times per call row written. The entry
+    holds the tuple, so its id can't be reused while kept; a tuple not seen before is planned afresh.
+    """
+    kept = _PLANS.get((id(fields), vendor))
+    if kept is not None and kept[0] is fields:
+        return kept[1]
+    plan = (_values_of(tuple(f.attname for f in fields)),
+            tuple((f, _plain(f, vendor), _reads_attribute(f), _utc_text(f, vendor)) for f in fields))
+    if len(_PLANS) >= _PLANS_KEPT:  # only tuples built per call (not the module's own) get here often
+        _PLANS.clear()
+    _PLANS[(id(fields), vendor)] = (fields, plan)
+    return plan
+
+
+_PLANS: dict[tuple[int, str], tuple[tuple, tuple[Callable, tuple[tuple, ...]]]] = {}
+_PLANS_KEPT = 256
 
 
 _UTC = dt.UTC

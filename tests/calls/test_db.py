@@ -211,3 +211,31 @@ def test_hand_written_statements_pass_through_execute_wrappers():
         db.fetchone(f"SELECT id FROM {Call._meta.db_table} WHERE id = %s", [call.pk])
         db.insert(_call(call_sid="CA" + "3" * 32))
     assert len(seen) == 2 and seen[0].startswith("SELECT id") and seen[1].startswith("INSERT INTO")
+
+
+def test_plans_are_kept_per_fields_tuple_and_never_mixed_up():
+    """``_plan`` is kept by the identity of the fields tuple: the same tuple gets the kept plan, an equal or
+    reordered tuple built anew gets a plan of its own columns, and a full cache starts afresh."""
+    call = _call(caller_city="Austin", zip_attempts=2)
+    fields = tuple(f for f in Call._meta.concrete_fields if not f.primary_key)
+    plan = db._plan(fields, "sqlite")
+    assert db._plan(fields, "sqlite") is plan
+    reordered = tuple(reversed(fields))
+    assert db._prepared(reordered, call, True, connection) == db._prepared(fields, call, True, connection)[::-1]
+    for _ in range(db._PLANS_KEPT + 5):  # tuples made per call fill the cache; it starts afresh, still right
+        two = (Call._meta.get_field("zip_attempts"), Call._meta.get_field("caller_city"))
+        assert db._prepared(two, call, False, connection) == [2, "Austin"]
+    assert len(db._PLANS) <= db._PLANS_KEPT
+
+
+@pytest.mark.django_db
+def test_statements_are_in_djangos_query_log_while_debug_is_on(settings):
+    db.fetchone("SELECT 1")  # the first statement of the process reads DEBUG (off in tests)
+    settings.DEBUG = True
+    connection.queries_log.clear()
+    assert db.fetchone("SELECT 2 + %s", [1]) == (3,)
+    assert [q["sql"] for q in connection.queries_log] == ["SELECT 2 + 1"]
+    settings.DEBUG = False
+    connection.queries_log.clear()
+    assert db.fetchone("SELECT 3") == (3,)
+    assert not connection.queries_log

@@ -242,3 +242,13 @@ def test_a_failing_redis_falls_back_to_the_worker_and_is_tried_again(caplog):
     assert calls == []  # not before the retry delay
     clock.now += limits.REDIS_RETRY_S
     assert store.take("k", rate).allowed and len(calls) == 1
+
+
+def test_the_limits_are_read_once_and_again_when_a_setting_changes(settings):
+    first = limits.current_limits()
+    assert limits.current_limits() is first  # not rebuilt per request
+    settings.CALLBROKER_RATE_OPEN_BURST = first.open.burst + 7
+    changed = limits.current_limits()
+    assert changed.open.burst == first.open.burst + 7
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1234
+    assert limits.current_limits().max_body_bytes == 1234

@@ -55,6 +55,8 @@ from typing import NamedTuple, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 
@@ -121,7 +123,26 @@ def parse_networks(entries: tuple[str, ...]) -> tuple[_Network, ...]:
 
 
 def current_limits() -> Limits:
-    """The limits from settings (read per request: a few attribute reads; tests override settings)."""
+    """The limits from settings, read once and again whenever one of them changes (``setting_changed``,
+    sent by ``override_settings`` and pytest-django's ``settings``): every request asks for them, and
+    reading them afresh cost a dozen settings lookups and five objects per request."""
+    global _current
+    if _current is None:
+        _current = _read_limits()
+    return _current
+
+
+_current: Limits | None = None
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **_kwargs) -> None:
+    global _current
+    if setting == "DATA_UPLOAD_MAX_MEMORY_SIZE" or setting.startswith("CALLBROKER_RATE_"):
+        _current = None
+
+
+def _read_limits() -> Limits:
     max_body = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
     return Limits(
         max_body_bytes=int(max_body) if max_body is not None else None,
