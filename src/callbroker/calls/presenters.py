@@ -208,8 +208,9 @@ def decision_passes(call: Call) -> list[dict]:
     False when a step of the call was routed while the live counters were unreachable too;
     ``limits_counted_in_database``: Redis was unreachable, and the limits were counted from the call
     attempts in the database instead (still enforced).
-    Names come from the snapshot stored with the decision (``"targets"``); targets missing from it are
-    looked up (one query per call at most) and shown as ``#id`` when gone.
+    Names come from the snapshot stored with the decision (``"targets"``: the ring's targets, as named
+    when the call was routed; every target of the campaign in decisions stored before 2026-12-06);
+    targets missing from it are looked up (one query per call at most) and shown as ``#id`` when gone.
     """
     raw_passes = _raw_passes(call.decision)
     if not raw_passes:

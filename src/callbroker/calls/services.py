@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
 
@@ -485,11 +485,19 @@ def decide(call: Call, campaign: CampaignInfo, context: core.RoutingContext,
         "excluded": [[tid, reason.value] for tid, reason in decision.excluded],
         "sticky": decision.sticky,
         "fallback": _fallback_json(decision.fallback),
-        "targets": campaign.target_names,
+        # Names as they were at the decision, of the targets in the ring (dialled, billed): the presenters
+        # look the others up when shown (one query). Storing every target's name made a 1,000-target
+        # campaign's decision about 50 KB a call instead of 23 KB, encoded again at each update of the call.
+        "targets": _names_of(campaign.target_names, decision.ring),
         "auto_paused": sorted(auto_paused),
     }
     call.ring_position = 0
     return decision
+
+
+def _names_of(names: dict[str, str], target_ids: Iterable[int]) -> dict[str, str]:
+    """``names`` (target id as text -> name) of these targets only."""
+    return {key: names[key] for key in map(str, target_ids) if key in names}
 
 
 def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> tuple[s.Step, ...]:

@@ -55,7 +55,7 @@ class CampaignInfo:
     missed_calls_window_s: int
     missed_calls_cooldown_s: int
     targets: tuple[core.Target, ...]  # a routing.PreparedTargets: lookup tables built once per snapshot
-    target_names: dict[str, str]  # target id (as text) -> "Buyer / Target", stored with each decision
+    target_names: dict[str, str]  # target id (as text) -> "Buyer / Target"; the ring's are stored with each decision
     hours_text: str  # opening hours of the campaign's targets, for the after-hours message
 
 
