@@ -51,7 +51,7 @@ def call_from(zip_code: str) -> Call:
 
 def keyed(call: Call) -> tuple[list[str], dict[str, str]]:
     keys = dict(Target.objects.values_list("id", "key"))
-    return [keys[i] for i in call.decision["ring"]], {keys[i]: why for i, why in call.decision["excluded"]}
+    return [keys[i] for i in call.decision["ring"]], {keys[i]: why for why, ids in call.decision["excluded"].items() for i in ids}
 
 
 def test_a_caller_from_dallas_has_only_the_texas_line_counted(reads):

@@ -14,7 +14,8 @@ import pytest
 from callbroker.calls import services
 from callbroker.calls.events import InboundCall
 from callbroker.calls.models import Call
-from callbroker.calls.presenters import decision_passes
+from callbroker.calls.presenters import _excluded_pairs, decision_passes
+from callbroker.core.model import Exclusion
 from callbroker.network.models import Target
 
 from tests.calls.conftest import PLUMBING
@@ -34,7 +35,8 @@ def test_only_the_ring_is_named_in_the_stored_decision():
     line_c = Target.objects.get(key="pipes-c")
     assert call.decision["ring"] == [line_c.pk]
     assert call.decision["targets"] == {str(line_c.pk): str(line_c)}  # "Buyer / Target"
-    assert len(call.decision["excluded"]) == 2  # Lines A and B, out of area: named when shown
+    lines_a_b = list(Target.objects.filter(key__in=["pipes-a", "pipes-b"]).order_by("pk").values_list("pk", flat=True))
+    assert call.decision["excluded"] == {"out_of_area": lines_a_b}  # named when shown
 
 
 def test_every_target_of_the_decision_is_shown_by_name():
@@ -48,3 +50,13 @@ def test_every_target_of_the_decision_is_shown_by_name():
     assert sorted(names.values()) == sorted(str(t) for t in Target.objects.filter(key__in=["pipes-a", "pipes-b"]))
     assert any("renamed" in name for name in names.values())  # looked up: today's name
     assert all(entry["code"] == "out_of_area" for entry in routing["excluded"])
+
+
+def test_exclusions_are_stored_by_reason_in_routing_order():
+    X = Exclusion
+    excluded = [(7, X.CLOSED), (3, X.OUT_OF_AREA), (9, X.PAUSED), (1, X.CLOSED), (4, X.DAILY_CAP), (2, X.OUT_OF_AREA)]
+    stored = services._by_reason(excluded)
+    assert stored == {"paused": [9], "out_of_area": [3, 2], "closed": [7, 1], "daily_cap": [4]}
+    assert list(stored) == ["paused", "out_of_area", "closed", "daily_cap"]
+    assert sorted(_excluded_pairs(stored)) == sorted((tid, reason.value) for tid, reason in excluded)
+    assert _excluded_pairs([[7, "closed"], {"id": 3, "code": "paused"}]) == [(7, "closed"), (3, "paused")]  # older

@@ -17,6 +17,6 @@ def test_an_auto_paused_target_is_left_out_as_paused(fresh_pg):
                  "pause_reason = '3 missed calls' WHERE target_id = %s", [line_a])
     [sid] = fresh_pg.probe("place_calls", count=1, token=TOKEN)
     decision = fresh_pg.value("SELECT decision FROM calls_call WHERE call_sid = %s", [sid])
-    assert decision["excluded"] == [[line_a, "paused"]]
+    assert decision["excluded"] == {"paused": [line_a]}
     assert decision["auto_paused"] == [line_a]
     assert set(decision["ring"]) == others

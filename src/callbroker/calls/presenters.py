@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -174,7 +174,11 @@ def _raw_passes(raw: Any) -> list[dict]:
     return []
 
 
-def _excluded_pairs(items: Iterable[Any]) -> list[tuple[Any, str]]:
+def _excluded_pairs(items: Any) -> list[tuple[Any, str]]:
+    """``(target id, code)`` pairs from a stored exclusion list: ``{code: [ids]}`` (decisions since
+    2026-12-06), or ``[[id, code], …]`` / ``[{"id": …, "code": …}, …]`` (older decisions, ``refused_at_dial``)."""
+    if isinstance(items, Mapping):
+        return [(tid, str(code)) for code, ids in items.items() if isinstance(ids, list) for tid in ids]
     pairs = []
     for item in items or ():
         if isinstance(item, Mapping):

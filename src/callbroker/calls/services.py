@@ -482,7 +482,7 @@ def decide(call: Call, campaign: CampaignInfo, context: core.RoutingContext,
         "caller_zip": caller.zip_code,
         "zip_source": caller.zip_source.value,
         "ring": list(decision.ring),
-        "excluded": [[tid, reason.value] for tid, reason in decision.excluded],
+        "excluded": _by_reason(decision.excluded),
         "sticky": decision.sticky,
         "fallback": _fallback_json(decision.fallback),
         # Names as they were at the decision, of the targets in the ring (dialled, billed): the presenters
@@ -493,6 +493,19 @@ def decide(call: Call, campaign: CampaignInfo, context: core.RoutingContext,
     }
     call.ring_position = 0
     return decision
+
+
+def _by_reason(excluded: Iterable[tuple[int, core.Exclusion]]) -> dict[str, list[int]]:
+    """The excluded targets' ids under their reason's code, reasons in routing order, ids in campaign order:
+    ``{"out_of_area": [4, 9], "closed": [2]}``. A list of ``[id, code]`` pairs (how decisions were stored
+    before 2026-12-06, still read) cost a 1,000-target campaign 22 KB and most of its encoding time a call."""
+    grouped: dict[core.Exclusion, list[int]] = {}
+    for tid, reason in excluded:
+        ids = grouped.get(reason)
+        if ids is None:
+            grouped[reason] = ids = []
+        ids.append(tid)
+    return {reason.value: grouped[reason] for reason in core.Exclusion if reason in grouped}
 
 
 def _names_of(names: dict[str, str], target_ids: Iterable[int]) -> dict[str, str]:
