@@ -50,3 +50,47 @@ def test_the_emulator_cpu_is_counted_when_it_runs_in_this_process_too():
     figures = bench.bench_end_to_end(workers=1, calls=20, concurrency=2, drivers=1)
     assert figures["drivers"] == 1 and figures["errors"] == 0
     assert 0 < figures["emulator_cpu_ms_per_webhook"] < 10
+
+
+EXPOSITION = b"""# HELP callbroker_webhook_duration_seconds Webhook latency.
+# TYPE callbroker_webhook_duration_seconds histogram
+callbroker_webhook_duration_seconds_bucket{endpoint="twilio-voice",le="0.01"} 98.0
+callbroker_webhook_duration_seconds_bucket{endpoint="twilio-voice",le="0.025"} 99.0
+callbroker_webhook_duration_seconds_bucket{endpoint="twilio-voice",le="+Inf"} 100.0
+callbroker_webhook_duration_seconds_count{endpoint="twilio-voice"} 100.0
+callbroker_webhook_duration_seconds_sum{endpoint="twilio-voice"} 0.5
+"""
+
+
+def _metrics_server(token: str):
+    """A /metrics endpoint that answers as the app does with CALLBROKER_METRICS_TOKEN set."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            ok = self.path == "/metrics" and self.headers.get("Authorization") == f"Bearer {token}"
+            body = EXPOSITION if ok else b"Unauthorized"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_workers_histogram_is_read_when_the_metrics_need_a_token():
+    server = _metrics_server("s3cret")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        read = bench.server_side_latency(base, "s3cret")
+        assert read == {"server_webhooks": 100, "server_within_25ms": 99, "server_p99_le_ms": 25.0}
+        refused = bench.server_side_latency(base)  # no token: says why instead of reporting nothing
+        assert refused["server_webhooks"] == 0 and refused["server_metrics_error"] == "/metrics answered 401"
+    finally:
+        server.shutdown()
