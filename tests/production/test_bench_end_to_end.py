@@ -44,6 +44,9 @@ def test_end_to_end_reports_throughput_latency_and_who_used_the_cpu():
         assert 0 < run["server_cpu_ms_per_webhook"] < 15
         assert 0 < run["emulator_cpu_ms_per_webhook"] < 10
         assert 0 < run["cores_busy"] <= os.cpu_count() + 0.5
+        # The machine's speed then: the hello world on the same server under wrk, before and after.
+        assert run["hello_rps_before"] > 100 and run["hello_rps_after"] > 100
+    assert text.count(" req/s before, ") == 2
 
 
 def test_the_emulator_cpu_is_counted_when_it_runs_in_this_process_too():

@@ -169,6 +169,7 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
         sampler = MemorySampler(srv.proc.pid)
         sampler.sample()
         idle_rss = sampler.peak_rss
+        hello_before = hello_world_rps(srv.base)
         sampler.start()
         planned = generate_day(network, calls=calls, seed=11)
         server_cpu, emulator_cpu = cpu_seconds(sampler.tree()), _driver_cpu()
@@ -181,6 +182,7 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
         sampler.stop()
         latencies = list(stats.latencies_ms)
         server_side = server_side_latency(srv.base, srv.env.get("CALLBROKER_METRICS_TOKEN", ""))
+        hello_after = hello_world_rps(srv.base)
         return {
             "workers": workers,
             "drivers": drivers or default_workers(),
@@ -200,10 +202,25 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
             "emulator_cpu_ms_per_webhook": round(1000 * emulator_cpu / len(latencies), 3) if latencies else None,
             "cores_busy": round((server_cpu + emulator_cpu) / stats.wall_seconds, 2) if stats.wall_seconds else None,
             **server_side,
+            # The machine's speed at the time (a shared VM's drifts by a third within minutes), in the unit of
+            # the issue's reference ("about 2,700 req/s"): the hello world on this server just before and after.
+            "hello_rps_before": hello_before,
+            "hello_rps_after": hello_after,
             "server_rss_idle_mb": round(idle_rss / 1024, 1),
             "server_rss_peak_mb": round(sampler.peak_rss / 1024, 1),
             "server_pss_peak_mb": round(sampler.peak_pss / 1024, 1),
         }
+
+
+#: Seconds of hello world under ``wrk`` before and after each end-to-end run (``hello_world_rps``).
+HELLO_PROBE_S = 2
+
+
+def hello_world_rps(base: str, seconds: int = HELLO_PROBE_S) -> float | None:
+    """Requests per second of the hello-world view on this server under ``wrk`` (None without ``wrk``)."""
+    if shutil.which("wrk") is None:
+        return None
+    return _wrk(base + "/bench/hello", seconds, 32, 2).get("rps")
 
 
 def server_side_latency(base: str, token: str = "") -> dict:
@@ -956,9 +973,13 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
 
 
 def _cpu_line(e2e: dict) -> str:
-    return (f"      CPU per webhook: server {e2e['server_cpu_ms_per_webhook']} ms, emulator"
+    line = (f"      CPU per webhook: server {e2e['server_cpu_ms_per_webhook']} ms, emulator"
             f" {e2e['emulator_cpu_ms_per_webhook']} ms (same machine); {e2e['cores_busy']} of"
             f" {os.cpu_count()} cores busy on average")
+    before, after = e2e.get("hello_rps_before"), e2e.get("hello_rps_after")
+    if before and after:
+        line += f"; hello world {before:,.0f} req/s before, {after:,.0f} after (the machine's speed then)"
+    return line
 
 
 def _machine() -> str:
