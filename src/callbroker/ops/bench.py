@@ -338,6 +338,12 @@ def _requests_done(raw: str) -> int:
     return 0
 
 
+def split_rounds(seconds: int, rounds: int) -> tuple[int, int]:
+    """(c)'s rounds and seconds per round for ``seconds`` of wrk on each side split into ``rounds``."""
+    rounds = max(1, rounds)
+    return rounds, max(1, round(seconds / rounds))
+
+
 def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_ROUNDS) -> dict:
     """The hello world and the signed inbound webhook, ``rounds`` alternating runs of ``seconds / rounds``
     each, on one server; the ratio is the median of the rounds' ratios. Every inbound request is a new call:
@@ -345,8 +351,7 @@ def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_RO
     it, and need not go at the same pace, so a round can't start where the last one's requests ended)."""
     if not shutil.which("wrk"):
         return {"skipped": "wrk is not installed (Debian package 'wrk'; .ci/run installs it)"}
-    rounds = max(1, rounds)
-    burst = max(1, round(seconds / rounds))
+    rounds, burst = split_rounds(seconds, rounds)
     with BenchServer(workers) as srv:
         url = srv.base + "/carriers/twilio/voice"
         validator = RequestValidator(TOKEN)
@@ -916,9 +921,9 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
         say(f"    server memory: RSS peak {e2e['server_rss_peak_mb']} MB (idle {e2e['server_rss_idle_mb']} MB),"
             f" PSS peak {e2e['server_pss_peak_mb']} MB   (target ≤ 250 MB)")
     if "wrk" in parts:
-        rounds = max(1, wrk_rounds)
+        rounds, burst = split_rounds(seconds, wrk_rounds)
         say(f"(c) wrk: signed inbound webhook vs hello world, {rounds} alternating rounds of "
-            f"{max(1, round(seconds / rounds))} s each, {connections} connections …")
+            f"{burst} s each, {connections} connections …")
         w = results["wrk"] = bench_wrk(workers, seconds, connections, rounds)
         if "skipped" in w:
             say(f"    skipped: {w['skipped']}")
