@@ -33,3 +33,19 @@ def test_verify_accepts_the_carriers_signature_and_refuses_any_other():
     tampered = {**params, "CallStatus": "busy"}
     request = RequestFactory().post("/carriers/twilio/status?seq=2", tampered, HTTP_X_TWILIO_SIGNATURE=good)
     assert twilio.verify(request, tampered) is False
+
+
+@override_settings(PUBLIC_URL="", ALLOWED_HOSTS=["calls.example.com"])
+def test_callback_base_is_the_url_the_carrier_called_without_its_path():
+    """Without ``CALLBROKER_PUBLIC_URL`` the callbacks' base is the signed URL's scheme and host, port kept."""
+    for kwargs, base in (({"HTTP_HOST": "calls.example.com:8443", "secure": True}, "https://calls.example.com:8443"),
+                         ({"HTTP_HOST": "calls.example.com"}, "http://calls.example.com")):
+        request = RequestFactory().post("/carriers/twilio/status?seq=2", {}, **kwargs)
+        assert twilio.base_url(request) == base
+        assert twilio.public_url(request) == base + "/carriers/twilio/status?seq=2"
+
+
+@override_settings(PUBLIC_URL="https://calls.example.com", ALLOWED_HOSTS=["10.0.0.7"])
+def test_callback_base_behind_a_proxy_is_the_public_url():
+    request = RequestFactory().post("/carriers/twilio/status", {}, HTTP_HOST="10.0.0.7:8000")
+    assert twilio.base_url(request) == "https://calls.example.com"

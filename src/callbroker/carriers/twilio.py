@@ -50,9 +50,8 @@ def public_url(request: HttpRequest) -> str:
 def base_url(request: HttpRequest) -> str:
     if settings.PUBLIC_URL:
         return settings.PUBLIC_URL
-    # "scheme://host" exactly as ``build_absolute_uri`` builds it: Django caches it on the request, and
-    # ``verify`` (``public_url``) computed it already, so the Host header is not validated a second time.
-    return request._current_scheme_host
+    # "scheme://host" exactly as ``build_absolute_uri`` builds it (``public_url``), from public API only.
+    return f"{request.scheme}://{request.get_host()}"
 
 
 def _validators() -> tuple[RequestValidator, ...]:
