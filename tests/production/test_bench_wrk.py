@@ -35,6 +35,11 @@ def test_wrk_part_alternates_rounds_and_sends_new_calls_only():
     assert w["rounds"] == 2 and len(w["round_ratios"]) == 2 and w["inbound_non_2xx"] == 0
     assert w["ratio"] == pytest.approx(statistics.median(w["round_ratios"]), abs=0.001)
     assert w["ratio_min"] <= w["ratio"] <= w["ratio_max"]
+    # Latencies as the rates: every round's, and their median (not the last round's alone).
+    assert len(w["round_hello_p99_ms"]) == len(w["round_inbound_p50_ms"]) == 2
+    assert w["hello_p99_ms"] == pytest.approx(statistics.median(w["round_hello_p99_ms"]), abs=0.01)
+    assert w["inbound_p50_ms"] == pytest.approx(statistics.median(w["round_inbound_p50_ms"]), abs=0.01)
+    assert all(ms > 0 for ms in (*w["round_hello_p99_ms"], *w["round_inbound_p50_ms"]))
     # Each round has its own slice of signed requests: every request answered made a call (none was a
     # repeated CallSid answered from the log), and at most one per connection and round more was in flight.
     assert w["inbound_requests"] > 0
@@ -45,7 +50,7 @@ def test_wrk_part_alternates_rounds_and_sends_new_calls_only():
 
 def test_wrk_part_warns_when_requests_were_not_new_calls(monkeypatch):
     """A round that outran its slice of signed requests repeats CallSids: the figure must say so."""
-    monkeypatch.setattr(bench, "_count_calls", lambda data_dir: 1)
+    monkeypatch.setattr(bench, "_count_calls", lambda database: 0 if database is None else 1)
     out = io.StringIO()
     w = bench.run({"wrk"}, workers=1, seconds=1, connections=2, wrk_rounds=1, out=out)["wrk"]
     assert w["inbound_requests"] > 1

@@ -3,7 +3,8 @@
 (a) core routing decisions per second and latency; (b) end to end: the carrier emulator driving the
 real server (started as `make run` starts it, in production mode) through full call lifecycles;
 (c) the signed inbound webhook alone under `wrk`, beside a hello-world view on the same server.
-Each part runs against its own fresh SQLite database in a temporary directory.
+Each part runs against its own fresh SQLite database in a temporary directory; ``--history N`` puts N
+past calls into it first (``ops/history.py``): the tables of an installation in use, not a new one.
 (d) `--only counters`: the live per-target counters (``network/live.py``), SQL on PostgreSQL (with and
 without the commit's WAL flush) against Redis: reserve+release per second and latency with two
 processes hammering the same few targets, and a check that no limit was ever exceeded (see
@@ -24,7 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -113,9 +115,10 @@ class MemorySampler(threading.Thread):
 
 
 class BenchServer:
-    """A production-mode server on a fresh database with the demo network loaded."""
+    """A production-mode server on a fresh database with the demo network loaded (on a copy of ``database``
+    when given: a prepared SQLite file, e.g. with past calls)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, database: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="callbroker-bench-"))
         self.port = local_services.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -129,12 +132,23 @@ class BenchServer:
         }
         self.env.pop("DATABASE_URL", None)
         self.workers = workers
+        self.database = database
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> BenchServer:
+    @property
+    def database_path(self) -> Path:
+        return self.dir / "callbroker.sqlite3"  # settings.py: the SQLite file under CALLBROKER_DATA_DIR
+
+    def prepare(self) -> None:
+        """The database, migrated, with the demo network loaded; no server yet."""
+        if self.database:
+            shutil.copyfile(self.database, self.database_path)
         cli = [sys.executable, "-m", "callbroker.cli"]
         subprocess.run([*cli, "migrate", "--verbosity", "0"], env=self.env, check=True)
         subprocess.run([*cli, "network", "load", str(DEMO)], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def __enter__(self) -> BenchServer:
+        self.prepare()
         self.proc = start_server("127.0.0.1", self.port, self.workers, env=self.env, log_path=self.dir / "server.log")
         return self
 
@@ -144,6 +158,24 @@ class BenchServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@contextmanager
+def history_database(calls: int, progress: Callable[[int, int], None] | None = None) -> Iterator[Path | None]:
+    """A migrated database with the demo network and ``calls`` past calls (``ops/history.py``), to copy
+    into each bench server (``BenchServer(database=…)``); ``None`` for no history. Removed afterwards."""
+    if calls <= 0:
+        yield None
+        return
+    from callbroker.ops import history
+
+    template = BenchServer(1)
+    try:
+        template.prepare()
+        history.fill(template.database_path, calls, progress=progress)
+        yield template.database_path
+    finally:
+        shutil.rmtree(template.dir, ignore_errors=True)
+
+
 def bench_core_part(decisions: int) -> dict:
     from callbroker.core.bench import bench_core
 
@@ -151,13 +183,14 @@ def bench_core_part(decisions: int) -> dict:
 
 
 def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | None = None,
-                     rate: float | None = None) -> dict:
+                     rate: float | None = None, database: Path | None = None) -> dict:
     """Full call lifecycles through the emulator against a fresh production-mode server.
 
     Without ``rate``, as fast as the server answers with ``concurrency`` calls in flight (a closed loop:
     the throughput; the latency is mostly each webhook's wait behind the others). With ``rate``, a new
     call starts every 1/``rate`` s whatever the server does (up to ``concurrency`` in flight): the
-    latency of each webhook at that load, the figure the p99 target is about.
+    latency of each webhook at that load, the figure the p99 target is about. ``database``: start from a
+    copy of this prepared file (``history_database``) instead of an empty one.
     """
     import yaml
 
@@ -165,7 +198,7 @@ def bench_end_to_end(workers: int, calls: int, concurrency: int, drivers: int | 
     from callbroker.sim.traffic import generate_day, run_traffic_processes
 
     network = yaml.safe_load(DEMO.read_text())
-    with BenchServer(workers) as srv:
+    with BenchServer(workers, database) as srv:
         sampler = MemorySampler(srv.proc.pid)
         sampler.sample()
         idle_rss = sampler.peak_rss
@@ -344,7 +377,8 @@ def split_rounds(seconds: int, rounds: int) -> tuple[int, int]:
     return rounds, max(1, round(seconds / rounds))
 
 
-def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_ROUNDS) -> dict:
+def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_ROUNDS,
+              database: Path | None = None) -> dict:
     """The hello world and the signed inbound webhook, ``rounds`` alternating runs of ``seconds / rounds``
     each, on one server; the ratio is the median of the rounds' ratios. Every inbound request is a new call:
     each round has its own slice of the pre-signed requests (wrk's threads each take every other line of
@@ -352,7 +386,7 @@ def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_RO
     if not shutil.which("wrk"):
         return {"skipped": "wrk is not installed (Debian package 'wrk'; .ci/run installs it)"}
     rounds, burst = split_rounds(seconds, rounds)
-    with BenchServer(workers) as srv:
+    with BenchServer(workers, database) as srv:
         url = srv.base + "/carriers/twilio/voice"
         validator = RequestValidator(TOKEN)
         numbers = _tracking_numbers()
@@ -377,13 +411,17 @@ def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_RO
                            [str(lines_path), str(threads), str(n * per_round), str((n + 1) * per_round)])
             sent += _requests_done(inbound["raw"])
             runs.append((hello, inbound))
-        calls_recorded = _count_calls(srv.dir)
+        calls_recorded = _count_calls(srv.database_path) - _count_calls(database)
     ratios = [i.get("rps", 0) / h["rps"] if h.get("rps") else 0.0 for h, i in runs]
     hello_rps = [h.get("rps", 0.0) for h, _ in runs]
     inbound_rps = [i.get("rps", 0.0) for _, i in runs]
     p99s = [ms for _, i in runs if (ms := _wrk_ms(i.get("p99"))) is not None]
+    hello_p99s = [ms for h, _ in runs if (ms := _wrk_ms(h.get("p99"))) is not None]
+    inbound_p50s = [ms for _, i in runs if (ms := _wrk_ms(i.get("p50"))) is not None]
     return {"hello_rps": round(statistics.median(hello_rps), 1), "inbound_rps": round(statistics.median(inbound_rps), 1),
-            "hello_p99": runs[-1][0].get("p99"), "inbound_p50": runs[-1][1].get("p50"),
+            # Latencies in ms, the median of the rounds like the rates (each round's figure beside it).
+            "hello_p99_ms": _median_ms(hello_p99s), "inbound_p50_ms": _median_ms(inbound_p50s),
+            "round_hello_p99_ms": hello_p99s, "round_inbound_p50_ms": inbound_p50s,
             "inbound_p99_max_ms": round(max(p99s), 2) if p99s else None,
             "inbound_non_2xx": sum(i.get("non_2xx", 0) for _, i in runs),
             "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
@@ -392,13 +430,19 @@ def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_RO
             "rounds": rounds, "seconds_per_round": burst, "connections": connections, "workers": workers}
 
 
-def _count_calls(data_dir: Path) -> int:
-    """Calls in a bench server's SQLite database (read after the run, before the directory goes)."""
+def _median_ms(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def _count_calls(database: Path | None) -> int:
+    """Calls in a bench server's SQLite file (read after the run, before the directory goes); 0 for none."""
     import sqlite3
 
     from callbroker.calls.models import Call
 
-    with closing(sqlite3.connect(data_dir / "callbroker.sqlite3", timeout=20)) as con:
+    if database is None:
+        return 0
+    with closing(sqlite3.connect(database, timeout=20)) as con:
         return con.execute(f"SELECT COUNT(*) FROM {Call._meta.db_table}").fetchone()[0]
 
 
@@ -880,7 +924,8 @@ def bench_counters(seconds: float = 5.0, *, processes: int = 2, threads: int = 4
 def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concurrency: int = 16, rate: float = 200.0,
         decisions: int = 20000, seconds: int = 15, connections: int = 32, counter_seconds: float = 5.0,
         counter_processes: int = 2, counter_threads: int = 4, database_url: str = "", redis_url: str = "",
-        nodes: int = 0, drivers: int | None = None, wrk_rounds: int = WRK_ROUNDS, out=sys.stdout) -> dict:
+        nodes: int = 0, drivers: int | None = None, wrk_rounds: int = WRK_ROUNDS, history: int = 0,
+        out=sys.stdout) -> dict:
     workers = workers or default_workers()
     results: dict = {"machine": _machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -889,14 +934,42 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
         out.flush()
 
     say(f"callbroker bench on {results['machine']}")
+    with ExitStack() as stack:
+        database = None
+        if history > 0 and parts & {"e2e", "wrk"}:
+            say(f"    (b) and (c) servers start with {history:,} past calls ({history_span()}) …")
+            began = time.monotonic()
+            database = stack.enter_context(history_database(
+                history, lambda done, total: say(f"      {done:,} of {total:,} past calls written")))
+            say(f"      in {time.monotonic() - began:.0f} s")
+            results["history_calls"] = history
+        _run_parts(parts, results, say, workers=workers, calls=calls, concurrency=concurrency, rate=rate,
+                   decisions=decisions, seconds=seconds, connections=connections, counter_seconds=counter_seconds,
+                   counter_processes=counter_processes, counter_threads=counter_threads, database_url=database_url,
+                   redis_url=redis_url, nodes=nodes, drivers=drivers, wrk_rounds=wrk_rounds, database=database)
+    return results
+
+
+def history_span() -> str:
+    from callbroker.ops import history
+
+    return (f"in the {history.DAYS} days before the last {history.ENDS_DAYS_AGO}, "
+            f"{len(history.EVENT_KINDS)} events each")
+
+
+def _run_parts(parts: set[str], results: dict, say: Callable[[str], None], *, workers: int, calls: int,
+               concurrency: int, rate: float, decisions: int, seconds: int, connections: int,
+               counter_seconds: float, counter_processes: int, counter_threads: int, database_url: str,
+               redis_url: str, nodes: int, drivers: int | None, wrk_rounds: int, database: Path | None) -> None:
     if "core" in parts:
         say(f"(a) core routing: 1,000 targets, areas up to 2,000 ZIPs, {decisions:,} decisions …")
         core = results["core"] = bench_core_part(decisions)
         say(f"    {core['per_second']:,.0f} decisions/s   p50 {core['p50_us']:.1f} µs   p99 {core['p99_us']:.1f} µs"
             f"   (target p99 ≤ 200 µs)")
     if "e2e" in parts:
-        say(f"(b) end to end: {calls:,} calls through the emulator, {workers} workers, each run on a fresh server …")
-        e2e = results["e2e"] = bench_end_to_end(workers, calls, concurrency, drivers)
+        say(f"(b) end to end: {calls:,} calls through the emulator, {workers} workers, each run on a fresh server"
+            f"{' with the past calls' if database else ''} …")
+        e2e = results["e2e"] = bench_end_to_end(workers, calls, concurrency, drivers, database=database)
         say(f"    the demo network at {e2e['local_time_central']} Central time: "
             f"{e2e['bridged_share']:.0%} of the calls talked to a buyer (the rest: IVR hang-ups, after-hours "
             f"and capped fallbacks, unknown numbers)")
@@ -905,7 +978,8 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
             f"   p99 {e2e['webhook_p99_ms']} ms   (target ≥ 200/s)")
         say(_cpu_line(e2e))
         if rate:
-            paced = results["e2e_paced"] = bench_end_to_end(workers, calls, PACED_CONCURRENCY, drivers, rate=rate)
+            paced = results["e2e_paced"] = bench_end_to_end(workers, calls, PACED_CONCURRENCY, drivers, rate=rate,
+                                                            database=database)
             say(f"    one new call every 1/{rate:g} s: {paced['lifecycles_per_s']} call lifecycles/s"
                 f" ({paced['webhooks']:,} webhooks, {paced['errors']} errors)   webhook p50"
                 f" {paced['webhook_p50_ms']} ms   p99 {paced['webhook_p99_ms']} ms   (target p99 ≤ 25 ms at 200/s)")
@@ -924,7 +998,7 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
         rounds, burst = split_rounds(seconds, wrk_rounds)
         say(f"(c) wrk: signed inbound webhook vs hello world, {rounds} alternating rounds of "
             f"{burst} s each, {connections} connections …")
-        w = results["wrk"] = bench_wrk(workers, seconds, connections, rounds)
+        w = results["wrk"] = bench_wrk(workers, seconds, connections, rounds, database=database)
         if "skipped" in w:
             say(f"    skipped: {w['skipped']}")
         else:
@@ -974,7 +1048,6 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
             say(f"    cap or concurrency violations: {n['violations']} (must be 0)")
             for example in n["violation_examples"]:
                 say(f"      {example}")
-    return results
 
 
 def _cpu_line(e2e: dict) -> str:

@@ -1,6 +1,6 @@
 """`callbroker bench`: prints the performance figures (see docs/benchmarks.md and docs/production.md)."""
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from callbroker.ops import bench
 
@@ -42,16 +42,22 @@ class Command(BaseCommand):
                                  "(with --calls, --concurrency, --workers per node); other parts only if --only.")
         parser.add_argument("--drivers", type=int, default=None,
                             help="Emulator processes placing the end-to-end calls (default: cores).")
+        parser.add_argument("--history", type=int, default=0, metavar="CALLS",
+                            help="(b) and (c): start each server's database with this many past calls (with their "
+                                 "events and attempts, older than every cap and duplicate window): the tables of "
+                                 "an installation in use. Default 0: an empty database.")
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON at the end.")
 
     def handle(self, *args, only, workers, calls, concurrency, rate, decisions, seconds, connections, counter_seconds,
                counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, wrk_rounds,
-               **options):
+               history, **options):
+        if history < 0:
+            raise CommandError(f"--history: must be 0 or more past calls, not {history}")
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
         results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate, decisions=decisions,
                             seconds=seconds, connections=connections, counter_seconds=counter_seconds,
                             counter_processes=counter_processes, counter_threads=counter_threads,
                             database_url=database_url, redis_url=redis_url, nodes=nodes, drivers=drivers,
-                            wrk_rounds=wrk_rounds, out=self.stdout)
+                            wrk_rounds=wrk_rounds, history=history, out=self.stdout)
         if json:
             self.stdout.write(bench.main_json(results))
