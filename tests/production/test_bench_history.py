@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from contextlib import closing
 from decimal import Decimal
 
@@ -147,3 +148,15 @@ def test_bench_refuses_a_negative_history():
 
     with pytest.raises(CommandError, match="--history: must be 0 or more"):
         call_command("bench", "--history", "-5", "--only", "core")
+
+
+def test_bench_refuses_a_history_the_disk_cannot_hold_before_writing(monkeypatch, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    free = 500 * 2 * history.BYTES_PER_CALL - 1  # one byte short of two databases of 500 calls
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free))
+    refusal = rf"--history 500 needs about 1\.1 MB free in {tmp_path} \(2 databases of 0\.6 MB\), 1\.1 MB is"
+    with pytest.raises(CommandError, match=refusal):
+        call_command("bench", "--history", "500", "--only", "wrk")
+    assert list(tmp_path.iterdir()) == []  # no bench directory made, nothing written

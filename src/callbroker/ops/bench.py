@@ -171,6 +171,7 @@ def history_database(calls: int, progress: Callable[[int, int], None] | None = N
         return
     from callbroker.ops import history
 
+    history.check_space(calls, Path(tempfile.gettempdir()))
     template = BenchServer(1)
     try:
         template.prepare()

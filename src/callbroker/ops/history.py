@@ -22,6 +22,7 @@ shows there).
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -33,6 +34,8 @@ from callbroker.core.model import Reason
 DAYS = 90
 ENDS_DAYS_AGO = 60
 BATCH = 50_000
+#: Bytes a past call takes in the database with its events and attempt (600,000 calls: 650 MB).
+BYTES_PER_CALL = 1_100
 #: The carrier events each past call leaves (the webhooks of a call that talked to a buyer).
 EVENT_KINDS = ("voice", "dial", "status", "recording")
 
@@ -99,6 +102,25 @@ _ATTEMPT_COLUMNS = {
     "target_id": "c.connected_target_id",
     "call_id": "c.id",
 }
+
+
+class NotEnoughSpace(ValueError):
+    """The disk can't hold the databases ``--history`` asks for."""
+
+
+def check_space(calls: int, directory: Path, copies: int = 2) -> None:
+    """Refuse, before writing anything, when ``directory`` can't hold ``copies`` databases of ``calls`` past
+    calls (the bench keeps the filled one and copies it for each server in turn)."""
+    needed = calls * BYTES_PER_CALL * copies
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise NotEnoughSpace(f"--history {calls:,} needs about {_size(needed)} free in {directory} "
+                             f"({copies} databases of {_size(calls * BYTES_PER_CALL)}), {_size(free)} is: "
+                             f"ask for fewer calls or set TMPDIR to a larger disk")
+
+
+def _size(octets: float) -> str:
+    return f"{octets / 1e9:.1f} GB" if octets >= 1e9 else f"{octets / 1e6:.1f} MB"
 
 
 def fill(db_path: Path, calls: int, *, now: dt.datetime | None = None, seed: int = 11,

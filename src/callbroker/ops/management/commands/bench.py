@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from callbroker.ops import bench
+from callbroker.ops.history import NotEnoughSpace
 
 PARTS = ["core", "e2e", "wrk", "counters"]
 
@@ -54,10 +55,13 @@ class Command(BaseCommand):
         if history < 0:
             raise CommandError(f"--history: must be 0 or more past calls, not {history}")
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
-        results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate, decisions=decisions,
-                            seconds=seconds, connections=connections, counter_seconds=counter_seconds,
-                            counter_processes=counter_processes, counter_threads=counter_threads,
-                            database_url=database_url, redis_url=redis_url, nodes=nodes, drivers=drivers,
-                            wrk_rounds=wrk_rounds, history=history, out=self.stdout)
+        try:
+            results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate,
+                                decisions=decisions, seconds=seconds, connections=connections,
+                                counter_seconds=counter_seconds, counter_processes=counter_processes,
+                                counter_threads=counter_threads, database_url=database_url, redis_url=redis_url,
+                                nodes=nodes, drivers=drivers, wrk_rounds=wrk_rounds, history=history, out=self.stdout)
+        except NotEnoughSpace as exc:  # checked before anything is written
+            raise CommandError(str(exc)) from exc
         if json:
             self.stdout.write(bench.main_json(results))
