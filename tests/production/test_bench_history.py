@@ -160,3 +160,23 @@ def test_bench_refuses_a_history_the_disk_cannot_hold_before_writing(monkeypatch
     with pytest.raises(CommandError, match=refusal):
         call_command("bench", "--history", "500", "--only", "wrk")
     assert list(tmp_path.iterdir()) == []  # no bench directory made, nothing written
+
+
+def test_an_sqlite_too_old_for_the_fill_is_named(database, monkeypatch):
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ValueError, match=r"needs SQLite 3\.35 or later, this Python has 3\.34\.1"):
+        history.fill(database, 10)
+    assert rows(database, "SELECT COUNT(*) AS n FROM calls_call") == [{"n": 0}]
+
+
+def test_defaults_are_bound_as_sqlite_stores_them():
+    from django.db import models
+
+    assert history._plain_value(CallAttempt, models.DecimalField(default=Decimal("1.50"))) == "1.50"
+    assert history._plain_value(CallAttempt, models.IntegerField(default=3)) == 3
+    assert history._plain_value(CallAttempt, models.CharField()) == ""
+    extra = models.JSONField(default=dict)
+    extra.set_attributes_from_name("extra")
+    with pytest.raises(ValueError, match=r"calls_callattempt\.extra defaults to a dict"):
+        history._plain_value(CallAttempt, extra)
