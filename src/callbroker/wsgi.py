@@ -2,7 +2,8 @@
 
 Two Django handlers share one URL configuration: carrier webhooks (``/carriers/…``) go through
 ``settings.CARRIER_MIDDLEWARE`` only (limits, CallSid log context, metrics), everything else (admin,
-health, metrics) through the full ``settings.MIDDLEWARE``. The carrier views are CSRF-exempt and use no
+health, metrics) through the full ``settings.MIDDLEWARE``. The carrier handler keeps the URL match of
+each fixed carrier path it has resolved (Django's resolver walks the patterns on every request). The carrier views are CSRF-exempt and use no
 session, user or message, so the answers are the same either way; the short stack is just cheaper on
 the path that carries the load (docs/benchmarks.md).
 """
@@ -10,7 +11,9 @@ the path that carries the load (docs/benchmarks.md).
 import os
 
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import setting_changed
 from django.core.wsgi import get_wsgi_application
+from django.urls import ResolverMatch
 
 from callbroker.ops.logging import CARRIER_PATH_PREFIX
 
@@ -25,11 +28,30 @@ class CarrierHandler(WSGIHandler):
     without it the server sends a TwiML answer chunked, in one more write.
     """
 
+    def __init__(self) -> None:
+        # Carrier path -> its URL match: at most one entry per parameterless pattern of the URL map.
+        self._exact: dict[str, ResolverMatch] = {}
+        super().__init__()
+
     def get_response(self, request):
         response = super().get_response(request)
         if not response.streaming and not response.has_header("Content-Length"):
             response.headers["Content-Length"] = str(len(response.content))
         return response
+
+    def resolve_request(self, request):
+        """The carrier URLs are fixed paths (no parameters): each one's match is worked out once and kept."""
+        if hasattr(request, "urlconf"):  # a middleware chose another URL map: Django's way
+            return super().resolve_request(request)
+        path = request.path_info
+        match = self._exact.get(path)
+        if match is None:
+            match = super().resolve_request(request)
+            if not match.args and not match.kwargs and match.route == path.lstrip("/"):
+                self._exact = {**self._exact, path: match}  # a new dict: no thread sees it half-made
+            return match
+        request.resolver_match = match
+        return match
 
     def load_middleware(self, is_async: bool = False) -> None:
         from django.conf import settings
@@ -43,6 +65,14 @@ class CarrierHandler(WSGIHandler):
 
 
 carriers = CarrierHandler()
+
+
+def _forget_matches(*, setting: str, **kwargs) -> None:
+    if setting == "ROOT_URLCONF":  # tests: the kept matches belong to the URL map they were made with
+        carriers._exact = {}
+
+
+setting_changed.connect(_forget_matches)
 
 
 def application(environ, start_response):

@@ -93,6 +93,7 @@ class WebhookMetricsMiddleware:
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
+        self._series: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> its histogram and counter
         initialise_series()
 
     def __call__(self, request):
@@ -100,9 +101,15 @@ class WebhookMetricsMiddleware:
             return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        endpoint = endpoint_of(request)
-        WEBHOOK_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        WEBHOOK_RESPONSES.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        elapsed = time.perf_counter() - started
+        key = (endpoint_of(request), response.status_code)
+        series = self._series.get(key)
+        if series is None:  # a few endpoints and statuses: each pair's labelled series looked up once
+            series = (WEBHOOK_SECONDS.labels(endpoint=key[0]),
+                      WEBHOOK_RESPONSES.labels(endpoint=key[0], status=str(key[1])))
+            self._series = {**self._series, key: series}  # a new dict: no thread sees it half-made
+        series[0].observe(elapsed)
+        series[1].inc()
         return response
 
 
