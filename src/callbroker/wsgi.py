@@ -2,10 +2,10 @@
 
 Two Django handlers share one URL configuration: carrier webhooks (``/carriers/…``) go through
 ``settings.CARRIER_MIDDLEWARE`` only (limits, CallSid log context, metrics), everything else (admin,
-health, metrics) through the full ``settings.MIDDLEWARE``. The carrier handler keeps the URL match of
-each fixed carrier path it has resolved (Django's resolver walks the patterns on every request). The carrier views are CSRF-exempt and use no
+health, metrics) through the full ``settings.MIDDLEWARE``. The carrier views are CSRF-exempt and use no
 session, user or message, so the answers are the same either way; the short stack is just cheaper on
-the path that carries the load (docs/benchmarks.md).
+the path that carries the load (docs/benchmarks.md). For the same reason the carrier handler keeps the
+URL match of each fixed carrier path it has resolved (Django's resolver walks the patterns every time).
 """
 
 import os
