@@ -156,7 +156,7 @@ def test_bench_refuses_a_history_the_disk_cannot_hold_before_writing(monkeypatch
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     free = 500 * 2 * history.BYTES_PER_CALL - 1  # one byte short of two databases of 500 calls
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free))
-    refusal = rf"--history 500 needs about 1\.1 MB free in {tmp_path} \(2 databases of 0\.6 MB\), 1\.1 MB is"
+    refusal = rf"--history 500 needs about 3\.3 MB free in {tmp_path} \(2 databases of 1\.6 MB\), 3\.3 MB is"
     with pytest.raises(CommandError, match=refusal):
         call_command("bench", "--history", "500", "--only", "wrk")
     assert list(tmp_path.iterdir()) == []  # no bench directory made, nothing written
