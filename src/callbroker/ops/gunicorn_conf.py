@@ -25,6 +25,9 @@ Everything else comes from the command line; this module does what only a config
   webhook (tens of ms from a carrier across the internet), and under load here the emulator's time to
   close. ``ops/prompt_close.py`` closes at once when the client sent nothing that is still unread (a
   webhook's form is read whole), which sends FIN as well; otherwise it lingers as gunicorn does.
+- **An answer's head and body in one write** (``ops/one_write.py``): gunicorn's ``Response.write`` sends
+  them with two ``sendall`` calls (two TCP segments per webhook answer); the head now goes out with the
+  first body piece.
 - ``logger_class``: gunicorn's own log lines (worker timeouts, crashes) become JSON lines too when
   ``CALLBROKER_LOG_FORMAT`` is ``json``.
 
@@ -39,6 +42,7 @@ from pathlib import Path as _Path
 
 from gunicorn.glogging import Logger as _GunicornLogger
 
+from callbroker.ops import one_write as _one_write
 from callbroker.ops import prompt_close as _prompt_close
 
 
@@ -68,6 +72,7 @@ def child_exit(server, worker) -> None:
 
 
 _prompt_close.install()
+_one_write.install()
 
 
 def pre_fork(server, worker) -> None:
