@@ -129,14 +129,13 @@ _CAMPAIGNS = Campaign._meta.db_table
 
 def _entries_of(call_sid: str) -> list[tuple]:
     """(kind, generation, amount, buyer_id, publisher_id, campaign_id, currency) of the call's entries."""
-    # Hand-written: runs at the end of every call (served by the unique (call_sid, kind, generation) index).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT kind, generation, amount, buyer_id, publisher_id, campaign_id, currency FROM {_LEDGER} "
-            "WHERE call_sid = %s",
-            [call_sid],
-        )
-        rows = cursor.fetchall()
+    # Hand-written, on the call path's statements (``callbroker/db.py``): runs at the end of every call
+    # (served by the unique (call_sid, kind, generation) index).
+    rows = db.fetchall(
+        f"SELECT kind, generation, amount, buyer_id, publisher_id, campaign_id, currency FROM {_LEDGER} "
+        "WHERE call_sid = %s",
+        [call_sid],
+    )
     return [(kind, generation, db.from_db(LedgerEntry, "amount", amount), *rest)
             for kind, generation, amount, *rest in rows]
 
@@ -144,9 +143,7 @@ def _entries_of(call_sid: str) -> list[tuple]:
 def _currency(campaign_id: int | None) -> str:
     if campaign_id is None:
         return DEFAULT_CURRENCY
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT currency FROM {_CAMPAIGNS} WHERE id = %s", [campaign_id])
-        row = cursor.fetchone()
+    row = db.fetchone(f"SELECT currency FROM {_CAMPAIGNS} WHERE id = %s", [campaign_id])
     return (row[0] if row else None) or DEFAULT_CURRENCY
 
 
