@@ -123,11 +123,30 @@ def test_a_failed_write_raises_and_leaves_the_response_on_its_socket():
 
 def test_the_gunicorn_settings_module_installs_it(tmp_path):
     # A fresh interpreter: importing the settings module sets PROMETHEUS_MULTIPROC_DIR for its process.
-    probe = ("import json; from gunicorn.http import wsgi; from callbroker.ops import gunicorn_conf, one_write; "
+    probe = ("import json; from gunicorn.http import wsgi; "
+             "from callbroker.ops import gunicorn_conf, one_write; "
              "print(json.dumps({'installed': wsgi.Response.write is one_write.write_with_head, "
              "'again': one_write.install()}))")
-    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True,
                             timeout=120, check=True)
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"installed": True, "again": False}
+
+
+def test_a_gunicorn_whose_write_works_otherwise_is_left_as_it_is(monkeypatch):
+    def sends_directly(self, arg):  # a gunicorn writing its body with a socket method the holder lacks
+        self.send_headers()
+        self.sock.send(arg)
+
+    monkeypatch.setattr(one_write, "_gunicorn_write", sends_directly)
+    monkeypatch.setattr(gunicorn_wsgi.Response, "write", sends_directly)
+    assert one_write.agrees_with_gunicorn() is False
+    assert one_write.install() is False
+    assert gunicorn_wsgi.Response.write is sends_directly
+
+
+def test_this_gunicorn_agrees():
+    assert one_write.agrees_with_gunicorn() is True
+
