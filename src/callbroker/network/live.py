@@ -313,7 +313,14 @@ class SqlBackend:
         elif not db.execute(
             f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s AND active_calls < %s",
             [target.id, target.concurrency_limit],
-        ):
+        ) and not (target.concurrency_limit > 0 and db.execute(
+            # No row yet (a target made other than by the loader or the admin): its first slot makes it, as
+            # without a limit. A row there already means full (the conflict inserts nothing); so does a
+            # row another first reservation has just made: refused, never over the limit.
+            f"INSERT INTO {STATE} (target_id, active_calls, pause_reason) VALUES (%s, 1, '') "
+            "ON CONFLICT (target_id) DO NOTHING",
+            [target.id],
+        )):
             return Exclusion.CONCURRENCY_FULL
         taken: list[str] = []
         for key, cap, exclusion in zip(period_keys(now, tz_name), caps_of(target), CAP_EXCLUSIONS, strict=True):

@@ -14,7 +14,8 @@ __all__ = ["clear_auto_pause", "ensure_target_states", "target_ids_with_calls"]
 def ensure_target_states(target_ids: Iterable[int]) -> int:
     """Create the missing ``TargetState`` rows of these targets; return how many were created.
 
-    Every target needs its live-state row: the call path only ever *updates* it (atomically).
+    Every target needs its live-state row: the call path updates it (atomically), and makes it only at a
+    target's first reservation when it is missing (a target made other than by the loader or the admin).
     """
     wanted = set(target_ids)
     if not wanted:
