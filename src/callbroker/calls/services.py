@@ -647,11 +647,13 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
     if missed >= limit:
         window_min = campaign.missed_calls_window_s // 60
         cooldown_min = campaign.missed_calls_cooldown_s // 60
-        TargetState.objects.filter(pk=info.core.id).update(
-            paused_until=now + dt.timedelta(seconds=campaign.missed_calls_cooldown_s),
-            pause_reason=(f"missed {missed} calls within {window_min} min; paused for {cooldown_min} min "
-                          f"from {now:%Y-%m-%d %H:%M} UTC"),
-        )
+        # Made when missing (a target made other than by the loader or the admin, its slots counted in
+        # Redis): an update alone would find no row and the pause would be lost.
+        TargetState.objects.update_or_create(target_id=info.core.id, defaults={
+            "paused_until": now + dt.timedelta(seconds=campaign.missed_calls_cooldown_s),
+            "pause_reason": (f"missed {missed} calls within {window_min} min; paused for {cooldown_min} min "
+                             f"from {now:%Y-%m-%d %H:%M} UTC"),
+        })
         log.warning("target %s auto-paused: %s missed calls", info.core.id, missed)
 
 
