@@ -272,6 +272,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         # Already settled (the final status arrived first and closed it): nothing more to ring.
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
+    given_back = attempt.result == AttemptResult.CANCELED  # by the final status, which came first
     settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
         if call.stage != CallStage.ENDED:
@@ -279,6 +280,9 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             db.update(call)
         else:  # the final status came first: release what the end of the call couldn't, then re-qualify
             release_attempt(call, attempt, info, undo_usage=False)
+            if given_back and info is not None:
+                # It gave the cap units back as for a call not delivered; the buyer talked after all.
+                live.count_again(info.core, info.timezone, attempt.started_at)
             _qualify(call, campaign, snap)
         return (s.Hangup(),)
 

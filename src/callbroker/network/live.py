@@ -158,6 +158,17 @@ def release(target: Target | None, target_id: int, tz_name: str | None, started_
                                                         undo_usage=undo_usage, slot=slot))
 
 
+def count_again(target: Target, tz_name: str, started_at: dt.datetime) -> None:
+    """Count a call against the caps again after its units were given back as not delivered.
+
+    For an attempt whose bridged result arrived after the call's final status: the status gave the
+    cap units back (a call that ends while its target rings was not delivered), then the buyer turned out
+    to have talked. No limit is checked: the call happened. Call inside the transaction that records it.
+    """
+    if any(cap is not None for cap in caps_of(target)):
+        _counted("count_again", lambda backend: backend.count_again(target, tz_name, started_at))
+
+
 def slot_name(call_sid: str, sequence: int) -> str:
     """The name of the slot an attempt holds: the call's CallSid and the attempt's sequence number."""
     return f"{call_sid}#{sequence}"
@@ -202,6 +213,8 @@ class Backend(Protocol):
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
                 undo_usage: bool, slot: str = "") -> None: ...
+
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None: ...
 
 
 _current: Backend | None = None
@@ -346,6 +359,15 @@ class SqlBackend:
             keys = [k for k, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
                     if cap is not None]
         _give_back(target_id, keys)
+
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None:
+        for key, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True):
+            if cap is not None:
+                db.execute(
+                    f"INSERT INTO {USAGE} (target_id, period, count) VALUES (%s, %s, 1) "
+                    f"ON CONFLICT (target_id, period) DO UPDATE SET count = {USAGE}.count + 1",
+                    [target.id, key],
+                )
 
 
 def _give_back(target_id: int, keys: Iterable[str]) -> None:
@@ -633,6 +655,11 @@ class RedisBackend:
             return
         transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage,
                                                     slot=slot))
+
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None:
+        # Rare (callbacks out of order): Redis counts the target again from the calls' attempts, where this
+        # call's bridged attempt counts, instead of a script of its own for a unit taken without a check.
+        mark_counted_without_redis(target.id)
 
     def _give_back_now(self, target: Target, tz_name: str, at: dt.datetime, slot: str) -> None:
         """Give back a reservation just taken in Redis that the database then refused."""
