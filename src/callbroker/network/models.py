@@ -141,8 +141,9 @@ class TargetState(models.Model):
     pause_reason = models.CharField("auto-pause reason", max_length=200, blank=True)
     counted_without_redis_at = models.DateTimeField(
         "counted without Redis at", null=True, blank=True,
-        help_text="Last time a slot was taken or given back in the database while Redis was unreachable: "
-                  "Redis's counters of this target are stale until they are rebuilt from the database.")
+        help_text="Last time a slot was taken or given back in the database while Redis was unreachable, or a "
+                  "call was counted again after its final status came before its bridged Dial result: Redis's "
+                  "counters of this target are stale until they are rebuilt from the database.")
 
     class Meta:
         verbose_name = "target live state"
