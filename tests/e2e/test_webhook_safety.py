@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from callbroker.sim.emulator import BuyerBehaviour, Delivery
+from callbroker.sim.emulator import BuyerBehaviour, CallerScript, Delivery
 from tests.e2e.conftest import TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -113,15 +114,36 @@ def test_replayed_voice_webhook_returns_the_same_answer_and_changes_nothing(serv
     assert after["verdict"] == before["verdict"] == "billable"
 
 
+def test_a_final_status_before_the_bridged_dial_result_ends_in_the_same_record(server, carrier):
+    """The caller hangs up while talking to the buyer: the call's end and the Dial result go out together and
+    the end arrives first (``Delivery.status_first``). The server first closes the call as not connected,
+    then the Dial result says the buyer talked: the record must end as if they had come in order."""
+    talk, hangs_up = {PIPES_A: BuyerBehaviour(talk_seconds=300)}, CallerScript(hangs_up_after=100)
+    plain = carrier.place_call(PLUMBING, new_caller(), params={"FromZip": "78701"}, buyers=talk, caller=hangs_up)
+    raced = carrier.place_call(PLUMBING, new_caller(), params={"FromZip": "78701"}, buyers=talk, caller=hangs_up,
+                               delivery=Delivery(status_first=True, duplicate=True))
+    paths = [urlsplit(r.url).path for r in raced.requests]
+    assert paths.index("/carriers/twilio/status") < paths.index("/carriers/twilio/dial")
+    a, b = server.call(plain.call_sid), server.call(raced.call_sid)
+    assert_same_record(a, b)
+    assert b["verdict"] == "billable" and b["talk_seconds"] >= 60
+    assert [x["result"] for x in b["attempts"]] == ["bridged"]
+
+
+def assert_same_record(a: dict, b: dict) -> None:
+    """Two calls' records (``calls show --json``) agree on their outcome, money and attempts."""
+    fields = ("verdict", "reasons", "revenue", "payout", "talk_seconds", "stage", "in_area")
+    assert {f: a[f] for f in fields} == {f: b[f] for f in fields}
+    assert [(x["number"], x["result"]) for x in a["attempts"]] == [(x["number"], x["result"]) for x in b["attempts"]]
+
+
 def test_duplicated_and_reordered_callbacks_end_in_the_same_record(server, carrier):
     behaviours = {PIPES_A: BuyerBehaviour(answers=False, ring_seconds=40), PIPES_B: BuyerBehaviour(talk_seconds=95)}
     plain = carrier.place_call(PLUMBING, new_caller(), params={"FromZip": "78703"}, buyers=behaviours)
     messy = carrier.place_call(PLUMBING, new_caller(), params={"FromZip": "78703"}, buyers=behaviours,
                                delivery=Delivery(duplicate=True, reorder=True))
     a, b = server.call(plain.call_sid), server.call(messy.call_sid)
-    fields = ("verdict", "reasons", "revenue", "payout", "talk_seconds", "stage", "in_area")
-    assert {f: a[f] for f in fields} == {f: b[f] for f in fields}
+    assert_same_record(a, b)
     assert a["caller"]["zip"] == b["caller"]["zip"] == "78703"
-    assert [(x["number"], x["result"]) for x in a["attempts"]] == [(x["number"], x["result"]) for x in b["attempts"]]
     assert b["recording"]["url"] and b["recording"]["url"] != a["recording"]["url"]
     assert b["verdict"] == "billable"

@@ -412,6 +412,28 @@ def test_late_recording_arrives_after_the_final_status(server, carrier):
     assert paths.index(STATUS) < paths.index("/rec")
 
 
+def test_status_first_sends_the_final_status_before_the_dial_action_when_the_caller_hangs_up(server, carrier):
+    server.routes[VOICE] = xml(
+        f'<Dial action="/done" record="record-from-answer" recordingStatusCallback="/rec">{BUYER_A}</Dial>'
+    )
+    record = carrier.place_call(OUR_NUMBER, CALLER, caller=CallerScript(hangs_up_after=40),
+                                delivery=Delivery(status_first=True))
+    paths = server.paths()
+    assert paths.count(STATUS) == 1 and paths.count("/done") == 1 and paths.count("/rec") == 1
+    assert paths.index(STATUS) < paths.index("/done") < paths.index("/rec")
+    status, action = server.to(STATUS)[0].form, server.to("/done")[0].form
+    assert status["CallStatus"] == "completed" and action["DialBridged"] == "true"
+    assert int(status["CallDuration"]) == 40 and record.hung_up_by == "caller"
+
+
+def test_status_first_changes_nothing_when_the_call_ends_otherwise(server, carrier):
+    server.routes[VOICE] = xml(f'<Dial action="/done">{BUYER_A}</Dial>')
+    server.routes["/done"] = xml("<Hangup/>")
+    carrier.place_call(OUR_NUMBER, CALLER, delivery=Delivery(status_first=True))  # the buyer hangs up first
+    paths = server.paths()
+    assert paths.index("/done") < paths.index(STATUS) and paths.count(STATUS) == 1
+
+
 # --- errors and fallback --------------------------------------------------------------------------
 
 

@@ -106,11 +106,15 @@ class Delivery:
     status events, the final status callback) are held and sent in a seeded shuffled order at the
     end of the call, and a Dial's recording callback is sent before its Dial action.
     ``late_recording``: recording callbacks are held until after the final status callback.
+    ``status_first``: when the caller hangs up during a ``<Dial>`` that has an action, the final status
+    callback is sent before the Dial action request (the call is over when both go out, and Twilio doesn't
+    order them): the server hears that the call ended before it hears whether the buyer talked.
     """
 
     duplicate: bool = False
     reorder: bool = False
     late_recording: bool = False
+    status_first: bool = False
 
 
 class RequestLog(NamedTuple):
@@ -446,6 +450,7 @@ class _Call:
         self.executed_any = False
         self.documents = 0
         self.pending: list[_Pending] = []
+        self.final_status_sent = False
         self.base = {
             "CallSid": sid,
             "AccountSid": carrier.account_sid,
@@ -627,6 +632,10 @@ class _Call:
             self.record.hung_up_by = "caller" if self.caller_gone else who
 
     def send_final_status(self) -> None:
+        if self.final_status_sent:  # sent already, ahead of a Dial action (``Delivery.status_first``)
+            self.flush_pending()  # what was held since (a recording callback …)
+            return
+        self.final_status_sent = True
         r = self.record
         if r.rejected:
             status = r.final_status
@@ -970,6 +979,9 @@ class _Call:
                     RecordingSid=recording_sid,
                     RecordingDuration=str(int(rec_duration)),
                 )
+            if self.caller_gone and self.delivery.status_first:
+                self.finish("caller")
+                self.send_final_status()  # the call has ended: its status races the Dial action, and wins
             fetched = self.fetch(verb.method, self.resolve(verb.action, url), self.params(**extra))
             if not recording_first:
                 send_recording()
