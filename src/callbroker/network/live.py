@@ -318,22 +318,17 @@ class SqlBackend:
         return counters, auto_paused
 
     def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
-        if target.concurrency_limit is None:
-            if not db.execute(f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s",
-                              [target.id]):
-                db.execute(f"INSERT INTO {STATE} (target_id, active_calls, pause_reason) VALUES (%s, 1, '')",
-                           [target.id])
-        elif not db.execute(
-            f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s AND active_calls < %s",
-            [target.id, target.concurrency_limit],
-        ) and not (target.concurrency_limit > 0 and db.execute(
-            # No row yet (a target made other than by the loader or the admin): its first slot makes it, as
-            # without a limit. A row there already means full (the conflict inserts nothing); so does a
-            # row another first reservation has just made: refused, never over the limit.
+        limit = target.concurrency_limit
+        sql = f"UPDATE {STATE} SET active_calls = active_calls + 1 WHERE target_id = %s"
+        take = (sql, [target.id]) if limit is None else (sql + " AND active_calls < %s", [target.id, limit])
+        # No row changed: full, or no row yet (a target made other than by the loader or the admin), which
+        # its first slot makes; if another first reservation made it meanwhile, the slot is taken on that
+        # row, within the limit like any other.
+        if not db.execute(*take) and not (limit != 0 and (db.execute(
             f"INSERT INTO {STATE} (target_id, active_calls, pause_reason) VALUES (%s, 1, '') "
             "ON CONFLICT (target_id) DO NOTHING",
             [target.id],
-        )):
+        ) or db.execute(*take))):
             return Exclusion.CONCURRENCY_FULL
         taken: list[str] = []
         for key, cap, exclusion in zip(period_keys(now, tz_name), caps_of(target), CAP_EXCLUSIONS, strict=True):

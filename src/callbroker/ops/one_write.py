@@ -31,7 +31,7 @@ _gunicorn_write = gunicorn_wsgi.Response.write
 
 
 class _Held:
-    """Stands in for the socket while gunicorn writes an answer's head and first piece."""
+    """Stands in for the socket and keeps what gunicorn writes to it."""
 
     __slots__ = ("parts",)
 
@@ -56,16 +56,6 @@ def write_with_head(self, arg) -> None:
     return None
 
 
-class _Recorder:
-    __slots__ = ("writes",)
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def sendall(self, data) -> None:
-        self.writes.append(bytes(data))
-
-
 def _wire_of(write) -> list[bytes]:
     """The writes a gunicorn response to a small POST makes with ``write`` as its ``Response.write``."""
     from gunicorn.config import Config
@@ -74,12 +64,12 @@ def _wire_of(write) -> list[bytes]:
     cfg = Config()
     request = b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     req = next(RequestParser(cfg, [request], ("127.0.0.1", 1)))
-    sock = _Recorder()
+    sock = _Held()  # records what would have gone to the socket
     resp, _ = gunicorn_wsgi.create(req, sock, ("127.0.0.1", 1), ("127.0.0.1", 2), cfg)
     resp.start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", "11")])
     write(resp, b"<Response/>")
     resp.close()
-    return sock.writes
+    return sock.parts
 
 
 def _clockless(writes: list[bytes]) -> bytes:
