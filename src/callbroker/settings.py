@@ -47,12 +47,15 @@ def database_from_url(url: str, data_dir: Path) -> dict:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(data_dir / "callbroker.sqlite3"),
             "CONN_MAX_AGE": None,  # keep the connection: opening one per request costs more than the request
+            # mmap_size=0: SQLite unmaps the whole file whenever another process has committed (every
+            # other webhook, with two workers), then maps it again and faults its pages back in; reading
+            # the few pages a webhook needs with pread is cheaper (docs/benchmarks.md, 2026-12-06 18:00).
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
                 "init_command": (
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000; PRAGMA cache_size=-32000; PRAGMA mmap_size=268435456; "
+                    "PRAGMA busy_timeout=20000; PRAGMA cache_size=-32000; PRAGMA mmap_size=0; "
                     "PRAGMA wal_autocheckpoint=4000;"
                 ),
             },
