@@ -357,3 +357,46 @@ def test_cli_needs_a_token(server, capsys, monkeypatch):
 def test_cli_traffic_missing_network_file(server, tmp_path, capsys):
     code = run_cli(["traffic", "--url", server.url, "--token", TOKEN, "--network", str(tmp_path / "nope.yaml")])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+RECORDED_DIAL = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/done" record="record-from-answer" '
+                 'recordingStatusCallback="/rec"><Number>+15125550101</Number></Dial></Response>')
+STATUS = "/carriers/twilio/status"
+
+
+def test_cli_traffic_late_recording_sends_each_recording_after_its_calls_final_status(server, tmp_path, capsys):
+    import yaml
+
+    server.routes["/carriers/twilio/voice"] = RECORDED_DIAL
+    network = tmp_path / "net.yaml"
+    network.write_text(yaml.safe_dump(NETWORK))
+    code = run_cli(["traffic", "--url", server.url, "--token", TOKEN, "--network", str(network), "--calls", "12",
+                    "--concurrency", "2", "--seed", "5", "--late-recording"])
+    assert code == 0, capsys.readouterr().out
+    order = [(r.path, r.form.get("CallSid")) for r in server.requests if r.path in (STATUS, "/rec")]
+    recorded = {sid for path, sid in order if path == "/rec"}
+    assert recorded, "no buyer answered: the plan of seed 5 should have some talk"
+    for sid in recorded:
+        assert order.index((STATUS, sid)) < order.index(("/rec", sid))
+
+
+@pytest.mark.parametrize("flags, first, then", [
+    (["--hang-up-after", "40", "--status-first"], STATUS, "/done"),  # the call ended before the buyer's result
+    (["--hang-up-after", "40"], "/done", STATUS),  # as the emulator sends them otherwise
+    (["--late-recording"], STATUS, "/rec"),
+    ([], "/rec", STATUS),
+])
+def test_cli_call_delivery_flags_change_the_order_of_the_callbacks(server, capsys, flags, first, then):
+    server.routes["/carriers/twilio/voice"] = RECORDED_DIAL
+    code = run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", *flags])
+    assert code == 0, capsys.readouterr().out
+    paths = server.paths()
+    assert paths.count(STATUS) == 1 and paths.count("/done") == 1 and paths.count("/rec") == 1
+    assert paths.index(first) < paths.index(then)
+
+
+def test_cli_call_duplicates_delivers_every_webhook_twice(server, capsys):
+    server.routes["/carriers/twilio/voice"] = RECORDED_DIAL
+    assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", "--duplicates"]) == 0
+    paths = server.paths()
+    assert paths.count("/carriers/twilio/voice") == 2 and paths.count(STATUS) == 2 and paths.count("/rec") == 2

@@ -29,8 +29,7 @@ def add_arguments(subparsers) -> None:
         "--network", type=Path, default=None, help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
     )
     traffic.add_argument("--seed", type=int, default=1, help="Seed of the plan and the emulator (default 1).")
-    traffic.add_argument("--duplicates", action="store_true", help="Deliver every webhook twice.")
-    traffic.add_argument("--reorder", action="store_true", help="Shuffle asynchronous callbacks.")
+    _delivery_arguments(traffic)
     traffic.add_argument("--json", action="store_true", help="One JSON object per call, then the summary.")
     traffic.set_defaults(sim_handler=_traffic)
 
@@ -51,6 +50,10 @@ def add_arguments(subparsers) -> None:
     call.add_argument("--talk", type=int, default=90, help="Buyer talk seconds (default 90).")
     call.add_argument("--declines-whisper", action="store_true", help="Buyers decline the whisper.")
     call.add_argument("--seed", type=int, default=None)
+    _delivery_arguments(call)
+    call.add_argument("--status-first", action="store_true",
+                      help="When the caller hangs up during a Dial (--hang-up-after), send the final status "
+                           "before the Dial action.")
     call.add_argument("--json", action="store_true", help="Print the call record as JSON.")
     call.set_defaults(sim_handler=_call)
 
@@ -61,6 +64,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="Twilio auth token (default: $TWILIO_AUTH_TOKEN).")
     parser.add_argument("--time-scale", type=float, default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
+
+
+def _delivery_arguments(parser: argparse.ArgumentParser) -> None:
+    """The callback misbehaviours a carrier is allowed (``emulator.Delivery``), for ``traffic`` and ``call``."""
+    parser.add_argument("--duplicates", action="store_true", help="Deliver every webhook twice.")
+    parser.add_argument("--reorder", action="store_true", help="Shuffle asynchronous callbacks.")
+    parser.add_argument("--late-recording", action="store_true",
+                        help="Send recording callbacks after the call's final status callback.")
+
+
+def _delivery(args: argparse.Namespace):
+    from callbroker.sim.emulator import Delivery
+
+    return Delivery(duplicate=args.duplicates, reorder=args.reorder, late_recording=args.late_recording,
+                    status_first=getattr(args, "status_first", False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +106,6 @@ def _carrier(args: argparse.Namespace, token: str, seed: int | None):
 def _traffic(args: argparse.Namespace, token: str) -> int:
     import yaml
 
-    from callbroker.sim.emulator import Delivery
     from callbroker.sim.traffic import generate_day, run_traffic
 
     path = args.network or DEMO_NETWORK
@@ -101,7 +118,7 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
     if not planned:
         print(f"callbroker sim: {path} has no tracking numbers to call", file=sys.stderr)
         return 2
-    delivery = Delivery(duplicate=args.duplicates, reorder=args.reorder)
+    delivery = _delivery(args)
     stop = threading.Event()
 
     def on_done(call, record) -> None:
@@ -199,6 +216,7 @@ def _call(args: argparse.Namespace, token: str) -> int:
             caller=CallerScript(digits=digits, hangs_up_after=args.hang_up_after),
             params=params,
             buyers=lambda number: behaviour,
+            delivery=_delivery(args),
         )
     if args.json:
         print(json.dumps(record_json(record), indent=2))
