@@ -400,3 +400,9 @@ def test_cli_call_duplicates_delivers_every_webhook_twice(server, capsys):
     assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", "--duplicates"]) == 0
     paths = server.paths()
     assert paths.count("/carriers/twilio/voice") == 2 and paths.count(STATUS) == 2 and paths.count("/rec") == 2
+
+
+def test_cli_call_status_first_needs_the_caller_to_hang_up(server, capsys):
+    assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", "--status-first"]) == 2
+    assert "--hang-up-after" in capsys.readouterr().err
+    assert server.requests == []  # no call placed

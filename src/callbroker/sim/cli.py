@@ -198,6 +198,10 @@ def record_json(record) -> dict:
 def _call(args: argparse.Namespace, token: str) -> int:
     from callbroker.sim.emulator import BuyerBehaviour, CallerScript
 
+    if args.status_first and args.hang_up_after is None:
+        print("callbroker sim: --status-first applies when the caller hangs up during a Dial: "
+              "give --hang-up-after N too", file=sys.stderr)
+        return 2
     params: dict[str, str] = {}
     if args.zip is not None:
         params["FromZip"] = args.zip
