@@ -448,6 +448,27 @@ def from_db(model: type[models.Model], name: str, value):
     return _column_converter(model, conn.vendor, name)(value, conn)
 
 
+# --------------------------------------------------------------------------- one call's webhooks in turn
+
+#: First key of the PostgreSQL advisory locks that make one call's webhooks take turns (the second is a
+#: hash of the CallSid): "CBcl". ``network.live`` uses "CBlv" for targets.
+CALL_LOCK_SPACE = 0x4342636C
+
+
+def lock_call(call_sid: str) -> None:
+    """Until this transaction ends, hold the call's lock: its other webhooks wait for this one to commit.
+
+    A carrier sends a call's Dial action and its final status at the same moment (the caller hangs up,
+    the buyer hangs up); each handler reads the call and its attempts and writes back what it decided.
+    On SQLite the writers' lock already makes every webhook take its turn; on PostgreSQL two transactions
+    would read the same state, and the second would overwrite the first's attempt result, stage and
+    verdict and give a slot back twice. An advisory lock (memory only; a hash collision only makes two
+    calls take turns) keyed on the CallSid orders them, and the second reads what the first committed.
+    """
+    if connection.vendor == "postgresql":
+        fetchone("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CALL_LOCK_SPACE, call_sid])
+
+
 # --------------------------------------------------------------------------- SQLite writers' queue
 
 _thread_lock = threading.Lock()

@@ -256,6 +256,72 @@ def handover(redis_url: str, number: str, hold_s: float, first: str, second: str
             "redis_active": int(store.client.get(store.active_key(info.core.id)) or 0)}
 
 
+def racing_callbacks(first: str, bridged: bool, hold_s: float = 1.0) -> dict:
+    """One call on the e2e plumbing campaign (SQL counters), ringing Line A; then its Dial action (the
+    buyer talked 120 s, or didn't answer) and its final status (the caller hung up) handled at the same
+    time in two threads, ``first`` ("dial" or "status") holding its transaction open ``hold_s`` after its
+    work. Returns the call as it ends up: stage, verdict, attempts, slots, ledger."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    from callbroker.billing.models import LedgerEntry
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, EventIn, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network.models import TargetState
+
+    sid = "CA" + os.urandom(16).hex()
+
+    def deliver(key: str, run) -> None:
+        event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
+        services.handle_once(event, run, repr)
+
+    with override_settings(REDIS_URL=""):
+        inbound = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw="+17375550166", to="+15125550001",
+                              from_zip="78701", from_state="TX")
+        deliver("voice", lambda: services.start_call(inbound))
+        outcome = (DialOutcome("completed", True, 120, "CA" + "d" * 32) if bridged
+                   else DialOutcome("no-answer", False, 0, "CA" + "d" * 32))
+        work = {"dial": lambda: deliver("dial:1", lambda: services.dial_finished(sid, 1, outcome)),
+                "status": lambda: deliver("status:completed:",
+                                          lambda: services.call_status(sid, StatusUpdate("completed", 150)))}
+        store, holding = services._store_event, threading.Event()
+
+        def held_store(event, body):  # the first webhook's work is done; its transaction stays open
+            store(event, body)
+            if event.kind == first:
+                holding.set()
+                time.sleep(hold_s)
+
+        services._store_event = held_store
+
+        def run(kind: str) -> None:
+            try:
+                if kind != first:
+                    holding.wait(10)
+                work[kind]()
+            finally:
+                holding.set()
+                connection.close()
+
+        threads = [threading.Thread(target=run, args=(kind,)) for kind in ("dial", "status")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        services._store_event = store
+    call = Call.objects.get(call_sid=sid)
+    return {
+        "stage": call.stage, "verdict": call.verdict, "reasons": call.reason_codes, "talk": call.talk_seconds,
+        "attempts": [[a.sequence, a.result, a.slot_held] for a in CallAttempt.objects.filter(call=call).order_by("sequence")],
+        "active_calls": sum(TargetState.objects.values_list("active_calls", flat=True)),
+        "charges": LedgerEntry.objects.filter(call_sid=sid, kind="charge").count(),
+    }
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -263,7 +329,7 @@ def steps(steps: list[list]) -> list:
 
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
-           "handover": handover}
+           "handover": handover, "racing_callbacks": racing_callbacks}
 
 
 def main() -> None:

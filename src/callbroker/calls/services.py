@@ -69,17 +69,19 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
     the database's one write lock, so the reading and deciding is kept out of it. ``prepare`` is given
     the network version, read with the stored answer in one statement (None on a retry: read it again).
     """
-    version = None
-    if prepare is not None:
-        stored, version = _stored_answer_and_version(event)
-    else:
-        stored = _stored_answer(event)
+    stored, version = _stored_answer_and_version(event)
     if stored is not None:
         return stored
+    if prepare is None:
+        # The handlers after the inbound call read the process's snapshot without asking the database
+        # (``check_version=False``); a worker that hasn't handled an inbound call since the network
+        # changed would price or judge the call with a network older than the one that routed it.
+        current_snapshot(version=version)
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
             with db.write_lock(), transaction.atomic():
+                db.lock_call(event.call_sid)  # PostgreSQL: the call's other webhooks wait (SQLite: the line above)
                 body = render(run(prepared) if prepare is not None else run())
                 _store_event(event, body)
         except IntegrityError:
@@ -522,11 +524,14 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
     ring = (call.decision or {}).get("ring", [])
     while call.ring_position < len(ring):
         target_id = ring[call.ring_position]
+        later = call.ring_position > 0  # the ring was decided before this webhook, maybe minutes ago
         call.ring_position += 1
         info = snap.targets.get(target_id)
         if info is None:
             continue
-        refused = live.reserve(info.core, info.timezone, now, live.slot_name(call.call_sid, call.ring_position))
+        refused = _closed_or_paused(info, now) if later else None
+        if refused is None:
+            refused = live.reserve(info.core, info.timezone, now, live.slot_name(call.call_sid, call.ring_position))
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
@@ -542,6 +547,20 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id, tuple(ring[call.ring_position:])),)
     return _apply_fallback(call, campaign)
+
+
+def _closed_or_paused(info: TargetInfo, now: dt.datetime) -> core.Exclusion | None:
+    """Why a target further down a ring can't be dialled now, though it could when the call was routed:
+    its hours ended, or it was paused (by hand, or by missed-call protection) while the ones before rang.
+    Caps and concurrency are checked by the reservation itself."""
+    target = info.core
+    if target.paused:
+        return core.Exclusion.PAUSED
+    if target.schedule is not None and not target.schedule.is_open(now):
+        return core.Exclusion.CLOSED
+    if live.auto_paused((target.id,), now):
+        return core.Exclusion.PAUSED
+    return None
 
 
 def _apply_fallback(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
@@ -593,10 +612,14 @@ def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int 
     return row[0] if row else None
 
 
-def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.datetime, ...], ...]:
-    """The caller's last billable call in this campaign before this one; their calls in the velocity window."""
+def _caller_history(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot
+                    ) -> tuple[tuple[dt.datetime, ...], tuple[dt.datetime, ...], tuple[tuple[int, int], ...]]:
+    """The caller's last billable call in this campaign before this one; their calls in the velocity window
+    before it; and their calls already judged, started after this one, whose verdict may rest on it
+    (``(id, campaign id)`` in start order, see ``_judge_again``)."""
     started = connection.ops.adapt_datetimefield_value(call.started_at)
     since = connection.ops.adapt_datetimefield_value(call.started_at - campaign.core.velocity_window)
+    until = connection.ops.adapt_datetimefield_value(call.started_at + _longest_window(snap))
     # hand-written: runs at the end of every call (call_*_idx indexes)
     rows = db.fetchall(
         f"SELECT started_at FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s AND verdict = %s "
@@ -604,13 +627,55 @@ def _caller_history(call: Call, campaign: CampaignInfo) -> tuple[tuple[dt.dateti
         [call.campaign_id, call.caller_number, Verdict.BILLABLE.value, started],
     )
     previous = tuple(db.from_db(Call, "started_at", row[0]) for row in rows)
+    # One range of the caller's calls: those before this one (velocity) and those after it (judged again).
     rows = db.fetchall(
-        f"SELECT started_at FROM {_CALLS} WHERE caller_number = %s AND started_at >= %s "
-        "AND started_at < %s AND id <> %s",
-        [call.caller_number, since, started, call.pk],
+        f"SELECT started_at, id, campaign_id, verdict FROM {_CALLS} WHERE caller_number = %s "
+        "AND started_at >= %s AND started_at < %s AND id <> %s ORDER BY started_at, id",
+        [call.caller_number, since, until, call.pk],
     )
-    recent = tuple(db.from_db(Call, "started_at", row[0]) for row in rows)
-    return previous, recent
+    recent, later = [], []
+    for raw_started, pk, campaign_id, verdict in rows:
+        at = db.from_db(Call, "started_at", raw_started)
+        if at < call.started_at:
+            recent.append(at)
+        elif at > call.started_at and verdict != Verdict.PENDING and campaign_id is not None:
+            other = snap.campaigns.get(campaign_id)
+            if other is None:
+                continue
+            # That call counts this one in its velocity window, or (same campaign) as its earlier billable call.
+            reach = max(other.core.velocity_window,
+                        other.core.duplicate_window if campaign_id == call.campaign_id else dt.timedelta(0))
+            if at - call.started_at < reach:
+                later.append((pk, campaign_id))
+    return previous, tuple(recent), tuple(later)
+
+
+_longest_windows: dict[int, dt.timedelta] = {}  # snapshot version -> its campaigns' longest window
+
+
+def _longest_window(snap: NetworkSnapshot) -> dt.timedelta:
+    """The longest duplicate or velocity window of any campaign: how far a later call can look back."""
+    found = _longest_windows.get(snap.version)
+    if found is None:
+        found = max((max(c.core.duplicate_window, c.core.velocity_window) for c in snap.campaigns.values()),
+                    default=dt.timedelta(0))
+        _longest_windows.clear()
+        _longest_windows[snap.version] = found
+    return found
+
+
+def _judge_again(later: Sequence[tuple[int, int]], snap: NetworkSnapshot) -> None:
+    """Qualify again the caller's later calls whose verdict may rest on the call just judged.
+
+    Callbacks and replayed spool files can end an earlier call after a later one of the same caller: the
+    later one was judged without it (not yet billable, so no duplicate; not yet stored, so not counted in
+    the velocity window). Each is judged again from its stored facts, in start order; the ledger follows
+    (``post_verdict``), and a call whose billability changes passes the question on to the calls after it.
+    """
+    for pk, campaign_id in later:
+        other = db.select_one(Call, id=pk)
+        if other is not None and other.verdict != Verdict.PENDING:
+            _qualify(other, snap.campaigns[campaign_id], snap)
 
 
 def _write(call: Call) -> None:
@@ -676,15 +741,21 @@ def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> 
 
 
 def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
-    """Judge the finished call from its stored facts (deterministic: re-running gives the same verdict)."""
+    """Judge the finished call from its stored facts (deterministic: re-running gives the same verdict).
+
+    When this is the call's first verdict, or its billability changed, the caller's later calls that
+    were judged already are judged again (``_judge_again``): the verdict doesn't depend on the order in
+    which calls end.
+    """
+    first, was_billable = call.verdict == Verdict.PENDING, call.verdict == Verdict.BILLABLE
     info = snap.targets.get(call.connected_target_id) if call.connected_target_id else None
     source = core.ZipSource(call.zip_source)
     in_area = None
     if info is not None and call.caller_zip and source in (core.ZipSource.IVR, core.ZipSource.CARRIER):
         in_area = info.core.area_zips is None or call.caller_zip in info.core.area_zips
-    previous_billable = recent = ()
+    previous_billable = recent = later = ()
     if call.caller_number:
-        previous_billable, recent = _caller_history(call, campaign)
+        previous_billable, recent, later = _caller_history(call, campaign, snap)
     facts = core.CallFacts(
         caller=core.Caller(call.caller_number or None, call.caller_zip or None, source),
         connected=call.connected_target_id is not None,
@@ -707,3 +778,5 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
     call.qualified_at = timezone.now()
     db.update(call)
     post_verdict(call)  # the ledger follows the verdict, in this transaction (docs/billing.md)
+    if later and (first or was_billable != verdict.billable):
+        _judge_again(later, snap)

@@ -38,14 +38,16 @@ Degraded = Callable[[HttpRequest, dict[str, str]], tuple[tuple, dict]]
 
 
 def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None, *, kind: str = "",
-            degraded: Degraded | None = None):
+            degraded: Degraded | None = None, safe: Callable[[HttpRequest, dict[str, str]], str] | None = None):
     """Signature check first; then the handler; malformed input and internal errors get safe TwiML.
 
     With ``degraded``, a call whose database work fails (database or Redis unreachable), or a call that
     is already degraded, is answered from memory by ``degraded`` and the webhook is spooled to disk.
+    ``safe``: the answer when the handler failed (default: the caller forwarded to a fallback, ``_safe``).
     """
     if handler is None:
-        return functools.partial(webhook, kind=kind, degraded=degraded)
+        return functools.partial(webhook, kind=kind, degraded=degraded, safe=safe)
+    fallback = safe or _safe
 
     @csrf_exempt
     @functools.wraps(handler)
@@ -72,14 +74,14 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
         except OUTAGES as exc:
             if degraded is None:
                 log.warning("webhook %s: backend unavailable (%s); nothing to spool", request.path, exc)
-                body = _safe(request, params)
+                body = fallback(request, params)
             else:
                 log.error("webhook %s: backend unavailable (%s); CallSid=%s handled from memory and spooled",
                           request.path, exc, params.get("CallSid", "")[:64])
                 body = _degrade(request, params, kind, degraded)
         except twilio.MalformedWebhook as exc:
             log.warning("webhook %s malformed (CallSid=%s): %s", request.path, params.get("CallSid", "")[:64], exc)
-            body = _safe(request, params)
+            body = fallback(request, params)
         except services.UnknownCall as exc:
             if degraded is not None and degraded_mode.routed_elsewhere(params.get("CallSid", "")[:64]):
                 log.warning("webhook %s: call not replayed yet from another node's spool (%s); handled from "
@@ -87,11 +89,11 @@ def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None,
                 body = _degrade(request, params, kind, degraded)
             else:
                 log.warning("webhook %s for an unknown call: %s", request.path, exc)
-                body = _safe(request, params)
+                body = fallback(request, params)
         except Exception:
             log.exception("webhook %s failed (CallSid=%s); caller sent to the fallback", request.path,
                           params.get("CallSid", "")[:64])
-            body = _safe(request, params)
+            body = fallback(request, params)
         return HttpResponse(body, content_type=XML)
 
     return view
@@ -235,13 +237,27 @@ def voicemail(request: HttpRequest, params: dict[str, str]) -> str:
     return _once(request, params, "voicemail", "voicemail", lambda: services.message_left(sid, url, duration))
 
 
-@webhook
+#: What the buyer hears before the bridge when the campaign is unknown or the whisper failed.
+WHISPER_DEFAULT = "Incoming call."
+
+
+def _safe_whisper(request: HttpRequest, params: dict[str, str]) -> str:
+    """A whisper that failed inside: the buyer hears a plain line and is bridged to the caller.
+
+    The whisper answers the *buyer's* leg: a ``<Dial>`` there (``_safe``'s forward) is not allowed by the
+    carrier and would never connect the caller.
+    """
+    record_routing_failure(request)
+    return twilio.render((services.s.Say(WHISPER_DEFAULT),), twilio.base_url(request))
+
+
+@webhook(safe=_safe_whisper)
 def whisper(request: HttpRequest, params: dict[str, str]) -> str:
     """Said to the buyer on answer, before bridging. Answered from memory: no database."""
     campaign_id = _int_query(request, "c")
     snap = services.cached_snapshot() or services.current_snapshot()
     campaign = snap.campaigns.get(campaign_id)
-    text = campaign.whisper_text if campaign else "Incoming call."
+    text = campaign.whisper_text if campaign else WHISPER_DEFAULT
     return twilio.render((services.s.Say(text),), twilio.base_url(request))
 
 

@@ -1,0 +1,53 @@
+"""The whisper answers the buyer's leg: even when it fails inside, it never answers with a ``<Dial>``.
+
+Given the carrier fetching the whisper when a buyer picks up (the buyer's leg: its own CallSid, ``To`` the
+buyer's number), when the whisper handler fails (the network can't be read), then the buyer hears a plain
+line and is bridged to the caller: the forward that other webhooks fall back to is not allowed in a
+whisper (CARRIER-PROTOCOL.md) and would never connect the caller.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from django.db import OperationalError
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from callbroker.carriers import views
+
+TOKEN = "whisper-test-token"
+PUBLIC = "https://cb.example.com"
+BUYER_LEG = {"CallSid": "CA" + "5" * 32, "ParentCallSid": "CA" + "a1" * 16, "AccountSid": "AC" + "0" * 32,
+             "To": "+15125550101", "From": "+15125559876", "CallStatus": "in-progress", "Direction": "outbound-api"}
+
+
+@pytest.fixture
+def whisper(settings):
+    settings.TWILIO_AUTH_TOKEN = TOKEN
+    settings.TWILIO_AUTH_TOKENS_EXTRA = []
+    settings.PUBLIC_URL = PUBLIC
+    settings.FALLBACK_NUMBER = "+15125550999"
+    path = "/carriers/twilio/whisper?c=1"
+
+    def fetch() -> str:
+        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, BUYER_LEG)
+        response = Client().post(path, data=urlencode(BUYER_LEG), content_type="application/x-www-form-urlencoded",
+                                 headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200
+        return response.content.decode()
+
+    return fetch
+
+
+@pytest.mark.django_db
+def test_a_failed_whisper_bridges_the_buyer_with_a_plain_line(whisper, monkeypatch):
+    def unreadable():
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(views.services, "cached_snapshot", lambda: None)
+    monkeypatch.setattr(views.services, "current_snapshot", unreadable)
+    answer = whisper()
+    assert "<Dial" not in answer and "+15125550999" not in answer
+    assert f">{views.WHISPER_DEFAULT}</Say></Response>" in answer
