@@ -83,6 +83,23 @@ def test_buyer_statement_has_a_line_per_call_and_lines_sum_to_the_balance(posted
     assert buyer_charges(acme, Period.month("2026-10")) == {}
 
 
+def test_a_statement_keeps_the_calls_archived_since(posted, acme, google):
+    """The ledger outlives the calls (docs/database.md, retention): a closed month reads the same after its
+    call rows are archived, the start time of each call left out."""
+    from django.db import connection
+
+    november = Period.month("2026-11")
+    before = buyer_statement(acme, november)
+    with connection.cursor() as cursor:  # as the retention procedure does: the rows, not the ledger's
+        cursor.execute("DELETE FROM calls_callattempt")
+        cursor.execute("DELETE FROM calls_call WHERE call_sid = %s", [posted["first"].call_sid])
+    after = buyer_statement(acme, november)
+    assert [(line.call_sid, line.amount) for line in after.lines] == [(line.call_sid, line.amount) for line in before.lines]
+    assert after.totals == {"USD": Decimal("90.10")} == buyer_charges(acme, november)
+    assert [line.call_started_at for line in after.lines] == [None, posted["second"].started_at]
+    assert publisher_statement(google, november).totals == {"USD": Decimal("40.20")}
+
+
 def test_publisher_statement_sums_payouts(posted, google):
     nov = publisher_statement(google, Period.month("2026-11"))
     assert [line.amount for line in nov.lines] == [Decimal("20.00"), Decimal("20.20")]

@@ -164,6 +164,40 @@ def test_posting_an_outcome_saves_it_and_nothing_else(staff, routed_call):
     assert list(routed_call.attempts.values_list("result", flat=True)) == ["no-answer", "bridged"]
 
 
+def test_an_outcome_saved_while_the_call_was_judged_again_keeps_the_new_verdict(staff, routed_call, monkeypatch):
+    """The page was loaded before a late callback judged the call again: saving the outcome writes the
+    outcome only, not the page's old copy of the verdict and the money."""
+    from callbroker.calls.admin import CallAdmin
+
+    page = staff.get(change_url(routed_call))
+    original = CallAdmin.get_object
+
+    def judged_meanwhile(self, request, object_id, from_field=None):
+        obj = original(self, request, object_id, from_field)  # the form's copy: billable, 45.00
+        Call.objects.filter(pk=obj.pk).update(verdict="not_billable", reason_codes=["duplicate"],
+                                              revenue=Decimal("0.00"), payout=Decimal("0.00"))
+        return obj
+
+    monkeypatch.setattr(CallAdmin, "get_object", judged_meanwhile)
+    response = staff.post(change_url(routed_call), edit_post_data(page, outcome="booked", job_value="350.00"))
+
+    assert response.status_code == 302
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value) == ("booked", Decimal("350.00"))
+    assert (routed_call.verdict, routed_call.reason_codes, routed_call.revenue) == ("not_billable", ["duplicate"],
+                                                                                    Decimal("0.00"))
+
+
+def test_a_negative_job_value_is_refused_with_a_message(staff, routed_call):
+    page = staff.get(change_url(routed_call))
+    response = staff.post(change_url(routed_call), edit_post_data(page, outcome="booked", job_value="-350.00"))
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["job_value"] == ["A job value can't be negative."]
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value) == ("", None)
+
+
 def test_calls_cannot_be_added_or_deleted(staff, routed_call):
     assert staff.get(reverse("admin:calls_call_add")).status_code == 403
     assert staff.get(reverse("admin:calls_call_delete", args=[routed_call.pk])).status_code == 403

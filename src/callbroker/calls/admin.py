@@ -178,9 +178,13 @@ class CallAdmin(admin.ModelAdmin):
         return False  # calls feed billing and reports; they are never deleted from the admin
 
     def save_model(self, request: HttpRequest, obj: Call, form, change: bool) -> None:
-        if any(name in form.changed_data for name in OUTCOME_FIELDS):
-            obj.outcome_at = timezone.now()
-        super().save_model(request, obj, form, change)
+        changed = [name for name in OUTCOME_FIELDS if name in form.changed_data]
+        if not changed:
+            return
+        obj.outcome_at = timezone.now()
+        # Only the outcome: the rest of the row (verdict, money) may have been judged again meanwhile by a
+        # late callback, and this form's copy of it is as old as the page.
+        obj.save(update_fields=[*changed, "outcome_at"])
 
     def render_change_form(self, request, context, *args, **kwargs):
         context["cb_css"] = _CALL_CSS

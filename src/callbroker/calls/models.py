@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Outcome, Verdict, ZipSourceChoices
@@ -79,7 +80,9 @@ class Call(models.Model):
     qualified_at = models.DateTimeField("qualified", null=True, blank=True)
     # outcome, recorded by the buyer later
     outcome = models.CharField("outcome", max_length=24, choices=Outcome.choices, blank=True, default="")
-    job_value = models.DecimalField("job value", null=True, blank=True, **MONEY)
+    job_value = models.DecimalField("job value", null=True, blank=True,
+                                    validators=[MinValueValidator(Decimal("0.00"), "A job value can't be negative.")],
+                                    **MONEY)
     outcome_note = models.TextField("outcome note", blank=True)
     outcome_at = models.DateTimeField("outcome recorded", null=True, blank=True)
 
