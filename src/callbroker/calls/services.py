@@ -530,8 +530,12 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         if info is None:
             continue
         refused = _closed_or_paused(info, now) if later else None
+        # The cap units are counted in the buyer's hour, day and month of this moment, and given back (or
+        # counted again, or rebuilt) by the attempt's start: both must be the same moment. ``now`` was
+        # read before the webhook waited for the write lock, maybe in the previous hour.
+        at = max(now, timezone.now())
         if refused is None:
-            refused = live.reserve(info.core, info.timezone, now, live.slot_name(call.call_sid, call.ring_position))
+            refused = live.reserve(info.core, info.timezone, at, live.slot_name(call.call_sid, call.ring_position))
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
@@ -540,10 +544,14 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         call.stage = CallStage.DIALING
         _write(call)
         # Stamped after the slot was taken (not at routing time): attempt intervals then never overlap
-        # more than the concurrency limit allowed, which the reliability suite checks.
+        # more than the concurrency limit allowed, which the reliability suite checks; but never in
+        # another hour than the one the cap units were counted in (a reservation that waited on a row
+        # lock across the hour's end).
+        started = max(at, timezone.now())
+        if live.period_keys(started, info.timezone) != live.period_keys(at, info.timezone):
+            started = at
         db.insert(db.new(CallAttempt, call_id=call.pk, sequence=call.ring_position, target_id=target_id,
-                         buyer_id=info.core.buyer_id, number=info.core.number,
-                         started_at=max(now, timezone.now())))
+                         buyer_id=info.core.buyer_id, number=info.core.number, started_at=started))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id, tuple(ring[call.ring_position:])),)
     return _apply_fallback(call, campaign)
