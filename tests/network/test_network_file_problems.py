@@ -125,6 +125,20 @@ EXACT = [
      "campaigns[0].payout: 15.005 has more than two decimal places"),
     ("money-not-a-number", "campaigns.0.payout", "fifteen",
      "campaigns[0].payout: 'fifteen' is not an amount of money (e.g. \"45.00\")"),
+    ("money-too-many-digits", "campaigns.0.payout", "1" + "0" * 30,
+     f"campaigns[0].payout: 1{'0' * 30} is too large (at most 9999999999.99)"),
+    ("money-huge-exponent", "buyers.0.targets.0.price", Decimal("1.0e+30"),
+     f"{T0}.price: 1.0E+30 is too large (at most 9999999999.99)"),
+    ("duration-too-long", "campaigns.0.duplicate_window", "99999999999w",
+     "campaigns[0].duplicate_window: 99999999999w is too long (at most 3650d)"),
+    ("duration-too-long-to-store", "campaigns.0.duplicate_window", "200000000d",
+     "campaigns[0].duplicate_window: 200000000d is too long (at most 3650d)"),
+    ("duration-seconds-too-long", "campaigns.0.velocity", {"window": 90_000_000_000_000},
+     "campaigns[0].velocity.window: 90000000000000 is too long (at most 3650d)"),
+    ("whole-number-huge-exponent", "buyers.0.targets.0.priority", Decimal("1.0e+999999999999999999"),
+     f"{T0}.priority: 1.0E+999999999999999999 is too large"),
+    ("radius-rounds-to-zero", "buyers.0.targets.0.area", {"radius": [{"zip": "78701", "miles": Decimal("1e-400")}]},
+     f"{T0}.area.radius[0].miles: 1E-400 miles is too small to draw a circle with (more than 0, at most 250)"),
     # durations
     ("bad-duration", "campaigns.0.duplicate_window", "30 days",
      "campaigns[0].duplicate_window: '30 days' is not a duration (use e.g. 30d, 2w, 1h, 90m, 45s or a number "
@@ -256,6 +270,13 @@ def test_a_key_given_twice_in_one_mapping_is_an_error(tmp_path, problems):
     assert problems(path) == [
         "line 5, column 5: not valid YAML: the key 'payout' is given twice in one mapping (first on line 4)"
     ]
+
+
+def test_a_date_that_does_not_exist_gives_line_and_column(tmp_path, problems):
+    path = tmp_path / "network.yaml"
+    path.write_text("version: 1\ncampaigns:\n  - key: a\n    name: 2026-02-30\n")
+    assert problems(path) == [
+        "line 4, column 11: not valid YAML: '2026-02-30' is not a real date (day is out of range for month)"]
 
 
 def test_missing_and_empty_files(tmp_path, problems):

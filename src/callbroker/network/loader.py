@@ -102,6 +102,15 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
+    def construct_real_date(self, node: yaml.ScalarNode) -> Any:
+        """An unquoted date (``2026-02-30``) that isn't a real one is a YAML problem with its line, not a
+        ``ValueError`` from deep inside the parser."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"'{node.value}' is not a real date ({exc})",
+                                                    node.start_mark) from None
+
 
 def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
     text = loader.construct_scalar(node).replace("_", "")
@@ -112,6 +121,7 @@ def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | floa
 
 
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_real_date)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:
@@ -216,10 +226,18 @@ def _bool(value: object) -> bool:
     return value
 
 
+def _whole(value: object) -> object:
+    """A ``Decimal`` that is a whole number as an ``int`` (``1e+999999999`` refused before it is made)."""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        if value.adjusted() > 18:
+            raise ValueError(f"{value} is too large")
+        return int(value)
+    return value
+
+
 def _int(minimum: int = 0, maximum: int | None = None, unit: str = "") -> Callable[[object], int]:
     def read(value: object) -> int:
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            value = int(value)
+        value = _whole(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected a whole number{unit}, got {_got(value)}")
         if value < minimum:
@@ -237,9 +255,7 @@ def _optional(read: Callable[[object], Any]) -> Callable[[object], Any]:
 
 def _duration(minimum: dt.timedelta = dt.timedelta(0)) -> Callable[[object], dt.timedelta]:
     def read(value: object) -> dt.timedelta:
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            value = int(value)
-        duration = parsing.parse_duration(value)
+        duration = parsing.parse_duration(_whole(value))
         if duration < minimum:
             raise ValueError(f"{parsing.format_duration(duration)} is too short "
                              f"(at least {parsing.format_duration(minimum)})")

@@ -193,14 +193,16 @@ def parse_money(value: object) -> Decimal:
         raise ValueError(f"{text} is not an amount of money")
     if amount < 0:
         raise ValueError(f"{text} is negative; amounts must be 0 or more")
+    if amount >= Decimal("1e10"):  # before rounding: a 30-digit amount can't be rounded to cents
+        raise ValueError(f"{text} is too large (at most 9999999999.99)")
     if amount != amount.quantize(Decimal("0.01")):
         raise ValueError(f"{text} has more than two decimal places")
-    if amount >= Decimal("1e10"):
-        raise ValueError(f"{text} is too large")
     return amount.quantize(Decimal("0.01"))
 
 
 _DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
+#: The longest duration a network file may give (windows, cool-downs): ten years.
+MAX_DURATION = dt.timedelta(days=3650)
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_HINT = "use e.g. 30d, 2w, 1h, 90m, 45s or a number of seconds"
 
@@ -213,24 +215,32 @@ def parse_duration(value: object) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         if value < dt.timedelta(0):
             raise ValueError(f"{format_duration(-value)} before zero is not a duration")
-        return value
+        return _at_most_max(value.total_seconds(), value)
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({_DURATION_HINT}), got {_type_name(value)}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative; durations must be 0 or more")
-        return dt.timedelta(seconds=value)
+        return _at_most_max(value, value)
     if isinstance(value, str):
         text = value.strip().lower()
         if text.isdigit():
-            return dt.timedelta(seconds=int(text))
+            return _at_most_max(int(text), value)
         compact = text.replace(" ", "")
         parts = _DURATION_RE.findall(compact)
         if parts and "".join(n + u for n, u in parts) == compact:
             units = [u for _, u in parts]
             if len(set(units)) == len(units):
-                return dt.timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+                return _at_most_max(sum(int(n) * _UNITS[u] for n, u in parts), value)
     raise ValueError(f"{_type_name(value)} is not a duration ({_DURATION_HINT})")
+
+
+def _at_most_max(seconds: float, given: object) -> dt.timedelta:
+    """``seconds`` as a duration, refused when longer than ``MAX_DURATION`` (checked before the
+    ``timedelta`` is made: a huge number would overflow it, or the database column)."""
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{given} is too long (at most {format_duration(MAX_DURATION)})")
+    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(value: dt.timedelta) -> str:
@@ -267,7 +277,10 @@ def _miles(value: object) -> int | float:
     if not 0 < value <= MAX_RADIUS_MILES:
         raise ValueError(f"{value} miles is out of range (more than 0, at most {MAX_RADIUS_MILES})")
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return int(number) if number == number.to_integral_value() else float(number)
+    miles = int(number) if number == number.to_integral_value() else float(number)
+    if miles <= 0:  # e.g. 1e-400: more than 0 as written, 0.0 once stored
+        raise ValueError(f"{value} miles is too small to draw a circle with (more than 0, at most {MAX_RADIUS_MILES})")
+    return miles
 
 
 def read_area(

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from callbroker.network.loader import KINDS, dump_network, export_network, load_network
 from callbroker.network.parsing import NetworkError
+from callbroker.ops.commands import reading_the_database
 
 EXPORT_HEADER = "# callbroker network file (exported). Every key is described in docs/network-file.md.\n"
 
@@ -29,10 +30,11 @@ class Command(BaseCommand):
         export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["action"] == "load":
-            self.load(options["file"], prune=options["prune"], check=options["check"])
-        else:
-            self.export(options.get("output"))
+        with reading_the_database("the network"):  # not migrated: one line saying so, not a traceback
+            if options["action"] == "load":
+                self.load(options["file"], prune=options["prune"], check=options["check"])
+            else:
+                self.export(options.get("output"))
 
     def load(self, path: str, *, prune: bool, check: bool) -> None:
         try:
