@@ -320,6 +320,21 @@ def test_references_to_campaigns_in_the_database_are_allowed_unless_pruning(netw
     ]
 
 
+def test_a_number_that_is_a_tracking_number_in_the_database_is_refused(network, load, problems):
+    load(network)  # +15125550101 is one of its tracking numbers
+    partial = {"version": 1,
+               "campaigns": [{"key": "austin-plumbing", "name": "Austin Plumbing",
+                              "fallback": {"kind": "forward", "number": "+15125550101"}}],
+               "buyers": [{"key": "new-buyer", "timezone": "America/Chicago",
+                           "targets": [{"key": "new-t", "campaign": "austin-plumbing", "number": "+15125550101"}]}]}
+    assert problems(partial) == [
+        "buyers[0].targets[0].number: +15125550101 is a tracking number (already in the database); "
+        "calls would ring back into the platform",
+        "campaigns[0].fallback.number: +15125550101 is a tracking number (already in the database); "
+        "calls would ring back into the platform",
+    ]
+
+
 def test_check_only_writes_nothing(network, network_counts):
     report = load_network(network, check_only=True)
     assert not report.written

@@ -597,6 +597,11 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
                 c.add(join_location(row.location, ref), f"unknown {ref} '{row.refs[ref]}' ({_known(known)})")
 
     tracking = {row.key: row.location for row in plan.tracking_numbers}
+    try:  # a file may leave out tracking numbers loaded before (without --prune they stay)
+        for number in m.TrackingNumber.objects.values_list("number", flat=True):
+            tracking.setdefault(number, "already in the database")
+    except DatabaseError:  # no tables yet (a --check before migrate)
+        pass
     for row in plan.targets:
         if row.values["number"] in tracking:
             c.add(join_location(row.location, "number"),
