@@ -11,6 +11,8 @@ counted in the database.
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
@@ -181,3 +183,37 @@ def test_with_only_redis_away_calls_take_the_normal_path_and_the_limits_are_coun
     world.ended(a, 80)
     assert Call.objects.get(call_sid=a).verdict == "billable"
     assert SOLO_LINE in world.voice(sid())  # the line is free again
+
+
+@pytest.mark.parametrize("status_first", [False, True])
+def test_a_caller_who_hangs_up_while_a_line_rings_is_recorded_the_same_replayed_or_live(world, monkeypatch,
+                                                                                          status_first):
+    """The carrier reports the ringing leg ``canceled`` and the call completed, in either order: no one
+    else is rung, and the replayed call's attempts are those of the same webhooks handled live."""
+    plumbing = "+15125550001"
+
+    def play(call_sid: str) -> tuple[str, list[tuple[str, str]]]:
+        answer = world.voice(call_sid, to=plumbing)
+        action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+        canceled = {**base(call_sid, plumbing), "DialCallStatus": "canceled", "DialCallSid": "CA" + uuid.uuid4().hex,
+                    "DialCallDuration": "0", "DialBridged": "false"}
+        if status_first:
+            world.ended(call_sid, 12, to=plumbing)
+        dial_answer = world.post("/carriers/twilio/dial", canceled, action)
+        if not status_first:
+            world.ended(call_sid, 12, to=plumbing)
+        return dial_answer, answer
+
+    degraded_sid = sid()
+    dial_answer, first = play(degraded_sid)  # the database is away
+    assert "+15125550101" in first and "<Dial" not in dial_answer
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().errors == []
+    live_sid = sid()
+    dial_answer, _ = play(live_sid)
+    assert "<Dial" not in dial_answer
+
+    def attempts(call_sid: str) -> list[tuple[str, str]]:
+        return [(a["number"], a["result"]) for a in call_to_dict(Call.objects.get(call_sid=call_sid))["attempts"]]
+
+    assert attempts(degraded_sid) == attempts(live_sid) == [("+15125550101", "canceled")]

@@ -138,9 +138,10 @@ class Limits:
             return
         try:
             plans = self.store.plans(self.call_sid)
-            if not plans:
-                return  # degraded mode took nothing for this call in Redis
+            # Marked even when degraded mode took nothing (a call routed live): a late Dial action rings no one.
             self.store.remember(self.call_sid, "end", {"at": timezone.now().isoformat()})
+            if not plans:
+                return
         except redis.RedisError as exc:
             log.warning("call %s: reading its plan at the end failed (%s); the replay gives its slots back",
                         self.call_sid, exc)
@@ -230,6 +231,8 @@ def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome
     if outcome.bridged:
         return (s.Hangup(),), facts  # the slot stays taken until the call ends
     limits.give_back(seq, limits.recall(seq), undo_usage=True)
+    if outcome.status == "canceled" or limits.ended():  # the caller hung up: as the live path, ring no one
+        return (s.Hangup(),), facts
     snap = _snapshot()
     campaign = snap.campaigns.get(campaign_id) if snap else None
     if campaign is None:

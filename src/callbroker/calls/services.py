@@ -291,7 +291,9 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     release_attempt(call, attempt, info, undo_usage=True)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
-    if call.stage == CallStage.ENDED:
+    if call.stage == CallStage.ENDED or outcome.status == "canceled":
+        # Over, or about to be: ``canceled`` is the caller hanging up while the target rang. Ringing the
+        # next buyer would only add an attempt the carrier never places (its final status follows).
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
 
