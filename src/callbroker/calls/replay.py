@@ -212,7 +212,9 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
             with transaction.atomic():
                 # One call's events may be replayed by several nodes at once: one at a time per call. An
                 # event for a call not written yet waits (were it applied once the call appears a moment
-                # later, it would run without the lock, beside another node's event of the same call).
+                # later, it would run without the lock, beside another node's event of the same call). And
+                # the call's live webhooks (this node's or another's) wait too: they take the call's lock.
+                db.lock_call(call_sid)
                 locked = Call.objects.select_for_update().filter(call_sid=call_sid).values_list("pk", flat=True)
                 if not list(locked) and record["kind"] not in ROUTING_KINDS:
                     raise services.UnknownCall(call_sid)
