@@ -272,6 +272,26 @@ def test_a_key_given_twice_in_one_mapping_is_an_error(tmp_path, problems):
     ]
 
 
+def test_a_key_merged_from_an_anchor_can_be_given_again(tmp_path, load):
+    """YAML's merge key: ``<<: *defaults`` then the key written again, which wins."""
+    path = tmp_path / "network.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        campaigns:
+          - &plumbing
+            key: austin-plumbing
+            name: Austin Plumbing
+            payout: "15.00"
+          - <<: *plumbing
+            key: dallas-plumbing
+            name: Dallas Plumbing
+        """))
+    load(path)
+    assert dict(m.Campaign.objects.values_list("key", "payout")) == {
+        "austin-plumbing": Decimal("15.00"), "dallas-plumbing": Decimal("15.00")}
+    assert m.Campaign.objects.get(key="dallas-plumbing").name == "Dallas Plumbing"
+
+
 def test_a_date_that_does_not_exist_gives_line_and_column(tmp_path, problems):
     path = tmp_path / "network.yaml"
     path.write_text("version: 1\ncampaigns:\n  - key: a\n    name: 2026-02-30\n")

@@ -82,12 +82,18 @@ _DEFAULT_BUYER_TZ = m.Buyer._meta.get_field("timezone").default
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
     """Safe YAML with two changes: floats become ``Decimal`` (money never passes through binary
-    floating point) and a key given twice in one mapping is an error instead of a silent overwrite."""
+    floating point) and a key given twice in one mapping is an error instead of a silent overwrite
+    (a key merged in from an anchor and given again is YAML's override, not a repeat)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # Keys merged in from an anchor (``<<: *defaults``) may be given again: the one written here wins,
+        # as YAML says. Only keys written twice in this mapping itself are an error.
+        written = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
         self.flatten_mapping(node)
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
+            if id(key_node) not in written:
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
