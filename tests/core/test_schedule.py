@@ -150,6 +150,8 @@ class TestParseHours:
             ("08:00-12:00, 11:00-13:00", "overlap: 08:00-12:00 and 11:00-13:00"),
             ("22:00-06:00, 05:00-08:00", "overlap: 22:00-06:00 and 05:00-08:00"),
             ("", "empty opening hours"),
+            ("10:00-10:00", "'10:00-10:00' starts and ends at the same time (write '24h' for the whole day"),
+            ("08:00-12:00, 00:00-00:00", "'00:00-00:00' starts and ends at the same time"),
             ("sometimes", "'sometimes' is not a range"),
         ],
     )

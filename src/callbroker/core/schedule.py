@@ -539,7 +539,11 @@ def parse_hours(text: str) -> Hours:
             raise ValueError(
                 f"cannot read opening hours {text!r}: {part!r} is not a range like '08:00-18:00'"
             )
-        intervals.append((_parse_time(pieces[0], text, False), _parse_time(pieces[1], text, True)))
+        start, end = _parse_time(pieces[0], text, False), _parse_time(pieces[1], text, True)
+        if start == end and pieces[1].strip() != "24:00":  # "00:00-24:00" is the whole day, spelled out
+            raise ValueError(f"opening hours {text!r}: {part!r} starts and ends at the same time "
+                             "(write '24h' for the whole day, or 'closed')")
+        intervals.append((start, end))
     # Overlapping ranges are almost always a typo: refuse them rather than guess.
     spans = []
     for start, end in intervals:
