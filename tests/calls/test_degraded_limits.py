@@ -217,3 +217,31 @@ def test_a_caller_who_hangs_up_while_a_line_rings_is_recorded_the_same_replayed_
         return [(a["number"], a["result"]) for a in call_to_dict(Call.objects.get(call_sid=call_sid))["attempts"]]
 
     assert attempts(degraded_sid) == attempts(live_sid) == [("+15125550101", "canceled")]
+
+
+def test_a_reservation_whose_reply_timed_out_gives_its_hold_back(world, monkeypatch):
+    """Redis ran the reservation but its reply was lost (a timeout): nothing remembers that hold, so it is
+    given back at once by its name; the line isn't left one slot short after the call."""
+    import redis
+
+    store = live.store_without_database()
+    real = store.reserve
+
+    def reply_lost(*args, **kwargs):
+        real(*args, **kwargs)  # the script ran in Redis …
+        raise redis.TimeoutError("Timeout reading from socket")  # … and the reply came too late
+
+    timing_out = pytest.MonkeyPatch()
+    timing_out.setattr(store, "reserve", reply_lost)
+    a = sid()
+    try:
+        assert SOLO_LINE in world.voice(a)  # the caller is still put through (limits not enforced)
+    finally:
+        timing_out.undo()
+    assert solo_active() == 0
+    world.dial(a, 1, bridged=False)
+    world.ended(a, 20)
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().errors == []
+    assert solo_active() == 0
+    assert SOLO_LINE in world.voice(sid())  # the one-line buyer takes the next call

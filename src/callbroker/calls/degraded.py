@@ -109,6 +109,15 @@ class Limits:
             return self.store.reserve(info.core, info.timezone, now, token=self._token(step), rebuild=False)
         except redis.RedisError as exc:
             self._failed("taking a slot", exc)
+            if isinstance(exc, redis.TimeoutError | redis.ConnectionError):
+                # The script may have run before the reply was lost: nothing remembers this hold, so give it
+                # back by its name now (a no-op when nothing was taken), cap units included.
+                try:
+                    self.store.release(info.core, info.core.id, info.timezone, now, undo_usage=True,
+                                       token=self._token(step))
+                except redis.RedisError as again:
+                    log.warning("call %s: giving back a slot that may have been taken failed too (%s)",
+                                self.call_sid, again)
             return None
 
     def remember(self, step: int, plan: dict) -> dict:
