@@ -167,7 +167,8 @@ def _start_times(call_sids: set[str], chunk: int = 500) -> dict[str, dt.datetime
     found: dict[str, dt.datetime] = {}
     ordered = sorted(call_sids)
     for i in range(0, len(ordered), chunk):
-        found.update(Call.objects.filter(call_sid__in=ordered[i:i + chunk]).values_list("call_sid", "started_at"))
+        calls = Call.objects.filter(call_sid__in=ordered[i:i + chunk])
+        found.update(calls.values_list("call_sid", "started_at"))
     return found
 
 

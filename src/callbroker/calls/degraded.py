@@ -147,7 +147,8 @@ class Limits:
             return
         try:
             plans = self.store.plans(self.call_sid)
-            # Marked even when degraded mode took nothing (a call routed live): a late Dial action rings no one.
+            # Marked even when degraded mode took nothing (a call routed live): a late Dial action
+            # rings no one.
             self.store.remember(self.call_sid, "end", {"at": timezone.now().isoformat()})
             if not plans:
                 return

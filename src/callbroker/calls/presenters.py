@@ -207,7 +207,8 @@ def decision_passes(call: Call) -> list[dict]:
          "limits_counted_in_database": False}
 
     ``refused_at_dial`` lists ring-list targets skipped when their turn came (a cap or the concurrency
-    limit was reached, its hours ended, or it was paused in between); ``auto_paused`` marks targets paused by missed-call protection.
+    limit was reached, its hours ended, or it was paused in between); ``auto_paused`` marks targets
+    paused by missed-call protection.
     ``degraded``: routed from memory while the database (or Redis) was away; ``limits_enforced`` is
     False when a step of the call was routed while the live counters were unreachable too;
     ``limits_counted_in_database``: Redis was unreachable, and the limits were counted from the call

@@ -81,7 +81,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
             with db.write_lock(), transaction.atomic():
-                db.lock_call(event.call_sid)  # PostgreSQL: the call's other webhooks wait (SQLite: the line above)
+                db.lock_call(event.call_sid)  # PostgreSQL: its other webhooks wait (SQLite: the line above)
                 body = render(run(prepared) if prepare is not None else run())
                 _store_event(event, body)
         except IntegrityError:
@@ -537,7 +537,8 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         # read before the webhook waited for the write lock, maybe in the previous hour.
         at = max(now, timezone.now())
         if refused is None:
-            refused = live.reserve(info.core, info.timezone, at, live.slot_name(call.call_sid, call.ring_position))
+            slot = live.slot_name(call.call_sid, call.ring_position)
+            refused = live.reserve(info.core, info.timezone, at, slot)
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue
@@ -652,7 +653,8 @@ def _caller_history(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot
             other = snap.campaigns.get(campaign_id)
             if other is None:
                 continue
-            # That call counts this one in its velocity window, or (same campaign) as its earlier billable call.
+            # That call counts this one in its velocity window, or (same campaign) as its earlier
+            # billable call.
             reach = max(other.core.velocity_window,
                         other.core.duplicate_window if campaign_id == call.campaign_id else dt.timedelta(0))
             if at - call.started_at < reach:

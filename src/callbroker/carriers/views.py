@@ -37,8 +37,11 @@ def _check_text(params: dict[str, str]) -> None:
 Degraded = Callable[[HttpRequest, dict[str, str]], tuple[tuple, dict]]
 
 
-def webhook(handler: Callable[[HttpRequest, dict[str, str]], str] | None = None, *, kind: str = "",
-            degraded: Degraded | None = None, safe: Callable[[HttpRequest, dict[str, str]], str] | None = None):
+Answer = Callable[[HttpRequest, dict[str, str]], str]
+
+
+def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded | None = None,
+            safe: Answer | None = None):
     """Signature check first; then the handler; malformed input and internal errors get safe TwiML.
 
     With ``degraded``, a call whose database work fails (database or Redis unreachable), or a call that

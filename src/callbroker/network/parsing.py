@@ -215,7 +215,10 @@ def parse_duration(value: object) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         if value < dt.timedelta(0):
             raise ValueError(f"{format_duration(-value)} before zero is not a duration")
-        return _at_most_max(value.total_seconds(), value)
+        if value > MAX_DURATION:
+            raise ValueError(f"{format_duration(value)} is too long "
+                             f"(at most {format_duration(MAX_DURATION)})")
+        return value
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({_DURATION_HINT}), got {_type_name(value)}")
     if isinstance(value, int):
@@ -235,7 +238,7 @@ def parse_duration(value: object) -> dt.timedelta:
     raise ValueError(f"{_type_name(value)} is not a duration ({_DURATION_HINT})")
 
 
-def _at_most_max(seconds: float, given: object) -> dt.timedelta:
+def _at_most_max(seconds: int, given: object) -> dt.timedelta:
     """``seconds`` as a duration, refused when longer than ``MAX_DURATION`` (checked before the
     ``timedelta`` is made: a huge number would overflow it, or the database column)."""
     if seconds > MAX_DURATION.total_seconds():
@@ -279,7 +282,8 @@ def _miles(value: object) -> int | float:
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     miles = int(number) if number == number.to_integral_value() else float(number)
     if miles <= 0:  # e.g. 1e-400: more than 0 as written, 0.0 once stored
-        raise ValueError(f"{value} miles is too small to draw a circle with (more than 0, at most {MAX_RADIUS_MILES})")
+        raise ValueError(f"{value} miles is too small to draw a circle with "
+                         f"(more than 0, at most {MAX_RADIUS_MILES})")
     return miles
 
 

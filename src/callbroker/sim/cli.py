@@ -67,7 +67,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _delivery_arguments(parser: argparse.ArgumentParser) -> None:
-    """The callback misbehaviours a carrier is allowed (``emulator.Delivery``), for ``traffic`` and ``call``."""
+    """The callback misbehaviours a carrier is allowed (``emulator.Delivery``): ``traffic`` and ``call``."""
     parser.add_argument("--duplicates", action="store_true", help="Deliver every webhook twice.")
     parser.add_argument("--reorder", action="store_true", help="Shuffle asynchronous callbacks.")
     parser.add_argument("--late-recording", action="store_true",
