@@ -206,3 +206,16 @@ def routed_call(make_campaign, make_buyer, make_target, make_tracking_number, ma
     )
     call.targets = {"main": main, "night": night, "closed": closed, "capped": capped}  # for assertions
     return call
+
+
+def deliver(call_sid: str, key: str, run) -> tuple:
+    """One webhook through ``services.handle_once``, as the carrier views send it (``key``: its dedupe key
+    after the CallSid, e.g. ``"dial:1"``); returns the steps ``run`` answered with."""
+    from callbroker.calls import services
+    from callbroker.calls.events import EventIn
+
+    answered: list = []
+    event = EventIn(call_sid=call_sid, kind=key.split(":")[0], dedupe_key=f"{call_sid}:{key}",
+                    params={"CallSid": call_sid})
+    services.handle_once(event, run, lambda steps: answered.extend(steps) or repr(steps))
+    return tuple(answered)

@@ -16,9 +16,10 @@ import pytest
 from django.utils import timezone
 
 from callbroker.calls import services
-from callbroker.calls.events import DialOutcome, EventIn, InboundCall
+from callbroker.calls.events import DialOutcome, InboundCall
 from callbroker.calls.models import Call
 from callbroker.network.models import Target, TargetState
+from tests.calls.conftest import deliver
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
@@ -38,11 +39,8 @@ def start(at: dt.datetime | None = None) -> tuple[str, tuple]:
 def next_dial(sid: str, at: dt.datetime | None = None) -> str | None:
     """Line A's Dial action (no answer), through ``handle_once`` as the carrier view sends it."""
     at = at or dt.datetime.now(dt.UTC)
-    answered = []
-    event = EventIn(call_sid=sid, kind="dial", dedupe_key=f"{sid}:dial:1", params={"CallSid": sid})
     with mock.patch.object(timezone, "now", lambda: at):
-        services.handle_once(event, lambda: services.dial_finished(sid, 1, NO_ANSWER, now=at),
-                            lambda steps: answered.extend(steps) or repr(steps))
+        answered = deliver(sid, "dial:1", lambda: services.dial_finished(sid, 1, NO_ANSWER, now=at))
     return getattr(answered[-1], "number", None)
 
 

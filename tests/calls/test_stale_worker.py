@@ -17,22 +17,17 @@ import pytest
 
 from callbroker.billing.models import LedgerEntry
 from callbroker.calls import services
-from callbroker.calls.events import DialOutcome, EventIn, InboundCall, StatusUpdate
+from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
 from callbroker.calls.models import Call
 from callbroker.network import snapshot
 from callbroker.network.models import Buyer, Campaign, Publisher, Target, TrackingNumber
 from callbroker.network.snapshot import current_snapshot
+from tests.calls.conftest import deliver
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
 PLUMBING = "+15125550001"  # e2e-plumbing's tracking number
 _sids = itertools.count(0x7000)
-
-
-def deliver(sid: str, key: str, run) -> str:
-    """One webhook through ``handle_once``, as the carrier views send it."""
-    event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
-    return services.handle_once(event, run, repr)
 
 
 def talked_call(to: str = PLUMBING, stale: snapshot.NetworkSnapshot | None = None) -> Call:

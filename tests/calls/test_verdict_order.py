@@ -22,10 +22,11 @@ from callbroker.billing.choices import REVERSAL_OF
 from callbroker.billing.models import LedgerEntry
 from callbroker.billing.reconcile import check_ledger
 from callbroker.calls import degraded, replay, services
-from callbroker.calls.events import DialOutcome, EventIn, InboundCall, StatusUpdate
+from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
 from callbroker.calls.models import Call
 from callbroker.network.models import Campaign
 from callbroker.network.snapshot import current_snapshot
+from tests.calls.conftest import deliver
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
@@ -41,11 +42,6 @@ def new_sid() -> str:
 def inbound(sid: str, to: str = PLUMBING) -> InboundCall:
     return InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=CALLER, to=to, from_zip="78701",
                        from_state="TX")
-
-
-def deliver(sid: str, key: str, run) -> None:
-    event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
-    services.handle_once(event, run, repr)
 
 
 def voice(sid: str) -> None:

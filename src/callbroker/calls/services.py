@@ -630,7 +630,7 @@ def _caller_history(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot
     (``(id, campaign id)`` in start order, see ``_judge_again``)."""
     started = connection.ops.adapt_datetimefield_value(call.started_at)
     since = connection.ops.adapt_datetimefield_value(call.started_at - campaign.core.velocity_window)
-    until = connection.ops.adapt_datetimefield_value(call.started_at + _longest_window(snap))
+    until = connection.ops.adapt_datetimefield_value(call.started_at + snap.longest_window)
     # hand-written: runs at the end of every call (call_*_idx indexes)
     rows = db.fetchall(
         f"SELECT started_at FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s AND verdict = %s "
@@ -660,20 +660,6 @@ def _caller_history(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot
             if at - call.started_at < reach:
                 later.append((pk, campaign_id))
     return previous, tuple(recent), tuple(later)
-
-
-_longest_windows: dict[int, dt.timedelta] = {}  # snapshot version -> its campaigns' longest window
-
-
-def _longest_window(snap: NetworkSnapshot) -> dt.timedelta:
-    """The longest duplicate or velocity window of any campaign: how far a later call can look back."""
-    found = _longest_windows.get(snap.version)
-    if found is None:
-        found = max((max(c.core.duplicate_window, c.core.velocity_window) for c in snap.campaigns.values()),
-                    default=dt.timedelta(0))
-        _longest_windows.clear()
-        _longest_windows[snap.version] = found
-    return found
 
 
 def _judge_again(later: Sequence[tuple[int, int]], snap: NetworkSnapshot) -> None:

@@ -7,11 +7,13 @@ changes. The snapshot is also what keeps calls flowing when the database is slow
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import pickle
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
@@ -75,6 +77,12 @@ class NetworkSnapshot:
     targets: dict[int, TargetInfo] = field(default_factory=dict)
     tracking: dict[str, TrackingInfo] = field(default_factory=dict)
     timezones: dict[int, str] = field(default_factory=dict)  # target id -> the buyer's time zone
+
+    @cached_property
+    def longest_window(self) -> dt.timedelta:
+        """The longest duplicate or velocity window of any campaign: how far back a call's verdict looks."""
+        return max((max(c.core.duplicate_window, c.core.velocity_window) for c in self.campaigns.values()),
+                   default=dt.timedelta(0))
 
 
 def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
