@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -70,3 +71,19 @@ def staff(client, django_user_model, settings):
                                                     "next": reverse("admin:index")})
     assert response.status_code == 302 and response.url == reverse("admin:index")
     return client
+
+
+@pytest.fixture
+def few_sql_variables(db, monkeypatch):
+    """The database takes at most 100 values per statement (SQLite as built takes 32,766, PostgreSQL
+    65,535): a network with more targets or tracking numbers than that must still load, prune and count."""
+    from django.db import connection
+
+    assert connection.vendor == "sqlite"
+    connection.ensure_connection()
+    raw = connection.connection
+    was = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+    monkeypatch.setattr(connection.features, "max_query_params", 100)  # what Django batches its own by
+    yield
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, was)

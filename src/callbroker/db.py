@@ -45,6 +45,19 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import signals
 
 M = TypeVar("M", bound=models.Model)
+V = TypeVar("V")
+
+
+def in_batches(values: Sequence[V]) -> Iterator[Sequence[V]]:
+    """``values`` in slices small enough for one ``IN (…)`` of the default database.
+
+    SQLite takes at most 32,766 values per statement as built (Django assumes 999), PostgreSQL 65,535;
+    a network of that many tracking numbers or targets is big but real. Slices of Django's own
+    ``max_query_params`` (what ``in_bulk`` batches by) leave room for a statement's other values.
+    """
+    size = max(1, (connection.features.max_query_params or 10_000) - 10)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _connection():

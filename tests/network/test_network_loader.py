@@ -235,3 +235,33 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("- version: 1\n")
     with pytest.raises(NetworkError, match="the file must be a mapping"):
         load_network(path)
+
+
+
+def test_a_network_with_more_rows_than_a_statement_takes_values_loads_and_prunes(network, load,
+                                                                                 few_sql_variables):
+    target = network["buyers"][1]["targets"][0]
+    network["buyers"][1]["targets"] = [dict(target, key=f"bolt-{i}", number=f"+1512555{2000 + i:04d}")
+                                       for i in range(130)]
+    network["tracking_numbers"] = [{"number": f"+1512555{3000 + i:04d}", "campaign": "austin-plumbing",
+                                    "publisher": "metro-search"} for i in range(130)]
+    load(network)
+    assert m.TargetState.objects.count() == m.Target.objects.count() == 132
+    with_calls = m.Target.objects.get(key="bolt-7")
+    call = Call.objects.create(call_sid="CA1", to_number="+15125553000", started_at=timezone.now(),
+                               connected_target=with_calls, buyer=with_calls.buyer, campaign=with_calls.campaign)
+    CallAttempt.objects.create(call=call, sequence=0, target=with_calls, number=with_calls.number,
+                               started_at=timezone.now())
+
+    network["buyers"][1]["targets"] = network["buyers"][1]["targets"][20:]
+    network["tracking_numbers"] = network["tracking_numbers"][20:]
+    report = load(network, prune=True)
+
+    assert report.counts["targets"]["pruned"] == 20
+    assert report.counts["tracking_numbers"]["pruned"] == 20
+    assert m.Target.objects.count() == 113  # 112 kept and bolt-7, paused: a call rang it
+    assert m.Target.objects.get(key="bolt-7").paused
+    assert m.TrackingNumber.objects.filter(active=True).count() == 110
+    assert not load(network, prune=True).changed
+    exported = export_network()
+    assert len(exported["tracking_numbers"]) == 130 and sum(len(b["targets"]) for b in exported["buyers"]) == 113

@@ -18,6 +18,7 @@ import pytest
 from callbroker.calls.models import CallAttempt
 from callbroker.network import live, live_redis
 from callbroker.ops import bench
+from callbroker.network.loader import load_network
 from tests.production.conftest import TZ, attempt, now_utc, spec, values
 
 FULL = live.Exclusion.CONCURRENCY_FULL
@@ -166,3 +167,30 @@ def test_a_named_slot_given_back_during_a_rebuild_is_not_counted(redis_backend, 
     assert redis_backend.load(claim, target, TZ, now, held=[(ringing.started_at, slot_of(ringing))],
                               counts=(1, 1, 0))
     assert values(redis_backend, target, now) == (0, 0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_counts_a_network_with_more_targets_than_a_statement_takes_values(redis_backend,
+                                                                                    few_sql_variables):
+    from callbroker.network.models import Target as TargetRow
+    from callbroker.network.snapshot import current_snapshot
+
+    load_network({
+        "version": 1,
+        "campaigns": [{"key": "c", "name": "C", "category": "plumbing", "payout": "1.00"}],
+        "buyers": [{"key": "b", "name": "B", "timezone": TZ, "targets": [
+            {"key": f"t{i}", "campaign": "c", "number": f"+1512555{7000 + i:04d}", "price": "1.00",
+             "caps": {"concurrency": 1, "hourly": 5}} for i in range(150)]}],
+    })
+    rows = list(TargetRow.objects.order_by("pk"))
+    targets = [bench.core_target({"id": row.pk, "concurrency_limit": 1, "hourly_cap": 5}) for row in rows]
+    current_snapshot()  # the rebuild counts every target this process knows
+    now = now_utc()
+    last = targets[-1]
+    attempt(last, now - dt.timedelta(seconds=20))  # ringing: holds the last target's only slot
+    attempt(last, now - dt.timedelta(seconds=30), result="bridged", slot_held=False)
+    lose_everything(redis_backend)
+
+    assert live.reserve(targets[0], TZ, now) is None  # rebuilds all 150 (the first target is free)
+    assert values(redis_backend, last, now) == (1, 2, 0, 0)  # active, hour, day, month (no daily cap)
+    assert live.reserve(last, TZ, now) is FULL

@@ -442,8 +442,9 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
                          for target_id, (target, tz) in claimed.items())
             if marked:
                 with connection.cursor() as cursor:
-                    cursor.execute(f"UPDATE {STATE} SET counted_without_redis_at = NULL "
-                                   f"WHERE target_id IN ({_placeholders(len(marked))})", marked)
+                    for some in db.in_batches(marked):
+                        cursor.execute(f"UPDATE {STATE} SET counted_without_redis_at = NULL "
+                                       f"WHERE target_id IN ({_placeholders(len(some))})", some)
     except BaseException:
         try:
             store.abandon(claim)
@@ -469,10 +470,13 @@ def _lock_marked(target_ids: Sequence[int]) -> list[int]:
         lock = " ORDER BY target_id FOR UPDATE"
         if connection.features.has_select_for_update_skip_locked:
             lock += " SKIP LOCKED"
+    marked = []
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT target_id FROM {STATE} WHERE target_id IN ({_placeholders(len(target_ids))}) "
-                       f"AND counted_without_redis_at IS NOT NULL{lock}", list(target_ids))
-        return [row[0] for row in cursor.fetchall()]
+        for some in db.in_batches(list(target_ids)):  # ascending, batch after batch: the same lock order
+            cursor.execute(f"SELECT target_id FROM {STATE} WHERE target_id IN ({_placeholders(len(some))}) "
+                           f"AND counted_without_redis_at IS NOT NULL{lock}", some)
+            marked.extend(row[0] for row in cursor.fetchall())
+    return marked
 
 
 def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetime, *,
@@ -486,14 +490,15 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
     from callbroker.calls.models import CallAttempt
 
     held: dict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
-    attempts = CallAttempt.objects.filter(target_id__in=list(targets), slot_held=True)
-    if names:
-        for target_id, started_at, call_sid, sequence in attempts.values_list("target_id", "started_at",
-                                                                              "call__call_sid", "sequence"):
-            held[target_id].append((started_at, slot_name(call_sid, sequence)))
-    else:
-        for target_id, started_at in attempts.values_list("target_id", "started_at"):
-            held[target_id].append((started_at, ""))
+    for some in db.in_batches(list(targets)):
+        attempts = CallAttempt.objects.filter(target_id__in=some, slot_held=True)
+        if names:
+            for target_id, started_at, call_sid, sequence in attempts.values_list("target_id", "started_at",
+                                                                                  "call__call_sid", "sequence"):
+                held[target_id].append((started_at, slot_name(call_sid, sequence)))
+        else:
+            for target_id, started_at in attempts.values_list("target_id", "started_at"):
+                held[target_id].append((started_at, ""))
     capped = {tid: pair for tid, pair in targets.items() if any(cap is not None for cap in caps_of(pair[0]))}
     counts: dict[int, tuple[int, int, int]] = {}
     if capped:
@@ -501,8 +506,9 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
         # Far enough back for the longest capped period, whatever the buyers' time zones.
         back = (dt.timedelta(days=32) if any(c[2] is not None for c in caps)
                 else dt.timedelta(days=2) if any(c[1] is not None for c in caps) else dt.timedelta(hours=3))
-        rows = (CallAttempt.objects.filter(target_id__in=list(capped), started_at__gte=now - back)
-                .filter(Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)).values_list("target_id", "started_at"))
+        rows = [row for some in db.in_batches(list(capped))
+                for row in CallAttempt.objects.filter(target_id__in=some, started_at__gte=now - back)
+                .filter(Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)).values_list("target_id", "started_at")]
         tally: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
         keys_in = period_keys_at(now)
         current = {tid: keys_in(tz) for tid, (_, tz) in capped.items()}

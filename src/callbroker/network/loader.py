@@ -779,13 +779,15 @@ def _prune(plan: NetworkPlan, report: LoadReport, kept_target_ids: list[int]) ->
     for kind, model, lookup in (("campaigns", m.Campaign, "key"), ("buyers", m.Buyer, "key"),
                                 ("publishers", m.Publisher, "key"),
                                 ("tracking_numbers", m.TrackingNumber, "number")):
-        keep = [r.key for r in getattr(plan, kind)]
-        for obj in model.objects.filter(active=True).exclude(**{f"{lookup}__in": keep}):
-            obj.active = False
-            obj.save()
-            report.add(kind, "pruned")
-    gone = m.Target.objects.exclude(pk__in=kept_target_ids)
-    with_calls = target_ids_with_calls(gone.values_list("pk", flat=True))
+        keep = {r.key for r in getattr(plan, kind)}  # compared here: a NOT IN of every key may not fit a statement
+        for obj in model.objects.filter(active=True):
+            if getattr(obj, lookup) not in keep:
+                obj.active = False
+                obj.save()
+                report.add(kind, "pruned")
+    kept = set(kept_target_ids)
+    gone = [target for target in m.Target.objects.all() if target.pk not in kept]
+    with_calls = target_ids_with_calls(target.pk for target in gone)
     kept_paused = []
     for target in gone:
         if target.pk in with_calls:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 
+from callbroker.db import in_batches
 from callbroker.network import models as m
 
 __all__ = ["clear_auto_pause", "ensure_target_states", "target_ids_with_calls"]
@@ -20,7 +21,9 @@ def ensure_target_states(target_ids: Iterable[int]) -> int:
     wanted = set(target_ids)
     if not wanted:
         return 0
-    have = set(m.TargetState.objects.filter(target_id__in=wanted).values_list("target_id", flat=True))
+    have = set()
+    for some in in_batches(sorted(wanted)):
+        have.update(m.TargetState.objects.filter(target_id__in=some).values_list("target_id", flat=True))
     missing = [m.TargetState(target_id=pk) for pk in sorted(wanted - have)]
     m.TargetState.objects.bulk_create(missing, ignore_conflicts=True)
     return len(missing)
@@ -28,13 +31,11 @@ def ensure_target_states(target_ids: Iterable[int]) -> int:
 
 def target_ids_with_calls(target_ids: Iterable[int]) -> set[int]:
     """Those of these targets that some call connected to or rang (deleting them would cut history)."""
-    ids = list(target_ids)
-    if not ids:
-        return set()
-    used = m.Target.objects.filter(pk__in=ids).filter(
-        Q(connected_calls__isnull=False) | Q(attempts__isnull=False)
-    )
-    return set(used.values_list("pk", flat=True).distinct())
+    used: set[int] = set()
+    for some in in_batches(list(target_ids)):
+        rows = m.Target.objects.filter(pk__in=some).filter(Q(connected_calls__isnull=False) | Q(attempts__isnull=False))
+        used.update(rows.values_list("pk", flat=True).distinct())
+    return used
 
 
 def clear_auto_pause(states: QuerySet[m.TargetState]) -> int:
