@@ -11,8 +11,10 @@ counted in the database.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,7 +25,7 @@ from django.db import OperationalError
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
-from callbroker.calls import replay, services, spool
+from callbroker.calls import degraded, replay, services, spool
 from callbroker.calls.models import Call
 from callbroker.calls.presenters import call_to_dict
 from callbroker.network import live
@@ -37,6 +39,7 @@ E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
 TOKEN = "degraded-test-token"
 PUBLIC = "https://cb.test"
 SOLO_NUMBER, SOLO_LINE = "+15125550005", "+15125550121"  # a buyer with one line: concurrency 1
+REAL_HANDLE_ONCE = services.handle_once  # the world fixture replaces it with an outage
 
 
 class Carrier:
@@ -111,10 +114,14 @@ def world(transactional_db, settings, tmp_path, redis_server, monkeypatch):
     rate_limits.reset()
 
 
-def solo_active() -> int:
+def solo_counters():
     store = live.store_without_database()
     solo = next(t for t in current_snapshot(check_version=False).targets.values() if t.core.number == SOLO_LINE)
-    return store.read([solo.core], {solo.core.id: solo.timezone}, solo_now())[solo.core.id].active
+    return store.read([solo.core], {solo.core.id: solo.timezone}, solo_now())[solo.core.id]
+
+
+def solo_active() -> int:
+    return solo_counters().active
 
 
 def solo_now():
@@ -245,3 +252,65 @@ def test_a_reservation_whose_reply_timed_out_gives_its_hold_back(world, monkeypa
     assert replay.replay_ready().errors == []
     assert solo_active() == 0
     assert SOLO_LINE in world.voice(sid())  # the one-line buyer takes the next call
+
+
+def test_a_leg_routed_before_the_outage_gives_its_line_back_when_it_ends_during_it(world, monkeypatch):
+    """A call reached the one-line buyer while the database was up (a slot named by the call, in Redis);
+    the database goes away and the leg ends unanswered: the slot is given back then, so the next caller
+    gets the line, instead of at the replay. The replay gives nothing back twice."""
+    down = services.handle_once
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    a = sid()
+    try:
+        answer = world.voice(a)  # routed live
+    finally:
+        up.undo()
+    assert services.handle_once is down and SOLO_LINE in answer and solo_active() == 1
+    action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+    assert "t=" in action  # the target rung is in the Dial action's URL
+    unanswered = {**base(a, SOLO_NUMBER), "DialCallStatus": "no-answer", "DialCallSid": "CA" + uuid.uuid4().hex,
+                  "DialCallDuration": "0", "DialBridged": "false"}
+    world.post("/carriers/twilio/dial", unanswered, action)  # the database is away: degraded mode
+    assert solo_active() == 0
+    world.post("/carriers/twilio/dial", unanswered, action)  # delivered twice: given back once
+    world.ended(a, 25)
+
+    b = sid()
+    assert SOLO_LINE in world.voice(b)  # the line is free again during the outage
+    assert solo_active() == 1  # b holds it, still ringing when the database comes back
+
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().errors == []
+    assert solo_active() == 1  # a's replayed dial action gave nothing back a second time
+    calls = {call.call_sid: call_to_dict(call) for call in Call.objects.filter(call_sid__in=[a, b])}
+    assert [x["result"] for x in calls[a]["attempts"]] == ["no-answer"]
+    assert [x["number"] for x in calls[b]["attempts"]] == [SOLO_LINE]
+
+
+@pytest.mark.parametrize("started_long_ago", [False, True])
+def test_a_leg_routed_before_the_outage_gives_its_cap_unit_back_only_when_it_surely_started_in_this_hour(
+        world, monkeypatch, started_long_ago):
+    """Not delivered, so its hourly cap unit goes back, counted in now's hour; when the leg may have
+    started in an earlier hour (the ring timeout plus ``LEG_SLACK`` ago), the unit is kept instead:
+    one unit too many, never one too few."""
+    load_network({"version": 1,
+                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
+                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
+                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    monkeypatch.setattr(degraded, "LEG_SLACK", dt.timedelta(days=400) if started_long_ago else dt.timedelta(0))
+    moment = solo_now()
+    if not started_long_ago and moment.minute == 0 and moment.second < 40:  # the ring timeout is 30 s
+        time.sleep(41 - moment.second)
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    a = sid()
+    try:
+        answer = world.voice(a)  # routed live: one unit of the hourly cap
+    finally:
+        up.undo()
+    assert solo_counters().hour == 1
+    action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+    world.post("/carriers/twilio/dial", {**base(a, SOLO_NUMBER), "DialCallStatus": "busy", "DialCallDuration": "0",
+                                         "DialCallSid": "CA" + uuid.uuid4().hex, "DialBridged": "false"}, action)
+    assert (solo_counters().active, solo_counters().hour) == (0, 1 if started_long_ago else 0)

@@ -234,13 +234,19 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s
 
 
 def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome,
-         call_sid: str = "") -> tuple[tuple[s.Step, ...], Facts]:
-    """A target's leg ended: connected (done), or ring the next target carried in the URL, or fall back."""
+         call_sid: str = "", rung: int = 0) -> tuple[tuple[s.Step, ...], Facts]:
+    """A target's leg ended: connected (done), or ring the next target carried in the URL, or fall back.
+
+    ``rung``: the target this leg rang (carried in the URL; 0 from a URL written before it was).
+    """
     facts: Facts = {"ended_at": timezone.now().isoformat()}  # before its slot is given back
     limits = Limits(call_sid)
+    plan = limits.recall(seq)
+    if plan is None and rung and limits.enforced:
+        _give_back_live_slot(limits, seq, rung, campaign_id, bridged=outcome.bridged)
     if outcome.bridged:
-        return (s.Hangup(),), facts  # the slot stays taken until the call ends
-    limits.give_back(seq, limits.recall(seq), undo_usage=True)
+        return (s.Hangup(),), facts  # a slot degraded mode took stays taken until the call ends
+    limits.give_back(seq, plan, undo_usage=True)
     if outcome.status == "canceled" or limits.ended():  # the caller hung up: as the live path, ring no one
         return (s.Hangup(),), facts
     snap = _snapshot()
@@ -250,6 +256,37 @@ def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome
     steps = _dial_from(list(rest), seq + 1, campaign, snap, facts, limits)
     facts["limits"] = limits.mode
     return steps, facts
+
+
+#: How long before its Dial action an unanswered leg may have started, beyond the campaign's ring timeout
+#: (the carrier's retries of the webhook, a wait for the write lock): see :func:`_give_back_live_slot`.
+LEG_SLACK = dt.timedelta(minutes=2)
+
+
+def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: int, *, bridged: bool) -> None:
+    """A leg the live path dialled before the database went away has ended: give its slot back now, by the
+    name the live path took it under (``live.slot_name``), instead of keeping the line busy until the
+    replay. The replay then gives nothing back twice: a slot is given back by name once.
+
+    A leg that was not delivered gives its cap units back too, as the live path does, counted in the
+    periods of now; the leg's start (which named the periods it was counted in) is in the database, so
+    when it may have started in an earlier hour than now (the ring timeout plus ``LEG_SLACK`` ago), the
+    units are kept: the buyer's cap counts that call, one unit too many, never one too few.
+    """
+    snap = _snapshot()
+    info = snap.targets.get(target_id) if snap else None
+    if info is None:
+        return
+    campaign = snap.campaigns.get(campaign_id)
+    now = timezone.now()
+    longest = dt.timedelta(seconds=campaign.ring_timeout if campaign else 60) + LEG_SLACK
+    undo_usage = not bridged and live.period_keys(now - longest, info.timezone) == live.period_keys(now, info.timezone)
+    try:
+        limits.store.release(info.core, target_id, info.timezone, now, undo_usage=undo_usage,
+                             token=live.slot_name(limits.call_sid, seq))
+    except redis.RedisError as exc:
+        log.warning("call %s: giving back the slot of its leg %s failed (%s); the replay gives it back",
+                    limits.call_sid, seq, exc)
 
 
 def status(call_sid: str, update: StatusUpdate) -> tuple[tuple[s.Step, ...], Facts]:
@@ -308,7 +345,7 @@ def _dial(info: TargetInfo, seq: int, rest: list[int], campaign: CampaignInfo, f
     facts["dialled"] = {"sequence": seq, "target_id": info.core.id, "buyer_id": info.core.buyer_id,
                         "number": info.core.number, "started_at": timezone.now().isoformat()}
     return (s.DialTarget(info.core.number, seq, campaign.ring_timeout, campaign.recording, campaign.core.id,
-                         tuple(rest)),)
+                         tuple(rest), info.core.id),)
 
 
 def quiet() -> tuple[tuple[s.Step, ...], Facts]:

@@ -33,7 +33,8 @@ class DialTarget:
     """Ring one target; the carrier reports the result to the dial step ``sequence``.
 
     ``rest`` is the rest of the ring list (target ids), carried in the callback URL so that the ring
-    tree can go on from memory when the database is unreachable.
+    tree can go on from memory when the database is unreachable; so is ``target_id``, the target rung,
+    so that a leg which ends while the database is unreachable gives its concurrency slot back at once.
     """
 
     number: str
@@ -42,6 +43,7 @@ class DialTarget:
     record: bool
     campaign_id: int
     rest: tuple[int, ...] = ()
+    target_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,7 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     seq = _int_query(request, "seq")
     outcome = twilio.dial_outcome(params)
     steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome,
-                                      call_sid=params.get("CallSid", "")[:64])
+                                      call_sid=params.get("CallSid", "")[:64], rung=twilio.rung_target(request.GET))
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
 
 
