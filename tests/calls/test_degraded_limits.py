@@ -314,3 +314,37 @@ def test_a_leg_routed_before_the_outage_gives_its_cap_unit_back_only_when_it_sur
     world.post("/carriers/twilio/dial", {**base(a, SOLO_NUMBER), "DialCallStatus": "busy", "DialCallDuration": "0",
                                          "DialCallSid": "CA" + uuid.uuid4().hex, "DialBridged": "false"}, action)
     assert (solo_counters().active, solo_counters().hour) == (0, 1 if started_long_ago else 0)
+
+
+def test_a_dial_action_handled_live_then_delivered_again_during_the_outage_gives_both_lines_back(world, monkeypatch):
+    """The first leg's Dial action was handled live (the second target rung, its slot named by the call),
+    the carrier didn't get the answer and sent it again while the database was away: degraded mode rings
+    the second target too, holding it under its own token. When that leg ends, both holds go back."""
+    missed = "+15125550004"  # Sleepy line first, then Awake line
+
+    def awake() -> int:
+        store = live.store_without_database()
+        line = next(t for t in current_snapshot(check_version=False).targets.values() if t.core.number == "+15125550112")
+        return store.read([line.core], {line.core.id: line.timezone}, solo_now())[line.core.id].active
+
+    def action_of(answer: str) -> str:
+        return html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+
+    a = sid()
+    unanswered = {**base(a, missed), "DialCallStatus": "no-answer", "DialCallDuration": "0", "DialBridged": "false"}
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    try:
+        first = world.voice(a, to=missed)  # live: rings Sleepy line
+        second = world.post("/carriers/twilio/dial", {**unanswered, "DialCallSid": sid()}, action_of(first))
+    finally:
+        up.undo()
+    assert "+15125550112" in second and awake() == 1  # live: rings Awake line, its slot named a#2
+    again = world.post("/carriers/twilio/dial", {**unanswered, "DialCallSid": sid()}, action_of(first))  # degraded
+    assert "+15125550112" in again and awake() == 2  # degraded mode took the line under its own token too
+    world.post("/carriers/twilio/dial", {**unanswered, "DialCallSid": sid()}, action_of(again))
+    assert awake() == 0  # both given back when the leg ended
+    world.ended(a, 70, to=missed)
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().errors == []
+    assert awake() == 0

@@ -242,7 +242,7 @@ def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome
     facts: Facts = {"ended_at": timezone.now().isoformat()}  # before its slot is given back
     limits = Limits(call_sid)
     plan = limits.recall(seq)
-    if plan is None and rung and limits.enforced:
+    if rung and limits.enforced:  # a slot the live path took for this leg (none: nothing is given back)
         _give_back_live_slot(limits, seq, rung, campaign_id, bridged=outcome.bridged)
     if outcome.bridged:
         return (s.Hangup(),), facts  # a slot degraded mode took stays taken until the call ends
@@ -266,7 +266,9 @@ LEG_SLACK = dt.timedelta(minutes=2)
 def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: int, *, bridged: bool) -> None:
     """A leg the live path dialled before the database went away has ended: give its slot back now, by the
     name the live path took it under (``live.slot_name``), instead of keeping the line busy until the
-    replay. The replay then gives nothing back twice: a slot is given back by name once.
+    replay. The replay then gives nothing back twice: a slot is given back by name once. Also when
+    degraded mode dialled this step too (the Dial action before it was handled live, then delivered again
+    during the outage): both took the line, both give it back.
 
     A leg that was not delivered gives its cap units back too, as the live path does, counted in the
     periods of now; the leg's start (which named the periods it was counted in) is in the database, so
