@@ -348,3 +348,32 @@ def test_a_dial_action_handled_live_then_delivered_again_during_the_outage_gives
     monkeypatch.undo()  # the database is back
     assert replay.replay_ready().errors == []
     assert awake() == 0
+
+
+def test_a_leg_dialled_in_degraded_mode_that_ends_on_a_node_whose_database_is_back_gives_its_hold_back(
+        world, monkeypatch):
+    """A call routed in degraded mode on one node (a hold in Redis), replayed there while its first leg
+    still rang; that leg's Dial action reaches another node, whose database is back: the hold and the
+    cap unit go back then, not when the first node replays the call's end."""
+    load_network({"version": 1,
+                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
+                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
+                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    current_snapshot()
+    a = sid()
+    assert SOLO_LINE in world.voice(a)  # the database is away: degraded mode takes the line
+    assert (solo_counters().active, solo_counters().hour) == (1, 1)
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().waiting == 1  # replayed so far; the call goes on
+    other_node = pytest.MonkeyPatch()
+    other_node.setattr(spool, "is_degraded", lambda call_sid: False)  # no spool file for it there
+    try:
+        assert "The line is busy." in world.dial(a, 1, bridged=False)  # the only line didn't answer
+        assert (solo_counters().active, solo_counters().hour) == (0, 0)
+        world.ended(a, 35)
+    finally:
+        other_node.undo()
+    assert replay.replay_ready().errors == []  # the first node finishes the call
+    assert spool.files() == []
+    assert (solo_counters().active, solo_counters().hour) == (0, 0)
+    assert [x["result"] for x in call_to_dict(Call.objects.get(call_sid=a))["attempts"]] == ["no-answer"]

@@ -275,6 +275,9 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
     given_back = attempt.result == AttemptResult.CANCELED  # by the final status, which came first
+    # Ringing without a slot of the call path: dialled in degraded mode and replayed while it rang (the
+    # replay takes no slot), or its slot given back by a final status that came first.
+    dialled_degraded = attempt.result == AttemptResult.RINGING and not attempt.slot_held
     settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
         if call.stage != CallStage.ENDED:
@@ -289,6 +292,8 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         return (s.Hangup(),)
 
     release_attempt(call, attempt, info, undo_usage=True)
+    if dialled_degraded:
+        _give_back_degraded_hold(call_sid, sequence)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
     if call.stage == CallStage.ENDED or outcome.status == "canceled":
@@ -296,6 +301,18 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         # next buyer would only add an attempt the carrier never places (its final status follows).
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
+
+
+def _give_back_degraded_hold(call_sid: str, sequence: int) -> None:
+    """A leg dialled in degraded mode, whose call was replayed while it rang, ended unanswered here: give
+    back the hold degraded mode took for it in Redis (by its token: once, whichever node comes first) and
+    its cap units, as degraded mode itself does at a Dial action. Otherwise the hold would stay until the
+    node that spooled the call had replayed its end (the line busy while the caller talks to the next
+    buyer) and the unit would be kept for good. Nothing to do without Redis counters."""
+    from callbroker.calls import degraded  # degraded mode is built on this module
+
+    limits = degraded.Limits(call_sid)
+    limits.give_back(sequence, limits.recall(sequence), undo_usage=True)
 
 
 def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: dt.datetime) -> None:
