@@ -478,16 +478,31 @@ def test_action_failure_also_uses_the_fallback(server, carrier):
     assert fb["ErrorUrl"].endswith("/broken")
 
 
-def test_timeout_is_11205_after_one_retry(server):
+def test_timeout_is_11205_and_the_total_timeout_covers_the_retry(server):
     def slow(seen):
         time.sleep(0.6)
         return 200, "text/xml", xml("<Say>late</Say>")
 
     server.routes[VOICE] = slow
     server.routes[FALLBACK] = xml("<Say>fallback</Say>")
-    with Carrier(server.url, TOKEN, timeout=0.2) as c:
+    with Carrier(server.url, TOKEN, timeout=0.2) as c:  # read and total 0.2 s: no time left to retry
         record = c.place_call(OUR_NUMBER, CALLER)
-    assert len(server.to(VOICE)) == 2  # the carrier's one retry
+    assert len(server.to(VOICE)) == 1
+    assert server.to(FALLBACK)[0].form["ErrorCode"] == "11205"
+    assert record.said == "fallback"
+
+
+def test_a_retry_happens_within_the_total_timeout(server):
+    def slow(seen):
+        time.sleep(0.6)
+        return 200, "text/xml", xml("<Say>late</Say>")
+
+    server.routes[VOICE] = xml("<Redirect>/slow#rt=200&amp;tt=1000</Redirect>")  # 0.2 s each, 1 s in all
+    server.routes["/slow"] = slow
+    server.routes[FALLBACK] = xml("<Say>fallback</Say>")
+    with Carrier(server.url, TOKEN) as c:
+        record = c.place_call(OUR_NUMBER, CALLER)
+    assert len(server.to("/slow")) == 2  # the carrier's one retry
     assert server.to(FALLBACK)[0].form["ErrorCode"] == "11205"
     assert record.said == "fallback"
 
@@ -589,3 +604,78 @@ def test_time_scale_sleeps_simulated_time(server):
         started = time.perf_counter()
         c.place_call(OUR_NUMBER, CALLER)
         assert time.perf_counter() - started >= 0.2
+
+
+# --- review findings (2026-12-06): what the emulator did unlike the carrier ------------------------------
+
+
+def test_https_requests_are_signed_without_the_port(server):
+    with Carrier(server.url, TOKEN, public_url="https://calls.example.com:8443", seed=1) as c:
+        server.routes[VOICE] = xml("<Say>hi</Say>")
+        c.place_call(OUR_NUMBER, CALLER)
+    seen = server.to(VOICE)[0]
+    signed = RequestValidator(TOKEN).compute_signature
+    assert seen.signature == signed("https://calls.example.com" + VOICE, seen.form)
+    assert seen.signature != signed("https://calls.example.com:8443" + VOICE, seen.form)
+
+
+def test_plain_http_requests_are_signed_with_the_port(server):
+    with Carrier(server.url, TOKEN, public_url="http://calls.example.com:8080", seed=1) as c:
+        server.routes[VOICE] = xml("<Say>hi</Say>")
+        c.place_call(OUR_NUMBER, CALLER)
+    seen = server.to(VOICE)[0]
+    assert seen.signature == RequestValidator(TOKEN).compute_signature("http://calls.example.com:8080" + VOICE,
+                                                                       seen.form)
+
+
+def test_gather_stops_at_num_digits_before_the_finish_key(server, carrier):
+    cases = {("1", "12#"): ("1", ""), ("1", "1#"): ("1", ""), ("5", "787"): ("787", "#"),
+             ("3", "12#45"): ("12", "#")}
+    for (num_digits, typed), expected in cases.items():
+        server.requests.clear()
+        server.routes[VOICE] = xml(f'<Gather numDigits="{num_digits}" action="/g"><Say>Go</Say></Gather>')
+        carrier.place_call(OUR_NUMBER, CALLER, caller=CallerScript(digits=(typed,)))
+        form = server.to("/g")[0].form
+        assert (form["Digits"], form.get("FinishedOnKey", "")) == expected, (num_digits, typed)
+
+
+def test_a_leg_that_answers_with_the_winner_is_canceled(server, carrier):
+    legs = "".join(f'<Number statusCallback="/leg" statusCallbackEvent="answered completed">{n}</Number>'
+                   for n in (BUYER_A, BUYER_B))
+    server.routes[VOICE] = xml(f'<Dial action="/act">{legs}</Dial>')
+    carrier.place_call(OUR_NUMBER, CALLER)  # both buyers answer after the same ring
+    statuses = {seen.form["CallStatus"] for seen in server.to("/leg")}
+    assert statuses <= {"in-progress", "completed", "canceled"} and "canceled" in statuses
+
+
+def test_the_answered_legs_duration_includes_its_whisper(server, carrier):
+    server.routes[VOICE] = xml(f'<Dial action="/act"><Number url="/whisper" statusCallback="/leg" '
+                               f'statusCallbackEvent="completed">{BUYER_A}</Number></Dial>')
+    server.routes["/whisper"] = xml("<Say>" + "a new lead from the south Austin campaign " * 4 + "</Say>")
+    record = carrier.place_call(OUR_NUMBER, CALLER, buyers={BUYER_A: BuyerBehaviour(talk_seconds=60)})
+    whisper = record.dials[0].whisper_seconds
+    assert whisper > 0
+    assert server.to("/leg")[0].form["CallDuration"] == str(60 + whisper)
+
+
+def test_a_url_on_our_host_with_its_default_port_written_reaches_the_server(server):
+    server.routes[VOICE] = xml("<Redirect>https://calls.example.com:443/r2?x=1</Redirect>")
+    server.routes["/r2"] = xml("<Say>redirected</Say>")
+    with Carrier(server.url, TOKEN, public_url="https://calls.example.com", seed=1) as c:
+        record = c.place_call(OUR_NUMBER, CALLER)
+    assert record.said == "redirected" and server.to("/r2")[0].query == {"x": "1"}
+
+
+def test_a_url_with_an_impossible_port_is_a_fetch_failure_not_an_emulator_crash(server, carrier):
+    server.routes[VOICE] = xml("<Redirect>http://127.0.0.1:99999/r2</Redirect>")
+    server.routes[FALLBACK] = xml("<Say>fallback</Say>")
+    record = carrier.place_call(OUR_NUMBER, CALLER)
+    assert not any("emulator exception" in error for error in record.errors), record.errors
+    assert record.used_fallback and record.said == "fallback"
+
+
+def test_a_byte_order_mark_then_whitespace_is_a_parse_error(server, carrier):
+    server.routes[VOICE] = lambda seen: (200, "text/xml", "\ufeff\r\n<Response><Say>hi</Say></Response>")
+    server.routes[FALLBACK] = xml("<Say>fallback</Say>")
+    record = carrier.place_call(OUR_NUMBER, CALLER)
+    assert record.error_codes[:1] == ["12100"] and record.said == "fallback"

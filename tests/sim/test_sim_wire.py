@@ -276,3 +276,75 @@ def test_a_malformed_answer_is_a_wire_error_naming_the_problem(answer, error):
 def test_a_header_with_a_line_break_is_refused_before_anything_is_sent():
     with pytest.raises(WireError, match="InvalidHeader"):
         Wire().request("GET", "http://127.0.0.1:9/", headers={"X-Twilio-Signature": "a\r\nInjected: 1"})
+
+
+class ScriptedServer:
+    """Every connection: ``script(conn, n, path)`` answers its n-th request (0-based); returns False to close."""
+
+    def __init__(self, script) -> None:
+        self.paths: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.script = script
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            for n in range(100):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                self.paths.append(data.split(b" ", 2)[1].decode())
+                if not self.script(conn, n, self.paths[-1]):
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_answer_trickling_in_fails_when_the_total_timeout_runs_out():
+    def trickle(conn, n, path):
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+            for _ in range(40):  # a byte every 0.1 s: each wait is well inside the read timeout
+                time.sleep(0.1)
+                conn.sendall(b"x")
+        except OSError:
+            pass  # the client gave up
+        return False
+
+    server = ScriptedServer(trickle)
+    began = time.monotonic()
+    with pytest.raises(WireError, match="ReadTimeout"):
+        Wire().request("GET", server.url + "/slow", read=1.0, total=0.5)
+    assert time.monotonic() - began < 1.5  # not the 4 s the trickle takes
+    server.close()
+
+
+def test_a_request_the_server_read_before_dropping_the_kept_connection_is_not_sent_again():
+    def once_then_drop(conn, n, path):
+        if n == 0:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        return False  # reads the next request, then closes without an answer (a worker that died)
+
+    server = ScriptedServer(once_then_drop)
+    wire = Wire()
+    assert wire.request("GET", server.url + "/first").content == b"ok"
+    with pytest.raises(WireError, match="RemoteProtocolError"):
+        wire.request("POST", server.url + "/second", data={"CallSid": "CA2"})
+    time.sleep(0.1)
+    assert server.paths == ["/first", "/second"]  # delivered once: the carrier's retry decides the rest
+    wire.close()
+    server.close()

@@ -274,8 +274,12 @@ class Carrier:
         return f"{prefix}{uuid.uuid4().hex}"
 
     def signature(self, url: str, params: Mapping[str, str] | None) -> str:
-        """``X-Twilio-Signature`` for a request to ``url`` (public form) with POST ``params``."""
-        return self._validator.compute_signature(url, _Signed(params or {}))
+        """``X-Twilio-Signature`` for a request to ``url`` (public form) with POST ``params``.
+
+        For ``https`` the port is dropped before signing (the carrier signs ``https://host/path`` even when
+        it called ``https://host:8443/path``); for ``http`` it is kept.
+        """
+        return self._validator.compute_signature(_signed_url(url), _Signed(params or {}))
 
     def place_call(
         self,
@@ -326,8 +330,17 @@ class Carrier:
         return min(connect, total), min(read, total), total
 
     def _transport_url(self, public: str) -> str:
-        if public.startswith(self.public_url):
-            return self.base_url + public[len(self.public_url) :]
+        """Where to send a request for ``public`` (a URL our TwiML named): below the public base URL means the
+        server under test (``base_url``), whether or not the URL writes the scheme's port (``:443``)."""
+        base = self.public_url
+        if public.startswith(base) and public[len(base) : len(base) + 1] in ("", "/", "?"):
+            return self.base_url + public[len(base) :]
+        origin = _origin(public)
+        if origin is not None and origin == _origin(base):
+            parts = urlsplit(public)
+            base_path = urlsplit(base).path
+            if parts.path.startswith(base_path):
+                return self.base_url + parts.path[len(base_path) :] + (f"?{parts.query}" if parts.query else "")
         return public
 
     def _send(self, method: str, url: str, params: Mapping[str, str]) -> _Response:
@@ -346,9 +359,14 @@ class Carrier:
         attempts = 1 + int(overrides.get("rc", 1))
         connect, read, total = self._timeouts(overrides)
         started = time.perf_counter()
+        budget_ends = time.monotonic() + total  # ``tt`` is the time allowed for every attempt, retries included
         error = ""
         for _ in range(attempts):
             started = time.perf_counter()
+            left = budget_ends - time.monotonic()
+            if left <= 0:
+                break
+            connect, read, total = min(connect, left), min(read, left), left
             try:
                 if self._wire is not None:
                     answer = self._wire.request(method, self._transport_url(signed_url), data=body, headers=headers,
@@ -892,7 +910,9 @@ class _Call:
             self.leg_event(winner, "answered", "in-progress", answered_at, verb, url, parent_from)
             for leg in legs:
                 if leg is not winner:
-                    status = leg.outcome if leg.at <= winner.at and leg.outcome != "no-answer" else "canceled"
+                    # A leg that failed or was busy before the winner answered says so; every other one (still
+                    # ringing, or answering at the same moment as the winner) is canceled by the carrier.
+                    status = leg.outcome if leg.at <= winner.at and leg.outcome in ("busy", "failed") else "canceled"
                     self.leg_event(leg, "completed", status, min(leg.at, winner.at) + started, verb, url, parent_from)
             accepted = True
             if winner.number.url:
@@ -919,9 +939,9 @@ class _Call:
             result.duration = talk
             if self.carrier.dial_duration_includes_whisper or not result.bridged:
                 result.duration = talk + result.whisper_seconds
-            self.leg_event(
-                winner, "completed", "completed", self.t, verb, url, parent_from, duration=result.duration
-            )
+            # The leg's own length runs from its answer (whisper included), whatever DialCallDuration says.
+            self.leg_event(winner, "completed", "completed", self.t, verb, url, parent_from,
+                           duration=int(round(self.t - answered_at)))
         else:
             # Nobody answered in time, or the caller hung up while it rang.
             ends = max((leg.at for leg in legs), default=0)
@@ -1150,11 +1170,11 @@ def _keypad(answer: str, verb: Gather) -> tuple[str, str, int]:
     if not answer:
         return "", "", verb.timeout
     digits = answer
-    for i, ch in enumerate(answer):
+    for i, ch in enumerate(answer):  # key by key: whichever ends the input first, the finish key or numDigits
         if verb.finish_on_key and ch in verb.finish_on_key:
             return answer[:i], ch, 0
-    if verb.num_digits and len(digits) >= verb.num_digits:
-        return digits[: verb.num_digits], "", 0
+        if verb.num_digits and i + 1 >= verb.num_digits:
+            return answer[: i + 1], "", 0
     if verb.finish_on_key:
         return digits, verb.finish_on_key[0], 0  # the caller presses the finish key
     return digits, "", verb.timeout
@@ -1170,6 +1190,29 @@ def normalize_number(text: str) -> str:
     if len(digits) == 11 and digits.startswith("1"):
         return "+" + digits
     return text.strip()
+
+
+def _signed_url(url: str) -> str:
+    """The URL as the carrier signs it: an https URL without its port."""
+    if not url.startswith("https://"):
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if host.endswith("]") or ":" not in host:  # no port (an IPv6 literal's colons are inside the brackets)
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc[: parts.netloc.rindex(":")]))
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the scheme's port when none is written; None if it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def _split_fragment(url: str) -> tuple[str, dict[str, int]]:

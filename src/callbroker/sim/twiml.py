@@ -176,7 +176,7 @@ def parse(body: str | bytes) -> Document:
         raise TwimlError(ERROR_TOO_LARGE, f"document is {len(raw)} bytes (limit 64 kB)")
     if not raw.strip():
         raise TwimlError(ERROR_PARSE, "empty document")
-    if raw[:1].isspace() or raw.startswith(b"\xef\xbb\xbf\n"):
+    if raw[:1].isspace() or raw.startswith(b"\xef\xbb\xbf") and raw[3:4].isspace():
         raise TwimlError(ERROR_PARSE, "leading whitespace or blank line before the document")
     try:
         root = ET.fromstring(raw)

@@ -10,11 +10,13 @@ general HTTP client is what the carrier needs:
 
 - connections are kept per thread and per server and reused while the server keeps them open (a server
   that answers ``Connection: close``, like gunicorn's sync workers, gets a new connection per request);
-  a kept connection that the server has closed meanwhile is replaced once, transparently, when it fails
-  before any answer arrived (the server never saw the request);
+  a kept connection found closed by the server before the request is sent is replaced. One that fails
+  after the request was sent is a failure (the server may have read it): never sent again here, so the
+  carrier's one retry is the only second delivery;
 - answers with ``Content-Length``, chunked, or read until the server closes; ``1xx`` interim answers
   skipped; HTTP/1.0 servers (closing unless they say ``keep-alive``);
-- the carrier's three timeouts: to connect, to read, and in total (``#ct``, ``#rt``, ``#tt`` on a URL);
+- the carrier's three timeouts: to connect, to read (each wait for bytes), and in total (``#ct``, ``#rt``,
+  ``#tt`` on a URL): an answer that trickles in fails when the total runs out, however steady the trickle;
 - ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio doesn't either);
 - a forked child opens its own connections (the parent's stay the parent's).
 
@@ -23,7 +25,10 @@ Failures are raised as :class:`WireError` (connection refused, reset, timeout, m
 
 from __future__ import annotations
 
+import io
+import math
 import os
+import select
 import socket
 import ssl
 import threading
@@ -73,14 +78,36 @@ _HEADERS_MAX = 100  # most header lines in one answer
 _NO_BODY = frozenset({204, 304})
 
 
+class _Receiver(io.RawIOBase):
+    """A socket's receiving side for a buffered reader: every wait for bytes is bounded by the read timeout
+    and by what is left of the request's total (``socket.makefile`` would give each wait the whole read
+    timeout, so an answer trickling in could outlast the total)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.read_timeout = 15.0
+        self.deadline = math.inf  # time.monotonic() by which the whole answer must be in
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the total timeout ran out while the answer came in")
+        self.sock.settimeout(max(0.001, min(self.read_timeout, left)))
+        return self.sock.recv_into(buffer)
+
+
 class _Connection:
     """A socket and its buffered reader, to one ``host:port``."""
 
-    __slots__ = ("sock", "rfile", "host")
+    __slots__ = ("sock", "receiver", "rfile", "host")
 
     def __init__(self, sock: socket.socket, host: str) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb")
+        self.receiver = _Receiver(sock)
+        self.rfile = io.BufferedReader(self.receiver)
         self.host = host
 
     def close(self) -> None:
@@ -108,6 +135,10 @@ class Wire:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise WireError(f"UnsupportedProtocol: {url!r} is not an http(s) URL")
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+        except ValueError as exc:
+            raise WireError(f"InvalidURL: {url!r}: {exc}") from None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         body = b""
         sent = {**self.headers, **(headers or {})}
@@ -119,11 +150,15 @@ class Wire:
         deadline = time.monotonic() + total
         key = (parts.scheme, parts.netloc)
         kept = self._kept().pop(key, None)
+        if kept is not None and not _idle(kept.sock):
+            self._discard(kept)  # closed by the server while idle (or it sent what nobody asked for)
+            kept = None
         if kept is not None:
             try:
                 return self._exchange(kept, key, method, payload, read, deadline)
-            except _STALE:
-                self._discard(kept)  # closed by the server while idle: once more on a new connection
+            except _STALE as exc:  # sent, then found closed: the server may have read it, so not sent again
+                self._discard(kept)
+                raise WireError(f"RemoteProtocolError: {exc.__class__.__name__}: {exc}") from exc
             except WireError:
                 self._discard(kept)
                 raise
@@ -189,6 +224,7 @@ class Wire:
         Raises one of ``_STALE`` when the connection was found closed before any answer began (the caller
         may send the request again on a new connection), else :class:`WireError`.
         """
+        conn.receiver.read_timeout, conn.receiver.deadline = read, deadline
         try:
             conn.sock.settimeout(max(0.001, min(read, deadline - time.monotonic())))
             conn.sock.sendall(payload)
@@ -198,7 +234,6 @@ class Wire:
         except (OSError, _Malformed) as exc:
             raise self._failed(conn, exc) from exc
         try:
-            conn.sock.settimeout(max(0.001, min(read, deadline - time.monotonic())))
             content, delimited = _read_body(conn.rfile, method, status, headers)
         except (OSError, _Malformed) as exc:
             raise self._failed(conn, exc) from exc
@@ -215,6 +250,16 @@ class Wire:
         if isinstance(exc, TimeoutError):
             return WireError(f"ReadTimeout: {exc or 'timed out'}")
         return WireError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _idle(sock: socket.socket) -> bool:
+    """A kept connection may carry the next request: nothing is waiting on it (an idle HTTP connection
+    with something to read was closed by the server, or holds bytes nobody asked for)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed here, or a descriptor select can't watch
+        return False
+    return not readable
 
 
 def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes,
