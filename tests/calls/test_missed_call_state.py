@@ -33,3 +33,26 @@ def test_missed_call_protection_pauses_a_target_without_a_state_row():
     state = TargetState.objects.get(target=sleepy)
     assert state.paused_until is not None and state.paused_until > timezone.now()
     assert state.pause_reason.startswith("missed 2 calls within 60 min")
+
+
+def test_a_pause_cleared_by_staff_is_not_started_again_by_the_misses_that_caused_it():
+    from callbroker.network.services import clear_auto_pause
+
+    sleepy = Target.objects.get(key="sparky-sleepy")
+
+    def missed(n: int) -> None:
+        sid = f"CA{n:032x}"
+        services.start_call(InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=f"+1737555{n:04d}",
+                                        to=MISSED, from_zip="78701", from_state="TX"))
+        services.dial_finished(sid, 1, DialOutcome(status="no-answer", bridged=False, duration=0))
+
+    missed(1)
+    missed(2)
+    assert TargetState.objects.get(target=sleepy).paused_until > timezone.now()  # two misses: paused
+    assert clear_auto_pause(TargetState.objects.filter(target=sleepy)) == 1
+    state = TargetState.objects.get(target=sleepy)
+    assert state.paused_until <= timezone.now() and state.pause_reason == ""
+    missed(3)  # one more miss: one since the pause ended, not three
+    assert TargetState.objects.get(target=sleepy).paused_until <= timezone.now()
+    missed(4)  # two since the pause ended: paused again
+    assert TargetState.objects.get(target=sleepy).paused_until > timezone.now()

@@ -143,6 +143,42 @@ def test_a_forward_fallback_needs_a_number(admin_client, demo):
         "[1]: '1976' is not a number prefix (a + and digits, e.g. \"+1900\")"]
 
 
+def campaign_form_data(admin_client, campaign: m.Campaign, **changes: object) -> dict:
+    form = admin_client.get(reverse("admin:network_campaign_change", args=[campaign.pk])).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data.update({
+        "blocked_numbers": json.dumps(campaign.blocked_numbers), "blocked_prefixes": json.dumps(campaign.blocked_prefixes),
+        "duplicate_window": "30 00:00:00", "velocity_window": "00:10:00", "missed_calls_window": "01:00:00",
+        "missed_calls_cooldown": "00:30:00", "targets-TOTAL_FORMS": "0", "targets-INITIAL_FORMS": "0", **changes,
+    })
+    return {k: ("on" if v is True else v) for k, v in data.items() if v not in (None, False)}
+
+
+def test_a_negative_payout_or_price_is_refused(admin_client, demo):
+    """A negative amount can't be billed: calls on it were left without a verdict, holding their slot."""
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    response = admin_client.post(reverse("admin:network_campaign_change", args=[campaign.pk]),
+                                 campaign_form_data(admin_client, campaign, payout="-5.00"))
+    assert "payout" in response.context["adminform"].form.errors
+    target = m.Target.objects.get(key="acme-austin-central")
+    response = admin_client.post(reverse("admin:network_target_change", args=[target.pk]),
+                                 target_form_data(target, price="-45.00"))
+    assert "price" in response.context["adminform"].form.errors
+    assert (m.Campaign.objects.get(pk=campaign.pk).payout, m.Target.objects.get(pk=target.pk).price) == (
+        campaign.payout, target.price)
+
+
+def test_a_currency_is_kept_as_the_network_file_keeps_it(admin_client, demo):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    url = reverse("admin:network_campaign_change", args=[campaign.pk])
+    response = admin_client.post(url, campaign_form_data(admin_client, campaign, currency="usd"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert m.Campaign.objects.get(pk=campaign.pk).currency == "USD"  # one currency, one total on statements
+    response = admin_client.post(url, campaign_form_data(admin_client, campaign, currency="U$"))
+    assert response.context["adminform"].form.errors["currency"] == [
+        "'U$' is not a currency code (three letters, e.g. USD)"]
+
+
 def test_the_buyer_page_checks_its_inline_target_numbers(admin_client, demo):
     buyer = m.Buyer.objects.get(key="hill-country-plumbing")
     target = buyer.targets.get()
@@ -178,7 +214,8 @@ def test_clear_auto_pause_action(admin_client, demo):
     })
 
     assert response.status_code == 302
-    assert not m.TargetState.objects.filter(paused_until__isnull=False).exists()
+    assert not m.TargetState.objects.filter(paused_until__gt=timezone.now()).exists()  # the pause ended now
+    assert not m.TargetState.objects.exclude(pause_reason="").exists()
     assert m.TargetState.objects.get(target__key="acme-austin-central").active_calls == 1  # untouched
 
 

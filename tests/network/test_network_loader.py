@@ -265,3 +265,19 @@ def test_a_network_with_more_rows_than_a_statement_takes_values_loads_and_prunes
     assert not load(network, prune=True).changed
     exported = export_network()
     assert len(exported["tracking_numbers"]) == 130 and sum(len(b["targets"]) for b in exported["buyers"]) == 113
+
+
+def test_a_negative_amount_written_around_the_loader_and_the_admin_is_left_out_of_routing(network, load, caplog):
+    """Raw SQL can still write one: the target is not routed to, the campaign's callers get its fallback,
+    rather than calls that can never be billed (qualification refuses negative money)."""
+    from callbroker.network.snapshot import build_snapshot
+
+    load(network)
+    m.Target.objects.filter(key="acme-main").update(price=Decimal("-45.00"))
+    m.Campaign.objects.filter(key="austin-plumbing").update(payout=Decimal("-1.00"))
+    snap = build_snapshot()
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    assert m.Target.objects.get(key="acme-main").pk not in snap.targets
+    assert m.Target.objects.get(key="bolt-main").pk in snap.targets
+    assert not snap.campaigns[campaign.pk].active
+    assert "negative payout" in caplog.text

@@ -99,6 +99,9 @@ class CampaignForm(forms.ModelForm):
     def clean_fallback_number(self) -> str:
         return _e164_or_blank(self.cleaned_data.get("fallback_number", ""))
 
+    def clean_currency(self) -> str:  # as the network file has it: three letters, upper case ("usd" is USD)
+        return _field_error(parsing.parse_currency, self.cleaned_data.get("currency"))
+
     def clean_blocked_numbers(self) -> list[str]:
         return _list_of(parsing.parse_e164, self.cleaned_data.get("blocked_numbers"), '["+15125550199"]')
 

@@ -270,12 +270,6 @@ def _duration(minimum: dt.timedelta = dt.timedelta(0)) -> Callable[[object], dt.
     return read
 
 
-def _currency(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
-        raise ValueError(f"{_got(value)} is not a currency code (three letters, e.g. USD)")
-    return value.strip().upper()
-
-
 def _email(value: object) -> str:
     if value is None or value == "":
         return ""
@@ -422,7 +416,7 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
         "name": c.get(data, "name", where, _text(200, required=True), default=None),
         "category": c.get(data, "category", where, _text(100), ""),
         "active": c.get(data, "active", where, _bool, True),
-        "currency": c.get(data, "currency", where, _currency, "USD"),
+        "currency": c.get(data, "currency", where, parsing.parse_currency, "USD"),
         "payout": c.get(data, "payout", where, parsing.parse_money, Decimal("0.00")),
         "buffer_seconds": c.get(data, "buffer_seconds", where, _int(0, 7200, " of seconds"), 60),
         "duplicate_window": c.get(data, "duplicate_window", where, _duration(), dt.timedelta(days=30)),

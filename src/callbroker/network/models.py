@@ -21,7 +21,8 @@ class Campaign(models.Model):
     category = models.CharField("service category", max_length=100, blank=True)
     active = models.BooleanField("active", default=True)
     currency = models.CharField("currency", max_length=3, default="USD")
-    payout = models.DecimalField("publisher payout per billable call", default=Decimal("0.00"), **MONEY)
+    payout = models.DecimalField("publisher payout per billable call", default=Decimal("0.00"),
+                                 validators=[MinValueValidator(Decimal("0.00"))], **MONEY)
     buffer_seconds = models.PositiveIntegerField(
         "billable buffer (s)", default=60, help_text="Bridged talk time with the buyer needed to bill."
     )
@@ -103,7 +104,8 @@ class Target(models.Model):
     number = models.CharField("phone number (E.164)", max_length=20)
     priority = models.PositiveIntegerField("priority", default=1, help_text="Lower rings first.")
     weight = models.PositiveIntegerField("weight", default=1, validators=[MinValueValidator(1)])
-    price = models.DecimalField("price per billable call", default=Decimal("0.00"), **MONEY)
+    price = models.DecimalField("price per billable call", default=Decimal("0.00"),
+                                validators=[MinValueValidator(Decimal("0.00"))], **MONEY)
     min_talk_seconds = models.PositiveIntegerField("buffer override (s)", null=True, blank=True)
     area = models.JSONField(
         "service area", default=dict, blank=True,

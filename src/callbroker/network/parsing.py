@@ -200,6 +200,13 @@ def parse_money(value: object) -> Decimal:
     return amount.quantize(Decimal("0.01"))
 
 
+def parse_currency(value: object) -> str:
+    """A currency code: three letters, given in any case, kept upper case (``"usd"`` is ``USD``)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
+        raise ValueError(f"{_type_name(value)} is not a currency code (three letters, e.g. USD)")
+    return value.strip().upper()
+
+
 _DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
 #: The longest duration a network file may give (windows, cool-downs): ten years.
 MAX_DURATION = dt.timedelta(days=3650)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from callbroker.db import in_batches
 from callbroker.network import models as m
@@ -41,8 +42,11 @@ def target_ids_with_calls(target_ids: Iterable[int]) -> set[int]:
 def clear_auto_pause(states: QuerySet[m.TargetState]) -> int:
     """End the automatic pause (missed-call protection) of these targets now; return how many changed.
 
-    One ``UPDATE``: it does not touch ``active_calls``, which only the call path changes.
+    The pause ends *now* (``paused_until`` = now), as if it had run out: missed-call protection counts
+    only the misses after the last pause ended, so the misses that caused this one don't pause the target
+    again at its next miss (they did when the end was erased). Never touches ``active_calls``, which only
+    the call path changes.
     """
-    return states.filter(Q(paused_until__isnull=False) | ~Q(pause_reason="")).update(
-        paused_until=None, pause_reason=""
-    )
+    now = timezone.now()
+    changed = states.filter(paused_until__gt=now).update(paused_until=now, pause_reason="")
+    return changed + states.filter(~Q(pause_reason="")).update(pause_reason="")

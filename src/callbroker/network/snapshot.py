@@ -96,9 +96,11 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
         try:
             area = parse_area(row.area).resolve(directory)
             schedule = parse_hours(row.hours, row.buyer.timezone)
+            if row.price < 0:  # the loader and the admin refuse it; a negative charge can't be billed
+                raise ValueError(f"price {row.price} is negative")
         except ValueError:
             # The loader validates everything; a row edited badly by hand must not stop all routing.
-            log.exception("target %s has an invalid area or hours; it is left out of routing", row.pk)
+            log.exception("target %s has an invalid area, hours or price; it is left out of routing", row.pk)
             continue
         value = core.Target(
             id=row.pk,
@@ -127,6 +129,11 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
 
     campaigns: dict[int, CampaignInfo] = {}
     for row in m.Campaign.objects.all():
+        active = row.active
+        if row.payout < 0:  # the loader and the admin refuse it; a negative payout can't be paid
+            log.error("campaign %s has a negative payout (%s); its calls go to the fallback until it is fixed",
+                      row.pk, row.payout)
+            active = False
         rules = core.Campaign(
             id=row.pk,
             name=row.name,
@@ -150,7 +157,7 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
             core=rules,
             key=row.key,
             name=row.name,
-            active=row.active,
+            active=active,
             recording=row.recording,
             recording_disclosure=row.recording_disclosure,
             disclosure_text=row.disclosure_text,
