@@ -204,3 +204,12 @@ def test_check_of_one_month_looks_at_calls_started_in_it(calls, make_billable, c
                                amount=Decimal("5.00"), memo="by hand", created_at=DEC)
     assert run("check", "--month", "2026-11").splitlines()[-1] == "OK: the ledger agrees with every call."
     assert "CAarchived: ledger entries for call #987654" in run_failing("check", "--month", "2026-12")[0]
+
+
+def test_a_buyer_is_found_by_a_name_in_any_case_beyond_ascii(calls):
+    from callbroker.network.models import Buyer
+
+    Buyer.objects.filter(key="acme").update(name="Ñandú Plumbing")
+    for written in ("Ñandú Plumbing", "ñandú plumbing", "ÑANDÚ PLUMBING"):
+        assert run("statement", "--buyer", written, "--month", "2026-11").startswith(
+            "Charges to buyer Ñandú Plumbing (acme)"), written

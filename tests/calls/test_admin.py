@@ -218,3 +218,16 @@ def test_attempts_and_events_are_view_only(staff, routed_call):
 
     events = staff.get(reverse("admin:calls_callevent_changelist"), {"call_sid": routed_call.call_sid})
     assert events.status_code == 200 and "status" in events.content.decode()
+
+
+def test_clearing_an_outcome_clears_when_it_was_recorded(staff, routed_call):
+    page = staff.get(change_url(routed_call))
+    assert staff.post(change_url(routed_call), edit_post_data(page, outcome="booked", job_value="350.00")
+                      ).status_code == 302
+    routed_call.refresh_from_db()
+    assert routed_call.outcome_at is not None
+    page = staff.get(change_url(routed_call))
+    assert staff.post(change_url(routed_call), edit_post_data(page, outcome="", job_value="", outcome_note="")
+                      ).status_code == 302
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value, routed_call.outcome_at) == ("", None, None)

@@ -300,6 +300,9 @@ def test_list_rejects_bad_arguments(three_calls):
         run("list", "--since", "yesterday")
     with pytest.raises(CommandError, match="--since"):
         run("list", "--since", "2026-13-01")
+    for edge in ("0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00"):  # no UTC moment: refused, no traceback
+        with pytest.raises(CommandError, match="out of the range of dates"):
+            run("list", "--since", edge)
     with pytest.raises(CommandError):
         run("list", "--verdict", "maybe")
     with pytest.raises(CommandError, match="--limit"):

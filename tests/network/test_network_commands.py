@@ -7,7 +7,7 @@ import io
 import pytest
 import yaml
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from callbroker.network import models as m
 
@@ -74,6 +74,8 @@ def test_network_export_to_stdout_and_file(tmp_path):
     assert path.read_text() == out
     out, _ = run("network", "load", str(path), "--prune")
     assert "Nothing changed." in out
+    with pytest.raises(CommandError, match="Cannot write .*/missing/network.yaml: No such file or directory"):
+        run("network", "export", "-o", str(tmp_path / "missing" / "network.yaml"))
 
 
 def test_demo_is_idempotent_and_creates_the_admin(monkeypatch):

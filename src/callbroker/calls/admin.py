@@ -181,7 +181,9 @@ class CallAdmin(admin.ModelAdmin):
         changed = [name for name in OUTCOME_FIELDS if name in form.changed_data]
         if not changed:
             return
-        obj.outcome_at = timezone.now()
+        # Cleared (every outcome field empty): no outcome, so no moment it was recorded either.
+        cleared = all(getattr(obj, name) in (None, "") for name in OUTCOME_FIELDS)
+        obj.outcome_at = None if cleared else timezone.now()
         # Only the outcome: the rest of the row (verdict, money) may have been judged again meanwhile by a
         # late callback, and this form's copy of it is as old as the page.
         obj.save(update_fields=[*changed, "outcome_at"])

@@ -52,7 +52,9 @@ def _find(model: type[Model], what: str, value: str) -> Model:
     found = model.objects.filter(key=value).first()
     if found is not None:
         return found
-    named = list(model.objects.filter(name__iexact=value)[:2])
+    # Compared here, not with ``name__iexact``: SQLite folds the case of ASCII letters only ("ñandú").
+    wanted = value.casefold()
+    named = [row for row in model.objects.all() if row.name.casefold() == wanted][:2]  # a few hundred rows
     if len(named) == 1:
         return named[0]
     if named:

@@ -50,9 +50,12 @@ def parse_since(value: str) -> dt.datetime:
         if day is None:
             raise problem
         moment = dt.datetime.combine(day, dt.time.min)
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    try:
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment.astimezone(dt.UTC)  # stored UTC: a moment that has no UTC value is refused here
+    except (OverflowError, ValueError):  # the first or last hours of the calendar, shifted out of it
+        raise CommandError(f"--since {value!r}: out of the range of dates") from None
 
 
 def _fit(text: str, width: int) -> str:

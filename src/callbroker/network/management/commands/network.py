@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from callbroker.network.loader import KINDS, dump_network, export_network, load_network
 from callbroker.network.parsing import NetworkError
@@ -60,7 +60,10 @@ class Command(BaseCommand):
         if not output:
             self.stdout.write(text, ending="")
             return
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"Cannot write {output}: {exc.strerror or exc}") from None
         sizes = {kind: len(data.get(kind, ())) for kind in KINDS}
         sizes["targets"] = sum(len(buyer["targets"]) for buyer in data["buyers"])
         counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sizes.items())
