@@ -23,7 +23,14 @@ from callbroker import db
 from callbroker.billing.services import post_verdict
 from callbroker.calls import steps as s
 from callbroker.calls.choices import AttemptResult, CallStage, Verdict, ZipSourceChoices
-from callbroker.calls.events import DialOutcome, EventIn, InboundCall, RecordingUpdate, StatusUpdate
+from callbroker.calls.events import (
+    TERMINAL_STATUSES,
+    DialOutcome,
+    EventIn,
+    InboundCall,
+    RecordingUpdate,
+    StatusUpdate,
+)
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.core import model as core
 from callbroker.core.geo import ZipDirectory
@@ -120,6 +127,11 @@ _EVENTS = CallEvent._meta.db_table
 _ANSWER_SQL = f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s"  # event_unique_call_key
 
 
+# The status callbacks of a call the inbound webhook hasn't recorded yet (see ``call_status``): one probe of
+# the same index, in the inbound call's write transaction; usually none.
+_STATUS_BEFORE_SQL = f"SELECT params FROM {_EVENTS} WHERE call_sid = %s AND kind = 'status'"
+
+
 def _stored_answer(event: EventIn) -> str | None:
     row = db.fetchone(_ANSWER_SQL, [event.call_sid, event.dedupe_key])
     return row[0] if row else None
@@ -201,21 +213,55 @@ def prepare_call(inbound: InboundCall, now: dt.datetime | None = None, *,
     intro = intro_steps(call, campaign)
     if campaign.ask_zip == "always" or (campaign.ask_zip == "when_missing" and not call.caller_zip):
         call.zip_attempts = 1
-        return _saving(call, (*intro, s.AskZip(ZIP_PROMPT, 1)))
+        return _saving(call, (*intro, s.AskZip(ZIP_PROMPT, 1)), campaign, snap)
     if not call.caller_zip and call.caller_number:
         _guess_zip_from_area_code(call, call.caller_number, ZipDirectory.default())
     if campaign.confirm_category:
-        return _saving(call, (*intro, s.AskCategory(campaign.confirm_category)))
+        return _saving(call, (*intro, s.AskCategory(campaign.confirm_category)), campaign, snap)
     _decide(call, campaign, snap, now)
-    return lambda: (*intro, *_dial_next(call, campaign, snap, now))
 
-
-def _saving(call: Call, steps: tuple[s.Step, ...]) -> Callable[[], tuple[s.Step, ...]]:
     def commit() -> tuple[s.Step, ...]:
+        if _ended_early(call, campaign, snap, now):
+            return (s.Hangup(),)
+        return (*intro, *_dial_next(call, campaign, snap, now))
+
+    return commit
+
+
+def _saving(call: Call, steps: tuple[s.Step, ...], campaign: CampaignInfo | None = None,
+            snap: NetworkSnapshot | None = None) -> Callable[[], tuple[s.Step, ...]]:
+    def commit() -> tuple[s.Step, ...]:
+        if _ended_early(call, campaign, snap, timezone.now()):
+            return (s.Hangup(),)
         _write(call)
         return steps
 
     return commit
+
+
+def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapshot | None, now: dt.datetime) -> bool:
+    """The carrier's final status of this call was handled before its inbound webhook (the caller hung up
+    while the inbound webhook waited, e.g. past the carrier's timeout): the call is recorded as ended, with
+    no target rung and no slot taken, and judged. Otherwise it would be left ringing for good, holding a
+    target's slot. Runs in the inbound call's write transaction, after the status's (one per CallSid)."""
+    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call.call_sid]):
+        params = stored if isinstance(stored, dict) else json.loads(stored)
+        if params.get("CallStatus") in TERMINAL_STATUSES:
+            break
+    else:
+        return False
+    log.warning("call %s: its final status came before its inbound webhook was handled; recorded as ended",
+                call.call_sid)
+    call.stage = CallStage.ENDED
+    call.ended_at = now
+    call.final_status = str(params.get("CallStatus", ""))[:16]
+    duration = str(params.get("CallDuration", ""))
+    call.duration_seconds = int(duration) if duration.isdigit() and len(duration) < 10 else None
+    call.ring_position = 0
+    _write(call)
+    if campaign is not None:
+        _qualify(call, campaign, snap)
+    return True
 
 
 def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -335,13 +381,25 @@ def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: 
     db.update(attempt)
 
 
-def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
-    """The carrier's status callback: on a terminal status, close the call and qualify it."""
+def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None, *,
+                keep_if_unknown: bool = False) -> tuple[s.Step, ...]:
+    """The carrier's status callback: on a terminal status, close the call and qualify it.
+
+    ``keep_if_unknown`` (a live webhook): the final status of a call not recorded yet, and not routed in
+    degraded mode elsewhere, is answered without raising, so it is stored with its event; the inbound
+    webhook, handled after it, finds it and records the call as ended (``_ended_early``).
+    """
     now = now or timezone.now()
     if not update.terminal:
         return ()
     call = db.select_one(Call, call_sid=call_sid)
     if call is None:
+        from callbroker.calls import degraded  # degraded mode is built on this module
+
+        if keep_if_unknown and not degraded.routed_elsewhere(call_sid):
+            log.warning("call %s: final status before the call was recorded; kept for its inbound webhook",
+                        call_sid)
+            return ()
         raise UnknownCall(call_sid)
     if call.stage == CallStage.ENDED:
         return ()

@@ -221,7 +221,7 @@ def status(request: HttpRequest, params: dict[str, str]) -> str:
     update = twilio.status_update(params)
     sid = twilio.call_sid(params)
     key = f"status:{update.status}:{update.sequence}"
-    return _once(request, params, "status", key, lambda: services.call_status(sid, update))
+    return _once(request, params, "status", key, lambda: services.call_status(sid, update, keep_if_unknown=True))
 
 
 @webhook(kind="recording", degraded=_degraded_recording)
