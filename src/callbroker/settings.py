@@ -107,7 +107,7 @@ if not TWILIO_AUTH_TOKEN:
         raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
     TWILIO_AUTH_TOKEN = "callbroker-demo-auth-token"  # noqa: S105
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
-TWILIO_AUTH_TOKENS_EXTRA = [t for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",") if t]
+TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",") if t.strip()]
 
 #: Where a caller goes when everything inside fails (E.164); empty = a short spoken apology.
 FALLBACK_NUMBER = env_str("CALLBROKER_FALLBACK_NUMBER", "")

@@ -49,3 +49,20 @@ def test_callback_base_is_the_url_the_carrier_called_without_its_path():
 def test_callback_base_behind_a_proxy_is_the_public_url():
     request = RequestFactory().post("/carriers/twilio/status", {}, HTTP_HOST="10.0.0.7:8000")
     assert twilio.base_url(request) == "https://calls.example.com"
+
+
+def test_extra_tokens_are_read_without_the_spaces_around_the_commas(tmp_path):
+    """``TWILIO_AUTH_TOKENS_EXTRA="old, new"``: every webhook signed with the new token was refused (403)
+    while its leading space was kept — in the middle of a token rotation, every call."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TWILIO_AUTH_TOKENS_EXTRA": " old-token , new-token,, ", "CALLBROKER_DATA_DIR": str(tmp_path),
+           "DJANGO_SETTINGS_MODULE": "callbroker.settings"}
+    env.pop("CALLBROKER_ENV", None)
+    out = subprocess.run([sys.executable, "-c", "import json; from django.conf import settings; "
+                          "print(json.dumps(settings.TWILIO_AUTH_TOKENS_EXTRA))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == ["old-token", "new-token"]

@@ -51,3 +51,15 @@ def test_a_failed_whisper_bridges_the_buyer_with_a_plain_line(whisper, monkeypat
     answer = whisper()
     assert "<Dial" not in answer and "+15125550999" not in answer
     assert f">{views.WHISPER_DEFAULT}</Say></Response>" in answer
+
+
+def test_a_control_character_in_a_campaign_text_is_left_out_of_the_twiml():
+    """A vertical tab pasted into a text (the admin takes it) made the whole answer unreadable XML (12100)."""
+    import xml.etree.ElementTree as ET
+
+    from callbroker.calls import steps as s
+    from callbroker.carriers import twilio
+
+    body = twilio.render((s.Say("We are closed now.\vPlease call back\x00 tomorrow."), s.Hangup()), "https://cb.test")
+    root = ET.fromstring(body)  # well-formed
+    assert root.find("Say").text == "We are closed now.Please call back tomorrow."

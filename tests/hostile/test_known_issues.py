@@ -86,3 +86,16 @@ def test_a_captured_webhook_cannot_be_recut_into_another_under_the_same_signatur
     # Refused as malformed (a CallSid must look like one): safe TwiML to whoever sent it, and no call.
     assert response.status_code in (200, 403)
     assert Call.objects.count() == calls, "a re-cut webhook created a call"
+
+
+def test_the_fallback_url_answers_without_the_database_even_when_its_handler_fails(carrier_world):
+    """A NUL character makes the handler refuse the request; the safe answer for the Fallback URL must not
+    look the call up in the database (it is the carrier's way out when the database is what failed)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = post_signed(carrier_world.client, carrier_world.target, "/carriers/twilio/fallback",
+                             {"CallSid": "CA" + "12" * 16, "ErrorCode": "11205\x00"})
+    assert answer.status_code == 200 and "<Dial" in answer.content.decode()  # the installation's number
+    assert queries.captured_queries == []

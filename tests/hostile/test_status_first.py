@@ -48,3 +48,4 @@ def test_a_status_that_is_not_final_before_the_inbound_webhook_changes_nothing(c
     answer = post_signed(world.client, world.target, "/carriers/twilio/voice", inbound(sid, SOLO)).content.decode()
     assert "+15125550121" in answer  # the call goes on and is routed
     assert Call.objects.get(call_sid=sid).stage == "dialing"
+

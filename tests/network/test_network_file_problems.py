@@ -109,6 +109,8 @@ EXACT = [
      "e.g. austin-plumbing)"),
     ("name-too-long", "buyers.0.name", "x" * 201,
      "buyers[0].name: is 201 characters long; at most 200 are allowed"),
+    ("control-character-in-text", "campaigns.0.fallback", {"kind": "message", "message": "Closed now.\vCall back."},
+     "campaigns[0].fallback.message: holds the control character U+000B; remove it"),
     ("bad-email", "publishers.0.email", "ops at metro",
      "publishers[0].email: 'ops at metro' is not an email address"),
     ("ask-zip-choice", "campaigns.0.ivr", {"ask_zip": "sometimes"},

@@ -273,7 +273,13 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                 response.hangup()
             case s.Hangup():
                 response.hangup()
-    return str(response)
+    # A character XML 1.0 can't hold (a control character pasted into a campaign's text) would make the
+    # whole document unreadable to the carrier (error 12100): the caller would hear its canned error.
+    return _NOT_XML.sub("", str(response))
+
+
+#: Characters outside XML 1.0's ``Char`` production (the builder writes them as they are).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def empty() -> str:

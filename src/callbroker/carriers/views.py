@@ -264,7 +264,17 @@ def whisper(request: HttpRequest, params: dict[str, str]) -> str:
     return twilio.render((services.s.Say(text),), twilio.base_url(request))
 
 
-@webhook
+def _safe_fallback(request: HttpRequest, params: dict[str, str]) -> str:
+    """The Fallback URL's own answer when its handler failed: by the called number only, no database."""
+    try:
+        steps = services.fallback_for_number(params.get("To", "")[:32])
+    except Exception:  # noqa: BLE001 - last line of defence
+        log.exception("fallback URL: the safe answer failed")
+        steps = (services.s.Say(services.APOLOGY), services.s.Hangup())
+    return twilio.render(steps, twilio.base_url(request))
+
+
+@webhook(safe=_safe_fallback)
 def fallback(request: HttpRequest, params: dict[str, str]) -> str:
     """The number's Fallback URL: the carrier calls it when our Voice URL failed. Never touches the DB."""
     log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", params.get("CallSid", "")[:64],

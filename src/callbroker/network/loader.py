@@ -210,6 +210,10 @@ def _key(value: object) -> str:
     return value
 
 
+#: Characters XML 1.0 can't hold (tab, line feed and carriage return it can).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]:
     def read(value: object) -> str:
         if isinstance(value, int | Decimal) and not isinstance(value, bool):
@@ -219,6 +223,9 @@ def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]
         text = value.strip()
         if required and not text:
             raise ValueError("must not be empty")
+        odd = _CONTROL.search(text)
+        if odd:  # e.g. a vertical tab pasted from a word processor: no carrier could read the TwiML
+            raise ValueError(f"holds the control character U+{ord(odd.group()):04X}; remove it")
         if len(text) > max_length:
             raise ValueError(f"is {len(text)} characters long; at most {max_length} are allowed")
         return text
