@@ -109,6 +109,11 @@ if not TWILIO_AUTH_TOKEN:
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",") if t.strip()]
 
+#: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
+#: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by
+#: default in production (10 minutes), off otherwise (tests, the CLI).
+CLOSE_ABANDONED_EVERY_S = env_int("CALLBROKER_CLOSE_ABANDONED_EVERY", 600 if PRODUCTION else 0)
+
 #: Where a caller goes when everything inside fails (E.164); empty = a short spoken apology.
 FALLBACK_NUMBER = env_str("CALLBROKER_FALLBACK_NUMBER", "")
 

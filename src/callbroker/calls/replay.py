@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -346,17 +347,32 @@ def ensure_running() -> None:
 
 def _loop() -> None:
     busy = False
+    sweep_at = time.monotonic() + settings.CLOSE_ABANDONED_EVERY_S
     while True:
         # Every second while this node has spooled calls: the other nodes' webhooks of those calls find
         # them in the database as soon as possible once it is back.
         time.sleep(REPLAY_BUSY_INTERVAL_S if busy else REPLAY_INTERVAL_S)
-        try:
-            busy = bool(spool.files() or spool.flush_memory())
-            if busy:
-                if cached_snapshot() is None:
-                    current_snapshot()
-                replay_ready()
-        except Exception:  # noqa: BLE001 - the replayer must never die
-            log.exception("spool replayer pass failed")
-        finally:
-            connection.close()  # this thread's own connection: don't keep a broken one
+        busy, sweep_at = background_pass(sweep_at)
+
+
+def background_pass(sweep_at: float) -> tuple[bool, float]:
+    """One pass of the background thread: replay what is spooled; else, when ``sweep_at`` (monotonic
+    seconds) has come and ``CLOSE_ABANDONED_EVERY_S`` is set, close the calls whose final status never
+    came (``services.close_abandoned``). Returns whether calls are spooled, and the next sweep's time."""
+    busy = False
+    try:
+        busy = bool(spool.files() or spool.flush_memory())
+        if busy:
+            if cached_snapshot() is None:
+                current_snapshot()
+            replay_ready()
+        elif settings.CLOSE_ABANDONED_EVERY_S > 0 and time.monotonic() >= sweep_at:
+            sweep_at = time.monotonic() + settings.CLOSE_ABANDONED_EVERY_S
+            if cached_snapshot() is None:
+                current_snapshot()
+            services.close_abandoned()
+    except Exception:  # noqa: BLE001 - the replayer must never die
+        log.exception("background pass failed")
+    finally:
+        connection.close()  # this thread's own connection: don't keep a broken one
+    return busy, sweep_at

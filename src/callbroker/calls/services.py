@@ -403,11 +403,27 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
         raise UnknownCall(call_sid)
     if call.stage == CallStage.ENDED:
         return ()
+    _end_call(call, update.status[:16], update.duration, now)
+    return ()
+
+
+def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datetime) -> None:
+    """Close the call: attempts still ringing canceled, every slot given back, the call judged."""
     call.stage = CallStage.ENDED
     call.ended_at = now
-    call.final_status = update.status[:16]
-    call.duration_seconds = update.duration
+    call.final_status = final_status
+    call.duration_seconds = duration
     snap = current_snapshot(check_version=False)
+    _release_held(call, snap, now)
+    campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    if campaign is None:
+        db.update(call)
+        return
+    _qualify(call, campaign, snap)
+
+
+def _release_held(call: Call, snap: NetworkSnapshot, now: dt.datetime) -> None:
+    """Give back every slot the call's attempts hold; an attempt still ringing is canceled (not delivered)."""
     for attempt in db.select(CallAttempt, call_id=call.pk, slot_held=True, order_by="sequence"):
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
         if attempt.result == AttemptResult.RINGING:
@@ -418,12 +434,44 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             release_attempt(call, attempt, info, undo_usage=True)
         else:
             release_attempt(call, attempt, info, undo_usage=False)
-    campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
-    if campaign is None:
-        db.update(call)
-        return ()
-    _qualify(call, campaign, snap)
-    return ()
+
+
+#: A call still holding a target's slot this long after it started is over at the carrier, whatever
+#: happened: a Dial lasts at most its ``timeLimit`` (4 h by default, which the TwiML keeps), the IVR and
+#: the ring tree minutes. Its final status was lost (the carrier gave up after its retry, or nothing could
+#: take it): see :func:`close_abandoned`.
+ABANDONED_AFTER = dt.timedelta(hours=6)
+
+
+def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> list[str]:
+    """End the calls whose final status never came: still holding a slot ``ABANDONED_AFTER`` after they
+    started. Each is closed as a final status would close it (attempts still ringing canceled, slots given
+    back, the call judged; no carrier status recorded), under an event of its own (kind ``abandoned``),
+    once however often this runs and on however many nodes. Returns their CallSids (at most ``limit``).
+    """
+    now = now or timezone.now()
+    sids = list(CallAttempt.objects.filter(slot_held=True, started_at__lt=now - ABANDONED_AFTER)  # attempt_slot_held_idx
+                .order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
+    closed: list[str] = []
+    for sid in sids:
+        event = EventIn(call_sid=sid, kind="abandoned", dedupe_key=f"{sid}:abandoned",
+                        params={"reason": f"no final status {ABANDONED_AFTER} after the call started"})
+
+        def close(sid: str = sid) -> tuple[s.Step, ...]:
+            call = db.select_one(Call, call_sid=sid)
+            if call is None:
+                return ()
+            log.warning("call %s: no final status %s after it started; closed, its slots given back",
+                        sid, ABANDONED_AFTER)
+            if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
+                _release_held(call, current_snapshot(check_version=False), now)
+            else:
+                _end_call(call, "", None, now)
+            closed.append(sid)
+            return ()
+
+        handle_once(event, close, lambda steps: "")
+    return list(dict.fromkeys(closed))  # a retried transaction ran ``close`` again
 
 
 def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:

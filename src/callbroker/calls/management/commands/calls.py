@@ -79,7 +79,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show,close-abandoned}")
 
         listing = actions.add_parser("list", help="Newest calls first, as a table or JSON.")
         listing.add_argument("--campaign", metavar="KEY", help="Only calls of this campaign (its key).")
@@ -95,12 +95,30 @@ class Command(BaseCommand):
         show.add_argument("--json", action="store_true", help="JSON instead of text.")
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
+        actions.add_parser("close-abandoned", help="End the calls whose final status never came (still holding "
+                                                   "a slot 6 h after they started): slots given back, judged.")
+
     def handle(self, *args, **options) -> None:
         with reading_the_database("calls"):
             if options["action"] == "list":
                 self.list_calls(options)
-            else:
+            elif options["action"] == "show":
                 self.show_call(options)
+            else:
+                self.close_abandoned()
+
+    def close_abandoned(self) -> None:
+        from callbroker.calls.services import ABANDONED_AFTER, close_abandoned
+
+        closed = close_abandoned()
+        hours = int(ABANDONED_AFTER.total_seconds() // 3600)
+        if not closed:
+            self.stdout.write(f"No call holds a slot {hours} h after it started.")
+            return
+        self.stdout.write(f"Closed {len(closed)} call{'s' if len(closed) != 1 else ''} whose final status never "
+                          f"came ({hours} h after they started), their slots given back:")
+        for sid in closed:
+            self.stdout.write(f"  {sid}")
 
     # ----------------------------------------------------------------------------------------------
 
