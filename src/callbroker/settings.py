@@ -107,7 +107,8 @@ if not TWILIO_AUTH_TOKEN:
         raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
     TWILIO_AUTH_TOKEN = "callbroker-demo-auth-token"  # noqa: S105
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
-TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",") if t.strip()]
+TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
+                            if t.strip()]
 
 #: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
 #: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by

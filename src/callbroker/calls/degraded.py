@@ -263,7 +263,8 @@ def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome
 LEG_SLACK = dt.timedelta(minutes=2)
 
 
-def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: int, *, bridged: bool) -> None:
+def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: int, *,
+                         bridged: bool) -> None:
     """A leg the live path dialled before the database went away has ended: give its slot back now, by the
     name the live path took it under (``live.slot_name``), instead of keeping the line busy until the
     replay. The replay then gives nothing back twice: a slot is given back by name once. Also when
@@ -282,7 +283,8 @@ def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: 
     campaign = snap.campaigns.get(campaign_id)
     now = timezone.now()
     longest = dt.timedelta(seconds=campaign.ring_timeout if campaign else 60) + LEG_SLACK
-    undo_usage = not bridged and live.period_keys(now - longest, info.timezone) == live.period_keys(now, info.timezone)
+    same_periods = live.period_keys(now - longest, info.timezone) == live.period_keys(now, info.timezone)
+    undo_usage = not bridged and same_periods
     try:
         limits.store.release(info.core, target_id, info.timezone, now, undo_usage=undo_usage,
                              token=live.slot_name(limits.call_sid, seq))

@@ -239,7 +239,8 @@ def _saving(call: Call, steps: tuple[s.Step, ...], campaign: CampaignInfo | None
     return commit
 
 
-def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapshot | None, now: dt.datetime) -> bool:
+def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapshot | None,
+                 now: dt.datetime) -> bool:
     """The carrier's final status of this call was handled before its inbound webhook (the caller hung up
     while the inbound webhook waited, e.g. past the carrier's timeout): the call is recorded as ended, with
     no target rung and no slot taken, and judged. Otherwise it would be left ringing for good, holding a
@@ -450,8 +451,9 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     once however often this runs and on however many nodes. Returns their CallSids (at most ``limit``).
     """
     now = now or timezone.now()
-    sids = list(CallAttempt.objects.filter(slot_held=True, started_at__lt=now - ABANDONED_AFTER)  # attempt_slot_held_idx
-                .order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
+    # attempt_slot_held_idx: the attempts holding a slot, a handful per target
+    held = CallAttempt.objects.filter(slot_held=True, started_at__lt=now - ABANDONED_AFTER)
+    sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
     closed: list[str] = []
     for sid in sids:
         event = EventIn(call_sid=sid, kind="abandoned", dedupe_key=f"{sid}:abandoned",

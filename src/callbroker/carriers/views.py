@@ -162,7 +162,8 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     seq = _int_query(request, "seq")
     outcome = twilio.dial_outcome(params)
     steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome,
-                                      call_sid=params.get("CallSid", "")[:64], rung=twilio.rung_target(request.GET))
+                                      call_sid=params.get("CallSid", "")[:64],
+                                      rung=twilio.rung_target(request.GET))
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
 
 
@@ -221,7 +222,8 @@ def status(request: HttpRequest, params: dict[str, str]) -> str:
     update = twilio.status_update(params)
     sid = twilio.call_sid(params)
     key = f"status:{update.status}:{update.sequence}"
-    return _once(request, params, "status", key, lambda: services.call_status(sid, update, keep_if_unknown=True))
+    return _once(request, params, "status", key,
+                 lambda: services.call_status(sid, update, keep_if_unknown=True))
 
 
 @webhook(kind="recording", degraded=_degraded_recording)

@@ -493,8 +493,8 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
     for some in db.in_batches(list(targets)):
         attempts = CallAttempt.objects.filter(target_id__in=some, slot_held=True)
         if names:
-            for target_id, started_at, call_sid, sequence in attempts.values_list("target_id", "started_at",
-                                                                                  "call__call_sid", "sequence"):
+            columns = attempts.values_list("target_id", "started_at", "call__call_sid", "sequence")
+            for target_id, started_at, call_sid, sequence in columns:
                 held[target_id].append((started_at, slot_name(call_sid, sequence)))
         else:
             for target_id, started_at in attempts.values_list("target_id", "started_at"):
@@ -506,9 +506,10 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
         # Far enough back for the longest capped period, whatever the buyers' time zones.
         back = (dt.timedelta(days=32) if any(c[2] is not None for c in caps)
                 else dt.timedelta(days=2) if any(c[1] is not None for c in caps) else dt.timedelta(hours=3))
+        counted = Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)
         rows = [row for some in db.in_batches(list(capped))
-                for row in CallAttempt.objects.filter(target_id__in=some, started_at__gte=now - back)
-                .filter(Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)).values_list("target_id", "started_at")]
+                for row in CallAttempt.objects.filter(counted, target_id__in=some, started_at__gte=now - back)
+                .values_list("target_id", "started_at")]
         tally: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
         keys_in = period_keys_at(now)
         current = {tid: keys_in(tz) for tid, (_, tz) in capped.items()}

@@ -780,7 +780,7 @@ def _prune(plan: NetworkPlan, report: LoadReport, kept_target_ids: list[int]) ->
     for kind, model, lookup in (("campaigns", m.Campaign, "key"), ("buyers", m.Buyer, "key"),
                                 ("publishers", m.Publisher, "key"),
                                 ("tracking_numbers", m.TrackingNumber, "number")):
-        keep = {r.key for r in getattr(plan, kind)}  # compared here: a NOT IN of every key may not fit a statement
+        keep = {r.key for r in getattr(plan, kind)}  # compared here: NOT IN every key may not fit a statement
         for obj in model.objects.filter(active=True):
             if getattr(obj, lookup) not in keep:
                 obj.active = False

@@ -34,7 +34,8 @@ def target_ids_with_calls(target_ids: Iterable[int]) -> set[int]:
     """Those of these targets that some call connected to or rang (deleting them would cut history)."""
     used: set[int] = set()
     for some in in_batches(list(target_ids)):
-        rows = m.Target.objects.filter(pk__in=some).filter(Q(connected_calls__isnull=False) | Q(attempts__isnull=False))
+        rang = Q(connected_calls__isnull=False) | Q(attempts__isnull=False)
+        rows = m.Target.objects.filter(rang, pk__in=some)
         used.update(rows.values_list("pk", flat=True).distinct())
     return used
 

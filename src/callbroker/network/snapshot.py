@@ -131,7 +131,7 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
     for row in m.Campaign.objects.all():
         active = row.active
         if row.payout < 0:  # the loader and the admin refuse it; a negative payout can't be paid
-            log.error("campaign %s has a negative payout (%s); its calls go to the fallback until it is fixed",
+            log.error("campaign %s has a negative payout (%s); its calls go to the fallback until fixed",
                       row.pk, row.payout)
             active = False
         rules = core.Campaign(

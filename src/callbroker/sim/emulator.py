@@ -340,7 +340,8 @@ class Carrier:
             parts = urlsplit(public)
             base_path = urlsplit(base).path
             if parts.path.startswith(base_path):
-                return self.base_url + parts.path[len(base_path) :] + (f"?{parts.query}" if parts.query else "")
+                query = f"?{parts.query}" if parts.query else ""
+                return self.base_url + parts.path[len(base_path) :] + query
         return public
 
     def _send(self, method: str, url: str, params: Mapping[str, str]) -> _Response:
@@ -359,7 +360,7 @@ class Carrier:
         attempts = 1 + int(overrides.get("rc", 1))
         connect, read, total = self._timeouts(overrides)
         started = time.perf_counter()
-        budget_ends = time.monotonic() + total  # ``tt`` is the time allowed for every attempt, retries included
+        budget_ends = time.monotonic() + total  # ``tt``: the time allowed for every attempt, retries included
         error = ""
         for _ in range(attempts):
             started = time.perf_counter()
@@ -912,7 +913,8 @@ class _Call:
                 if leg is not winner:
                     # A leg that failed or was busy before the winner answered says so; every other one (still
                     # ringing, or answering at the same moment as the winner) is canceled by the carrier.
-                    status = leg.outcome if leg.at <= winner.at and leg.outcome in ("busy", "failed") else "canceled"
+                    gave_up = leg.at <= winner.at and leg.outcome in ("busy", "failed")
+                    status = leg.outcome if gave_up else "canceled"
                     self.leg_event(leg, "completed", status, min(leg.at, winner.at) + started, verb, url, parent_from)
             accepted = True
             if winner.number.url:

@@ -95,8 +95,8 @@ class Command(BaseCommand):
         show.add_argument("--json", action="store_true", help="JSON instead of text.")
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
-        actions.add_parser("close-abandoned", help="End the calls whose final status never came (still holding "
-                                                   "a slot 6 h after they started): slots given back, judged.")
+        actions.add_parser("close-abandoned", help="End the calls whose final status never came (still "
+                                                   "holding a slot 6 h after they started).")
 
     def handle(self, *args, **options) -> None:
         with reading_the_database("calls"):
@@ -115,8 +115,9 @@ class Command(BaseCommand):
         if not closed:
             self.stdout.write(f"No call holds a slot {hours} h after it started.")
             return
-        self.stdout.write(f"Closed {len(closed)} call{'s' if len(closed) != 1 else ''} whose final status never "
-                          f"came ({hours} h after they started), their slots given back:")
+        calls = f"{len(closed)} call{'s' if len(closed) != 1 else ''}"
+        self.stdout.write(f"Closed {calls} whose final status never came ({hours} h after they started), "
+                          "their slots given back:")
         for sid in closed:
             self.stdout.write(f"  {sid}")
 
