@@ -377,3 +377,38 @@ def test_a_leg_dialled_in_degraded_mode_that_ends_on_a_node_whose_database_is_ba
     assert spool.files() == []
     assert (solo_counters().active, solo_counters().hour) == (0, 0)
     assert [x["result"] for x in call_to_dict(Call.objects.get(call_sid=a))["attempts"]] == ["no-answer"]
+
+
+def test_a_final_status_kept_by_a_recovered_node_ends_the_call_once_it_is_replayed(world, monkeypatch, settings):
+    """Redis away too, so no plan tells a recovered node the call was routed elsewhere: its final status,
+    reaching that node before the call is replayed, is kept; the replay then applies it."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    a = sid()
+    assert SOLO_LINE in world.voice(a)  # degraded, limits not enforced
+    monkeypatch.undo()  # the database is back; this node has not replayed yet
+    other_node = pytest.MonkeyPatch()
+    other_node.setattr(spool, "is_degraded", lambda call_sid: False)
+    try:
+        world.ended(a, 40)  # kept for the call
+    finally:
+        other_node.undo()
+    assert not Call.objects.filter(call_sid=a).exists()
+    assert replay.replay_ready().errors == []
+    call = Call.objects.get(call_sid=a)
+    assert (call.stage, call.final_status, call.duration_seconds) == ("ended", "completed", 40)
+    assert call.verdict == "not_billable" and spool.files() == []
+
+
+def test_a_replayed_call_whose_final_status_never_comes_is_closed_when_its_file_is_given_up(world, monkeypatch):
+    a = sid()
+    assert SOLO_LINE in world.voice(a)
+    world.dial(a, 1, bridged=True, talk=95)  # connected; then the final status is lost
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().waiting == 1  # replayed; waits for the call to end
+    assert Call.objects.get(call_sid=a).stage != "ended"
+    for name in list(replay._waiting_since):
+        replay._waiting_since[name] -= replay.STALE_AFTER  # four hours of passes later
+    assert replay.replay_ready().errors == []
+    call = Call.objects.get(call_sid=a)
+    assert (call.stage, call.verdict, call.talk_seconds) == ("ended", "billable", 95)
+    assert spool.files() == [] and solo_active() == 0

@@ -101,10 +101,22 @@ def test_beyond_the_memory_limit_an_event_is_logged_whole_and_counted_never_drop
 
 
 def test_an_empty_file_marks_a_call_until_it_is_stale(disk):
+    """Stale: waited ``STALE_AFTER`` with the database reachable, counted from the first pass that left it
+    (not from the file's last write: an outage longer than that must not make the first pass give up)."""
     path = spool.directory() / f"{SID_A}.jsonl"
     path.touch()  # another process holds this call's events in memory
-    assert replay.replay_ready().waiting == 1 and path.exists()
     old = time.time() - replay.STALE_AFTER.total_seconds() - 60
+    os.utime(path, (old, old))  # written before a long outage
+    assert replay.replay_ready().waiting == 1 and path.exists()
+    replay._waiting_since[path.name] -= replay.STALE_AFTER  # four hours of passes later
+    replay.replay_ready()
+    assert not path.exists() and path.name not in replay._waiting_since
+
+
+def test_a_file_left_from_long_ago_is_given_up_at_once(disk):
+    path = spool.directory() / f"{SID_A}.jsonl"
+    path.touch()
+    old = time.time() - replay.STALE_LEFTOVER.total_seconds() - 60
     os.utime(path, (old, old))
     replay.replay_ready()
     assert not path.exists()
@@ -115,3 +127,50 @@ def test_a_dead_process_mark_does_not_hold_the_replay_forever(disk):
     (spool.directory() / ".in-memory-999999999").touch()  # no such process
     assert spool.held_in_memory() == []
     assert not (spool.directory() / ".in-memory-999999999").exists()
+
+
+def test_a_line_torn_by_a_killed_writer_does_not_take_the_next_event_with_it(disk):
+    spool.append(SID_A, event(1))
+    path = spool.directory() / f"{SID_A}.jsonl"
+    with path.open("ab") as handle:
+        handle.write(b'{"kind":"dial","params":{"CallSid":"x"},"n":')  # a worker killed in the middle of a line
+    spool.append(SID_A, event(3))  # the carrier's retry of it, on another worker
+    assert [e["n"] for e in spool.read(path)] == [1, 3]
+
+
+def test_a_replayer_holding_a_deleted_file_leaves_the_new_one_alone(disk, monkeypatch):
+    """Another replayer deleted the file after this one opened it; a late webhook made a new one: this
+    replayer's lock is on the deleted file, so it must not read or delete the new one by its path."""
+    path = spool.directory() / f"{SID_A}.jsonl"
+    spool.append(SID_A, event(1))
+    real_flock = replay.fcntl.flock
+    done = []
+
+    def meanwhile(handle, operation):  # the module's flock: the spool's own writes come through here too
+        real_flock(handle, operation)
+        if not done:
+            done.append(True)
+            path.unlink()  # the other replayer's pass
+            spool.append(SID_A, event(2))  # a late webhook: a new file
+
+    monkeypatch.setattr(replay.fcntl, "flock", meanwhile)
+    report = replay.ReplayReport()
+    replay._replay_file(path, report, now=replay.dt.datetime.now(replay.dt.UTC), force=False)
+    monkeypatch.setattr(replay.fcntl, "flock", real_flock)
+    assert [e["n"] for e in spool.read(path)] == [2]  # kept for the next pass
+
+
+def test_the_first_event_of_an_outage_on_a_full_disk_without_the_directory_is_kept_in_memory(
+        disk, monkeypatch, caplog):
+    """The directory is made at start-up; if it is missing anyway and the full disk refuses to make it,
+    the event waits in memory (it used to raise out of the webhook: a 500, the event gone)."""
+    real_mkdir = spool.Path.mkdir
+
+    def full(self, *args, **kwargs):
+        if self.name == "spool":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(spool.Path, "mkdir", full)
+    spool.append(SID_A, event(1))  # does not raise
+    assert [sid for sid, _ in spool._overflow] == [SID_A]

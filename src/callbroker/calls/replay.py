@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,9 +50,14 @@ log = logging.getLogger(__name__)
 #: DataError comes from bad input and must never send a call into degraded mode.
 OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, RedisConnectionError,
                                              RedisTimeoutError, CountersUnknown)
-#: A spooled call whose final status never came (or whose other events never could be applied) is
-#: given up after this long without a new event: what can be applied is, and its file is deleted.
+#: A spooled call whose final status never came (or whose other events never could be applied) is given
+#: up after its file has waited this long with the database reachable (this process's replayer counts from
+#: the first pass that had to leave it; an outage longer than this must not make the first pass after it
+#: give up on events waiting for another node's): what can be applied is, the call is closed, and its file
+#: is deleted. A file not written to for ``STALE_LEFTOVER`` is given up at once (left from before a restart).
 STALE_AFTER = dt.timedelta(hours=4)
+STALE_LEFTOVER = dt.timedelta(days=2)
+_waiting_since: dict[str, dt.datetime] = {}  # file name -> the first pass of this process that left it
 REPLAY_INTERVAL_S = 5.0
 REPLAY_BUSY_INTERVAL_S = 1.0
 
@@ -147,14 +153,24 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker is on it
         except BlockingIOError:
             return
+        if os.fstat(handle.fileno()).st_nlink == 0:
+            return  # replayed and deleted by another replayer since it was opened: the path may be a new file
         events = spool.read(path)
-        done = force or now - dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) > STALE_AFTER
+        written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        waiting = now - _waiting_since.setdefault(path.name, now)
+        done = force or waiting > STALE_AFTER or now - written > STALE_LEFTOVER
         if events:
             call_sid = events[0]["params"]["CallSid"]
             applied, duplicates, pending = _replay_events(events, skip_pending=done)
             report.events += applied
             report.skipped_duplicates += duplicates
             report.calls += bool(applied)
+            if not pending and not _ended(call_sid):
+                # Its final status may have reached a node whose database was back, which kept it for the
+                # call (``services.call_status``): apply it now that the call is in the database.
+                services.end_with_kept_status(call_sid)
+            if done and not _ended(call_sid):
+                services.close_without_status(call_sid)  # given up: no final status will come now
             done = done or (not pending and _ended(call_sid))
             if done and _held_in_redis(events):
                 try:
@@ -166,6 +182,7 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
             report.waiting += 1  # in progress, waiting for another node's events, or in memory elsewhere
             return
         path.unlink()
+        _waiting_since.pop(path.name, None)
 
 
 def _ended(call_sid: str) -> bool:

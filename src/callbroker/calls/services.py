@@ -454,26 +454,52 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     # attempt_slot_held_idx: the attempts holding a slot, a handful per target
     held = CallAttempt.objects.filter(slot_held=True, started_at__lt=now - ABANDONED_AFTER)
     sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
-    closed: list[str] = []
-    for sid in sids:
-        event = EventIn(call_sid=sid, kind="abandoned", dedupe_key=f"{sid}:abandoned",
-                        params={"reason": f"no final status {ABANDONED_AFTER} after the call started"})
+    reason = f"no final status {ABANDONED_AFTER} after the call started"
+    return [sid for sid in sids if close_without_status(sid, reason, now)]
 
-        def close(sid: str = sid) -> tuple[s.Step, ...]:
-            call = db.select_one(Call, call_sid=sid)
-            if call is None:
-                return ()
-            log.warning("call %s: no final status %s after it started; closed, its slots given back",
-                        sid, ABANDONED_AFTER)
-            if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
-                _release_held(call, current_snapshot(check_version=False), now)
-            else:
-                _end_call(call, "", None, now)
-            closed.append(sid)
+
+def close_without_status(call_sid: str, reason: str = "no final status came before its spool file was given up",
+                         now: dt.datetime | None = None) -> bool:
+    """End a call whose final status will not come, as a final status would (attempts still ringing
+    canceled, slots given back, the call judged; no carrier status recorded), under an event of its own
+    (kind ``abandoned``, with ``reason``): once, whoever calls it how often. True when it closed the call
+    (or gave back the slots an ended call still held) now."""
+    now = now or timezone.now()
+    closed = False
+
+    def close() -> tuple[s.Step, ...]:
+        nonlocal closed
+        call = db.select_one(Call, call_sid=call_sid)
+        if call is None:
             return ()
+        log.warning("call %s: %s; closed, its slots given back", call_sid, reason)
+        if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
+            _release_held(call, current_snapshot(check_version=False), now)
+        else:
+            _end_call(call, "", None, now)
+        closed = True
+        return ()
 
-        handle_once(event, close, lambda steps: "")
-    return list(dict.fromkeys(closed))  # a retried transaction ran ``close`` again
+    event = EventIn(call_sid=call_sid, kind="abandoned", dedupe_key=f"{call_sid}:abandoned", params={"reason": reason})
+    handle_once(event, close, lambda steps: "")
+    return closed
+
+
+def end_with_kept_status(call_sid: str) -> bool:
+    """Apply the final status kept for a call that was not in the database when it came (``call_status``
+    with ``keep_if_unknown``), now that it is (replayed from a spool): True when it ended the call."""
+    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call_sid]):
+        params = stored if isinstance(stored, dict) else json.loads(stored)
+        if params.get("CallStatus") in TERMINAL_STATUSES:
+            break
+    else:
+        return False
+    duration = str(params.get("CallDuration", ""))
+    update = StatusUpdate(status=str(params["CallStatus"]), duration=int(duration) if duration.isdigit() else None,
+                          sequence="kept")
+    event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
+    handle_once(event, lambda: call_status(call_sid, update), lambda steps: "")
+    return True
 
 
 def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:

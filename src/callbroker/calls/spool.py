@@ -105,8 +105,9 @@ def _keep(call_sid: str, line: str) -> None:
                      "this line: %s", len(_overflow), call_sid, line.rstrip("\n"))
         return
     global _holding_mark
-    for path in (_file(call_sid), _memory_mark()):  # empty files: inodes, even on a full disk
+    for path_of_mark in (lambda: _file(call_sid), _memory_mark):  # empty files: inodes, even on a full disk
         try:
+            path = path_of_mark()  # may have to make the directory, which a full disk refuses
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
             os.utime(path)
         except OSError:
@@ -119,13 +120,17 @@ def _write(call_sid: str, line: str) -> None:
     """Append ``line`` and fsync it, or raise ``OSError`` leaving the file as it was (no torn line)."""
     data = line.encode()
     while True:
-        fd = os.open(_file(call_sid), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        fd = os.open(_file(call_sid), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         fcntl.flock(fd, fcntl.LOCK_EX)  # other workers' writes, and the replayer (which reads, then deletes)
         if os.fstat(fd).st_nlink:
             break
         os.close(fd)  # replayed and deleted while we waited: a new file
     try:
         size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            # A process killed in the middle of a line left it torn: end it, so that this line is a line of
+            # its own (the torn one is skipped when read), not glued to the fragment and lost with it.
+            data = b"\n" + data
         try:
             written = 0
             while written < len(data):  # a full disk can take part of a write without an error

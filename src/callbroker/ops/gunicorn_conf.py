@@ -63,6 +63,9 @@ def _prepare_metrics_dir() -> _Path:
 
 
 _METRICS_DIR = _prepare_metrics_dir()
+# The spool's directory, made while the disk has room: the first call of an outage must not need a
+# directory made then (on a full disk mkdir fails, and the event would have nowhere to go).
+(_Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve() / "spool").mkdir(parents=True, exist_ok=True)
 
 
 def child_exit(server, worker) -> None:
