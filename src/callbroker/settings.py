@@ -68,7 +68,12 @@ def database_from_url(url: str, data_dir: Path) -> dict:
         db["NAME"] = path[1:] if path.startswith("/") else path
         return db
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        # A database host that stops answering (down, or the network dropping its packets) must fail a
+        # webhook in seconds, so that the call goes on from memory (degraded mode) well inside the
+        # carrier's 15 s: libpq's defaults wait for the kernel (minutes to connect, a quarter of an hour on
+        # a connection in use). The URL's own values win.
+        options = {"connect_timeout": "3", "tcp_user_timeout": "5000"}
+        options.update({k: v[-1] for k, v in parse_qs(parsed.query).items()})
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),

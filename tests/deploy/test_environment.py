@@ -69,3 +69,16 @@ def test_per_node_variables_are_left_to_the_units(name):
     _value, active = env_file_entries(ENV_EXAMPLE)[name]
     assert not active
     assert f"Environment={name}=" in (SYSTEMD / "callbroker@.service").read_text()
+
+
+def test_a_postgres_url_gives_up_on_a_silent_database_in_seconds():
+    """libpq's defaults wait for the kernel (minutes to connect); a webhook must reach degraded mode well
+    inside the carrier's 15 s. The URL's own values win."""
+    from pathlib import Path
+
+    from callbroker.settings import database_from_url
+
+    db = database_from_url("postgres://cb:pw@db.example:5432/callbroker?sslmode=require", Path("/tmp"))
+    assert db["OPTIONS"] == {"connect_timeout": "3", "tcp_user_timeout": "5000", "sslmode": "require"}
+    db = database_from_url("postgres://cb:pw@db/callbroker?connect_timeout=10", Path("/tmp"))
+    assert db["OPTIONS"]["connect_timeout"] == "10"
