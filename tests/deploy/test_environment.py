@@ -82,3 +82,35 @@ def test_a_postgres_url_gives_up_on_a_silent_database_in_seconds():
     assert db["OPTIONS"] == {"connect_timeout": "3", "tcp_user_timeout": "5000", "sslmode": "require"}
     db = database_from_url("postgres://cb:pw@db/callbroker?connect_timeout=10", Path("/tmp"))
     assert db["OPTIONS"]["connect_timeout"] == "10"
+
+
+def test_a_database_that_accepts_and_never_answers_fails_the_connection():
+    """A listener that takes the TCP connection and never says a word (a host hung under load): the
+    connection fails with the 3 s default instead of waiting for good."""
+    import socket
+    import threading
+    from pathlib import Path
+
+    import psycopg
+
+    from callbroker.settings import database_from_url
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
+    db = database_from_url(f"postgres://cb:pw@127.0.0.1:{listener.getsockname()[1]}/callbroker", Path("/tmp"))
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"],
+                            dbname=db["NAME"], **db["OPTIONS"]).close()
+        except psycopg.OperationalError as exc:
+            outcome.append(exc)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(30)  # far beyond the 3 s: only a connection that waits for good is still there
+    listener.close()
+    assert not attempt.is_alive(), "the connection is still waiting for the silent database"
+    assert outcome and "timeout" in str(outcome[0]).lower()
