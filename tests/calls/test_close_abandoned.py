@@ -83,3 +83,21 @@ def test_the_background_pass_closes_them_when_set_to(settings):
     busy, next_sweep = replay.background_pass(0.0)
     assert not busy and next_sweep > time.monotonic() + 590
     assert Call.objects.get().stage == "ended"
+
+
+def test_closing_a_call_not_in_the_database_stores_nothing_that_would_stop_a_later_close():
+    sid = f"CA{9:032x}"  # spooled on another node, not replayed yet
+    assert services.close_without_status(sid) is False
+    assert not CallEvent.objects.filter(call_sid=sid).exists()
+    services.start_call(inbound(9))  # replayed (or live) later: it rings the line …
+    CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))  # … and its end is lost
+    assert services.close_abandoned() == [sid]
+
+
+def test_a_spool_file_is_given_up_only_when_its_call_is_surely_over():
+    """A file is given up after ``STALE_AFTER`` of waiting; its call started before the wait began, and is
+    then closed: that must be past the longest call (``ABANDONED_AFTER``), or a call still talking would
+    be recorded as ended and its real final status ignored."""
+    from callbroker.calls import replay
+
+    assert replay.STALE_AFTER >= services.ABANDONED_AFTER

@@ -174,3 +174,19 @@ def test_the_first_event_of_an_outage_on_a_full_disk_without_the_directory_is_ke
     monkeypatch.setattr(spool.Path, "mkdir", full)
     spool.append(SID_A, event(1))  # does not raise
     assert [sid for sid, _ in spool._overflow] == [SID_A]
+
+
+def test_a_pass_stopped_by_the_outage_does_not_start_the_wait(disk, monkeypatch):
+    """The replayer runs all through an outage; a pass that the outage stops must not count as waiting, or
+    the first pass after an outage longer than ``STALE_AFTER`` would give the file up at once."""
+    from django.db import OperationalError
+
+    spool.append(SID_A, event(1))
+    path = spool.directory() / f"{SID_A}.jsonl"
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("connection refused (the test's outage)")
+
+    monkeypatch.setattr(replay, "_replay_events", database_down)
+    assert replay.replay_ready().errors and path.exists()
+    assert path.name not in replay._waiting_since

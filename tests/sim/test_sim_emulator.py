@@ -679,3 +679,10 @@ def test_a_byte_order_mark_then_whitespace_is_a_parse_error(server, carrier):
     server.routes[FALLBACK] = xml("<Say>fallback</Say>")
     record = carrier.place_call(OUR_NUMBER, CALLER)
     assert record.error_codes[:1] == ["12100"] and record.said == "fallback"
+
+
+def test_a_url_on_our_host_outside_the_public_base_path_is_not_rewritten(server):
+    with Carrier(server.url, TOKEN, public_url="https://cb.test/app", seed=1) as c:
+        assert c._transport_url("https://cb.test/app/carriers/twilio/voice") == server.url + "/carriers/twilio/voice"
+        assert c._transport_url("https://cb.test:443/app?x=1") == server.url + "?x=1"
+        assert c._transport_url("https://cb.test/apples/x") == "https://cb.test/apples/x"

@@ -52,10 +52,12 @@ OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, Re
                                              RedisTimeoutError, CountersUnknown)
 #: A spooled call whose final status never came (or whose other events never could be applied) is given
 #: up after its file has waited this long with the database reachable (this process's replayer counts from
-#: the first pass that had to leave it; an outage longer than this must not make the first pass after it
-#: give up on events waiting for another node's): what can be applied is, the call is closed, and its file
-#: is deleted. A file not written to for ``STALE_LEFTOVER`` is given up at once (left from before a restart).
-STALE_AFTER = dt.timedelta(hours=4)
+#: the first pass that got through with the database and had to leave it; an outage longer than this must
+#: not make the first pass after it give up on events waiting for another node's): what can be applied is,
+#: the call is closed (it started before the wait began, so it is over: a call lasts less than this), and
+#: its file is deleted. A file not written to for ``STALE_LEFTOVER`` is given up at once (left from before a
+#: restart; an outage longer than that too).
+STALE_AFTER = dt.timedelta(hours=6)  # = services.ABANDONED_AFTER: a call is over by then, however long
 STALE_LEFTOVER = dt.timedelta(days=2)
 _waiting_since: dict[str, dt.datetime] = {}  # file name -> the first pass of this process that left it
 REPLAY_INTERVAL_S = 5.0
@@ -110,7 +112,10 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
     # event waits for what it needs, and a call's file goes only once it ended, so replaying what is
     # on disk now is safe — and frees the disk for the rest.
     now = dt.datetime.now(dt.UTC)
-    for path in spool.files():
+    files = spool.files()
+    for name in set(_waiting_since) - {path.name for path in files}:  # deleted by another process
+        _waiting_since.pop(name, None)
+    for path in files:
         try:
             _replay_file(path, report, now=now, force=force)
         except FileNotFoundError:
@@ -157,8 +162,8 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
             return  # replayed and deleted by another replayer since it was opened: the path may be a new file
         events = spool.read(path)
         written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
-        waiting = now - _waiting_since.setdefault(path.name, now)
-        done = force or waiting > STALE_AFTER or now - written > STALE_LEFTOVER
+        since = _waiting_since.get(path.name)  # stamped below, once a pass got through with the database
+        done = force or (since is not None and now - since > STALE_AFTER) or now - written > STALE_LEFTOVER
         if events:
             call_sid = events[0]["params"]["CallSid"]
             applied, duplicates, pending = _replay_events(events, skip_pending=done)
@@ -170,7 +175,7 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
                 # call (``services.call_status``): apply it now that the call is in the database.
                 services.end_with_kept_status(call_sid)
             if done and not _ended(call_sid):
-                services.close_without_status(call_sid)  # given up: no final status will come now
+                services.close_without_status(call_sid)  # given up: no final status will come now (if it's in)
             done = done or (not pending and _ended(call_sid))
             if done and _held_in_redis(events):
                 try:
@@ -179,7 +184,10 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
                     report.errors.append(f"{path.name}: giving back its slots in Redis: {exc}")
                     return
         if not done:
-            report.waiting += 1  # in progress, waiting for another node's events, or in memory elsewhere
+            # In progress, waiting for another node's events, or in memory elsewhere. The wait counts from
+            # the first pass that got this far: an outage raised before it, and isn't counted.
+            _waiting_since.setdefault(path.name, now)
+            report.waiting += 1
             return
         path.unlink()
         _waiting_since.pop(path.name, None)
@@ -383,7 +391,7 @@ def background_pass(sweep_at: float) -> tuple[bool, float]:
             if cached_snapshot() is None:
                 current_snapshot()
             replay_ready()
-        elif settings.CLOSE_ABANDONED_EVERY_S > 0 and time.monotonic() >= sweep_at:
+        if settings.CLOSE_ABANDONED_EVERY_S > 0 and time.monotonic() >= sweep_at:
             sweep_at = time.monotonic() + settings.CLOSE_ABANDONED_EVERY_S
             if cached_snapshot() is None:
                 current_snapshot()

@@ -470,8 +470,8 @@ def close_without_status(call_sid: str, reason: str = "no final status came befo
     def close() -> tuple[s.Step, ...]:
         nonlocal closed
         call = db.select_one(Call, call_sid=call_sid)
-        if call is None:
-            return ()
+        if call is None:  # not in the database (yet): store nothing, or a later close would find it done
+            raise UnknownCall(call_sid)
         log.warning("call %s: %s; closed, its slots given back", call_sid, reason)
         if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
             _release_held(call, current_snapshot(check_version=False), now)
@@ -481,7 +481,10 @@ def close_without_status(call_sid: str, reason: str = "no final status came befo
         return ()
 
     event = EventIn(call_sid=call_sid, kind="abandoned", dedupe_key=f"{call_sid}:abandoned", params={"reason": reason})
-    handle_once(event, close, lambda steps: "")
+    try:
+        handle_once(event, close, lambda steps: "")
+    except UnknownCall:
+        return False
     return closed
 
 

@@ -339,7 +339,7 @@ class Carrier:
         if origin is not None and origin == _origin(base):
             parts = urlsplit(public)
             base_path = urlsplit(base).path
-            if parts.path.startswith(base_path):
+            if parts.path == base_path or parts.path.startswith(base_path.rstrip("/") + "/"):
                 query = f"?{parts.query}" if parts.query else ""
                 return self.base_url + parts.path[len(base_path) :] + query
         return public
