@@ -256,13 +256,21 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     call.stage = CallStage.ENDED
     call.ended_at = now
     call.final_status = str(params.get("CallStatus", ""))[:16]
-    duration = str(params.get("CallDuration", ""))
-    call.duration_seconds = int(duration) if duration.isdigit() and len(duration) < 10 else None
+    call.duration_seconds = _stored_duration(params)
     call.ring_position = 0
     _write(call)
     if campaign is not None:
         _qualify(call, campaign, snap)
     return True
+
+
+def _stored_duration(params: dict) -> int | None:
+    """``CallDuration`` of a stored status webhook, read as the webhook read it (``carriers.twilio``)."""
+    try:
+        value = int(str(params.get("CallDuration", "")))
+    except ValueError:
+        return None
+    return value if 0 <= value <= 10_000_000 else None
 
 
 def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -497,9 +505,7 @@ def end_with_kept_status(call_sid: str) -> bool:
             break
     else:
         return False
-    duration = str(params.get("CallDuration", ""))
-    update = StatusUpdate(status=str(params["CallStatus"]), duration=int(duration) if duration.isdigit() else None,
-                          sequence="kept")
+    update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params), sequence="kept")
     event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
     handle_once(event, lambda: call_status(call_sid, update), lambda steps: "")
     return True
