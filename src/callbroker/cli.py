@@ -29,9 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         sim_cli.add_arguments(parser.add_subparsers(dest="command", required=True))
         return sim_cli.run(parser.parse_args(argv[1:]))
     _prepare_environment()
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(["callbroker", *argv] if argv else ["callbroker", "help"])
+    try:
+        execute_from_command_line(["callbroker", *argv] if argv else ["callbroker", "help"])
+    except ImproperlyConfigured as exc:  # a setting's value: one line naming it, not a traceback
+        print(f"callbroker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

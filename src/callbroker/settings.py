@@ -6,6 +6,7 @@ Embedded defaults (SQLite under ``CALLBROKER_DATA_DIR``) let ``make run`` work o
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -61,6 +62,11 @@ def database_from_url(url: str, data_dir: Path) -> dict:
             },
         }
     parsed = urlparse(url)
+    try:
+        parsed.port  # noqa: B018 - raises for what isn't a port, e.g. a password with "#" or "/" not encoded
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL is malformed: percent-encode the special characters of the "
+                                   "user name and password (e.g. # as %23, / as %2F, ? as %3F, @ as %40)") from None
     if parsed.scheme == "sqlite":
         db = database_from_url("", data_dir)
         path = unquote(parsed.path)
@@ -89,7 +95,10 @@ def database_from_url(url: str, data_dir: Path) -> dict:
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(env_str("CALLBROKER_DATA_DIR", "var")).resolve()
-PRODUCTION = env_str("CALLBROKER_ENV", "development") == "production"
+_ENV = env_str("CALLBROKER_ENV", "").strip().lower() or "development"
+if _ENV not in {"development", "production"}:  # "prod" must not quietly run with the demo's token and key
+    raise ImproperlyConfigured(f"CALLBROKER_ENV={_ENV!r}: use production or development")
+PRODUCTION = _ENV == "production"
 
 DEBUG = env_bool("CALLBROKER_DEBUG", default=False)
 SECRET_KEY = env_str("CALLBROKER_SECRET_KEY", "")
@@ -224,8 +233,16 @@ METRICS_DB_CACHE_S = env_int("CALLBROKER_METRICS_DB_CACHE_S", 10)
 
 #: ``json`` (one JSON object per line) or ``plain``. Production defaults to JSON.
 LOG_FORMAT = env_str("CALLBROKER_LOG_FORMAT", "json" if PRODUCTION else "plain").strip().lower()
+LOG_FORMAT = {"text": "plain"}.get(LOG_FORMAT, LOG_FORMAT)
 if LOG_FORMAT not in {"json", "plain"}:
     raise ImproperlyConfigured(f"CALLBROKER_LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
+
+
+def _log_level(default: str) -> str:
+    level = env_str("CALLBROKER_LOG_LEVEL", "").strip().upper() or default
+    if level not in logging.getLevelNamesMapping():
+        raise ImproperlyConfigured(f"CALLBROKER_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 #: This node's name in log lines (default: the host name).
 NODE_NAME = env_str("CALLBROKER_NODE", "") or socket.gethostname()
 
@@ -239,9 +256,9 @@ LOGGING = {
         "json": {"()": "callbroker.ops.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
-    "root": {"handlers": ["console"], "level": env_str("CALLBROKER_LOG_LEVEL", "WARNING")},
+    "root": {"handlers": ["console"], "level": _log_level("WARNING")},
     "loggers": {
-        "callbroker": {"level": env_str("CALLBROKER_LOG_LEVEL", "INFO"), "propagate": True},
+        "callbroker": {"level": _log_level("INFO"), "propagate": True},
         # A stranger's bad Host header is answered 400; one line, not a traceback per request.
         "django.security.DisallowedHost": {"level": "CRITICAL", "propagate": False},
     },

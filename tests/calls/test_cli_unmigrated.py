@@ -26,3 +26,44 @@ def test_a_read_command_on_an_unmigrated_database_says_to_migrate(tmp_path, argv
     assert f"Cannot read {what} (" in result.stderr
     assert "Is the database migrated? Run: callbroker migrate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["calls", "list"], ["partitions", "check"], ["partitions", "ensure"]])
+def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
+    """Not "run migrate" (that sends the operator the wrong way), and no traceback (partitions printed 78
+    lines from the monthly timer)."""
+    from tests.services import free_port
+
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           "DATABASE_URL": f"postgres://cb:pw@127.0.0.1:{free_port()}/cb"}  # nothing listens there
+    result = subprocess.run([sys.executable, "-m", "callbroker.cli", *argv], env=env, capture_output=True,
+                            text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 1, result
+    assert "Is the database reachable (DATABASE_URL)?" in result.stderr and "migrate" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("variables", "named"), [
+    ({"CALLBROKER_ENV": "prod"}, "CALLBROKER_ENV='prod'"),
+    ({"CALLBROKER_LOG_LEVEL": "loud"}, "CALLBROKER_LOG_LEVEL='LOUD'"),
+    ({"DATABASE_URL": "postgres://cb:Xy7#kq2@db:5432/cb"}, "DATABASE_URL is malformed"),
+])
+def test_a_setting_mistyped_is_one_line_naming_it(tmp_path, variables, named):
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           **variables}
+    result = subprocess.run([sys.executable, "-m", "callbroker.cli", "calls", "list"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2
+    assert result.stderr.startswith("callbroker: ") and named in result.stderr
+    assert "Xy7" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("variables", [{"CALLBROKER_LOG_LEVEL": "info"}, {"CALLBROKER_LOG_FORMAT": "text"},
+                                       {"CALLBROKER_ENV": ""}])
+def test_a_setting_written_the_usual_ways_is_taken(tmp_path, variables):
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           **variables}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "callbroker.cli", "calls", "list"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 1 and "Cannot read calls" in result.stderr  # past the settings: not migrated

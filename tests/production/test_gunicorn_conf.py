@@ -150,3 +150,11 @@ def test_the_served_workers_close_promptly(tmp_path):
         for client in held:
             client.close()
         stop_server(proc)
+
+
+def test_an_ipv6_host_is_bound_in_brackets():
+    from callbroker.ops.server import gunicorn_command, host_port
+
+    command = gunicorn_command("::1", 8000, 1)
+    assert command[command.index("--bind") + 1] == "[::1]:8000"
+    assert host_port("10.0.0.7", 8000) == "10.0.0.7:8000" and host_port("[::]", 80) == "[::]:80"

@@ -54,3 +54,30 @@ def test_a_hanging_check_fails_at_the_timeout_not_later(client, settings, monkey
 def test_healthz_touches_nothing(client, monkeypatch):
     monkeypatch.setattr(health, "check_database", lambda: pytest.fail("liveness must not touch the database"))
     assert client.get("/healthz").content == b"ok"
+
+
+def test_a_server_on_a_database_nobody_migrated_is_not_ready_until_it_is(tmp_path):
+    """The restart loop of deploy.md waits for /readyz: a node on an unmigrated database answered every
+    caller with the apology while /readyz said 200."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from callbroker.ops.server import start_server, stop_server
+    from tests.services import free_port
+
+    env = {"CALLBROKER_DATA_DIR": str(tmp_path), "CALLBROKER_ENV": "development", "DATABASE_URL": "",
+           "REDIS_URL": ""}
+    port = free_port()
+    server = start_server("127.0.0.1", port, 1, env=env, log_path=tmp_path / "server.log")
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+        assert response.status_code == 503
+        assert "migrations not applied" in response.json()["checks"]["database"]["error"]
+        subprocess.run([sys.executable, "-m", "callbroker.cli", "migrate", "--verbosity", "0"],
+                       env={**os.environ, **env}, check=True)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+    finally:
+        stop_server(server)

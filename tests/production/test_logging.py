@@ -90,3 +90,22 @@ def test_plain_lines_show_the_call_sid_in_brackets():
     finally:
         call_sid_var.reset(token)
     assert formatter.format(record) == "INFO [CA9] hello"
+
+
+def test_the_refusal_line_forges_no_line_and_names_the_client_behind_the_proxy(client, captured, settings):
+    """The message itself carried the stranger's CallSid as sent (a line break forged a log line in plain
+    format) and the proxy's address instead of the client's."""
+    from callbroker.ops import limits
+
+    settings.CALLBROKER_RATE_TRUSTED_PROXIES = ["127.0.0.1"]
+    limits.reset()
+    try:
+        response = client.post("/carriers/twilio/voice", {"CallSid": "CA1\n2026-12-06 CRITICAL forged", "To": "+1"},
+                               HTTP_X_TWILIO_SIGNATURE="forged", HTTP_X_FORWARDED_FOR="203.0.113.9",
+                               REMOTE_ADDR="127.0.0.1")
+    finally:
+        limits.reset()
+    assert response.status_code == 403
+    [entry] = [e for e in captured() if "invalid signature" in e["message"]]
+    assert "\n" not in entry["message"] and "CallSid=CA12026-12-06CRITICALforged" in entry["message"]
+    assert entry["message"].endswith("from 203.0.113.9)")

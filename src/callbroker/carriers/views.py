@@ -19,6 +19,8 @@ from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn
 from callbroker.carriers import form, twilio
+from callbroker.ops.limits import client_address, current_limits
+from callbroker.ops.logging import clean_sid
 from callbroker.ops.metrics import record_routing_failure
 
 log = logging.getLogger("callbroker.carriers")
@@ -63,8 +65,12 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
             log.warning("webhook %s refused: unreadable body (%s)", request.path, exc)
             return HttpResponse("Bad Request: unreadable body", status=400, content_type="text/plain")
         if not twilio.verify(request, params):
+            # A stranger's values: only a SID's characters go into the line (no forged line breaks), and
+            # the client as the rate limits see it (behind the proxy, not the proxy's address).
+            limits = current_limits()
             log.warning("webhook %s refused: missing or invalid signature (CallSid=%s, from %s)",
-                        request.path, params.get("CallSid", "")[:64], request.META.get("REMOTE_ADDR"))
+                        request.path, clean_sid(params.get("CallSid", "")),
+                        client_address(request.META, limits.trusted_proxies))
             return HttpResponse("Forbidden: invalid signature", status=403, content_type="text/plain")
         replay.ensure_running()
         checkpoints.ensure_running()

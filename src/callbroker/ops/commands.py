@@ -9,11 +9,21 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, ProgrammingError
 
 
+#: How SQLite and PostgreSQL say that a table is missing (the database answers: it isn't migrated).
+_NOT_MIGRATED = ("no such table", "does not exist")
+
+
 @contextmanager
 def reading_the_database(what: str) -> Iterator[None]:
     """Turn a database that can't be read (not migrated, not reachable) into one line saying what to do,
-    instead of a traceback: ``Cannot read <what> (<the database's words>). Is the database migrated? …``"""
+    instead of a traceback: ``Cannot read <what> (<the database's words>). Is the database migrated? …``,
+    or ``… Is the database reachable? …`` when it didn't answer."""
     try:
         yield
     except (OperationalError, ProgrammingError) as exc:
-        raise CommandError(f"Cannot read {what} ({exc}). Is the database migrated? Run: callbroker migrate") from exc
+        words = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if any(sign in words for sign in _NOT_MIGRATED):
+            advice = "Is the database migrated? Run: callbroker migrate"
+        else:
+            advice = "Is the database reachable (DATABASE_URL)?"
+        raise CommandError(f"Cannot read {what} ({words}). {advice}") from exc

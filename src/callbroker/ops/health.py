@@ -27,12 +27,27 @@ def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
+_migrated = False  # once every migration this code knows was found applied, it stays so
+
+
 def check_database() -> None:
+    """The database answers, and holds every migration this code knows: a node started on a database
+    nobody migrated would answer every caller with the apology (a missing table is an outage to it)."""
+    global _migrated
     connection = connections["default"]  # this (checker) thread's own connection
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
+        if not _migrated:
+            from django.db.migrations.executor import MigrationExecutor
+
+            executor = MigrationExecutor(connection)
+            missing = executor.migration_plan(executor.loader.graph.leaf_nodes())
+            if missing:
+                raise RuntimeError(f"{len(missing)} migrations not applied (first: {missing[0][0]}); "
+                                   "run: callbroker migrate")
+            _migrated = True
     finally:
         connection.close()
 

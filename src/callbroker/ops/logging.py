@@ -36,6 +36,11 @@ CARRIER_PATH_PREFIX = "/carriers/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
+def clean_sid(value: str) -> str:
+    """A CallSid as it may go into a log line: a SID's characters only (a stranger's value forges nothing)."""
+    return _UNSAFE.sub("", value[:64])
+
+
 def current_call_sid() -> str:
     """The SID of the call being handled by this request/thread, or ""."""
     return call_sid_var.get()
@@ -50,7 +55,7 @@ def _sid_of(request) -> str:
         sid = source.get("ParentCallSid") or source.get("CallSid") or request.GET.get("CallSid", "")
     except Exception:  # noqa: BLE001 - an unreadable body is the view's to answer (400), not ours
         return ""
-    return _UNSAFE.sub("", sid[:64])
+    return clean_sid(sid)
 
 
 class CallContextMiddleware:

@@ -13,12 +13,17 @@ import httpx
 GUNICORN_CONFIG_MODULE = "callbroker.ops.gunicorn_conf"
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` for a bind address or a URL: an IPv6 address in brackets (``[::1]:8000``)."""
+    return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def gunicorn_command(host: str, port: int, workers: int, *, access_log: bool = False) -> list[str]:
     cmd = [
         sys.executable, "-m", "gunicorn", "callbroker.wsgi:application",
         # Prometheus multiprocess directory (emptied at every start), child_exit hook, JSON logs: see there.
         "--config", f"python:{GUNICORN_CONFIG_MODULE}",
-        "--bind", f"{host}:{port}",
+        "--bind", host_port(host, port),
         "--workers", str(workers),
         "--worker-class", "sync",
         "--backlog", "2048",
@@ -53,7 +58,7 @@ def start_server(host: str, port: int, workers: int, *, env: dict | None = None,
         if log_path:
             out.close()  # the server has its own copy of the descriptor
     deadline = time.monotonic() + wait
-    url = f"http://{host}:{port}/healthz"
+    url = f"http://{host_port(host, port)}/healthz"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else ""))

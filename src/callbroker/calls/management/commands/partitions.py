@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from callbroker.calls import partitions
+from callbroker.ops.commands import reading_the_database
 
 
 def _month(part: partitions.Partition) -> str:
@@ -39,6 +40,10 @@ class Command(BaseCommand):
                                          "holds calls.")
 
     def handle(self, *args, **options) -> None:
+        with reading_the_database("the call partitions"):  # the monthly timer's alert: one line, not a traceback
+            self.act(options)
+
+    def act(self, options: dict) -> None:
         if not partitions.is_partitioned():
             if options["action"] == "list" and options.get("json"):
                 self.stdout.write("[]")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from callbroker.ops.server import default_workers, start_server, stop_server
+from callbroker.ops.server import default_workers, host_port, start_server, stop_server
 
 
 class Command(BaseCommand):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         log_path = Path(settings.DATA_DIR) / "server.log"
         self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
         server = start_server(host, port, workers, log_path=log_path)
-        base = f"http://{host}:{port}"
+        base = f"http://{host_port(host, port)}"
         self.stdout.write(self.style.SUCCESS(
             f"\ncallbroker is running on {base}\n"
             f"  admin:        {base}/admin/  (user 'admin', password printed above)\n"

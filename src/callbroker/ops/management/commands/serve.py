@@ -2,9 +2,19 @@
 
 import os
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from callbroker.ops.server import default_workers, gunicorn_command
+from callbroker.ops.server import default_workers, gunicorn_command, host_port
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise CommandError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise CommandError(f"{port} is not a port number (1-65535)")
+    return port
 
 
 class Command(BaseCommand):
@@ -12,12 +22,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("CALLBROKER_HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("CALLBROKER_PORT", "8000")))
+        parser.add_argument("--port", help="default: CALLBROKER_PORT, else 8000")
         parser.add_argument("--workers", type=int, default=default_workers())
         parser.add_argument("--access-log", action="store_true", help="Log every request to stdout.")
 
     def handle(self, *args, host, port, workers, access_log, **options):
+        if port is None:
+            port = os.environ.get("CALLBROKER_PORT", "") or "8000"
+            try:
+                port = _port(port)
+            except CommandError as exc:
+                raise CommandError(f"CALLBROKER_PORT: {exc}") from None
+        else:
+            port = _port(port)
         cmd = gunicorn_command(host, port, workers, access_log=access_log)
-        self.stdout.write(f"callbroker serving on http://{host}:{port} with {workers} workers")
+        # --settings is in the environment already (Django puts it there); --pythonpath only in this
+        # process's sys.path: the server is a new program, so it goes into its environment too.
+        if options.get("pythonpath"):
+            paths = [options["pythonpath"], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+        self.stdout.write(f"callbroker serving on http://{host_port(host, port)} with {workers} workers")
         self.stdout.flush()
         os.execv(cmd[0], cmd)  # replace this process: signals go straight to gunicorn
