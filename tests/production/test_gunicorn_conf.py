@@ -158,3 +158,39 @@ def test_an_ipv6_host_is_bound_in_brackets():
     command = gunicorn_command("::1", 8000, 1)
     assert command[command.index("--bind") + 1] == "[::1]:8000"
     assert host_port("10.0.0.7", 8000) == "10.0.0.7:8000" and host_port("[::]", 80) == "[::]:80"
+
+
+def test_serve_passes_its_pythonpath_and_settings_to_the_server(tmp_path):
+    """``--pythonpath DIR --settings mod`` (Django's options, listed by ``serve --help``): the server is a new
+    program, which didn't see DIR and failed to import the settings while ``serve`` said it was serving."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.services import free_port
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "local_settings.py").write_text("from callbroker.settings import *  # noqa: F403\nLOCAL = True\n")
+    port = free_port()
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    server = subprocess.Popen([sys.executable, "-m", "callbroker.cli", "serve", "--port", str(port), "--workers", "1",
+                               "--pythonpath", str(extra), "--settings", "local_settings"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 30, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert status == 200, server.stderr.read().decode()[-2000:] if server.poll() is not None else "no answer"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
