@@ -221,8 +221,8 @@ class Wire:
                   deadline: float) -> Answer:
         """Send ``payload`` and read one answer on ``conn``; keep ``conn`` when the server allows.
 
-        Raises one of ``_STALE`` when the connection was found closed before any answer began (the caller
-        may send the request again on a new connection), else :class:`WireError`.
+        Raises one of ``_STALE`` when the connection was found closed before any answer began (the request
+        may have been read: the caller doesn't send it again), else :class:`WireError`.
         """
         conn.receiver.read_timeout, conn.receiver.deadline = read, deadline
         try:
