@@ -186,3 +186,12 @@ def test_the_nanp_shortcut_parses_as_phonenumbers_does(raw):
     expected = phonenumbers.format_number(slow, phonenumbers.PhoneNumberFormat.E164) \
         if slow is not None and phone._acceptable(slow) else None
     assert phone.normalize(raw) == expected
+
+
+@pytest.mark.parametrize("written", ["+1512\uff15\uff15\uff150100",  # full-width 5s
+                                     "+1\u0665\u0661\u0662\u0665\u0665\u0665\u0660\u0661\u0660\u0660"])  # Arabic-Indic
+def test_digits_of_another_script_are_not_an_e164_number(written):
+    """Python's \\d takes them and phonenumbers reads them, but the number would be stored as written and
+    never equal the carrier's ASCII ``To`` (a tracking number that never matches, a block that never blocks)."""
+    with pytest.raises(ValueError):
+        phone.validate_e164(written)

@@ -148,7 +148,7 @@ class TestParseHours:
             ("08:00-12:00,, 13:00-17:00", "'' is not a range"),
             ("24:00-06:00", "24:00 can only be a closing time"),
             ("08:00-12:00, 11:00-13:00", "overlap: 08:00-12:00 and 11:00-13:00"),
-            ("22:00-06:00, 05:00-08:00", "overlap: 22:00-06:00 and 05:00-08:00"),
+            ("22:00-06:00, 21:00-23:00", "overlap: 21:00-23:00 and 22:00-06:00"),
             ("", "empty opening hours"),
             ("10:00-10:00", "'10:00-10:00' starts and ends at the same time (write '24h' for the whole day"),
             ("08:00-12:00, 00:00-00:00", "'00:00-00:00' starts and ends at the same time"),
@@ -530,3 +530,9 @@ class TestConstruction:
         with pytest.raises(TypeError):
             a.weekly[5] = ((T(8), T(9)),)  # type: ignore[index]
         assert a.weekly[6] == ()
+
+
+def test_a_day_may_hold_an_overnight_range_and_an_early_one():
+    """Monday 05:00-07:00 and Monday 22:00 to Tuesday 06:00 are two periods: the overnight range runs into
+    Tuesday's hours, not Monday's (it used to be refused as an overlap)."""
+    assert parse_hours("05:00-07:00, 22:00-06:00") == ((dt.time(5), dt.time(7)), (dt.time(22), dt.time(6)))

@@ -51,7 +51,7 @@ WITHHELD_DIGITS: Final = frozenset("".join(_KEYPAD[c] for c in word.upper()) for
 # "No caller ID" spellings that are not keypad words.
 _WITHHELD_TEXT: Final = frozenset({"", "none", "null", "no caller id", "nocallerid", "private number"})
 
-_E164_RE = re.compile(r"\+[1-9]\d{1,14}")
+_E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")  # ASCII digits: ``\d`` takes any script's, and they never match
 _NANP_FICTIONAL_RE = re.compile(r"\+1[2-9]\d{2}55501\d{2}")
 _NANP_E164_RE = re.compile(r"\+1[2-9][0-9]{9}")  # ASCII digits: ``\d`` would match any script's
 

@@ -544,17 +544,15 @@ def parse_hours(text: str) -> Hours:
             raise ValueError(f"opening hours {text!r}: {part!r} starts and ends at the same time "
                              "(write '24h' for the whole day, or 'closed')")
         intervals.append((start, end))
-    # Overlapping ranges are almost always a typo: refuse them rather than guess.
+    # Overlapping ranges are almost always a typo: refuse them rather than guess. A range that runs past
+    # midnight runs into the *next* day's hours, which this text may not be ("mon: 05:00-07:00,
+    # 22:00-06:00" is two periods): that is a union, as across two days' keys, not an overlap here.
     spans = []
     for start, end in intervals:
         s, e = _seconds(start, text), _seconds(end, text)
         spans.append((s, e if e > s else e + _DAY, start, end))
     spans.sort()
-    pairs = list(itertools.pairwise(spans))
-    if len(spans) > 1:  # the last range may run past midnight into the first one
-        last, first = spans[-1], spans[0]
-        pairs.append((last, (first[0] + _DAY, first[1] + _DAY, first[2], first[3])))
-    for (_, end1, a1, b1), (start2, _, a2, b2) in pairs:
+    for (_, end1, a1, b1), (start2, _, a2, b2) in itertools.pairwise(spans):
         if start2 < end1:
             raise ValueError(
                 f"opening hours {text!r} overlap: {a1:%H:%M}-{b1:%H:%M} and {a2:%H:%M}-{b2:%H:%M}"
