@@ -18,16 +18,25 @@ def _prepare_environment() -> None:
     (data_dir / "static").mkdir(parents=True, exist_ok=True)  # SQLite file, spool, collected static files
 
 
+def _sim_parser():
+    import argparse
+
+    from callbroker.sim import cli as sim_cli
+
+    parser = argparse.ArgumentParser(prog="callbroker sim", description="Carrier emulator and traffic.")
+    sim_cli.add_arguments(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":
-        import argparse
-
         from callbroker.sim import cli as sim_cli
 
-        parser = argparse.ArgumentParser(prog="callbroker sim", description="Carrier emulator and traffic.")
-        sim_cli.add_arguments(parser.add_subparsers(dest="command", required=True))
-        return sim_cli.run(parser.parse_args(argv[1:]))
+        return sim_cli.run(_sim_parser().parse_args(argv[1:]))
+    if argv == ["help", "sim"]:
+        _sim_parser().print_help()
+        return 0
     _prepare_environment()
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
@@ -37,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImproperlyConfigured as exc:  # a setting's value: one line naming it, not a traceback
         print(f"callbroker: {exc}", file=sys.stderr)
         return 2
+    if argv in ([], ["help"]):  # sim runs without Django, so Django's list doesn't know it
+        sys.stdout.write("\n[sim: the carrier emulator, no database needed; callbroker help sim]\n    sim\n")
     return 0
 
 

@@ -67,3 +67,16 @@ def test_a_setting_written_the_usual_ways_is_taken(tmp_path, variables):
     result = subprocess.run([sys.executable, "-m", "callbroker.cli", "calls", "list"], env=env, capture_output=True,
                             text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 1 and "Cannot read calls" in result.stderr  # past the settings: not migrated
+
+
+def test_help_lists_every_command_sim_too(tmp_path):
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings"}
+
+    def run(*argv: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "callbroker.cli", *argv], env=env, capture_output=True,
+                                text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
+        return result.stdout
+
+    listed = run("help")
+    assert "    serve\n" in listed and "    network\n" in listed and "    sim\n" in listed
+    assert run("help", "sim").startswith("usage: callbroker sim")

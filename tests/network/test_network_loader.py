@@ -281,3 +281,23 @@ def test_a_negative_amount_written_around_the_loader_and_the_admin_is_left_out_o
     assert m.Target.objects.get(key="bolt-main").pk in snap.targets
     assert not snap.campaigns[campaign.pk].active
     assert "negative payout" in caplog.text
+
+
+def test_a_tracking_number_on_top_of_a_number_dialled_already_is_refused(network, load, problems):
+    """A target or a forward fallback already in the database (not in the file) dials a number the file
+    makes a tracking number: calls would ring back into the platform, and the export wouldn't load."""
+    network["campaigns"][0]["fallback"] = {"kind": "forward", "number": "+15125550222"}
+    load(network)
+    later = {"version": 1, "publishers": [{"key": "p2", "name": "P2"}], "tracking_numbers": [
+        {"number": "+15125550150", "campaign": "austin-plumbing", "publisher": "p2"},  # acme-main's number
+        {"number": "+15125550222", "campaign": "austin-plumbing", "publisher": "p2"},  # the fallback's
+        {"number": "+15125550199", "campaign": "austin-plumbing", "publisher": "p2"},  # dialled by no one
+    ]}
+    assert problems(later) == [
+        "tracking_numbers[0].number: +15125550150 is the number of target 'acme-main', already in the database; "
+        "calls would ring back into the platform",
+        "tracking_numbers[1].number: +15125550222 is the fallback number of campaign 'austin-plumbing', already "
+        "in the database; calls would ring back into the platform",
+    ]
+    later["tracking_numbers"] = later["tracking_numbers"][2:]
+    assert load(later).counts["tracking_numbers"]["created"] == 1

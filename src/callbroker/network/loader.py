@@ -619,6 +619,27 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
             c.add(join_location(row.location, "fallback.number"),
                   f"{row.values['fallback_number']} is a tracking number "
                   f"({tracking[row.values['fallback_number']]}); calls would ring back into the platform")
+    if prune:
+        return  # what the file leaves out is paused or deactivated by the same load: it rings no one
+    # The other way round: a tracking number of the file that a target or a forward fallback already in the
+    # database (and not in the file) dials.
+    dialled: dict[str, str] = {}
+    file_targets = {row.key for row in plan.targets}
+    file_campaigns = {row.key for row in plan.campaigns}
+    try:
+        for key, number in m.Target.objects.exclude(paused=True).values_list("key", "number"):
+            if key not in file_targets:
+                dialled.setdefault(number, f"the number of target '{key}', already in the database")
+        forwarding = m.Campaign.objects.filter(active=True, fallback_kind="forward").exclude(fallback_number="")
+        for key, number in forwarding.values_list("key", "fallback_number"):
+            if key not in file_campaigns:
+                dialled.setdefault(number, f"the fallback number of campaign '{key}', already in the database")
+    except DatabaseError:  # no tables yet (a --check before migrate)
+        pass
+    for row in plan.tracking_numbers:
+        if row.key in dialled:
+            c.add(join_location(row.location, "number"),
+                  f"{row.key} is {dialled[row.key]}; calls would ring back into the platform")
 
 
 def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False,
