@@ -65,8 +65,9 @@ def database_from_url(url: str, data_dir: Path) -> dict:
     try:
         parsed.port  # noqa: B018 - raises for what isn't a port, e.g. a password with "#" or "/" not encoded
     except ValueError:
-        raise ImproperlyConfigured("DATABASE_URL is malformed: percent-encode the special characters of the "
-                                   "user name and password (e.g. # as %23, / as %2F, ? as %3F, @ as %40)") from None
+        raise ImproperlyConfigured(
+            "DATABASE_URL is malformed: percent-encode the special characters of the user name and password "
+            "(e.g. # as %23, / as %2F, ? as %3F, @ as %40)") from None
     if parsed.scheme == "sqlite":
         db = database_from_url("", data_dir)
         path = unquote(parsed.path)
@@ -241,7 +242,8 @@ if LOG_FORMAT not in {"json", "plain"}:
 def _log_level(default: str) -> str:
     level = env_str("CALLBROKER_LOG_LEVEL", "").strip().upper() or default
     if level not in logging.getLevelNamesMapping():
-        raise ImproperlyConfigured(f"CALLBROKER_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        raise ImproperlyConfigured(
+            f"CALLBROKER_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
 #: This node's name in log lines (default: the host name).
 NODE_NAME = env_str("CALLBROKER_NODE", "") or socket.gethostname()

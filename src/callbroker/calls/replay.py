@@ -175,7 +175,7 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
                 # call (``services.call_status``): apply it now that the call is in the database.
                 services.end_with_kept_status(call_sid)
             if done and not _ended(call_sid):
-                services.close_without_status(call_sid)  # given up: no final status will come now (if it's in)
+                services.close_without_status(call_sid)  # given up: no final status will come now
             done = done or (not pending and _ended(call_sid))
             if done and _held_in_redis(events):
                 try:

@@ -466,7 +466,7 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     return [sid for sid in sids if close_without_status(sid, reason, now)]
 
 
-def close_without_status(call_sid: str, reason: str = "no final status came before its spool file was given up",
+def close_without_status(call_sid: str, reason: str = "no final status before its spool file was given up",
                          now: dt.datetime | None = None) -> bool:
     """End a call whose final status will not come, as a final status would (attempts still ringing
     canceled, slots given back, the call judged; no carrier status recorded), under an event of its own
@@ -488,7 +488,8 @@ def close_without_status(call_sid: str, reason: str = "no final status came befo
         closed = True
         return ()
 
-    event = EventIn(call_sid=call_sid, kind="abandoned", dedupe_key=f"{call_sid}:abandoned", params={"reason": reason})
+    event = EventIn(call_sid=call_sid, kind="abandoned", dedupe_key=f"{call_sid}:abandoned",
+                    params={"reason": reason})
     try:
         handle_once(event, close, lambda steps: "")
     except UnknownCall:
@@ -505,7 +506,8 @@ def end_with_kept_status(call_sid: str) -> bool:
             break
     else:
         return False
-    update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params), sequence="kept")
+    update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params),
+                          sequence="kept")
     event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
     handle_once(event, lambda: call_status(call_sid, update), lambda steps: "")
     return True

@@ -630,10 +630,12 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
         for key, number in m.Target.objects.exclude(paused=True).values_list("key", "number"):
             if key not in file_targets:
                 dialled.setdefault(number, f"the number of target '{key}', already in the database")
-        forwarding = m.Campaign.objects.filter(active=True, fallback_kind="forward").exclude(fallback_number="")
+        forwarding = (m.Campaign.objects.filter(active=True, fallback_kind="forward")
+                      .exclude(fallback_number=""))
         for key, number in forwarding.values_list("key", "fallback_number"):
             if key not in file_campaigns:
-                dialled.setdefault(number, f"the fallback number of campaign '{key}', already in the database")
+                dialled.setdefault(number,
+                                   f"the fallback number of campaign '{key}', already in the database")
     except DatabaseError:  # no tables yet (a --check before migrate)
         pass
     for row in plan.tracking_numbers:

@@ -9,8 +9,10 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, ProgrammingError
 
 
-#: How SQLite and PostgreSQL say that a table is missing (the database answers: it isn't migrated).
-_NOT_MIGRATED = ("no such table", "does not exist")
+def _not_migrated(words: str) -> bool:
+    """SQLite's or PostgreSQL's way of saying a table is missing (the database answers: it isn't migrated),
+    not that the database itself is ("database "cb" does not exist": migrate wouldn't help)."""
+    return "no such table" in words or ("relation" in words and "does not exist" in words)
 
 
 @contextmanager
@@ -22,7 +24,7 @@ def reading_the_database(what: str) -> Iterator[None]:
         yield
     except (OperationalError, ProgrammingError) as exc:
         words = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        if any(sign in words for sign in _NOT_MIGRATED):
+        if _not_migrated(words):
             advice = "Is the database migrated? Run: callbroker migrate"
         else:
             advice = "Is the database reachable (DATABASE_URL)?"

@@ -40,7 +40,7 @@ class Command(BaseCommand):
                                          "holds calls.")
 
     def handle(self, *args, **options) -> None:
-        with reading_the_database("the call partitions"):  # the monthly timer's alert: one line, not a traceback
+        with reading_the_database("the call partitions"):  # the monthly timer's alert: one line
             self.act(options)
 
     def act(self, options: dict) -> None:
