@@ -194,3 +194,21 @@ def test_serve_passes_its_pythonpath_and_settings_to_the_server(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(20)
+
+
+def test_workers_default_to_the_cores_this_process_may_use(tmp_path):
+    """A container limited to 2 CPUs on a big host must not start a worker (and database connections) per
+    core of the host."""
+    import os
+
+    from callbroker.ops.server import default_workers
+
+    allowed = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    limit.write_text("max 100000\n")
+    assert default_workers(limit) == allowed
+    limit.write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert default_workers(limit) == min(allowed, 2)
+    limit.write_text("50000 100000\n")
+    assert default_workers(limit) == 1
+    assert default_workers(tmp_path / "missing") == allowed

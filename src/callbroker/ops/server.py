@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -43,8 +44,21 @@ def gunicorn_command(host: str, port: int, workers: int, *, access_log: bool = F
     return cmd
 
 
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+def default_workers(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """One worker per core this process may use: the CPUs it is allowed to run on (a cpuset), and no more
+    than a container's CPU quota (cgroup v2 ``cpu.max``, e.g. ``docker run --cpus 2``) allows. The host's
+    core count alone would start one worker (and database connections) per core of a big host."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 limit to read
+        pass
+    return max(1, cores)
 
 
 def start_server(host: str, port: int, workers: int, *, env: dict | None = None, log_path: Path | None = None,
