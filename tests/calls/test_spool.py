@@ -190,3 +190,16 @@ def test_a_pass_stopped_by_the_outage_does_not_start_the_wait(disk, monkeypatch)
     monkeypatch.setattr(replay, "_replay_events", database_down)
     assert replay.replay_ready().errors and path.exists()
     assert path.name not in replay._waiting_since
+
+
+def test_spool_status_makes_no_directory(settings, tmp_path):
+    """Run by root, a directory it made would be root's, and the service could then not write its spool."""
+    import io
+
+    from django.core.management import call_command
+
+    settings.DATA_DIR = tmp_path
+    out = io.StringIO()
+    call_command("spool", "status", stdout=out)
+    assert out.getvalue().startswith(f"spool: {tmp_path / 'spool'}  calls: 0  events: 0")
+    assert not (tmp_path / "spool").exists()

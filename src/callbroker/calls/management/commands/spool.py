@@ -19,7 +19,9 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         if action == "status":
             files = spool.files()
-            self.stdout.write(f"spool: {spool.directory()}  calls: {len(files)}  events: {spool.depth()}")
+            # Not made here: run by root, it would be root's, and the service could not write its spool.
+            where = spool.directory(create=False)
+            self.stdout.write(f"spool: {where}  calls: {len(files)}  events: {spool.depth()}")
             holders = spool.held_in_memory()
             if holders:
                 self.stdout.write(f"  events held in memory by process(es) {holders}: the disk refused them; "
