@@ -126,6 +126,7 @@ def callers(number: st.SearchStrategy[str | None] | None = None) -> st.SearchStr
         number=number if number is not None else st.one_of(st.none(), e164()),
         zip_code=st.one_of(st.none(), zip_codes()),
         zip_source=st.sampled_from(ZipSource),
+        near_zips=st.one_of(st.none(), st.frozensets(zip_codes(), max_size=5)),  # a guess from the area code
     )
 
 

@@ -358,3 +358,13 @@ class TestServiceArea:
         resolved = area.resolve(directory)
         assert resolved is not None
         assert "78701" not in resolved and "78702" in resolved and "78626" in resolved  # 78626 Georgetown
+
+
+def test_every_zip_of_an_area_code_and_the_same_set_each_time():
+    from callbroker.core.geo import ZipDirectory
+
+    directory = ZipDirectory.default()
+    zips = directory.zips_for_area_code("512")
+    assert {"78701", "78660", directory.zip_for_area_code("512")} <= zips and "75201" not in zips
+    assert directory.zips_for_area_code(" 512") is zips  # routing keeps its tables per set object
+    assert directory.zips_for_area_code("000") == frozenset()

@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from typing import ClassVar
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from callbroker.core.model import (
     RoutingContext,
     Target,
     TargetCounters,
+    ZipSource,
 )
 from callbroker.core.routing import PreparedTargets, explain, prepare_targets, route
 from callbroker.core.schedule import Schedule, parse_weekly
@@ -40,7 +42,10 @@ def applicable_exclusions(campaign, target, context, counters) -> list[Exclusion
     """Every exclusion that applies to ``target``, in the documented order (the test's own reference)."""
     found = []
     number = context.caller.number
-    zip_code = context.caller.zip_code
+    zip_code = context.caller.zip_code or None
+    near = context.caller.near_zips
+    if near is not None:  # a ZIP guessed from the area code: of unknown location, near those ZIPs
+        zip_code = None
     if target.paused:
         found.append(Exclusion.PAUSED)
     if number is not None:
@@ -50,6 +55,8 @@ def applicable_exclusions(campaign, target, context, counters) -> list[Exclusion
     if target.area_zips is not None:
         if zip_code is None and not target.accepts_unknown_location:
             found.append(Exclusion.OUT_OF_AREA)
+        elif zip_code is None and near is not None and not (near & target.area_zips):
+            found.append(Exclusion.OUT_OF_AREA)  # serves none of the ZIPs the caller may be in
         if zip_code is not None and zip_code not in target.area_zips:
             found.append(Exclusion.OUT_OF_AREA)
     if target.schedule is not None and not target.schedule.is_open(context.now):
@@ -626,3 +633,18 @@ def test_counted_targets_leave_out_paused_blocked_out_of_area_and_closed_ones():
     for given_targets in (targets, prepare_targets(targets)):
         counted = routing.counted_targets(campaign, given_targets, context(), paused_ids={6})
         assert [t.id for t in counted] == [1, 7]
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_caller_located_by_area_code_is_of_unknown_location_near_its_zips(prepared):
+    near = frozenset({"78660", "78701", "78702"})  # the area code's ZIPs; 78660 the guess
+    targets = (target(1, area_zips=frozenset({"78660"}), accepts_unknown_location=False),
+               target(2, area_zips=frozenset({"78701"})),
+               target(3, area_zips=frozenset({"75201"})),
+               target(4))  # no area: takes anyone
+    targets = prepare_targets(targets) if prepared else targets
+    caller = Caller("+15124440199", "78660", ZipSource.AREA_CODE, near_zips=near)
+    decision = route(Campaign(id=1, name="C"), targets, RoutingContext(caller=caller, now=NOON), {},
+                     random.Random(1))
+    assert sorted(decision.ring) == [2, 4]
+    assert decision.excluded == ((1, Exclusion.OUT_OF_AREA), (3, Exclusion.OUT_OF_AREA))

@@ -632,11 +632,20 @@ def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.d
 
 
 def routing_context(call: Call, now: dt.datetime, sticky: int | None = None) -> core.RoutingContext:
-    """The core's view of this call at ``now``: its caller, and the repeat caller's last target (if any)."""
+    """The core's view of this call at ``now``: its caller, and the repeat caller's last target (if any).
+
+    A ZIP guessed from the caller's area code is not taken as where the caller is: routing sees a caller
+    of unknown location near every ZIP of that area code (``Caller.near_zips``)."""
+    source = core.ZipSource(call.zip_source)
+    near = None
+    if source == core.ZipSource.AREA_CODE:
+        npa = area_code(call.caller_number or None)
+        near = ZipDirectory.default().zips_for_area_code(npa) if npa else None
     caller = core.Caller(
         number=call.caller_number or None,
         zip_code=call.caller_zip or None,
-        zip_source=core.ZipSource(call.zip_source),
+        zip_source=source,
+        near_zips=near,
     )
     return core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky)
 

@@ -172,7 +172,8 @@ class _Cell:
 class ZipDirectory:
     """An immutable, indexed table of ``ZipInfo`` rows."""
 
-    __slots__ = ("_alias", "_area", "_by_county", "_by_state", "_by_zip", "_counties", "_exact", "_grid")
+    __slots__ = ("_alias", "_area", "_area_zips", "_by_county", "_by_state", "_by_zip", "_counties", "_exact",
+                 "_grid")
 
     def __init__(self, rows: Iterable[ZipInfo]) -> None:
         by_zip: dict[str, ZipInfo] = {}
@@ -185,6 +186,7 @@ class ZipDirectory:
         by_county: dict[str, list[str]] = defaultdict(list)
         county_names: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
         best_for_area: dict[str, tuple[int, str]] = {}
+        area_zips: dict[str, list[str]] = defaultdict(list)
         for code, info in by_zip.items():
             grid[_cell_of(info.lat, info.lon)].append(info)
             by_state[info.state].append(code)
@@ -193,12 +195,14 @@ class ZipDirectory:
                 county_names[info.county_fips][(info.county_name, info.state)] += 1
             rank = (-(info.population or 0), code)
             for area_code in info.area_codes:
+                area_zips[area_code].append(code)
                 if area_code not in best_for_area or rank < best_for_area[area_code]:
                     best_for_area[area_code] = rank
         self._grid = {key: _Cell.of(infos) for key, infos in grid.items()}
         self._by_state = {state: tuple(codes) for state, codes in by_state.items()}
         self._by_county = {fips: tuple(codes) for fips, codes in by_county.items()}
         self._area = {area_code: rank[1] for area_code, rank in best_for_area.items()}
+        self._area_zips = {area_code: frozenset(codes) for area_code, codes in area_zips.items()}
 
         # County names: the most common (name, state) among the county's ZIPs; then lookup keys.
         self._counties: dict[str, tuple[str, str]] = {}
@@ -367,6 +371,10 @@ class ZipDirectory:
     def zip_for_area_code(self, area_code: str) -> str | None:
         """The most populous ZIP that lists the area code (a guess at where an unknown caller is)."""
         return self._area.get(area_code.strip()) if isinstance(area_code, str) else None
+
+    def zips_for_area_code(self, area_code: str) -> frozenset[str]:
+        """Every ZIP that lists the area code (the same object each time: routing keeps tables per set)."""
+        return self._area_zips.get(area_code.strip(), frozenset()) if isinstance(area_code, str) else frozenset()
 
 
 def _cell_of(lat: float, lon: float) -> tuple[int, int]:

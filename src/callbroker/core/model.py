@@ -73,6 +73,9 @@ class Caller:
     number: str | None  # E.164, or None when anonymous / invalid
     zip_code: str | None = None
     zip_source: ZipSource = ZipSource.UNKNOWN
+    # For a ZIP guessed from the area code: every ZIP of that area code. Routing then takes the caller as
+    # of unknown location near them (``routing``), not as being in the one ZIP guessed.
+    near_zips: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ fixed order, and records for each target left out the *first* reason that applie
                          by the target (prefix). An anonymous caller (no number) is never blocked
                          here; qualification deals with anonymous calls;
 3. ``OUT_OF_AREA``       the target has a service area and the caller's ZIP is outside it, or the
-                         ZIP is unknown and the target refuses callers of unknown location;
+                         ZIP is unknown and the target refuses callers of unknown location. A ZIP
+                         guessed from the area code (``Caller.near_zips`` given) is not taken as where
+                         the caller is: such a caller is of unknown location near those ZIPs, out of
+                         the area of a target that refuses unknown locations or serves none of them;
 4. ``CLOSED``            the target's schedule is closed at ``context.now``;
 5. ``HOURLY_CAP`` / ``DAILY_CAP`` / ``MONTHLY_CAP``  the counter has reached the cap
                          (``None`` = unlimited, ``0`` = never);
@@ -129,21 +132,26 @@ def counted_targets(campaign: Campaign, targets: Sequence[Target], context: Rout
         _left, shortlist, _exclusions = _shortlist(targets, number, campaign_blocks, zip_code, context, paused_ids)
         return tuple(map(targets.__getitem__, map(_POSITION, shortlist)))
     now = context.now
+    near = context.caller.near_zips
     return tuple(t for t in targets
-                 if _first_reason(t, number, campaign_blocks, zip_code, now, paused_ids) is None)
+                 if _first_reason(t, number, campaign_blocks, zip_code, now, paused_ids, near) is None)
 
 
 def _caller_facts(campaign: Campaign, context: RoutingContext) -> tuple[str | None, str | None, bool]:
-    """The caller's number, ZIP (None when unknown) and whether the campaign blocks the number."""
+    """The caller's number, ZIP (None when unknown, or only near ``near_zips``) and whether the campaign
+    blocks the number."""
     number = context.caller.number
     zip_code = context.caller.zip_code or None  # "" is as unknown as None
+    if context.caller.near_zips is not None:
+        zip_code = None  # a guess from the area code: of unknown location, near those ZIPs
     if number is None:
         return None, zip_code, False
     prefixes = campaign.blocked_prefixes
     return number, zip_code, number in campaign.blocked_numbers or bool(prefixes) and number.startswith(prefixes)
 
 
-def _first_reason(target: Target, number, campaign_blocks, zip_code, now, paused_ids) -> Exclusion | None:
+def _first_reason(target: Target, number, campaign_blocks, zip_code, now, paused_ids, near=None
+                  ) -> Exclusion | None:
     """The first of reasons 1-4 (paused, caller blocked, out of area, closed) that excludes ``target``."""
     if target.paused or target.id in paused_ids:
         return _PAUSED
@@ -156,7 +164,7 @@ def _first_reason(target: Target, number, campaign_blocks, zip_code, now, paused
     zips = target.area_zips
     if zips is not None:
         if zip_code is None:
-            if not target.accepts_unknown_location:
+            if not target.accepts_unknown_location or near is not None and zips.isdisjoint(near):
                 return _OUT_OF_AREA
         elif zip_code not in zips:
             return _OUT_OF_AREA
@@ -169,6 +177,7 @@ def _first_reason(target: Target, number, campaign_blocks, zip_code, now, paused
 def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, draw, paused_ids=()):
     """One pass over plain ``Target`` values; the readable reference for the prepared path."""
     now = context.now
+    near = context.caller.near_zips
     sticky_id = context.sticky_target_id
     get_counts = counters.get
     no_counts = _NO_COUNTS
@@ -181,7 +190,7 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
 
     for target in targets:
         tid = target.id
-        reason = _first_reason(target, number, campaign_blocks, zip_code, now, paused_ids)
+        reason = _first_reason(target, number, campaign_blocks, zip_code, now, paused_ids, near)
         if reason is not None:
             exclude((tid, reason))
             continue
@@ -293,12 +302,13 @@ class PreparedTargets(tuple):
     pairs: tuple[tuple, ...]  # per target: None, then its (id, reason) pair for reason codes 1-4
     no_such_id: int  # an int that is no target's id (stands for "no sticky target")
     shortlists: dict[int, tuple[tuple, tuple]]  # reason-code int -> (shortlist, exclusions)
+    near: dict[frozenset, int]  # ZIPs of an area code -> the targets serving one of them (see _serving_any)
     # (since, until, closed): the targets closed from POSIX second ``since`` until ``until``, sorted;
     # None when no target has a schedule, or one has no ``steady_span`` (then a decision asks them all)
     closed_spans: list[tuple[float, float, int]] | None
 
     def __getstate__(self) -> dict:  # caches: rebuilt where they are used, not shipped
-        return {**self.__dict__, "shortlists": {},
+        return {**self.__dict__, "shortlists": {}, "near": {},
                 "closed_spans": None if self.closed_spans is None else []}
 
 
@@ -384,6 +394,7 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.pairs = tuple(pairs)
     prepared.no_such_id = min(prepared.bit_of, default=0) - 1
     prepared.shortlists = {}
+    prepared.near = {}
     groups = prepared.schedule_groups
     steady = bool(groups) and all(hasattr(schedule, "steady_span") for schedule, _ in groups)
     prepared.closed_spans = [] if steady else None
@@ -453,6 +464,9 @@ def _shortlist(plan: PreparedTargets, number, campaign_blocks, zip_code, context
         outside = plan.area ^ served  # every ZIP set lies inside ``area``
     elif zip_code is None:
         outside = plan.refuse_unknown
+        near = context.caller.near_zips
+        if near is not None:  # of unknown location near these ZIPs: out of the areas serving none of them
+            outside |= plan.area ^ _serving_any(plan, near)
     else:
         outside = plan.area
 
@@ -483,6 +497,22 @@ def _shortlist(plan: PreparedTargets, number, campaign_blocks, zip_code, context
     else:
         shortlist, exclusions = _kept_shortlist(plan, code)
     return left, shortlist, exclusions
+
+
+def _serving_any(plan: PreparedTargets, zips: frozenset[str]) -> int:
+    """The targets (one hex digit each) whose area holds one of ``zips`` at least; kept per set of ZIPs (the
+    shell hands the same set object for an area code each time)."""
+    kept = plan.near.get(zips)
+    if kept is None:
+        compact = 0
+        zip_sets = plan.zip_sets
+        for zip_code in zips:
+            compact |= zip_sets.get(zip_code, 0)
+        kept = int(f"{compact:b}", 16) if compact else 0
+        if len(plan.near) >= _SHORTLISTS_KEPT:
+            plan.near.clear()
+        plan.near[zips] = kept
+    return kept
 
 
 def _closed_at(plan: PreparedTargets, now) -> int:
