@@ -648,3 +648,15 @@ def test_a_caller_located_by_area_code_is_of_unknown_location_near_its_zips(prep
                      random.Random(1))
     assert sorted(decision.ring) == [2, 4]
     assert decision.excluded == ((1, Exclusion.OUT_OF_AREA), (3, Exclusion.OUT_OF_AREA))
+
+
+def test_tables_pickled_before_the_area_code_cache_still_route_an_area_code_caller():
+    """A node's saved snapshot (its routing tables pickled) may predate ``near``: read after an upgrade."""
+    prepared = prepare_targets((target(1, area_zips=frozenset({"78701"})), target(2)))
+    state = prepared.__getstate__()
+    del state["near"]
+    old = PreparedTargets(prepared)
+    old.__dict__.update(state)
+    caller = Caller("+15124440199", "78660", ZipSource.AREA_CODE, near_zips=frozenset({"78660", "78701"}))
+    decision = route(Campaign(id=1, name="C"), old, RoutingContext(caller=caller, now=NOON), {}, random.Random(1))
+    assert sorted(decision.ring) == [1, 2]

@@ -374,7 +374,9 @@ class ZipDirectory:
 
     def zips_for_area_code(self, area_code: str) -> frozenset[str]:
         """Every ZIP that lists the area code (the same object each time: routing keeps tables per set)."""
-        return self._area_zips.get(area_code.strip(), frozenset()) if isinstance(area_code, str) else frozenset()
+        if not isinstance(area_code, str):
+            return frozenset()
+        return self._area_zips.get(area_code.strip(), frozenset())
 
 
 def _cell_of(lat: float, lon: float) -> tuple[int, int]:

@@ -502,16 +502,19 @@ def _shortlist(plan: PreparedTargets, number, campaign_blocks, zip_code, context
 def _serving_any(plan: PreparedTargets, zips: frozenset[str]) -> int:
     """The targets (one hex digit each) whose area holds one of ``zips`` at least; kept per set of ZIPs (the
     shell hands the same set object for an area code each time)."""
-    kept = plan.near.get(zips)
+    cache = plan.__dict__.get("near")
+    if cache is None:  # tables pickled before this cache existed (a node's saved snapshot)
+        cache = plan.near = {}
+    kept = cache.get(zips)
     if kept is None:
         compact = 0
         zip_sets = plan.zip_sets
         for zip_code in zips:
             compact |= zip_sets.get(zip_code, 0)
         kept = int(f"{compact:b}", 16) if compact else 0
-        if len(plan.near) >= _SHORTLISTS_KEPT:
-            plan.near.clear()
-        plan.near[zips] = kept
+        if len(cache) >= _SHORTLISTS_KEPT:
+            cache.clear()
+        cache[zips] = kept
     return kept
 
 
