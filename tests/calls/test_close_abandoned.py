@@ -93,11 +93,3 @@ def test_closing_a_call_not_in_the_database_stores_nothing_that_would_stop_a_lat
     CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))  # … and its end is lost
     assert services.close_abandoned() == [sid]
 
-
-def test_a_spool_file_is_given_up_only_when_its_call_is_surely_over():
-    """A file is given up after ``STALE_AFTER`` of waiting; its call started before the wait began, and is
-    then closed: that must be past the longest call (``ABANDONED_AFTER``), or a call still talking would
-    be recorded as ended and its real final status ignored."""
-    from callbroker.calls import replay
-
-    assert replay.STALE_AFTER >= services.ABANDONED_AFTER

@@ -407,7 +407,7 @@ def test_a_replayed_call_whose_final_status_never_comes_is_closed_when_its_file_
     assert replay.replay_ready().waiting == 1  # replayed; waits for the call to end
     assert Call.objects.get(call_sid=a).stage != "ended"
     for name in list(replay._waiting_since):
-        replay._waiting_since[name] -= replay.STALE_AFTER  # four hours of passes later
+        replay._waiting_since[name] -= replay.STALE_AFTER  # six hours of passes later
     assert replay.replay_ready().errors == []
     call = Call.objects.get(call_sid=a)
     assert (call.stage, call.verdict, call.talk_seconds) == ("ended", "billable", 95)

@@ -108,7 +108,7 @@ def test_an_empty_file_marks_a_call_until_it_is_stale(disk):
     old = time.time() - replay.STALE_AFTER.total_seconds() - 60
     os.utime(path, (old, old))  # written before a long outage
     assert replay.replay_ready().waiting == 1 and path.exists()
-    replay._waiting_since[path.name] -= replay.STALE_AFTER  # four hours of passes later
+    replay._waiting_since[path.name] -= replay.STALE_AFTER  # six hours of passes later
     replay.replay_ready()
     assert not path.exists() and path.name not in replay._waiting_since
 

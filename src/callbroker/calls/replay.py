@@ -57,7 +57,7 @@ OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, Re
 #: the call is closed (it started before the wait began, so it is over: a call lasts less than this), and
 #: its file is deleted. A file not written to for ``STALE_LEFTOVER`` is given up at once (left from before a
 #: restart; an outage longer than that too).
-STALE_AFTER = dt.timedelta(hours=6)  # = services.ABANDONED_AFTER: a call is over by then, however long
+STALE_AFTER = services.ABANDONED_AFTER  # a call is over by then, however long
 STALE_LEFTOVER = dt.timedelta(days=2)
 _waiting_since: dict[str, dt.datetime] = {}  # file name -> the first pass of this process that left it
 REPLAY_INTERVAL_S = 5.0

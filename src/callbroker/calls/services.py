@@ -245,11 +245,8 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     while the inbound webhook waited, e.g. past the carrier's timeout): the call is recorded as ended, with
     no target rung and no slot taken, and judged. Otherwise it would be left ringing for good, holding a
     target's slot. Runs in the inbound call's write transaction, after the status's (one per CallSid)."""
-    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call.call_sid]):
-        params = stored if isinstance(stored, dict) else json.loads(stored)
-        if params.get("CallStatus") in TERMINAL_STATUSES:
-            break
-    else:
+    params = _kept_final_status(call.call_sid)
+    if params is None:
         return False
     log.warning("call %s: its final status came before its inbound webhook was handled; recorded as ended",
                 call.call_sid)
@@ -262,6 +259,16 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     if campaign is not None:
         _qualify(call, campaign, snap)
     return True
+
+
+def _kept_final_status(call_sid: str) -> dict | None:
+    """The parameters of a final status stored for this call before the call was (``call_status`` with
+    ``keep_if_unknown``), or None."""
+    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call_sid]):
+        params = stored if isinstance(stored, dict) else json.loads(stored)  # JSON text on SQLite
+        if params.get("CallStatus") in TERMINAL_STATUSES:
+            return params
+    return None
 
 
 def _stored_duration(params: dict) -> int | None:
@@ -500,11 +507,8 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
 def end_with_kept_status(call_sid: str) -> bool:
     """Apply the final status kept for a call that was not in the database when it came (``call_status``
     with ``keep_if_unknown``), now that it is (replayed from a spool): True when it ended the call."""
-    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call_sid]):
-        params = stored if isinstance(stored, dict) else json.loads(stored)
-        if params.get("CallStatus") in TERMINAL_STATUSES:
-            break
-    else:
+    params = _kept_final_status(call_sid)
+    if params is None:
         return False
     update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params),
                           sequence="kept")

@@ -190,16 +190,6 @@ def ring_rest(query: Mapping[str, str]) -> tuple[int, ...]:
         raise MalformedWebhook("ring", "is not a list of target ids") from None
 
 
-def rung_target(query: Mapping[str, str]) -> int:
-    """The target a Dial action's leg rang (``t=17``); 0 when the URL has none (written before it did)."""
-    raw = query.get("t", "")
-    if not raw:
-        return 0
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
-        raise MalformedWebhook("t", "is not a target id")
-    return int(raw)
-
-
 def status_update(params: Mapping[str, str]) -> StatusUpdate:
     status = _required(params, "CallStatus", 16)
     return StatusUpdate(status=status, duration=_int(params, "CallDuration"),

@@ -169,7 +169,7 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     outcome = twilio.dial_outcome(params)
     steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome,
                                       call_sid=params.get("CallSid", "")[:64],
-                                      rung=twilio.rung_target(request.GET))
+                                      rung=_int_query(request, "t") if request.GET.get("t") else 0)
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
 
 
