@@ -7,11 +7,26 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from callbroker.sim.wire import Wire, WireError
+from callbroker.sim.wire import Wire, WireError, form_encode
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(st.dictionaries(texts, texts | st.binary(max_size=10) | st.integers(), max_size=25))
+def test_form_encode_is_urlencode(fields):
+    assert form_encode(fields) == urlencode(fields)
+
+
+def test_form_encode_quotes_what_a_webhook_holds():
+    fields = {"From": "+1 512-555 0100", "Url": "https://x.example/a?b=c&d=e#f", "City": "SAN JOSÉ", "Empty": ""}
+    assert form_encode(fields) == ("From=%2B1+512-555+0100&Url=https%3A%2F%2Fx.example%2Fa%3Fb%3Dc%26d%3De%23f"
+                                   "&City=SAN+JOS%C3%89&Empty=")
 
 
 class CountingServer:

@@ -35,9 +35,9 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
-__all__ = ["Answer", "Wire", "WireError"]
+__all__ = ["Answer", "Wire", "WireError", "form_encode"]
 
 
 class WireError(Exception):
@@ -143,7 +143,7 @@ class Wire:
         body = b""
         sent = {**self.headers, **(headers or {})}
         if data is not None:
-            body = urlencode(data).encode()
+            body = form_encode(data).encode()
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         sent.setdefault("Accept", "*/*")
         payload = _request_bytes(method, target, parts.netloc, sent, body, data is not None or method == "POST")
@@ -260,6 +260,27 @@ def _idle(sock: socket.socket) -> bool:
     except (OSError, ValueError):  # closed here, or a descriptor select can't watch
         return False
     return not readable
+
+
+# The characters ``quote_plus`` leaves as they are; a space becomes ``+``, every other ASCII character %XX.
+_FORM_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_FORM_ASCII = {c: chr(c) if c in _FORM_SAFE else "+" if c == 32 else f"%{c:02X}" for c in range(128)}
+
+
+def form_encode(data: Mapping[str, str]) -> str:
+    """``urllib.parse.urlencode(data)``, the same text, for a mapping of text (or bytes) names and values.
+
+    ``urlencode`` quotes one character at a time in Python: up to a tenth of the emulator's CPU per
+    webhook (80 µs for a dial action's 21 fields). ASCII text, which is nearly every field a carrier sends, is
+    quoted by one ``str.translate``; anything else goes through ``quote_plus`` as before.
+    """
+    return "&".join(f"{_form_quote(name)}={_form_quote(value)}" for name, value in data.items())
+
+
+def _form_quote(text) -> str:
+    if type(text) is str and text.isascii():
+        return text.translate(_FORM_ASCII)
+    return quote_plus(text if isinstance(text, str | bytes) else str(text))
 
 
 def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str], body: bytes,
