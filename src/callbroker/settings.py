@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
+from callbroker import DEMO_AUTH_TOKEN
+
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -120,7 +122,7 @@ TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
 if not TWILIO_AUTH_TOKEN:
     if PRODUCTION:
         raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
-    TWILIO_AUTH_TOKEN = "callbroker-demo-auth-token"  # noqa: S105
+    TWILIO_AUTH_TOKEN = DEMO_AUTH_TOKEN
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
                             if t.strip()]

@@ -162,7 +162,7 @@ def test_auto_paused_targets_and_refusals_at_dial_time_are_explained(make_target
 def test_summary_line_billable(routed_call):
     line = call_summary_line(loaded(routed_call))
 
-    assert line == ("14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)  "
+    assert line == ("14:03:12  CA01234567  +15124440001 Austin Plumbing  from +15125550001  ZIP 78704 (ivr)  "
                     "→ ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00")
 
 
@@ -212,6 +212,23 @@ def test_summary_line_no_answer_then_fallback(make_target, make_call):
                      verdict="not_billable", reason_codes=["not_connected"])
 
     assert "→ no answer (1 tried), fallback: voicemail" in call_summary_line(loaded(call))
+
+
+def test_summary_line_says_what_each_buyer_did(make_target, make_call):
+    """A leg answered but not bridged (the whisper declined) is not "no answer"; each result once, in order."""
+    call = make_call(attempts=[{"target": make_target(), "result": r} for r in ("no-answer", "declined", "no-answer",
+                                                                                "busy")],
+                     fallback_applied="voicemail", verdict="not_billable", reason_codes=["not_connected"])
+
+    assert "→ no answer, declined, busy (4 tried), fallback: voicemail" in call_summary_line(loaded(call))
+
+
+def test_summary_line_of_an_unknown_number(make_call):
+    call = make_call(to_number="+15125559876", fallback_applied="unknown_number", verdict="not_billable",
+                     reason_codes=["not_connected"])
+    Call.objects.filter(pk=call.pk).update(campaign=None, tracking_number=None, publisher=None)
+
+    assert "  +15125559876 no campaign  from " in call_summary_line(loaded(call))
 
 
 def test_summary_line_live_call_is_pending(make_call):
@@ -355,3 +372,16 @@ def test_show_json(routed_call):
 def test_show_unknown_call_sid_is_an_error(db):
     with pytest.raises(CommandError, match="No call with CallSid 'CAnope'"):
         run("show", "CAnope")
+
+
+def test_show_takes_the_start_of_a_call_sid_as_the_live_view_prints_it(make_call):
+    one = make_call(call_sid="CA1f2e3d4c" + "0" * 24)
+    make_call(call_sid="CA99990000" + "0" * 24)
+    make_call(call_sid="CA99991111" + "0" * 24)
+
+    assert run("show", "CA1f2e3d4c").startswith(f"Call {one.call_sid}")
+    assert json.loads(run("show", "CA1f2e", "--json"))["sid"] == one.call_sid
+    with pytest.raises(CommandError, match="More than one call's CallSid starts with 'CA9999'"):
+        run("show", "CA9999")
+    with pytest.raises(CommandError, match="No call with CallSid 'CA1f2'"):  # shorter than SHORTEST_PREFIX
+        run("show", "CA1f2")

@@ -206,3 +206,7 @@ def test_unknown_tracking_number_is_forwarded_to_the_installation_fallback(serve
     assert [d.number for d in record.dials] == ["+15125550999"]
     call = server.call(record.call_sid)
     assert call["fallback_applied"] == "unknown_number"
+    # Ended, so judged: never connected to a buyer, not billable, nothing to pay (not left "pending").
+    assert call["stage"] == "ended"
+    assert (call["verdict"], [r["code"] for r in call["reasons"]]) == ("not_billable", ["not_connected"])
+    assert (call["revenue"], call["payout"]) == ("0.00", "0.00")

@@ -79,3 +79,57 @@ def test_run_stops_feeding_calls_and_stops_the_server_on_sigterm(tmp_path):
     assert "not recorded" not in out, out[-3000:]  # the server answered every call it was sent
     with socket.socket() as probe:  # the server is gone with the command
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_ctrl_c_lets_the_calls_in_flight_finish_and_leaves_none_unfinished(tmp_path):
+    """Ctrl-C in a terminal signals the whole foreground process group (``make``, ``callbroker run``, and
+    formerly the server it started, which then died under the calls in flight, leaving them ringing with
+    their buyers' lines held). The server now has a session of its own; the command stops feeding calls,
+    lets those in flight finish, then stops the server."""
+    venv = Path(sys.prefix)
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    command = [str(venv / "bin" / "callbroker"), "run", "--rate", "4", "--port", str(port), "--seed", "7",
+               "--time-scale", "0.05"]  # calls of a few seconds: some are in flight at the Ctrl-C
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # a process group of its own, as a shell gives a job
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(r"\b(NOT )?BILLABLE\b|PENDING", line):
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "the calls in flight finish first" in out and "Traceback" not in out, out[-3000:]
+    assert "not recorded" not in out, out[-3000:]
+    listed = subprocess.run([str(venv / "bin" / "callbroker"), "calls", "list", "--json", "--limit", "0"], env=env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    calls = json.loads(listed.stdout)
+    assert calls and all(call["stage"] == "ended" for call in calls), [c["stage"] for c in calls]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_refuses_a_port_another_server_listens_on(tmp_path):
+    """Instead of sending its calls to whatever answers there (its own server failing to bind); the port
+    comes from CALLBROKER_PORT when --port is not given, as for ``serve``."""
+    venv = Path(sys.prefix)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "CALLBROKER_PORT": str(port)}
+        result = subprocess.run([str(venv / "bin" / "callbroker"), "run", "--calls", "1"], env=env,
+                                capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert f"127.0.0.1:{port} is in use" in out and "Traceback" not in out, out[-3000:]
+    assert "callbroker is running" not in out

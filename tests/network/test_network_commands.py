@@ -101,3 +101,20 @@ def test_demo_takes_the_admin_password_from_the_environment(monkeypatch):
     out, _ = run("demo")
     assert get_user_model().objects.get(username="admin").check_password("s3cret-demo")
     assert "s3cret-demo" not in out
+
+
+def test_the_admin_password_from_the_environment_applies_to_an_existing_admin(monkeypatch):
+    """Set on a later run (the admin exists already), the variable sets the password; unset, nothing changes."""
+    monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD", raising=False)
+    run("demo")
+    monkeypatch.setenv("CALLBROKER_ADMIN_PASSWORD", "later-s3cret")
+
+    out, _ = run("demo")
+
+    assert get_user_model().objects.get(username="admin").check_password("later-s3cret")
+    assert "password set to the value of CALLBROKER_ADMIN_PASSWORD" in out and "later-s3cret" not in out
+    again, _ = run("demo")
+    assert "password was not changed" in again
+    monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD")
+    run("demo")
+    assert get_user_model().objects.get(username="admin").check_password("later-s3cret")

@@ -348,10 +348,22 @@ def test_cli_traffic_with_a_network_file(server, tmp_path, capsys):
     assert re.match(r"\d\d:\d\d:\d\d \+1\d{10} \w+", out[0])
 
 
-def test_cli_needs_a_token(server, capsys, monkeypatch):
+def test_cli_signs_with_the_token_the_server_has(server, monkeypatch):
+    """--token, else TWILIO_AUTH_TOKEN, else the demo's token: what a development server checks with."""
+    from twilio.request_validator import RequestValidator
+
+    from callbroker import DEMO_AUTH_TOKEN
+
+    server.routes["/carriers/twilio/voice"] = DIAL
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
-    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 2
-    assert "TWILIO_AUTH_TOKEN" in capsys.readouterr().err
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 0
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-the-environment")
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 0
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001", "--token", TOKEN]) == 0
+    voice = server.to("/carriers/twilio/voice")
+    for seen, token in zip(voice, (DEMO_AUTH_TOKEN, "from-the-environment", TOKEN), strict=True):
+        assert seen.signature == RequestValidator(token).compute_signature(server.url + "/carriers/twilio/voice",
+                                                                           seen.form)
 
 
 def test_cli_traffic_missing_network_file(server, tmp_path, capsys):

@@ -416,8 +416,7 @@ def routed_text(call: Call) -> str:
         return f"→ ringing {attempts[-1].target or attempts[-1].number}"
     tried = ""
     if attempts:
-        hung_up = any(a.result == AttemptResult.CANCELED for a in attempts)
-        tried = f"{'caller hung up' if hung_up else 'no answer'} ({len(attempts)} tried)"
+        tried = f"{', '.join(_attempt_words(attempts))} ({len(attempts)} tried)"
     if call.fallback_applied:
         return f"→ {tried + ', ' if tried else ''}fallback: {call.fallback_applied}"
     if tried:
@@ -432,6 +431,21 @@ def routed_text(call: Call) -> str:
     return "→ not routed"
 
 
+_ATTEMPT_WORDS = {AttemptResult.DECLINED: "declined", AttemptResult.NO_ANSWER: "no answer", AttemptResult.BUSY: "busy",
+                  AttemptResult.FAILED: "failed", AttemptResult.CANCELED: "caller hung up"}
+
+
+def _attempt_words(attempts) -> list[str]:
+    """What became of the buyers rung, each result once in the order it first happened: ``no answer,
+    declined`` (a leg answered but not bridged: the whisper declined), ``busy``, ``caller hung up`` …"""
+    words: list[str] = []
+    for attempt in attempts:
+        word = _ATTEMPT_WORDS.get(attempt.result, attempt.result)
+        if word not in words:
+            words.append(word)
+    return words
+
+
 def verdict_text(call: Call) -> str:
     """``BILLABLE $45.00``, ``NOT BILLABLE: below_buffer, duplicate`` or ``PENDING``."""
     if call.verdict == Verdict.BILLABLE:
@@ -442,18 +456,26 @@ def verdict_text(call: Call) -> str:
     return "PENDING"
 
 
+#: Characters of a CallSid the live view shows: "CA" and 8 of its 32 hex digits, which ``calls show``
+#: takes as a prefix (a clash among a few million calls is unlikely; ``calls show`` says when it happens).
+SID_SHOWN = 10
+
+
 def call_summary_line(call: Call) -> str:
     """One line for live terminal views (time in the current time zone), e.g. (shown on two lines)::
 
-        14:03:12  +15125550001  Austin Plumbing  ZIP 78704 (ivr)
+        14:03:12  CA1f2e3d4c  +15125550101 Austin Plumbing  from +15125550001  ZIP 78704 (ivr)
             → ACME Plumbing / Main line  talked 2:31  BILLABLE $45.00
 
-    or ``… → fallback: message  NOT BILLABLE: not_connected``, ``… → no answer (3 tried)  …``.
+    or ``… → fallback: message  NOT BILLABLE: not_connected``, ``… → no answer (3 tried)  …``. The
+    CallSid is shortened to its first ``SID_SHOWN`` characters (``calls show`` takes them).
     """
+    campaign = call.campaign.name if call.campaign_id and call.campaign else "no campaign"
     parts = [
         _local(call.started_at, "%H:%M:%S"),
-        caller_text(call),
-        call.campaign.name if call.campaign_id and call.campaign else call.to_number,
+        call.call_sid[:SID_SHOWN],
+        f"{call.to_number} {campaign}",
+        f"from {caller_text(call)}",
         zip_text(call),
         routed_text(call),
     ]

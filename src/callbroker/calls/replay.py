@@ -287,7 +287,7 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
     if record.get("unknown_number") or record.get("unroutable"):
         call.stage = CallStage.FALLBACK
-        call.fallback_applied = call.fallback_applied or "unknown_number"
+        call.fallback_applied = call.fallback_applied or services.UNKNOWN_NUMBER
         _save(call)
         return
     if record.get("caller_zip"):

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from callbroker import db
@@ -175,7 +176,7 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
     )
     if tracking is None or campaign is None or not tracking.active or not campaign.active:
         call.stage = CallStage.FALLBACK
-        call.fallback_applied = "unknown_number"
+        call.fallback_applied = UNKNOWN_NUMBER
         return call, None
     call.tracking_number_id = tracking.id
     call.campaign_id = campaign.core.id
@@ -432,10 +433,27 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
     snap = current_snapshot(check_version=False)
     _release_held(call, snap, now)
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
-    if campaign is None:
+    if campaign is not None:
+        _qualify(call, campaign, snap)
+    elif call.campaign_id is None and call.fallback_applied == UNKNOWN_NUMBER:
+        _judge_unrouted(call)
+    else:  # its campaign left the network while the call went on: staff judge it (it stays pending)
         db.update(call)
-        return
-    _qualify(call, campaign, snap)
+
+
+#: ``Call.fallback_applied`` of a call to a number that is no active tracking number.
+UNKNOWN_NUMBER = "unknown_number"
+
+
+def _judge_unrouted(call: Call) -> None:
+    """A call to a number that is no active tracking number had no campaign, publisher or buyer: it was
+    never connected to a buyer, so it is not billable and pays nothing. (Judged, not left pending among
+    the calls still in progress.)"""
+    call.verdict = Verdict.NOT_BILLABLE
+    call.reason_codes = [core.Reason.NOT_CONNECTED.value]
+    call.revenue = call.payout = Decimal("0.00")
+    call.qualified_at = timezone.now()
+    db.update(call)
 
 
 def _release_held(call: Call, snap: NetworkSnapshot, now: dt.datetime) -> None:
@@ -471,6 +489,13 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
     reason = f"no final status {ABANDONED_AFTER} after the call started"
     return [sid for sid in sids if close_without_status(sid, reason, now)]
+
+
+def unfinished_calls_of(account_sid: str) -> list[str]:
+    """The CallSids of ``account_sid``'s calls not ended, or ended with a slot still held, oldest first."""
+    held = CallAttempt.objects.filter(slot_held=True).values("call_id")
+    calls = Call.objects.filter(account_sid=account_sid).filter(~Q(stage=CallStage.ENDED) | Q(pk__in=held))
+    return list(calls.order_by("started_at").values_list("call_sid", flat=True))
 
 
 def close_without_status(call_sid: str, reason: str = "no final status before its spool file was given up",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -61,13 +62,40 @@ def default_workers(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cores)
 
 
+class PortInUse(RuntimeError):
+    """Something already listens on the address a server was to bind."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUse` when ``host:port`` can't be bound (bound the way gunicorn binds it, with
+    ``SO_REUSEADDR``, so a port left in ``TIME_WAIT`` by a stopped server counts as free). Without this, a
+    server started on a taken port retries its bind for seconds and exits, while the health check meanwhile
+    gets its answer from whatever listens there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise PortInUse(f"{host_port(host, port)} is in use ({exc.strerror or exc}): another server runs "
+                            "there; stop it or choose another port (--port)") from None
+
+
 def start_server(host: str, port: int, workers: int, *, env: dict | None = None, log_path: Path | None = None,
-                 wait: float = 30.0) -> subprocess.Popen:
-    """Start gunicorn in the background and wait until it answers."""
+                 wait: float = 30.0, own_session: bool = False) -> subprocess.Popen:
+    """Start gunicorn in the background and wait until it answers.
+
+    ``own_session``: the server in a session of its own, so the terminal's Ctrl-C (or a signal to the
+    caller's process group) reaches only the caller, which then stops the server when it is ready to
+    (``callbroker run`` lets the calls in flight finish first). Raises :class:`PortInUse` when the port is
+    taken and ``RuntimeError`` when the server exits or doesn't answer.
+    """
+    check_port_free(host, port)
     full_env = {**os.environ, **(env or {})}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out)
+        proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out,
+                                start_new_session=own_session)
     finally:
         if log_path:
             out.close()  # the server has its own copy of the descriptor

@@ -38,6 +38,10 @@ _COLUMNS = (
 )
 
 
+#: ``calls show`` takes the start of a CallSid this long or longer ("CA" and 4 hex digits).
+SHORTEST_PREFIX = 6
+
+
 def parse_since(value: str) -> dt.datetime:
     """``2026-11-01`` (midnight, current time zone) or an ISO date-time (naive = current time zone)."""
     problem = CommandError(f"--since {value!r}: use a date (2026-11-01) or an ISO date-time")
@@ -91,7 +95,8 @@ class Command(BaseCommand):
         listing.add_argument("--json", action="store_true", help="A JSON array instead of a table.")
 
         show = actions.add_parser("show", help="One call: facts, routing decision, attempts, verdict.")
-        show.add_argument("call_sid", metavar="CALLSID")
+        show.add_argument("call_sid", metavar="CALLSID",
+                          help="A CallSid, or its start (6 characters or more, as `callbroker run` shows it).")
         show.add_argument("--json", action="store_true", help="JSON instead of text.")
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
@@ -167,9 +172,15 @@ class Command(BaseCommand):
             self.stdout.write(row.rstrip())
 
     def show_call(self, options: dict) -> None:
-        call = with_related(Call.objects.filter(call_sid=options["call_sid"])).first()
+        sid = options["call_sid"].strip()
+        call = with_related(Call.objects.filter(call_sid=sid)).first()
+        if call is None and len(sid) >= SHORTEST_PREFIX:  # the start of one, as the live view shows it
+            found = list(with_related(Call.objects.filter(call_sid__startswith=sid))[:2])
+            if len(found) > 1:
+                raise CommandError(f"More than one call's CallSid starts with {sid!r}: give more of it.")
+            call = found[0] if found else None
         if call is None:
-            raise CommandError(f"No call with CallSid {options['call_sid']!r}.")
+            raise CommandError(f"No call with CallSid {sid!r}.")
         if options["json"]:
             self.write_json(call_to_dict(call, with_events=options["events"]))
             return

@@ -48,11 +48,20 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
 
     def ensure_admin(self) -> None:
+        """The admin user, with the password ``CALLBROKER_ADMIN_PASSWORD`` gives (set again when the user
+        exists: the variable is an instruction), else ``callbroker`` for a new user."""
         users = get_user_model()
-        if users.objects.filter(username=ADMIN_USERNAME).exists():
-            self.stdout.write(f"Admin user '{ADMIN_USERNAME}' exists; its password was not changed.")
+        given = os.environ.get(PASSWORD_ENV)
+        user = users.objects.filter(username=ADMIN_USERNAME).first()
+        if user is not None:
+            if given and not user.check_password(given):
+                user.set_password(given)
+                user.save(update_fields=["password"])
+                self.stdout.write(f"Admin user '{ADMIN_USERNAME}': password set to the value of {PASSWORD_ENV}.")
+            else:
+                self.stdout.write(f"Admin user '{ADMIN_USERNAME}' exists; its password was not changed.")
             return
-        password = os.environ.get(PASSWORD_ENV) or DEFAULT_ADMIN_PASSWORD
+        password = given or DEFAULT_ADMIN_PASSWORD
         users.objects.create_superuser(ADMIN_USERNAME, email="", password=password)
         shown = f"the value of {PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else password
         self.stdout.write(f"Created the admin user: {ADMIN_USERNAME} / {shown}  (sign in at /admin/)")

@@ -1,12 +1,18 @@
 """`callbroker run` (what `make run` does): migrate, load the demo, serve, and feed simulated calls.
 
-The terminal shows one line per call as it finishes: tracking number, campaign, caller ZIP, where it
-was routed, how long it talked, billable or why not.
+The terminal shows one line per call as it finishes: its CallSid's start, the tracking number and its
+campaign, the caller and ZIP, where it was routed, how long it talked, billable or why not.
+
+Stopping (Ctrl-C, or SIGTERM): no new call starts, the calls in flight finish, then the server stops;
+a second Ctrl-C stops at once. The server runs in a session of its own, so the terminal's Ctrl-C
+reaches only this command. Calls a previous run left unfinished (stopped at once, or killed) are closed
+when the next run starts: the emulator that was playing them is gone, so their final status can't come.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import signal
 import threading
@@ -14,8 +20,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from callbroker.ops.management.commands.serve import chosen_port
 from callbroker.ops.server import default_workers, host_port, start_server, stop_server
 
 
@@ -24,7 +31,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--port", help="default: CALLBROKER_PORT, else 8000")
         parser.add_argument("--workers", type=int, default=default_workers())
         parser.add_argument("--rate", type=float, default=0.5, help="New calls per second (default 0.5).")
         parser.add_argument("--calls", type=int, default=0, help="Stop after this many calls (0 = until Ctrl-C).")
@@ -40,23 +47,37 @@ class Command(BaseCommand):
 
         import yaml
 
+        port = chosen_port(port)
         call_command("migrate", verbosity=0, interactive=False)
         call_command("demo", stdout=self.stdout)
+        self.close_leftovers()
         log_path = Path(settings.DATA_DIR) / "server.log"
         self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
-        server = start_server(host, port, workers, log_path=log_path)
+        try:
+            server = start_server(host, port, workers, log_path=log_path, own_session=True)
+        except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
+            raise CommandError(str(exc)) from None
         base = f"http://{host_port(host, port)}"
         self.stdout.write(self.style.SUCCESS(
             f"\ncallbroker is running on {base}\n"
-            f"  admin:        {base}/admin/  (user 'admin', password printed above)\n"
+            f"  admin:        {base}/admin/  ({admin_login()})\n"
             f"  voice URL:    {base}/carriers/twilio/voice   fallback: {base}/carriers/twilio/fallback   "
             f"status: {base}/carriers/twilio/status\n"
             f"  auth token:   TWILIO_AUTH_TOKEN={settings.TWILIO_AUTH_TOKEN}\n"
             f"Feeding simulated calls at {rate}/s — Ctrl-C to stop.\n"))
         network = yaml.safe_load((Path(__file__).resolve().parents[3] / "network" / "demo" / "demo-network.yaml").read_text())
         carrier = Carrier(base, settings.TWILIO_AUTH_TOKEN, time_scale=time_scale, seed=seed)
-        stopping = threading.Event()  # SIGTERM: no new call; the calls in flight finish, then the server stops
-        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        stopping = threading.Event()  # no new call; the calls in flight finish, then the server stops
+
+        def stop(signum, frame) -> None:
+            if not stopping.is_set():
+                stopping.set()
+                self.stdout.write("\nStopping: the calls in flight finish first (Ctrl-C again to stop now) …")
+                self.stdout.flush()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         done = 0
 
         def on_done(planned, record):
@@ -84,3 +105,28 @@ class Command(BaseCommand):
         self.stdout.write(f"{done} calls simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
                           "shows them.")
         return None
+
+    def close_leftovers(self) -> None:
+        """Close the simulated calls an earlier run left unfinished (their slots would stay held)."""
+        from callbroker.calls.services import unfinished_calls_of, close_without_status
+        from callbroker.sim.emulator import DEFAULT_ACCOUNT_SID
+
+        sids = unfinished_calls_of(DEFAULT_ACCOUNT_SID)
+        closed = [sid for sid in sids if close_without_status(sid, "left unfinished by an earlier `callbroker run`")]
+        if closed:
+            self.stdout.write(f"Closed {len(closed)} simulated call{'s' if len(closed) != 1 else ''} an earlier run "
+                              "left unfinished (their buyers' lines were still held).")
+
+
+def admin_login() -> str:
+    """How to sign in to the admin, as far as this process can tell."""
+    from django.contrib.auth import get_user_model
+
+    from callbroker.network.management.commands.demo import ADMIN_USERNAME, DEFAULT_ADMIN_PASSWORD, PASSWORD_ENV
+
+    if os.environ.get(PASSWORD_ENV):
+        return f"user '{ADMIN_USERNAME}', password: the value of {PASSWORD_ENV}"
+    user = get_user_model().objects.filter(username=ADMIN_USERNAME).first()
+    if user is not None and user.check_password(DEFAULT_ADMIN_PASSWORD):
+        return f"user '{ADMIN_USERNAME}', password '{DEFAULT_ADMIN_PASSWORD}'"
+    return f"user '{ADMIN_USERNAME}', the password you gave it (set a new one with {PASSWORD_ENV})"

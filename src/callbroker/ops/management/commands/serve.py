@@ -7,14 +7,23 @@ from django.core.management.base import BaseCommand, CommandError
 from callbroker.ops.server import default_workers, gunicorn_command, host_port
 
 
-def _port(text: str) -> int:
+def port_number(text: str, setting: str = "") -> int:
+    """``text`` as a TCP port; a ``CommandError`` naming ``setting`` (an environment variable) if it isn't."""
+    named = f"{setting}: " if setting else ""
     try:
         port = int(text)
     except ValueError:
-        raise CommandError(f"{text!r} is not a port number") from None
+        raise CommandError(f"{named}{text!r} is not a port number") from None
     if not 0 < port < 65536:
-        raise CommandError(f"{port} is not a port number (1-65535)")
+        raise CommandError(f"{named}{port} is not a port number (1-65535)")
     return port
+
+
+def chosen_port(given: str | None) -> int:
+    """``--port`` when given, else ``CALLBROKER_PORT``, else 8000 (read only when ``--port`` is missing)."""
+    if given is not None:
+        return port_number(given)
+    return port_number(os.environ.get("CALLBROKER_PORT", "") or "8000", "CALLBROKER_PORT")
 
 
 class Command(BaseCommand):
@@ -27,14 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--access-log", action="store_true", help="Log every request to stdout.")
 
     def handle(self, *args, host, port, workers, access_log, **options):
-        if port is None:
-            port = os.environ.get("CALLBROKER_PORT", "") or "8000"
-            try:
-                port = _port(port)
-            except CommandError as exc:
-                raise CommandError(f"CALLBROKER_PORT: {exc}") from None
-        else:
-            port = _port(port)
+        port = chosen_port(port)
         cmd = gunicorn_command(host, port, workers, access_log=access_log)
         # --settings is in the environment already (Django puts it there); --pythonpath only in this
         # process's sys.path: the server is a new program, so it goes into its environment too.
