@@ -412,3 +412,27 @@ def test_a_replayed_call_whose_final_status_never_comes_is_closed_when_its_file_
     call = Call.objects.get(call_sid=a)
     assert (call.stage, call.verdict, call.talk_seconds) == ("ended", "billable", 95)
     assert spool.files() == [] and solo_active() == 0
+
+
+def test_the_end_mark_of_a_call_routed_live_that_ended_during_the_outage_is_deleted_by_the_replay(world, monkeypatch):
+    """Its final status marks its end in Redis (a late Dial action then rings no one, on any node); once the
+    call is replayed the mark has done its work and goes, not kept for two days (and ``routed_elsewhere``
+    no longer says the call was routed in degraded mode)."""
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    a = sid()
+    try:
+        assert SOLO_LINE in world.voice(a)  # routed live
+        world.dial(a, 1, bridged=True, talk=40)  # talked, live
+    finally:
+        up.undo()
+    world.ended(a, 60)  # the final status comes during the outage
+    store = live.store_without_database()
+    assert set(store.plans(a)) == {"end"}
+
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().errors == []
+
+    assert store.plans(a) == {}
+    assert not degraded.routed_elsewhere(a)
+    assert Call.objects.get(call_sid=a).stage == "ended"

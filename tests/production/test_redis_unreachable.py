@@ -135,6 +135,33 @@ def test_a_release_that_cannot_reach_redis_is_corrected_when_it_answers(redis_do
     assert not marked(target)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_target_whose_slots_went_back_while_redis_was_away_is_offered_calls_again(redis_down, target):
+    """Routing reads the counters before anything is reserved. Redis still shows the two slots given back
+    in the database while it was away; read as they stand, the target looks full, is left out of every
+    ring list, is never reserved, so never rebuilt: full for good (a cap unit, until its period ends).
+    Unknown counters read as empty, so the target is offered the call, and its reservation rebuilds them."""
+    now = now_utc()
+    redis_down.up()
+    assert reserve(target, now) is None and reserve(target, now) is None
+    redis_down.down()  # both calls end while Redis is away
+    for row in CallAttempt.objects.filter(target_id=target.id):
+        with transaction.atomic():
+            row.slot_held = False
+            row.save(update_fields=["slot_held"])
+            live.release(target, target.id, TZ, row.started_at, undo_usage=False)
+    assert values(redis_down.store, target, now)[0] == 2  # Redis's keys still say two
+
+    redis_down.up()
+    for _ in range(3):  # every read, not only the one that met the mark
+        counters, _paused = live.read([target], {target.id: TZ}, now)
+        assert counters[target.id].active == 0 < target.concurrency_limit  # offered, not left out as full
+    assert reserve(target, now) is None  # rebuilt from the database: nothing held; this call takes one
+    assert values(redis_down.store, target, now)[0] == 1 and not marked(target)
+    counters, _paused = live.read([target], {target.id: TZ}, now)
+    assert counters[target.id].active == 1  # known again: read as it stands
+
+
 class Boom(Exception):
     pass
 

@@ -141,24 +141,26 @@ class Limits:
             log.warning("call %s: giving back the slot of step %s failed (%s); the replay gives it back",
                         self.call_sid, step, exc)
 
-    def end(self) -> None:
-        """The call ended: give back every slot still held (cap units kept: the outcome may be unknown)."""
+    def end(self) -> bool:
+        """The call ended: give back every slot still held (cap units kept: the outcome may be unknown).
+        True when its plan in Redis now holds the end mark (which the replay deletes with the plan)."""
         if self.store is None:
-            return
+            return False
         try:
             plans = self.store.plans(self.call_sid)
             # Marked even when degraded mode took nothing (a call routed live): a late Dial action
             # rings no one.
             self.store.remember(self.call_sid, "end", {"at": timezone.now().isoformat()})
             if not plans:
-                return
+                return True
         except redis.RedisError as exc:
             log.warning("call %s: reading its plan at the end failed (%s); the replay gives its slots back",
                         self.call_sid, exc)
-            return
+            return False
         for step, plan in plans.items():
             if step.isdigit():
                 self.give_back(int(step), plan, undo_usage=False)
+        return True
 
     def _token(self, step: int) -> str:
         return token(self.call_sid, step)
@@ -296,8 +298,8 @@ def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: 
 def status(call_sid: str, update: StatusUpdate) -> tuple[tuple[s.Step, ...], Facts]:
     """A status callback: the final one gives back the slots the call still holds."""
     facts: Facts = {"ended_at": timezone.now().isoformat()}  # before the slots are given back
-    if update.terminal:
-        Limits(call_sid).end()
+    if update.terminal and Limits(call_sid).end():
+        facts["limits"] = ENFORCED  # the call has a plan in Redis now (its end mark): the replay deletes it
     return (), facts
 
 

@@ -199,7 +199,8 @@ def _ended(call_sid: str) -> bool:
 
 
 def _held_in_redis(events: list[dict]) -> bool:
-    """Degraded mode kept this call's limits in Redis (it may still hold slots there)."""
+    """Degraded mode kept this call's limits in Redis (it may still hold slots there), or marked its end
+    there (a call routed live that ended during the outage): its plan in Redis is to be deleted."""
     return any(e.get("limits") == degraded.ENFORCED or (e.get("decision") or {}).get("limits") == degraded.ENFORCED
                for e in events)
 

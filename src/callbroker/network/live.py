@@ -585,16 +585,21 @@ class RedisBackend:
         if not targets:
             return {}, set()
         if not self.counting_in_database:
-            try:
-                counters = self.store.read(targets, timezones, now)
-            except REDIS_UNREACHABLE as exc:
-                self._unreachable("read", exc)
-            else:
-                self._answered()
-                paused, stale = _paused_and_stale([t.id for t in targets], now)
-                if stale or self._forget_later:
-                    self._recount(stale | self._forget_later)
-                return counters, paused
+            paused, stale = _paused_and_stale([t.id for t in targets], now)
+            if stale or self._forget_later:
+                # Forgotten before they are read, so that they read as unknown (``RedisCounters.read``) and
+                # the next reservation of each rebuilds them: read as they stand they might show a slot or
+                # a cap unit given back in the database meanwhile as taken, and a target that looks full
+                # is never reserved, so never rebuilt.
+                self._recount(stale | self._forget_later)
+            if not self.counting_in_database:  # the forget reached Redis (or had nothing to do)
+                try:
+                    counters = self.store.read(targets, timezones, now)
+                except REDIS_UNREACHABLE as exc:
+                    self._unreachable("read", exc)
+                else:
+                    self._answered()
+                    return counters, paused
         return read_in_database(targets, timezones, now)
 
     def _recount(self, stale: set[int]) -> None:

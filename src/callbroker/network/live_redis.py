@@ -366,13 +366,20 @@ class RedisCounters:
     # -- operations
 
     def read(self, targets: Sequence[Target], timezones: dict[int, str], now: dt.datetime) -> dict[int, TargetCounters]:
-        """Counters of these targets at ``now`` (one round trip). Advisory: ``reserve`` checks again."""
+        """Counters of these targets at ``now`` (one round trip). Advisory: ``reserve`` checks again.
+
+        A target whose counters are unknown (no ``known`` mark: Redis lost them, they were forgotten as
+        stale, a rebuild is loading them) reads as empty: what its keys still hold may be stale, and
+        read as full it would never be offered a call, so never reserved, so never rebuilt. Offered, its
+        reservation rebuilds the counters from the database first and refuses it if it is full.
+        """
         if not targets:
             return {}
         pipe = self.client.pipeline(transaction=False)
         periods: dict[int, tuple[str, str, str] | None] = {}
         keys_in = period_keys_at(now)
         for t in targets:
+            pipe.get(self.known_key(t.id))
             pipe.get(self.active_key(t.id))
             hour_cap, day_cap, month_cap = caps_of(t)
             if hour_cap is None and day_cap is None and month_cap is None:
@@ -384,12 +391,15 @@ class RedisCounters:
         values = iter(pipe.execute())
         counters = {}
         for t in targets:
+            known = next(values)
             active = int(next(values) or 0)
             if periods[t.id] is None:
                 counters[t.id] = TargetCounters(active=active)
             else:
                 hour, day, month = (int(next(values) or 0) for _ in range(3))
                 counters[t.id] = TargetCounters(active=active, hour=hour, day=day, month=month)
+            if not known or known.startswith(b"loading:"):
+                counters[t.id] = TargetCounters()
         return counters
 
     def reserve(self, target: Target, tz_name: str, now: dt.datetime, *, token: str = "",
