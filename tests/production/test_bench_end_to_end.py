@@ -49,6 +49,15 @@ def test_end_to_end_reports_throughput_latency_and_who_used_the_cpu():
     assert text.count(" req/s before, ") == 2
 
 
+def test_the_closed_loop_keeps_a_few_calls_in_flight_per_worker_unless_told():
+    """Enough to keep each worker busy, not a queue in the backlog (which only adds latency)."""
+    out = io.StringIO()
+    results = bench.run({"e2e"}, workers=1, calls=12, rate=0, drivers=1, out=out)
+    assert results["e2e"]["concurrency"] == bench.CALLS_IN_FLIGHT_PER_WORKER == 3
+    assert "as fast as it answers, 3 calls in flight" in out.getvalue()
+    assert results["e2e"]["calls"] == 12 and "e2e_paced" not in results
+
+
 def test_the_emulator_cpu_is_counted_when_it_runs_in_this_process_too():
     figures = bench.bench_end_to_end(workers=1, calls=20, concurrency=2, drivers=1)
     assert figures["drivers"] == 1 and figures["errors"] == 0

@@ -18,8 +18,9 @@ class Command(BaseCommand):
                                  "'counters' runs only when asked for.")
         parser.add_argument("--workers", type=int, default=None, help="Server workers (default: cores).")
         parser.add_argument("--calls", type=int, default=2000, help="Calls for the end-to-end part.")
-        parser.add_argument("--concurrency", type=int, default=16,
-                            help="Calls in flight in the end-to-end run as fast as the server answers.")
+        parser.add_argument("--concurrency", type=int, default=None,
+                            help="Calls in flight in the end-to-end run as fast as the server answers "
+                                 f"(default: {bench.CALLS_IN_FLIGHT_PER_WORKER} per worker; (e): 16).")
         parser.add_argument("--rate", type=float, default=200.0,
                             help="Calls started per second in the paced end-to-end run (0: skip it).")
         parser.add_argument("--decisions", type=int, default=20000, help="Routing decisions for the core part.")
