@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImproperlyConfigured as exc:  # a setting's value: one line naming it, not a traceback
         print(f"callbroker: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was being written is rolled back with its transaction
+        print("\ncallbroker: interrupted", file=sys.stderr)
+        return 130
     if argv in ([], ["help"]):  # sim runs without Django, so Django's list doesn't know it
         sys.stdout.write("\n[sim: the carrier emulator, no database needed; callbroker help sim]\n    sim\n")
     return 0

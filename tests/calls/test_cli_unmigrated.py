@@ -80,3 +80,28 @@ def test_help_lists_every_command_sim_too(tmp_path):
     listed = run("help")
     assert "    serve\n" in listed and "    network\n" in listed and "    sim\n" in listed
     assert run("help", "sim").startswith("usage: callbroker sim")
+
+
+def test_ctrl_c_ends_a_command_with_one_line_not_a_traceback(tmp_path):
+    """Exit code 130 (interrupted), as shells expect of a program stopped by Ctrl-C."""
+    import signal
+
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "callbroker.cli", "bench", "--only", "core", "--decisions",
+                             "100000000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the long part has started
+            if "(a) core routing" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip() == "callbroker: interrupted" and "Traceback" not in err
