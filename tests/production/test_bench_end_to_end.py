@@ -53,8 +53,8 @@ def test_the_closed_loop_keeps_a_few_calls_in_flight_per_worker_unless_told():
     """Enough to keep each worker busy, not a queue in the backlog (which only adds latency)."""
     out = io.StringIO()
     results = bench.run({"e2e"}, workers=1, calls=12, rate=0, drivers=1, out=out)
-    assert results["e2e"]["concurrency"] == bench.CALLS_IN_FLIGHT_PER_WORKER == 3
-    assert "as fast as it answers, 3 calls in flight" in out.getvalue()
+    assert results["e2e"]["concurrency"] == bench.CALLS_IN_FLIGHT_PER_WORKER == 4
+    assert "as fast as it answers, 4 calls in flight" in out.getvalue()
     assert results["e2e"]["calls"] == 12 and "e2e_paced" not in results
 
 

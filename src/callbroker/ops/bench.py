@@ -298,8 +298,8 @@ PACED_CONCURRENCY = 64
 #: Calls in flight per server worker in the closed-loop run of (b): enough to keep every worker busy
 #: while the emulator works on the other calls (a call spends about a quarter of its time there), and no
 #: more: beyond that, calls in flight add no throughput, only a queue in the listening socket's backlog,
-#: i.e. latency (docs/benchmarks.md, 2026-12-06 23:40: 3, 4, 6 and 16 calls in flight on 2 workers).
-CALLS_IN_FLIGHT_PER_WORKER = 3
+#: i.e. latency (docs/benchmarks.md, 2026-12-07 00:05: 3, 4, 6, 8, 12 and 16 calls in flight on 2 workers).
+CALLS_IN_FLIGHT_PER_WORKER = 4
 
 #: Calls in flight in (e), shared among the nodes (a correctness run: many at once, to race the limits).
 NODES_CALLS_IN_FLIGHT = 16
