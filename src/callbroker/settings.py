@@ -126,6 +126,10 @@ if not TWILIO_AUTH_TOKEN:
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
                             if t.strip()]
+if PRODUCTION and DEMO_AUTH_TOKEN in (TWILIO_AUTH_TOKEN, *TWILIO_AUTH_TOKENS_EXTRA):
+    # It is in the source and printed by ``make run``: anyone could sign webhooks with it.
+    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is the demo's public token; "
+                               "set the carrier account's own when CALLBROKER_ENV=production")
 
 #: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
 #: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by

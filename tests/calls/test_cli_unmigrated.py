@@ -47,6 +47,8 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"CALLBROKER_ENV": "prod"}, "CALLBROKER_ENV='prod'"),
     ({"CALLBROKER_LOG_LEVEL": "loud"}, "CALLBROKER_LOG_LEVEL='LOUD'"),
     ({"DATABASE_URL": "postgres://cb:Xy7#kq2@db:5432/cb"}, "DATABASE_URL is malformed"),
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
+      "TWILIO_AUTH_TOKENS_EXTRA": "callbroker-demo-auth-token"}, "the demo's public token"),
 ])
 def test_a_setting_mistyped_is_one_line_naming_it(tmp_path, variables, named):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",

@@ -97,15 +97,16 @@ def test_closing_a_call_not_in_the_database_stores_nothing_that_would_stop_a_lat
 
 def test_a_new_callbroker_run_closes_the_simulated_calls_the_last_one_left_unfinished():
     """``callbroker run`` stopped at once (a second Ctrl-C, a kill) leaves its calls ringing; the emulator
-    playing them is gone, so the next run closes them before it starts (only the emulator's account's)."""
+    playing them is gone, so the next run closes them when it starts (only calls of its own account: not
+    those of `sim traffic`, nor of other carriers)."""
+    from callbroker.ops.management.commands.run import RUN_ACCOUNT_SID
     from callbroker.ops.management.commands.run import Command as Run
-    from callbroker.sim.emulator import DEFAULT_ACCOUNT_SID
 
-    simulated = InboundCall(call_sid="CA" + "5" * 32, account_sid=DEFAULT_ACCOUNT_SID, from_raw="+17375550001",
+    simulated = InboundCall(call_sid="CA" + "5" * 32, account_sid=RUN_ACCOUNT_SID, from_raw="+17375550001",
                             to=SOLO, from_zip="78701", from_state="TX")
     assert rings_the_line(services.start_call(simulated))
     services.start_call(inbound(2))  # another account's call, in IVR or fallback: not the run's to close
-    assert services.unfinished_calls_of(DEFAULT_ACCOUNT_SID) == [simulated.call_sid]
+    assert services.unfinished_calls_of(RUN_ACCOUNT_SID) == [simulated.call_sid]
 
     out = io.StringIO()
     Run(stdout=out).close_leftovers()
@@ -114,7 +115,7 @@ def test_a_new_callbroker_run_closes_the_simulated_calls_the_last_one_left_unfin
     assert Call.objects.get(call_sid=simulated.call_sid).stage == "ended"
     assert Call.objects.get(call_sid=f"CA{2:032x}").stage != "ended"
     assert TargetState.objects.get(target__number=SOLO_LINE).active_calls == 0
-    assert services.unfinished_calls_of(DEFAULT_ACCOUNT_SID) == []
+    assert services.unfinished_calls_of(RUN_ACCOUNT_SID) == []
     out = io.StringIO()
     Run(stdout=out).close_leftovers()
     assert out.getvalue() == ""

@@ -436,3 +436,17 @@ def test_the_end_mark_of_a_call_routed_live_that_ended_during_the_outage_is_dele
     assert store.plans(a) == {}
     assert not degraded.routed_elsewhere(a)
     assert Call.objects.get(call_sid=a).stage == "ended"
+
+
+def test_in_degraded_mode_counters_redis_does_not_know_are_read_as_they_stand(world):
+    """With the database away no reservation can rebuild them, so read as empty (as routing reads them when
+    it can rebuild) a busy one-line buyer would be rung again."""
+    a, b = sid(), sid()
+    assert SOLO_LINE in world.voice(a)
+    store = live.store_without_database()
+    solo = next(t for t in current_snapshot(check_version=False).targets.values() if t.core.number == SOLO_LINE)
+    store.client.delete(store.known_key(solo.core.id))  # forgotten (stale on some node's say-so), say
+
+    busy = world.voice(b)
+
+    assert SOLO_LINE not in busy and "The line is busy." in busy

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.services import free_port, missing
@@ -133,3 +134,90 @@ def test_run_refuses_a_port_another_server_listens_on(tmp_path):
     assert result.returncode != 0, out[-3000:]
     assert f"127.0.0.1:{port} is in use" in out and "Traceback" not in out, out[-3000:]
     assert "callbroker is running" not in out
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_next_run_closes_what_it_left(tmp_path):
+    """Calls in real time (minutes each): the first Ctrl-C would wait for them, the second doesn't; the
+    next run on the data directory closes the calls left ringing (their buyers' lines were held)."""
+    venv = Path(sys.prefix)
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    command = [str(venv / "bin" / "callbroker"), "run", "--rate", "4", "--port", str(free_port()), "--seed", "7",
+               "--time-scale", "1"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Feeding simulated calls" in line:
+                break
+        time.sleep(3)  # a dozen calls in flight, none near its end
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, out[-3000:]
+    assert "Stopped at once after" in out and "Traceback" not in out, out[-3000:]
+
+    again = subprocess.run([*command[:-6], "--calls", "1", "--port", str(free_port())], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    closed = int(re.search(r"Closed (\d+) simulated calls? an earlier run left unfinished", again.stdout).group(1))
+    assert closed >= 1
+    listed = subprocess.run([str(venv / "bin" / "callbroker"), "calls", "list", "--json", "--limit", "0"], env=env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert all(call["stage"] == "ended" for call in json.loads(listed.stdout))
+
+
+def test_one_run_per_data_directory(tmp_path):
+    """A second run on the same data directory would close the first one's calls as left unfinished."""
+    venv = Path(sys.prefix)
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([str(venv / "bin" / "callbroker"), "run", "--rate", "2", "--port", str(free_port())],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if "Feeding simulated calls" in line:
+                break
+        second = subprocess.run([str(venv / "bin" / "callbroker"), "run", "--calls", "1", "--port", str(free_port())],
+                                env=env, capture_output=True, text=True, timeout=120)
+        first.send_signal(signal.SIGTERM)
+        rest, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert second.returncode != 0
+    assert "another `callbroker run` uses this data directory" in second.stderr, second.stderr[-2000:]
+    assert "Closed" not in second.stdout and "callbroker is running" not in second.stdout
+    assert first.returncode == 0 and "calls simulated" in rest
+
+
+def test_a_server_whose_start_is_interrupted_is_stopped(tmp_path, monkeypatch):
+    from callbroker.ops import server
+
+    spawned = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        spawned.append(real_popen(*args, **kwargs))
+        return spawned[-1]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while it starts
+
+    monkeypatch.setattr(server.subprocess, "Popen", popen)
+    monkeypatch.setattr(server, "_wait_until_it_answers", interrupted)
+    env = {"CALLBROKER_DATA_DIR": str(tmp_path)}
+    try:
+        server.start_server("127.0.0.1", free_port(), 1, env=env, own_session=True)
+    except KeyboardInterrupt:
+        pass
+    assert len(spawned) == 1 and spawned[0].poll() is not None  # not left running in its own session

@@ -49,3 +49,15 @@ def test_a_status_that_is_not_final_before_the_inbound_webhook_changes_nothing(c
     assert "+15125550121" in answer  # the call goes on and is routed
     assert Call.objects.get(call_sid=sid).stage == "dialing"
 
+
+
+def test_a_call_to_an_unknown_number_whose_final_status_came_first_is_judged_too(carrier_world):
+    world = carrier_world
+    sid = "CA" + "9a" * 16
+    assert ended(world, sid).status_code == 200
+    answer = post_signed(world.client, world.target, "/carriers/twilio/voice",
+                         inbound(sid, "+15125559990")).content.decode()  # no tracking number
+    assert "<Dial" not in answer
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.fallback_applied, call.verdict, call.reason_codes) == (
+        "ended", "unknown_number", "not_billable", ["not_connected"])

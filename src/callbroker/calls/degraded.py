@@ -82,7 +82,9 @@ class Limits:
         if not self.enforced or not targets:
             return {}
         try:
-            return self.store.read(targets, timezones, now)
+            # Counters Redis doesn't know are read as its keys hold them: with the database away no
+            # reservation can rebuild them, so read as empty a busy line would be rung again.
+            return self.store.read(targets, timezones, now, unknown_as_empty=False)
         except redis.RedisError as exc:
             self._failed("reading the counters", exc)
             return {}

@@ -256,6 +256,8 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     call.final_status = str(params.get("CallStatus", ""))[:16]
     call.duration_seconds = _stored_duration(params)
     call.ring_position = 0
+    if campaign is None and call.fallback_applied == UNKNOWN_NUMBER:
+        _judge_unrouted(call)
     _write(call)
     if campaign is not None:
         _qualify(call, campaign, snap)
@@ -435,9 +437,10 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     if campaign is not None:
         _qualify(call, campaign, snap)
-    elif call.campaign_id is None and call.fallback_applied == UNKNOWN_NUMBER:
-        _judge_unrouted(call)
-    else:  # its campaign left the network while the call went on: staff judge it (it stays pending)
+    else:
+        if call.campaign_id is None and call.fallback_applied == UNKNOWN_NUMBER:
+            _judge_unrouted(call)
+        # else its campaign left the network while the call went on: staff judge it (it stays pending)
         db.update(call)
 
 
@@ -448,12 +451,12 @@ UNKNOWN_NUMBER = "unknown_number"
 def _judge_unrouted(call: Call) -> None:
     """A call to a number that is no active tracking number had no campaign, publisher or buyer: it was
     never connected to a buyer, so it is not billable and pays nothing. (Judged, not left pending among
-    the calls still in progress.)"""
+    the calls still in progress; migration ``calls/0009_judge_unknown_numbers`` judged the earlier ones.)
+    Sets the verdict; the caller writes the call."""
     call.verdict = Verdict.NOT_BILLABLE
     call.reason_codes = [core.Reason.NOT_CONNECTED.value]
     call.revenue = call.payout = Decimal("0.00")
     call.qualified_at = timezone.now()
-    db.update(call)
 
 
 def _release_held(call: Call, snap: NetworkSnapshot, now: dt.datetime) -> None:

@@ -365,13 +365,16 @@ class RedisCounters:
 
     # -- operations
 
-    def read(self, targets: Sequence[Target], timezones: dict[int, str], now: dt.datetime) -> dict[int, TargetCounters]:
+    def read(self, targets: Sequence[Target], timezones: dict[int, str], now: dt.datetime, *,
+             unknown_as_empty: bool = True) -> dict[int, TargetCounters]:
         """Counters of these targets at ``now`` (one round trip). Advisory: ``reserve`` checks again.
 
         A target whose counters are unknown (no ``known`` mark: Redis lost them, they were forgotten as
         stale, a rebuild is loading them) reads as empty: what its keys still hold may be stale, and
         read as full it would never be offered a call, so never reserved, so never rebuilt. Offered, its
         reservation rebuilds the counters from the database first and refuses it if it is full.
+        ``unknown_as_empty=False`` (degraded mode: no database to rebuild from, so a reservation can't
+        check again) reads what the keys hold, the best there is then.
         """
         if not targets:
             return {}
@@ -398,7 +401,7 @@ class RedisCounters:
             else:
                 hour, day, month = (int(next(values) or 0) for _ in range(3))
                 counters[t.id] = TargetCounters(active=active, hour=hour, day=day, month=month)
-            if not known or known.startswith(b"loading:"):
+            if unknown_as_empty and (not known or known.startswith(b"loading:")):
                 counters[t.id] = TargetCounters()
         return counters
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import socket
@@ -77,8 +78,11 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as exc:
-            raise PortInUse(f"{host_port(host, port)} is in use ({exc.strerror or exc}): another server runs "
-                            "there; stop it or choose another port (--port)") from None
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"{host_port(host, port)} is in use: another server runs there; stop it or "
+                                "choose another port (--port)") from None
+            raise PortInUse(f"cannot listen on {host_port(host, port)}: {exc.strerror or exc} (--host, --port)"
+                            ) from None
 
 
 def start_server(host: str, port: int, workers: int, *, env: dict | None = None, log_path: Path | None = None,
@@ -99,18 +103,25 @@ def start_server(host: str, port: int, workers: int, *, env: dict | None = None,
     finally:
         if log_path:
             out.close()  # the server has its own copy of the descriptor
+    try:
+        _wait_until_it_answers(proc, f"http://{host_port(host, port)}/healthz", wait, log_path)
+    except BaseException:  # not up in time, or the wait interrupted (Ctrl-C): no server left behind
+        stop_server(proc)
+        raise
+    return proc
+
+
+def _wait_until_it_answers(proc: subprocess.Popen, url: str, wait: float, log_path: Path | None) -> None:
     deadline = time.monotonic() + wait
-    url = f"http://{host_port(host, port)}/healthz"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode}" + (f"; see {log_path}" if log_path else ""))
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
-                return proc
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    proc.terminate()
     raise RuntimeError(f"server did not answer on {url} within {wait:.0f} s")
 
 

@@ -59,7 +59,6 @@ from callbroker.sim.wire import Answer, Wire, WireError, form_encode
 API_VERSION = "2010-04-01"
 ANONYMOUS_NUMBER = "+266696687"  # what Twilio puts in From for a withheld caller ID
 USER_AGENT = "TwilioProxy/1.1"
-DEFAULT_ACCOUNT_SID = "AC" + "0" * 30 + "01"  # the AccountSid of a Carrier not given one
 MAX_DOCUMENTS = 50  # loop guard per call
 BODY_LIMIT = 64 * 1024 + 1  # what a RequestLog keeps of an answer (a TwiML document is at most 64 kB)
 
@@ -220,7 +219,7 @@ class Carrier:
         base_url: str,
         auth_token: str,
         *,
-        account_sid: str = DEFAULT_ACCOUNT_SID,
+        account_sid: str = "AC" + "0" * 30 + "01",
         public_url: str | None = None,
         voice_path: str = "/carriers/twilio/voice",
         fallback_path: str | None = "/carriers/twilio/fallback",

@@ -510,7 +510,10 @@ def run_traffic(
                     stop.wait(delay)
                     if stop.is_set():
                         break
-            slots.acquire()
+            slots.acquire()  # may wait for a call in flight to end: the stop may come meanwhile
+            if stop.is_set():
+                slots.release()
+                break
             pool.submit(one, call)
         pool.shutdown(wait=True)
     except BaseException:

@@ -11,10 +11,12 @@ when the next run starts: the emulator that was playing them is gone, so their f
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import random
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -48,25 +50,9 @@ class Command(BaseCommand):
         import yaml
 
         port = chosen_port(port)
+        self.hold_the_data_directory()
         call_command("migrate", verbosity=0, interactive=False)
         call_command("demo", stdout=self.stdout)
-        self.close_leftovers()
-        log_path = Path(settings.DATA_DIR) / "server.log"
-        self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
-        try:
-            server = start_server(host, port, workers, log_path=log_path, own_session=True)
-        except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
-            raise CommandError(str(exc)) from None
-        base = f"http://{host_port(host, port)}"
-        self.stdout.write(self.style.SUCCESS(
-            f"\ncallbroker is running on {base}\n"
-            f"  admin:        {base}/admin/  ({admin_login()})\n"
-            f"  voice URL:    {base}/carriers/twilio/voice   fallback: {base}/carriers/twilio/fallback   "
-            f"status: {base}/carriers/twilio/status\n"
-            f"  auth token:   TWILIO_AUTH_TOKEN={settings.TWILIO_AUTH_TOKEN}\n"
-            f"Feeding simulated calls at {rate}/s — Ctrl-C to stop.\n"))
-        network = yaml.safe_load((Path(__file__).resolve().parents[3] / "network" / "demo" / "demo-network.yaml").read_text())
-        carrier = Carrier(base, settings.TWILIO_AUTH_TOKEN, time_scale=time_scale, seed=seed)
         stopping = threading.Event()  # no new call; the calls in flight finish, then the server stops
 
         def stop(signum, frame) -> None:
@@ -76,46 +62,93 @@ class Command(BaseCommand):
                 self.stdout.flush()
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
 
+        # From here a Ctrl-C (or SIGTERM) stops the run once the server is up, never leaving it behind.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        done = 0
-
-        def on_done(planned, record):
-            nonlocal done
-            done += 1
-            call = Call.objects.filter(call_sid=record.call_sid).select_related(
-                "campaign", "tracking_number", "connected_target__buyer").first()
-            line = call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})"
-            self.stdout.write(line)
-            self.stdout.flush()
-
+        log_path = Path(settings.DATA_DIR) / "server.log"
+        self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
         try:
+            server = start_server(host, port, workers, log_path=log_path, own_session=True)
+        except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
+            raise CommandError(str(exc)) from None
+        done = 0
+        interrupted = False
+        try:
+            self.close_leftovers()
+            base = f"http://{host_port(host, port)}"
+            self.stdout.write(self.style.SUCCESS(
+                f"\ncallbroker is running on {base}\n"
+                f"  admin:        {base}/admin/  ({admin_login()})\n"
+                f"  voice URL:    {base}/carriers/twilio/voice   fallback: {base}/carriers/twilio/fallback   "
+                f"status: {base}/carriers/twilio/status\n"
+                f"  auth token:   TWILIO_AUTH_TOKEN={settings.TWILIO_AUTH_TOKEN}\n"
+                f"Feeding simulated calls at {rate}/s — Ctrl-C to stop.\n"))
+            network = yaml.safe_load((Path(__file__).resolve().parents[3] / "network" / "demo"
+                                      / "demo-network.yaml").read_text())
+            carrier = Carrier(base, settings.TWILIO_AUTH_TOKEN, time_scale=time_scale, seed=seed,
+                              account_sid=RUN_ACCOUNT_SID)
+
+            def on_done(planned, record):
+                nonlocal done
+                done += 1
+                call = Call.objects.filter(call_sid=record.call_sid).select_related(
+                    "campaign", "tracking_number", "connected_target__buyer").first()
+                line = call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})"
+                self.stdout.write(line)
+                self.stdout.flush()
+
             for batch in itertools.count():
                 if stopping.is_set() or (calls and done >= calls):
                     break
                 size = min(200, calls - done) if calls else 200
-                planned = generate_day(network, calls=size, seed=(seed if seed is not None else random.randrange(1 << 30)) + batch)
+                first = (seed if seed is not None else random.randrange(1 << 30)) + batch
+                planned = generate_day(network, calls=size, seed=first)
                 run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done,
                             stop=stopping)
         except KeyboardInterrupt:
-            pass
+            interrupted = True
         finally:
             self.stdout.write("\nStopping the server …")
             stop_server(server)
+        if interrupted:
+            # Stopped at once: the calls still in flight are left as they are (the next run closes them);
+            # exiting now, rather than waiting for the emulator's threads to play them out.
+            self.stdout.write(f"Stopped at once after {done} calls; the calls in flight are closed by the next "
+                              f"run. The data stays in {settings.DATA_DIR}.")
+            self.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         self.stdout.write(f"{done} calls simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
                           "shows them.")
         return None
 
-    def close_leftovers(self) -> None:
-        """Close the simulated calls an earlier run left unfinished (their slots would stay held)."""
-        from callbroker.calls.services import unfinished_calls_of, close_without_status
-        from callbroker.sim.emulator import DEFAULT_ACCOUNT_SID
+    def hold_the_data_directory(self) -> None:
+        """One ``callbroker run`` per data directory: each closes, when it starts, the calls an earlier one
+        left unfinished, which must not be a live run's. The lock goes with the process (even killed)."""
+        path = Path(settings.DATA_DIR) / "run.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(path, "a+")  # noqa: SIM115 - held open (locked) for the life of the process
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise CommandError(f"another `callbroker run` uses this data directory ({settings.DATA_DIR}); stop it "
+                               "first, or give this one its own (CALLBROKER_DATA_DIR)") from None
 
-        sids = unfinished_calls_of(DEFAULT_ACCOUNT_SID)
+    def close_leftovers(self) -> None:
+        """Close the calls an earlier run left unfinished (their slots would stay held)."""
+        from callbroker.calls.services import close_without_status, unfinished_calls_of
+
+        sids = unfinished_calls_of(RUN_ACCOUNT_SID)
         closed = [sid for sid in sids if close_without_status(sid, "left unfinished by an earlier `callbroker run`")]
         if closed:
             self.stdout.write(f"Closed {len(closed)} simulated call{'s' if len(closed) != 1 else ''} an earlier run "
                               "left unfinished (their buyers' lines were still held).")
+
+
+#: The AccountSid of the calls ``callbroker run`` places (``sim traffic`` and ``sim call`` use another): the
+#: calls a new run may close as left unfinished by an earlier one.
+RUN_ACCOUNT_SID = "AC" + "0" * 30 + "de"
 
 
 def admin_login() -> str:
