@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: what was being written is rolled back with its transaction
         print("\ncallbroker: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`callbroker calls list | head`): stop quietly
+        # Python flushes stdout again at exit, into the closed pipe: point it at /dev/null first (the
+        # signal module's documentation does the same).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as if killed by SIGPIPE, as other programs in a pipeline end
     if argv in ([], ["help"]):  # sim runs without Django, so Django's list doesn't know it
         sys.stdout.write("\n[sim: the carrier emulator, no database needed; callbroker help sim]\n    sim\n")
     return 0

@@ -383,5 +383,5 @@ def test_show_takes_the_start_of_a_call_sid_as_the_live_view_prints_it(make_call
     assert json.loads(run("show", "CA1f2e", "--json"))["sid"] == one.call_sid
     with pytest.raises(CommandError, match="More than one call's CallSid starts with 'CA9999'"):
         run("show", "CA9999")
-    with pytest.raises(CommandError, match="No call with CallSid 'CA1f2'"):  # shorter than SHORTEST_PREFIX
+    with pytest.raises(CommandError, match=r"No call with CallSid 'CA1f2' \(the start of a CallSid must be 6 "):
         run("show", "CA1f2")

@@ -25,6 +25,8 @@ def test_a_read_command_on_an_unmigrated_database_says_to_migrate(tmp_path, argv
     assert result.returncode == 1, result
     assert f"Cannot read {what} (" in result.stderr
     assert "Is the database migrated? Run: callbroker migrate" in result.stderr
+    # which file: run from another directory, the default ./var is another database
+    assert f"the database read is {tmp_path / 'callbroker.sqlite3'}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -107,3 +109,16 @@ def test_ctrl_c_ends_a_command_with_one_line_not_a_traceback(tmp_path):
             proc.wait()
     assert proc.returncode == 130, err
     assert err.strip() == "callbroker: interrupted" and "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path):
+    """``callbroker calls list | head -1``: the rest of the output has nowhere to go; no traceback."""
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings"}
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "callbroker.cli", "help"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes a line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert proc.returncode == 141 and err == "", err

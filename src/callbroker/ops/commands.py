@@ -15,6 +15,17 @@ def _not_migrated(words: str) -> bool:
     return "no such table" in words or ("relation" in words and "does not exist" in words)
 
 
+def _which_database() -> str:
+    """For SQLite, which file was read: it lies under ``CALLBROKER_DATA_DIR``, ``./var`` of the current
+    directory by default, so a command run from another directory reads (and makes) another, empty one."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return ""
+    return (f" (the database read is {connection.settings_dict['NAME']}: CALLBROKER_DATA_DIR, by default ./var "
+            "under the current directory)")
+
+
 @contextmanager
 def reading_the_database(what: str) -> Iterator[None]:
     """Turn a database that can't be read (not migrated, not reachable) into one line saying what to do,
@@ -25,7 +36,7 @@ def reading_the_database(what: str) -> Iterator[None]:
     except (OperationalError, ProgrammingError) as exc:
         words = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         if _not_migrated(words):
-            advice = "Is the database migrated? Run: callbroker migrate"
+            advice = f"Is the database migrated? Run: callbroker migrate{_which_database()}"
         else:
             advice = "Is the database reachable (DATABASE_URL)?"
         raise CommandError(f"Cannot read {what} ({words}). {advice}") from exc

@@ -179,6 +179,9 @@ class Command(BaseCommand):
             if len(found) > 1:
                 raise CommandError(f"More than one call's CallSid starts with {sid!r}: give more of it.")
             call = found[0] if found else None
+        if call is None and len(sid) < SHORTEST_PREFIX:
+            raise CommandError(f"No call with CallSid {sid!r} (the start of a CallSid must be {SHORTEST_PREFIX} "
+                               "characters or more).")
         if call is None:
             raise CommandError(f"No call with CallSid {sid!r}.")
         if options["json"]:

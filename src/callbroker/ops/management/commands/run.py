@@ -11,8 +11,11 @@ when the next run starts: the emulator that was playing them is gone, so their f
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import itertools
+import logging
+import math
 import os
 import random
 import signal
@@ -34,10 +37,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", help="default: CALLBROKER_PORT, else 8000")
-        parser.add_argument("--workers", type=int, default=default_workers())
-        parser.add_argument("--rate", type=float, default=0.5, help="New calls per second (default 0.5).")
-        parser.add_argument("--calls", type=int, default=0, help="Stop after this many calls (0 = until Ctrl-C).")
-        parser.add_argument("--time-scale", type=float, default=0.02,
+        parser.add_argument("--workers", type=at_least(1, int), default=default_workers())
+        parser.add_argument("--rate", type=above_zero, default=0.5, help="New calls per second (default 0.5).")
+        parser.add_argument("--calls", type=at_least(0, int), default=0,
+                            help="Stop after this many calls (0 = until Ctrl-C).")
+        parser.add_argument("--time-scale", type=at_least(0, float), default=0.02,
                             help="Real seconds per simulated second of talk/ring (default 0.02).")
         parser.add_argument("--seed", type=int, default=None)
 
@@ -118,8 +122,8 @@ class Command(BaseCommand):
             self.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
-        self.stdout.write(f"{done} calls simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
-                          "shows them.")
+        self.stdout.write(f"{done} call{'' if done == 1 else 's'} simulated. The data stays in {settings.DATA_DIR}; "
+                          "`callbroker calls list` shows them.")
         return None
 
     def hold_the_data_directory(self) -> None:
@@ -140,10 +144,39 @@ class Command(BaseCommand):
         from callbroker.calls.services import close_without_status, unfinished_calls_of
 
         sids = unfinished_calls_of(RUN_ACCOUNT_SID)
-        closed = [sid for sid in sids if close_without_status(sid, "left unfinished by an earlier `callbroker run`")]
+        services_log = logging.getLogger("callbroker.calls.services")
+        level = services_log.level
+        services_log.setLevel(logging.ERROR)  # a warning per call closed: the line below says it once
+        try:
+            closed = [sid for sid in sids if close_without_status(sid, "left unfinished by an earlier `callbroker run`")]
+        finally:
+            services_log.setLevel(level)
         if closed:
             self.stdout.write(f"Closed {len(closed)} simulated call{'s' if len(closed) != 1 else ''} an earlier run "
                               "left unfinished (their buyers' lines were still held).")
+
+
+def at_least(lowest: float, kind: type = float):
+    """An argparse type: a ``kind`` number not below ``lowest``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{text} is below {lowest:g}")
+        return value
+    return parse
+
+
+def above_zero(text: str) -> float:
+    """An argparse type: a number of calls per second, more than 0 (and finite)."""
+    value = at_least(-math.inf)(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} calls per second: give a rate above 0, e.g. 0.5")
+    return value
 
 
 #: The AccountSid of the calls ``callbroker run`` places (``sim traffic`` and ``sim call`` use another): the
