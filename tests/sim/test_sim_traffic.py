@@ -418,3 +418,15 @@ def test_cli_call_status_first_needs_the_caller_to_hang_up(server, capsys):
     assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001", "--status-first"]) == 2
     assert "--hang-up-after" in capsys.readouterr().err
     assert server.requests == []  # no call placed
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["traffic", "--rate", "-1"], "argument --rate: -1 calls per second"),  # was: as fast as possible
+    (["traffic", "--calls", "0"], "argument --calls: 0 is below 1"),  # was: "has no tracking numbers to call"
+    (["traffic", "--time-scale", "-1"], "argument --time-scale: -1 is below 0"),
+    (["call", "--to", "+15125550101", "--talk", "-5"], "argument --talk: -5 is below 0"),
+])
+def test_cli_refuses_numbers_out_of_range_in_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli([*argv, "--url", "http://127.0.0.1:9"])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from callbroker import DEMO_AUTH_TOKEN
+from callbroker.arguments import above_zero, at_least
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
 
@@ -24,9 +25,10 @@ def add_arguments(subparsers) -> None:
     """Add the ``traffic`` and ``call`` sub-commands to an ``argparse`` sub-parser group."""
     traffic = subparsers.add_parser("traffic", help="Place a realistic day of calls against a server.")
     _common(traffic)
-    traffic.add_argument("--calls", type=int, default=100, help="How many calls (default 100).")
-    traffic.add_argument("--rate", type=float, default=None, help="New calls per second (default: as fast as possible).")
-    traffic.add_argument("--concurrency", type=int, default=8, help="Calls in flight at once (default 8).")
+    traffic.add_argument("--calls", type=at_least(1, int), default=100, help="How many calls (default 100).")
+    traffic.add_argument("--rate", type=above_zero, default=None,
+                         help="New calls per second (default: as fast as possible).")
+    traffic.add_argument("--concurrency", type=at_least(1, int), default=8, help="Calls in flight at once (default 8).")
     traffic.add_argument(
         "--network", type=Path, default=None, help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
     )
@@ -43,13 +45,14 @@ def add_arguments(subparsers) -> None:
     call.add_argument("--state", default=None, help="The carrier's FromState.")
     call.add_argument("--stir", default="TN-Validation-Passed-A", help="StirVerstat ('' to leave it out).")
     call.add_argument("--digits", default="", help="Keypad answers to successive Gathers, comma-separated: 78701,1")
-    call.add_argument("--hang-up-after", type=int, default=None, help="Caller hangs up after N simulated seconds.")
+    call.add_argument("--hang-up-after", type=at_least(0, int), default=None,
+                      help="Caller hangs up after N simulated seconds.")
     answer = call.add_mutually_exclusive_group()
     answer.add_argument("--buyer-answers", dest="answers", action="store_true", default=True,
                         help="Every buyer answers (default).")
     answer.add_argument("--no-answer", dest="answers", action="store_false", help="No buyer answers.")
-    call.add_argument("--ring", type=int, default=6, help="Buyer ring seconds (default 6).")
-    call.add_argument("--talk", type=int, default=90, help="Buyer talk seconds (default 90).")
+    call.add_argument("--ring", type=at_least(0, int), default=6, help="Buyer ring seconds (default 6).")
+    call.add_argument("--talk", type=at_least(0, int), default=90, help="Buyer talk seconds (default 90).")
     call.add_argument("--declines-whisper", action="store_true", help="Buyers decline the whisper.")
     call.add_argument("--seed", type=int, default=None)
     _delivery_arguments(call)
@@ -65,7 +68,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-url", default=None, help="Public URL the server signs against (default: --url).")
     parser.add_argument("--token", default=None, help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, "
                              "as the server has it).")
-    parser.add_argument("--time-scale", type=float, default=0.0,
+    parser.add_argument("--time-scale", type=at_least(0), default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
 
 

@@ -11,11 +11,9 @@ when the next run starts: the emulator that was playing them is gone, so their f
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import itertools
 import logging
-import math
 import os
 import random
 import signal
@@ -27,6 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from callbroker.arguments import above_zero, at_least
 from callbroker.ops.management.commands.serve import chosen_port
 from callbroker.ops.server import default_workers, host_port, start_server, stop_server
 
@@ -154,29 +153,6 @@ class Command(BaseCommand):
         if closed:
             self.stdout.write(f"Closed {len(closed)} simulated call{'s' if len(closed) != 1 else ''} an earlier run "
                               "left unfinished (their buyers' lines were still held).")
-
-
-def at_least(lowest: float, kind: type = float):
-    """An argparse type: a ``kind`` number not below ``lowest``."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"{text} is below {lowest:g}")
-        return value
-    return parse
-
-
-def above_zero(text: str) -> float:
-    """An argparse type: a number of calls per second, more than 0 (and finite)."""
-    value = at_least(-math.inf)(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} calls per second: give a rate above 0, e.g. 0.5")
-    return value
 
 
 #: The AccountSid of the calls ``callbroker run`` places (``sim traffic`` and ``sim call`` use another): the

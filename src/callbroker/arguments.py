@@ -1,0 +1,30 @@
+"""Command-line option types shared by the commands (``callbroker run``) and the emulator's ``callbroker sim``,
+which runs without Django: a number out of range is refused by argparse in one line naming the option."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def at_least(lowest: float, kind: type = float):
+    """An argparse type: a ``kind`` number not below ``lowest``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{text} is below {lowest:g}")
+        return value
+    return parse
+
+
+def above_zero(text: str) -> float:
+    """An argparse type: a number of calls per second, more than 0 (and finite)."""
+    value = at_least(-math.inf)(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} calls per second: give a rate above 0, e.g. 0.5")
+    return value
