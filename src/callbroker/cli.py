@@ -30,6 +30,19 @@ def _sim_parser():
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C: what was being written is rolled back with its transaction
+        print("\ncallbroker: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`callbroker calls list | head`): stop quietly
+        # Python flushes stdout again at exit, into the closed pipe: point it at /dev/null first (the
+        # signal module's documentation does the same).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as if killed by SIGPIPE, as other programs in a pipeline end
+
+
+def _run(argv: list[str]) -> int:
     if argv and argv[0] == "sim":
         from callbroker.sim import cli as sim_cli
 
@@ -46,14 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImproperlyConfigured as exc:  # a setting's value: one line naming it, not a traceback
         print(f"callbroker: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: what was being written is rolled back with its transaction
-        print("\ncallbroker: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader went away (`callbroker calls list | head`): stop quietly
-        # Python flushes stdout again at exit, into the closed pipe: point it at /dev/null first (the
-        # signal module's documentation does the same).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # as if killed by SIGPIPE, as other programs in a pipeline end
     if argv in ([], ["help"]):  # sim runs without Django, so Django's list doesn't know it
         sys.stdout.write("\n[sim: the carrier emulator, no database needed; callbroker help sim]\n    sim\n")
     return 0

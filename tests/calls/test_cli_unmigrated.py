@@ -122,3 +122,15 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path):
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert proc.returncode == 141 and err == "", err
+
+
+def test_a_reader_that_goes_away_ends_the_emulator_quietly_too(tmp_path):
+    """``callbroker sim`` runs without Django, outside Django's command line: the same quiet end."""
+    proc = subprocess.Popen([sys.executable, "-m", "callbroker.cli", "sim", "traffic", "--url", "http://127.0.0.1:9",
+                             "--calls", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert proc.returncode == 141 and "Traceback" not in err, err

@@ -219,3 +219,27 @@ def test_run_refuses_impossible_options_before_doing_anything(argv, says):
 
     with pytest.raises(CommandError, match=re.escape(says)):
         call_command("run", *argv)
+
+
+def test_run_piped_into_a_reader_that_stops_stops_its_server_and_ends(tmp_path):
+    """``callbroker run | head``: the reader goes, nobody sees the calls any more: stop as on Ctrl-C, server
+    first (a write into the closed pipe used to end the command before it stopped the server)."""
+    port = free_port()
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([CALLBROKER, "run", "--rate", "8", "--time-scale", "0", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            if LIVE_LINE.search(line):
+                break
+        proc.stdout.close()  # `head` has its lines
+        err = proc.stderr.read()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 141 and "Traceback" not in err, err[-3000:]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # its server is gone too

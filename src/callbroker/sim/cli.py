@@ -126,10 +126,14 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
     stop = threading.Event()
 
     def on_done(call, record) -> None:
-        if args.json:
-            print(json.dumps(call_json(call, record)), flush=True)
-        else:
-            print(call_line(call, record), flush=True)
+        try:
+            if args.json:
+                print(json.dumps(call_json(call, record)), flush=True)
+            else:
+                print(call_line(call, record), flush=True)
+        except BrokenPipeError:  # piped into a reader that stopped (`| head`): place no more calls
+            stop.set()
+            raise
 
     with _carrier(args, token, args.seed) as carrier:
         try:

@@ -57,12 +57,23 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0, interactive=False)
         call_command("demo", stdout=self.stdout)
         stopping = threading.Event()  # no new call; the calls in flight finish, then the server stops
+        reader_gone = threading.Event()  # our output was piped into a reader that stopped (`run | head`)
+
+        def say(text: str) -> None:
+            """Print a line; when the reader has gone, stop as on Ctrl-C (nobody sees the calls any more)."""
+            if reader_gone.is_set():
+                return
+            try:
+                self.stdout.write(text)
+                self.stdout.flush()
+            except BrokenPipeError:
+                reader_gone.set()
+                stopping.set()
 
         def stop(signum, frame) -> None:
             if not stopping.is_set():
                 stopping.set()
-                self.stdout.write("\nStopping: the calls in flight finish first (Ctrl-C again to stop now) …")
-                self.stdout.flush()
+                say("\nStopping: the calls in flight finish first (Ctrl-C again to stop now) …")
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
 
         # From here a Ctrl-C (or SIGTERM) stops the run once the server is up, never leaving it behind.
@@ -96,9 +107,7 @@ class Command(BaseCommand):
                 done += 1
                 call = Call.objects.filter(call_sid=record.call_sid).select_related(
                     "campaign", "tracking_number", "connected_target__buyer").first()
-                line = call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})"
-                self.stdout.write(line)
-                self.stdout.flush()
+                say(call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})")
 
             for batch in itertools.count():
                 if stopping.is_set() or (calls and done >= calls):
@@ -111,18 +120,21 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            self.stdout.write("\nStopping the server …")
-            stop_server(server)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already: a third Ctrl-C changes nothing
+            say("\nStopping the server …")
+            stop_server(server)  # before anything else can fail
+        plural = "" if done == 1 else "s"
         if interrupted:
             # Stopped at once: the calls still in flight are left as they are (the next run closes them);
             # exiting now, rather than waiting for the emulator's threads to play them out.
-            self.stdout.write(f"Stopped at once after {done} calls; the calls in flight are closed by the next "
-                              f"run. The data stays in {settings.DATA_DIR}.")
-            self.stdout.flush()
+            say(f"Stopped at once after {done} call{plural}; the calls in flight are closed by the next run. "
+                f"The data stays in {settings.DATA_DIR}.")
             sys.stderr.flush()
             os._exit(130)
-        self.stdout.write(f"{done} call{'' if done == 1 else 's'} simulated. The data stays in {settings.DATA_DIR}; "
-                          "`callbroker calls list` shows them.")
+        if reader_gone.is_set():
+            raise BrokenPipeError  # the command line ends quietly, as for any command piped into `head`
+        say(f"{done} call{plural} simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
+            "shows them.")
         return None
 
     def hold_the_data_directory(self) -> None:
@@ -137,6 +149,10 @@ class Command(BaseCommand):
             self._lock.close()
             raise CommandError(f"another `callbroker run` uses this data directory ({settings.DATA_DIR}); stop it "
                                "first, or give this one its own (CALLBROKER_DATA_DIR)") from None
+        except OSError as exc:  # a file system without locks (some network mounts)
+            self._lock.close()
+            raise CommandError(f"cannot lock {path} ({exc.strerror or exc}): `callbroker run` needs a data "
+                               "directory on a local file system (CALLBROKER_DATA_DIR)") from None
 
     def close_leftovers(self) -> None:
         """Close the calls an earlier run left unfinished (their slots would stay held)."""
