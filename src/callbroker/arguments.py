@@ -1,5 +1,6 @@
-"""Command-line option types shared by the commands (``callbroker run``) and the emulator's ``callbroker sim``,
-which runs without Django: a number out of range is refused by argparse in one line naming the option."""
+"""Command-line option types shared by the commands (``callbroker run``) and the emulator's
+``callbroker sim``, which runs without Django: a number out of range is refused by argparse in one line
+naming the option."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def at_least(lowest: float, kind: type = float):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if value < lowest:

@@ -431,8 +431,8 @@ def routed_text(call: Call) -> str:
     return "→ not routed"
 
 
-_ATTEMPT_WORDS = {AttemptResult.DECLINED: "declined", AttemptResult.NO_ANSWER: "no answer", AttemptResult.BUSY: "busy",
-                  AttemptResult.FAILED: "failed", AttemptResult.CANCELED: "caller hung up"}
+_ATTEMPT_WORDS = {AttemptResult.DECLINED: "declined", AttemptResult.NO_ANSWER: "no answer",
+                  AttemptResult.BUSY: "busy", AttemptResult.FAILED: "failed", AttemptResult.CANCELED: "caller hung up"}
 
 
 def _attempt_words(attempts) -> list[str]:

@@ -28,7 +28,8 @@ def add_arguments(subparsers) -> None:
     traffic.add_argument("--calls", type=at_least(1, int), default=100, help="How many calls (default 100).")
     traffic.add_argument("--rate", type=above_zero, default=None,
                          help="New calls per second (default: as fast as possible).")
-    traffic.add_argument("--concurrency", type=at_least(1, int), default=8, help="Calls in flight at once (default 8).")
+    traffic.add_argument("--concurrency", type=at_least(1, int), default=8,
+                         help="Calls in flight at once (default 8).")
     traffic.add_argument(
         "--network", type=Path, default=None, help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
     )
@@ -66,8 +67,9 @@ def add_arguments(subparsers) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--public-url", default=None, help="Public URL the server signs against (default: --url).")
-    parser.add_argument("--token", default=None, help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, "
-                             "as the server has it).")
+    parser.add_argument("--token", default=None,
+                        help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, as the server "
+                             "has it).")
     parser.add_argument("--time-scale", type=at_least(0), default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
 

@@ -107,7 +107,8 @@ class Command(BaseCommand):
                 done += 1
                 call = Call.objects.filter(call_sid=record.call_sid).select_related(
                     "campaign", "tracking_number", "connected_target__buyer").first()
-                say(call_summary_line(call) if call else f"{record.call_sid}: not recorded ({record.final_status})")
+                say(call_summary_line(call) if call
+                    else f"{record.call_sid}: not recorded ({record.final_status})")
 
             for batch in itertools.count():
                 if stopping.is_set() or (calls and done >= calls):
@@ -163,7 +164,8 @@ class Command(BaseCommand):
         level = services_log.level
         services_log.setLevel(logging.ERROR)  # a warning per call closed: the line below says it once
         try:
-            closed = [sid for sid in sids if close_without_status(sid, "left unfinished by an earlier `callbroker run`")]
+            reason = "left unfinished by an earlier `callbroker run`"
+            closed = [sid for sid in sids if close_without_status(sid, reason)]
         finally:
             services_log.setLevel(level)
         if closed:
