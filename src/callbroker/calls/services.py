@@ -132,6 +132,9 @@ _ANSWER_SQL = f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_ke
 # the same index, in the inbound call's write transaction; usually none.
 _STATUS_BEFORE_SQL = f"SELECT params FROM {_EVENTS} WHERE call_sid = %s AND kind = 'status'"
 
+#: ``Call.fallback_applied`` of a call to a number that is no active tracking number.
+UNKNOWN_NUMBER = "unknown_number"
+
 
 def _stored_answer(event: EventIn) -> str | None:
     row = db.fetchone(_ANSWER_SQL, [event.call_sid, event.dedupe_key])
@@ -256,8 +259,7 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     call.final_status = str(params.get("CallStatus", ""))[:16]
     call.duration_seconds = _stored_duration(params)
     call.ring_position = 0
-    if campaign is None and call.fallback_applied == UNKNOWN_NUMBER:
-        _judge_unrouted(call)
+    _judge_if_unrouted(call)
     _write(call)
     if campaign is not None:
         _qualify(call, campaign, snap)
@@ -437,22 +439,18 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     if campaign is not None:
         _qualify(call, campaign, snap)
-    else:
-        if call.campaign_id is None and call.fallback_applied == UNKNOWN_NUMBER:
-            _judge_unrouted(call)
-        # else its campaign left the network while the call went on: staff judge it (it stays pending)
+    else:  # no campaign to judge by: a call to an unknown number, or one whose campaign left the network
+        _judge_if_unrouted(call)  # while it went on (staff judge that one: it stays pending)
         db.update(call)
 
 
-#: ``Call.fallback_applied`` of a call to a number that is no active tracking number.
-UNKNOWN_NUMBER = "unknown_number"
-
-
-def _judge_unrouted(call: Call) -> None:
+def _judge_if_unrouted(call: Call) -> None:
     """A call to a number that is no active tracking number had no campaign, publisher or buyer: it was
     never connected to a buyer, so it is not billable and pays nothing. (Judged, not left pending among
     the calls still in progress; migration ``calls/0009_judge_unknown_numbers`` judged the earlier ones.)
-    Sets the verdict; the caller writes the call."""
+    Sets the verdict of such a call, leaves any other alone; the caller writes the call."""
+    if call.campaign_id is not None or call.fallback_applied != UNKNOWN_NUMBER:
+        return
     call.verdict = Verdict.NOT_BILLABLE
     call.reason_codes = [core.Reason.NOT_CONNECTED.value]
     call.revenue = call.payout = Decimal("0.00")
