@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.test import RequestFactory, override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from callbroker.carriers import twilio
+from callbroker.carriers import form, twilio
 from callbroker.sim import emulator
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 URL = "https://calls.example.com/carriers/twilio/status?seq=2"
+FORM = "application/x-www-form-urlencoded"
 
 
 @given(st.dictionaries(names, values, max_size=20))
@@ -66,3 +69,18 @@ def test_extra_tokens_are_read_without_the_spaces_around_the_commas(tmp_path):
                           "print(json.dumps(settings.TWILIO_AUTH_TOKENS_EXTRA))"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["old-token", "new-token"]
+
+
+@override_settings(PUBLIC_URL="https://calls.example.com", TWILIO_AUTH_TOKEN="token", TWILIO_AUTH_TOKENS_EXTRA=[])
+@given(st.lists(st.tuples(st.sampled_from(["CallSid", "Digits", "Foo"]), values), min_size=1, max_size=8))
+def test_a_name_given_more_than_once_is_verified_over_every_value_as_twilio_signs_it(pairs):
+    """Twilio's validator signs each value of a repeated name (it reads Django's ``QueryDict`` by
+    ``getlist``); the webhook's own parse keeps the last for the view and every one for the signature."""
+    body = urlencode(pairs)
+    signature = RequestValidator("token").compute_signature(
+        URL, RequestFactory().post("/", body, content_type=FORM).POST)
+    request = RequestFactory().post("/carriers/twilio/status?seq=2", body, content_type=FORM,
+                                    HTTP_X_TWILIO_SIGNATURE=signature)
+    assert twilio.verify(request, form.params(request), form.every_value(request))
+    if any(len({v for n, v in pairs if n == name}) > 1 for name, _ in pairs):  # last values alone: another text
+        assert not twilio.verify(request, form.params(request))

@@ -145,8 +145,9 @@ def test_ivr_routes_as_unknown_after_two_invalid_zips(server, carrier):
     assert [d.number for d in record.dials] == ["+15125550199"]
 
 
-def test_wrong_category_is_connected_but_not_billable(server, carrier):
-    record = carrier.place_call(IVR, new_caller(), caller=CallerScript(digits=("80204", "2")),
+@pytest.mark.parametrize("key", ["2", "#"])
+def test_wrong_category_is_connected_but_not_billable(server, carrier, key):
+    record = carrier.place_call(IVR, new_caller(), caller=CallerScript(digits=("80204", key)),
                                 buyers={ROOF: answers(200)})
     call = server.call(record.call_sid)
     assert call["caller"]["category_confirmed"] is False

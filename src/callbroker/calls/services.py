@@ -298,6 +298,7 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
         return (s.Hangup(),)  # a stray IVR callback for a call that has moved on: change nothing
     directory = ZipDirectory.default()
     digits = (digits or "").strip()
+    heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
     if len(digits) == 5 and digits.isdigit() and digits in directory:
         _set_zip(call, digits, ZipSourceChoices.IVR, directory)
     elif attempt < 2:
@@ -306,10 +307,13 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
         return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
     elif not call.caller_zip:
         log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
+    # The typed ZIP may put the caller in an all-party-consent state the carrier's didn't: the recording
+    # disclosure is played now, before anything is recorded (a question, the buyer's leg, a voicemail).
+    disclosure = () if heard_disclosure else intro_steps(call, campaign)
     if campaign.confirm_category:
         db.update(call)
-        return (s.AskCategory(campaign.confirm_category),)
-    return _route_and_dial(call, campaign, snap, now)
+        return (*disclosure, s.AskCategory(campaign.confirm_category))
+    return (*disclosure, *_route_and_dial(call, campaign, snap, now))
 
 
 def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -339,6 +343,8 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         raise UnknownCall(f"call {call_sid} has no attempt {sequence}")
     if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
         # Already settled (the final status arrived first and closed it): nothing more to ring.
+        if attempt.result == AttemptResult.CANCELED and outcome.status != "canceled":
+            _record_late_unbridged(call, attempt, outcome, campaign, snap, now)
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
     given_back = attempt.result == AttemptResult.CANCELED  # by the final status, which came first
@@ -368,6 +374,22 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         # next buyer would only add an attempt the carrier never places (its final status follows).
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
+
+
+def _record_late_unbridged(call: Call, attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo,
+                           snap: NetworkSnapshot, now: dt.datetime) -> None:
+    """A leg's unbridged result (no answer, busy, failed, declined) that came after the call's final status,
+    which closed the attempt as canceled (the caller hanging up while it rang): what the leg really did is
+    recorded, so every arrival order ends in the same record and missed-call protection counts a buyer's
+    miss; the call is judged again. The end of the call gave its slot and cap units back, and its end
+    time stays the one the final status gave it."""
+    attempt.result = unbridged_result(outcome)
+    attempt.dial_call_sid = outcome.dial_call_sid[:64]
+    db.update(attempt, ["result", "dial_call_sid"])
+    info = snap.targets.get(attempt.target_id) if attempt.target_id else None
+    if attempt.result in UNANSWERED and info is not None:
+        _protect_from_missed_calls(info, campaign, now)
+    _qualify(call, campaign, snap)
 
 
 def _give_back_degraded_hold(call_sid: str, sequence: int) -> None:

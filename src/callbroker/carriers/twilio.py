@@ -69,7 +69,8 @@ class SignedParams(dict):
 
     ``RequestValidator.compute_signature`` asks each parameter's values of ``getall`` (Flask), then of
     ``getlist`` (Django), then indexes the mapping; on a plain ``dict`` that is two exceptions raised and
-    caught per parameter, half of the signature's cost. One value per name, as in ``form.params``.
+    caught per parameter, half of the signature's cost. One value per name, as in ``form.params``; a
+    webhook that gives a name more than once is signed with :class:`SignedRepeatedParams`.
     """
 
     __slots__ = ()
@@ -78,15 +79,30 @@ class SignedParams(dict):
         return [self[name]]
 
 
-def verify(request: HttpRequest, params: Mapping[str, str]) -> bool:
-    """True when ``X-Twilio-Signature`` (or SignalWire's header) is valid for this URL and parameters."""
+class SignedRepeatedParams(dict):
+    """:class:`SignedParams` of a webhook that gave some names more than once: Twilio signs every value."""
+
+    __slots__ = ("repeated",)
+
+    def __init__(self, params: Mapping[str, str], repeated: Mapping[str, list[str]]) -> None:
+        super().__init__(params)
+        self.repeated = repeated
+
+    def getall(self, name: str) -> list[str]:
+        return self.repeated.get(name) or [self[name]]
+
+
+def verify(request: HttpRequest, params: Mapping[str, str], repeated: Mapping[str, list[str]] | None = None) -> bool:
+    """True when ``X-Twilio-Signature`` (or SignalWire's header) is valid for this URL and parameters
+    (``repeated``: every value of the names given more than once, ``form.every_value``)."""
     signature = next((request.META[h] for h in SIGNATURE_HEADERS if request.META.get(h)), "")
     if not signature:
         return False
     algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
     url = public_url(request)
     # Twilio signs a GET over the URL alone (its parameters are in the query string already).
-    signed = SignedParams(params) if request.method == "POST" else {}
+    signed = {} if request.method != "POST" else SignedRepeatedParams(params, repeated) if repeated \
+        else SignedParams(params)
     try:
         # The URL as received first (one signature with the twilio package's own code); ``validate`` then
         # tries it with and without the default port, as Twilio signs either way.
@@ -233,8 +249,10 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
             case s.AskCategory(prompt=prompt):
-                gather = Gather(input="dtmf", num_digits=1, timeout=6, action=url("ivr/category"), method="POST",
-                                action_on_empty_result=True)
+                # No finish key: "#" (Twilio's default one) would end the input with no digit, read as no answer;
+                # as a digit it is a key other than 1, a no.
+                gather = Gather(input="dtmf", num_digits=1, finish_on_key="", timeout=6, action=url("ivr/category"),
+                                method="POST", action_on_empty_result=True)
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
             case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid,

@@ -64,7 +64,7 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
         except Exception as exc:  # noqa: BLE001 - oversized or undecodable body
             log.warning("webhook %s refused: unreadable body (%s)", request.path, exc)
             return HttpResponse("Bad Request: unreadable body", status=400, content_type="text/plain")
-        if not twilio.verify(request, params):
+        if not twilio.verify(request, params, form.every_value(request)):
             # A stranger's values: only a SID's characters go into the line (no forged line breaks), and
             # the client as the rate limits see it (behind the proxy, not the proxy's address).
             limits = current_limits()
