@@ -213,9 +213,11 @@ def status_update(params: Mapping[str, str]) -> StatusUpdate:
 
 
 def recording_update(params: Mapping[str, str]) -> RecordingUpdate:
-    return RecordingUpdate(recording_sid=_required(params, "RecordingSid"),
-                           url=_required(params, "RecordingUrl", 500),
-                           status=params.get("RecordingStatus", "completed"),
+    """A recording status callback. Only a completed recording must name its file: ``absent`` (nothing was
+    recorded), ``in-progress`` and ``failed`` may come without a ``RecordingUrl``."""
+    status = params.get("RecordingStatus", "completed")
+    url = _required(params, "RecordingUrl", 500) if status == "completed" else params.get("RecordingUrl", "")[:500]
+    return RecordingUpdate(recording_sid=_required(params, "RecordingSid"), url=url, status=status,
                            duration=_int(params, "RecordingDuration"))
 
 
