@@ -212,12 +212,15 @@ def counters_for(target_list: tuple[Target, ...]) -> st.SearchStrategy[dict[int,
 
 
 def routing_contexts(target_list: tuple[Target, ...]) -> st.SearchStrategy[RoutingContext]:
-    """A caller at some hour, sometimes a repeat caller (sticky id of a target, or an unknown id)."""
+    """A caller at some hour, sometimes a repeat caller (sticky id of a target, or an unknown id; its buyer
+    given or left for the router to find)."""
     ids = [target.id for target in target_list]
     sticky = st.one_of(st.none(), st.integers(1, 10_000))
     if ids:
         sticky = st.one_of(sticky, st.sampled_from(ids))
-    return st.builds(RoutingContext, caller=callers(), now=aware_datetimes(), sticky_target_id=sticky)
+    buyer = st.one_of(st.none(), st.integers(1, 6))
+    return st.builds(RoutingContext, caller=callers(), now=aware_datetimes(), sticky_target_id=sticky,
+                     sticky_buyer_id=buyer)
 
 
 _ANY_CAMPAIGN = campaigns()

@@ -75,7 +75,8 @@ def applicable_exclusions(campaign, target, context, counters) -> list[Exclusion
 
 def target(tid: int, **fields) -> Target:
     fields.setdefault("name", f"Target {tid}")
-    return Target(id=tid, buyer_id=1, number=f"+1512555{tid:04d}", **fields)
+    fields.setdefault("buyer_id", 1)
+    return Target(id=tid, number=f"+1512555{tid:04d}", **fields)
 
 
 def context(number: str | None = "+15125550000", zip_code: str | None = "78701", **fields) -> RoutingContext:
@@ -120,17 +121,23 @@ def assert_every_target_rung_or_excluded_once_with_its_first_reason(decision, ca
 
 
 def assert_sticky_first_then_priority_order(decision, case):
+    """A repeat caller's last target first (when eligible), then its buyer's other eligible targets, then the
+    rest; each group by priority. Sticky exactly when the ring starts with that buyer's target."""
     _, targets, ctx, _ = case
     by_id = {t.id: t for t in targets}
     sticky_id = ctx.sticky_target_id
-    if sticky_id is not None and sticky_id in decision.ring:
-        assert decision.ring[0] == sticky_id
-        assert decision.sticky
-    else:
-        assert not decision.sticky
-    rest = decision.ring[1:] if decision.sticky else decision.ring
-    priorities = [by_id[tid].priority for tid in rest]
-    assert priorities == sorted(priorities)
+    buyer = ctx.sticky_buyer_id
+    if buyer is None and sticky_id in by_id:
+        buyer = by_id[sticky_id].buyer_id
+    ring = list(decision.ring)
+    if sticky_id is not None and sticky_id in ring:
+        assert ring.pop(0) == sticky_id
+    theirs = [tid for tid in ring if buyer is not None and by_id[tid].buyer_id == buyer]
+    assert ring[:len(theirs)] == theirs
+    assert decision.sticky == (len(ring) < len(decision.ring) or bool(theirs))
+    for group in (theirs, ring[len(theirs):]):
+        priorities = [by_id[tid].priority for tid in group]
+        assert priorities == sorted(priorities)
 
 
 def assert_fallback_only_when_nobody_can_take_the_call(decision, case):
@@ -316,13 +323,33 @@ def test_sticky_target_rings_first_even_from_a_lower_priority():
 
 
 def test_ineligible_sticky_target_is_simply_excluded():
-    targets = (target(1), target(2, paused=True))
+    targets = (target(1, buyer_id=2), target(2, paused=True))
 
     decision = route(CAMPAIGN, targets, context(sticky_target_id=2), {})
 
     assert decision.ring == (1,)
     assert not decision.sticky
     assert decision.excluded == ((2, Exclusion.PAUSED),)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_repeat_caller_goes_back_to_the_buyer_when_the_target_it_reached_is_full(prepared):
+    """The issue: a repeat caller goes first to the *buyer* it reached last. Buyer 1's line 11 (which the
+    caller reached) is full; its other line 12, of a lower priority, rings before buyer 2's line 21."""
+    targets = (target(11, priority=1, concurrency_limit=1), target(12, priority=2), target(21, buyer_id=2, priority=1),
+               target(22, buyer_id=2, priority=3))
+    plan = prepare_targets(targets) if prepared else targets
+    full = {11: TargetCounters(active=1)}
+
+    decision = route(CAMPAIGN, plan, context(sticky_target_id=11), full)
+    assert decision.ring == (12, 21, 22) and decision.sticky
+    assert decision.excluded == ((11, Exclusion.CONCURRENCY_FULL),)
+    # Its buyer given by the shell: the target it reached may have left the campaign since.
+    assert route(CAMPAIGN, plan, context(sticky_target_id=99, sticky_buyer_id=2), full).ring == (21, 22, 12)
+    # None of the buyer's targets eligible: the others, as for anyone.
+    none_left = route(CAMPAIGN, plan, context(sticky_target_id=11), full, paused_ids={12})
+    assert none_left.ring == (21, 22) and not none_left.sticky
+    assert route(CAMPAIGN, plan, context(sticky_buyer_id=3), full) == route(CAMPAIGN, plan, context(), full)
 
 
 def test_no_targets_means_fallback():
@@ -441,6 +468,17 @@ def test_prepared_targets_survive_a_cache_round_trip():
 
     assert isinstance(cached, PreparedTargets)
     assert route(CAMPAIGN, cached, context(), {}) == route(CAMPAIGN, targets, context(), {})
+
+
+def test_tables_saved_before_buyers_were_kept_still_route_a_repeat_caller_to_its_buyer():
+    """A node's saved snapshot from before the buyers' tables existed: they are made when first needed."""
+    targets = (target(1, priority=1), target(2, buyer_id=2, priority=2), target(3, buyer_id=2, priority=3))
+    cached = pickle.loads(pickle.dumps(prepare_targets(targets)))
+    del cached.buyer_of, cached.targets_of_buyer
+
+    repeat = context(sticky_target_id=2)
+    assert route(CAMPAIGN, cached, repeat, {2: TargetCounters(active=1)}, paused_ids={2}).ring == (3, 1)
+    assert route(CAMPAIGN, cached, repeat, {}) == route(CAMPAIGN, targets, repeat, {})
 
 
 def unknown_location(now: dt.datetime) -> RoutingContext:

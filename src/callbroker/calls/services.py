@@ -676,15 +676,17 @@ def _decide(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.d
     per call on SQLite, docs/benchmarks.md). The auto-pauses come first, for all of them, since they decide
     who is in the running; a pause found by the counters read (taken meanwhile) counts too.
     """
-    context = routing_context(call, now, _sticky_target(call, campaign, now))
+    context = routing_context(call, now, _last_reached(call, campaign, now))
     paused = live.auto_paused((t.id for t in campaign.targets), now)
     counted = counted_targets(campaign.core, campaign.targets, context, paused)
     counters, paused_meanwhile = live.read(counted, snap.timezones, now)
     decide(call, campaign, context, counters, paused | paused_meanwhile)
 
 
-def routing_context(call: Call, now: dt.datetime, sticky: int | None = None) -> core.RoutingContext:
-    """The core's view of this call at ``now``: its caller, and the repeat caller's last target (if any).
+def routing_context(call: Call, now: dt.datetime, last_reached: tuple[int, int | None] | None = None
+                    ) -> core.RoutingContext:
+    """The core's view of this call at ``now``: its caller, and the target (and buyer) a repeat caller
+    reached last (if any).
 
     A ZIP guessed from the caller's area code is not taken as where the caller is: routing sees a caller
     of unknown location near every ZIP of that area code (``Caller.near_zips``)."""
@@ -699,7 +701,8 @@ def routing_context(call: Call, now: dt.datetime, sticky: int | None = None) -> 
         zip_source=source,
         near_zips=near,
     )
-    return core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky)
+    sticky_target, sticky_buyer = last_reached or (None, None)
+    return core.RoutingContext(caller=caller, now=now, sticky_target_id=sticky_target, sticky_buyer_id=sticky_buyer)
 
 
 def decide(call: Call, campaign: CampaignInfo, context: core.RoutingContext,
@@ -833,17 +836,17 @@ _ATTEMPTS = CallAttempt._meta.db_table
 _STATE = TargetState._meta.db_table
 
 
-def _sticky_target(call: Call, campaign: CampaignInfo, now: dt.datetime) -> int | None:
-    """The target a repeat caller reached last inside the campaign's duplicate window."""
+def _last_reached(call: Call, campaign: CampaignInfo, now: dt.datetime) -> tuple[int, int | None] | None:
+    """The target a repeat caller reached last inside the campaign's duplicate window, and its buyer."""
     if not call.caller_number:
         return None
     since = connection.ops.adapt_datetimefield_value(now - campaign.core.duplicate_window)
     row = db.fetchone(  # hand-written: runs on every call (index call_campaign_caller_idx)
-        f"SELECT connected_target_id FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s "
+        f"SELECT connected_target_id, buyer_id FROM {_CALLS} WHERE campaign_id = %s AND caller_number = %s "
         "AND started_at >= %s AND connected_target_id IS NOT NULL ORDER BY started_at DESC LIMIT 1",
         [campaign.core.id, call.caller_number, since],
     )
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 def _caller_history(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot

@@ -141,6 +141,7 @@ class RoutingContext:
     caller: Caller
     now: dt.datetime  # aware
     sticky_target_id: int | None = None  # target reached last inside the duplicate window
+    sticky_buyer_id: int | None = None  # its buyer (None: the buyer of sticky_target_id among the targets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ class Decision:
     ring: tuple[int, ...]  # target ids, in dialling order
     excluded: tuple[tuple[int, Exclusion], ...]  # (target id, first reason that applied)
     fallback: Fallback | None  # set when ``ring`` is empty
-    sticky: bool = False  # True when ring[0] was chosen because the caller is a repeat caller
+    sticky: bool = False  # True when ring[0] was chosen because the caller is a repeat caller (its buyer's)
 
     @property
     def routed(self) -> bool:

@@ -19,8 +19,12 @@ fixed order, and records for each target left out the *first* reason that applie
 
 Eligible targets ring by priority (lower first); inside one priority the order is a weighted
 shuffle (Efraimidis–Spirakis: key ``u ** (1 / weight)``, largest key first), so a weight-3 target
-is first three times as often as a weight-1 one. A repeat caller's sticky target rings before all
-others when it is eligible. When nothing is eligible the decision carries the campaign's fallback.
+is first three times as often as a weight-1 one. A repeat caller goes back to the buyer it reached
+last: the target it reached rings before all others when it is eligible, then that buyer's other
+eligible targets (in the order above), then everyone else's; when none of the buyer's targets is
+eligible the caller rings the others as any caller would. The buyer is
+``RoutingContext.sticky_buyer_id``, or else the buyer of ``sticky_target_id`` among the targets. When
+nothing is eligible the decision carries the campaign's fallback.
 
 Speed. ``route`` accepts any sequence of targets and then walks them one by one. For big campaigns
 (hundreds of targets with large service areas) hand it :func:`prepare_targets` instead: the same
@@ -65,6 +69,7 @@ __all__ = ["EXCLUSION_LABELS", "PreparedTargets", "counted_targets", "explain", 
 _RNG = random.Random()
 
 _NO_COUNTS = TargetCounters()
+_NO_IDS: frozenset[int] = frozenset()
 
 # Module constants: a global lookup is cheaper than ``Exclusion.PAUSED`` (an enum class attribute).
 _PAUSED = Exclusion.PAUSED
@@ -179,6 +184,9 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
     now = context.now
     near = context.caller.near_zips
     sticky_id = context.sticky_target_id
+    sticky_buyer = context.sticky_buyer_id
+    if sticky_buyer is None and sticky_id is not None:
+        sticky_buyer = next((t.buyer_id for t in targets if t.id == sticky_id), None)
     get_counts = counters.get
     no_counts = _NO_COUNTS
 
@@ -218,7 +226,9 @@ def _route_plain(targets, number, campaign_blocks, zip_code, context, counters, 
         keys.append(2.0 * target.priority - draw() ** _inverse(target.weight))
         chosen.append(tid)
 
-    return _ring(keys, chosen, sticky_id if sticky_hit else None), tuple(excluded), sticky_hit
+    theirs = _NO_IDS if sticky_buyer is None else frozenset(t.id for t in targets if t.buyer_id == sticky_buyer)
+    ring, first = _ring(keys, chosen, sticky_id if sticky_hit else None, theirs)
+    return ring, tuple(excluded), sticky_hit or first
 
 
 # Ring order. Within one priority, Efraimidis–Spirakis: each target draws u in [0, 1) and the
@@ -234,12 +244,19 @@ def _inverse(weight: int) -> float:
     return 1.0 / weight if weight > 0 else math.inf
 
 
-def _ring(keys: list[float], chosen: list[int], sticky_id: int | None) -> tuple[int, ...]:
+def _ring(keys: list[float], chosen: list[int], sticky_id: int | None = None, theirs: frozenset[int] = _NO_IDS
+          ) -> tuple[tuple[int, ...], bool]:
+    """The ring: ``sticky_id`` (the target a repeat caller reached last) when given, then the eligible
+    targets of that caller's buyer (those in ``theirs``), then the others, each group in key order; and
+    whether any of that buyer's targets rings before the others for that reason."""
     if len(keys) > 1:
         ring = itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))(chosen)
     else:
         ring = tuple(chosen)
-    return ring if sticky_id is None else (sticky_id, *ring)
+    first = bool(theirs) and not theirs.isdisjoint(ring)
+    if first:
+        ring = (*(tid for tid in ring if tid in theirs), *(tid for tid in ring if tid not in theirs))
+    return (ring if sticky_id is None else (sticky_id, *ring)), first
 
 
 # --- prepared targets ------------------------------------------------------------------------------
@@ -301,6 +318,8 @@ class PreparedTargets(tuple):
     rows: tuple[tuple, ...]  # per target: id, caps, ring-order terms, position, cap pairs (see the loop)
     pairs: tuple[tuple, ...]  # per target: None, then its (id, reason) pair for reason codes 1-4
     no_such_id: int  # an int that is no target's id (stands for "no sticky target")
+    buyer_of: Mapping[int, int]  # target id -> its buyer's id
+    targets_of_buyer: Mapping[int, frozenset[int]]  # buyer id -> the ids of its targets
     shortlists: dict[int, tuple[tuple, tuple]]  # reason-code int -> (shortlist, exclusions)
     near: dict[frozenset, int]  # ZIPs of an area code -> the targets serving one of them (see _serving_any)
     # (since, until, closed): the targets closed from POSIX second ``since`` until ``until``, sorted;
@@ -393,6 +412,11 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.rows = tuple(rows)
     prepared.pairs = tuple(pairs)
     prepared.no_such_id = min(prepared.bit_of, default=0) - 1
+    prepared.buyer_of = {target.id: target.buyer_id for target in prepared}
+    by_buyer: dict[int, set[int]] = {}
+    for target in prepared:
+        by_buyer.setdefault(target.buyer_id, set()).add(target.id)
+    prepared.targets_of_buyer = {buyer: frozenset(ids) for buyer, ids in by_buyer.items()}
     prepared.shortlists = {}
     prepared.near = {}
     groups = prepared.schedule_groups
@@ -409,6 +433,7 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
     keys: list[float] = []
     chosen: list[int] = []
     sticky_id = context.sticky_target_id
+    sticky_buyer = context.sticky_buyer_id
     sticky_hit = False
     if left:
         get_counts = counters.get
@@ -435,7 +460,21 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
                 add_id(tid)
 
     excluded = tuple(filter(None, exclusions))
-    return _ring(keys, chosen, sticky_id if sticky_hit else None), excluded, sticky_hit
+    theirs = _NO_IDS if sticky_id is None and sticky_buyer is None else _buyers_targets(plan, sticky_id, sticky_buyer)
+    ring, first = _ring(keys, chosen, sticky_id if sticky_hit else None, theirs)
+    return ring, excluded, sticky_hit or first
+
+
+def _buyers_targets(plan: PreparedTargets, sticky_id: int | None, sticky_buyer: int | None) -> frozenset[int]:
+    """The targets of a repeat caller's buyer: ``sticky_buyer``, or else the buyer of ``sticky_id``."""
+    by_buyer = plan.__dict__.get("targets_of_buyer")
+    if by_buyer is None:  # tables pickled before these existed (a node's saved snapshot)
+        prepared = prepare_targets(plan)
+        plan.buyer_of, plan.targets_of_buyer = prepared.buyer_of, prepared.targets_of_buyer
+        by_buyer = plan.targets_of_buyer
+    if sticky_buyer is None:
+        sticky_buyer = plan.buyer_of.get(sticky_id)
+    return by_buyer.get(sticky_buyer, _NO_IDS)
 
 
 def _shortlist(plan: PreparedTargets, number, campaign_blocks, zip_code, context, paused_ids=()
