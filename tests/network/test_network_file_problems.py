@@ -252,6 +252,83 @@ def test_every_problem_in_a_file_is_reported_and_nothing_is_written(network, pro
     assert m.NetworkVersion.objects.get(pk=1).version == version
 
 
+def test_checks_across_the_file_see_entries_with_problems_of_their_own(problems):
+    """Duplicates, references and ring-back numbers are checked on every entry whose key or reference can
+    be read, so fixing the first batch of problems doesn't reveal a second one."""
+    data = {
+        "version": 1,
+        "campaigns": [{"key": "c1"}],
+        "publishers": [{"key": "p1"}],
+        "buyers": [{"key": "b0", "targets": [
+            {"key": "t1", "campaign": "nope", "number": "5125550182"},
+            {"key": "t1", "campaign": "c1", "number": "+15125550183", "price": "-1"},
+            {"key": "t2", "campaign": "c1", "number": "+15125550001", "weight": 0},
+        ]}],
+        "tracking_numbers": [
+            {"number": "+15125550001", "campaign": "nope2", "publisher": "p1", "label": ["x"]},
+            {"number": "+15125550001", "campaign": "c1", "publisher": "nope3", "active": "yes"},
+        ],
+    }
+    assert sorted(problems(data)) == sorted([
+        "buyers[0].targets[0].number: '5125550182' is not an E.164 phone number "
+        "(expected +<country><number>, e.g. +15125550100)",
+        "buyers[0].targets[1].price: -1 is negative; amounts must be 0 or more",
+        "buyers[0].targets[2].weight: 0 is too small (at least 1)",
+        "tracking_numbers[0].label: expected text, got a list",
+        "tracking_numbers[1].active: expected true or false, got 'yes'",
+        "buyers[0].targets[1].key: duplicate key 't1' (also buyers[0].targets[0])",
+        "tracking_numbers[1].number: +15125550001 is listed twice (also tracking_numbers[0])",
+        "buyers[0].targets[0].campaign: unknown campaign 'nope' (known: c1)",
+        "tracking_numbers[0].campaign: unknown campaign 'nope2' (known: c1)",
+        "tracking_numbers[1].publisher: unknown publisher 'nope3' (known: p1)",
+        "buyers[0].targets[2].number: +15125550001 is a tracking number (tracking_numbers[0]); "
+        "calls would ring back into the platform",
+    ])
+
+
+def test_a_campaign_with_an_invalid_key_hides_only_the_references_meaning_it(problems):
+    data = {"version": 1,
+            "campaigns": [
+                {"key": "austin plumbing", "fallback": {"kind": "voicemail", "number": "+15125550001"}},
+                {"key": "denver-roofing"},
+            ],
+            "publishers": [{"key": "p1"}],
+            "buyers": [{"key": "b1", "targets": [
+                {"key": "t1", "campaign": "denvr-roofing", "number": "+15125550101"},
+                {"key": "t2", "campaign": "austin-plumbing", "number": "+15125550102"},
+            ]}],
+            "tracking_numbers": [
+                {"number": "+15125550001", "campaign": "austin-plumbing", "publisher": "p1"},
+            ]}
+    assert problems(data) == [
+        "campaigns[0].key: 'austin plumbing' is not a key (letters, digits, '-' and '_', "
+        "at most 64 characters, e.g. austin-plumbing)",
+        "buyers[0].targets[0].campaign: unknown campaign 'denvr-roofing' (known: denver-roofing)",
+        "campaigns[0].fallback.number: +15125550001 is a tracking number (tracking_numbers[0]); "
+        "calls would ring back into the platform",
+    ]
+
+
+def test_every_key_given_twice_is_reported_with_the_other_problems(tmp_path, problems):
+    path = tmp_path / "network.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        campaigns:
+          - key: a
+            payout: "1.00"
+            payout: "2.00"
+          - key: b
+            name: B
+            name: C
+            ring_timeout: 1
+        """))
+    assert problems(path) == [
+        "line 5, column 5: not valid YAML: the key 'payout' is given twice in one mapping (first on line 4)",
+        "line 8, column 5: not valid YAML: the key 'name' is given twice in one mapping (first on line 7)",
+        "campaigns[1].ring_timeout: 1 is too small (at least 5)",
+    ]
+
+
 def test_a_yaml_syntax_error_gives_line_and_column(tmp_path, problems):
     path = tmp_path / "network.yaml"
     path.write_text(textwrap.dedent("""\

@@ -82,8 +82,16 @@ _DEFAULT_BUYER_TZ = m.Buyer._meta.get_field("timezone").default
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
     """Safe YAML with two changes: floats become ``Decimal`` (money never passes through binary
-    floating point) and a key given twice in one mapping is an error instead of a silent overwrite
-    (a key merged in from an anchor and given again is YAML's override, not a repeat)."""
+    floating point) and a key given twice in one mapping is a problem instead of a silent overwrite
+    (a key merged in from an anchor and given again is YAML's override, not a repeat).
+
+    Every key given twice is noted in ``repeated`` and reading goes on (the last one is kept), so that
+    one run lists all of them and the file's other problems too.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[Problem] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         # Keys merged in from an anchor (``<<: *defaults``) may be given again: the one written here wins,
@@ -100,11 +108,12 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
             except TypeError:  # an unhashable key: the base class reports it
                 break
             if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None,
-                    f"the key '{key}' is given twice in one mapping (first on line {seen[key].line + 1})",
-                    key_node.start_mark,
-                )
+                mark = key_node.start_mark
+                self.repeated.append(Problem(
+                    f"line {mark.line + 1}, column {mark.column + 1}",
+                    f"not valid YAML: the key '{key}' is given twice in one mapping "
+                    f"(first on line {seen[key].line + 1})"))
+                continue
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
@@ -148,10 +157,20 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
 def read_network_file(source: str | os.PathLike | Mapping) -> Mapping:
     """The parsed network file: a path is read as YAML; a mapping is returned as is.
 
-    Raises :class:`NetworkError` when the file is missing, not YAML (with line and column) or empty.
+    Raises :class:`NetworkError` when the file is missing, not YAML (with line and column), has a key
+    twice in one mapping (every one listed) or is empty.
     """
+    data, repeated = _read(source)
+    if repeated:
+        raise NetworkError(repeated)
+    return data
+
+
+def _read(source: str | os.PathLike | Mapping) -> tuple[Mapping, list[Problem]]:
+    """The parsed file and the keys it gives twice in one mapping (problems that don't stop the
+    checking: the rest of the file is checked too, as read with the last of each repeated key)."""
     if isinstance(source, Mapping):
-        return source
+        return source, []
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
@@ -159,16 +178,19 @@ def read_network_file(source: str | os.PathLike | Mapping) -> Mapping:
         raise NetworkError([Problem(str(path), "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NetworkError([Problem(str(path), f"cannot read the file: {exc}")]) from None
+    loader = _Loader(text)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise NetworkError([_yaml_problem(exc)]) from None
+        raise NetworkError([*loader.repeated, _yaml_problem(exc)]) from None
+    finally:
+        loader.dispose()
     if data is None:
         raise NetworkError([Problem("", "the file is empty (start with 'version: 1')")])
     if not isinstance(data, Mapping):
-        raise NetworkError([Problem("", "the file must be a mapping with version, campaigns, buyers, "
-                                        "publishers and tracking_numbers")])
-    return data
+        raise NetworkError([*loader.repeated, Problem("", "the file must be a mapping with version, "
+                                                          "campaigns, buyers, publishers and tracking_numbers")])
+    return data, loader.repeated
 
 
 class _Dumper(yaml.SafeDumper):
@@ -309,15 +331,39 @@ _MISSING = object()
 _BAD = object()
 
 
+def _loose_name(name: object) -> str:
+    """A name as a key would most likely spell it: ``"Austin Plumbing "`` -> ``"austin-plumbing"``."""
+    return re.sub(r"[^a-z0-9_]+", "-", str(name).lower()).strip("-")
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         # keys of every campaign/publisher in the file, even one with problems of its own (so that
         # a typo in a campaign does not also make every reference to it "unknown")
         self.declared: dict[str, set[str]] = {"campaign": set(), "publisher": set()}
-        # kinds with an entry whose key could not be read: references to them are not checked (the
-        # entry's own problem is the one to fix; "unknown campaign" everywhere would only be noise)
+        # the names given as keys that are not valid keys (``key: austin plumbing``), as _loose_name
+        # spells them: that entry's own problem is reported; a reference meaning it (``austin-plumbing``)
+        # is not also "unknown", a reference to a name that is nowhere (``denvr-roofing``) is
+        self.misnamed: dict[str, set[str]] = {"campaign": set(), "publisher": set()}
+        # kinds with an entry that has no name at all (no key, a null, a list, not a mapping): any
+        # reference may mean that entry, so references to that kind are not checked ("unknown campaign"
+        # on every target would only be noise; the entry's own problem is the one to fix)
         self.unreadable: set[str] = set()
+
+    def declare(self, kind: str, key: object, data: Mapping | None) -> None:
+        """Note the name a campaign or publisher entry gives itself, for the reference checks."""
+        written = None if data is None else data.get("key")
+        if key is not _BAD:
+            self.declared[kind].add(key)
+        elif isinstance(written, str | int) and not isinstance(written, bool) and _loose_name(written):
+            self.misnamed[kind].add(_loose_name(written))
+        else:
+            self.unreadable.add(kind)
+
+    def is_misnamed(self, kind: str, reference: str) -> bool:
+        """Whether ``reference`` means an entry of ``kind`` whose key was reported as invalid."""
+        return _loose_name(reference) in self.misnamed[kind]
 
     def add(self, location: str, message: str) -> None:
         self.problems.append(Problem(location, message))
@@ -385,10 +431,14 @@ class _Checker:
 
 @dataclass
 class _Row:
-    key: str  # the upsert key (the number for tracking numbers)
+    """One entry of the file. While the file is checked, an entry with problems is kept too (its
+    unreadable values are ``_BAD``), so the checks across the file see every entry; a plan that
+    :func:`validate_network` returns has no ``_BAD`` left."""
+
+    key: Any  # the upsert key (the number for tracking numbers), or _BAD
     location: str
     values: dict[str, Any]
-    refs: dict[str, str] = field(default_factory=dict)  # e.g. {"campaign": "austin-plumbing"}
+    refs: dict[str, Any] = field(default_factory=dict)  # e.g. {"campaign": "austin-plumbing"}, or _BAD
 
 
 @dataclass
@@ -405,20 +455,13 @@ class NetworkPlan:
         return len(getattr(self, kind))
 
 
-def _clean(values: dict[str, Any]) -> bool:
-    return all(v is not _BAD for v in values.values())
-
-
 def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     data = c.mapping(data, where, CAMPAIGN_KEYS, "{key: austin-plumbing, name: Austin Plumbing, …}")
     if data is None:
         c.unreadable.add("campaign")
         return None
     key = c.get(data, "key", where, _key)
-    if key is _BAD:
-        c.unreadable.add("campaign")  # and go on: its other values may have problems too
-    else:
-        c.declared["campaign"].add(key)
+    c.declare("campaign", key, data)  # and go on with a bad key: its other values may have problems too
     v: dict[str, Any] = {
         "name": c.get(data, "name", where, _text(200, required=True), default=None),
         "category": c.get(data, "category", where, _text(100), ""),
@@ -464,8 +507,6 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     v["fallback_message"] = c.get(fallback, "message", fb_at, _text(500), _DEFAULT_FALLBACK_MESSAGE)
     if v["fallback_kind"] == FallbackChoices.FORWARD and fallback.get("number") is None:
         c.add(join_location(fb_at, "number"), "missing: a forward fallback needs the number to forward to")
-    if key is _BAD or not _clean(v):
-        return None
     return _Row(key, where, v)
 
 
@@ -500,8 +541,6 @@ def _check_target(c: _Checker, data: object, where: str, buyer_tz: str | None,
     for name, column in (("hourly", "hourly_cap"), ("daily", "daily_cap"), ("monthly", "monthly_cap"),
                          ("concurrency", "concurrency_limit")):
         v[column] = c.get(caps, name, caps_at, _optional(_int(0, 1_000_000, " of calls")), None)
-    if key is _BAD or campaign is _BAD or not _clean(v):
-        return None
     return _Row(key, where, v, {"campaign": campaign})
 
 
@@ -522,11 +561,10 @@ def _check_buyer(c: _Checker, data: object, where: str, plan: NetworkPlan,
     timezone = None if v["timezone"] is _BAD else v["timezone"]
     for target_at, item in c.items(data, "targets", where):
         row = _check_target(c, item, target_at, timezone, directory)
-        if row is not None and key is not _BAD:
+        if row is not None:
             row.refs["buyer"] = key
             plan.targets.append(row)
-    if key is not _BAD and _clean(v):
-        plan.buyers.append(_Row(key, where, v))
+    plan.buyers.append(_Row(key, where, v))
 
 
 def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
@@ -535,10 +573,7 @@ def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
         c.unreadable.add("publisher")
         return None
     key = c.get(data, "key", where, _key)
-    if key is _BAD:
-        c.unreadable.add("publisher")
-    else:
-        c.declared["publisher"].add(key)
+    c.declare("publisher", key, data)
     v = {
         "name": c.get(data, "name", where, _text(200, required=True), default=None),
         "email": c.get(data, "email", where, _email, ""),
@@ -546,8 +581,6 @@ def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
     }
     if v["name"] is None and key is not _BAD:
         v["name"] = key
-    if key is _BAD or not _clean(v):
-        return None
     return _Row(key, where, v)
 
 
@@ -563,8 +596,6 @@ def _check_tracking_number(c: _Checker, data: object, where: str) -> _Row | None
         "label": c.get(data, "label", where, _text(200), ""),
         "active": c.get(data, "active", where, _bool, True),
     }
-    if _BAD in (number, campaign, publisher) or not _clean(v):
-        return None
     return _Row(number, where, v, {"campaign": campaign, "publisher": publisher})
 
 
@@ -582,6 +613,8 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
                        ("tracking_numbers", "number")):
         first: dict[str, str] = {}
         for row in getattr(plan, kind):
+            if row.key is _BAD:
+                continue
             if row.key in first:
                 label = f"duplicate {what} '{row.key}'" if what == "key" else f"{row.key} is listed twice"
                 c.add(join_location(row.location, what), f"{label} (also {first[row.key]})")
@@ -600,10 +633,15 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
             pass
     for row in plan.targets + plan.tracking_numbers:
         for ref, known in (("campaign", campaigns), ("publisher", publishers)):
-            if ref in row.refs and ref not in c.unreadable and row.refs[ref] not in known:
-                c.add(join_location(row.location, ref), f"unknown {ref} '{row.refs[ref]}' ({_known(known)})")
+            name = row.refs.get(ref, _BAD)
+            if name is _BAD or ref in c.unreadable or name in known or c.is_misnamed(ref, name):
+                continue
+            c.add(join_location(row.location, ref), f"unknown {ref} '{name}' ({_known(known)})")
 
-    tracking = {row.key: row.location for row in plan.tracking_numbers}
+    tracking: dict[str, str] = {}
+    for row in plan.tracking_numbers:
+        if row.key is not _BAD:
+            tracking.setdefault(row.key, row.location)  # a number listed twice: named where it is first
     try:  # a file may leave out tracking numbers loaded before (without --prune they stay)
         for number in m.TrackingNumber.objects.values_list("number", flat=True):
             tracking.setdefault(number, "already in the database")
@@ -624,8 +662,8 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
     # The other way round: a tracking number of the file that a target or a forward fallback already in the
     # database (and not in the file) dials.
     dialled: dict[str, str] = {}
-    file_targets = {row.key for row in plan.targets}
-    file_campaigns = {row.key for row in plan.campaigns}
+    file_targets = {row.key for row in plan.targets if row.key is not _BAD}
+    file_campaigns = {row.key for row in plan.campaigns if row.key is not _BAD}
     try:
         for key, number in m.Target.objects.exclude(paused=True).values_list("key", "number"):
             if key not in file_targets:
@@ -652,8 +690,9 @@ def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False
     define (allowed unless ``prune``). ``directory`` is the ``geo.ZipDirectory`` to check areas
     against (default: ``ZipDirectory.default()``, loaded only if some target has an area).
     """
-    data = read_network_file(source)
+    data, repeated = _read(source)
     c = _Checker()
+    c.problems.extend(repeated)
     plan = NetworkPlan()
     zip_directory = directory
 
@@ -700,7 +739,7 @@ def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False
     _cross_check(c, plan, prune=prune)
     if c.problems:
         raise NetworkError(c.problems)
-    return plan
+    return plan  # every _BAD value came with a problem: none is left in it
 
 
 # --------------------------------------------------------------------------------------------------
