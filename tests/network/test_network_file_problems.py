@@ -343,6 +343,17 @@ def test_a_yaml_syntax_error_gives_line_and_column(tmp_path, problems):
     assert "starts on line 4, column 11" in problem
 
 
+@pytest.mark.parametrize(("text", "where", "code"), [
+    ("version: 1\x00\n", "line 1, column 11", "0000"),
+    ("version: 1\ncampaigns:\n  - key: \u00e9t\u00e9\n    name: \"a\x07b\"\n", "line 4, column 13", "0007"),
+], ids=["nul", "after-accented-letters"])
+def test_a_character_yaml_does_not_allow_gives_line_and_column(tmp_path, problems, text, where, code):
+    path = tmp_path / "network.yaml"
+    path.write_bytes(text.encode())
+    assert problems(path) == [
+        f"{where}: not valid YAML: the character U+{code} is not allowed in a YAML file; remove it"]
+
+
 def test_a_key_given_twice_in_one_mapping_is_an_error(tmp_path, problems):
     path = tmp_path / "network.yaml"
     path.write_text("version: 1\ncampaigns:\n  - key: a\n    payout: '1.00'\n    payout: '2.00'\n")

@@ -139,6 +139,26 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_real_date)
 
 
+#: What YAML counts as a line break (its marks count lines with these too).
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> Problem:
+    """A character YAML doesn't allow in a file (a NUL byte, a control character), at its line and column.
+
+    The reader gives only a position, counted in characters by PyYAML's reader but in UTF-8 bytes by
+    libyaml's: the character itself is found instead (the first one in the text is the one reported).
+    """
+    character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+    index = text.find(character)
+    message = f"not valid YAML: the character U+{ord(character):04X} is not allowed in a YAML file; remove it"
+    if index < 0:
+        return Problem("", message)
+    breaks = list(_YAML_BREAK.finditer(text, 0, index))
+    column = index - (breaks[-1].end() if breaks else 0) + 1
+    return Problem(f"line {len(breaks) + 1}, column {column}", message)
+
+
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
@@ -181,6 +201,8 @@ def _read(source: str | os.PathLike | Mapping) -> tuple[Mapping, list[Problem]]:
     loader = _Loader(text)
     try:
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        raise NetworkError([_reader_problem(exc, text)]) from None
     except yaml.YAMLError as exc:
         raise NetworkError([*loader.repeated, _yaml_problem(exc)]) from None
     finally:
