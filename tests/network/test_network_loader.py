@@ -144,6 +144,21 @@ def test_export_writes_money_as_strings_and_durations_in_units(load):
     assert hvac["payout"] == "12.00"
 
 
+@pytest.mark.parametrize("character", ["\x85", "\u2028", "\u2029"])
+def test_an_exported_yaml_line_break_reads_back_as_itself_and_is_refused(network, load, problems, tmp_path,
+                                                                         character):
+    """Stored around the loader (before it refused them), a YAML-only line break was exported raw inside
+    single quotes and read back as a space: export -> load changed the network without a word."""
+    load(network)
+    m.Campaign.objects.filter(key="austin-plumbing").update(name=f"Austin{character}Plumbing")
+    path = tmp_path / "export.yaml"
+    path.write_text(dump_network(export_network()), encoding="utf-8")
+
+    assert read_network_file(path)["campaigns"][0]["name"] == f"Austin{character}Plumbing"
+    [problem] = problems(path)
+    assert problem.startswith(f"campaigns[0].name: holds the control character U+{ord(character):04X} (")
+
+
 # -- prune -----------------------------------------------------------------------------------------------
 
 

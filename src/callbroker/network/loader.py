@@ -226,8 +226,17 @@ class _Dumper(yaml.SafeDumper):
         flow = all(isinstance(item, str | int) for item in data)
         return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
+    def represent_text(self, data: str) -> yaml.Node:
+        """Text holding a line break only YAML has (U+0085, U+2028, U+2029) in double quotes, where it is
+        escaped (``\\N``): PyYAML would write it raw inside single quotes, read back as a space. The
+        loader refuses such text, and says so, rather than loading a changed value."""
+        if any(ch in data for ch in _CONTROL_NAMES):
+            return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+        return self.represent_str(data)
+
 
 _Dumper.add_representer(list, _Dumper.represent_list)
+_Dumper.add_representer(str, _Dumper.represent_text)
 
 
 def dump_network(data: Mapping) -> str:
@@ -254,8 +263,11 @@ def _key(value: object) -> str:
     return value
 
 
-#: Characters XML 1.0 can't hold (tab, line feed and carriage return it can).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Characters XML 1.0 can't hold (tab, line feed and carriage return it can), and the line breaks only
+#: YAML has (next line, line and paragraph separators): in a plain or single-quoted value YAML reads
+#: them as a space or a new line, so a text holding one would not survive an edit of the file.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x85\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+_CONTROL_NAMES = {"\x85": "next line", "\u2028": "line separator", "\u2029": "paragraph separator"}
 
 
 def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]:
@@ -269,7 +281,9 @@ def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]
             raise ValueError("must not be empty")
         odd = _CONTROL.search(text)
         if odd:  # e.g. a vertical tab pasted from a word processor: no carrier could read the TwiML
-            raise ValueError(f"holds the control character U+{ord(odd.group()):04X}; remove it")
+            name = _CONTROL_NAMES.get(odd.group())
+            raise ValueError(f"holds the control character U+{ord(odd.group()):04X}"
+                             f"{f' ({name})' if name else ''}; remove it")
         if len(text) > max_length:
             raise ValueError(f"is {len(text)} characters long; at most {max_length} are allowed")
         return text
