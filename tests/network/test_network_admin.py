@@ -248,3 +248,98 @@ def test_a_failed_save_keeps_the_stored_name_in_the_heading(admin_client, demo):
     assert response.status_code == 200
     assert response.context["subtitle"] == str(target)
     assert "Unsaved name" not in response.content.decode().split('id="content-main"')[0]
+
+
+# -- the admin refuses what the network file refuses (the loader's rules, the loader's messages) ----------
+
+
+def test_the_campaign_form_refuses_what_the_network_file_refuses(admin_client, demo):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    url = reverse("admin:network_campaign_change", args=[campaign.pk])
+
+    response = admin_client.post(url, campaign_form_data(
+        admin_client, campaign, name="Roof\x0bing", buffer_seconds="99999", duplicate_window="-1 00:00:00",
+        ring_timeout="9999", velocity_limit="0", velocity_window="00:00:00", missed_calls_limit="5000",
+        missed_calls_window="00:00:00", missed_calls_cooldown="00:00:01.5"))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "name": ["holds the control character U+000B; remove it"],
+        "buffer_seconds": ["99999 is too large (at most 7200)"],
+        "duplicate_window": ["1d before zero is not a duration"],
+        "ring_timeout": ["9999 is too large (at most 600)"],
+        "velocity_limit": ["0 is too small (at least 1)"],
+        "velocity_window": ["0s is too short (at least 1s)"],
+        "missed_calls_limit": ["5000 is too large (at most 1000)"],
+        "missed_calls_window": ["0s is too short (at least 1s)"],
+        "missed_calls_cooldown": ["0:00:01.500000 is not a whole number of seconds"],
+    }
+    assert m.Campaign.objects.get(pk=campaign.pk).name == campaign.name
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("00:00:01.5", "0:00:01.500000 is not a whole number of seconds"),  # saved, then export crashed
+    ("999999999 00:00:00", "999999999d is too long (at most 3650d)"),  # a 500: too large for the column
+])
+def test_a_duration_the_network_file_cannot_hold_is_refused(admin_client, demo, value, message):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    url = reverse("admin:network_campaign_change", args=[campaign.pk])
+
+    response = admin_client.post(url, campaign_form_data(admin_client, campaign, duplicate_window=value))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {"duplicate_window": [message]}
+    assert m.Campaign.objects.get(pk=campaign.pk).duplicate_window == campaign.duplicate_window
+
+
+def test_the_target_form_refuses_what_the_network_file_refuses(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")
+    url = reverse("admin:network_target_change", args=[target.pk])
+
+    response = admin_client.post(url, target_form_data(
+        target, name="Main\u0085line", priority="5000", weight="5000", min_talk_seconds="99999",
+        hourly_cap="2000000", price="45.001"))
+
+    assert response.context["adminform"].form.errors == {
+        "name": ["holds the control character U+0085 (next line); remove it"],
+        "priority": ["5000 is too large (at most 1000)"],
+        "weight": ["5000 is too large (at most 1000)"],
+        "min_talk_seconds": ["99999 is too large (at most 7200)"],
+        "hourly_cap": ["2000000 is too large (at most 1000000)"],
+        "price": ["45.001 has more than two decimal places"],
+    }
+
+
+def test_buyer_and_publisher_emails_are_checked_like_the_network_file(admin_client, demo):
+    long_email = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 63]) + ".com"
+    assert len(long_email) == 260
+    buyer = m.Buyer.objects.get(key="hill-country-plumbing")
+    response = admin_client.post(reverse("admin:network_buyer_change", args=[buyer.pk]), {
+        "key": buyer.key, "name": buyer.name, "timezone": buyer.timezone, "email": long_email, "active": "on",
+        "targets-TOTAL_FORMS": "0", "targets-INITIAL_FORMS": "0"})
+    assert response.context["adminform"].form.errors == {
+        "email": ["is 260 characters long; at most 254 are allowed"]}
+    publisher = m.Publisher.objects.first()
+    response = admin_client.post(reverse("admin:network_publisher_change", args=[publisher.pk]), {
+        "key": "metro search", "name": publisher.name, "email": "ops at metro", "active": "on"})
+    assert response.context["adminform"].form.errors == {
+        "key": ["'metro search' is not a key (letters, digits, '-' and '_', at most 64 characters, "
+                "e.g. austin-plumbing)"],
+        "email": ["'ops at metro' is not an email address"],
+    }
+
+
+def test_every_column_the_admin_edits_has_the_loaders_rule():
+    """A column added later gets a rule in FIELD_RULES (or is knowingly left to Django), so the admin and
+    the network file can't drift apart."""
+    from django.db import models as dj
+
+    from callbroker.network.loader import FIELD_RULES
+
+    checked_elsewhere = {"area", "hours", "blocked_numbers", "blocked_prefixes"}  # parsing.*, in the forms
+    for model, rules in FIELD_RULES.items():
+        columns = {f.name for f in model._meta.get_fields()
+                   if f.concrete and f.editable and not f.primary_key
+                   and not isinstance(f, dj.BooleanField | dj.ForeignKey)}
+        assert columns - checked_elsewhere == set(rules), model.__name__

@@ -118,3 +118,23 @@ def test_the_admin_password_from_the_environment_applies_to_an_existing_admin(mo
     monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD")
     run("demo")
     assert get_user_model().objects.get(username="admin").check_password("later-s3cret")
+
+
+def test_network_export_reports_a_stored_value_a_file_cannot_hold(tmp_path):
+    """A duration with a fraction of a second, saved by the admin before it refused one, ended the export in a
+    traceback."""
+    import datetime as dt
+
+    run("network", "load", f"{DEMO_DIR}/example-network.yaml")
+    m.Campaign.objects.filter(key="austin-roofing").update(duplicate_window=dt.timedelta(seconds=1.5))
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("network", "export", "-o", str(tmp_path / "out.yaml"), stdout=io.StringIO(), stderr=err)
+
+    assert exit_info.value.code == 1
+    assert err.getvalue().splitlines() == [
+        "campaign 'austin-roofing': duplicate_window is 0:00:01.500000, not a whole number of seconds, "
+        "which a network file can't hold: change it in the admin",
+        "1 value a network file can't hold; nothing was exported.",
+    ]
+    assert not (tmp_path / "out.yaml").exists()

@@ -239,7 +239,8 @@ def test_durations(text, seconds, canonical):
     assert parse_duration(format_duration(value)) == value
 
 
-@pytest.mark.parametrize("bad", ["1.5h", "3x", "-5", -5, True, "", "1h1h", None])
+@pytest.mark.parametrize("bad", ["1.5h", "3x", "-5", -5, True, "", "1h1h", None, dt.timedelta(seconds=1.5),
+                                 dt.timedelta(days=-1), dt.timedelta(days=3651)])
 def test_bad_durations(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)

@@ -1,8 +1,10 @@
 """Django admin for the network: campaigns, buyers and their targets, publishers, tracking numbers.
 
-The forms check phone numbers, service areas and business hours with the same functions the network
-file loader uses (``callbroker.network.parsing``), so a value the admin accepts loads from a file and
-the other way round. Areas and hours are stored in their canonical form.
+The forms check every value with the same functions the network file loader uses: each column with
+its rule in ``loader.FIELD_RULES`` (lengths, ranges, control characters, durations, phone numbers …),
+areas and hours with ``callbroker.network.parsing``. So a value the admin accepts loads from a file and
+the other way round, and a refusal says what the loader would say. Areas and hours are stored in their
+canonical form.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from callbroker.core.money import format_money
 from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import FallbackChoices
+from callbroker.network.loader import FIELD_RULES
 from callbroker.network.parsing import NetworkError
 from callbroker.network.services import clear_auto_pause, ensure_target_states
 
@@ -55,6 +58,35 @@ def _list_of(read: Callable[[Any], Any], value: Any, example: str) -> list:
     return out
 
 
+class NetworkFileForm(forms.ModelForm):
+    """A model form whose fields are checked by the network file loader's own rules (``FIELD_RULES``).
+
+    Django's validators of those fields are dropped: the rule covers what they checked (lengths, ranges,
+    formats) and more (the loader's ranges, control characters, whole seconds), so the form refuses what
+    a network file refuses, with the loader's message on the field. The model's own checks (unique keys)
+    still run after.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.rules():
+            if name in self.fields:
+                self.fields[name].validators = []
+
+    def rules(self) -> dict[str, Callable[[Any], Any]]:
+        return FIELD_RULES[self._meta.model]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name, read in self.rules().items():
+            if name in self.fields and name in data:  # not when the field's own parsing failed
+                try:
+                    data[name] = _field_error(read, data[name])
+                except ValidationError as exc:
+                    self.add_error(name, exc)
+        return data
+
+
 class OptionalJSONField(forms.JSONField):
     """A JSON field that shows "nothing" as an empty box: ``{}``, ``[]`` and ``null`` are not printed.
 
@@ -83,11 +115,7 @@ PREFIXES_HELP = 'JSON list of number prefixes, e.g. ["+1900", "+1976"]. Empty: n
 NUMBERS_HELP = 'JSON list of phone numbers (E.164), e.g. ["+15125550199"]. Empty: none.'
 
 
-def _e164_or_blank(value: str) -> str:
-    return _field_error(parsing.parse_e164, value.strip()) if value and value.strip() else ""
-
-
-class CampaignForm(forms.ModelForm):
+class CampaignForm(NetworkFileForm):
     class Meta:
         model = m.Campaign
         fields = "__all__"
@@ -95,12 +123,6 @@ class CampaignForm(forms.ModelForm):
         widgets = {"blocked_numbers": forms.Textarea(attrs={"rows": 2, "cols": 80}),
                    "blocked_prefixes": forms.Textarea(attrs={"rows": 2, "cols": 80})}
         help_texts = {"blocked_numbers": NUMBERS_HELP, "blocked_prefixes": PREFIXES_HELP}
-
-    def clean_fallback_number(self) -> str:
-        return _e164_or_blank(self.cleaned_data.get("fallback_number", ""))
-
-    def clean_currency(self) -> str:  # as the network file has it: three letters, upper case ("usd" is USD)
-        return _field_error(parsing.parse_currency, self.cleaned_data.get("currency"))
 
     def clean_blocked_numbers(self) -> list[str]:
         return _list_of(parsing.parse_e164, self.cleaned_data.get("blocked_numbers"), '["+15125550199"]')
@@ -116,17 +138,20 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
-class BuyerForm(forms.ModelForm):
+class BuyerForm(NetworkFileForm):
     class Meta:
         model = m.Buyer
         fields = "__all__"
 
-    def clean_timezone(self) -> str:
-        return _field_error(parsing.parse_timezone, self.cleaned_data.get("timezone"))
+
+class PublisherForm(NetworkFileForm):
+    class Meta:
+        model = m.Publisher
+        fields = "__all__"
 
 
-class TargetForm(forms.ModelForm):
-    """Checks the number, the service area (against the ZIP directory) and the hours."""
+class TargetForm(NetworkFileForm):
+    """Checks every value as the loader does, the service area against the ZIP directory, and the hours."""
 
     class Meta:
         model = m.Target
@@ -139,9 +164,6 @@ class TargetForm(forms.ModelForm):
             "blocked_prefixes": forms.Textarea(attrs={"rows": 2, "cols": 80}),
         }
         help_texts = {"area": AREA_HELP, "hours": HOURS_HELP, "blocked_prefixes": PREFIXES_HELP}
-
-    def clean_number(self) -> str:
-        return _field_error(parsing.parse_e164, (self.cleaned_data.get("number") or "").strip())
 
     def clean_area(self) -> dict:
         from callbroker.core.geo import ZipDirectory
@@ -172,13 +194,10 @@ class TargetInlineForm(TargetForm):
         fields = ("key", "campaign", "name", "number", "priority", "weight", "price", "paused")
 
 
-class TrackingNumberForm(forms.ModelForm):
+class TrackingNumberForm(NetworkFileForm):
     class Meta:
         model = m.TrackingNumber
         fields = "__all__"
-
-    def clean_number(self) -> str:
-        return _field_error(parsing.parse_e164, (self.cleaned_data.get("number") or "").strip())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,6 +446,7 @@ class TargetUsageAdmin(admin.ModelAdmin):
 
 @admin.register(m.Publisher)
 class PublisherAdmin(admin.ModelAdmin):
+    form = PublisherForm
     list_display = ("name", "key", "email", "active", "number_count")
     list_filter = ("active",)
     search_fields = ("name", "key", "email")

@@ -36,6 +36,7 @@ from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join
 from callbroker.network.services import ensure_target_states, target_ids_with_calls
 
 __all__ = [
+    "FIELD_RULES",
     "KINDS",
     "LoadReport",
     "NetworkPlan",
@@ -210,8 +211,9 @@ def _read(source: str | os.PathLike | Mapping) -> tuple[Mapping, list[Problem]]:
     if data is None:
         raise NetworkError([Problem("", "the file is empty (start with 'version: 1')")])
     if not isinstance(data, Mapping):
-        raise NetworkError([*loader.repeated, Problem("", "the file must be a mapping with version, "
-                                                          "campaigns, buyers, publishers and tracking_numbers")])
+        shape = Problem("", "the file must be a mapping with version, campaigns, buyers, publishers and "
+                            "tracking_numbers")
+        raise NetworkError([*loader.repeated, shape])
     return data, loader.repeated
 
 
@@ -335,16 +337,29 @@ def _duration(minimum: dt.timedelta = dt.timedelta(0)) -> Callable[[object], dt.
     return read
 
 
-def _email(value: object) -> str:
-    if value is None or value == "":
+def _email(max_length: int) -> Callable[[object], str]:
+    def read(value: object) -> str:
+        if value is None or value == "":
+            return ""
+        if not isinstance(value, str):
+            raise ValueError(f"expected an email address, got {_got(value)}")
+        address = value.strip()
+        if len(address) > max_length:  # the column's limit (PostgreSQL refuses longer), not validate_email's
+            raise ValueError(f"is {len(address)} characters long; at most {max_length} are allowed")
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValueError(f"{value!r} is not an email address") from None
+        return address
+
+    return read
+
+
+def _phone_or_blank(value: object) -> str:
+    """A phone number, or none: null or empty text is ``""`` (what the admin's empty box gives too)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return ""
-    if not isinstance(value, str):
-        raise ValueError(f"expected an email address, got {_got(value)}")
-    try:
-        validate_email(value.strip())
-    except ValidationError:
-        raise ValueError(f"{value!r} is not an email address") from None
-    return value.strip()
+    return parsing.parse_e164(value)
 
 
 def _choice(choices: type[AskZip] | type[FallbackChoices]) -> Callable[[object], str]:
@@ -357,6 +372,83 @@ def _choice(choices: type[AskZip] | type[FallbackChoices]) -> Callable[[object],
         return str(value)
 
     return read
+
+
+# --------------------------------------------------------------------------------------------------
+# the rule of each column, shared with the admin
+# --------------------------------------------------------------------------------------------------
+
+
+def _text_of(model: type, column: str, *, required: bool = False) -> Callable[[object], str]:
+    """Text as long as the column holds (its ``max_length``)."""
+    return _text(model._meta.get_field(column).max_length, required=required)
+
+
+def _email_of(model: type) -> Callable[[object], str]:
+    return _email(model._meta.get_field("email").max_length)
+
+
+_SECONDS, _CALLS = " of seconds", " of calls"
+_CAP = _optional(_int(0, 1_000_000, _CALLS))
+_POSITIVE_DURATION = _duration(dt.timedelta(seconds=1))
+
+#: How each column that a network file gives is checked, by model: the loader reads the file's values
+#: with these, and the admin's forms check their fields with the very same functions
+#: (``callbroker.network.admin``), so a value one accepts the other accepts too, with the same message.
+#: Each takes the value as YAML or a form gives it and returns it as stored, or raises ``ValueError``.
+#: (Areas, hours and the lists of blocked numbers have their functions in ``parsing``, shared the same way.)
+FIELD_RULES: dict[type, dict[str, Callable[[object], Any]]] = {
+    m.Campaign: {
+        "key": _key,
+        "name": _text_of(m.Campaign, "name", required=True),
+        "category": _text_of(m.Campaign, "category"),
+        "currency": parsing.parse_currency,
+        "payout": parsing.parse_money,
+        "buffer_seconds": _int(0, 7200, _SECONDS),
+        "duplicate_window": _duration(),
+        "ring_timeout": _int(5, 600, _SECONDS),
+        "disclosure_text": _text_of(m.Campaign, "disclosure_text", required=True),
+        "ask_zip": _choice(AskZip),
+        "confirm_category": _text_of(m.Campaign, "confirm_category"),
+        "whisper_text": _text_of(m.Campaign, "whisper_text"),
+        "velocity_limit": _int(1, 10_000, _CALLS),
+        "velocity_window": _POSITIVE_DURATION,
+        "missed_calls_limit": _int(0, 1000, _CALLS),
+        "missed_calls_window": _POSITIVE_DURATION,
+        "missed_calls_cooldown": _duration(),
+        "fallback_kind": _choice(FallbackChoices),
+        "fallback_number": _phone_or_blank,
+        "fallback_message": _text_of(m.Campaign, "fallback_message"),
+    },
+    m.Buyer: {
+        "key": _key,
+        "name": _text_of(m.Buyer, "name", required=True),
+        "timezone": parsing.parse_timezone,
+        "email": _email_of(m.Buyer),
+    },
+    m.Target: {
+        "key": _key,
+        "name": _text_of(m.Target, "name", required=True),
+        "number": parsing.parse_e164,
+        "priority": _int(0, 1000),
+        "weight": _int(1, 1000),
+        "price": parsing.parse_money,
+        "min_talk_seconds": _optional(_int(0, 7200, _SECONDS)),
+        "hourly_cap": _CAP,
+        "daily_cap": _CAP,
+        "monthly_cap": _CAP,
+        "concurrency_limit": _CAP,
+    },
+    m.Publisher: {
+        "key": _key,
+        "name": _text_of(m.Publisher, "name", required=True),
+        "email": _email_of(m.Publisher),
+    },
+    m.TrackingNumber: {
+        "number": parsing.parse_e164,
+        "label": _text_of(m.TrackingNumber, "label"),
+    },
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -496,22 +588,23 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
     if data is None:
         c.unreadable.add("campaign")
         return None
-    key = c.get(data, "key", where, _key)
+    r = FIELD_RULES[m.Campaign]
+    key = c.get(data, "key", where, r["key"])
     c.declare("campaign", key, data)  # and go on with a bad key: its other values may have problems too
     v: dict[str, Any] = {
-        "name": c.get(data, "name", where, _text(200, required=True), default=None),
-        "category": c.get(data, "category", where, _text(100), ""),
+        "name": c.get(data, "name", where, r["name"], default=None),
+        "category": c.get(data, "category", where, r["category"], ""),
         "active": c.get(data, "active", where, _bool, True),
-        "currency": c.get(data, "currency", where, parsing.parse_currency, "USD"),
-        "payout": c.get(data, "payout", where, parsing.parse_money, Decimal("0.00")),
-        "buffer_seconds": c.get(data, "buffer_seconds", where, _int(0, 7200, " of seconds"), 60),
-        "duplicate_window": c.get(data, "duplicate_window", where, _duration(), dt.timedelta(days=30)),
-        "ring_timeout": c.get(data, "ring_timeout", where, _int(5, 600, " of seconds"), 30),
+        "currency": c.get(data, "currency", where, r["currency"], "USD"),
+        "payout": c.get(data, "payout", where, r["payout"], Decimal("0.00")),
+        "buffer_seconds": c.get(data, "buffer_seconds", where, r["buffer_seconds"], 60),
+        "duplicate_window": c.get(data, "duplicate_window", where, r["duplicate_window"],
+                                  dt.timedelta(days=30)),
+        "ring_timeout": c.get(data, "ring_timeout", where, r["ring_timeout"], 30),
         "recording": c.get(data, "recording", where, _bool, True),
         "recording_disclosure": c.get(data, "recording_disclosure", where, _bool, False),
-        "disclosure_text": c.get(data, "disclosure_text", where, _text(300, required=True),
-                                 _DEFAULT_DISCLOSURE),
-        "whisper_text": c.get(data, "whisper", where, _text(300), ""),
+        "disclosure_text": c.get(data, "disclosure_text", where, r["disclosure_text"], _DEFAULT_DISCLOSURE),
+        "whisper_text": c.get(data, "whisper", where, r["whisper_text"], ""),
         "blocked_numbers": c.list_of(data, "blocked_numbers", where, parsing.parse_e164),
         "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
         "require_attestation": c.get(data, "require_attestation", where, _bool, False),
@@ -520,28 +613,28 @@ def _check_campaign(c: _Checker, data: object, where: str) -> _Row | None:
         v["name"] = key
     ivr_at = join_location(where, "ivr")
     ivr = c.section(data, "ivr", where, IVR_KEYS, "{ask_zip: when_missing, confirm_category: \"…\"}")
-    v["ask_zip"] = c.get(ivr, "ask_zip", ivr_at, _choice(AskZip), AskZip.WHEN_MISSING.value)
-    v["confirm_category"] = c.get(ivr, "confirm_category", ivr_at, _text(300), "")
+    v["ask_zip"] = c.get(ivr, "ask_zip", ivr_at, r["ask_zip"], AskZip.WHEN_MISSING.value)
+    v["confirm_category"] = c.get(ivr, "confirm_category", ivr_at, r["confirm_category"], "")
     vel_at = join_location(where, "velocity")
     velocity = c.section(data, "velocity", where, VELOCITY_KEYS, "{limit: 5, window: 10m}")
-    v["velocity_limit"] = c.get(velocity, "limit", vel_at, _int(1, 10_000, " of calls"), 5)
-    v["velocity_window"] = c.get(velocity, "window", vel_at, _duration(dt.timedelta(seconds=1)),
-                                 dt.timedelta(minutes=10))
+    v["velocity_limit"] = c.get(velocity, "limit", vel_at, r["velocity_limit"], 5)
+    v["velocity_window"] = c.get(velocity, "window", vel_at, r["velocity_window"], dt.timedelta(minutes=10))
     mis_at = join_location(where, "missed_call_protection")
     missed = c.section(data, "missed_call_protection", where, MISSED_KEYS,
                        "{misses: 3, window: 1h, cooldown: 30m}")
-    v["missed_calls_limit"] = c.get(missed, "misses", mis_at, _int(0, 1000, " of calls"), 3)
-    v["missed_calls_window"] = c.get(missed, "window", mis_at, _duration(dt.timedelta(seconds=1)),
+    v["missed_calls_limit"] = c.get(missed, "misses", mis_at, r["missed_calls_limit"], 3)
+    v["missed_calls_window"] = c.get(missed, "window", mis_at, r["missed_calls_window"],
                                      dt.timedelta(hours=1))
-    v["missed_calls_cooldown"] = c.get(missed, "cooldown", mis_at, _duration(), dt.timedelta(minutes=30))
+    v["missed_calls_cooldown"] = c.get(missed, "cooldown", mis_at, r["missed_calls_cooldown"],
+                                       dt.timedelta(minutes=30))
     fb_at = join_location(where, "fallback")
     fallback = c.section(data, "fallback", where, FALLBACK_KEYS,
                          "{kind: forward, number: \"+15125550100\", message: \"…\"}")
-    v["fallback_kind"] = c.get(fallback, "kind", fb_at, _choice(FallbackChoices),
-                               FallbackChoices.MESSAGE.value)
-    v["fallback_number"] = c.get(fallback, "number", fb_at, _optional(parsing.parse_e164), None) or ""
-    v["fallback_message"] = c.get(fallback, "message", fb_at, _text(500), _DEFAULT_FALLBACK_MESSAGE)
-    if v["fallback_kind"] == FallbackChoices.FORWARD and fallback.get("number") is None:
+    v["fallback_kind"] = c.get(fallback, "kind", fb_at, r["fallback_kind"], FallbackChoices.MESSAGE.value)
+    v["fallback_number"] = c.get(fallback, "number", fb_at, r["fallback_number"], "")
+    v["fallback_message"] = c.get(fallback, "message", fb_at, r["fallback_message"],
+                                  _DEFAULT_FALLBACK_MESSAGE)
+    if v["fallback_kind"] == FallbackChoices.FORWARD and v["fallback_number"] == "":
         c.add(join_location(fb_at, "number"), "missing: a forward fallback needs the number to forward to")
     return _Row(key, where, v)
 
@@ -551,16 +644,16 @@ def _check_target(c: _Checker, data: object, where: str, buyer_tz: str | None,
     data = c.mapping(data, where, TARGET_KEYS, "{key: acme-austin-main, campaign: austin-plumbing, …}")
     if data is None:
         return None
-    key = c.get(data, "key", where, _key)
+    r = FIELD_RULES[m.Target]
+    key = c.get(data, "key", where, r["key"])
     campaign = c.get(data, "campaign", where, _key)
     v: dict[str, Any] = {
-        "name": c.get(data, "name", where, _text(200, required=True), default=None),
-        "number": c.get(data, "number", where, parsing.parse_e164),
-        "priority": c.get(data, "priority", where, _int(0, 1000), 1),
-        "weight": c.get(data, "weight", where, _int(1, 1000), 1),
-        "price": c.get(data, "price", where, parsing.parse_money, Decimal("0.00")),
-        "min_talk_seconds": c.get(data, "min_talk_seconds", where, _optional(_int(0, 7200, " of seconds")),
-                                  None),
+        "name": c.get(data, "name", where, r["name"], default=None),
+        "number": c.get(data, "number", where, r["number"]),
+        "priority": c.get(data, "priority", where, r["priority"], 1),
+        "weight": c.get(data, "weight", where, r["weight"], 1),
+        "price": c.get(data, "price", where, r["price"], Decimal("0.00")),
+        "min_talk_seconds": c.get(data, "min_talk_seconds", where, r["min_talk_seconds"], None),
         "accepts_unknown_location": c.get(data, "accepts_unknown_location", where, _bool, True),
         "paused": c.get(data, "paused", where, _bool, False),
         "blocked_prefixes": c.list_of(data, "blocked_prefixes", where, parsing.parse_prefix),
@@ -576,7 +669,7 @@ def _check_target(c: _Checker, data: object, where: str, buyer_tz: str | None,
     caps = c.section(data, "caps", where, CAPS_KEYS, "{hourly: 5, daily: 20, monthly: 300, concurrency: 2}")
     for name, column in (("hourly", "hourly_cap"), ("daily", "daily_cap"), ("monthly", "monthly_cap"),
                          ("concurrency", "concurrency_limit")):
-        v[column] = c.get(caps, name, caps_at, _optional(_int(0, 1_000_000, " of calls")), None)
+        v[column] = c.get(caps, name, caps_at, r[column], None)
     return _Row(key, where, v, {"campaign": campaign})
 
 
@@ -585,11 +678,12 @@ def _check_buyer(c: _Checker, data: object, where: str, plan: NetworkPlan,
     data = c.mapping(data, where, BUYER_KEYS, "{key: acme-plumbing, name: ACME Plumbing, targets: […]}")
     if data is None:
         return
-    key = c.get(data, "key", where, _key)
+    r = FIELD_RULES[m.Buyer]
+    key = c.get(data, "key", where, r["key"])
     v = {
-        "name": c.get(data, "name", where, _text(200, required=True), default=None),
-        "timezone": c.get(data, "timezone", where, parsing.parse_timezone, _DEFAULT_BUYER_TZ),
-        "email": c.get(data, "email", where, _email, ""),
+        "name": c.get(data, "name", where, r["name"], default=None),
+        "timezone": c.get(data, "timezone", where, r["timezone"], _DEFAULT_BUYER_TZ),
+        "email": c.get(data, "email", where, r["email"], ""),
         "active": c.get(data, "active", where, _bool, True),
     }
     if v["name"] is None and key is not _BAD:
@@ -608,11 +702,12 @@ def _check_publisher(c: _Checker, data: object, where: str) -> _Row | None:
     if data is None:
         c.unreadable.add("publisher")
         return None
-    key = c.get(data, "key", where, _key)
+    r = FIELD_RULES[m.Publisher]
+    key = c.get(data, "key", where, r["key"])
     c.declare("publisher", key, data)
     v = {
-        "name": c.get(data, "name", where, _text(200, required=True), default=None),
-        "email": c.get(data, "email", where, _email, ""),
+        "name": c.get(data, "name", where, r["name"], default=None),
+        "email": c.get(data, "email", where, r["email"], ""),
         "active": c.get(data, "active", where, _bool, True),
     }
     if v["name"] is None and key is not _BAD:
@@ -625,11 +720,12 @@ def _check_tracking_number(c: _Checker, data: object, where: str) -> _Row | None
                      "{number: \"+15125550001\", campaign: austin-plumbing, publisher: metro-search}")
     if data is None:
         return None
-    number = c.get(data, "number", where, parsing.parse_e164)
+    r = FIELD_RULES[m.TrackingNumber]
+    number = c.get(data, "number", where, r["number"])
     campaign = c.get(data, "campaign", where, _key)
     publisher = c.get(data, "publisher", where, _key)
     v = {
-        "label": c.get(data, "label", where, _text(200), ""),
+        "label": c.get(data, "label", where, r["label"], ""),
         "active": c.get(data, "active", where, _bool, True),
     }
     return _Row(number, where, v, {"campaign": campaign, "publisher": publisher})
@@ -929,7 +1025,23 @@ def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01")))
 
 
-def _export_campaign(c: m.Campaign) -> dict:
+def _export_duration(c: m.Campaign, column: str, path: str, problems: list[Problem]) -> str | None:
+    """A stored duration in the file's spelling; one a file can't hold (a fraction of a second, stored
+    before the admin refused it) is a problem to report, not a traceback."""
+    value = getattr(c, column)
+    try:
+        return parsing.format_duration(value)
+    except ValueError:
+        problems.append(Problem(f"campaign '{c.key}'",
+                                f"{path} is {value}, not a whole number of seconds, which a network file "
+                                f"can't hold: change it in the admin"))
+        return None
+
+
+def _export_campaign(c: m.Campaign, problems: list[Problem]) -> dict:
+    def duration(column: str, path: str) -> str | None:
+        return _export_duration(c, column, path, problems)
+
     fallback: dict[str, Any] = {"kind": c.fallback_kind}
     if c.fallback_number:
         fallback["number"] = c.fallback_number
@@ -942,7 +1054,7 @@ def _export_campaign(c: m.Campaign) -> dict:
         "currency": c.currency,
         "payout": _money(c.payout),
         "buffer_seconds": c.buffer_seconds,
-        "duplicate_window": parsing.format_duration(c.duplicate_window),
+        "duplicate_window": duration("duplicate_window", "duplicate_window"),
         "ring_timeout": c.ring_timeout,
         "recording": c.recording,
         "recording_disclosure": c.recording_disclosure,
@@ -951,12 +1063,12 @@ def _export_campaign(c: m.Campaign) -> dict:
         "whisper": c.whisper_text,
         "blocked_numbers": list(c.blocked_numbers),
         "blocked_prefixes": list(c.blocked_prefixes),
-        "velocity": {"limit": c.velocity_limit, "window": parsing.format_duration(c.velocity_window)},
+        "velocity": {"limit": c.velocity_limit, "window": duration("velocity_window", "velocity.window")},
         "require_attestation": c.require_attestation,
         "missed_call_protection": {
             "misses": c.missed_calls_limit,
-            "window": parsing.format_duration(c.missed_calls_window),
-            "cooldown": parsing.format_duration(c.missed_calls_cooldown),
+            "window": duration("missed_calls_window", "missed_call_protection.window"),
+            "cooldown": duration("missed_calls_cooldown", "missed_call_protection.cooldown"),
         },
         "fallback": fallback,
     }
@@ -986,15 +1098,20 @@ def export_network() -> dict:
     """The whole network as a network-file mapping (every row, inactive ones too), ready for YAML.
 
     Money is written as strings ("45.00"), durations as "30d"/"1h"/"90m". Loading the result gives
-    the same network, and exporting again gives the same mapping.
+    the same network, and exporting again gives the same mapping. Raises :class:`NetworkError` listing
+    every stored value a network file can't hold (a duration with a fraction of a second).
     """
     targets_by_buyer: dict[int, list[dict]] = {}
     for target in m.Target.objects.select_related("campaign").order_by("buyer_id", "campaign__key",
                                                                        "priority", "key"):
         targets_by_buyer.setdefault(target.buyer_id, []).append(_export_target(target))
+    problems: list[Problem] = []
+    campaigns = [_export_campaign(c, problems) for c in m.Campaign.objects.order_by("key")]
+    if problems:
+        raise NetworkError(problems)
     return {
         "version": FORMAT_VERSION,
-        "campaigns": [_export_campaign(c) for c in m.Campaign.objects.order_by("key")],
+        "campaigns": campaigns,
         "buyers": [
             {"key": b.key, "name": b.name, "timezone": b.timezone, "email": b.email, "active": b.active,
              "targets": targets_by_buyer.get(b.pk, [])}

@@ -217,9 +217,14 @@ _DURATION_HINT = "use e.g. 30d, 2w, 1h, 90m, 45s or a number of seconds"
 def parse_duration(value: object) -> dt.timedelta:
     """``"30d"``, ``"2w"``, ``"1h"``, ``"90m"``, ``"45s"``, ``"1h30m"`` or whole seconds (``90``, ``"90"``).
 
+    A ``timedelta`` (what the admin's form gives) is checked the same way: whole seconds, 0 or more, at
+    most :data:`MAX_DURATION` (a longer one would not fit the database column either).
+
     Raises ``ValueError`` with a plain message for anything else (negative, fractional, unknown unit).
     """
     if isinstance(value, dt.timedelta):
+        if value % dt.timedelta(seconds=1):
+            raise ValueError(f"{value} is not a whole number of seconds")
         if value < dt.timedelta(0):
             raise ValueError(f"{format_duration(-value)} before zero is not a duration")
         if value > MAX_DURATION:

@@ -55,7 +55,15 @@ class Command(BaseCommand):
             self.stdout.write("Nothing changed.")
 
     def export(self, output: str | None) -> None:
-        data = export_network()
+        try:
+            data = export_network()
+        except NetworkError as exc:
+            for problem in exc.problems:
+                self.stderr.write(str(problem), style_func=lambda text: text)
+            count = len(exc.problems)
+            self.stderr.write(f"{count} value{'s' if count != 1 else ''} a network file can't hold; "
+                              f"nothing was exported.")
+            sys.exit(1)
         text = EXPORT_HEADER + dump_network(data)
         if not output:
             self.stdout.write(text, ending="")
