@@ -343,3 +343,27 @@ def test_every_column_the_admin_edits_has_the_loaders_rule():
                    if f.concrete and f.editable and not f.primary_key
                    and not isinstance(f, dj.BooleanField | dj.ForeignKey)}
         assert columns - checked_elsewhere == set(rules), model.__name__
+
+
+def test_numbers_that_would_ring_back_are_refused_like_in_the_network_file(admin_client, demo):
+    tracking = m.TrackingNumber.objects.first().number
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    rings_back = f"{tracking} is a tracking number (already in the database); calls would ring back into the " \
+                 f"platform"
+    response = admin_client.post(
+        reverse("admin:network_campaign_change", args=[campaign.pk]),
+        campaign_form_data(admin_client, campaign, fallback_kind="voicemail", fallback_number=tracking))
+    assert response.context["adminform"].form.errors == {"fallback_number": [rings_back]}
+
+    target = m.Target.objects.get(key="acme-austin-central")
+    response = admin_client.post(reverse("admin:network_target_change", args=[target.pk]),
+                                 target_form_data(target, number=tracking))
+    assert response.context["adminform"].form.errors == {"number": [rings_back]}
+
+    m.Target.objects.filter(pk=target.pk).update(paused=True)
+    response = admin_client.post(reverse("admin:network_trackingnumber_add"), {
+        "number": target.number, "campaign": campaign.pk, "publisher": m.Publisher.objects.first().pk,
+        "label": "", "active": "on"})
+    assert response.context["adminform"].form.errors == {"number": [
+        f"{target.number} is the number of target 'acme-austin-central', already in the database "
+        f"(paused, but it keeps its number and can be unpaused); calls would ring back into the platform"]}

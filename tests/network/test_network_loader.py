@@ -317,3 +317,64 @@ def test_a_tracking_number_on_top_of_a_number_dialled_already_is_refused(network
     ]
     later["tracking_numbers"] = later["tracking_numbers"][2:]
     assert load(later).counts["tracking_numbers"]["created"] == 1
+
+
+def ring(target: m.Target, sid: str) -> None:
+    """A call that rang ``target``: pruning then pauses it instead of deleting it."""
+    call = Call.objects.create(call_sid=sid, to_number="+15125550101", started_at=timezone.now(),
+                               buyer=target.buyer, campaign=target.campaign)
+    CallAttempt.objects.create(call=call, sequence=0, target=target, number=target.number,
+                               started_at=timezone.now())
+
+
+def test_a_paused_targets_number_cannot_become_a_tracking_number(network, load, problems, tmp_path):
+    """--prune paused a target that calls rang; its number given to a tracking number loaded, and then the
+    export didn't load back ("is a tracking number")."""
+    load(network)
+    ring(m.Target.objects.get(key="acme-main"), "CA1")
+    smaller = copy.deepcopy(network)
+    del smaller["buyers"][0]["targets"][0]
+    load(smaller, prune=True)
+    assert m.Target.objects.get(key="acme-main").paused
+
+    reuse = copy.deepcopy(smaller)
+    reuse["tracking_numbers"].append(
+        {"number": "+15125550150", "campaign": "austin-plumbing", "publisher": "metro-search"})
+    assert problems(reuse) == [
+        "tracking_numbers[1].number: +15125550150 is the number of target 'acme-main', already in the "
+        "database (paused, but it keeps its number and can be unpaused); calls would ring back into the "
+        "platform"]
+    assert problems(reuse, prune=True) == [
+        "tracking_numbers[1].number: +15125550150 is the number of target 'acme-main', already in the "
+        "database (--prune pauses it but keeps it: calls refer to it); calls would ring back into the "
+        "platform"]
+
+    path = tmp_path / "export.yaml"  # what is in the database still exports and loads back
+    path.write_text(dump_network(export_network()))
+    assert not load(path).changed
+
+
+def test_pruning_frees_the_number_of_a_target_it_deletes(network, load):
+    load(network)
+    smaller = copy.deepcopy(network)
+    del smaller["buyers"][0]["targets"][0]  # acme-main: no call rang it, so --prune deletes it
+    smaller["tracking_numbers"].append(
+        {"number": "+15125550150", "campaign": "austin-plumbing", "publisher": "metro-search"})
+
+    report = load(smaller, prune=True)
+
+    assert report.counts["tracking_numbers"]["created"] == 1
+    assert not m.Target.objects.filter(key="acme-main").exists()
+
+
+@pytest.mark.parametrize(("kind", "active"), [("voicemail", True), ("forward", False), ("message", True)])
+def test_any_stored_fallback_number_is_refused_as_a_tracking_number(network, load, problems, kind, active):
+    """The file refuses a fallback of any kind whose number is a tracking number; the database side now
+    looks at the same fallbacks (it looked at active forward ones only)."""
+    network["campaigns"][0].update(active=active, fallback={"kind": kind, "number": "+15125550222"})
+    load(network)
+    later = {"version": 1, "tracking_numbers": [
+        {"number": "+15125550222", "campaign": "austin-plumbing", "publisher": "metro-search"}]}
+    assert problems(later) == [
+        "tracking_numbers[0].number: +15125550222 is the fallback number of campaign 'austin-plumbing', "
+        "already in the database; calls would ring back into the platform"]

@@ -23,7 +23,7 @@ from callbroker.core.money import format_money
 from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import FallbackChoices
-from callbroker.network.loader import FIELD_RULES
+from callbroker.network.loader import FIELD_RULES, not_a_tracking_number, not_dialled
 from callbroker.network.parsing import NetworkError
 from callbroker.network.services import clear_auto_pause, ensure_target_states
 
@@ -80,11 +80,15 @@ class NetworkFileForm(forms.ModelForm):
         data = super().clean()
         for name, read in self.rules().items():
             if name in self.fields and name in data:  # not when the field's own parsing failed
-                try:
-                    data[name] = _field_error(read, data[name])
-                except ValidationError as exc:
-                    self.add_error(name, exc)
+                self.check(name, read)
         return data
+
+    def check(self, name: str, read: Callable[[Any], Any]) -> None:
+        """Run one of the loader's checks on a field's value; its ``ValueError`` becomes the field's error."""
+        try:
+            self.cleaned_data[name] = _field_error(read, self.cleaned_data[name])
+        except ValidationError as exc:
+            self.add_error(name, exc)
 
 
 class OptionalJSONField(forms.JSONField):
@@ -135,6 +139,8 @@ class CampaignForm(NetworkFileForm):
         if data.get("fallback_kind") == FallbackChoices.FORWARD and not data.get("fallback_number") \
                 and "fallback_number" not in self.errors:
             self.add_error("fallback_number", "A forward fallback needs the number to forward to.")
+        if data.get("fallback_number"):  # whatever the kind, as a network file has it
+            self.check("fallback_number", not_a_tracking_number)
         return data
 
 
@@ -179,6 +185,8 @@ class TargetForm(NetworkFileForm):
 
     def clean(self) -> dict:
         data = super().clean()
+        if data.get("number"):
+            self.check("number", not_a_tracking_number)
         hours, buyer = data.get("hours"), data.get("buyer")
         if hours and "hours" not in self.errors:
             default_tz = buyer.timezone if buyer else m.Buyer._meta.get_field("timezone").default
@@ -198,6 +206,12 @@ class TrackingNumberForm(NetworkFileForm):
     class Meta:
         model = m.TrackingNumber
         fields = "__all__"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("number"):  # no target or fallback may dial it, a paused or inactive one neither
+            self.check("number", not_dialled)
+        return data
 
 
 # --------------------------------------------------------------------------------------------------

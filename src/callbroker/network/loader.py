@@ -43,6 +43,8 @@ __all__ = [
     "dump_network",
     "export_network",
     "load_network",
+    "not_a_tracking_number",
+    "not_dialled",
     "read_network_file",
     "validate_network",
 ]
@@ -782,36 +784,81 @@ def _cross_check(c: _Checker, plan: NetworkPlan, *, prune: bool) -> None:
     for row in plan.targets:
         if row.values["number"] in tracking:
             c.add(join_location(row.location, "number"),
-                  f"{row.values['number']} is a tracking number ({tracking[row.values['number']]}); "
-                  f"calls would ring back into the platform")
+                  _rings_back(row.values["number"], f"a tracking number ({tracking[row.values['number']]})"))
     for row in plan.campaigns:
         if row.values["fallback_number"] in tracking:
             c.add(join_location(row.location, "fallback.number"),
-                  f"{row.values['fallback_number']} is a tracking number "
-                  f"({tracking[row.values['fallback_number']]}); calls would ring back into the platform")
-    if prune:
-        return  # what the file leaves out is paused or deactivated by the same load: it rings no one
-    # The other way round: a tracking number of the file that a target or a forward fallback already in the
-    # database (and not in the file) dials.
-    dialled: dict[str, str] = {}
-    file_targets = {row.key for row in plan.targets if row.key is not _BAD}
-    file_campaigns = {row.key for row in plan.campaigns if row.key is not _BAD}
+                  _rings_back(row.values["fallback_number"],
+                              f"a tracking number ({tracking[row.values['fallback_number']]})"))
+    # The other way round: a tracking number of the file that a target or a fallback already in the
+    # database (and not in the file) dials. What this load keeps counts, paused or deactivated: it is
+    # exported with its number, and the file check above would refuse that export.
     try:
-        for key, number in m.Target.objects.exclude(paused=True).values_list("key", "number"):
-            if key not in file_targets:
-                dialled.setdefault(number, f"the number of target '{key}', already in the database")
-        forwarding = (m.Campaign.objects.filter(active=True, fallback_kind="forward")
-                      .exclude(fallback_number=""))
-        for key, number in forwarding.values_list("key", "fallback_number"):
-            if key not in file_campaigns:
-                dialled.setdefault(number,
-                                   f"the fallback number of campaign '{key}', already in the database")
+        dialled = _dialled_in_database(
+            skip_targets={row.key for row in plan.targets if row.key is not _BAD},
+            skip_campaigns={row.key for row in plan.campaigns if row.key is not _BAD}, prune=prune)
     except DatabaseError:  # no tables yet (a --check before migrate)
-        pass
+        dialled = {}
     for row in plan.tracking_numbers:
         if row.key in dialled:
-            c.add(join_location(row.location, "number"),
-                  f"{row.key} is {dialled[row.key]}; calls would ring back into the platform")
+            c.add(join_location(row.location, "number"), _rings_back(row.key, dialled[row.key]))
+
+
+# --------------------------------------------------------------------------------------------------
+# numbers that would ring back into the platform (shared with the admin)
+# --------------------------------------------------------------------------------------------------
+
+
+def _rings_back(number: str, what: str) -> str:
+    return f"{number} is {what}; calls would ring back into the platform"
+
+
+def _dialled_in_database(number: str | None = None, *, skip_targets: set[str] = frozenset(),
+                         skip_campaigns: set[str] = frozenset(), prune: bool = False) -> dict[str, str]:
+    """The numbers the database holds for the platform to dial -> which row dials it.
+
+    Every target's number, a paused target's too, and every campaign's fallback number, whatever its kind
+    and an inactive campaign's too: all of them are exported, and a network file refuses any of them being
+    a tracking number (a paused target can be unpaused, a campaign reactivated, a fallback turned into a
+    forward). Rows the caller's file replaces (``skip_*``) are left out, and so, with ``prune``, are the
+    targets that load deletes (no call refers to them; the others it pauses and keeps). ``number`` asks
+    about that one number only.
+    """
+    targets = m.Target.objects.all()  # the keys to skip compared here: NOT IN them may not fit a statement
+    campaigns = m.Campaign.objects.exclude(fallback_number="")
+    if number is not None:
+        targets, campaigns = targets.filter(number=number), campaigns.filter(fallback_number=number)
+    rows = [row for row in targets.values_list("pk", "key", "number", "paused") if row[1] not in skip_targets]
+    kept = target_ids_with_calls(row[0] for row in rows) if prune else set()
+    dialled: dict[str, str] = {}
+    for pk, key, target_number, paused in rows:
+        if prune and pk not in kept:
+            continue  # deleted by the same load
+        note = (" (--prune pauses it but keeps it: calls refer to it)" if prune
+                else " (paused, but it keeps its number and can be unpaused)" if paused else "")
+        dialled.setdefault(target_number, f"the number of target '{key}', already in the database{note}")
+    for key, fallback_number in campaigns.values_list("key", "fallback_number"):
+        if key not in skip_campaigns:
+            dialled.setdefault(fallback_number,
+                               f"the fallback number of campaign '{key}', already in the database")
+    return dialled
+
+
+def not_a_tracking_number(number: str) -> str:
+    """``number``, which a target or a fallback would dial; ``ValueError`` when a tracking number in the
+    database is the same number (what the loader says of such a number in a file)."""
+    if number and m.TrackingNumber.objects.filter(number=number).exists():
+        raise ValueError(_rings_back(number, "a tracking number (already in the database)"))
+    return number
+
+
+def not_dialled(number: str) -> str:
+    """``number``, to be a tracking number; ``ValueError`` when a target or a fallback in the database
+    dials it (what the loader says of such a tracking number in a file)."""
+    dialled = _dialled_in_database(number)
+    if number in dialled:
+        raise ValueError(_rings_back(number, dialled[number]))
+    return number
 
 
 def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False,
