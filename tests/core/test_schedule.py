@@ -487,6 +487,7 @@ class TestDescribe:
             ("America/Phoenix", dict(mon="24h", tue="24h", thu="24h"),
              "Monday, Tuesday and Thursday 24 hours Arizona time"),
             ("UTC", {}, "closed"),
+            ("America/Adak", dict(weekdays="08:00-17:00"), "Monday to Friday 8 AM to 5 PM Hawaii-Aleutian time"),
         ],
     )  # fmt: skip
     def test_texts(self, zone: str, hours: dict[str, str], text: str) -> None:

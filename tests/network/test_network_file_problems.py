@@ -398,6 +398,27 @@ def test_a_date_that_does_not_exist_gives_line_and_column(tmp_path, problems):
         "line 4, column 11: not valid YAML: '2026-02-30' is not a real date (day is out of range for month)"]
 
 
+def test_a_county_fips_code_with_a_leading_zero_must_be_quoted(tmp_path, problems, load):
+    """YAML reads 04017 (Navajo County, AZ) as the octal number 2063 and 06037 as 3103: never another
+    county. A code with no leading zero (48453, Travis County, TX) reads as itself, quoted or not."""
+    path = tmp_path / "network.yaml"
+    text = textwrap.dedent("""\
+        version: 1
+        campaigns: [{key: c}]
+        buyers:
+          - key: b
+            targets:
+              - {key: t, campaign: c, number: "+15125550150", area: {counties: [COUNTIES]}}
+        """)
+    path.write_text(text.replace("COUNTIES", "04017, 06037"))
+    hint = 'is not a county FIPS code (write FIPS codes in quotes, e.g. "04017")'
+    assert problems(path) == [f"buyers[0].targets[0].area.counties[0]: 2063 {hint}",
+                              f"buyers[0].targets[0].area.counties[1]: 3103 {hint}"]
+    path.write_text(text.replace("COUNTIES", '"04017", 48453'))
+    load(path)
+    assert m.Target.objects.get().area == {"counties": ["04017", "48453"]}
+
+
 def test_missing_and_empty_files(tmp_path, problems):
     assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")

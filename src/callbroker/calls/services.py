@@ -576,9 +576,10 @@ def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | N
     return ()
 
 
-def message_left(call_sid: str, url: str, duration: int | None) -> tuple[s.Step, ...]:
+def message_left(call_sid: str, url: str, duration: int | None, recording_sid: str = "") -> tuple[s.Step, ...]:
     """A voicemail or callback request was recorded in the fallback."""
-    db.update_where(Call, {"recording_url": url[:500], "recording_seconds": duration}, call_sid=call_sid)
+    db.update_where(Call, {"recording_url": url[:500], "recording_seconds": duration,
+                           "recording_sid": recording_sid[:64]}, call_sid=call_sid)
     return (s.Say("Thank you. We will get back to you. Goodbye."), s.Hangup())
 
 

@@ -187,7 +187,8 @@ def _degraded_recording(request: HttpRequest, params: dict[str, str]):
 def _degraded_voicemail(request: HttpRequest, params: dict[str, str]):
     steps, facts = degraded_mode.message_left()
     return steps, {**facts, "url": params.get("RecordingUrl", "")[:500],
-                   "duration": twilio._int(params, "RecordingDuration")}  # noqa: SLF001
+                   "duration": twilio._int(params, "RecordingDuration"),  # noqa: SLF001
+                   "recording_sid": params.get("RecordingSid", "")[:64]}
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -245,7 +246,9 @@ def voicemail(request: HttpRequest, params: dict[str, str]) -> str:
     sid = twilio.call_sid(params)
     url = params.get("RecordingUrl", "")[:500]
     duration = twilio._int(params, "RecordingDuration")  # noqa: SLF001
-    return _once(request, params, "voicemail", "voicemail", lambda: services.message_left(sid, url, duration))
+    recording_sid = params.get("RecordingSid", "")[:64]
+    return _once(request, params, "voicemail", "voicemail",
+                 lambda: services.message_left(sid, url, duration, recording_sid))
 
 
 #: What the buyer hears before the bridge when the campaign is unknown or the whisper failed.

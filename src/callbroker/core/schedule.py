@@ -433,6 +433,7 @@ _ZONE_WORDS = {
     "America/Los_Angeles": "Pacific time",
     "America/Anchorage": "Alaska time",
     "Pacific/Honolulu": "Hawaii time",
+    "America/Adak": "Hawaii-Aleutian time",  # Hawaii's standard offset, but with daylight saving time
     "America/Puerto_Rico": "Atlantic time",
     "UTC": "UTC",
     "Etc/UTC": "UTC",

@@ -356,8 +356,12 @@ def read_area(
     result["radius"] = radii
     counties = []
     for i, item in enumerate(_list_of(data, "counties", problems)):
-        if isinstance(item, int) and not isinstance(item, bool) and 1000 <= item <= 99999:
-            item = f"{item:05d}"  # a FIPS code YAML read as a number
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not 10000 <= item <= 99999:  # "04017" is read as octal (2063), or lost its zero: another county
+                problems.append(Problem(f"counties[{i}]", f"{item} is not a county FIPS code (write FIPS codes "
+                                                          f"in quotes, e.g. \"04017\")"))
+                continue
+            item = str(item)  # a FIPS code YAML read as a number, no leading zero to lose
         if not isinstance(item, str) or not item.strip():
             problems.append(Problem(f"counties[{i}]", f"expected a county like \"Travis County, TX\", "
                                                       f"\"TX:Travis\" or \"48453\", got {_type_name(item)}"))

@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -91,7 +92,7 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
     version = m.NetworkVersion.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     targets_by_campaign: dict[int, list[core.Target]] = {}
     targets: dict[int, TargetInfo] = {}
-    hours_by_campaign: dict[int, list[str]] = {}
+    hours_by_campaign: dict[int, list[str | None]] = {}  # per active target: its hours in words (None: always open)
     for row in m.Target.objects.select_related("buyer").order_by("priority", "id"):
         try:
             area = parse_area(row.area).resolve(directory)
@@ -124,8 +125,8 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
         targets[row.pk] = TargetInfo(core=value, label=value.name, buyer_name=row.buyer.name,
                                      timezone=row.buyer.timezone)
         targets_by_campaign.setdefault(row.campaign_id, []).append(value)
-        if schedule is not None and not value.paused:
-            hours_by_campaign.setdefault(row.campaign_id, []).append(schedule.describe())
+        if not value.paused:
+            hours_by_campaign.setdefault(row.campaign_id, []).append(schedule and schedule.describe())
 
     campaigns: dict[int, CampaignInfo] = {}
     for row in m.Campaign.objects.all():
@@ -152,7 +153,6 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
                 message=row.fallback_message,
             ),
         )
-        hours = hours_by_campaign.get(row.pk, [])
         campaigns[row.pk] = CampaignInfo(
             core=rules,
             key=row.key,
@@ -170,7 +170,7 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
             missed_calls_cooldown_s=int(row.missed_calls_cooldown.total_seconds()),
             targets=prepare_targets(targets_by_campaign.get(row.pk, ())),
             target_names={str(t.id): t.name for t in targets_by_campaign.get(row.pk, ())},
-            hours_text=max(set(hours), key=hours.count) if hours else "",
+            hours_text=campaign_hours(hours_by_campaign.get(row.pk, [])),
         )
     tracking = {
         row.number: TrackingInfo(row.pk, row.number, row.campaign_id, row.publisher_id, row.active)
@@ -179,6 +179,22 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
     timezones = {target_id: info.timezone for target_id, info in targets.items()}
     return NetworkSnapshot(version=version, campaigns=campaigns, targets=targets, tracking=tracking,
                            timezones=timezones)
+
+
+#: At most this many different opening hours are spoken in a closed message; the most common first.
+HOURS_SPOKEN = 3
+
+
+def campaign_hours(described: list[str | None]) -> str:
+    """The campaign's opening hours for its closed message, from each active line's hours in words (in
+    priority order; None for a line that is always open): every different one, the most common first and
+    ties in priority order, at most ``HOURS_SPOKEN`` of them; lines that never open left out. Nothing when
+    a line is always open (a caller who hears the message was turned away by caps, not by the hours) or
+    none ever opens."""
+    if None in described:
+        return ""
+    counts = Counter(text for text in described if text != "closed")  # keeps first-seen order on ties
+    return "; also ".join(text for text, _ in counts.most_common(HOURS_SPOKEN))
 
 
 #: The current network version, as a scalar subquery (NULL before the network was first loaded: version 0).
