@@ -192,6 +192,22 @@ def test_check_catches_a_reversal_that_does_not_match_its_charge(calls):
     assert "billable but not charged in the ledger" in problems
 
 
+def test_check_catches_a_reversal_filed_to_another_party_campaign_or_currency(calls, make_buyer):
+    """Taken back from buyer Y for a charge to buyer X, then charged to X again: X pays twice and Y is
+    credited for nothing, though every generation nets to zero and the call's total is right."""
+    first = calls[0]
+    other = make_buyer(key="other", name="Other Buyer")
+    charge = LedgerEntry.objects.get(call=first, kind="charge")
+    LedgerEntry.objects.create(call=first, call_sid=first.call_sid, kind="charge_reversal", generation=1,
+                               amount=Decimal("-45.00"), buyer=other, campaign=first.campaign, currency="EUR",
+                               memo="by hand")
+    LedgerEntry.objects.create(call=first, call_sid=first.call_sid, kind="charge", generation=2,
+                               amount=Decimal("45.00"), buyer=first.buyer, campaign=first.campaign, memo="by hand")
+    problems = [m.problem for m in ledger_mismatches()]
+    assert problems == [f"charge_reversal #1 is filed to buyer {other.pk}, the charge to buyer {charge.buyer_id}",
+                        f"charge_reversal #1 is filed to currency EUR, the charge to currency {charge.currency}"]
+
+
 def test_check_of_one_month_looks_at_calls_started_in_it(calls, make_billable, clock):
     december = make_billable(started_at=DEC, revenue="10.00")
     Call.objects.filter(pk=december.pk).update(verdict="billable")  # never posted

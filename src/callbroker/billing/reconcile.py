@@ -33,7 +33,7 @@ from callbroker.core.money import ZERO
 CHUNK = 2000
 _CALL_FIELDS = ("id", "call_sid", "verdict", "revenue", "payout", "buyer_id", "publisher_id", "campaign_id")
 _ENTRY_FIELDS = ("call_id", "call_sid", "kind", "generation", "amount", "buyer_id", "publisher_id",
-                 "campaign_id")
+                 "campaign_id", "currency")
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,14 @@ def _check_call(call: tuple, entries: list[tuple]) -> tuple[list[str], set[str]]
             posting = postings.get(generation)
             if posting is None:
                 problems.append(f"{reversal_kind} #{generation} reverses nothing")
-            elif reversal[4] != -posting[4]:
-                problems.append(f"{reversal_kind} #{generation} is {reversal[4]}, "
-                                f"the {kind} was {posting[4]}")
+            else:
+                if reversal[4] != -posting[4]:
+                    problems.append(f"{reversal_kind} #{generation} is {reversal[4]}, "
+                                    f"the {kind} was {posting[4]}")
+                problems += [f"{reversal_kind} #{generation} is filed to {what} {reversal[at]}, "
+                             f"the {kind} to {what} {posting[at]}"
+                             for what, at in ((party, party_at), ("campaign", 7), ("currency", 8))
+                             if reversal[at] != posting[at]]
         still_open = [row for generation, row in sorted(postings.items()) if generation not in reversals]
         net = sum((row[4] for row in entries if row[2] in (kind, reversal_kind)), ZERO)
         if still_open:

@@ -344,7 +344,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
         # Already settled (the final status arrived first and closed it): nothing more to ring.
         if attempt.result == AttemptResult.CANCELED and outcome.status != "canceled":
-            _record_late_unbridged(call, attempt, outcome, campaign, snap, now)
+            _record_late_unbridged(attempt, outcome, campaign, snap, now)
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
     given_back = attempt.result == AttemptResult.CANCELED  # by the final status, which came first
@@ -376,20 +376,19 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     return _dial_next(call, campaign, snap, now)
 
 
-def _record_late_unbridged(call: Call, attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo,
-                           snap: NetworkSnapshot, now: dt.datetime) -> None:
+def _record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
+                           now: dt.datetime) -> None:
     """A leg's unbridged result (no answer, busy, failed, declined) that came after the call's final status,
     which closed the attempt as canceled (the caller hanging up while it rang): what the leg really did is
     recorded, so every arrival order ends in the same record and missed-call protection counts a buyer's
-    miss; the call is judged again. The end of the call gave its slot and cap units back, and its end
-    time stays the one the final status gave it."""
+    miss. Nothing its verdict rests on changed (it reached no buyer either way). The end of the call gave
+    its slot and cap units back, and its end time stays the one the final status gave it."""
     attempt.result = unbridged_result(outcome)
     attempt.dial_call_sid = outcome.dial_call_sid[:64]
     db.update(attempt, ["result", "dial_call_sid"])
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
-    _qualify(call, campaign, snap)
 
 
 def _give_back_degraded_hold(call_sid: str, sequence: int) -> None:
@@ -896,11 +895,17 @@ def _judge_again(later: Sequence[tuple[int, int]], snap: NetworkSnapshot) -> Non
     later one was judged without it (not yet billable, so no duplicate; not yet stored, so not counted in
     the velocity window). Each is judged again from its stored facts, in start order; the ledger follows
     (``post_verdict``), and a call whose billability changes passes the question on to the calls after it.
+    Only a call whose duplicate or velocity reason comes out otherwise is written: the others' verdicts
+    rest on nothing that changed, and are not judged (nor priced) again by the network as it is now.
     """
     for pk, campaign_id in later:
         other = db.select_one(Call, id=pk)
         if other is not None and other.verdict != Verdict.PENDING:
-            _qualify(other, snap.campaigns[campaign_id], snap)
+            _qualify(other, snap.campaigns[campaign_id], snap, history_only=True)
+
+
+#: The reasons a call's verdict takes from the caller's other calls (``_caller_history``).
+_HISTORY_REASONS = frozenset({core.Reason.DUPLICATE.value, core.Reason.CALLER_VELOCITY.value})
 
 
 def _write(call: Call) -> None:
@@ -965,12 +970,13 @@ def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> 
     return max(0, int((now - attempt.started_at).total_seconds()) - talk_seconds)
 
 
-def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
+def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, history_only: bool = False) -> None:
     """Judge the finished call from its stored facts (deterministic: re-running gives the same verdict).
 
     When this is the call's first verdict, or its billability changed, the caller's later calls that
     were judged already are judged again (``_judge_again``): the verdict doesn't depend on the order in
-    which calls end.
+    which calls end. ``history_only``: change the call only when the reasons it takes from the caller's
+    other calls (duplicate, velocity) come out otherwise than stored.
     """
     first, was_billable = call.verdict == Verdict.PENDING, call.verdict == Verdict.BILLABLE
     info = snap.targets.get(call.connected_target_id) if call.connected_target_id else None
@@ -995,6 +1001,9 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot) -> None:
         target_price=info.core.price if info else Decimal("0.00"),
     )
     verdict = qualify(campaign.core, facts)
+    if history_only and _HISTORY_REASONS.intersection(verdict.reasons) == _HISTORY_REASONS.intersection(
+            call.reason_codes or ()):
+        return
     call.in_area = in_area
     call.verdict = Verdict.BILLABLE if verdict.billable else Verdict.NOT_BILLABLE
     call.reason_codes = [r.value for r in verdict.reasons]
