@@ -67,3 +67,12 @@ def test_another_charset_refused():
     request = RequestFactory().post("/carriers/twilio/voice", "CallSid=CA1", content_type=FORM + "; charset=latin-1")
     with pytest.raises(BadRequest):
         form.params(request)
+
+
+def test_every_value_of_the_names_given_more_than_once_only():
+    request = RequestFactory().post("/carriers/twilio/voice", "CallSid=CA1&Foo=1&Bar=x&Foo=2", content_type=FORM)
+    assert form.params(request) == {"CallSid": "CA1", "Foo": "2", "Bar": "x"}
+    assert form.every_value(request) == {"Foo": ["1", "2"]}
+    once = RequestFactory().post("/carriers/twilio/voice", "CallSid=CA1&Foo=1", content_type=FORM)
+    form.params(once)
+    assert form.every_value(once) == {}

@@ -54,4 +54,9 @@ def test_a_campaign_speaks_the_hours_of_its_active_lines(settings, tmp_path):
     load_network(NETWORK)
     (campaign,) = current_snapshot().campaigns.values()
     assert campaign.hours_text == f"{WEEKDAYS}; also {WEEKEND}"
+    always = {**NETWORK["buyers"][0]["targets"][0], "key": "always", "number": "+15125550154",
+              "hours": {"weekly": {"daily": "00:00-24:00"}}}  # hours that never close: as no hours at all
+    load_network({**NETWORK, "buyers": [{**NETWORK["buyers"][0], "targets": [*NETWORK["buyers"][0]["targets"], always]}]})
+    (campaign,) = current_snapshot().campaigns.values()
+    assert campaign.hours_text == ""
     reset_snapshot()

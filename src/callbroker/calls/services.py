@@ -344,7 +344,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
         # Already settled (the final status arrived first and closed it): nothing more to ring.
         if attempt.result == AttemptResult.CANCELED and outcome.status != "canceled":
-            _record_late_unbridged(attempt, outcome, campaign, snap, now)
+            record_late_unbridged(attempt, outcome, campaign, snap, now)
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
     given_back = attempt.result == AttemptResult.CANCELED  # by the final status, which came first
@@ -376,7 +376,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     return _dial_next(call, campaign, snap, now)
 
 
-def _record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
+def record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
                            now: dt.datetime) -> None:
     """A leg's unbridged result (no answer, busy, failed, declined) that came after the call's final status,
     which closed the attempt as canceled (the caller hanging up while it rang): what the leg really did is

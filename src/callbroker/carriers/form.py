@@ -38,6 +38,7 @@ def params(request: HttpRequest) -> dict[str, str]:
         if len(found) < len(pairs):  # a name given more than once (rare): keep every value for the signature
             for key, value in pairs:
                 repeated.setdefault(key, []).append(value)
+            repeated = {key: values for key, values in repeated.items() if len(values) > 1}
     else:
         source = request.POST if request.method == "POST" else request.GET
         found = {key: source.get(key, "") for key in source}

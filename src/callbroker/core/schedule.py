@@ -338,6 +338,11 @@ class Schedule:
         """Open every second of every day."""
         return cls(timezone=timezone, weekly={day: ((_MIDNIGHT, _MIDNIGHT),) for day in range(7)})
 
+    @property
+    def always_open(self) -> bool:
+        """Open every second: 24 hours every day, no exception date, no holiday calendar."""
+        return self._plan.always
+
     def is_open(self, at: dt.datetime) -> bool:
         """Open at this instant? ``at`` must be timezone-aware (any zone)."""
         if at.tzinfo is None or at.utcoffset() is None:

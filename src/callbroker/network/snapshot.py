@@ -126,7 +126,8 @@ def build_snapshot(directory: ZipDirectory | None = None) -> NetworkSnapshot:
                                      timezone=row.buyer.timezone)
         targets_by_campaign.setdefault(row.campaign_id, []).append(value)
         if not value.paused:
-            hours_by_campaign.setdefault(row.campaign_id, []).append(schedule and schedule.describe())
+            hours_by_campaign.setdefault(row.campaign_id, []).append(
+                None if schedule is None or schedule.always_open else schedule.describe())
 
     campaigns: dict[int, CampaignInfo] = {}
     for row in m.Campaign.objects.all():
