@@ -366,11 +366,6 @@ def test_cli_signs_with_the_token_the_server_has(server, monkeypatch):
                                                                            seen.form)
 
 
-def test_cli_traffic_missing_network_file(server, tmp_path, capsys):
-    code = run_cli(["traffic", "--url", server.url, "--token", TOKEN, "--network", str(tmp_path / "nope.yaml")])
-    assert code == 2 and "not found" in capsys.readouterr().err
-
-
 RECORDED_DIAL = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/done" record="record-from-answer" '
                  'recordingStatusCallback="/rec"><Number>+15125550101</Number></Dial></Response>')
 STATUS = "/carriers/twilio/status"

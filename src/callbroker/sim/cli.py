@@ -110,19 +110,26 @@ def _carrier(args: argparse.Namespace, token: str, seed: int | None):
 
 
 def _traffic(args: argparse.Namespace, token: str) -> int:
-    import yaml
-
+    from callbroker.network.parsing import NetworkError
+    from callbroker.sim.network_file import NetworkFileError, read_network_file
     from callbroker.sim.traffic import generate_day, run_traffic
 
     path = args.network or DEMO_NETWORK
-    if not path.is_file():
-        print(f"callbroker sim: network file {path} not found"
-              + ("" if args.network else " (the packaged demo is missing; pass --network FILE)"), file=sys.stderr)
+    try:
+        network = read_network_file(path)
+        planned = generate_day(network, calls=args.calls, seed=args.seed)
+    except NetworkFileError as exc:
+        missing = "" if args.network or path.exists() else \
+            " (the packaged demo is missing; pass --network FILE)"
+        print(f"callbroker sim: {exc}{missing}", file=sys.stderr)
         return 2
-    network = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    planned = generate_day(network, calls=args.calls, seed=args.seed)
+    except NetworkError as exc:  # every problem has its place in the file: the first, and how many more
+        first, more = exc.problems[0], len(exc.problems) - 1
+        print(f"callbroker sim: network file {path}: {first}"
+              + (f" (and {more} more problem{'s' if more != 1 else ''})" if more else ""), file=sys.stderr)
+        return 2
     if not planned:
-        print(f"callbroker sim: {path} has no tracking numbers to call", file=sys.stderr)
+        print(f"callbroker sim: network file {path}: no active tracking number to call", file=sys.stderr)
         return 2
     delivery = _delivery(args)
     stop = threading.Event()

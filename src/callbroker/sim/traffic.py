@@ -176,10 +176,19 @@ class _Campaign:
 
 
 def generate_day(network: Mapping, *, calls: int, seed: int, directory=None) -> list[PlannedCall]:
-    """Plan ``calls`` calls for one day of ``network`` (a parsed network YAML), sorted by time."""
+    """Plan ``calls`` calls for one day of ``network`` (a parsed network YAML), sorted by time.
+
+    Raises :class:`~callbroker.network.parsing.NetworkError` listing every problem, each at its place, when
+    the parts of the file the plan reads are wrong (``sim.network_file.check_network``).
+    """
     from callbroker.core import geo
+    from callbroker.network.parsing import NetworkError
+    from callbroker.sim.network_file import check_network
 
     directory = directory if directory is not None else geo.ZipDirectory.default()
+    problems = check_network(network, directory)
+    if problems:
+        raise NetworkError(problems)
     rng = random.Random(seed)
     inactive = {c.get("key") for c in network.get("campaigns") or () if c.get("active") is False}
     tracking = [
