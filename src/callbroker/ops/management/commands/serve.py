@@ -1,10 +1,18 @@
-"""`callbroker serve`: the production web server (gunicorn, sync workers = cores by default)."""
+"""`callbroker serve`: the production web server (gunicorn, sync workers = cores by default).
+
+The listening socket is opened here, before gunicorn starts, and handed to it (``--bind fd://N``): a port
+something else listens on, or a host that can't be resolved, is refused in one line (as ``callbroker run``
+refuses them), and the line saying where the server listens is printed only once it does. Connections
+that come while gunicorn loads the application wait in the socket's backlog.
+"""
 
 import os
+import socket
 
 from django.core.management.base import BaseCommand, CommandError
 
-from callbroker.ops.server import default_workers, gunicorn_command, host_port
+from callbroker.arguments import at_least
+from callbroker.ops.server import PortInUse, check_port_free, default_workers, gunicorn_command, host_port
 
 
 def port_number(text: str, setting: str = "") -> int:
@@ -32,17 +40,44 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("CALLBROKER_HOST", "127.0.0.1"))
         parser.add_argument("--port", help="default: CALLBROKER_PORT, else 8000")
-        parser.add_argument("--workers", type=int, default=default_workers())
+        parser.add_argument("--workers", type=at_least(1, int), default=default_workers(),
+                            help="default: one per core this process may use")
         parser.add_argument("--access-log", action="store_true", help="Log every request to stdout.")
 
     def handle(self, *args, host, port, workers, access_log, **options):
         port = chosen_port(port)
-        cmd = gunicorn_command(host, port, workers, access_log=access_log)
+        cmd = listening(gunicorn_command(host, port, workers, access_log=access_log), host, port)
         # --settings is in the environment already (Django puts it there); --pythonpath only in this
         # process's sys.path: the server is a new program, so it goes into its environment too.
         if options.get("pythonpath"):
             paths = [options["pythonpath"], *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
             os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-        self.stdout.write(f"callbroker serving on http://{host_port(host, port)} with {workers} workers")
+        plural = "" if workers == 1 else "s"
+        self.stdout.write(f"callbroker listening on http://{host_port(host, port)}; starting {workers} "
+                          f"worker{plural}")
         self.stdout.flush()
         os.execv(cmd[0], cmd)  # replace this process: signals go straight to gunicorn
+
+
+def listening(cmd: list[str], host: str, port: int) -> list[str]:
+    """``cmd`` (``gunicorn_command``) with its ``--bind`` replaced by a socket listening on ``host:port`` now
+    (bound as gunicorn binds, ``SO_REUSEADDR``; with the command's ``--backlog``, which gunicorn can't apply
+    to a socket it is handed) that the server, started by ``exec``, inherits. A ``CommandError`` in one
+    line when the port is taken or the host can't be resolved or listened on (formerly gunicorn retried its
+    bind for seconds and gave up, after ``serve`` had said it was serving)."""
+    try:
+        check_port_free(host, port)  # the message `callbroker run` gives
+    except PortInUse as exc:
+        raise CommandError(str(exc)) from None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as listener:
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host.strip("[]"), port))
+            listener.listen(int(cmd[cmd.index("--backlog") + 1]))
+        except OSError as exc:  # taken between the check and now
+            raise CommandError(f"cannot listen on {host_port(host, port)}: {exc.strerror or exc} "
+                               "(--host, --port)") from None
+        listener.set_inheritable(True)
+        fd = listener.detach()  # open until exec, and in the server after it
+    at = cmd.index("--bind") + 1
+    return [*cmd[:at], f"fd://{fd}", *cmd[at + 1:]]
