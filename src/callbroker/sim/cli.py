@@ -9,8 +9,10 @@ to the server, like the carrier does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -132,7 +134,8 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
         print(f"callbroker sim: network file {path}: no active tracking number to call", file=sys.stderr)
         return 2
     delivery = _delivery(args)
-    stop = threading.Event()
+    stop = threading.Event()  # no new call: the reader has gone, or a first Ctrl-C
+    interrupted = threading.Event()
 
     def on_done(call, record) -> None:
         try:
@@ -144,20 +147,52 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
             stop.set()
             raise
 
-    with _carrier(args, token, args.seed) as carrier:
+    with _carrier(args, token, args.seed) as carrier, _first_ctrl_c_stops(stop, interrupted):
         try:
             stats = run_traffic(carrier, planned, rate=args.rate, concurrency=args.concurrency,
                                 on_done=on_done, delivery=delivery, stop=stop)
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt:  # the second Ctrl-C: leave the calls in flight as they are, now
+            print("\ncallbroker: interrupted", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # The emulator's threads are playing the calls in flight: a normal exit would wait for them
+            # (the thread pool joins its threads at exit) and go on printing their lines meanwhile.
+            os._exit(130)
     if args.json:
         print(json.dumps({"summary": stats.as_dict()}))
     else:
         print(stats.summary())
         for problem in stats.problems:
             print(f"  problem: {problem}")
+    if interrupted.is_set():
+        sys.stdout.flush()
+        print(f"callbroker: interrupted ({stats.calls} of {len(planned)} calls placed)", file=sys.stderr)
+        return 130
     return 0 if stats.calls and stats.errors == 0 else 1
+
+
+@contextlib.contextmanager
+def _first_ctrl_c_stops(stop: threading.Event, interrupted: threading.Event):
+    """While traffic runs, the first Ctrl-C sets ``stop`` (no new call is placed; the calls in flight finish
+    and are shown) and ``interrupted``, and says so in one line; a second one raises ``KeyboardInterrupt``.
+    Outside the main thread (:func:`run` called from another thread) no handler can be set: nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
+        interrupted.set()
+        stop.set()
+        print("\ncallbroker: stopping: no new calls; the calls in flight finish first (Ctrl-C again to stop "
+              "now)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def call_line(call, record) -> str:
