@@ -26,14 +26,20 @@ PLUMBING = "+15125550001"  # e2e-plumbing's tracking number
 
 
 @pytest.fixture
-def e2e_network(db, settings, tmp_path):
-    """The e2e network (tests/e2e/network.yaml) loaded, no Redis, the process's snapshot built afresh."""
+def network(db, settings, tmp_path):
+    """``load_network`` for a network of the test's own (a file or a mapping): no Redis, the process's
+    snapshot built afresh."""
     settings.DATA_DIR = tmp_path
     settings.REDIS_URL = ""
     reset_snapshot()
-    load_network(E2E_NETWORK)
-    yield
+    yield load_network
     reset_snapshot()
+
+
+@pytest.fixture
+def e2e_network(network):
+    """The e2e network (tests/e2e/network.yaml) loaded (see ``network``)."""
+    network(E2E_NETWORK)
 
 
 @pytest.fixture

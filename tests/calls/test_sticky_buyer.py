@@ -13,7 +13,6 @@ import pytest
 from callbroker.calls import services
 from callbroker.calls import steps as s
 from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
-from callbroker.network.loader import load_network
 from callbroker.network.models import Target
 from callbroker.network.snapshot import reset_snapshot
 
@@ -35,16 +34,6 @@ NETWORK = {
 }
 
 
-@pytest.fixture
-def network(db, settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    settings.REDIS_URL = ""
-    reset_snapshot()
-    load_network(NETWORK)
-    yield
-    reset_snapshot()
-
-
 def rings(n: int, caller: str) -> list[str]:
     steps = services.start_call(InboundCall(call_sid=f"CA{n:032x}", account_sid="AC" + "0" * 32, from_raw=caller,
                                             to="+15125550001", from_zip="78701", from_state="TX"))
@@ -52,6 +41,7 @@ def rings(n: int, caller: str) -> list[str]:
 
 
 def test_a_repeat_caller_rings_the_buyer_it_reached_before_a_better_priority(network):
+    network(NETWORK)
     assert rings(1, "+17375550601") == ["+15125550150"]
     services.dial_finished(f"CA{1:032x}", 1, DialOutcome(status="completed", bridged=True, duration=90))
     services.call_status(f"CA{1:032x}", StatusUpdate(status="completed", duration=95))

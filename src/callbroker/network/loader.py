@@ -257,7 +257,7 @@ _SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
 def _got(value: object) -> str:
-    return parsing._type_name(value)
+    return parsing.type_name(value)
 
 
 def _key(value: object) -> str:

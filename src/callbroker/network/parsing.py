@@ -107,7 +107,8 @@ def _unknown_keys(data: Mapping, allowed: Sequence[str]) -> list[Problem]:
     return problems
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """A value as a problem names it: ``nothing (null)``, ``a list``, ``'text'``, ``42``."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -131,14 +132,14 @@ def parse_zip(value: object) -> str:
     """A five-digit ZIP code as a string. YAML reads ``78701`` as a number: that is accepted; a
     number below 10000 (``02134`` read as octal or with its zero lost) is refused with a hint."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a ZIP code, got {_type_name(value)}")
+        raise ValueError(f"expected a ZIP code, got {type_name(value)}")
     if isinstance(value, int):
         if 10000 <= value <= 99999:
             return str(value)
         raise ValueError(f"{value} is not a ZIP code (write ZIP codes in quotes, e.g. \"02134\")")
     if isinstance(value, str) and _ZIP_RE.match(value.strip()):
         return value.strip()
-    raise ValueError(f"{_type_name(value)} is not a ZIP code (five digits, e.g. \"78701\")")
+    raise ValueError(f"{type_name(value)} is not a ZIP code (five digits, e.g. \"78701\")")
 
 
 def parse_e164(value: object) -> str:
@@ -147,7 +148,7 @@ def parse_e164(value: object) -> str:
         raise ValueError(f"{value} is a number, not an E.164 phone number: write phone numbers in quotes "
                          f"with + and the country code, e.g. \"+15125550100\"")
     if not isinstance(value, str):
-        raise ValueError(f"expected an E.164 phone number in quotes, got {_type_name(value)}")
+        raise ValueError(f"expected an E.164 phone number in quotes, got {type_name(value)}")
     return phone.validate_e164(value)
 
 
@@ -155,7 +156,7 @@ def parse_prefix(value: object) -> str:
     """A caller-number prefix in E.164 form: ``+1900``, ``+1512555``."""
     if isinstance(value, str) and _PREFIX_RE.match(value.strip()):
         return value.strip()
-    raise ValueError(f"{_type_name(value)} is not a number prefix (a + and digits, e.g. \"+1900\")")
+    raise ValueError(f"{type_name(value)} is not a number prefix (a + and digits, e.g. \"+1900\")")
 
 
 @cache
@@ -166,7 +167,7 @@ def _timezone_names() -> frozenset[str]:
 def parse_timezone(value: object) -> str:
     """An IANA time zone name (``America/Chicago``)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected an IANA time zone name like America/Chicago, got {_type_name(value)}")
+        raise ValueError(f"expected an IANA time zone name like America/Chicago, got {type_name(value)}")
     name = value.strip()
     try:
         zoneinfo.ZoneInfo(name)
@@ -183,12 +184,12 @@ def parse_money(value: object) -> Decimal:
     so no binary rounding ever reaches the amount.
     """
     if isinstance(value, bool) or value is None or isinstance(value, Mapping | list | tuple):
-        raise ValueError(f"expected an amount like \"45.00\", got {_type_name(value)}")
+        raise ValueError(f"expected an amount like \"45.00\", got {type_name(value)}")
     text = repr(value) if isinstance(value, float) else str(value).strip()
     try:
         amount = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{_type_name(value)} is not an amount of money (e.g. \"45.00\")") from None
+        raise ValueError(f"{type_name(value)} is not an amount of money (e.g. \"45.00\")") from None
     if not amount.is_finite():
         raise ValueError(f"{text} is not an amount of money")
     if amount < 0:
@@ -203,7 +204,7 @@ def parse_money(value: object) -> Decimal:
 def parse_currency(value: object) -> str:
     """A currency code: three letters, given in any case, kept upper case (``"usd"`` is ``USD``)."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{3}", value.strip()):
-        raise ValueError(f"{_type_name(value)} is not a currency code (three letters, e.g. USD)")
+        raise ValueError(f"{type_name(value)} is not a currency code (three letters, e.g. USD)")
     return value.strip().upper()
 
 
@@ -232,7 +233,7 @@ def parse_duration(value: object) -> dt.timedelta:
                              f"(at most {format_duration(MAX_DURATION)})")
         return value
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration ({_DURATION_HINT}), got {_type_name(value)}")
+        raise ValueError(f"expected a duration ({_DURATION_HINT}), got {type_name(value)}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative; durations must be 0 or more")
@@ -247,7 +248,7 @@ def parse_duration(value: object) -> dt.timedelta:
             units = [u for _, u in parts]
             if len(set(units)) == len(units):
                 return _at_most_max(sum(int(n) * _UNITS[u] for n, u in parts), value)
-    raise ValueError(f"{_type_name(value)} is not a duration ({_DURATION_HINT})")
+    raise ValueError(f"{type_name(value)} is not a duration ({_DURATION_HINT})")
 
 
 def _at_most_max(seconds: int, given: object) -> dt.timedelta:
@@ -281,14 +282,14 @@ def _list_of(data: Mapping, key: str, problems: list[Problem]) -> list:
     if value is None:
         return []
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        problems.append(Problem(key, f"expected a list, got {_type_name(value)}"))
+        problems.append(Problem(key, f"expected a list, got {type_name(value)}"))
         return []
     return list(value)
 
 
 def _miles(value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"expected a number of miles, got {_type_name(value)}")
+        raise ValueError(f"expected a number of miles, got {type_name(value)}")
     if not 0 < value <= MAX_RADIUS_MILES:
         raise ValueError(f"{value} miles is out of range (more than 0, at most {MAX_RADIUS_MILES})")
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
@@ -315,7 +316,7 @@ def read_area(
         return {}, None
     if not isinstance(data, Mapping):
         raise NetworkError([Problem("", f"expected a mapping with {', '.join(AREA_KEYS)}, "
-                                        f"got {_type_name(data)}")])
+                                        f"got {type_name(data)}")])
     problems = _unknown_keys(data, AREA_KEYS)
     result: dict[str, list] = {}
 
@@ -339,7 +340,7 @@ def read_area(
     for i, item in enumerate(_list_of(data, "radius", problems)):
         where = f"radius[{i}]"
         if not isinstance(item, Mapping):
-            problems.append(Problem(where, f"expected {{zip: \"78701\", miles: 15}}, got {_type_name(item)}"))
+            problems.append(Problem(where, f"expected {{zip: \"78701\", miles: 15}}, got {type_name(item)}"))
             continue
         problems.extend(p.under(where) for p in _unknown_keys(item, RADIUS_KEYS))
         entry: dict = {}
@@ -364,7 +365,7 @@ def read_area(
             item = str(item)  # a FIPS code YAML read as a number, no leading zero to lose
         if not isinstance(item, str) or not item.strip():
             problems.append(Problem(f"counties[{i}]", f"expected a county like \"Travis County, TX\", "
-                                                      f"\"TX:Travis\" or \"48453\", got {_type_name(item)}"))
+                                                      f"\"TX:Travis\" or \"48453\", got {type_name(item)}"))
             continue
         if directory is not None:
             try:
@@ -378,7 +379,7 @@ def read_area(
     for i, item in enumerate(_list_of(data, "states", problems)):
         if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z]{2}", item.strip()):
             problems.append(Problem(f"states[{i}]", f"expected a two-letter state code like \"TX\", "
-                                                    f"got {_type_name(item)}"))
+                                                    f"got {type_name(item)}"))
             continue
         if directory is not None:
             try:
@@ -445,7 +446,7 @@ def _holidays(value: object) -> tuple[str, str | None] | None:
     if value is None or value is False:
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?", value.strip()):
-        raise ValueError(f"{_type_name(value)} is not a holiday calendar (a country like \"US\" or a "
+        raise ValueError(f"{type_name(value)} is not a holiday calendar (a country like \"US\" or a "
                          f"country and subdivision like \"US-TX\")")
     country, _, subdivision = value.strip().upper().partition("-")
     supported = holiday_calendars()
@@ -475,7 +476,7 @@ def _exception_date(value: object) -> dt.date:
             return dt.date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"{_type_name(value)} is not a date (use YYYY-MM-DD)")
+    raise ValueError(f"{type_name(value)} is not a date (use YYYY-MM-DD)")
 
 
 def _hours_text(value: object) -> str:
@@ -485,7 +486,7 @@ def _hours_text(value: object) -> str:
     if value is False:
         return "closed"
     if not isinstance(value, str):
-        raise ValueError(f"expected hours like \"08:00-18:00\" or \"closed\", got {_type_name(value)}")
+        raise ValueError(f"expected hours like \"08:00-18:00\" or \"closed\", got {type_name(value)}")
     text = value.strip()
     schedule.parse_hours(text)  # raises ValueError with a plain message
     return text
@@ -516,7 +517,7 @@ def normalize_hours(data: Mapping | None) -> dict | None:
         return None
     if not isinstance(data, Mapping):
         raise NetworkError([Problem("", f"expected a mapping with {', '.join(HOURS_KEYS)}, "
-                                        f"got {_type_name(data)}")])
+                                        f"got {type_name(data)}")])
     problems = _unknown_keys(data, HOURS_KEYS)
     result: dict = {}
     if "timezone" in data:
@@ -529,7 +530,7 @@ def normalize_hours(data: Mapping | None) -> dict | None:
         problems.append(Problem("weekly", "missing (e.g. {weekdays: \"08:00-18:00\", sat: \"09:00-13:00\"}; "
                                           "leave hours out for always open)"))
     elif not isinstance(weekly, Mapping):
-        problems.append(Problem("weekly", f"expected a mapping of days to hours, got {_type_name(weekly)}"))
+        problems.append(Problem("weekly", f"expected a mapping of days to hours, got {type_name(weekly)}"))
     else:
         clean: dict[str, str] = {}
         day_problems = []
@@ -558,7 +559,7 @@ def normalize_hours(data: Mapping | None) -> dict | None:
         where = f"exceptions[{i}]"
         if not isinstance(item, Mapping):
             problems.append(Problem(where, f"expected {{date: 2026-12-24, hours: \"08:00-12:00\"}} or "
-                                           f"{{date: 2026-12-31, closed: true}}, got {_type_name(item)}"))
+                                           f"{{date: 2026-12-31, closed: true}}, got {type_name(item)}"))
             continue
         problems.extend(p.under(where) for p in _unknown_keys(item, EXCEPTION_KEYS))
         entry: dict = {}
@@ -577,7 +578,7 @@ def normalize_hours(data: Mapping | None) -> dict | None:
                 entry["date"] = day.isoformat()
         closed = item.get("closed", False)
         if not isinstance(closed, bool):
-            problems.append(Problem(f"{where}.closed", f"expected true or false, got {_type_name(closed)}"))
+            problems.append(Problem(f"{where}.closed", f"expected true or false, got {type_name(closed)}"))
         elif closed and "hours" in item:
             problems.append(Problem(where, "give either hours or closed: true, not both"))
         elif closed:

@@ -29,6 +29,7 @@ from callbroker.network.parsing import (
     parse_e164,
     parse_prefix,
     read_area,
+    type_name,
 )
 
 __all__ = ["NetworkFileError", "check_network", "read_network_file"]
@@ -179,15 +180,7 @@ def check_network(network: object, directory: Any = None) -> list[Problem]:
 
 
 def _got(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    text = repr(value) if isinstance(value, str) else str(value)
+    text = type_name(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
