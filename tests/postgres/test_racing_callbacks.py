@@ -23,7 +23,8 @@ def test_a_bridged_call_is_billed_whichever_callback_takes_the_call_first(fresh_
 
 @pytest.mark.parametrize("first, attempts", [
     ("dial", [[1, "no-answer", False], [2, "canceled", False]]),  # Line B dialled, then the caller was gone
-    ("status", [[1, "canceled", False]]),  # the call was over: the late Dial action rings no one
+    # The call was over: the late Dial action rings no one, and records what Line A did.
+    ("status", [[1, "no-answer", False]]),
 ])
 def test_an_unanswered_line_ends_as_in_turn_with_no_slot_held(fresh_pg, first, attempts):
     found = fresh_pg.probe("racing_callbacks", first=first, bridged=False)
