@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -14,7 +15,14 @@ import pytest
 from callbroker.core.geo import ZipDirectory, ZipInfo
 from callbroker.sim import cli as sim_cli
 from callbroker.sim.emulator import Carrier, Delivery
-from callbroker.sim.traffic import generate_day, nanp_number, percentile, run_traffic, run_traffic_processes
+from callbroker.sim.traffic import (
+    _day_offsets,
+    generate_day,
+    nanp_number,
+    percentile,
+    run_traffic,
+    run_traffic_processes,
+)
 
 TOKEN = "test-auth-token-0123456789abcdef"  # the same as conftest.TOKEN
 
@@ -114,6 +122,27 @@ def test_caller_zips_come_from_the_campaign_area_weighted_by_population(day):
     assert {DIRECTORY.get(c.caller_zip).state for c in outside} == {"TX"}  # same state first
     roofing_outside = {c.caller_zip for c in day if c.campaign == "roofing" and "out_of_area" in c.tags}
     assert roofing_outside == {"73102"}  # all of Texas is in the area: the nearest ZIP beyond
+
+
+def test_a_state_wide_line_takes_the_metro_s_callers_without_widening_the_metro():
+    """A plumbing line serving all of Texas beside the Austin lines: callers still come from Austin (the
+    rest of Texas is the campaign's "just outside"), not from wherever in Texas most people live."""
+    statewide = {"key": "s", "campaign": "plumbing", "number": "+15125550103", "area": {"states": ["TX"]}}
+    pipes = {**NETWORK["buyers"][0], "targets": [*NETWORK["buyers"][0]["targets"], statewide]}
+    network = {**NETWORK, "buyers": [pipes, *NETWORK["buyers"][1:]]}
+    plumbing = [c for c in generate_day(network, calls=1000, seed=7, directory=DIRECTORY) if c.campaign == "plumbing"]
+    assert {c.caller_zip for c in plumbing if "out_of_area" not in c.tags} <= PLUMBING_AREA
+    assert {DIRECTORY.get(c.caller_zip).state for c in plumbing if "out_of_area" in c.tags} == {"TX"}
+
+
+def test_blocked_prefix_spam_comes_from_valid_numbers():
+    """Judged by its prefix, not turned away as an invalid caller ID (+1900 1…: no exchange starts with 1)."""
+    from callbroker.core.phone import classify_caller
+
+    blocked = [c for c in generate_day(NETWORK, calls=6000, seed=3, directory=DIRECTORY)
+               if "spam:blocked_prefix" in c.tags]
+    assert len(blocked) > 20
+    assert all(c.caller.startswith("+1900") and classify_caller(c.caller)[1] == "valid" for c in blocked)
 
 
 def test_caller_numbers_are_plausible_nanp_in_the_zips_area_code(day):
@@ -275,6 +304,32 @@ def test_run_traffic_paces_at_the_rate(server, day):
         stats = run_traffic(carrier, day[:11], rate=50.0, concurrency=4)
     assert time.perf_counter() - started >= 0.19  # 10 gaps of 20 ms
     assert stats.calls == 11
+
+
+def test_following_the_day_keeps_the_rate_on_average_and_the_busy_hours_busy(day):
+    """The plan's day compressed onto the run: the same length as evenly paced calls, and a call of the
+    busy hours followed sooner by the next than a call of the night."""
+    offsets = _day_offsets(day, rate=10.0)
+    assert offsets[0] == 0 and offsets[-1] == pytest.approx((len(day) - 1) / 10.0)
+    assert offsets == sorted(offsets)
+    gaps = collections.defaultdict(list)
+    for call, here, after in zip(day, offsets, offsets[1:], strict=False):
+        gaps[call.at_seconds // 3600].append(after - here)
+    busy = statistics.mean(g for h in range(9, 16) for g in gaps[h])
+    night = statistics.mean(g for h in range(0, 5) for g in gaps[h])
+    assert night > 5 * busy
+
+
+def test_run_traffic_following_the_day_places_calls_as_the_plan_spaces_them(server, day):
+    """Two calls a second apart in the plan, then one ten hours later: at 4 calls/s on average the first
+    two come together and the third half a second on (evenly paced: a quarter of a second apart each)."""
+    calls = [dataclasses.replace(day[0], at_seconds=3600), dataclasses.replace(day[1], at_seconds=3601),
+             dataclasses.replace(day[2], at_seconds=39_600)]
+    with Carrier(server.url, TOKEN) as carrier:
+        stats = run_traffic(carrier, calls, rate=4.0, concurrency=3, follow_day=True)
+    assert stats.calls == 3 and stats.errors == 0
+    first, second, third = sorted(seen.at for seen in server.to("/carriers/twilio/voice"))[-3:]
+    assert second - first < 0.2 and third - first >= 0.45
 
 
 def test_run_traffic_processes_paces_the_rate_over_all_processes(server, day):

@@ -150,7 +150,7 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
     with _carrier(args, token, args.seed) as carrier, _first_ctrl_c_stops(stop, interrupted):
         try:
             stats = run_traffic(carrier, planned, rate=args.rate, concurrency=args.concurrency,
-                                on_done=on_done, delivery=delivery, stop=stop)
+                                on_done=on_done, delivery=delivery, stop=stop, follow_day=True)
         except KeyboardInterrupt:  # the second Ctrl-C: leave the calls in flight as they are, now
             print("\ncallbroker: interrupted", file=sys.stderr)
             sys.stdout.flush()

@@ -6,8 +6,10 @@ areas, tracking numbers) and plans ``calls`` inbound calls, deterministically fo
 * arrival times follow the hour of day (business-hours peak, evening tail, little at night);
 * each call picks an active tracking number (its ``weight`` if the file has one, else a seeded
   weight); inactive campaigns, buyers and targets are left out;
-* the caller's ZIP is drawn by population from the union of the campaign's target areas, about
-  10 % from just outside it (same state first, then the nearest ZIPs beyond);
+* the caller's ZIP is drawn by population from the campaign's metro: the union of its target areas
+  other than whole states (a state-wide line takes the metro's callers too; whole states only when no
+  line has a narrower area), about 10 % from just outside it (same state first, then the nearest ZIPs
+  beyond);
 * about 60 % of callers come with the carrier's ``FromZip``; the others leave it empty and type
   their ZIP when the IVR asks (5 % of them type an invalid ZIP first);
 * about 5 % are spam (anonymous, a blocked prefix, or ``StirVerstat=TN-Validation-Failed-C``; they
@@ -18,7 +20,9 @@ areas, tracking numbers) and plans ``calls`` inbound calls, deterministically fo
   3 % busy, 2 % decline the whisper).
 
 :func:`run_traffic` places the planned calls at a given rate with a bounded number in flight
-and returns :class:`TrafficStats`. One failing call never stops a run.
+and returns :class:`TrafficStats`; with ``follow_day`` the day is compressed onto the run, so the calls
+of the busy hours come closer together than the night's at the same average rate. One failing call
+never stops a run.
 """
 
 from __future__ import annotations
@@ -249,8 +253,7 @@ def generate_day(network: Mapping, *, calls: int, seed: int, directory=None) -> 
             if spam == "anonymous":
                 caller, stir, has_carrier_zip = None, None, False  # no number, no rate centre
             elif spam == "blocked_prefix":
-                prefix = rng.choice(campaign.blocked_prefixes)
-                caller = prefix + "".join(str(rng.randint(0, 9)) for _ in range(max(4, 12 - len(prefix))))
+                caller = _number_with_prefix(rng.choice(campaign.blocked_prefixes), rng)
             else:
                 stir = "TN-Validation-Failed-C"
         if not has_carrier_zip:
@@ -281,6 +284,7 @@ def _campaigns(network: Mapping, tracking: list[Mapping], directory) -> dict[str
 
     numbers: dict[str, list[str]] = {}
     areas: dict[str, list[frozenset[str] | None]] = {}
+    metro: dict[str, list[frozenset[str]]] = {}  # the areas other than whole states
     for buyer in network.get("buyers") or ():
         if buyer.get("active") is False:
             continue
@@ -290,7 +294,10 @@ def _campaigns(network: Mapping, tracking: list[Mapping], directory) -> dict[str
             key = target.get("campaign")
             if target.get("number"):
                 numbers.setdefault(key, []).append(str(target["number"]))
-            areas.setdefault(key, []).append(parse_area(target.get("area")).resolve(directory))
+            area = parse_area(target.get("area")).resolve(directory)
+            areas.setdefault(key, []).append(area)
+            if area is not None and not (target.get("area") or {}).get("states"):
+                metro.setdefault(key, []).append(area)
 
     result: dict[str, _Campaign] = {}
     for c in network.get("campaigns") or ():
@@ -306,7 +313,7 @@ def _campaigns(network: Mapping, tracking: list[Mapping], directory) -> dict[str
         result.setdefault(tn["campaign"], _Campaign(tn["campaign"], "when_missing", False, (), ()))
 
     for key, campaign in result.items():
-        inside = _union(areas.get(key, ()))
+        inside = _union(metro.get(key) or areas.get(key, ()))
         if inside is None:  # every target takes calls from anywhere: callers near the number
             numbers_of = [tn["number"] for tn in tracking if tn["campaign"] == key]
             inside = _zips_for_area_codes(directory, {_area_code(n) for n in numbers_of})
@@ -374,6 +381,18 @@ def nanp_number(area_codes: Sequence[str], rng: random.Random) -> str:
         if exchange[1:] != "11" and exchange != "555":
             break
     return f"+1{rng.choice(list(area_codes))}{exchange}{rng.randint(0, 9999):04d}"
+
+
+def _number_with_prefix(prefix: str, rng: random.Random) -> str:
+    """A caller number starting with ``prefix`` that is a valid number (so the server judges it by its
+    prefix, not as an invalid caller ID), when the prefix has any; else the last one tried."""
+    from callbroker.core.phone import VALID, classify_caller
+
+    for _ in range(50):
+        number = prefix + "".join(str(rng.randint(0, 9)) for _ in range(max(4, 12 - len(prefix))))
+        if classify_caller(number)[1] == VALID:
+            break
+    return number
 
 
 def _arrival_seconds(rng: random.Random) -> int:
@@ -461,8 +480,13 @@ def run_traffic(
     on_done: Callable[[PlannedCall, CallRecord], None] | None = None,
     delivery: Delivery | None = None,
     stop: threading.Event | None = None,
+    follow_day: bool = False,
 ) -> TrafficStats:
     """Place ``planned`` calls at ``rate`` calls/s (None = as fast as possible), ``concurrency`` at once.
+
+    ``follow_day`` (with a ``rate``): the plan's day (``at_seconds``, in time order) is compressed onto
+    the run, ``rate`` calls/s on average: the busy hours' calls come closer together, the night's further
+    apart, as the plan has them. Otherwise calls come evenly, one every 1/``rate`` s.
 
     ``on_done`` is called once per finished call, one call at a time (under a lock), from a worker
     thread; an exception in it is counted as an error, never raised. ``delivery`` overrides every
@@ -507,6 +531,7 @@ def run_traffic(
         finally:
             slots.release()
 
+    due = _day_offsets(planned, rate) if rate and follow_day else None
     started = time.perf_counter()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-call")
     try:
@@ -514,7 +539,7 @@ def run_traffic(
             if stop.is_set():
                 break
             if rate:
-                delay = started + i / rate - time.perf_counter()
+                delay = started + (due[i] if due else i / rate) - time.perf_counter()
                 if delay > 0:
                     stop.wait(delay)
                     if stop.is_set():
@@ -532,6 +557,16 @@ def run_traffic(
     finally:
         stats.wall_seconds = time.perf_counter() - started
     return stats
+
+
+def _day_offsets(planned: Sequence[PlannedCall], rate: float) -> list[float]:
+    """When each call is placed, in seconds after the first, for ``rate`` calls/s on average: the plan's
+    day from its first call to its last compressed onto the time evenly paced calls would take."""
+    first, last = planned[0].at_seconds if planned else 0, planned[-1].at_seconds if planned else 0
+    if last <= first:
+        return [i / rate for i in range(len(planned))]
+    stretch = (len(planned) - 1) / rate / (last - first)
+    return [max(0.0, (call.at_seconds - first) * stretch) for call in planned]
 
 
 def run_traffic_processes(

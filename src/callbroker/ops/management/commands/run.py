@@ -117,7 +117,7 @@ class Command(BaseCommand):
                 first = (seed if seed is not None else random.randrange(1 << 30)) + batch
                 planned = generate_day(network, calls=size, seed=first)
                 run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done,
-                            stop=stopping)
+                            stop=stopping, follow_day=True)
         except KeyboardInterrupt:
             interrupted = True
         finally:
