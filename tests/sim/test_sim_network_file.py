@@ -7,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 import yaml
@@ -144,3 +145,14 @@ def test_the_packaged_demo_and_the_tests_network_have_no_problem():
 
     assert check_network(NETWORK, DIRECTORY) == []
     assert check_network(read_network_file(DEMO_NETWORK), ZipDirectory.default()) == []
+
+
+@pytest.mark.parametrize("weights", [(10**400,), (1e308, 1e308), (float("nan"),), (Decimal("NaN"),)],
+                         ids=["too big for a float", "adding up to infinity", "nan", "decimal nan"])
+def test_a_weight_that_can_not_share_out_the_calls_is_a_problem_at_its_place(weights):
+    network = copy.deepcopy(NETWORK)
+    for tracking, weight in zip(network["tracking_numbers"], weights, strict=False):
+        tracking["weight"] = weight
+    with pytest.raises(NetworkError) as refused:
+        generate_day(network, calls=3, seed=1, directory=DIRECTORY)
+    assert [p.location for p in refused.value.problems][:1] == ["tracking_numbers[0].weight"]

@@ -33,10 +33,10 @@ def traffic(server, tmp_path):
     server.routes[VOICE] = slow
     procs = []
 
-    def start() -> subprocess.Popen:
+    def start(calls: int = 50) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-m", "callbroker.cli", "sim", "traffic", "--url", server.url, "--token", TOKEN,
-             "--network", str(network), "--calls", "50", "--rate", "4", "--concurrency", "8"],
+             "--network", str(network), "--calls", str(calls), "--rate", "4", "--concurrency", "8"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         procs.append(proc)
@@ -80,3 +80,12 @@ def test_a_second_ctrl_c_exits_at_once(server, traffic):
     assert time.monotonic() - sent < 3
     assert proc.returncode == 130 and out == ""  # no call ended: none shown, no summary
     assert err.splitlines()[-1] == "callbroker: interrupted" and "Traceback" not in err, err
+
+
+def test_a_ctrl_c_after_the_last_call_was_placed_interrupts_nothing(server, traffic):
+    proc = traffic(calls=3)  # all three placed (and in flight for a second) when the Ctrl-C comes
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.splitlines()[-1].startswith("3 calls in")
+    assert "interrupted" not in err

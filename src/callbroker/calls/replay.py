@@ -278,7 +278,8 @@ def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     elif kind == "recording":
         services.recording_ready(call_sid, RecordingUpdate(**record["update"]), now=at)
     elif kind == "voicemail":
-        services.message_left(call_sid, record.get("url", ""), record.get("duration"), record.get("recording_sid", ""))
+        services.message_left(call_sid, record.get("url", ""), record.get("duration"),
+                              record.get("recording_sid", ""))
 
 
 def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:

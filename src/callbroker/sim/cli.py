@@ -164,7 +164,7 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
         print(stats.summary())
         for problem in stats.problems:
             print(f"  problem: {problem}")
-    if interrupted.is_set():
+    if interrupted.is_set() and stats.calls < len(planned):  # once the last call is placed, nothing to stop
         sys.stdout.flush()
         print(f"callbroker: interrupted ({stats.calls} of {len(planned)} calls placed)", file=sys.stderr)
         return 130
@@ -180,11 +180,12 @@ def _first_ctrl_c_stops(stop: threading.Event, interrupted: threading.Event):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from callbroker.sim.traffic import set_from_signal_handler
 
     def first(signum, frame) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
-        interrupted.set()
-        stop.set()
+        interrupted.set()  # never waited on: no lock of it is held here
+        set_from_signal_handler(stop)
         print("\ncallbroker: stopping: no new calls; the calls in flight finish first (Ctrl-C again to stop "
               "now)", file=sys.stderr, flush=True)
 

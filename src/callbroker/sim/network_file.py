@@ -11,7 +11,6 @@ deep inside the planner.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
@@ -190,10 +189,18 @@ def _key(value: object) -> str:
     return value
 
 
+#: The largest tracking-number weight: any number of them still adds up to a finite total.
+MAX_WEIGHT = 1_000_000
+
+
 def _weight(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"expected a number above 0 (a share of the calls), got {_got(value)}")
+    try:
+        ok = isinstance(value, int | float | Decimal) and not isinstance(value, bool) and 0 < value <= MAX_WEIGHT
+    except ArithmeticError:  # a Decimal NaN can't be compared
+        ok = False
+    if not ok:
+        raise ValueError(f"expected a number above 0 and at most {MAX_WEIGHT:,} (a share of the calls), "
+                         f"got {_got(value)}")
     return float(value)
 
 

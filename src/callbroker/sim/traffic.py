@@ -559,6 +559,14 @@ def run_traffic(
     return stats
 
 
+def set_from_signal_handler(event: threading.Event) -> None:
+    """``event.set()`` for a signal handler: done by another thread, since the handler may run in the main
+    thread right where it holds the event's own lock (inside ``event.wait()``, which ``run_traffic`` does
+    between calls), and setting it there would wait for that lock for ever."""
+    if not event.is_set():
+        threading.Thread(target=event.set, name="set-on-signal", daemon=True).start()
+
+
 def _day_offsets(planned: Sequence[PlannedCall], rate: float) -> list[float]:
     """When each call is placed, in seconds after the first, for ``rate`` calls/s on average: the plan's
     day from its first call to its last compressed onto the time evenly paced calls would take."""

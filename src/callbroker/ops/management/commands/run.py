@@ -48,7 +48,7 @@ class Command(BaseCommand):
         from callbroker.calls.models import Call
         from callbroker.calls.presenters import call_summary_line
         from callbroker.sim.emulator import Carrier
-        from callbroker.sim.traffic import generate_day, run_traffic
+        from callbroker.sim.traffic import generate_day, run_traffic, set_from_signal_handler
 
         import yaml
 
@@ -72,7 +72,7 @@ class Command(BaseCommand):
 
         def stop(signum, frame) -> None:
             if not stopping.is_set():
-                stopping.set()
+                set_from_signal_handler(stopping)
                 say("\nStopping: the calls in flight finish first (Ctrl-C again to stop now) …")
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: KeyboardInterrupt
 
