@@ -159,6 +159,10 @@ EXACT = [
     # time zones and hours
     ("bad-time-zone", "buyers.0.timezone", "America/Chicgo",
      "buyers[0].timezone: 'America/Chicgo' is not a time zone (did you mean 'America/Chicago'?)"),
+    ("host-time-zone", "buyers.0.timezone", "posix/America/Chicago",
+     "buyers[0].timezone: 'posix/America/Chicago' is not a time zone (did you mean 'America/Chicago'?)"),
+    ("long-time-zone", "buyers.0.timezone", "A" * 300,
+     f"buyers[0].timezone: '{'A' * 300}' is not a time zone (use an IANA name like America/Chicago)"),
     ("hours-time-zone", "buyers.0.targets.0.hours", {"timezone": "Mars/Olympus", "weekly": {"daily": "24h"}},
      f"{T0}.hours.timezone: 'Mars/Olympus' is not a time zone (use an IANA name like America/Chicago)"),
     ("hours-without-weekly", "buyers.0.targets.0.hours", {"holidays": "US"},

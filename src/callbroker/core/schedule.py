@@ -288,7 +288,7 @@ class Schedule:
     def __post_init__(self) -> None:
         try:
             zone = zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long
             raise ValueError(
                 f"unknown time zone {self.timezone!r} (expected an IANA name such as 'America/Chicago')"
             ) from None

@@ -161,7 +161,8 @@ def parse_prefix(value: object) -> str:
 
 @cache
 def _timezone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The IANA names, without the machine's own ``localtime`` (another zone on every host)."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
 def parse_timezone(value: object) -> str:
@@ -170,6 +171,8 @@ def parse_timezone(value: object) -> str:
         raise ValueError(f"expected an IANA time zone name like America/Chicago, got {type_name(value)}")
     name = value.strip()
     try:
+        if name not in _timezone_names():  # not a file path either: "posix/…", "right/…", 300 characters
+            raise zoneinfo.ZoneInfoNotFoundError(name)
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         hint = did_you_mean(name, _timezone_names()) or " (use an IANA name like America/Chicago)"
