@@ -116,8 +116,10 @@ class Command(BaseCommand):
                 size = min(200, calls - done) if calls else 200
                 first = (seed if seed is not None else random.randrange(1 << 30)) + batch
                 planned = generate_day(network, calls=size, seed=first)
+                # Evenly paced (not ``follow_day``): a planned day starts at midnight, and a newcomer would
+                # watch its quiet night hours first.
                 run_traffic(carrier, planned, rate=rate, concurrency=max(4, int(rate * 8)), on_done=on_done,
-                            stop=stopping, follow_day=True)
+                            stop=stopping)
         except KeyboardInterrupt:
             interrupted = True
         finally:
