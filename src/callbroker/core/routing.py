@@ -412,11 +412,7 @@ def prepare_targets(targets: Iterable[Target]) -> PreparedTargets:
     prepared.rows = tuple(rows)
     prepared.pairs = tuple(pairs)
     prepared.no_such_id = min(prepared.bit_of, default=0) - 1
-    prepared.buyer_of = {target.id: target.buyer_id for target in prepared}
-    by_buyer: dict[int, set[int]] = {}
-    for target in prepared:
-        by_buyer.setdefault(target.buyer_id, set()).add(target.id)
-    prepared.targets_of_buyer = {buyer: frozenset(ids) for buyer, ids in by_buyer.items()}
+    prepared.buyer_of, prepared.targets_of_buyer = _buyer_tables(prepared)
     prepared.shortlists = {}
     prepared.near = {}
     groups = prepared.schedule_groups
@@ -465,12 +461,20 @@ def _route_prepared(plan: PreparedTargets, number, campaign_blocks, zip_code, co
     return ring, excluded, sticky_hit or first
 
 
+def _buyer_tables(targets: Iterable[Target]) -> tuple[dict[int, int], dict[int, frozenset[int]]]:
+    """Each target's buyer, and each buyer's targets (``PreparedTargets.buyer_of``, ``targets_of_buyer``)."""
+    buyer_of = {target.id: target.buyer_id for target in targets}
+    by_buyer: dict[int, set[int]] = {}
+    for tid, buyer in buyer_of.items():
+        by_buyer.setdefault(buyer, set()).add(tid)
+    return buyer_of, {buyer: frozenset(ids) for buyer, ids in by_buyer.items()}
+
+
 def _buyers_targets(plan: PreparedTargets, sticky_id: int | None, sticky_buyer: int | None) -> frozenset[int]:
     """The targets of a repeat caller's buyer: ``sticky_buyer``, or else the buyer of ``sticky_id``."""
     by_buyer = plan.__dict__.get("targets_of_buyer")
     if by_buyer is None:  # tables pickled before these existed (a node's saved snapshot)
-        prepared = prepare_targets(plan)
-        plan.buyer_of, plan.targets_of_buyer = prepared.buyer_of, prepared.targets_of_buyer
+        plan.buyer_of, plan.targets_of_buyer = _buyer_tables(plan)
         by_buyer = plan.targets_of_buyer
     if sticky_buyer is None:
         sticky_buyer = plan.buyer_of.get(sticky_id)
