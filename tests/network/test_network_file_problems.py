@@ -429,6 +429,20 @@ def test_missing_and_empty_files(tmp_path, problems):
     assert problems(tmp_path / "empty.yaml") == ["the file is empty (start with 'version: 1')"]
 
 
+def test_a_path_that_is_no_readable_yaml_file_says_what_it_is(tmp_path, problems):
+    """One reader for ``network load`` and ``sim traffic --network`` (``network/yamlfile.py``): ``/dev/zero``
+    was read until memory ran out (a ``MemoryError`` traceback), bytes that aren't UTF-8 were Python's
+    codec message, a file nested too deeply for the parser a ``RecursionError``."""
+    assert problems(tmp_path) == [f"{tmp_path}: is a directory, not a file"]
+    assert problems("/dev/zero") == ["/dev/zero: is not a file"]
+    (tmp_path / "latin1.yaml").write_bytes(b"version: 1\ncampaigns: [{key: caf\xe9}]\n")
+    assert problems(tmp_path / "latin1.yaml") == [
+        "line 2, column 22: not UTF-8 text (byte 0xE9): a network file is YAML, saved as UTF-8"]
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    [deep] = problems(tmp_path / "deep.yaml")
+    assert deep.startswith("line 1, column ") and ": not valid YAML: " in deep
+
+
 def test_yaml_numbers_are_read_as_exact_decimals(tmp_path, load):
     path = tmp_path / "network.yaml"
     path.write_text(textwrap.dedent("""\

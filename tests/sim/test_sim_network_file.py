@@ -33,17 +33,21 @@ def _with(path: str, value: object) -> dict:
 
 @pytest.mark.parametrize(("content", "says"), [
     # what the reviewer ran: each was a traceback (or "not found" for a directory)
-    (b"foo: [\n", "not valid YAML at line 2, column 1: "),
+    (b"foo: [\n", "line 2, column 1: not valid YAML: "),
     (b"- a\n", "expected a mapping with campaigns, buyers and tracking_numbers, got a list"),
     (b"campaigns: 5\n", "campaigns: expected a list, got 5"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8 text (byte 0x89 at line 1, column 1)"),
-    (b"a: 1\nb: x\xff\n", "not UTF-8 text (byte 0xFF at line 2, column 5)"),
-    (b"a: 1\nb: 'x\x00y'\n", "the character U+0000 is not allowed in a YAML file (line 2, column 6)"),
-    (b"a: 2026-02-30\n", "not valid YAML at line 1, column 4: '2026-02-30' is not a real date"),
-    (b"a: !!python/object:os.system x\n", "not valid YAML at line 1, column 4: "),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "line 1, column 1: not UTF-8 text (byte 0x89)"),
+    (b"a: 1\nb: x\xff\n", "line 2, column 5: not UTF-8 text (byte 0xFF)"),
+    (b"a: 1\nb: 'x\x00y'\n", "line 2, column 6: not valid YAML: the character U+0000 is not allowed in a YAML file"),
+    (b"a: 2026-02-30\n", "line 1, column 4: not valid YAML: '2026-02-30' is not a real date"),
+    (b"a: !!python/object:os.system x\n", "line 1, column 4: not valid YAML: "),
     (b"[" * 5000, "not valid YAML"),
     (b"", "the file is empty"),
     (b"just text\n", "expected a mapping with campaigns, buyers and tracking_numbers, got 'just text'"),
+    # read as the network loader reads it: a key given twice is a problem, every one of them counted
+    (b"a: 1\nb: 2\na: 3\nb: 4\n",
+     "line 3, column 1: not valid YAML: the key 'a' is given twice in one mapping (first on line 1) "
+     "(and 1 more problem)"),
     (yaml.safe_dump({"tracking_numbers": [{"number": "+15125550001"}]}).encode(),
      "tracking_numbers[0].campaign: missing"),
     (yaml.safe_dump({"tracking_numbers": ["+15125550001"]}).encode(),
@@ -90,7 +94,7 @@ def test_the_command_line_prints_no_traceback(server, tmp_path):
                              "--network", str(path)], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "TWILIO_AUTH_TOKEN": TOKEN})
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f"callbroker sim: network file {path}: not valid YAML at line 2, column 1: "
+    assert result.stderr == (f"callbroker sim: network file {path}: line 2, column 1: not valid YAML: "
                              "did not find expected node content (while parsing a flow node)\n")
 
 

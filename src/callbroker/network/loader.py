@@ -20,8 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -33,6 +32,7 @@ from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import AskZip, FallbackChoices
 from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location
+from callbroker.network.yamlfile import read_yaml
 from callbroker.network.services import ensure_target_states, target_ids_with_calls
 
 __all__ = [
@@ -83,100 +83,6 @@ _DEFAULT_BUYER_TZ = m.Buyer._meta.get_field("timezone").default
 # --------------------------------------------------------------------------------------------------
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
-    """Safe YAML with two changes: floats become ``Decimal`` (money never passes through binary
-    floating point) and a key given twice in one mapping is a problem instead of a silent overwrite
-    (a key merged in from an anchor and given again is YAML's override, not a repeat).
-
-    Every key given twice is noted in ``repeated`` and reading goes on (the last one is kept), so that
-    one run lists all of them and the file's other problems too.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.repeated: list[Problem] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        # Keys merged in from an anchor (``<<: *defaults``) may be given again: the one written here wins,
-        # as YAML says. Only keys written twice in this mapping itself are an error.
-        written = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
-        self.flatten_mapping(node)
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if id(key_node) not in written:
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: the base class reports it
-                break
-            if duplicate:
-                mark = key_node.start_mark
-                self.repeated.append(Problem(
-                    f"line {mark.line + 1}, column {mark.column + 1}",
-                    f"not valid YAML: the key '{key}' is given twice in one mapping "
-                    f"(first on line {seen[key].line + 1})"))
-                continue
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_real_date(self, node: yaml.ScalarNode) -> Any:
-        """An unquoted date (``2026-02-30``) that isn't a real one is a YAML problem with its line, not a
-        ``ValueError`` from deep inside the parser."""
-        try:
-            return self.construct_yaml_timestamp(node)
-        except (ValueError, OverflowError) as exc:
-            raise yaml.constructor.ConstructorError(None, None, f"'{node.value}' is not a real date ({exc})",
-                                                    node.start_mark) from None
-
-
-def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
-    text = loader.construct_scalar(node).replace("_", "")
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # .inf, .nan, sexagesimal
-        return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_real_date)
-
-
-#: What YAML counts as a line break (its marks count lines with these too).
-_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
-def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> Problem:
-    """A character YAML doesn't allow in a file (a NUL byte, a control character), at its line and column.
-
-    The reader gives only a position, counted in characters by PyYAML's reader but in UTF-8 bytes by
-    libyaml's: the character itself is found instead (the first one in the text is the one reported).
-    """
-    character = chr(exc.character) if isinstance(exc.character, int) else exc.character
-    index = text.find(character)
-    message = f"not valid YAML: the character U+{ord(character):04X} is not allowed in a YAML file; remove it"
-    if index < 0:
-        return Problem("", message)
-    breaks = list(_YAML_BREAK.finditer(text, 0, index))
-    column = index - (breaks[-1].end() if breaks else 0) + 1
-    return Problem(f"line {len(breaks) + 1}, column {column}", message)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> Problem:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    message = f"not valid YAML: {problem}"
-    if context:
-        where = f" that starts on line {context_mark.line + 1}, column {context_mark.column + 1}" \
-            if context_mark is not None and mark is not None and context_mark.line != mark.line else ""
-        message += f" ({context}{where})"
-    mark = mark or context_mark
-    if mark is None:
-        return Problem("", message)
-    return Problem(f"line {mark.line + 1}, column {mark.column + 1}", message)
-
-
 def read_network_file(source: str | os.PathLike | Mapping) -> Mapping:
     """The parsed network file: a path is read as YAML; a mapping is returned as is.
 
@@ -194,29 +100,14 @@ def _read(source: str | os.PathLike | Mapping) -> tuple[Mapping, list[Problem]]:
     checking: the rest of the file is checked too, as read with the last of each repeated key)."""
     if isinstance(source, Mapping):
         return source, []
-    path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NetworkError([Problem(str(path), "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NetworkError([Problem(str(path), f"cannot read the file: {exc}")]) from None
-    loader = _Loader(text)
-    try:
-        data = loader.get_single_data()
-    except yaml.reader.ReaderError as exc:
-        raise NetworkError([_reader_problem(exc, text)]) from None
-    except yaml.YAMLError as exc:
-        raise NetworkError([*loader.repeated, _yaml_problem(exc)]) from None
-    finally:
-        loader.dispose()
+    data, repeated = read_yaml(source)
     if data is None:
-        raise NetworkError([Problem("", "the file is empty (start with 'version: 1')")])
+        raise NetworkError([*repeated, Problem("", "the file is empty (start with 'version: 1')")])
     if not isinstance(data, Mapping):
         shape = Problem("", "the file must be a mapping with version, campaigns, buyers, publishers and "
                             "tracking_numbers")
-        raise NetworkError([*loader.repeated, shape])
-    return data, loader.repeated
+        raise NetworkError([*repeated, shape])
+    return data, repeated
 
 
 class _Dumper(yaml.SafeDumper):

@@ -2,7 +2,7 @@
 
 ``callbroker sim traffic --network FILE`` runs without Django or a database, so it can't use the
 network loader (``callbroker.network.loader``, which checks a file against the database too). It reads
-the file here instead, and :func:`check_network` checks the parts the traffic plan uses (keys, numbers,
+the file with the loader's YAML reader (``callbroker.network.yamlfile``), and :func:`check_network` checks the parts the traffic plan uses (keys, numbers,
 service areas, the lists that hold them) with the same value rules as the loader
 (``callbroker.network.parsing``). Whatever is wrong becomes a :class:`NetworkFileError` or a
 :class:`~callbroker.network.parsing.NetworkError` with its place in the file, never an exception from
@@ -12,14 +12,10 @@ deep inside the planner.
 from __future__ import annotations
 
 import os
-import re
-import stat
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from callbroker.network.parsing import (
     NetworkError,
@@ -30,6 +26,7 @@ from callbroker.network.parsing import (
     read_area,
     type_name,
 )
+from callbroker.network.yamlfile import read_yaml
 
 __all__ = ["NetworkFileError", "check_network", "read_network_file"]
 
@@ -42,100 +39,31 @@ class NetworkFileError(ValueError):
         super().__init__(f"network file {path}: {problem}")
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed
-    """Safe YAML whose unquoted dates that aren't real ones (``2026-02-30``) are a YAML problem with a
-    line and column, not a ``ValueError`` from inside the parser."""
-
-    def construct_real_date(self, node: yaml.ScalarNode) -> Any:
-        try:
-            return self.construct_yaml_timestamp(node)
-        except (ValueError, OverflowError) as exc:
-            raise yaml.constructor.ConstructorError(None, None, f"'{node.value}' is not a real date ({exc})",
-                                                    node.start_mark) from None
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_real_date)
-
-#: What YAML counts as a line break.
-_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-
-
 def read_network_file(path: str | os.PathLike) -> Mapping:
-    """The file at ``path`` parsed as YAML; a mapping (its contents are :func:`check_network`'s job).
+    """The file at ``path`` parsed as YAML, as the network loader reads it
+    (:func:`callbroker.network.yamlfile.read_yaml`); a mapping (its contents are :func:`check_network`'s
+    job).
 
     Raises :class:`NetworkFileError` when it is missing, a directory, unreadable, not UTF-8 text, not
-    YAML (with the line and column), empty, or not a mapping.
+    YAML (with the line and column), empty, or not a mapping, and
+    :class:`~callbroker.network.parsing.NetworkError` listing the keys it gives twice in one mapping.
     """
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise NetworkFileError(path, "is a directory, not a file")
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):  # a device: /dev/zero would never end
-            raise NetworkFileError(path, "is not a file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NetworkFileError(path, "no such file") from None
-    except OSError as exc:  # permission denied, a loop of links …
-        raise NetworkFileError(path, f"cannot read it: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line, column = _line_and_column(data, exc.start, b"\n")
-        raise NetworkFileError(path, f"not UTF-8 text (byte 0x{data[exc.start]:02X} at line {line}, column "
-                                     f"{column}): a network file is YAML") from None
-    loader = _Loader(text)
-    try:
-        network = loader.get_single_data()
-    except yaml.reader.ReaderError as exc:
-        raise NetworkFileError(path, _reader_problem(exc, text)) from None
-    except yaml.YAMLError as exc:
-        raise NetworkFileError(path, _yaml_problem(exc)) from None
-    except RecursionError:
-        raise NetworkFileError(path, "not valid YAML: nested too deeply") from None
-    finally:
-        loader.dispose()
+        network, repeated = read_yaml(path)
+    except NetworkError as exc:
+        first, more = exc.problems[0], len(exc.problems) - 1
+        problem = first.message if first.location == str(path) else str(first)
+        raise NetworkFileError(path, problem + (f" (and {more} more problem{'s' if more != 1 else ''})"
+                                                if more else "")) from None
     if network is None:
         raise NetworkFileError(path, "the file is empty")
     if not isinstance(network, Mapping):
         raise NetworkFileError(path, f"expected a mapping with campaigns, buyers and tracking_numbers, got "
                                      f"{_got(network)}")
+    if repeated:
+        raise NetworkError(repeated)
     return network
-
-
-def _line_and_column(text: str | bytes, index: int, breaks: Any) -> tuple[int, int]:
-    if isinstance(text, bytes):
-        start = text.rfind(breaks, 0, index) + 1
-        return text.count(breaks, 0, index) + 1, index - start + 1
-    found = list(breaks.finditer(text, 0, index))
-    return len(found) + 1, index - (found[-1].end() if found else 0) + 1
-
-
-def _reader_problem(exc: yaml.reader.ReaderError, text: str) -> str:
-    """A character YAML doesn't allow (a NUL byte, a control character) at its line and column: the reader
-    counts its position in characters (PyYAML) or bytes (libyaml), so the character itself is looked for."""
-    character = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
-    message = f"not valid YAML: the character U+{ord(character):04X} is not allowed in a YAML file"
-    index = text.find(character)
-    if index < 0:
-        return message
-    line, column = _line_and_column(text, index, _YAML_BREAK)
-    return f"{message} (line {line}, column {column})"
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """``not valid YAML at line 3, column 7: <problem> (<context> that starts on line 2, column 1)``."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).replace("\n", " ")
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context:
-        where = (f" that starts on line {context_mark.line + 1}, column {context_mark.column + 1}"
-                 if context_mark is not None and mark is not None and context_mark.line != mark.line else "")
-        problem += f" ({context}{where})"
-    mark = mark or context_mark
-    if mark is None:
-        return f"not valid YAML: {problem}"
-    return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 # --------------------------------------------------------------------------------------------------
