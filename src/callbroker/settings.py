@@ -260,7 +260,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "callbroker.ops.logging.ContextFilter", "node": NODE_NAME}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(call_sid_tag)s%(message)s"},
+        "plain": {"()": "callbroker.ops.logging.PlainFormatter"},
         "json": {"()": "callbroker.ops.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},

@@ -251,7 +251,8 @@ def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome
     if outcome.bridged:
         return (s.Hangup(),), facts  # a slot degraded mode took stays taken until the call ends
     limits.give_back(seq, plan, undo_usage=True)
-    if outcome.status == "canceled" or limits.ended():  # the caller hung up: as the live path, ring no one
+    # The caller hung up (while it rang, or during the whisper): as the live path, ring no one.
+    if outcome.status == "canceled" or outcome.caller_gone or limits.ended():
         return (s.Hangup(),), facts
     snap = _snapshot()
     campaign = snap.campaigns.get(campaign_id) if snap else None

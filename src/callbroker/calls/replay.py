@@ -323,7 +323,7 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
         services.settle_attempt(call, attempt, outcome, ended_at)
         services.release_attempt(call, attempt, info, undo_usage=True)  # a slot taken before the outage
-    elif attempt.result == AttemptResult.CANCELED and outcome.status != "canceled":
+    elif attempt.result == AttemptResult.CANCELED:
         campaign = snap.campaigns.get(call.campaign_id)  # the final status came first: as the live path does
         if campaign is not None:
             services.record_late_unbridged(attempt, outcome, campaign, snap, ended_at)

@@ -31,10 +31,11 @@ from callbroker.calls.events import (
     InboundCall,
     RecordingUpdate,
     StatusUpdate,
+    parse_seconds,
 )
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.core import model as core
-from callbroker.core.geo import ZipDirectory
+from callbroker.core.geo import USPS_STATES, ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
 from callbroker.core.qualification import qualify
 from callbroker.core.routing import counted_targets, route
@@ -173,7 +174,7 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
         caller_number=caller_e164 or "",
         caller_status=caller_status,
         stir_verstat=inbound.stir_verstat[:40],
-        caller_state=inbound.from_state[:2].upper(),
+        caller_state=carrier_state(inbound.from_state),
         caller_city=inbound.from_city[:100],
         started_at=now,
     )
@@ -189,6 +190,18 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
     if carrier_zip and carrier_zip in directory:
         _set_zip(call, carrier_zip, ZipSourceChoices.CARRIER, directory)
     return call, campaign
+
+
+#: Canada's provinces and territories: a carrier's FromState for a Canadian caller.
+_PROVINCES = frozenset("AB BC MB NB NL NS NT NU ON PE QC SK YT".split())
+
+
+def carrier_state(raw: str) -> str:
+    """The caller's state as the carrier gave it (``FromState``), when it is a USPS state code or a Canadian
+    province; otherwise ``""``, unknown (``"XX"`` or ``"Pennsylvania"`` would otherwise skip the recording
+    disclosure that an unknown state gets)."""
+    code = raw.strip().upper()
+    return code if code in USPS_STATES or code in _PROVINCES else ""
 
 
 def intro_steps(call: Call, campaign: CampaignInfo) -> tuple[s.Step, ...]:
@@ -279,10 +292,9 @@ def _kept_final_status(call_sid: str) -> dict | None:
 def _stored_duration(params: dict) -> int | None:
     """``CallDuration`` of a stored status webhook, read as the webhook read it (``carriers.twilio``)."""
     try:
-        value = int(str(params.get("CallDuration", "")))
+        return parse_seconds(str(params.get("CallDuration", "")))
     except ValueError:
         return None
-    return value if 0 <= value <= 10_000_000 else None
 
 
 def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
@@ -294,8 +306,10 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     """The caller typed (or didn't type) a ZIP code at the IVR."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    if call.stage != CallStage.IVR:
-        return (s.Hangup(),)  # a stray IVR callback for a call that has moved on: change nothing
+    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or attempt != call.zip_attempts:
+        # A stray IVR callback: for a call that has moved on, a ZIP typed already, or a prompt that wasn't
+        # the last one asked. Change nothing.
+        return (s.Hangup(),)
     directory = ZipDirectory.default()
     digits = (digits or "").strip()
     heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
@@ -323,9 +337,18 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
     """
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    if call.stage != CallStage.IVR:
-        return (s.Hangup(),)  # a stray IVR callback for a call that has moved on: change nothing
     digits = (digits or "").strip()
+    awaiting_zip = call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR  # its first ZIP answer
+    if call.stage == CallStage.ENDED and call.decision is None and not awaiting_zip and digits \
+            and campaign.confirm_category:
+        # The caller answered, then hung up, and the final status was handled first (the call was never
+        # routed): the answer is still a fact the verdict rests on (wrong_category), as in the other order.
+        call.category_confirmed = digits.startswith("1")
+        _qualify(call, campaign, snap)
+        return (s.Hangup(),)
+    if call.stage != CallStage.IVR or awaiting_zip:
+        # A stray IVR callback: for a call that has moved on, or one still waiting for its first ZIP answer.
+        return (s.Hangup(),)
     call.category_confirmed = None if not digits else digits.startswith("1")
     return _route_and_dial(call, campaign, snap, now)
 
@@ -343,7 +366,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         raise UnknownCall(f"call {call_sid} has no attempt {sequence}")
     if attempt.result != AttemptResult.RINGING and not (attempt.result == AttemptResult.CANCELED and outcome.bridged):
         # Already settled (the final status arrived first and closed it): nothing more to ring.
-        if attempt.result == AttemptResult.CANCELED and outcome.status != "canceled":
+        if attempt.result == AttemptResult.CANCELED:
             record_late_unbridged(attempt, outcome, campaign, snap, now)
         return (s.Hangup(),)
     info = snap.targets.get(attempt.target_id) if attempt.target_id else None
@@ -369,9 +392,10 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         _give_back_degraded_hold(call_sid, sequence)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
-    if call.stage == CallStage.ENDED or outcome.status == "canceled":
-        # Over, or about to be: ``canceled`` is the caller hanging up while the target rang. Ringing the
-        # next buyer would only add an attempt the carrier never places (its final status follows).
+    if call.stage == CallStage.ENDED or outcome.status == "canceled" or outcome.caller_gone:
+        # Over, or about to be: ``canceled`` is the caller hanging up while the target rang, ``caller_gone``
+        # the carrier saying the caller's call has ended (e.g. during the whisper). Ringing the next buyer
+        # would only add an attempt the carrier never places (its final status follows).
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
 
@@ -575,10 +599,27 @@ def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | N
     return ()
 
 
+#: The fallbacks whose ``<Record>`` posts to the voicemail action.
+_RECORDING_FALLBACKS = frozenset({core.FallbackKind.VOICEMAIL.value, core.FallbackKind.CALLBACK.value})
+
+
 def message_left(call_sid: str, url: str, duration: int | None, recording_sid: str = "") -> tuple[s.Step, ...]:
-    """A voicemail or callback request was recorded in the fallback."""
-    db.update_where(Call, {"recording_url": url[:500], "recording_seconds": duration,
-                           "recording_sid": recording_sid[:64]}, call_sid=call_sid)
+    """A voicemail or callback request was recorded in the fallback.
+
+    Stored only on a call that went to a recording fallback and was never bridged to a buyer, and only
+    when the callback names a recording: a voicemail callback for any other call (a bridged one has the
+    buyer's recording) or one without a ``RecordingUrl`` changes nothing.
+    """
+    call = db.select_one(Call, call_sid=call_sid)
+    why = ("no such call" if call is None else "no RecordingUrl" if not url
+           else "bridged to a buyer" if call.connected_target_id is not None
+           else f"its fallback is {call.fallback_applied or 'none'}" if call.fallback_applied not in _RECORDING_FALLBACKS
+           else "")
+    if why:
+        log.warning("call %s: voicemail callback ignored (%s)", call_sid, why)
+    else:
+        db.update_where(Call, {"recording_url": url[:500], "recording_seconds": duration,
+                               "recording_sid": recording_sid[:64]}, call_sid=call_sid)
     return (s.Say("Thank you. We will get back to you. Goodbye."), s.Hangup())
 
 
@@ -958,7 +999,8 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
 
 def unbridged_result(outcome: DialOutcome) -> str:
     if outcome.status in ("completed", "answered"):
-        return AttemptResult.DECLINED  # answered (e.g. the whisper) but never bridged: not connected
+        # Answered (the whisper) but never bridged: the buyer declined, or the caller hung up meanwhile.
+        return AttemptResult.CANCELED if outcome.caller_gone else AttemptResult.DECLINED
     return {
         "busy": AttemptResult.BUSY,
         "failed": AttemptResult.FAILED,
@@ -987,6 +1029,12 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
     previous_billable = recent = later = ()
     if call.caller_number:
         previous_billable, recent, later = _caller_history(call, campaign, snap)
+    if call.talk_seconds and call.duration_seconds is not None and call.talk_seconds > call.duration_seconds:
+        # The buyer can't have talked longer than the caller's call lasted (IVR and ringing included): a
+        # carrier's contradictory figures never bill more than the call's own length.
+        log.warning("call %s: talk time %s s is longer than the call (%s s); counted as %s s", call.call_sid,
+                    call.talk_seconds, call.duration_seconds, call.duration_seconds)
+        call.talk_seconds = call.duration_seconds
     facts = core.CallFacts(
         caller=core.Caller(call.caller_number or None, call.caller_zip or None, source),
         connected=call.connected_target_id is not None,

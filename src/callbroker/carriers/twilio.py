@@ -19,7 +19,14 @@ from twilio.request_validator import RequestValidator, compare, get_signature_al
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from callbroker.calls import steps as s
-from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
+from callbroker.calls.events import (
+    TERMINAL_STATUSES,
+    DialOutcome,
+    InboundCall,
+    RecordingUpdate,
+    StatusUpdate,
+    parse_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +132,25 @@ def _required(params: Mapping[str, str], name: str, max_len: int = 64) -> str:
 
 
 def _int(params: Mapping[str, str], name: str) -> int | None:
+    """A duration in seconds (``events.parse_seconds``); ``None`` when not given."""
     raw = params.get(name, "")
     if raw == "":
         return None
     try:
-        value = int(raw)
-    except ValueError:
-        raise MalformedWebhook(name, f"{raw[:20]!r} is not a whole number") from None
-    if value < 0 or value > 10_000_000:
-        raise MalformedWebhook(name, f"{value} is out of range")
-    return value
+        return parse_seconds(raw)
+    except ValueError as exc:
+        raise MalformedWebhook(name, str(exc)) from None
+
+
+def seconds_or_unknown(params: Mapping[str, str], name: str) -> int | None:
+    """A duration that decides nothing by itself (a call's or a recording's length): one of the wrong shape
+    is logged and read as unknown, so that the webhook it came with still counts. Refusing the whole
+    webhook would leave a call that ended open, holding its target's slot, or lose a voicemail."""
+    try:
+        return _int(params, name)
+    except MalformedWebhook as exc:
+        log.warning("%s; read as unknown", exc)  # the value is in repr(): no line break gets through
+        return None
 
 
 #: Call SIDs as carriers write them: Twilio "CA" + 32 hex, SignalWire a UUID, Telnyx "v3:…".
@@ -184,15 +200,16 @@ def dial_outcome(params: Mapping[str, str]) -> DialOutcome:
         raise MalformedWebhook("DialCallStatus", f"{status[:20]!r} is not a dial status")
     duration = _int(params, "DialCallDuration") or 0
     bridged_raw = params.get("DialBridged", "")
-    # Billing-critical: only DialBridged=true means the caller and the buyer talked. Carriers that don't
-    # send DialBridged (older TeXML) report a declined whisper as no-answer, so completed+duration counts.
-    if bridged_raw:
-        bridged = bridged_raw.lower() == "true"
-    else:
-        bridged = status in ("completed", "answered") and duration > 0
+    # Billing-critical: only DialBridged=true means the caller and the buyer talked, and only for a leg that
+    # was answered (a busy or unanswered leg can't have been bridged, whatever else the request says).
+    # Carriers that don't send DialBridged (older TeXML) report a declined whisper as no-answer, so
+    # completed+duration counts.
+    answered = status in ("completed", "answered")
+    bridged = answered and (bridged_raw.lower() == "true" if bridged_raw else duration > 0)
     return DialOutcome(status=status, bridged=bridged, duration=duration,
                        dial_call_sid=params.get("DialCallSid", ""),
-                       recording_sid=params.get("RecordingSid", ""), recording_url=params.get("RecordingUrl", ""))
+                       recording_sid=params.get("RecordingSid", ""), recording_url=params.get("RecordingUrl", ""),
+                       caller_gone=params.get("CallStatus", "") in TERMINAL_STATUSES)
 
 
 def ring_rest(query: Mapping[str, str]) -> tuple[int, ...]:
@@ -208,7 +225,7 @@ def ring_rest(query: Mapping[str, str]) -> tuple[int, ...]:
 
 def status_update(params: Mapping[str, str]) -> StatusUpdate:
     status = _required(params, "CallStatus", 16)
-    return StatusUpdate(status=status, duration=_int(params, "CallDuration"),
+    return StatusUpdate(status=status, duration=seconds_or_unknown(params, "CallDuration"),
                         sequence=params.get("SequenceNumber", "")[:10])
 
 
@@ -218,7 +235,7 @@ def recording_update(params: Mapping[str, str]) -> RecordingUpdate:
     status = params.get("RecordingStatus", "completed")
     url = _required(params, "RecordingUrl", 500) if status == "completed" else params.get("RecordingUrl", "")[:500]
     return RecordingUpdate(recording_sid=_required(params, "RecordingSid"), url=url, status=status,
-                           duration=_int(params, "RecordingDuration"))
+                           duration=seconds_or_unknown(params, "RecordingDuration"))
 
 
 # --------------------------------------------------------------------------- rendering

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -86,10 +87,10 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
                 body = fallback(request, params)
             else:
                 log.error("webhook %s: backend unavailable (%s); CallSid=%s handled from memory and spooled",
-                          request.path, exc, params.get("CallSid", "")[:64])
+                          request.path, exc, clean_sid(params.get("CallSid", "")))
                 body = _degrade(request, params, kind, degraded)
         except twilio.MalformedWebhook as exc:
-            log.warning("webhook %s malformed (CallSid=%s): %s", request.path, params.get("CallSid", "")[:64], exc)
+            log.warning("webhook %s malformed (CallSid=%s): %s", request.path, clean_sid(params.get("CallSid", "")), exc)
             body = fallback(request, params)
         except services.UnknownCall as exc:
             if degraded is not None and degraded_mode.routed_elsewhere(params.get("CallSid", "")[:64]):
@@ -101,7 +102,7 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
                 body = fallback(request, params)
         except Exception:
             log.exception("webhook %s failed (CallSid=%s); caller sent to the fallback", request.path,
-                          params.get("CallSid", "")[:64])
+                          clean_sid(params.get("CallSid", "")))
             body = fallback(request, params)
         return HttpResponse(body, content_type=XML)
 
@@ -142,11 +143,14 @@ def _once(request: HttpRequest, params: dict[str, str], kind: str, key: str, run
     return services.handle_once(event, run, lambda steps: twilio.render(steps, base), prepare=prepare)
 
 
+_QUERY_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
 def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 2**31 - 1) -> int:
-    try:
-        value = int(request.GET.get(name, ""))
-    except ValueError:
-        raise twilio.MalformedWebhook(name, "missing or not a number in the callback URL") from None
+    raw = request.GET.get(name, "")
+    if not _QUERY_NUMBER.fullmatch(raw):  # ASCII digits: int() would take "+1", "1_0" and other scripts' digits
+        raise twilio.MalformedWebhook(name, "missing or not a number in the callback URL")
+    value = int(raw)
     if not low <= value <= high:
         raise twilio.MalformedWebhook(name, f"{value} is out of range in the callback URL")
     return value
@@ -187,7 +191,7 @@ def _degraded_recording(request: HttpRequest, params: dict[str, str]):
 def _degraded_voicemail(request: HttpRequest, params: dict[str, str]):
     steps, facts = degraded_mode.message_left()
     return steps, {**facts, "url": params.get("RecordingUrl", "")[:500],
-                   "duration": twilio._int(params, "RecordingDuration"),  # noqa: SLF001
+                   "duration": twilio.seconds_or_unknown(params, "RecordingDuration"),
                    "recording_sid": params.get("RecordingSid", "")[:64]}
 
 
@@ -245,7 +249,7 @@ def recording(request: HttpRequest, params: dict[str, str]) -> str:
 def voicemail(request: HttpRequest, params: dict[str, str]) -> str:
     sid = twilio.call_sid(params)
     url = params.get("RecordingUrl", "")[:500]
-    duration = twilio._int(params, "RecordingDuration")  # noqa: SLF001
+    duration = twilio.seconds_or_unknown(params, "RecordingDuration")
     recording_sid = params.get("RecordingSid", "")[:64]
     return _once(request, params, "voicemail", "voicemail",
                  lambda: services.message_left(sid, url, duration, recording_sid))
@@ -288,6 +292,6 @@ def _safe_fallback(request: HttpRequest, params: dict[str, str]) -> str:
 @webhook(safe=_safe_fallback)
 def fallback(request: HttpRequest, params: dict[str, str]) -> str:
     """The number's Fallback URL: the carrier calls it when our Voice URL failed. Never touches the DB."""
-    log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", params.get("CallSid", "")[:64],
+    log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", clean_sid(params.get("CallSid", "")),
                 params.get("ErrorCode", "")[:10], params.get("ErrorUrl", "")[:200])
     return twilio.render(services.fallback_for_number(params.get("To", "")[:32]), twilio.base_url(request))

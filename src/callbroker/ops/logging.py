@@ -103,6 +103,22 @@ def configure(config: dict) -> None:
     logging.captureWarnings(True)
 
 
+#: What may not appear inside a plain log line: a line break (or any control character) would start a line
+#: of its own, so a webhook's value could forge one.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class PlainFormatter(logging.Formatter):
+    """``2026-12-07 05:14:03,120 WARNING callbroker.carriers.views [CA…] message``: one line per record, control
+    characters in it shown as ``?`` (a traceback still follows on lines of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(call_sid_tag)s%(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return _UNPRINTABLE.sub("?", super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (newlines inside messages and tracebacks are escaped by JSON)."""
 

@@ -1,0 +1,232 @@
+"""Signed carrier webhooks whose values are odd or contradictory end in a call record that is still true.
+
+Given the e2e network (tests/e2e/network.yaml; E2E Plumbing rings Line A, then B, then C), when a carrier
+says something odd — a Dial result after the caller hung up during the whisper, a bridged leg whose status
+says busy, a duration that isn't a number, a state that isn't one, an IVR answer out of turn — then the
+call is recorded as what happened, in whatever order the callbacks come, and never billed for more than
+the call itself lasted.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from callbroker.calls import services
+from callbroker.calls import steps as s
+from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+from callbroker.calls.models import Call, CallAttempt
+from callbroker.carriers import twilio
+from callbroker.network.models import TargetState
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
+
+PLUMBING, IVR = "+15125550001", "+15125550003"
+TOKEN = "odd-values-token"
+
+
+@pytest.fixture(autouse=True)
+def _token(settings):
+    settings.TWILIO_AUTH_TOKEN, settings.TWILIO_AUTH_TOKENS_EXTRA, settings.PUBLIC_URL = TOKEN, [], ""
+
+
+def post(path: str, **params: str):
+    url = f"http://testserver{path}"
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    return Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
+                         HTTP_X_TWILIO_SIGNATURE=signature)
+
+
+def start(sid: str, to: str = PLUMBING, **extra: str) -> tuple:
+    return services.start_call(InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw="+17375550777",
+                                           to=to, **{"from_zip": "78701", "from_state": "TX", **extra}))
+
+
+def dialled(steps) -> list[str]:
+    return [step.number for step in steps if isinstance(step, s.DialTarget)]
+
+
+def held_slots() -> int:
+    return sum(TargetState.objects.values_list("active_calls", flat=True))
+
+
+# ----------------------------------------------------------------------------- the caller gone
+
+
+@pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
+def test_a_caller_who_hangs_up_during_the_whisper_rings_no_one_else(end_first):
+    """The buyer answered, the caller hung up while the buyer heard the whisper: the carrier's Dial action
+    says DialCallStatus=completed, DialBridged=false, CallStatus=completed. Line B was dialled after the
+    caller had gone (a slot taken, an attempt for a buyer never rung) and Line A recorded as declining."""
+    sid = "CA" + "1" * 32
+    start(sid)
+    leg = twilio.dial_outcome({"DialCallStatus": "completed", "DialBridged": "false", "DialCallDuration": "1",
+                               "CallStatus": "completed", "DialCallSid": "CA" + "d" * 32})
+    assert leg.caller_gone and not leg.bridged
+    end = StatusUpdate(status="completed", duration=12, sequence="3")
+    if end_first:
+        services.call_status(sid, end)
+    steps = services.dial_finished(sid, 1, leg)
+    assert dialled(steps) == [] and isinstance(steps[-1], s.Hangup)
+    if not end_first:
+        services.call_status(sid, end)
+    call = Call.objects.get(call_sid=sid)
+    [attempt] = CallAttempt.objects.filter(call=call)
+    assert (attempt.result, attempt.dial_call_sid) == ("canceled", "CA" + "d" * 32)
+    assert (call.ring_position, call.fallback_applied, call.verdict) == (1, "", "not_billable")
+    assert held_slots() == 0
+
+
+@pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
+def test_a_leg_canceled_by_the_caller_keeps_its_dial_call_sid_in_either_order(end_first):
+    sid = "CA" + "2" * 32
+    start(sid)
+    leg = DialOutcome(status="canceled", bridged=False, duration=0, dial_call_sid="CA" + "e" * 32, caller_gone=True)
+    end = StatusUpdate(status="completed", duration=9, sequence="3")
+    for step in ((lambda: services.call_status(sid, end)), (lambda: services.dial_finished(sid, 1, leg))):
+        step() if end_first else None
+    if not end_first:
+        services.dial_finished(sid, 1, leg)
+        services.call_status(sid, end)
+    attempt = CallAttempt.objects.get(call__call_sid=sid)
+    assert (attempt.result, attempt.dial_call_sid) == ("canceled", "CA" + "e" * 32)
+
+
+# ----------------------------------------------------------------------------- contradictory figures
+
+
+@pytest.mark.parametrize("status", ["no-answer", "busy", "canceled", "failed"])
+def test_a_leg_that_was_not_answered_is_never_bridged_whatever_dial_bridged_says(status):
+    """DialBridged=true beside a status saying the leg never answered was billed (500 s of talk)."""
+    leg = twilio.dial_outcome({"DialCallStatus": status, "DialBridged": "true", "DialCallDuration": "500"})
+    assert not leg.bridged
+    sid = "CA" + "3" * 32
+    start(sid)
+    services.dial_finished(sid, 1, leg)
+    services.call_status(sid, StatusUpdate(status="completed", duration=30, sequence="9"))
+    call = Call.objects.get(call_sid=sid)
+    assert (call.verdict, call.reason_codes, call.connected_target_id, call.talk_seconds) == (
+        "not_billable", ["not_connected"], None, 0)
+
+
+@pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
+def test_talk_time_longer_than_the_call_is_counted_as_the_call(end_first, caplog):
+    """The buyer can't have talked longer than the caller's call lasted: 500 s of talk on a call of 30 s
+    would pass the 60 s buffer."""
+    sid = "CA" + "4" * 32
+    start(sid)
+    leg = DialOutcome(status="completed", bridged=True, duration=500)
+    end = StatusUpdate(status="completed", duration=30, sequence="9")
+    for step in ([lambda: services.call_status(sid, end), lambda: services.dial_finished(sid, 1, leg)] if end_first
+                 else [lambda: services.dial_finished(sid, 1, leg), lambda: services.call_status(sid, end)]):
+        step()
+    call = Call.objects.get(call_sid=sid)
+    assert (call.talk_seconds, call.verdict, call.reason_codes) == (30, "not_billable", ["below_buffer"])
+    assert "talk time 500 s is longer than the call (30 s)" in caplog.text
+
+
+# ----------------------------------------------------------------------------- values of the wrong shape
+
+
+@pytest.mark.parametrize("raw", ["-5", "abc", "1.0", "99999999", "1_0", "+5", "\u0663\u0660"])
+def test_a_final_status_with_a_malformed_duration_still_ends_the_call(raw):
+    """The whole status was refused as malformed: the call stayed ringing, holding Line A's slot for good."""
+    sid = "CA" + "5" * 32
+    start(sid)
+    assert held_slots() == 1
+    response = post("/carriers/twilio/status", CallSid=sid, CallStatus="completed", CallDuration=raw,
+                    SequenceNumber="9")
+    assert response.status_code == 200
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.duration_seconds, call.verdict) == ("ended", None, "not_billable")
+    assert held_slots() == 0
+
+
+@pytest.mark.parametrize("raw", ["1_0_0", "\u0663\u0660\u0660", "+100", " 100", "86401"])
+def test_a_dial_duration_is_ascii_digits_within_a_day(raw):
+    with pytest.raises(twilio.MalformedWebhook, match="DialCallDuration"):
+        twilio.dial_outcome({"DialCallStatus": "completed", "DialBridged": "true", "DialCallDuration": raw})
+    assert twilio.dial_outcome({"DialCallStatus": "completed", "DialCallDuration": "86400"}).duration == 86400
+
+
+@pytest.mark.parametrize("attempt", ["+1", "\uff11", "1_0", " 1"])
+def test_a_number_in_a_callback_url_is_ascii_digits(attempt):
+    sid = "CA" + "6" * 32
+    start(sid, to=IVR, from_zip="")
+    response = post(f"/carriers/twilio/ivr/zip?{urlencode({'attempt': attempt})}", CallSid=sid, Digits="80202")
+    assert response.status_code == 200
+    assert Call.objects.get(call_sid=sid).caller_zip == ""  # refused: nothing typed was taken
+
+
+@pytest.mark.parametrize(("given", "stored", "disclosure"), [
+    ("TX", "TX", False), (" tx", "TX", False), ("ON", "ON", False),
+    ("XX", "", True), ("Pennsylvania", "", True), ("P", "", True), ("\u00df\u00df", "", True), ("", "", True),
+])
+def test_a_state_that_is_not_one_is_unknown_and_the_caller_hears_the_disclosure(given, stored, disclosure):
+    """E2E Plumbing records; a caller of unknown state hears the disclosure "to be safe". ``XX`` counted as
+    a known state (no disclosure), "Pennsylvania" was stored as PE, "ßß" as SSSS in a 2-character column."""
+    sid = "CA" + "7" * 32
+    steps = start(sid, from_state=given, from_zip="")  # no ZIP: the state stays the carrier's
+    assert Call.objects.get(call_sid=sid).caller_state == stored
+    assert any(isinstance(step, s.Say) and "recorded" in step.text.lower() for step in steps) is disclosure
+
+
+# ----------------------------------------------------------------------------- IVR answers out of turn
+
+
+def test_a_category_answer_while_the_zip_is_asked_changes_nothing():
+    sid = "CA" + "8" * 32
+    steps = start(sid, to=IVR, from_zip="")
+    assert any(isinstance(step, s.AskZip) for step in steps)
+    assert services.category_answered(sid, "1") == (s.Hangup(),)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.category_confirmed, call.decision) == ("ivr", None, None)
+    steps = services.zip_entered(sid, 1, "80202")  # the caller's own answer still counts
+    assert any(isinstance(step, s.AskCategory) for step in steps)
+
+
+def test_a_zip_for_a_prompt_not_asked_or_after_one_was_typed_changes_nothing():
+    sid = "CA" + "9" * 32
+    start(sid, to=IVR, from_zip="")
+    assert services.zip_entered(sid, 2, "80203") == (s.Hangup(),)  # prompt 2 was never asked
+    services.zip_entered(sid, 1, "80202")
+    assert services.zip_entered(sid, 2, "90210") == (s.Hangup(),)  # a ZIP typed already
+    assert services.zip_entered(sid, 1, "90210") == (s.Hangup(),)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.caller_state) == ("80202", "CO")
+
+
+@pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
+def test_a_category_no_counts_in_either_order(end_first):
+    """The caller pressed 2 and hung up; when the final status was handled first the answer was dropped
+    and the verdict lost ``wrong_category``."""
+    sid = "CA" + "a" * 32
+    start(sid, to=IVR, from_zip="")
+    services.zip_entered(sid, 1, "80202")
+    end = StatusUpdate(status="completed", duration=8, sequence="9")
+    if end_first:
+        services.call_status(sid, end)
+        services.category_answered(sid, "2")
+    else:
+        services.category_answered(sid, "2")
+        services.call_status(sid, end)
+    call = Call.objects.get(call_sid=sid)
+    assert call.category_confirmed is False
+    assert call.reason_codes == ["not_connected", "wrong_category"]
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def test_a_signed_value_cannot_start_a_log_line_of_its_own():
+    from callbroker.ops.logging import PlainFormatter
+
+    record = logging.LogRecord("callbroker.carriers.views", logging.WARNING, __file__, 1,
+                               "webhook %s malformed (CallSid=%s)", ("/x", "CA2\n2026-12-07 ERROR forged"), None)
+    record.call_sid_tag = ""
+    assert "\n" not in PlainFormatter().format(record)
+    assert PlainFormatter().format(record).endswith("(CallSid=CA2?2026-12-07 ERROR forged)")
