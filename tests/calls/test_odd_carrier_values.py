@@ -230,3 +230,25 @@ def test_a_signed_value_cannot_start_a_log_line_of_its_own():
     record.call_sid_tag = ""
     assert "\n" not in PlainFormatter().format(record)
     assert PlainFormatter().format(record).endswith("(CallSid=CA2?2026-12-07 ERROR forged)")
+
+
+@pytest.mark.parametrize(("message", "heard"), [
+    ("", "No one can take your call right now. Please leave a message after the tone."),
+    ("No electrician is free.", "No electrician is free. Please leave a message after the tone."),
+    ("Leave your name and address after the tone.", "Leave your name and address after the tone."),
+    ("Speak after the BEEP.", "Speak after the BEEP."),
+])
+def test_the_voicemail_prompt_says_what_to_do_at_the_tone_once(message, heard):
+    """The demo's roofing message ends "… after the tone." and was followed by "Please leave a message
+    after the tone.": the caller heard it twice."""
+    from callbroker.network.models import Campaign
+    from callbroker.network.snapshot import reset_snapshot
+
+    Campaign.objects.filter(key="e2e-missed").update(fallback_message=message)
+    reset_snapshot()
+    sid = "CA" + "b" * 32
+    start(sid, to="+15125550004")
+    for seq in (1, 2):
+        steps = services.dial_finished(sid, seq, DialOutcome(status="no-answer", bridged=False, duration=0))
+    [take] = [step for step in steps if isinstance(step, s.TakeMessage)]
+    assert take.prompt == heard

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
@@ -855,15 +856,24 @@ def fallback_steps(campaign: CampaignInfo) -> tuple[s.Step, ...]:
         return (s.Forward(fb.number),)
     if fb.kind == core.FallbackKind.VOICEMAIL:
         prompt = fb.message or "No one can take your call right now."
-        return (s.TakeMessage(f"{prompt} Please leave a message after the tone."),)
+        return (s.TakeMessage(_with_tone(prompt, "Please leave a message after the tone.")),)
     if fb.kind == core.FallbackKind.CALLBACK:
         prompt = fb.message or "No one can take your call right now."
-        return (s.TakeMessage(f"{prompt} After the tone, please say your name and the best time to call "
-                              "you back tomorrow. We will call you back on this number."),)
+        return (s.TakeMessage(_with_tone(prompt, "After the tone, please say your name and the best time to "
+                                                 "call you back tomorrow. We will call you back on this number.")),)
     text = fb.message or "Sorry, no one can take your call right now."
     if campaign.hours_text:
         text = f"{text} Our hours are {campaign.hours_text}."
     return (s.Say(text), s.Hangup())
+
+
+_SAYS_WHEN = re.compile(r"\b(tone|beep)\b", re.IGNORECASE)
+
+
+def _with_tone(prompt: str, instructions: str) -> str:
+    """A recording fallback's prompt and what to do at the tone, unless the campaign's own message says it
+    already (the demo's "… after the tone." was followed by "Please leave a message after the tone.")."""
+    return prompt if _SAYS_WHEN.search(prompt) else f"{prompt} {instructions}"
 
 
 def _fallback_json(fb: core.Fallback | None) -> dict | None:
