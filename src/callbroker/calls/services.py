@@ -614,8 +614,8 @@ def message_left(call_sid: str, url: str, duration: int | None, recording_sid: s
     call = db.select_one(Call, call_sid=call_sid)
     why = ("no such call" if call is None else "no RecordingUrl" if not url
            else "bridged to a buyer" if call.connected_target_id is not None
-           else f"its fallback is {call.fallback_applied or 'none'}" if call.fallback_applied not in _RECORDING_FALLBACKS
-           else "")
+           else f"its fallback is {call.fallback_applied or 'none'}"
+           if call.fallback_applied not in _RECORDING_FALLBACKS else "")
     if why:
         log.warning("call %s: voicemail callback ignored (%s)", call_sid, why)
     else:

@@ -90,7 +90,8 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
                           request.path, exc, clean_sid(params.get("CallSid", "")))
                 body = _degrade(request, params, kind, degraded)
         except twilio.MalformedWebhook as exc:
-            log.warning("webhook %s malformed (CallSid=%s): %s", request.path, clean_sid(params.get("CallSid", "")), exc)
+            log.warning("webhook %s malformed (CallSid=%s): %s", request.path, clean_sid(params.get("CallSid", "")),
+                        exc)
             body = fallback(request, params)
         except services.UnknownCall as exc:
             if degraded is not None and degraded_mode.routed_elsewhere(params.get("CallSid", "")[:64]):

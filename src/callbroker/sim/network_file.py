@@ -2,9 +2,9 @@
 
 ``callbroker sim traffic --network FILE`` runs without Django or a database, so it can't use the
 network loader (``callbroker.network.loader``, which checks a file against the database too). It reads
-the file with the loader's YAML reader (``callbroker.network.yamlfile``), and :func:`check_network` checks the parts the traffic plan uses (keys, numbers,
-service areas, the lists that hold them) with the same value rules as the loader
-(``callbroker.network.parsing``). Whatever is wrong becomes a :class:`NetworkFileError` or a
+the file with the loader's YAML reader (``callbroker.network.yamlfile``), and :func:`check_network`
+checks the parts the traffic plan uses (keys, numbers, service areas, the lists that hold them) with the
+same value rules as the loader (``callbroker.network.parsing``). Whatever is wrong becomes a :class:`NetworkFileError` or a
 :class:`~callbroker.network.parsing.NetworkError` with its place in the file, never an exception from
 deep inside the planner.
 """
