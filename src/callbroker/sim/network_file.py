@@ -4,9 +4,9 @@
 network loader (``callbroker.network.loader``, which checks a file against the database too). It reads
 the file with the loader's YAML reader (``callbroker.network.yamlfile``), and :func:`check_network`
 checks the parts the traffic plan uses (keys, numbers, service areas, the lists that hold them) with the
-same value rules as the loader (``callbroker.network.parsing``). Whatever is wrong becomes a :class:`NetworkFileError` or a
-:class:`~callbroker.network.parsing.NetworkError` with its place in the file, never an exception from
-deep inside the planner.
+same value rules as the loader (``callbroker.network.parsing``). Whatever is wrong becomes a
+:class:`NetworkFileError` or a :class:`~callbroker.network.parsing.NetworkError` with its place in the
+file, never an exception from deep inside the planner.
 """
 
 from __future__ import annotations
