@@ -12,10 +12,19 @@ import sys
 from pathlib import Path
 
 
+class DataDirError(Exception):
+    """``CALLBROKER_DATA_DIR`` can't be made a directory (a file there, no permission …)."""
+
+
 def _prepare_environment() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callbroker.settings")
-    data_dir = Path(os.environ.get("CALLBROKER_DATA_DIR", "var"))
-    (data_dir / "static").mkdir(parents=True, exist_ok=True)  # SQLite file, spool, collected static files
+    given = os.environ.get("CALLBROKER_DATA_DIR", "var")
+    static = Path(given) / "static"
+    try:
+        static.mkdir(parents=True, exist_ok=True)  # SQLite file, spool, collected static files
+    except OSError as exc:  # e.g. a file of that name: one line, as for the other settings, not a traceback
+        raise DataDirError(f"CALLBROKER_DATA_DIR={given!r}: cannot create the directory "
+                           f"{exc.filename or static} ({exc.strerror or exc})") from None
 
 
 def _sim_parser():
@@ -31,15 +40,37 @@ def _sim_parser():
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _run(argv)
+        code = _run(argv)
+        # What is still buffered is written now, while a reader that went away can still be told apart
+        # (exit code 141 below): at exit, Python would print "Exception ignored … BrokenPipeError" and
+        # exit with 120.
+        sys.stdout.flush()
+        return code
+    except SystemExit:  # an error already printed (Django's CommandError, argparse): its exit code stays
+        _flush_quietly()
+        raise
     except KeyboardInterrupt:  # Ctrl-C: what was being written is rolled back with its transaction
+        _flush_quietly()
         print("\ncallbroker: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`callbroker calls list | head`): stop quietly
-        # Python flushes stdout again at exit, into the closed pipe: point it at /dev/null first (the
-        # signal module's documentation does the same).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_devnull()
         return 141  # as if killed by SIGPIPE, as other programs in a pipeline end
+
+
+def _stdout_to_devnull() -> None:
+    """Python flushes stdout again at exit, into the closed pipe: point it at /dev/null first (the signal
+    module's documentation does the same)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    except (OSError, ValueError):  # stdout closed or unusable: nothing more to say there
+        pass
 
 
 def _run(argv: list[str]) -> int:
@@ -50,7 +81,11 @@ def _run(argv: list[str]) -> int:
     if argv == ["help", "sim"]:
         _sim_parser().print_help()
         return 0
-    _prepare_environment()
+    try:
+        _prepare_environment()
+    except DataDirError as exc:
+        print(f"callbroker: {exc}", file=sys.stderr)
+        return 2
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
@@ -59,7 +94,7 @@ def _run(argv: list[str]) -> int:
     except ImproperlyConfigured as exc:  # a setting's value: one line naming it, not a traceback
         print(f"callbroker: {exc}", file=sys.stderr)
         return 2
-    if argv in ([], ["help"]):  # sim runs without Django, so Django's list doesn't know it
+    if argv in ([], ["help"], ["--help"], ["-h"]):  # sim runs without Django: Django's list doesn't know it
         sys.stdout.write("\n[sim: the carrier emulator, no database needed; callbroker help sim]\n    sim\n")
     return 0
 
