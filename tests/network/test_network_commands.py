@@ -15,6 +15,24 @@ pytestmark = pytest.mark.django_db
 
 DEMO_DIR = m.Campaign._meta.app_config.path + "/demo"
 
+#: One of each kind but targets.
+ONE_CAMPAIGN = """\
+version: 1
+campaigns:
+  - {key: c, name: C, category: plumbing, payout: "15.00", fallback: {kind: message, message: Sorry.}}
+buyers:
+  - key: b
+    name: B
+    timezone: America/Chicago
+    targets:
+      - {key: t, campaign: c, number: "+15125550150", price: "45.00"}
+      - {key: u, campaign: c, number: "+15125550151", price: "45.00"}
+publishers:
+  - {key: p, name: P}
+tracking_numbers:
+  - {number: "+15125550101", campaign: c, publisher: p}
+"""
+
 
 def run(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
@@ -59,6 +77,17 @@ def test_network_load_check_writes_nothing():
     out, _ = run("network", "load", f"{DEMO_DIR}/demo-network.yaml", "--check")
     assert "is valid" in out and "nothing was written" in out
     assert not m.Campaign.objects.exists()
+
+
+def test_counts_of_one_are_singular(tmp_path):
+    """Formerly ``checked: 1 campaigns, … 1 publishers`` (and ``Wrote …: 1 campaigns`` from export)."""
+    path = tmp_path / "one.yaml"
+    path.write_text(ONE_CAMPAIGN)
+    out, _ = run("network", "load", str(path), "--check")
+    assert "(checked: 1 campaign, 1 buyer, 2 targets, 1 publisher, 1 tracking number)" in out, out
+    run("network", "load", str(path))
+    out, _ = run("network", "export", "-o", str(tmp_path / "out.yaml"))
+    assert out.strip().endswith(": 1 campaign, 1 buyer, 2 targets, 1 publisher, 1 tracking number"), out
 
 
 def test_network_export_to_stdout_and_file(tmp_path):

@@ -40,6 +40,7 @@ __all__ = [
     "KINDS",
     "LoadReport",
     "NetworkPlan",
+    "counted",
     "dump_network",
     "export_network",
     "load_network",
@@ -52,6 +53,13 @@ __all__ = [
 FORMAT_VERSION = 1
 KINDS = ("campaigns", "buyers", "targets", "publishers", "tracking_numbers")
 STATUSES = ("created", "updated", "unchanged", "pruned")
+
+
+def counted(count: int, kind: str) -> str:
+    """``1 campaign``, ``0 tracking numbers``: a count of one of :data:`KINDS` in words."""
+    words = kind.replace("_", " ")
+    return f"{count} {words.removesuffix('s') if count == 1 else words}"
+
 
 TOP_KEYS = ("version", "campaigns", "buyers", "publishers", "tracking_numbers", "settings")
 CAMPAIGN_KEYS = (
@@ -948,7 +956,7 @@ def load_network(data_or_path: str | os.PathLike | Mapping, *, prune: bool = Fal
     plan = validate_network(data_or_path, prune=prune, directory=directory)
     if check_only:
         report = LoadReport(written=False)
-        report.notes.append("checked: " + ", ".join(f"{plan.count(k)} {k.replace('_', ' ')}" for k in KINDS))
+        report.notes.append("checked: " + ", ".join(counted(plan.count(kind), kind) for kind in KINDS))
         return report
     with transaction.atomic():
         return _write(plan, prune=prune)

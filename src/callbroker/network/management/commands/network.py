@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from callbroker.network.loader import KINDS, dump_network, export_network, load_network
+from callbroker.network.loader import KINDS, counted, dump_network, export_network, load_network
 from callbroker.network.parsing import NetworkError
 from callbroker.ops.commands import reading_the_database
 
@@ -74,5 +74,5 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot write {output}: {exc.strerror or exc}") from None
         sizes = {kind: len(data.get(kind, ())) for kind in KINDS}
         sizes["targets"] = sum(len(buyer["targets"]) for buyer in data["buyers"])
-        counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sizes.items())
+        counts = ", ".join(counted(n, kind) for kind, n in sizes.items())
         self.stdout.write(f"Wrote {output}: {counts}")
