@@ -27,7 +27,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from callbroker.arguments import above_zero, at_least
 from callbroker.ops.management.commands.serve import chosen_port
-from callbroker.ops.server import default_workers, host_port, start_server, stop_server
+from callbroker.ops.server import (PortInUse, check_port_free, default_workers, host_port, start_server,
+                                   stop_server)
 
 
 class Command(BaseCommand):
@@ -53,6 +54,10 @@ class Command(BaseCommand):
         import yaml
 
         port = chosen_port(port)
+        try:  # before migrating and loading the demo (checked again when the server starts)
+            check_port_free(host, port)
+        except PortInUse as exc:
+            raise CommandError(str(exc)) from None
         self.hold_the_data_directory()
         call_command("migrate", verbosity=0, interactive=False)
         call_command("demo", stdout=self.stdout)
@@ -80,7 +85,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log_path = Path(settings.DATA_DIR) / "server.log"
-        self.stdout.write(f"Starting the server ({workers} workers, log in {log_path}) …")
+        plural = "" if workers == 1 else "s"
+        self.stdout.write(f"Starting the server ({workers} worker{plural}, log in {log_path}) …")
         try:
             server = start_server(host, port, workers, log_path=log_path, own_session=True)
         except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
