@@ -2,7 +2,8 @@
 
 Given an embedded install with calls placed through the webhooks (and an old month of history),
 when its data is dumped with ``dumpdata`` and loaded into a fresh PostgreSQL database, then every call
-reads back the same, old calls land in their month's partition, and new calls get new ids.
+reads back the same, the money ledger comes along (``billing check`` agrees), old calls land in their
+month's partition, and new calls get new ids.
 """
 
 from __future__ import annotations
@@ -27,21 +28,26 @@ def test_dumpdata_from_sqlite_loads_into_partitioned_postgres(postgres_server, t
     env.pop("DATABASE_URL", None)
     sqlite = PgDatabase("", env)  # the same helpers, pointed at the embedded database
     dump = data_dir / "callbroker.xml"
-    _, placed, _, (dumped, before) = sqlite.probe("steps", steps=[
+    _, placed, _, (checked_before, dumped, before) = sqlite.probe("steps", steps=[
         ["setup", {"network": True}],
         ["place_calls", {"count": 4, "token": TOKEN}],
         ["insert_calls", {"calls": [{"call_sid": "CAhistory", "started_at": "2025-06-15T12:00:00+00:00"}]}],
         # What docs/database.md says (XML: Django's JSON serializer keeps only milliseconds of times).
         ["commands", {"argvs": [
-            ["dumpdata", "network", "calls", "auth.user", "--format", "xml", "-o", str(dump)],
+            ["billing", "check"],
+            ["dumpdata", "network", "calls", "billing", "auth.user", "--format", "xml", "-o", str(dump)],
             ["calls", "list", "--json", "--limit", "0"],
         ]}],
     ])
-    assert dumped["code"] == 0, dumped
+    assert checked_before["code"] == 0 and dumped["code"] == 0, (checked_before, dumped)
     pg = new_database(postgres_server, tmp_path_factory, "moved")
-    *steps, after = pg.commands(["migrate", "--verbosity", "0"], ["loaddata", str(dump)],
-                                ["partitions", "ensure"], ["calls", "list", "--json", "--limit", "0"])
+    *steps, checked, after = pg.commands(["migrate", "--verbosity", "0"], ["loaddata", str(dump)],
+                                         ["partitions", "ensure"], ["billing", "check"],
+                                         ["calls", "list", "--json", "--limit", "0"])
     assert all(step["code"] == 0 for step in steps), steps
+    # Without ``billing`` in the dump, every billable call was "billable but not charged in the ledger".
+    assert checked["code"] == 0 and "OK: the ledger agrees with every call." in checked["stdout"], checked
+    assert checked["stdout"] == checked_before["stdout"]
 
     before, after = calls_by_sid(before), calls_by_sid(after)
     assert len(before) == 5 and set(placed) < set(before)
