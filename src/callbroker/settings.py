@@ -43,8 +43,12 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
 
 
-def database_from_url(url: str, data_dir: Path) -> dict:
-    """Translate ``DATABASE_URL`` (sqlite:///path or postgres://user:pw@host:port/db) to Django's dict."""
+def database_from_url(url: str, data_dir: Path, *, lock_timeout_ms: int = 0, statement_timeout_ms: int = 0) -> dict:
+    """Translate ``DATABASE_URL`` (sqlite:///path or postgres://user:pw@host:port/db) to Django's dict.
+
+    ``lock_timeout_ms``, ``statement_timeout_ms``: PostgreSQL's ``lock_timeout`` and ``statement_timeout``
+    for every session (0: none), given to the web server's processes (``ops/gunicorn_conf.py``).
+    """
     if not url:
         return {
             "ENGINE": "django.db.backends.sqlite3",
@@ -82,6 +86,13 @@ def database_from_url(url: str, data_dir: Path) -> dict:
         # carrier's 15 s: libpq's defaults wait for the kernel (minutes to connect, a quarter of an hour on
         # a connection in use). The URL's own values win.
         options = {"connect_timeout": "3", "tcp_user_timeout": "5000"}
+        # A database that answers but doesn't get on (a table locked by a migration or by hand, a statement
+        # stuck) must fail a webhook in seconds too: connections of the web server give up on a lock after
+        # CALLBROKER_DB_LOCK_TIMEOUT_MS and on any statement after CALLBROKER_DB_STATEMENT_TIMEOUT_MS.
+        limits = [f"-c {name}={ms}" for name, ms in (("lock_timeout", lock_timeout_ms),
+                                                     ("statement_timeout", statement_timeout_ms)) if ms > 0]
+        if limits:
+            options["options"] = " ".join(limits)
         options.update({k: v[-1] for k, v in parse_qs(parsed.query).items()})
         return {
             "ENGINE": "django.db.backends.postgresql",
@@ -194,7 +205,10 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": database_from_url(env_str("DATABASE_URL", ""), DATA_DIR)}
+DATABASES = {"default": database_from_url(
+    env_str("DATABASE_URL", ""), DATA_DIR,
+    lock_timeout_ms=env_int("CALLBROKER_DB_LOCK_TIMEOUT_MS", 0),
+    statement_timeout_ms=env_int("CALLBROKER_DB_STATEMENT_TIMEOUT_MS", 0))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -84,6 +84,22 @@ def test_a_postgres_url_gives_up_on_a_silent_database_in_seconds():
     assert db["OPTIONS"]["connect_timeout"] == "10"
 
 
+def test_the_web_servers_sessions_give_up_on_a_lock_or_a_statement_in_seconds():
+    """``ops/gunicorn_conf.py`` sets CALLBROKER_DB_LOCK_TIMEOUT_MS / _STATEMENT_TIMEOUT_MS for the server's
+    processes; the settings pass them to PostgreSQL (tests/postgres/test_locked_table.py: the effect)."""
+    from pathlib import Path
+
+    from callbroker.settings import database_from_url
+
+    db = database_from_url("postgres://cb:pw@db/callbroker", Path("/tmp"), lock_timeout_ms=2000,
+                           statement_timeout_ms=8000)
+    assert db["OPTIONS"]["options"] == "-c lock_timeout=2000 -c statement_timeout=8000"
+    assert "options" not in database_from_url("postgres://cb:pw@db/callbroker", Path("/tmp"))["OPTIONS"]
+    given = database_from_url("postgres://cb:pw@db/callbroker?options=-c%20search_path%3Dcb", Path("/tmp"),
+                              lock_timeout_ms=2000)
+    assert given["OPTIONS"]["options"] == "-c search_path=cb"  # the URL's own value wins
+
+
 def test_a_database_that_accepts_and_never_answers_fails_the_connection():
     """A listener that takes the TCP connection and never says a word (a host hung under load): the
     connection fails with the 3 s default instead of waiting for good."""

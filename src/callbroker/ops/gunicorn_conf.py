@@ -28,6 +28,12 @@ Everything else comes from the command line; this module does what only a config
 - **An answer's head and body in one write** (``ops/one_write.py``): gunicorn's ``Response.write`` sends
   them with two ``sendall`` calls (two TCP segments per webhook answer); the head now goes out with the
   first body piece.
+- **PostgreSQL time limits for the web server's sessions.** A locked table or a stuck statement must not
+  hold a webhook past the carrier's 15 s (the caller would hear the carrier's error, and the Fallback URL
+  queues behind the same busy workers): ``CALLBROKER_DB_LOCK_TIMEOUT_MS`` (default 2000) and
+  ``CALLBROKER_DB_STATEMENT_TIMEOUT_MS`` (default 8000) are set here, before the settings are read, so
+  that a webhook waiting longer fails as an outage and the call goes on from memory (degraded mode).
+  Commands run outside the server (``migrate``, ``billing statement``, …) have none.
 - ``logger_class``: gunicorn's own log lines (worker timeouts, crashes) become JSON lines too when
   ``CALLBROKER_LOG_FORMAT`` is ``json``.
 
@@ -63,6 +69,9 @@ def _prepare_metrics_dir() -> _Path:
 
 
 _METRICS_DIR = _prepare_metrics_dir()
+# PostgreSQL time limits of the server's sessions (read by the settings, loaded after this module).
+_os.environ.setdefault("CALLBROKER_DB_LOCK_TIMEOUT_MS", "2000")
+_os.environ.setdefault("CALLBROKER_DB_STATEMENT_TIMEOUT_MS", "8000")
 # The spool's directory, made while the disk has room: the first call of an outage must not need a
 # directory made then (on a full disk mkdir fails, and the event would have nowhere to go).
 (_Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve() / "spool").mkdir(parents=True, exist_ok=True)
