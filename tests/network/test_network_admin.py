@@ -367,3 +367,73 @@ def test_numbers_that_would_ring_back_are_refused_like_in_the_network_file(admin
     assert response.context["adminform"].form.errors == {"number": [
         f"{target.number} is the number of target 'acme-austin-central', already in the database "
         f"(paused, but it keeps its number and can be unpaused); calls would ring back into the platform"]}
+
+
+# -- deleting: a target's live state and cap counters go with it ----------------------------------------
+
+
+def delete_page(admin_client, obj) -> str:
+    """The delete page's text; fails when it says a permission is lacking or something protects ``obj``."""
+    name = obj._meta.model_name
+    response = admin_client.get(reverse(f"admin:network_{name}_delete", args=[obj.pk]))
+    assert response.status_code == 200
+    assert not response.context["perms_lacking"] and not response.context["protected"]
+    return response.content.decode()
+
+
+def test_a_target_is_deleted_from_its_page_with_its_live_state_and_counters(admin_client, demo):
+    target = m.Target.objects.get(key="acme-austin-central")  # has a live state and a cap counter
+    assert m.TargetUsage.objects.filter(target=target).exists()
+
+    page = delete_page(admin_client, target)
+    assert "Target live state: " in page and "Target usage: " in page  # listed as going with it
+    response = admin_client.post(reverse("admin:network_target_delete", args=[target.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not m.Target.objects.filter(pk=target.pk).exists()
+    assert not m.TargetState.objects.filter(target_id=target.pk).exists()
+    assert not m.TargetUsage.objects.filter(target_id=target.pk).exists()
+
+
+def test_targets_are_deleted_by_the_bulk_action(admin_client, demo):
+    targets = list(m.Target.objects.filter(campaign__key="austin-plumbing").values_list("pk", flat=True)[:2])
+    url = reverse("admin:network_target_changelist")
+    confirm = admin_client.post(url, {"action": "delete_selected", "_selected_action": targets})
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+
+    response = admin_client.post(url, {"action": "delete_selected", "_selected_action": targets, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not m.Target.objects.filter(pk__in=targets).exists()
+
+
+def test_a_buyer_and_a_campaign_with_targets_can_be_deleted(admin_client, demo):
+    buyer = m.Buyer.objects.get(key="acme-plumbing")
+    delete_page(admin_client, buyer)
+    response = admin_client.post(reverse("admin:network_buyer_delete", args=[buyer.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not m.Buyer.objects.filter(pk=buyer.pk).exists()
+
+    campaign = m.Campaign.objects.get(key="denver-roofing")
+    assert campaign.targets.exists()
+    m.TrackingNumber.objects.filter(campaign=campaign).delete()  # those protect it: nothing else does
+    delete_page(admin_client, campaign)
+    response = admin_client.post(reverse("admin:network_campaign_delete", args=[campaign.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not m.Campaign.objects.filter(pk=campaign.pk).exists()
+    assert not m.Target.objects.filter(campaign_id=campaign.pk).exists()
+
+
+def test_a_campaign_with_tracking_numbers_stays_protected(admin_client, demo):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    response = admin_client.post(reverse("admin:network_campaign_delete", args=[campaign.pk]), {"post": "yes"})
+    assert m.Campaign.objects.filter(pk=campaign.pk).exists()
+    assert "tracking number" in response.content.decode()
+
+
+@pytest.mark.parametrize("model", ["targetstate", "targetusage"])
+def test_live_state_and_counters_are_not_deleted_on_their_own(admin_client, demo, model):
+    obj = m.Target._meta.apps.get_model("network", model).objects.first()
+    response = admin_client.post(reverse(f"admin:network_{model}_delete", args=[obj.pk]), {"post": "yes"})
+    assert response.status_code == 403
+    response = admin_client.post(reverse(f"admin:network_{model}_changelist"),
+                                 {"action": "delete_selected", "_selected_action": [obj.pk], "post": "yes"})
+    assert type(obj).objects.filter(pk=obj.pk).exists()

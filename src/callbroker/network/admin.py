@@ -242,6 +242,26 @@ def clear_auto_pause_action(modeladmin: admin.ModelAdmin, request: HttpRequest, 
     modeladmin.message_user(request, f"Cleared the automatic pause of {cleared} target(s).", messages.SUCCESS)
 
 
+class DeletesTargetRowsMixin:
+    """Deleting a target, or a buyer or campaign with targets, deletes the targets' live state and cap
+    counters with them.
+
+    Django's delete page and "delete selected" action ask the admin of every row the deletion cascades to
+    whether the user may delete it; ``TargetStateAdmin`` and ``TargetUsageAdmin`` say no (those rows are
+    not deleted on their own), which made every target undeletable ("your account doesn't have permission
+    to delete … target live state"). They belong to the target and go with it: their names are dropped
+    from the permissions needed. Rows that protect (ledger entries, tracking numbers) still do.
+    """
+
+    #: Rows owned by a target: deleted with it, never on their own.
+    OWNED_BY_TARGET = (m.TargetState, m.TargetUsage)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        owned = {str(model._meta.verbose_name) for model in self.OWNED_BY_TARGET}
+        return deleted, counts, {name for name in perms_needed if str(name) not in owned}, protected
+
+
 # --------------------------------------------------------------------------------------------------
 # campaigns
 # --------------------------------------------------------------------------------------------------
@@ -275,7 +295,7 @@ class CampaignTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
     form = CampaignForm
     list_display = ("name", "key", "category", "active", "payout_display", "buffer_seconds", "target_count",
                     "fallback_kind")
@@ -327,7 +347,7 @@ class BuyerTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Buyer)
-class BuyerAdmin(admin.ModelAdmin):
+class BuyerAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
     form = BuyerForm
     list_display = ("name", "key", "timezone", "email", "active", "target_count")
     list_filter = ("active", "timezone")
@@ -348,7 +368,7 @@ class BuyerAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.Target)
-class TargetAdmin(admin.ModelAdmin):
+class TargetAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
     form = TargetForm
     list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display",
                     "paused", "auto_pause", "live_calls", "caps")
