@@ -177,6 +177,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The admin's larger bodies are for staff only: right after the user is known, before CSRF or a view
+    # reads the body (ops/limits.py).
+    "callbroker.ops.limits.StaffBodyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -184,8 +187,9 @@ MIDDLEWARE = [
 #: The middleware of carrier webhooks (``/carriers/…``), which ``callbroker.wsgi`` serves through a second
 #: Django handler: no sessions, CSRF, authentication, messages or static files — a carrier has none of
 #: them, and skipping them halves the request cycle's cost. The limits, the CallSid log context and the
-#: webhook metrics stay, in the same order as above.
-CARRIER_MIDDLEWARE = [m for m in MIDDLEWARE if m.startswith("callbroker.")]
+#: webhook metrics stay, in the same order as above (not the staff body check: a carrier is no user).
+CARRIER_MIDDLEWARE = [m for m in MIDDLEWARE
+                      if m.startswith("callbroker.") and m != "callbroker.ops.limits.StaffBodyMiddleware"]
 
 ROOT_URLCONF = "callbroker.urls"
 WSGI_APPLICATION = "callbroker.wsgi.application"
@@ -221,9 +225,20 @@ STATIC_ROOT = DATA_DIR / "static"
 #: Serve static files from the installed apps without a collectstatic step (the admin's only).
 WHITENOISE_USE_FINDERS = True
 
-#: Carrier webhooks are small; refuse anything larger than this many bytes of form data.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CALLBROKER_MAX_BODY_BYTES", 64 * 1024)
-DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+# Request bodies (callbroker.ops.limits, docs/security.md#request-bodies). Two sizes: carrier webhooks
+# and anyone not logged in get the small one; a logged-in staff member's admin pages the large one (a
+# target whose area lists thousands of ZIPs, a buyer with hundreds of targets: what a network file loads).
+#: Carrier webhooks, the admin login form and every request that is not a staff member's admin page.
+CALLBROKER_MAX_BODY_BYTES = env_int("CALLBROKER_MAX_BODY_BYTES", 64 * 1024)
+#: Admin pages (not the login form) of a logged-in, active staff member.
+CALLBROKER_ADMIN_MAX_BODY_BYTES = env_int("CALLBROKER_ADMIN_MAX_BODY_BYTES", 4 * 1024 * 1024)
+#: Fields of a carrier webhook's form (carriers/form.py); real ones have 15-30.
+CALLBROKER_CARRIER_MAX_FIELDS = 200
+#: Django's own limits are the largest any request may have: the middleware above refuses a body over
+#: the size that applies to it before anything reads it, and the carrier form counts its own fields.
+#: A buyer with 200 targets posts about 2,300 fields; 10,000 lets one with ~900 be saved.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(CALLBROKER_MAX_BODY_BYTES, CALLBROKER_ADMIN_MAX_BODY_BYTES)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
 # --------------------------------------------------------------------------------------------------
 # Production: live counters in Redis, health, metrics and structured logs (docs/production.md)
@@ -292,7 +307,8 @@ LOGGING = {
 # --------------------------------------------------------------------------------------------------
 # Token buckets per client address: *_PER_MIN is the refill rate, *_BURST the bucket size; 0 turns a
 # limit off. Each worker counts on its own unless REDIS_URL is set (then shared through Redis). Clients
-# on loopback are exempt. The body limit is CALLBROKER_MAX_BODY_BYTES above (DATA_UPLOAD_MAX_MEMORY_SIZE).
+# on loopback are exempt. The body limits are CALLBROKER_MAX_BODY_BYTES and CALLBROKER_ADMIN_MAX_BODY_BYTES
+# above.
 
 #: Carrier requests the app refused (bad signature, unreadable body, wrong method …) per client address.
 #: Once spent, unsigned requests get 429 unread; a request whose signature verifies always passes.

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from callbroker.carriers import form
 
 FORM = "application/x-www-form-urlencoded"
+VOICE = "/carriers/twilio/voice"
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 values = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
@@ -49,18 +50,32 @@ def test_invalid_utf8_is_read_as_latin1_like_querydict():
     assert form.params(request) == RequestFactory().post("/", body, content_type=FORM).POST.dict()
 
 
-@override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=3)
+@override_settings(CALLBROKER_CARRIER_MAX_FIELDS=3)
 def test_too_many_fields_refused():
     request = RequestFactory().post("/carriers/twilio/voice", "a=1&b=2&c=3&d=4", content_type=FORM)
     with pytest.raises(TooManyFieldsSent):
         form.params(request)
 
 
-@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=10)
+@override_settings(CALLBROKER_MAX_BODY_BYTES=10)
 def test_oversized_body_refused():
     request = RequestFactory().post("/carriers/twilio/voice", "CallSid=" + "C" * 20, content_type=FORM)
     with pytest.raises(RequestDataTooBig):
         form.params(request)
+
+
+def test_the_carrier_limits_hold_with_the_default_settings():
+    """Django's own limits are the admin's (thousands of fields, megabytes): a webhook keeps its own."""
+    many = {f"Field{i}": "x" for i in range(201)}
+    for request in (RequestFactory().post(VOICE, urlencode(many), content_type=FORM),
+                    RequestFactory().post(VOICE, many)):  # multipart
+        with pytest.raises(TooManyFieldsSent):
+            form.params(request)
+    assert len(form.params(RequestFactory().post(VOICE, dict(list(many.items())[:200])))) == 200
+    for request in (RequestFactory().post(VOICE, "CallSid=" + "C" * 65536, content_type=FORM),
+                    RequestFactory().post(VOICE, {"CallSid": "C" * 65536})):
+        with pytest.raises(RequestDataTooBig):
+            form.params(request)
 
 
 def test_another_charset_refused():

@@ -66,7 +66,8 @@ def carrier_world(db, settings, tmp_path):
     limits.reset()
     load_network(E2E_NETWORK)
     client = Client(raise_request_exception=False)
-    target = Target("http", "testserver", settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+    target = Target("http", "testserver", settings.CALLBROKER_MAX_BODY_BYTES,
+                    settings.CALLBROKER_CARRIER_MAX_FIELDS)
     for sid, (to, extra) in SEEDED_CALLS.items():
         response = post_signed(client, target, "/carriers/twilio/voice", inbound(sid, to, **extra))
         assert response.status_code == 200, (sid, response.status_code, response.content[:200])

@@ -11,7 +11,14 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from callbroker.ops import limits
-from callbroker.ops.limits import Buckets, MemoryBuckets, Rate, RedisBuckets, RequestLimitsMiddleware
+from callbroker.ops.limits import (
+    Buckets,
+    MemoryBuckets,
+    Rate,
+    RedisBuckets,
+    RequestLimitsMiddleware,
+    StaffBodyMiddleware,
+)
 from tests.hostile.conftest import inbound, post_signed
 
 STRANGER = "203.0.113.9"
@@ -51,7 +58,7 @@ def middleware(view=None) -> RequestLimitsMiddleware:
 
 @pytest.mark.parametrize("path", [VOICE, "/admin/login/", "/healthz"])
 def test_a_body_over_the_limit_is_refused_before_it_is_read(path, settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.CALLBROKER_MAX_BODY_BYTES = 1000
     request = RequestFactory().post(path, data=b"x", content_type="application/x-www-form-urlencoded",
                                     REMOTE_ADDR=STRANGER)
     request.META["CONTENT_LENGTH"] = "1001"
@@ -62,9 +69,65 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(path, settings):
 
 
 def test_a_body_at_the_limit_goes_through(settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.CALLBROKER_MAX_BODY_BYTES = 1000
     request = RequestFactory().post("/healthz", data=b"x" * 1000, content_type="text/plain", REMOTE_ADDR=STRANGER)
     assert middleware()(request).status_code == 200
+
+
+# --------------------------------------------------------------------------- admin pages: larger, for staff
+
+ADMIN_PAGE = "/admin/network/publisher/add/"
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("address", [STRANGER, "127.0.0.1"])
+def test_admin_pages_take_a_larger_body_from_staff_only(client, settings, django_user_model, address):
+    settings.CALLBROKER_MAX_BODY_BYTES = 1000
+    settings.CALLBROKER_ADMIN_MAX_BODY_BYTES = 5000
+    staff = django_user_model.objects.create_superuser("ops", "ops@example.com", "right")
+    clerk = django_user_model.objects.create_user("clerk", "clerk@example.com", "right")  # not staff
+
+    def post(path: str, size: int):
+        return client.post(path, "name=" + "x" * (size - 5), content_type=FORM, REMOTE_ADDR=address)
+
+    anonymous = post(ADMIN_PAGE, 2000)
+    assert anonymous.status_code == 413 and b"1000 bytes" in anonymous.content
+    client.force_login(clerk)
+    assert post(ADMIN_PAGE, 2000).status_code == 413
+    client.force_login(staff)
+    assert post(ADMIN_PAGE, 2000).status_code == 200  # the form again, with its errors: it was read
+    too_large = post(ADMIN_PAGE, 5001)
+    assert too_large.status_code == 413 and b"5000 bytes" in too_large.content
+    # Before logging in, and everywhere else, the small limit holds, whoever sends it.
+    for path in ("/admin/login/", VOICE, "/healthz"):
+        assert post(path, 1001).status_code == 413, path
+
+
+def test_a_larger_admin_body_is_refused_unread_when_the_user_is_not_staff(settings):
+    from django.contrib.auth.models import AnonymousUser
+
+    settings.CALLBROKER_MAX_BODY_BYTES = 1000
+    request = RequestFactory().post(ADMIN_PAGE, data=b"x", content_type=FORM, REMOTE_ADDR=STRANGER)
+    request.META["CONTENT_LENGTH"] = "1001"
+    request.META["wsgi.input"] = Unreadable()
+
+    def authenticated(request):
+        request.user = AnonymousUser()
+        return StaffBodyMiddleware(lambda r: pytest.fail("the view ran"))(request)
+
+    response = middleware(authenticated)(request)
+    assert response.status_code == 413 and b"1000 bytes" in response.content
+
+
+def test_the_staff_check_runs_once_the_user_is_known_and_not_for_carriers():
+    from django.conf import settings
+
+    name = "callbroker.ops.limits.StaffBodyMiddleware"
+    position = settings.MIDDLEWARE.index(name)
+    assert settings.MIDDLEWARE[position - 1] == "django.contrib.auth.middleware.AuthenticationMiddleware"
+    assert name not in settings.CARRIER_MIDDLEWARE
+    assert settings.CALLBROKER_MAX_BODY_BYTES == 64 * 1024 and settings.CALLBROKER_CARRIER_MAX_FIELDS == 200
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE >= settings.CALLBROKER_ADMIN_MAX_BODY_BYTES
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "1e3", "１２", "12 34", "9" * 30, "0x10"])
@@ -250,5 +313,5 @@ def test_the_limits_are_read_once_and_again_when_a_setting_changes(settings):
     settings.CALLBROKER_RATE_OPEN_BURST = first.open.burst + 7
     changed = limits.current_limits()
     assert changed.open.burst == first.open.burst + 7
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1234
+    settings.CALLBROKER_MAX_BODY_BYTES = 1234
     assert limits.current_limits().max_body_bytes == 1234

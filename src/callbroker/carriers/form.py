@@ -6,11 +6,13 @@ needs; parsing the body into a plain ``dict`` with the same rules costs a fracti
 kept on the request, so the log context (``ops/logging.py``) and the view share one parse.
 
 Same rules as Django's ``QueryDict``: UTF-8 (a body that isn't is read as ISO-8859-1), blank values kept,
-at most ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` fields (``TooManyFieldsSent``), the body at most
-``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (``RequestDataTooBig``), a urlencoded body declaring another
-charset refused (``BadRequest``); a repeated name keeps its last value, as ``QueryDict.get`` did, and
-:func:`every_value` gives all of them to the signature check (Twilio signs each value). Other content types
-(multipart) and GET requests go through Django's own parsing.
+a urlencoded body declaring another charset refused (``BadRequest``); a repeated name keeps its last value,
+as ``QueryDict.get`` did, and :func:`every_value` gives all of them to the signature check (Twilio signs
+each value). Other content types (multipart) and GET requests go through Django's own parsing.
+
+The limits are the carrier's, not Django's (whose ``DATA_UPLOAD_MAX_*`` are sized for the admin's larger
+forms, docs/security.md): at most ``CALLBROKER_CARRIER_MAX_FIELDS`` fields (``TooManyFieldsSent``) and
+a body of at most ``CALLBROKER_MAX_BODY_BYTES`` bytes (``RequestDataTooBig``), whatever the content type.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.exceptions import BadRequest, TooManyFieldsSent
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest
 
 URLENCODED = "application/x-www-form-urlencoded"
@@ -30,6 +32,7 @@ def params(request: HttpRequest) -> dict[str, str]:
     if cached is not None:
         return cached
     repeated: dict[str, list[str]] = {}
+    _refuse_a_large_body(request)
     if request.method == "POST" and request.content_type == URLENCODED:
         if request.encoding is not None and request.encoding.lower() != "utf-8":
             raise BadRequest(f"HTTP requests with the '{URLENCODED}' content type must be UTF-8 encoded.")
@@ -41,6 +44,8 @@ def params(request: HttpRequest) -> dict[str, str]:
             repeated = {key: values for key, values in repeated.items() if len(values) > 1}
     else:
         source = request.POST if request.method == "POST" else request.GET
+        if sum(len(values) for _key, values in source.lists()) > settings.CALLBROKER_CARRIER_MAX_FIELDS:
+            raise TooManyFieldsSent(TOO_MANY_FIELDS)
         found = {key: source.get(key, "") for key in source}
         repeated = {key: values for key, values in source.lists() if len(values) > 1}
     request._carrier_params = found
@@ -53,6 +58,21 @@ def every_value(request: HttpRequest) -> dict[str, list[str]]:
     return request.__dict__.get("_carrier_repeated") or {}
 
 
+TOO_MANY_FIELDS = "The number of GET/POST parameters exceeded settings.CALLBROKER_CARRIER_MAX_FIELDS."
+
+
+def _refuse_a_large_body(request: HttpRequest) -> None:
+    """``RequestDataTooBig`` for a body over ``CALLBROKER_MAX_BODY_BYTES``, by its length, before reading it
+    (``RequestLimitsMiddleware`` has refused it already when it runs: this holds without it)."""
+    limit = settings.CALLBROKER_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django reads such a body as empty
+    if limit is not None and length > limit:
+        raise RequestDataTooBig("Request body exceeded settings.CALLBROKER_MAX_BODY_BYTES.")
+
+
 def parse_urlencoded(body: bytes) -> list[tuple[str, str]]:
     """The body's name-value pairs, in order."""
     try:
@@ -61,7 +81,6 @@ def parse_urlencoded(body: bytes) -> list[tuple[str, str]]:
         text = body.decode("iso-8859-1")
     try:
         return parse_qsl(text, keep_blank_values=True, encoding="utf-8",
-                         max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+                         max_num_fields=settings.CALLBROKER_CARRIER_MAX_FIELDS)
     except ValueError as exc:
-        raise TooManyFieldsSent("The number of GET/POST parameters exceeded "
-                                "settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.") from exc
+        raise TooManyFieldsSent(TOO_MANY_FIELDS) from exc

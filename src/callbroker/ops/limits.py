@@ -5,9 +5,13 @@ body — and answers, in this order:
 
 * **400** for a malformed ``Content-Length``; **411** for a body without a length
   (``Transfer-Encoding``: Django would read it as empty, and reading it ourselves would let a slow
-  sender pin a worker); **413** for a ``Content-Length`` over ``CALLBROKER_MAX_BODY_BYTES`` (the
-  same figure as Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``, which does not count multipart file
-  parts: this check does, and reads nothing to make it).
+  sender pin a worker); **413** for a ``Content-Length`` over ``CALLBROKER_MAX_BODY_BYTES`` (64 KiB:
+  carrier webhooks, the admin login form, health and metrics, anyone not logged in). Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not count multipart file parts: this check does, and reads
+  nothing to make it. Admin pages other than the login form may send up to
+  ``CALLBROKER_ADMIN_MAX_BODY_BYTES`` (a target's area of thousands of ZIPs, a buyer with hundreds of
+  targets): such a request is let through here and :class:`StaffBodyMiddleware`, once the user is
+  known and before anything reads the body, answers 413 unless it is an active staff member's.
 * On carrier webhook paths, two buckets per client address:
 
   - **refused** (``CALLBROKER_RATE_REFUSED_*``): charged *after the fact* by every carrier request the
@@ -97,6 +101,7 @@ class Rate:
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int | None
+    admin_max_body_bytes: int | None
     refused: Rate
     carrier: Rate
     admin_login: Rate
@@ -138,14 +143,20 @@ _current: Limits | None = None
 @receiver(setting_changed)
 def _settings_changed(*, setting: str, **_kwargs) -> None:
     global _current
-    if setting == "DATA_UPLOAD_MAX_MEMORY_SIZE" or setting.startswith("CALLBROKER_RATE_"):
+    if setting in ("CALLBROKER_MAX_BODY_BYTES", "CALLBROKER_ADMIN_MAX_BODY_BYTES") \
+            or setting.startswith("CALLBROKER_RATE_"):
         _current = None
 
 
+def _bytes(name: str) -> int | None:
+    value = getattr(settings, name, None)
+    return int(value) if value is not None else None
+
+
 def _read_limits() -> Limits:
-    max_body = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
     return Limits(
-        max_body_bytes=int(max_body) if max_body is not None else None,
+        max_body_bytes=_bytes("CALLBROKER_MAX_BODY_BYTES"),
+        admin_max_body_bytes=_bytes("CALLBROKER_ADMIN_MAX_BODY_BYTES"),
         refused=_rate("REFUSED", 30, 60),
         carrier=_rate("CARRIER", 6000, 6000),
         admin_login=_rate("ADMIN_LOGIN", 5, 10),
@@ -405,6 +416,28 @@ def admin_login_path() -> str:
     return _admin_login_path(settings.ROOT_URLCONF)
 
 
+@lru_cache(maxsize=4)
+def _admin_prefix(urlconf: str) -> str:
+    try:
+        return reverse("admin:index")
+    except NoReverseMatch:
+        return ""
+
+
+def admin_prefix() -> str:
+    """Path prefix of the admin ("/admin/"); "" when the URL configuration has none."""
+    return _admin_prefix(settings.ROOT_URLCONF)
+
+
+def staff_may_send_more(path: str, limits: Limits) -> bool:
+    """Whether a body over ``max_body_bytes`` may go on to :class:`StaffBodyMiddleware` (which checks the
+    user): admin pages other than the login form, when their limit is the larger one."""
+    prefix = admin_prefix()
+    larger = limits.admin_max_body_bytes is None or (
+        limits.max_body_bytes is not None and limits.admin_max_body_bytes > limits.max_body_bytes)
+    return larger and bool(prefix) and path.startswith(prefix) and path != admin_login_path()
+
+
 def _has_signature(meta: dict) -> bool:
     """A carrier signature header of any carrier (X-Twilio-Signature, X-SignalWire-Signature, Telnyx's …)."""
     return any(key.startswith("HTTP_") and "SIGNATURE" in key and meta[key] for key in meta)
@@ -449,6 +482,10 @@ _log_throttled = _Throttled()
 # --------------------------------------------------------------------------- the middleware
 
 
+def too_large(max_body_bytes: int) -> HttpResponse:
+    return _plain(f"Payload Too Large: bodies are limited to {max_body_bytes} bytes", 413)
+
+
 def body_refusal(meta: dict, max_body_bytes: int | None) -> HttpResponse | None:
     """400/411/413 for a body we won't read; None when it may be read. Reads nothing."""
     if meta.get("HTTP_TRANSFER_ENCODING"):
@@ -459,8 +496,24 @@ def body_refusal(meta: dict, max_body_bytes: int | None) -> HttpResponse | None:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return _plain("Bad Request: invalid Content-Length", 400)
     if max_body_bytes is not None and int(raw) > max_body_bytes:
-        return _plain(f"Payload Too Large: bodies are limited to {max_body_bytes} bytes", 413)
+        return too_large(max_body_bytes)
     return None
+
+
+#: Set on a request whose body is over ``CALLBROKER_MAX_BODY_BYTES`` and let through for an admin page:
+#: :class:`StaffBodyMiddleware` refuses it unless the user is an active staff member.
+STAFF_ONLY = "_callbroker_body_for_staff_only"
+
+
+def _body_check(request: HttpRequest, limits: Limits) -> HttpResponse | None:
+    """The body checks: the small limit, or on an admin page the admin's (for staff: ``STAFF_ONLY``)."""
+    refused = body_refusal(request.META, limits.max_body_bytes)
+    if refused is None or refused.status_code != 413 or not staff_may_send_more(request.path_info, limits):
+        return refused
+    refused = body_refusal(request.META, limits.admin_max_body_bytes)
+    if refused is None:
+        setattr(request, STAFF_ONLY, True)
+    return refused
 
 
 class RequestLimitsMiddleware:
@@ -477,12 +530,12 @@ class RequestLimitsMiddleware:
         client = client_address(meta, limits.trusted_proxies)
         if is_exempt(client):
             warn_undeclared_proxy(meta, limits)
-            return body_refusal(meta, limits.max_body_bytes) or self.get_response(request)
+            return _body_check(request, limits) or self.get_response(request)
         key = bucket_key(client)
         store = buckets()
         if path.startswith(carrier_prefix()):
             return self._carrier(request, limits, client, key, store)
-        refused = body_refusal(meta, limits.max_body_bytes)
+        refused = _body_check(request, limits)
         if refused is not None:
             return refused
         if request.method == "POST" and path == admin_login_path():
@@ -530,3 +583,20 @@ class RequestLimitsMiddleware:
                                 f"too many refused requests from {client}")
         return response
 
+
+class StaffBodyMiddleware:
+    """413 for a body over ``CALLBROKER_MAX_BODY_BYTES`` that :class:`RequestLimitsMiddleware` let through
+    for an admin page, unless the user is an active staff member. Placed right after Django's
+    ``AuthenticationMiddleware`` (``request.user`` is known) and before anything reads the body: CSRF's
+    check and the views come after every middleware's ``__call__``. Reads nothing itself.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if getattr(request, STAFF_ONLY, False):
+            user = getattr(request, "user", None)
+            if user is None or not (user.is_active and user.is_staff):
+                return too_large(current_limits().max_body_bytes or 0)
+        return self.get_response(request)
