@@ -231,3 +231,46 @@ def test_clearing_an_outcome_clears_when_it_was_recorded(staff, routed_call):
                       ).status_code == 302
     routed_call.refresh_from_db()
     assert (routed_call.outcome, routed_call.job_value, routed_call.outcome_at) == ("", None, None)
+
+
+# ---- money in the currency it was charged in -------------------------------------------------------
+
+
+def post_charge(call: Call, currency: str) -> None:
+    """The call's charge and payout as billing posted them, in ``currency``."""
+    from callbroker.billing.models import LedgerEntry
+
+    for kind, amount in (("charge", call.revenue), ("payout", call.payout)):
+        LedgerEntry.objects.create(call=call, call_sid=call.call_sid, kind=kind, generation=1, amount=amount,
+                                   campaign=call.campaign, currency=currency, memo="billable call")
+
+
+def test_a_call_shows_its_money_in_the_currency_it_was_charged_in(staff, routed_call, make_call):
+    post_charge(routed_call, "USD")
+    routed_call.campaign.currency = "EUR"  # changed after the call was charged
+    routed_call.campaign.save()
+    unposted = make_call(campaign=routed_call.campaign, verdict="billable", revenue=Decimal("30.00"))
+
+    listed = staff.get(reverse("admin:calls_call_changelist")).content.decode()
+    page = staff.get(change_url(routed_call)).content.decode()
+
+    assert "$45.00" in listed and "€45.00" not in listed
+    assert "$45.00" in page and "$20.00" in page and "€" not in page
+    assert "€30.00" in listed  # nothing posted for it: the campaign's currency
+    assert "€30.00" in staff.get(change_url(unposted)).content.decode()
+
+
+def test_the_changelist_reads_a_fixed_number_of_queries(staff, routed_call, make_call,
+                                                        django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    post_charge(routed_call, "USD")
+    with CaptureQueriesContext(connection) as one:
+        assert staff.get(reverse("admin:calls_call_changelist")).status_code == 200
+    for _ in range(5):
+        call = make_call(campaign=routed_call.campaign, verdict="billable", revenue=Decimal("45.00"),
+                         payout=Decimal("20.00"))
+        post_charge(call, "USD")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        assert staff.get(reverse("admin:calls_call_changelist")).status_code == 200

@@ -305,6 +305,23 @@ def test_list_reads_a_fixed_number_of_queries(routed_call, make_call, django_ass
     assert len(json.loads(output)) == 5
 
 
+def test_calls_show_the_currency_they_were_charged_in(routed_call, make_call, django_assert_num_queries):
+    from callbroker.billing.models import LedgerEntry
+
+    LedgerEntry.objects.create(call=routed_call, call_sid=routed_call.call_sid, kind="charge", generation=1,
+                               amount=routed_call.revenue, campaign=routed_call.campaign, currency="USD",
+                               memo="billable call")
+    routed_call.campaign.currency = "EUR"  # changed after the call was charged
+    routed_call.campaign.save()
+    unposted = make_call(campaign=routed_call.campaign, verdict="billable", revenue=Decimal("30.00"))
+
+    with django_assert_num_queries(2):  # no query per call for the currency
+        listed = {c["sid"]: c["currency"] for c in json.loads(run("list", "--json"))}
+    assert listed == {routed_call.call_sid: "USD", unposted.call_sid: "EUR"}
+    assert "Revenue      $45.00" in run("show", routed_call.call_sid)
+    assert call_to_dict(Call.objects.get(pk=routed_call.pk))["currency"] == "USD"  # loaded without with_related
+
+
 def test_list_with_nothing_to_show(db):
     assert run("list") == "No calls match.\n"
     assert json.loads(run("list", "--json")) == []

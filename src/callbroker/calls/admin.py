@@ -19,6 +19,7 @@ from django.utils.http import urlencode
 
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.calls.presenters import (
+    call_currency,
     caller_text,
     datetime_text,
     decided_at_text,
@@ -54,10 +55,6 @@ class ViewOnlyMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-
-def _currency(call: Call) -> str:
-    return call.campaign.currency if call.campaign_id and call.campaign else "USD"
 
 
 def _left_out_html(entries: list[dict]) -> str:
@@ -234,7 +231,7 @@ class CallAdmin(admin.ModelAdmin):
 
     @admin.display(description="revenue", ordering="revenue")
     def revenue_text(self, call: Call) -> str:
-        return money_text(call.revenue, _currency(call))
+        return money_text(call.revenue, call_currency(call))
 
     @admin.display(description="not billable because")
     def reasons(self, call: Call) -> str:
@@ -256,7 +253,7 @@ class CallAdmin(admin.ModelAdmin):
 
     @admin.display(description="payout")
     def payout_text(self, call: Call) -> str:
-        return money_text(call.payout, _currency(call))
+        return money_text(call.payout, call_currency(call))
 
     @admin.display(description="routed to")
     def routed_summary(self, call: Call) -> str:

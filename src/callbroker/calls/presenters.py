@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -133,7 +133,32 @@ def _local(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return timezone.localtime(value).strftime(fmt)
 
 
-def _currency(call: Call) -> str:
+#: The annotation :func:`with_related` adds: the currency of the call's latest ledger entry (or None).
+LEDGER_CURRENCY = "ledger_currency"
+
+
+def _ledger_currency() -> Subquery:
+    # billing.LedgerEntry by the reverse relation: billing imports calls, not the other way round.
+    entries = Call._meta.get_field("ledger_entries").related_model
+    return Subquery(entries.objects.filter(call_id=OuterRef("pk")).order_by("-id").values("currency")[:1])
+
+
+def call_currency(call: Call) -> str:
+    """The currency of the call's revenue and payout: the one its ledger entries were posted in (the
+    latest entry's), else its campaign's (nothing posted), else USD.
+
+    A campaign's currency may change after its calls were charged; the ledger and the statements keep the
+    currency charged, and so does every page and listing of those calls. Read from the annotation
+    :func:`with_related` adds (no query per call); a call loaded otherwise costs one query.
+    """
+    if hasattr(call, LEDGER_CURRENCY):
+        posted = getattr(call, LEDGER_CURRENCY)
+    elif call.pk:
+        posted = call.ledger_entries.order_by("-id").values_list("currency", flat=True).first()
+    else:
+        posted = None
+    if posted:
+        return posted
     return call.campaign.currency if call.campaign_id and call.campaign else "USD"
 
 
@@ -146,7 +171,8 @@ def with_related(queryset: QuerySet[Call]) -> QuerySet[Call]:
     attempts = CallAttempt.objects.select_related("target__buyer", "buyer").order_by("sequence")
     return queryset.select_related(
         "campaign", "publisher", "tracking_number", "connected_target__buyer", "buyer"
-    ).prefetch_related(Prefetch("attempts", queryset=attempts))
+    ).prefetch_related(Prefetch("attempts", queryset=attempts)).annotate(
+        **{LEDGER_CURRENCY: _ledger_currency()})
 
 
 def _attempts(call: Call) -> list[CallAttempt]:
@@ -373,7 +399,7 @@ def call_to_dict(call: Call, *, with_events: bool = False) -> dict:
         "verdict": call.verdict,
         "verdict_label": _label(Verdict, call.verdict),
         "reasons": [{"code": code, "label": reason_label(code)} for code in call.reason_codes or ()],
-        "currency": _currency(call),
+        "currency": call_currency(call),
         "revenue": money_str(call.revenue),
         "payout": money_str(call.payout),
         "qualified_at": iso_utc(call.qualified_at),
@@ -449,7 +475,7 @@ def _attempt_words(attempts) -> list[str]:
 def verdict_text(call: Call) -> str:
     """``BILLABLE $45.00``, ``NOT BILLABLE: below_buffer, duplicate`` or ``PENDING``."""
     if call.verdict == Verdict.BILLABLE:
-        return f"BILLABLE {money_text(call.revenue, _currency(call))}"
+        return f"BILLABLE {money_text(call.revenue, call_currency(call))}"
     if call.verdict == Verdict.NOT_BILLABLE:
         codes = ", ".join(call.reason_codes or ())
         return f"NOT BILLABLE: {codes}" if codes else "NOT BILLABLE"
@@ -613,7 +639,7 @@ def _recording_lines(call: Call) -> list[str]:
 
 
 def _qualification_lines(call: Call) -> list[str]:
-    currency = _currency(call)
+    currency = call_currency(call)
     when = f" at {_local(call.qualified_at)}" if call.qualified_at else ""
     lines = ["Qualification", f"  Verdict      {_label(Verdict, call.verdict)}{when}"]
     lines += [f"    - {code}: {reason_label(code)}" for code in call.reason_codes or ()]
@@ -627,7 +653,7 @@ def _outcome_lines(call: Call) -> list[str]:
         return ["Outcome", "  not recorded"]
     line = f"  {_label(Outcome, call.outcome)}"
     if call.job_value is not None:
-        line += f", job value {money_text(call.job_value, _currency(call))}"
+        line += f", job value {money_text(call.job_value, call_currency(call))}"
     if call.outcome_at:
         line += f" (recorded {_local(call.outcome_at)})"
     lines = ["Outcome", line]
