@@ -105,6 +105,10 @@ def test_statement_defaults_to_this_month(calls, clock):
     (["--publisher", "nobody"], "No publisher with key or name 'nobody'."),
     (["--buyer", "acme", "--month", "2026-13"],
      "--month: '2026-13' is not a month: use YYYY-MM, e.g. 2026-11"),
+    # Empty values are refused, not read as "not given" (a traceback, or this month).
+    (["--buyer", ""], "--buyer: give the buyer's key or name (it is empty)."),
+    (["--publisher", " "], "--publisher: give the publisher's key or name (it is empty)."),
+    (["--buyer", "acme", "--month", ""], "--month: '' is not a month: use YYYY-MM, e.g. 2026-11"),
 ])
 def test_statement_errors_name_the_problem(calls, args, message):
     assert run_failing("statement", *args)[1] == message
@@ -117,6 +121,10 @@ def test_statement_needs_exactly_one_party():
 
 
 # ---- check ---------------------------------------------------------------------------------------
+
+
+def test_check_refuses_an_empty_month(calls):
+    assert run_failing("check", "--month", "")[1] == "--month: '' is not a month: use YYYY-MM, e.g. 2026-11"
 
 
 def test_check_passes_when_ledger_and_calls_agree(calls):

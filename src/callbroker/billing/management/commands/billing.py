@@ -39,7 +39,8 @@ def _fit(text: str, width: int) -> str:
 
 
 def _month(value: str | None) -> Period:
-    if not value:
+    """The month of ``--month``; this month when the option is not given (an empty one is refused)."""
+    if value is None:
         return Period.month_of()
     try:
         return Period.month(value)
@@ -49,6 +50,8 @@ def _month(value: str | None) -> Period:
 
 def _find(model: type[Model], what: str, value: str) -> Model:
     """A buyer or publisher by key, else by name (case-insensitive); an error names the choices."""
+    if not value.strip():
+        raise CommandError(f"--{what}: give the {what}'s key or name (it is empty).")
     found = model.objects.filter(key=value).first()
     if found is not None:
         return found
@@ -105,7 +108,7 @@ class Command(BaseCommand):
 
     def statement(self, options: dict) -> None:
         period = _month(options.get("month"))
-        if options.get("buyer"):
+        if options.get("buyer") is not None:
             statement = buyer_statement(_find(Buyer, "buyer", options["buyer"]), period)
             title = f"Charges to buyer {statement.name} ({statement.key}), posted in {period.label} (UTC)"
         else:
@@ -128,7 +131,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Total: {_totals_text(statement)} ({_count(len(statement.lines), 'call')})")
 
     def check(self, options: dict) -> None:
-        period = _month(options["month"]) if options.get("month") else None
+        period = _month(options["month"]) if options.get("month") is not None else None
         result = check_ledger(period)
         if options["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
