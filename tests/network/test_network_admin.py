@@ -509,3 +509,35 @@ def test_a_buyer_with_200_targets_is_saved(admin_client, load):
     response, _size = post_as_a_browser(admin_client, url, data)
     assert response.status_code == 302, response.content[:300]
     assert m.Campaign.objects.get(pk=campaign.pk).name == "Big campaign"
+
+
+# -- a key written twice in the admin's JSON is refused, as the network file refuses it -------------------
+
+
+@pytest.mark.parametrize("field,value,key", [
+    ("hours", '{"weekly": {"mon": "08:00-10:00", "mon": "09:00-18:00"}}', "mon"),
+    ("hours", '{"weekly": {"mon": "08:00-18:00"}, "weekly": {"tue": "08:00-18:00"}}', "weekly"),
+    ("area", '{"zips": ["78701"], "zips": ["78702"]}', "zips"),
+    ("area", '{"radius": [{"zip": "78701", "miles": 5, "miles": 50}]}', "miles"),
+])
+def test_a_key_given_twice_in_the_json_is_refused_naming_it(admin_client, demo, field, value, key):
+    target = m.Target.objects.get(key="acme-austin-central")
+    stored = getattr(target, field)
+
+    response = admin_client.post(reverse("admin:network_target_change", args=[target.pk]),
+                                 target_form_data(target, **{field: value}))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors[field] == [f"The key '{key}' is given twice in one object."]
+    assert form[field].value() == value  # shown again as typed, both keys
+    assert getattr(m.Target.objects.get(pk=target.pk), field) == stored
+
+
+def test_a_key_given_twice_in_a_campaigns_json_is_refused(admin_client, demo):
+    campaign = m.Campaign.objects.get(key="austin-plumbing")
+    response = admin_client.post(
+        reverse("admin:network_campaign_change", args=[campaign.pk]),
+        campaign_form_data(admin_client, campaign, blocked_prefixes='[{"a": 1, "a": 2}]'))
+    assert response.context["adminform"].form.errors["blocked_prefixes"] == [
+        "The key 'a' is given twice in one object."]

@@ -9,6 +9,7 @@ canonical form.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -91,11 +92,52 @@ class NetworkFileForm(forms.ModelForm):
             self.add_error(name, exc)
 
 
+class RepeatedKey(ValueError):
+    """A JSON object with a key written twice (``json.loads`` would keep the last one, silently)."""
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise RepeatedKey(f"the key '{key}' is given twice in one object")
+        found[key] = value
+    return found
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` refusing a key given twice in one object (``RepeatedKey``), as the network file
+    refuses one in a mapping: ``{"mon": "08:00-10:00", "mon": "09:00-18:00"}`` is a mistake, not the last."""
+    return json.loads(text, object_pairs_hook=_no_repeated_keys)
+
+
 class OptionalJSONField(forms.JSONField):
     """A JSON field that shows "nothing" as an empty box: ``{}``, ``[]`` and ``null`` are not printed.
 
-    Empty input is ``None``; each form's ``clean_<field>`` turns it into the stored empty value.
+    Empty input is ``None``; each form's ``clean_<field>`` turns it into the stored empty value. A key
+    given twice in one object is refused with a message naming it (see :func:`loads_json`).
     """
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value not in self.empty_values and not self.disabled:
+            try:
+                loads_json(value)
+            except RepeatedKey as exc:
+                raise ValidationError(str(exc)[:1].upper() + str(exc)[1:] + ".", code="invalid") from None
+            except ValueError:
+                pass  # not JSON at all: Django's own message
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # A refused value is shown again as typed, not as Python's reading of it (one of the keys gone).
+        if isinstance(data, str) and not self.disabled:
+            try:
+                loads_json(data)
+            except RepeatedKey:
+                return forms.fields.InvalidJSONInput(data)
+            except ValueError:
+                pass
+        return super().bound_data(data, initial)
 
     def prepare_value(self, value: Any) -> Any:
         if value in (None, {}, [], "null", "{}", "[]"):
