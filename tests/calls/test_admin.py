@@ -274,3 +274,13 @@ def test_the_changelist_reads_a_fixed_number_of_queries(staff, routed_call, make
         post_charge(call, "USD")
     with django_assert_max_num_queries(len(one.captured_queries)):
         assert staff.get(reverse("admin:calls_call_changelist")).status_code == 200
+
+
+def test_a_call_whose_target_was_deleted_still_shows_who_it_reached(staff, routed_call):
+    routed_call.targets["main"].delete()
+
+    listed = staff.get(reverse("admin:calls_call_changelist")).content.decode()
+    page = staff.get(change_url(routed_call)).content.decode()
+
+    assert "ACME Plumbing / (deleted target)" in listed and "talked 2:31" in listed
+    assert "ACME Plumbing / (deleted target)" in page and "2:31 (151 s)" in page

@@ -136,6 +136,24 @@ def test_deleted_target_in_a_decision_is_shown_by_id(make_call):
         {"id": 999, "name": "#999", "code": "paused", "label": "paused", "auto_paused": False}]
 
 
+def test_a_call_whose_target_was_deleted_still_shows_its_buyer_and_talk_time(routed_call):
+    routed_call.targets["main"].delete()  # the connected target (SET NULL on the call and its attempt)
+    call = loaded(routed_call)
+    assert call.connected_target_id is None and call.buyer is not None
+
+    assert call_summary_line(call).split("  ")[5:7] == ["→ ACME Plumbing / (deleted target)", "talked 2:31"]
+    listed = run("list")
+    assert "ACME Plumbing / (deleted target)" in listed and "2:31" in listed.splitlines()[1]
+    shown = run("show", call.call_sid)
+    assert "Result       ACME Plumbing / (deleted target)" in shown
+    assert "Talk time    2:31 (151 s bridged)" in shown
+    assert "ACME Plumbing / (deleted target)  +1512555" in shown  # its attempt, by buyer
+
+    call.buyer.delete()  # the buyer too: the talk time is still the call's
+    call = loaded(routed_call)
+    assert call_summary_line(call).split("  ")[5:7] == ["→ (deleted buyer)", "talked 2:31"]
+
+
 def test_auto_paused_targets_and_refusals_at_dial_time_are_explained(make_target, make_call):
     # given a target auto-paused by missed-call protection and one refused when its turn came
     missed, full, ok = make_target(name="Missed"), make_target(name="Full"), make_target(name="Ok")

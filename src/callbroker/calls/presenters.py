@@ -433,10 +433,25 @@ def zip_text(call: Call) -> str:
     return f"ZIP {call.caller_zip} ({call.zip_source})" if call.caller_zip else "ZIP ?"
 
 
+def was_connected(call: Call) -> bool:
+    """Whether a buyer answered and was bridged. The connected target (and the buyer) may have been deleted
+    since (``SET NULL``): the call still keeps its buyer, its talk time and its bridged attempt."""
+    if call.connected_target_id or call.buyer_id or call.talk_seconds:
+        return True
+    return any(attempt.result == AttemptResult.BRIDGED for attempt in _attempts(call))
+
+
+def connected_text(call: Call) -> str:
+    """Who the call reached: ``ACME / Main``; ``ACME / (deleted target)`` once that target is deleted."""
+    if call.connected_target_id:
+        return str(call.connected_target)
+    return f"{call.buyer.name} / (deleted target)" if call.buyer_id and call.buyer else "(deleted buyer)"
+
+
 def routed_text(call: Call) -> str:
     """Where the call went: ``→ ACME / Main``, ``→ fallback: message``, ``→ no answer (3 tried)`` …"""
-    if call.connected_target_id:
-        return f"→ {call.connected_target}"
+    if was_connected(call):
+        return f"→ {connected_text(call)}"
     attempts = _attempts(call)
     if call.stage == CallStage.DIALING and attempts:
         return f"→ ringing {attempts[-1].target or attempts[-1].number}"
@@ -505,7 +520,7 @@ def call_summary_line(call: Call) -> str:
         zip_text(call),
         routed_text(call),
     ]
-    if call.connected_target_id or call.talk_seconds:
+    if was_connected(call):
         parts.append(f"talked {format_seconds(call.talk_seconds)}")
     parts.append(verdict_text(call))
     return "  ".join(parts)
@@ -607,10 +622,10 @@ def _caller_lines(call: Call) -> list[str]:
 
 def _routing_lines(call: Call) -> list[str]:
     result = routed_text(call).removeprefix("→ ")
-    if call.fallback_applied and not call.connected_target_id:
+    if call.fallback_applied and not was_connected(call):
         result += f" ({FALLBACK_LABELS.get(call.fallback_applied, call.fallback_applied)})"
     lines = ["Routing", *decision_lines(call), f"  Result       {result}"]
-    if call.connected_target_id:
+    if was_connected(call):
         lines.append(f"  Talk time    {format_seconds(call.talk_seconds)} ({call.talk_seconds} s bridged)"
                      f"; caller in area: {_yes_no(call.in_area)}")
     return lines
@@ -625,10 +640,14 @@ def _attempt_lines(call: Call) -> list[str]:
         ring = f"rang {attempt.ring_seconds} s" if attempt.ring_seconds is not None else "ring time unknown"
         lines.append(
             f"  {attempt.sequence}. {_local(attempt.started_at, '%H:%M:%S')}"
-            f"  {attempt.target or '(deleted target)'}  {attempt.number}"
+            f"  {attempt.target or _deleted_target(attempt)}  {attempt.number}"
             f"  {ring}, talked {attempt.talk_seconds} s  → {_label(AttemptResult, attempt.result)}"
         )
     return lines
+
+
+def _deleted_target(attempt: CallAttempt) -> str:
+    return f"{attempt.buyer.name} / (deleted target)" if attempt.buyer else "(deleted target)"
 
 
 def _recording_lines(call: Call) -> list[str]:

@@ -19,6 +19,7 @@ from callbroker.calls.presenters import (
     caller_text,
     format_seconds,
     routed_text,
+    was_connected,
     with_related,
 )
 from callbroker.network.models import Campaign
@@ -165,7 +166,7 @@ class Command(BaseCommand):
                 caller_text(call),
                 f"{call.caller_zip} ({call.zip_source})" if call.caller_zip else "?",
                 routed_text(call).removeprefix("→ "),
-                format_seconds(call.talk_seconds) if call.connected_target_id else "—",
+                format_seconds(call.talk_seconds) if was_connected(call) else "—",
                 _verdict_cell(call),
             )
             row = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True))
