@@ -284,3 +284,37 @@ def test_a_call_whose_target_was_deleted_still_shows_who_it_reached(staff, route
 
     assert "ACME Plumbing / (deleted target)" in listed and "talked 2:31" in listed
     assert "ACME Plumbing / (deleted target)" in page and "2:31 (151 s)" in page
+
+
+# ---- hand-made filters out of the calendar: a bad lookup (redirect with ?e=1), never a 500 --------------
+
+
+@pytest.mark.parametrize("page,field", [("calls/call", "started_at"), ("calls/callattempt", "started_at"),
+                                        ("calls/callevent", "received_at"), ("billing/ledgerentry", "created_at")])
+@pytest.mark.parametrize("query", ["{f}__year=9999&{f}__month=12", "{f}__year=9999", "{f}__year=0",
+                                   "{f}__year=99999", "{f}__year=-1", "{f}__year=2026&{f}__month=13"])
+def test_a_date_out_of_the_calendar_is_a_bad_lookup_not_a_500(staff, routed_call, page, field, query):
+    url = f"/admin/{page}/"
+    response = staff.get(f"{url}?{query.format(f=field)}")
+    assert response.status_code == 302 and response.url == f"{url}?e=1"
+    assert staff.get(response.url).status_code == 200
+
+
+def test_a_date_at_the_calendars_edge_still_filters(staff, routed_call):
+    for query in ("started_at__year=9998&started_at__month=12", "started_at__year=1"):
+        response = staff.get(f"/admin/calls/call/?{query}")
+        assert response.status_code == 200 and routed_call.call_sid not in response.content.decode()
+    response = staff.get("/admin/calls/call/?started_at__year=2026&started_at__month=11")
+    assert routed_call.call_sid in response.content.decode()
+
+
+def test_every_admin_list_of_ours_turns_a_bad_date_into_a_bad_lookup():
+    from django.test import RequestFactory
+
+    from callbroker.ops.admin_lists import ChangeList
+
+    ours = {model_admin for model, model_admin in admin.site._registry.items()
+            if model._meta.app_label in ("network", "calls", "billing")}
+    assert len(ours) == 11
+    request = RequestFactory().get("/")
+    assert all(model_admin.get_changelist(request) is ChangeList for model_admin in ours)

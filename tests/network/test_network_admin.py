@@ -541,3 +541,13 @@ def test_a_key_given_twice_in_a_campaigns_json_is_refused(admin_client, demo):
         campaign_form_data(admin_client, campaign, blocked_prefixes='[{"a": 1, "a": 2}]'))
     assert response.context["adminform"].form.errors["blocked_prefixes"] == [
         "The key 'a' is given twice in one object."]
+
+
+@pytest.mark.parametrize("query", ["created_at__year=0", "created_at__year=99999", "created_at__year=-1",
+                                   "updated_at__year=0", "updated_at__year=10000"])
+def test_a_date_out_of_the_calendar_is_a_bad_lookup_not_a_500(admin_client, demo, query):
+    url = reverse("admin:network_campaign_changelist")
+    response = admin_client.get(f"{url}?{query}")
+    assert response.status_code == 302 and response.url == f"{url}?e=1"
+    # The calendar's last month is a month like any other here (no date hierarchy: no end to work out).
+    assert admin_client.get(f"{url}?updated_at__year=9999&updated_at__month=12").status_code == 200

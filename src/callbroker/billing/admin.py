@@ -17,10 +17,11 @@ from django.utils.html import format_html
 from callbroker.billing.models import LedgerEntry
 from callbroker.calls.admin import ViewOnlyMixin
 from callbroker.calls.presenters import datetime_text, money_text
+from callbroker.ops.admin_lists import SafeChangeListMixin
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(ViewOnlyMixin, SafeChangeListMixin, admin.ModelAdmin):
     list_display = ("posted", "kind", "call_link", "generation", "buyer", "publisher", "campaign",
                     "amount_text", "memo")
     list_filter = ("kind", "buyer", "publisher", "campaign", ("created_at", admin.DateFieldListFilter))

@@ -36,6 +36,7 @@ from callbroker.calls.presenters import (
     zip_short_text,
     zip_source_short,
 )
+from callbroker.ops.admin_lists import SafeChangeListMixin
 
 #: The only fields of a call staff may edit: what the buyer says happened after the call.
 OUTCOME_FIELDS = ("outcome", "job_value", "outcome_note")
@@ -125,7 +126,7 @@ class CallAttemptInline(ViewOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     # Compact enough for 1280 px with both sidebars: the ZIP goes under the caller, the talk time under
     # where the call went; the publisher is a filter.
     list_display = ("when", "verdict", "sid", "campaign", "caller_and_zip", "routed_and_talk", "revenue_text",
@@ -315,7 +316,7 @@ class CallAdmin(admin.ModelAdmin):
 
 
 @admin.register(CallAttempt)
-class CallAttemptAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class CallAttemptAdmin(ViewOnlyMixin, SafeChangeListMixin, admin.ModelAdmin):
     list_display = ("started_at", "call", "sequence", "target", "buyer", "number", "ring_seconds",
                     "talk_seconds", "result")
     list_filter = ("result", "buyer")
@@ -326,7 +327,7 @@ class CallAttemptAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class CallEventAdmin(ViewOnlyMixin, SafeChangeListMixin, admin.ModelAdmin):
     """The append-only webhook log, for audit and replay."""
 
     list_display = ("received_at", "call_sid", "kind", "dedupe_key")

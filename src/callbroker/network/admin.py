@@ -27,6 +27,7 @@ from callbroker.network.choices import FallbackChoices
 from callbroker.network.loader import FIELD_RULES, not_a_tracking_number, not_dialled
 from callbroker.network.parsing import NetworkError
 from callbroker.network.services import clear_auto_pause, ensure_target_states
+from callbroker.ops.admin_lists import SafeChangeListMixin
 
 # --------------------------------------------------------------------------------------------------
 # form helpers: the loader's parsers, turned into field errors
@@ -337,7 +338,7 @@ class CampaignTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Campaign)
-class CampaignAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
+class CampaignAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = CampaignForm
     list_display = ("name", "key", "category", "active", "payout_display", "buffer_seconds", "target_count",
                     "fallback_kind")
@@ -389,7 +390,7 @@ class BuyerTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Buyer)
-class BuyerAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
+class BuyerAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = BuyerForm
     list_display = ("name", "key", "timezone", "email", "active", "target_count")
     list_filter = ("active", "timezone")
@@ -410,7 +411,7 @@ class BuyerAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
 
 
 @admin.register(m.Target)
-class TargetAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
+class TargetAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = TargetForm
     list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display",
                     "paused", "auto_pause", "live_calls", "caps")
@@ -462,7 +463,7 @@ class TargetAdmin(DeletesTargetRowsMixin, admin.ModelAdmin):
 
 
 @admin.register(m.TargetState)
-class TargetStateAdmin(admin.ModelAdmin):
+class TargetStateAdmin(SafeChangeListMixin, admin.ModelAdmin):
     """Live state, read-only: the call path owns it. The one write is clearing an automatic pause."""
 
     list_display = ("target", "buyer", "campaign", "active_calls", "auto_paused", "paused_until",
@@ -497,7 +498,7 @@ class TargetStateAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.TargetUsage)
-class TargetUsageAdmin(admin.ModelAdmin):
+class TargetUsageAdmin(SafeChangeListMixin, admin.ModelAdmin):
     """Cap counters, read-only."""
 
     list_display = ("target", "period", "count")
@@ -521,7 +522,7 @@ class TargetUsageAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.Publisher)
-class PublisherAdmin(admin.ModelAdmin):
+class PublisherAdmin(SafeChangeListMixin, admin.ModelAdmin):
     form = PublisherForm
     list_display = ("name", "key", "email", "active", "number_count")
     list_filter = ("active",)
@@ -536,7 +537,7 @@ class PublisherAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.TrackingNumber)
-class TrackingNumberAdmin(admin.ModelAdmin):
+class TrackingNumberAdmin(SafeChangeListMixin, admin.ModelAdmin):
     form = TrackingNumberForm
     list_display = ("number", "label", "campaign", "publisher", "active")
     list_filter = ("campaign", "publisher", "active")
