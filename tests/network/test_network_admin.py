@@ -551,3 +551,24 @@ def test_a_date_out_of_the_calendar_is_a_bad_lookup_not_a_500(admin_client, demo
     assert response.status_code == 302 and response.url == f"{url}?e=1"
     # The calendar's last month is a month like any other here (no date hierarchy: no end to work out).
     assert admin_client.get(f"{url}?updated_at__year=9999&updated_at__month=12").status_code == 200
+
+
+def test_the_auto_pause_column_names_its_time_zone(admin_client, demo):
+    state = m.TargetState.objects.get(target__key="acme-austin-central")
+    until = timezone.localtime(state.paused_until).strftime("%Y-%m-%d %H:%M")
+    response = admin_client.get(reverse("admin:network_target_changelist"), {"q": "acme-austin-central"})
+    assert f"until {until} UTC (3 missed calls)" in response.content.decode()
+
+
+def test_clearing_the_auto_pause_counts_only_the_targets_still_paused(admin_client, demo):
+    ended = m.TargetState.objects.get(target__key="acme-austin-north")
+    m.TargetState.objects.filter(pk=ended.pk).update(paused_until=timezone.now() - dt.timedelta(minutes=5),
+                                                     pause_reason="2 missed calls")  # ran out by itself
+
+    response = admin_client.post(reverse("admin:network_target_changelist"), {
+        "action": "clear_auto_pause_action",
+        "_selected_action": list(m.Target.objects.values_list("pk", flat=True))}, follow=True)
+
+    assert [str(message) for message in response.context["messages"]] == [
+        "Cleared the automatic pause of 1 target(s)."]
+    assert not m.TargetState.objects.exclude(pause_reason="").exists()  # the ended one's reason tidied too

@@ -273,7 +273,7 @@ def _caps(target: m.Target) -> str:
 def _auto_pause(state: m.TargetState | None) -> str:
     if state is None or state.paused_until is None or state.paused_until <= timezone.now():
         return "—"
-    until = timezone.localtime(state.paused_until).strftime("%Y-%m-%d %H:%M")
+    until = timezone.localtime(state.paused_until).strftime("%Y-%m-%d %H:%M %Z")  # the admin's zone, named
     return f"until {until}" + (f" ({state.pause_reason})" if state.pause_reason else "")
 
 

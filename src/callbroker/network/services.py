@@ -50,4 +50,5 @@ def clear_auto_pause(states: QuerySet[m.TargetState]) -> int:
     """
     now = timezone.now()
     changed = states.filter(paused_until__gt=now).update(paused_until=now, pause_reason="")
-    return changed + states.filter(~Q(pause_reason="")).update(pause_reason="")
+    states.filter(~Q(pause_reason="")).update(pause_reason="")  # a pause that had ended: tidied, not counted
+    return changed
