@@ -307,9 +307,10 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     """The caller typed (or didn't type) a ZIP code at the IVR."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or attempt != call.zip_attempts:
+    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or (
+            call.zip_attempts and attempt != call.zip_attempts):
         # A stray IVR callback: for a call that has moved on, a ZIP typed already, or a prompt that wasn't
-        # the last one asked. Change nothing.
+        # the last one asked (a call replayed from degraded mode doesn't know which was: 0). Change nothing.
         return (s.Hangup(),)
     directory = ZipDirectory.default()
     digits = (digits or "").strip()
