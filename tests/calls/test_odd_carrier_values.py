@@ -54,6 +54,16 @@ def held_slots() -> int:
     return sum(TargetState.objects.values_list("active_calls", flat=True))
 
 
+def leg_and_end(sid: str, leg: DialOutcome, end: StatusUpdate, *, end_first: bool) -> tuple:
+    """Line A's Dial action and the call's final status, in the order given; the Dial action's answer."""
+    if end_first:
+        services.call_status(sid, end)
+    steps = services.dial_finished(sid, 1, leg)
+    if not end_first:
+        services.call_status(sid, end)
+    return steps
+
+
 # ----------------------------------------------------------------------------- the caller gone
 
 
@@ -67,13 +77,8 @@ def test_a_caller_who_hangs_up_during_the_whisper_rings_no_one_else(end_first):
     leg = twilio.dial_outcome({"DialCallStatus": "completed", "DialBridged": "false", "DialCallDuration": "1",
                                "CallStatus": "completed", "DialCallSid": "CA" + "d" * 32})
     assert leg.caller_gone and not leg.bridged
-    end = StatusUpdate(status="completed", duration=12, sequence="3")
-    if end_first:
-        services.call_status(sid, end)
-    steps = services.dial_finished(sid, 1, leg)
+    steps = leg_and_end(sid, leg, StatusUpdate(status="completed", duration=12, sequence="3"), end_first=end_first)
     assert dialled(steps) == [] and isinstance(steps[-1], s.Hangup)
-    if not end_first:
-        services.call_status(sid, end)
     call = Call.objects.get(call_sid=sid)
     [attempt] = CallAttempt.objects.filter(call=call)
     assert (attempt.result, attempt.dial_call_sid) == ("canceled", "CA" + "d" * 32)
@@ -86,12 +91,7 @@ def test_a_leg_canceled_by_the_caller_keeps_its_dial_call_sid_in_either_order(en
     sid = "CA" + "2" * 32
     start(sid)
     leg = DialOutcome(status="canceled", bridged=False, duration=0, dial_call_sid="CA" + "e" * 32, caller_gone=True)
-    end = StatusUpdate(status="completed", duration=9, sequence="3")
-    for step in ((lambda: services.call_status(sid, end)), (lambda: services.dial_finished(sid, 1, leg))):
-        step() if end_first else None
-    if not end_first:
-        services.dial_finished(sid, 1, leg)
-        services.call_status(sid, end)
+    leg_and_end(sid, leg, StatusUpdate(status="completed", duration=9, sequence="3"), end_first=end_first)
     attempt = CallAttempt.objects.get(call__call_sid=sid)
     assert (attempt.result, attempt.dial_call_sid) == ("canceled", "CA" + "e" * 32)
 
@@ -119,11 +119,8 @@ def test_talk_time_longer_than_the_call_is_counted_as_the_call(end_first, caplog
     would pass the 60 s buffer."""
     sid = "CA" + "4" * 32
     start(sid)
-    leg = DialOutcome(status="completed", bridged=True, duration=500)
-    end = StatusUpdate(status="completed", duration=30, sequence="9")
-    for step in ([lambda: services.call_status(sid, end), lambda: services.dial_finished(sid, 1, leg)] if end_first
-                 else [lambda: services.dial_finished(sid, 1, leg), lambda: services.call_status(sid, end)]):
-        step()
+    leg_and_end(sid, DialOutcome(status="completed", bridged=True, duration=500),
+                StatusUpdate(status="completed", duration=30, sequence="9"), end_first=end_first)
     call = Call.objects.get(call_sid=sid)
     assert (call.talk_seconds, call.verdict, call.reason_codes) == (30, "not_billable", ["below_buffer"])
     assert "talk time 500 s is longer than the call (30 s)" in caplog.text
