@@ -33,7 +33,9 @@ import datetime as dt
 import fcntl
 import os
 import re
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -41,7 +43,8 @@ from functools import cache, lru_cache
 from operator import attrgetter, methodcaller
 from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, models
 from django.db.models import signals
 
 M = TypeVar("M", bound=models.Model)
@@ -514,18 +517,88 @@ def write_lock() -> Iterator[None]:
     lock sat free. Here the writers of every process on this machine line up on an ``flock`` of a file
     beside the database (and threads of one process on a mutex, since ``flock`` is per open file), and
     the kernel wakes the next one the moment the lock is released. A process that dies releases it.
+    The wait is bounded by ``settings.DB_LOCK_TIMEOUT_MS`` when set (the web server: 2 s), after which
+    ``OperationalError`` is raised, as for any outage (see ``_take``).
     Nothing is done on PostgreSQL, whose row locks queue properly.
     """
     if connection.vendor != "sqlite":
         yield
         return
-    with _thread_lock:
+    timeout_ms = settings.DB_LOCK_TIMEOUT_MS
+    if not _thread_lock.acquire(timeout=timeout_ms / 1000 if timeout_ms > 0 else -1):
+        raise _lock_expired(timeout_ms)
+    try:
         fd = _lock_fd()
         if fd is None:
             yield
             return
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _take(fd, timeout_ms)
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # whatever ended the wait, the lock isn't left taken (harmless if not)
+            raise
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        _thread_lock.release()
+
+
+class _LockWaitExpired(Exception):
+    """Raised by the alarm that ends a wait for the writers' lock (``_take``)."""
+
+
+def _lock_expired(timeout_ms: int) -> OperationalError:
+    # Not "database is locked": ``handle_once`` retries that one, and the wait is over already.
+    return OperationalError(f"the database's writers' lock was not free within {timeout_ms} ms")
+
+
+def _on_alarm(signum, frame) -> None:
+    raise _LockWaitExpired
+
+
+def _take(fd: int, timeout_ms: int) -> None:
+    """``flock`` the writers' lock, waiting at most ``timeout_ms`` (0: for good).
+
+    A webhook must not wait past the carrier's 15 s behind a writer that doesn't finish (another program
+    holding SQLite's lock, a process stopped mid-transaction): after ``timeout_ms`` it fails as an outage
+    and the call goes on from memory (degraded mode). The lock is tried first without waiting (a free lock,
+    nearly always, costs one system call as before); a wait in the main thread is a blocking ``flock``
+    ended by ``SIGALRM`` (so the kernel still hands the lock over the moment it is released), elsewhere a
+    poll every millisecond. A lock taken just as the alarm went off is kept: a second try tells.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if timeout_ms <= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, _on_alarm):
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        try:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            return
+        except _LockWaitExpired:
+            pass  # the wait ended; or the alarm rang just after the lock was taken (the last try below tells)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+    else:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                continue
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken as the alarm rang, or free just now: keep it
+    except BlockingIOError:
+        raise _lock_expired(timeout_ms) from None

@@ -43,13 +43,21 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
 
 
+#: How long an SQLite connection waits for the write lock when no ``CALLBROKER_DB_LOCK_TIMEOUT_MS`` is set
+#: (commands: a long ``network load`` or ``billing`` run in the server's way is waited for, not failed).
+SQLITE_BUSY_TIMEOUT_MS = 20_000
+
+
 def database_from_url(url: str, data_dir: Path, *, lock_timeout_ms: int = 0, statement_timeout_ms: int = 0) -> dict:
     """Translate ``DATABASE_URL`` (sqlite:///path or postgres://user:pw@host:port/db) to Django's dict.
 
     ``lock_timeout_ms``, ``statement_timeout_ms``: PostgreSQL's ``lock_timeout`` and ``statement_timeout``
-    for every session (0: none), given to the web server's processes (``ops/gunicorn_conf.py``).
+    for every session (0: none), given to the web server's processes (``ops/gunicorn_conf.py``). On SQLite
+    ``lock_timeout_ms`` is how long a connection waits for the database's write lock (its busy timeout;
+    20 s when 0), so that a webhook behind a lock held by another program gives up inside the carrier's 15 s.
     """
     if not url:
+        busy_ms = lock_timeout_ms if lock_timeout_ms > 0 else SQLITE_BUSY_TIMEOUT_MS
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(data_dir / "callbroker.sqlite3"),
@@ -59,10 +67,10 @@ def database_from_url(url: str, data_dir: Path, *, lock_timeout_ms: int = 0, sta
             # the few pages a webhook needs with pread is cheaper (docs/benchmarks.md, 2026-12-06 18:00).
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
+                "timeout": busy_ms / 1000,
                 "init_command": (
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000; PRAGMA cache_size=-32000; PRAGMA mmap_size=0; "
+                    f"PRAGMA busy_timeout={busy_ms}; PRAGMA cache_size=-32000; PRAGMA mmap_size=0; "
                     "PRAGMA wal_autocheckpoint=4000;"
                 ),
             },
@@ -75,7 +83,7 @@ def database_from_url(url: str, data_dir: Path, *, lock_timeout_ms: int = 0, sta
             "DATABASE_URL is malformed: percent-encode the special characters of the user name and password "
             "(e.g. # as %23, / as %2F, ? as %3F, @ as %40)") from None
     if parsed.scheme == "sqlite":
-        db = database_from_url("", data_dir)
+        db = database_from_url("", data_dir, lock_timeout_ms=lock_timeout_ms)
         path = unquote(parsed.path)
         # sqlite:///relative.db -> relative.db ; sqlite:////abs/path.db -> /abs/path.db
         db["NAME"] = path[1:] if path.startswith("/") else path
@@ -209,9 +217,13 @@ TEMPLATES = [
     }
 ]
 
+#: How long the web server waits for a database lock (SQLite's write lock, the writers' queue of
+#: ``db.write_lock``, a PostgreSQL row or table lock) before a webhook gives up and goes on from memory
+#: (degraded mode); 0: no limit (commands). ``ops/gunicorn_conf.py`` sets 2000 for the web server.
+DB_LOCK_TIMEOUT_MS = env_int("CALLBROKER_DB_LOCK_TIMEOUT_MS", 0)
 DATABASES = {"default": database_from_url(
     env_str("DATABASE_URL", ""), DATA_DIR,
-    lock_timeout_ms=env_int("CALLBROKER_DB_LOCK_TIMEOUT_MS", 0),
+    lock_timeout_ms=DB_LOCK_TIMEOUT_MS,
     statement_timeout_ms=env_int("CALLBROKER_DB_STATEMENT_TIMEOUT_MS", 0))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
@@ -87,6 +88,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
         # (``check_version=False``); a worker that hasn't handled an inbound call since the network
         # changed would price or judge the call with a network older than the one that routed it.
         current_snapshot(version=version)
+    started = time.monotonic()
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
@@ -101,7 +103,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
                 raise
             return stored
         except OperationalError as exc:
-            if attempt == TRANSIENT_RETRIES or not _transient(exc):
+            if attempt == TRANSIENT_RETRIES or not _transient(exc) or _waited_long_enough(started):
                 raise
             log.info("webhook %s: %s; retrying (%s)", event.dedupe_key, exc, attempt)
             continue
@@ -111,6 +113,14 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
 
 #: Deadlocks and serialization failures (PostgreSQL) and a busy SQLite file are retried this many times.
 TRANSIENT_RETRIES = 3
+
+
+def _waited_long_enough(started: float) -> bool:
+    """The web server's lock timeout has passed since the webhook began (``CALLBROKER_DB_LOCK_TIMEOUT_MS``):
+    no more retries, the call goes on from memory while the carrier still listens. A busy SQLite file
+    has been waited for that long already, once; a retry would wait as long again."""
+    limit_ms = settings.DB_LOCK_TIMEOUT_MS
+    return limit_ms > 0 and (time.monotonic() - started) * 1000 >= limit_ms
 
 
 def _transient(exc: OperationalError) -> bool:
