@@ -98,6 +98,12 @@ def test_the_web_servers_sessions_give_up_on_a_lock_or_a_statement_in_seconds():
     given = database_from_url("postgres://cb:pw@db/callbroker?options=-c%20search_path%3Dcb", Path("/tmp"),
                               lock_timeout_ms=2000)
     assert given["OPTIONS"]["options"] == "-c search_path=cb"  # the URL's own value wins
+    # SQLite: the same limit is the busy timeout for the write lock (tests/calls/test_locked_sqlite.py: the effect)
+    for url in ("", "sqlite:////tmp/cb.sqlite3"):
+        server = database_from_url(url, Path("/tmp"), lock_timeout_ms=2000)["OPTIONS"]
+        command = database_from_url(url, Path("/tmp"))["OPTIONS"]
+        assert server["timeout"] == 2 and "PRAGMA busy_timeout=2000;" in server["init_command"]
+        assert command["timeout"] == 20 and "PRAGMA busy_timeout=20000;" in command["init_command"]
 
 
 def test_a_database_that_accepts_and_never_answers_fails_the_connection():
