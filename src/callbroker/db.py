@@ -285,13 +285,27 @@ def _insert_sql(model: type[models.Model], vendor: str) -> tuple[str, tuple[mode
 
 def insert(obj: models.Model) -> models.Model:
     """Insert ``obj`` (a new row) and set its primary key. Fires no signals; call in a transaction."""
+    return insert_later(obj)()
+
+
+def insert_later(obj: models.Model) -> Callable[[], models.Model]:
+    """``insert(obj)`` with the column values taken now and written when the returned function is called.
+
+    For a row decided before its write transaction: the values are prepared outside it, so that SQLite's
+    write lock is held for the writing only. ``obj`` must not change in between (nothing checks that).
+    """
     conn = _connection()
     sql, fields = _insert_sql(type(obj), conn.vendor)
-    obj.pk = fetchone(sql, _prepared(fields, obj, True, conn))[0]
-    obj._state.adding = False
-    obj._state.db = conn.alias
-    _remember(obj)
-    return obj
+    values = _prepared(fields, obj, True, conn)
+
+    def write() -> models.Model:
+        obj.pk = fetchone(sql, values)[0]
+        obj._state.adding = False
+        obj._state.db = conn.alias
+        _remember(obj)
+        return obj
+
+    return write
 
 
 @cache

@@ -216,6 +216,37 @@ def test_a_category_no_counts_in_either_order(end_first):
     assert call.reason_codes == ["not_connected", "wrong_category"]
 
 
+@pytest.mark.parametrize("to, typed, state", [(IVR, "80202", "CO"), (PLUMBING, "78701", "TX")],
+                         ids=["ZIP and category asked", "ZIP asked when missing"])
+@pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
+def test_a_zip_typed_before_the_caller_hung_up_is_kept_in_either_order(to, typed, state, end_first):
+    """The caller typed the ZIP and hung up; when the final status was handled first the ZIP was dropped as
+    a stray callback (the call stayed of unknown location)."""
+    sid = "CA" + ("c" if end_first else "d") * 32
+    start(sid, to=to, from_zip="", from_state="")
+    end = StatusUpdate(status="completed", duration=15, sequence="3")
+    if end_first:
+        services.call_status(sid, end)
+        assert services.zip_entered(sid, 1, typed) == (s.Hangup(),)  # nothing is dialled for a caller gone
+    else:
+        services.zip_entered(sid, 1, typed)
+        services.call_status(sid, end)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.zip_source, call.caller_state) == (typed, "ivr", state)
+    assert (call.stage, call.verdict, call.reason_codes) == ("ended", "not_billable", ["not_connected"])
+    assert held_slots() == 0
+
+
+def test_a_zip_after_the_final_status_for_a_prompt_not_asked_or_not_a_zip_changes_nothing():
+    sid = "CA" + "e" * 32
+    start(sid, to=IVR, from_zip="", from_state="")
+    services.call_status(sid, StatusUpdate(status="completed", duration=15, sequence="3"))
+    assert services.zip_entered(sid, 2, "80202") == (s.Hangup(),)  # prompt 2 was never asked
+    assert services.zip_entered(sid, 1, "00000") == (s.Hangup(),)  # not a ZIP
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.zip_source) == ("", "unknown")
+
+
 # ----------------------------------------------------------------------------- logs
 
 

@@ -290,9 +290,9 @@ def racing_callbacks(first: str, bridged: bool, hold_s: float = 1.0) -> dict:
                                           lambda: services.call_status(sid, StatusUpdate("completed", 150)))}
         store, holding = services._store_event, threading.Event()
 
-        def held_store(event, body):  # the first webhook's work is done; its transaction stays open
-            store(event, body)
-            if event.kind == first:
+        def held_store(row, body):  # the first webhook's work is done; its transaction stays open
+            store(row, body)
+            if row[1] == first:  # the event's kind
                 holding.set()
                 time.sleep(hold_s)
 

@@ -89,13 +89,14 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
         # changed would price or judge the call with a network older than the one that routed it.
         current_snapshot(version=version)
     started = time.monotonic()
+    row = _event_row(event)  # made before the write lock, which is held only for the writing
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
             with db.write_lock(), transaction.atomic():
                 db.lock_call(event.call_sid)  # PostgreSQL: its other webhooks wait (SQLite: the line above)
                 body = render(run(prepared) if prepare is not None else run())
-                _store_event(event, body)
+                _store_event(row, body)
         except IntegrityError:
             # A concurrent delivery of the same webhook won the race: answer what it answered.
             stored = _stored_answer(event)
@@ -159,12 +160,18 @@ def _stored_answer_and_version(event: EventIn) -> tuple[str | None, int]:
     return row[0], row[1] or 0
 
 
-def _store_event(event: EventIn, body: str) -> None:
+def _event_row(event: EventIn) -> list:
+    """The event's column values but its answer (``_store_event``), received now."""
     received = connection.ops.adapt_datetimefield_value(timezone.now())
+    return [event.call_sid, event.kind, event.dedupe_key, json.dumps(event.params), received]
+
+
+def _store_event(row: list, body: str) -> None:
+    call_sid, kind, dedupe_key, params, received = row
     db.execute(
         f"INSERT INTO {_EVENTS} (call_sid, kind, dedupe_key, params, response, received_at) "
         "VALUES (%s, %s, %s, %s, %s, %s)",
-        [event.call_sid, event.kind, event.dedupe_key, json.dumps(event.params), body, received],
+        [call_sid, kind, dedupe_key, params, body, received],
     )
 
 
@@ -258,10 +265,14 @@ def prepare_call(inbound: InboundCall, now: dt.datetime | None = None, *,
 
 def _saving(call: Call, steps: tuple[s.Step, ...], campaign: CampaignInfo | None = None,
             snap: NetworkSnapshot | None = None) -> Callable[[], tuple[s.Step, ...]]:
+    # The new call's row made here, outside the write transaction (nothing below changes the call but
+    # ``_ended_early``, which writes the call itself).
+    write = db.insert_later(call)
+
     def commit() -> tuple[s.Step, ...]:
         if _ended_early(call, campaign, snap, timezone.now()):
             return (s.Hangup(),)
-        _write(call)
+        write()
         return steps
 
     return commit
@@ -317,13 +328,20 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     """The caller typed (or didn't type) a ZIP code at the IVR."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or (
-            call.zip_attempts and attempt != call.zip_attempts):
+    directory = ZipDirectory.default()
+    digits = (digits or "").strip()
+    asked = not call.zip_attempts or attempt == call.zip_attempts  # the last prompt (0: not known)
+    if call.stage == CallStage.ENDED and call.decision is None and call.zip_source != ZipSourceChoices.IVR \
+            and asked and len(digits) == 5 and digits.isdigit() and digits in directory:
+        # The caller typed the ZIP, then hung up, and the final status was handled first (the call was
+        # never routed): where the caller is is still a fact of the call, as in the other order.
+        _set_zip(call, digits, ZipSourceChoices.IVR, directory)
+        _qualify(call, campaign, snap)
+        return (s.Hangup(),)
+    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or not asked:
         # A stray IVR callback: for a call that has moved on, a ZIP typed already, or a prompt that wasn't
         # the last one asked (a call replayed from degraded mode doesn't know which was: 0). Change nothing.
         return (s.Hangup(),)
-    directory = ZipDirectory.default()
-    digits = (digits or "").strip()
     heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
     if len(digits) == 5 and digits.isdigit() and digits in directory:
         _set_zip(call, digits, ZipSourceChoices.IVR, directory)
