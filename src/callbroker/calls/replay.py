@@ -1,6 +1,7 @@
 """Replay spooled calls into the database once it is reachable again.
 
-A spooled call's events are replayed in the order received, each in one transaction with its
+A spooled call's events are replayed in the order received (the order the node wrote them, whatever
+its wall clock said), each in one transaction with its
 ``CallEvent``, under the same dedupe key a live webhook would have used, so replaying twice (a crash
 between commit and deleting the file, two workers, a retried delivery, the same webhook spooled on two
 nodes) changes nothing the second time: no call is recorded twice and none is billed twice.
@@ -224,11 +225,12 @@ def replay_call(events: list[dict]) -> tuple[int, int]:
 def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int, int]:
     """Apply one call's spooled events; returns (applied, skipped as duplicates, not applicable yet).
 
-    In the order they were received (a call's lines held in two processes' memory reach the file in
-    the order those processes could write them), each event with its ``CallEvent`` in one transaction.
-    It stops at the first event whose call or attempt does not exist yet (``skip_pending``: skips it).
+    In the order this node received them (``spool.in_received_order``: the order the lines were written,
+    not the wall clock's ``received_at``, which an NTP step during the outage can put backwards), each event
+    with its ``CallEvent`` in one transaction. It stops at the first event whose call or attempt does not
+    exist yet (``skip_pending``: skips it).
     """
-    events = sorted(events, key=lambda e: dt.datetime.fromisoformat(e["received_at"]))
+    events = spool.in_received_order(events)
     call_sid = events[0]["params"]["CallSid"]
     snap = current_snapshot()
     applied = duplicates = pending = 0

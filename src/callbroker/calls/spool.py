@@ -2,7 +2,10 @@
 
 One file per call, ``<data dir>/spool/<CallSid>.jsonl``: each webhook of a call handled in degraded
 mode appends one JSON line (kind, parameters, URL query, what we answered and decided, when) and the
-line is flushed and fsync'ed before the caller hears anything. The file's existence also marks the call
+line is flushed and fsync'ed before the caller hears anything. Each line also carries the moment it was
+received on the node's monotonic clock (``boot``, ``monotonic_ns``): the replay applies a call's events
+in that order (:func:`in_received_order`), which a wall clock stepped back (an NTP correction during the
+outage) doesn't change, and which lines held in several processes' memory keep (below). The file's existence also marks the call
 as degraded, for every worker and process on the node: its later webhooks are handled from memory too,
 so a call never switches between two records halfway.
 
@@ -83,7 +86,8 @@ def is_degraded(call_sid: str) -> bool:
 
 def append(call_sid: str, record: dict) -> None:
     """Write one event durably (flush + fsync). Never raises: a refused disk keeps it in memory."""
-    record = {"received_at": timezone.now().isoformat(), **record}
+    record = {"received_at": timezone.now().isoformat(), "boot": _boot_id(), "monotonic_ns": time.monotonic_ns(),
+              **record}
     line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
     with _lock:
         _flush_overflow()
@@ -191,6 +195,43 @@ def flush_memory() -> int:
     with _lock:
         _flush_overflow()
         return len(_overflow)
+
+
+def _boot_id() -> str:
+    """This boot of the machine (Linux): the monotonic clock counts from it, the same for every process."""
+    global _boot
+    if _boot is None:
+        try:
+            _boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        except OSError:
+            _boot = ""  # unknown: the lines are replayed in the order they are in the file
+    return _boot
+
+
+_boot: str | None = None
+
+
+def in_received_order(events: list[dict]) -> list[dict]:
+    """A call's spooled events in the order this node received them, whatever the wall clock said.
+
+    ``received_at`` is the wall clock, which an NTP correction can step back during an outage: sorted by
+    it, a Dial action or a final status could come before the inbound event that created the call, and the
+    whole file would wait for it until given up. The spool appends, so the lines are in the order they were
+    written; only lines the disk refused, held in several processes' memory, reach the file in the order
+    those processes could write them. Each line's ``monotonic_ns`` (the node's monotonic clock: one for
+    all its processes, never stepped) puts those back in order. It restarts at each boot, so it is compared
+    only between consecutive lines of the same boot (``boot``); lines without it (written before it was,
+    or with the boot unknown) keep their place in the file.
+    """
+    runs: list[list[tuple[int, dict]]] = []
+    boot = object()
+    for position, event in enumerate(events):
+        written = event.get("boot") or None
+        if written is None or written != boot or not runs:
+            runs.append([])
+        boot = written
+        runs[-1].append((event.get("monotonic_ns", position) if written else position, event))
+    return [event for run in runs for _key, event in sorted(run, key=lambda pair: pair[0])]
 
 
 def read(path: Path) -> list[dict]:
