@@ -50,7 +50,8 @@ def inbound(sid: str, to: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def carrier_world(db, settings, tmp_path):
+def carrier_world(db, settings, tmp_path, monkeypatch):
+    from callbroker.calls import replay
     from callbroker.calls.models import Call
     from callbroker.network.loader import load_network
     from callbroker.network.snapshot import reset_snapshot
@@ -62,6 +63,10 @@ def carrier_world(db, settings, tmp_path):
     settings.DATA_DIR = tmp_path
     settings.FALLBACK_NUMBER = "+15125550999"
     settings.REDIS_URL = ""
+    # No background replayer: a trace the Fallback URL spools stays where the checks compare it (the
+    # replay itself has its own tests: tests/carriers/test_fallback_url.py).
+    monkeypatch.setattr(replay, "ensure_running", lambda: None)
+    monkeypatch.setattr(replay, "background_pass", lambda sweep_at: (False, sweep_at))
     reset_snapshot()
     limits.reset()
     load_network(E2E_NETWORK)

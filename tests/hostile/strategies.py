@@ -113,13 +113,16 @@ class Profile:
 
     ``params``: the form parameters; ``query``: the callback URL's query (the TwiML we render puts
     ``seq``, ``attempt``, ``c`` … there); ``kwargs``: path converters, if the route has any;
-    ``writes``: False for endpoints answered from memory (a genuine request must change nothing either).
+    ``writes``: False for endpoints answered from memory (a genuine request must change nothing either);
+    ``spools``: such an endpoint leaves a trace in the spool, nothing else (the Fallback URL: the call it
+    answered is recorded from it, see docs/carriers.md).
     """
 
     params: st.SearchStrategy[dict[str, str]]
     query: st.SearchStrategy[dict[str, str]] = NOTHING_MORE
     kwargs: st.SearchStrategy[dict[str, object]] = NOTHING_MORE
     writes: bool = True
+    spools: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ PROFILES: dict[str, Profile] = {
     "twilio-fallback": Profile(
         _with(inbound_params(), ErrorCode=st.sampled_from(["11200", "11205", "12100", "12300"]),
               ErrorUrl=st.just("http://testserver/carriers/twilio/voice")),
-        writes=False),
+        writes=False, spools=True),
     "twilio-status": Profile(
         _with(inbound_params(status="completed"), CallStatus=st.sampled_from(CALL_STATUSES), CallDuration=SECONDS,
               SequenceNumber=st.integers(0, 5).map(str), CallbackSource=st.just("call-progress-events"),

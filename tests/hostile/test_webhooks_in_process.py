@@ -25,6 +25,6 @@ def test_hostile_webhooks_never_fail_and_never_change_state_unsigned(endpoint, c
     @hostile_settings()
     @given(probe=probe_for(endpoint, profile, carrier_world.target))
     def run(probe):
-        checks.exercise(carrier_world.client, probe, writes=profile.writes)
+        checks.exercise(carrier_world.client, probe, writes=profile.writes, spools=profile.spools)
 
     run()

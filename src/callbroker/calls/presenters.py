@@ -81,6 +81,7 @@ FALLBACK_LABELS: Mapping[str, str] = {
     FallbackKind.VOICEMAIL: "voicemail taken",
     FallbackKind.CALLBACK: "callback requested",
     "unknown_number": "number called is not an active tracking number",
+    "carrier_fallback": "answered by the carrier's Fallback URL (our Voice URL failed it)",
 }
 
 def exclusion_label(code: str) -> str:

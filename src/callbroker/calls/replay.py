@@ -266,12 +266,16 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
     return applied, duplicates, pending
 
 
-ROUTING_KINDS = frozenset({"voice", "ivr_zip", "ivr_category"})  # events that may create the call
+#: Events that may create the call: the inbound webhook (and its IVR steps) routed from memory, and the
+#: trace the Fallback URL leaves (``carriers/views.py::fallback``).
+ROUTING_KINDS = frozenset({"voice", "ivr_zip", "ivr_category", "fallback"})
 
 
 def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     kind = record["kind"]
-    if kind in ROUTING_KINDS:
+    if kind == "fallback":
+        _apply_carrier_fallback(call_sid, record, at, snap)
+    elif kind in ROUTING_KINDS:
         _apply_routing(call_sid, record, at, snap)
     elif kind == "dial":
         _apply_dial(call_sid, record, at, snap)
@@ -287,6 +291,10 @@ def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
 def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     """The call was routed from memory: create (or update) it with that decision and its first attempt."""
     call = Call.objects.filter(call_sid=call_sid).first()
+    if call is not None and call.fallback_applied == services.CARRIER_FALLBACK:
+        # The carrier followed its Fallback URL's answer: an inbound answer given after it (a late retry
+        # handled in degraded mode) was never followed. Its event is recorded; nothing it dialled is.
+        return
     if call is None:
         call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
     if record.get("unknown_number") or record.get("unroutable"):
@@ -300,6 +308,18 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     call.decision = record.get("decision")
     call.ring_position = 0
     _follow(call, record, at)
+
+
+def _apply_carrier_fallback(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
+    """The carrier answered the call with the Fallback URL's answer: record the call if its inbound webhook
+    never did (as the Fallback URL saw it, at the moment it was called), and mark it so
+    (``services.carrier_fallback_answered``). A second trace of the same call (the carrier retried the
+    Fallback URL, on this node or another) has the same dedupe key and is skipped before this."""
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None:
+        call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
+        call.ring_position = 0
+    services.carrier_fallback_answered(call, at)
 
 
 def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:

@@ -141,12 +141,16 @@ _EVENTS = CallEvent._meta.db_table
 _ANSWER_SQL = f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_key = %s"  # event_unique_call_key
 
 
-# The status callbacks of a call the inbound webhook hasn't recorded yet (see ``call_status``): one probe of
-# the same index, in the inbound call's write transaction; usually none.
-_STATUS_BEFORE_SQL = f"SELECT params FROM {_EVENTS} WHERE call_sid = %s AND kind = 'status'"
+# The status callbacks of a call the inbound webhook hasn't recorded yet (see ``call_status``), and the
+# carrier's Fallback URL answer replayed from a spool (``carrier_fallback_answered``): one probe of the same
+# index, in the inbound call's write transaction; usually none.
+_BEFORE_INBOUND_SQL = f"SELECT kind, params FROM {_EVENTS} WHERE call_sid = %s AND kind IN ('status', 'fallback')"
 
 #: ``Call.fallback_applied`` of a call to a number that is no active tracking number.
 UNKNOWN_NUMBER = "unknown_number"
+#: ``Call.fallback_applied`` of a call the carrier answered with our Fallback URL's answer, our Voice URL
+#: having failed (e.g. too slow): see :func:`carrier_fallback_answered`.
+CARRIER_FALLBACK = "carrier_fallback"
 
 
 def _stored_answer(event: EventIn) -> str | None:
@@ -280,11 +284,20 @@ def _saving(call: Call, steps: tuple[s.Step, ...], campaign: CampaignInfo | None
 
 def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapshot | None,
                  now: dt.datetime) -> bool:
-    """The carrier's final status of this call was handled before its inbound webhook (the caller hung up
-    while the inbound webhook waited, e.g. past the carrier's timeout): the call is recorded as ended, with
-    no target rung and no slot taken, and judged. Otherwise it would be left ringing for good, holding a
-    target's slot. Runs in the inbound call's write transaction, after the status's (one per CallSid)."""
-    params = _kept_final_status(call.call_sid)
+    """The carrier went on without this inbound webhook's answer (True: write nothing more, hang up).
+
+    Its final status was handled first (the caller hung up while the inbound webhook waited, e.g. past
+    the carrier's timeout): the call is recorded as ended, with no target rung and no slot taken, and
+    judged. Otherwise it would be left ringing for good, holding a target's slot. Or the carrier took our
+    Fallback URL's answer instead, and its spooled trace was replayed first (``carrier_fallback_answered``):
+    the call is recorded already, and the carrier never follows this answer, so nothing is written (no
+    target's slot taken for a leg it won't dial). Runs in the inbound call's write transaction, after
+    the status's or the replay's (one per CallSid)."""
+    fallback, params = _carrier_went_ahead(call.call_sid)
+    if fallback:
+        log.warning("call %s: answered by the carrier's Fallback URL and recorded from its trace before its "
+                    "inbound webhook was handled; this answer changes nothing", call.call_sid)
+        return True
     if params is None:
         return False
     log.warning("call %s: its final status came before its inbound webhook was handled; recorded as ended",
@@ -304,11 +317,21 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
 def _kept_final_status(call_sid: str) -> dict | None:
     """The parameters of a final status stored for this call before the call was (``call_status`` with
     ``keep_if_unknown``), or None."""
-    for (stored,) in db.fetchall(_STATUS_BEFORE_SQL, [call_sid]):
+    return _carrier_went_ahead(call_sid)[1]
+
+
+def _carrier_went_ahead(call_sid: str) -> tuple[bool, dict | None]:
+    """What the carrier did before this call's inbound webhook was handled: whether its Fallback URL's
+    answer was recorded (replayed from a spool), and the parameters of a final status kept (or None)."""
+    fallback, final = False, None
+    for kind, stored in db.fetchall(_BEFORE_INBOUND_SQL, [call_sid]):
+        if kind == "fallback":
+            fallback = True
+            continue
         params = stored if isinstance(stored, dict) else json.loads(stored)  # JSON text on SQLite
-        if params.get("CallStatus") in TERMINAL_STATUSES:
-            return params
-    return None
+        if final is None and params.get("CallStatus") in TERMINAL_STATUSES:
+            final = params
+    return fallback, final
 
 
 def _stored_duration(params: dict) -> int | None:
@@ -520,11 +543,12 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
 
 
 def _judge_if_unrouted(call: Call) -> None:
-    """A call to a number that is no active tracking number had no campaign, publisher or buyer: it was
-    never connected to a buyer, so it is not billable and pays nothing. (Judged, not left pending among
+    """A call to a number that is no active tracking number (answered by us, or by the carrier's Fallback
+    URL) had no campaign, publisher or buyer: it was never connected to a buyer, so it is not billable and
+    pays nothing. (Judged, not left pending among
     the calls still in progress; migration ``calls/0009_judge_unknown_numbers`` judged the earlier ones.)
     Sets the verdict of such a call, leaves any other alone; the caller writes the call."""
-    if call.campaign_id is not None or call.fallback_applied != UNKNOWN_NUMBER:
+    if call.campaign_id is not None or call.fallback_applied not in (UNKNOWN_NUMBER, CARRIER_FALLBACK):
         return
     call.verdict = Verdict.NOT_BILLABLE
     call.reason_codes = [core.Reason.NOT_CONNECTED.value]
@@ -616,6 +640,40 @@ def end_with_kept_status(call_sid: str) -> bool:
     event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
     handle_once(event, lambda: call_status(call_sid, update), lambda steps: "")
     return True
+
+
+def carrier_fallback_answered(call: Call, now: dt.datetime) -> None:
+    """The carrier answered this call with our Fallback URL's answer (our Voice URL failed it: too slow,
+    unreachable): record that it did, on the call (saved; a new one is inserted).
+
+    The Fallback URL answers from memory and spools a trace of itself, never touching the database; the
+    replay brings it here (``calls/replay.py``), creating the call when the inbound webhook never recorded
+    it. When the inbound webhook did record it (it answered, too late for the carrier), the carrier
+    followed the fallback's answer, not ours: the call is marked as such (``CARRIER_FALLBACK``), and each
+    leg still ringing, which the carrier never dialled, is closed as ``failed`` with no ring time, its slot
+    and cap units given back (the buyer never had the call). The routing decision stays: it is what we
+    decided.
+
+    Never billable by itself: the fallback's answer is a forward without a Dial action, so nothing tells
+    whether a buyer (a target's number may be the forward) was bridged or for how long; the call has no
+    connected target and is judged ``not_connected`` when it ends, like a call to our own fallback
+    forward. A call already judged keeps its verdict (nothing it rests on changes).
+    """
+    call.fallback_applied = CARRIER_FALLBACK
+    if call.stage != CallStage.ENDED:
+        call.stage = CallStage.FALLBACK
+    _write(call)
+    snap = current_snapshot(check_version=False)
+    for attempt in db.select(CallAttempt, call_id=call.pk, result=AttemptResult.RINGING, order_by="sequence"):
+        attempt.result = AttemptResult.FAILED
+        attempt.ended_at = now
+        attempt.ring_seconds = 0
+        db.update(attempt)
+        info = snap.targets.get(attempt.target_id) if attempt.target_id else None
+        release_attempt(call, attempt, info, undo_usage=True)
+    if call.stage == CallStage.ENDED and call.verdict == Verdict.PENDING:
+        _judge_if_unrouted(call)
+        db.update(call)
 
 
 def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:

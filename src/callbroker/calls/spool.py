@@ -84,6 +84,19 @@ def is_degraded(call_sid: str) -> bool:
     return os.path.exists(os.path.join(settings.DATA_DIR, "spool", f"{call_sid.replace(':', '_')}.jsonl"))
 
 
+def holds(call_sid: str, kind: str) -> bool:
+    """This node has spooled an event of ``kind`` for this call (on disk or in this process's memory)."""
+    if not is_degraded(call_sid):
+        return False
+    marker = f'"kind":{json.dumps(kind)}'
+    if any(sid == call_sid and marker in line for sid, line in list(_overflow)):
+        return True
+    try:
+        return any(event.get("kind") == kind for event in read(path_of(call_sid)))
+    except (OSError, ValueError):
+        return False
+
+
 def append(call_sid: str, record: dict) -> None:
     """Write one event durably (flush + fsync). Never raises: a refused disk keeps it in memory."""
     record = {"received_at": timezone.now().isoformat(), "boot": _boot_id(), "monotonic_ns": time.monotonic_ns(),

@@ -292,7 +292,38 @@ def _safe_fallback(request: HttpRequest, params: dict[str, str]) -> str:
 
 @webhook(safe=_safe_fallback)
 def fallback(request: HttpRequest, params: dict[str, str]) -> str:
-    """The number's Fallback URL: the carrier calls it when our Voice URL failed. Never touches the DB."""
+    """The number's Fallback URL: the carrier calls it when our Voice URL failed. Never touches the DB.
+
+    The caller is answered from memory; the call is recorded from the trace this leaves in the spool,
+    as degraded mode's webhooks are (``_leave_trace``).
+    """
     log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", clean_sid(params.get("CallSid", "")),
                 params.get("ErrorCode", "")[:10], params.get("ErrorUrl", "")[:200])
-    return twilio.render(services.fallback_for_number(params.get("To", "")[:32]), twilio.base_url(request))
+    body = twilio.render(services.fallback_for_number(params.get("To", "")[:32]), twilio.base_url(request))
+    _leave_trace(request, params, body)
+    return body
+
+
+def _leave_trace(request: HttpRequest, params: dict[str, str], body: str) -> None:
+    """Spool the Fallback URL's answer, so that the replay records the call (``replay._apply_carrier_fallback``).
+
+    The carrier used the Fallback URL because our Voice URL failed it (too slow, a worker stuck, the
+    database locked or away), so the call may be nowhere in the database, and its final status, kept
+    for an inbound webhook that never comes, would wait forever. The spool is what degraded mode writes
+    to without the database; the call's file also marks it as degraded on this node, so its later
+    webhooks (the final status) are spooled after this and replayed onto it. Once per call on a node:
+    the carrier's retry of the Fallback URL (the same answer) adds nothing; on another node it adds a
+    line the replay skips (the same dedupe key). A request that doesn't name a call as a carrier does
+    (no CallSid of a SID's shape, no To) leaves none: there is no call to record.
+    """
+    try:
+        inbound = twilio.inbound_call(params)
+    except twilio.MalformedWebhook as exc:
+        log.warning("carrier fallback: no call to record (%s)", exc)
+        return
+    if spool.holds(inbound.call_sid, "fallback"):
+        return
+    spool.append(inbound.call_sid, {
+        "kind": "fallback", "params": params, "query": request.GET.dict(), "answer": body,
+        "inbound": dataclasses.asdict(inbound),
+        "error_code": params.get("ErrorCode", "")[:10], "error_url": params.get("ErrorUrl", "")[:200]})
