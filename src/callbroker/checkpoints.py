@@ -22,6 +22,10 @@ the one that takes a non-blocking ``flock`` of ``<database>-checkpointer.lock`` 
 stand by and try again every pass, so one takes over when a worker exits or is killed (the kernel
 releases a dead process's lock). A forked child closes the lock it inherited.
 
+**When it fails** (a full disk: ``database or disk is full``) the thread retries every pass; the first
+failure is logged with its traceback, then one line a minute with a count, and one when it works again
+(``ops/repeated_failure.py``).
+
 **Safety net.** ``wal_autocheckpoint`` stays set on every connection (``settings.py``): a process
 without a checkpointer (the command line, the admin of a server that has had no webhook yet) or a WAL
 growing faster than the thread copies it is checkpointed by SQLite itself, as before.
@@ -42,6 +46,7 @@ from django.db import connection
 
 from callbroker.db import writers_lock_path
 from callbroker.ops import metrics
+from callbroker.ops.repeated_failure import RepeatedFailure
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +143,17 @@ class Checkpointer:
         self._role_fd = self._writers_fd = None
 
     def _loop(self) -> None:
+        # A failure lasts (a full disk): five passes a second must not make five tracebacks a second.
+        failures = RepeatedFailure(log, f"SQLite checkpoint of {self.path}")
         while not self._stop.wait(self.interval):
             try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - the thread must not die; SQLite's own checkpoints are the net
-                log.exception("SQLite checkpoint of %s failed; retrying", self.path)
+                result = self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the thread must not die (SQLite's own checkpoints: the net)
+                failures.failed(exc)
                 self.close()
+            else:
+                if result.active:  # standing by proves nothing
+                    failures.succeeded()
         self.close()
 
     def _db(self) -> sqlite3.Connection:

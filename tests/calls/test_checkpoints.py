@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,35 @@ def test_nothing_runs_for_an_in_memory_database(monkeypatch):
     monkeypatch.setattr(checkpoints, "_running", None)
     checkpoints.ensure_running()
     assert checkpoints._running is None
+
+
+def test_a_lasting_failure_is_logged_once_not_at_every_pass(tmp_path, monkeypatch, caplog):
+    """A full disk fails every pass (every 0.2 s): formerly an ERROR with a traceback each time. Now the
+    first failure with its traceback, and a line when checkpoints work again (``ops/repeated_failure.py``)."""
+    path = tmp_path / "db.sqlite3"
+    con = _database(path)
+    _write(con, 0, 10)
+    checkpointer = Checkpointer(str(path), interval=0.005)
+    real, passes = checkpointer.run_once, []
+
+    def full_disk_for_a_while():
+        passes.append(1)
+        if len(passes) <= 50:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real()
+
+    monkeypatch.setattr(checkpointer, "run_once", full_disk_for_a_while)
+    with caplog.at_level("INFO", logger="callbroker.checkpoints"):
+        checkpointer.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len(passes) < 60 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            checkpointer.stop()
+    said = [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in caplog.records
+            if r.name == "callbroker.checkpoints"]
+    assert len(passes) >= 60
+    assert [(level, traceback) for level, _, traceback in said] == [("ERROR", True), ("WARNING", False)], said
+    assert said[0][1].startswith(f"SQLite checkpoint of {path} failed: database or disk is full")
+    assert said[1][1].startswith(f"SQLite checkpoint of {path} works again, after 50 failures")
