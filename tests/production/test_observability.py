@@ -22,6 +22,7 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from callbroker.ops import metric_files
 from callbroker.ops.server import start_server, stop_server
 from callbroker.sim.emulator import BuyerBehaviour, Carrier
 from tests.services import free_port
@@ -97,9 +98,6 @@ def server(redis_server, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("observed")
     env = server_env(data_dir, REDIS_URL=redis_server.url, CALLBROKER_REDIS_PREFIX=f"obs-{uuid.uuid4().hex[:6]}:")
     migrate_and_load(env, NETWORK)
-    stale = data_dir / "prometheus"
-    stale.mkdir()
-    (stale / "counter_999999.db").write_bytes(b"left over by a previous run")
     port = free_port()
     proc = start_server("127.0.0.1", port, 2, env=env, log_path=data_dir / "server.log")
     try:
@@ -145,8 +143,12 @@ def test_metrics_add_up_over_both_workers_and_survive_a_dead_worker(server, carr
     assert total(samples, "callbroker_calls_total", verdict="billable") >= 3
     assert samples["callbroker_database_up"] == 1 and samples["callbroker_spool_depth"] == 0
     assert total(samples, "callbroker_counter_backend_errors_total") == 0
-    files = {p.name for p in (server.data_dir / "prometheus").glob("*.db")}
-    assert "counter_999999.db" not in files  # the previous run's files are gone at start
+    # The files are in a directory of the server's own on /dev/shm (ops/metric_files.py), not on the data disk
+    # (a previous run's files left in a directory named by PROMETHEUS_MULTIPROC_DIR: test_metric_files.py).
+    owners = metric_files.SHARED_MEMORY.glob(f"{metric_files.PREFIX}*/{metric_files.OWNER_FILE}")
+    [metrics_dir] = [owner.parent for owner in owners if owner.read_text().strip() == str(server.proc.pid)]
+    assert not (server.data_dir / "prometheus").exists()
+    files = {p.name for p in metrics_dir.glob("*.db")}
     writers = {int(re.search(r"_(\d+)\.db$", f).group(1)) for f in files}  # one set of files per process
     assert writers and writers <= {server.proc.pid, *server.workers()}
 

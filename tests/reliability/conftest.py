@@ -159,16 +159,24 @@ def cluster_lb(postgres_server, redis_server, request):
 def tmpfs(path: Path, size: str):
     """A small tmpfs mounted on ``path`` for the block (a disk that fills up). Needs root; never skipped."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"the full-disk test mounts a tmpfs on the node's spool directory and could not: "
-                    f"`mount -t tmpfs` answered {done.returncode}: {done.stderr.strip()} (run the suite as root, "
-                    f"or in a container allowed to mount, e.g. docker --privileged)", pytrace=False)
+    _mount(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)])
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def read_only(path: Path) -> None:
+    """Remount the tmpfs on ``path`` read-only (what it holds stays readable). Needs root."""
+    _mount(["mount", "-o", "remount,ro", str(path)])
+
+
+def _mount(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"the disk tests mount a small tmpfs and could not: `{' '.join(command[:2])}` answered "
+                    f"{done.returncode}: {done.stderr.strip()} (run the suite as root, or in a container allowed "
+                    "to mount, e.g. docker --privileged)", pytrace=False)
 
 
 def fill(directory: Path) -> int:

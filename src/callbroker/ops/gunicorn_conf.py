@@ -4,10 +4,12 @@ Everything else comes from the command line; this module does what only a config
 
 - **Prometheus multiprocess mode.** gunicorn imports this module before it loads the app (``--preload``
   loads it in the master, then forks), and prometheus_client decides at its own import whether to
-  write metrics to files. So here, first: ``PROMETHEUS_MULTIPROC_DIR`` is set (kept when given, else
-  ``<CALLBROKER_DATA_DIR>/prometheus``) and the previous run's ``*.db`` files in it are deleted — a
-  restarted server starts its counters from zero, as Prometheus expects of a restarted target. The
-  workers inherit the variable through ``fork``.
+  write metrics to files. So here, first: ``PROMETHEUS_MULTIPROC_DIR`` is set (kept when given, its
+  previous run's ``*.db`` files deleted; else a directory of this server's own on the RAM-backed
+  ``/dev/shm``, removed at exit by ``on_exit``) and prometheus_client's files are made to allocate their
+  blocks before they are mapped (``ops/metric_files.py``: a full disk made every worker die of SIGBUS on
+  its first webhook). A restarted server starts its counters from zero, as Prometheus expects of a
+  restarted target. The workers inherit the variable through ``fork``.
 - ``child_exit``: a dead worker's live-gauge files are removed (``multiprocess.mark_process_dead``);
   its counters and histograms stay, so totals never go down when a worker is recycled.
 - ``pre_fork``: everything the master loaded (Django, the ZIP table, the holiday calendars, the network
@@ -48,23 +50,18 @@ from pathlib import Path as _Path
 
 from gunicorn.glogging import Logger as _GunicornLogger
 
+from callbroker.ops import metric_files as _metric_files
 from callbroker.ops import one_write as _one_write
 from callbroker.ops import prompt_close as _prompt_close
 
 
-def _metrics_dir() -> _Path:
-    given = _os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if given:
-        return _Path(given)
-    return _Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve() / "prometheus"
+_DATA_DIR = _Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve()
 
 
 def _prepare_metrics_dir() -> _Path:
-    path = _metrics_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    path = _metric_files.directory(_DATA_DIR, _os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
     _os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    _metric_files.install()  # before any metric exists: files allocated before they are mapped
     return path
 
 
@@ -74,13 +71,17 @@ _os.environ.setdefault("CALLBROKER_DB_LOCK_TIMEOUT_MS", "2000")
 _os.environ.setdefault("CALLBROKER_DB_STATEMENT_TIMEOUT_MS", "8000")
 # The spool's directory, made while the disk has room: the first call of an outage must not need a
 # directory made then (on a full disk mkdir fails, and the event would have nowhere to go).
-(_Path(_os.environ.get("CALLBROKER_DATA_DIR", "var")).resolve() / "spool").mkdir(parents=True, exist_ok=True)
+(_DATA_DIR / "spool").mkdir(parents=True, exist_ok=True)
 
 
 def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))
+
+
+def on_exit(server) -> None:
+    _metric_files.remove(_METRICS_DIR)  # a directory of our own on /dev/shm (RAM): not left behind
 
 
 _prompt_close.install()
