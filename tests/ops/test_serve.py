@@ -99,3 +99,23 @@ def test_options_out_of_range_are_refused_before_anything_starts(no_exec, argv, 
     with pytest.raises(CommandError, match=re.escape(says)):
         call_command("serve", *argv, stdout=out)
     assert out.getvalue() == ""
+
+
+def test_a_data_directory_it_cannot_write_in_is_refused_in_one_line_before_listening(tmp_path):
+    """Formerly: ``callbroker listening on …; starting 1 worker``, then gunicorn's ``Error: [Errno 30]
+    Read-only file system: '…/prometheus'``, exit code 1. Now one line naming the variable, as for a data
+    directory that can't be made (docs/cli.md), before anything listens."""
+    from tests.reliability.conftest import read_only, tmpfs
+
+    data = tmp_path / "var"
+    with tmpfs(data, "1m"):
+        (data / "static").mkdir()  # what the command line makes first is there: only writing fails
+        read_only(data)
+        env = {**os.environ, "CALLBROKER_DATA_DIR": str(data)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        result = subprocess.run([*CALLBROKER, "serve", "--port", str(free_port()), "--workers", "1"], env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"callbroker: CALLBROKER_DATA_DIR={str(data)!r}: cannot write in the directory {data} "
+        "(Read-only file system)"]

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +64,25 @@ def default_workers(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cores)
 
 
+class DataDirNotWritable(RuntimeError):
+    """The server can't write in ``CALLBROKER_DATA_DIR`` (a read-only file system, no permission)."""
+
+
+def check_data_dir_writable(given: str) -> None:
+    """Raise :class:`DataDirNotWritable`, in one line naming the variable, when no file can be made in the
+    data directory ``given``. The server writes its SQLite database, spool and network snapshot there;
+    started anyway, it said where it listened, then gunicorn died on ``[Errno 30] Read-only file system``.
+    (A full disk passes: an empty file takes no block, and the server runs on from memory.)"""
+    path = Path(given)
+    try:
+        path.mkdir(parents=True, exist_ok=True)  # a directory not made yet: the server makes it
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise DataDirNotWritable(f"CALLBROKER_DATA_DIR={given!r}: cannot write in the directory {path} "
+                                 f"({exc.strerror or exc})") from None
+
+
 class PortInUse(RuntimeError):
     """Something already listens on the address a server was to bind."""
 
@@ -92,10 +112,12 @@ def start_server(host: str, port: int, workers: int, *, env: dict | None = None,
     ``own_session``: the server in a session of its own, so the terminal's Ctrl-C (or a signal to the
     caller's process group) reaches only the caller, which then stops the server when it is ready to
     (``callbroker run`` lets the calls in flight finish first). Raises :class:`PortInUse` when the port is
-    taken and ``RuntimeError`` when the server exits or doesn't answer.
+    taken, :class:`DataDirNotWritable` when the data directory is read-only, and ``RuntimeError`` when the
+    server exits or doesn't answer.
     """
     check_port_free(host, port)
     full_env = {**os.environ, **(env or {})}
+    check_data_dir_writable(full_env.get("CALLBROKER_DATA_DIR", "var"))
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(gunicorn_command(host, port, workers), env=full_env, stdout=out, stderr=out,

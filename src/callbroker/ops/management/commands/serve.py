@@ -2,17 +2,21 @@
 
 The listening socket is opened here, before gunicorn starts, and handed to it (``--bind fd://N``): a port
 something else listens on, or a host that can't be resolved, is refused in one line (as ``callbroker run``
-refuses them), and the line saying where the server listens is printed only once it does. Connections
+refuses them), and the line saying where the server listens is printed only once it does. A data
+directory the server can't write in (read-only) is refused before that, in one line naming
+``CALLBROKER_DATA_DIR``. Connections
 that come while gunicorn loads the application wait in the socket's backlog.
 """
 
 import os
 import socket
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from callbroker.arguments import at_least
-from callbroker.ops.server import PortInUse, check_port_free, default_workers, gunicorn_command, host_port
+from callbroker.ops.server import (DataDirNotWritable, PortInUse, check_data_dir_writable, check_port_free,
+                                   default_workers, gunicorn_command, host_port)
 
 
 def port_number(text: str, setting: str = "") -> int:
@@ -46,6 +50,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, workers, access_log, **options):
         port = chosen_port(port)
+        try:
+            check_data_dir_writable(os.environ.get("CALLBROKER_DATA_DIR", "var"))
+        except DataDirNotWritable as exc:  # a setting's value: ``callbroker: …`` in one line, exit code 2
+            raise ImproperlyConfigured(str(exc)) from None
         cmd = listening(gunicorn_command(host, port, workers, access_log=access_log), host, port)
         # --settings is in the environment already (Django puts it there); --pythonpath only in this
         # process's sys.path: the server is a new program, so it goes into its environment too.
