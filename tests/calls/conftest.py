@@ -18,7 +18,7 @@ import pytest
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.loader import load_network
 from callbroker.network.models import Buyer, Campaign, Publisher, Target, TrackingNumber
-from callbroker.network.snapshot import reset_snapshot
+from callbroker.network.snapshot import current_snapshot, reset_snapshot
 
 T0 = dt.datetime(2026, 11, 27, 14, 3, 12, tzinfo=dt.UTC)
 E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
@@ -40,6 +40,20 @@ def network(db, settings, tmp_path):
 def e2e_network(network):
     """The e2e network (tests/e2e/network.yaml) loaded (see ``network``)."""
     network(E2E_NETWORK)
+
+
+@pytest.fixture
+def replay_network(transactional_db, settings, tmp_path):
+    """The e2e network for replays of degraded mode: a real transaction per statement (a replay takes
+    the writers' lock and commits as a server does), counters in the database, no Redis."""
+    settings.DATA_DIR = tmp_path
+    settings.REDIS_URL = ""
+    settings.COUNTERS_BACKEND = "sql"
+    reset_snapshot()
+    load_network(E2E_NETWORK)
+    current_snapshot()
+    yield
+    reset_snapshot()
 
 
 @pytest.fixture

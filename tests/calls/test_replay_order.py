@@ -18,35 +18,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 from callbroker.calls import degraded, replay, spool
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt
-from callbroker.network.loader import load_network
-from callbroker.network.snapshot import current_snapshot, reset_snapshot
 
-E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
 PLUMBING = "+15125550001"
 BRIDGED = DialOutcome(status="completed", bridged=True, duration=90, dial_call_sid="CA" + "d" * 32)
 END = StatusUpdate(status="completed", duration=110, sequence="3")
 RECORDING = RecordingUpdate(recording_sid="RE" + "1" * 32, url="https://api.example/rec/RE1", status="completed",
                             duration=90)
-
-
-@pytest.fixture
-def network(transactional_db, settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    settings.REDIS_URL = ""
-    settings.COUNTERS_BACKEND = "sql"
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    current_snapshot()
-    yield
-    reset_snapshot()
 
 
 def outage_events(sid: str) -> list[dict]:
@@ -72,7 +55,7 @@ def assert_recorded_bridged(sid: str) -> None:
     assert not spool.path_of(sid).exists()
 
 
-def test_a_clock_stepped_back_during_the_outage_does_not_hold_the_replay(network, monkeypatch):
+def test_a_clock_stepped_back_during_the_outage_does_not_hold_the_replay(replay_network, monkeypatch):
     sid = "CA" + "5a" * 16
     events = outage_events(sid)
     before_the_step = timezone.now()
@@ -89,7 +72,7 @@ def test_a_clock_stepped_back_during_the_outage_does_not_hold_the_replay(network
     assert_recorded_bridged(sid)
 
 
-def test_a_spool_file_written_before_the_order_was_is_replayed_in_line_order(network):
+def test_a_spool_file_written_before_the_order_was_is_replayed_in_line_order(replay_network):
     """Lines of the current version carry no ``boot``/``monotonic_ns``: their place in the file decides."""
     sid = "CA" + "5b" * 16
     at = timezone.now()

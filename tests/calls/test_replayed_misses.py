@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -19,29 +18,14 @@ from django.utils import timezone
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
 from callbroker.calls.models import CallAttempt
-from callbroker.network.loader import load_network
-from callbroker.network.snapshot import current_snapshot, reset_snapshot
 
-E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
 MISSED = "+15125550004"
 LEG = DialOutcome(status="no-answer", bridged=False, duration=0, dial_call_sid="CA" + "f" * 32)
 END = StatusUpdate(status="completed", duration=40, sequence="3")
 
 
-@pytest.fixture
-def network(transactional_db, settings, tmp_path):
-    settings.DATA_DIR = tmp_path
-    settings.REDIS_URL = ""
-    settings.COUNTERS_BACKEND = "sql"
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    current_snapshot()
-    yield
-    reset_snapshot()
-
-
 @pytest.mark.parametrize("end_first", [False, True], ids=["dial result first", "final status first"])
-def test_a_replayed_unanswered_leg_is_recorded_as_live(network, end_first):
+def test_a_replayed_unanswered_leg_is_recorded_as_live(replay_network, end_first):
     sid = "CA" + ("2" if end_first else "3") * 32
     with transaction.atomic():  # dialled live, then the database went away
         services.start_call(InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw="+17375550401",
