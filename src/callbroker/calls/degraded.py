@@ -5,7 +5,9 @@ callers and auto-pauses, which live in the database) and rings the best targets 
 URL carries the rest of the ring list, so the ring tree goes on without the database. Every webhook
 handled here is spooled to local disk (``calls/spool.py``) with what we decided, and replayed into the
 database when it is back (``calls/replay.py``). The IVR is skipped: a degraded call goes straight to
-routing, with the carrier's ZIP when it gave one.
+routing, with the carrier's ZIP when it gave one, or the ZIP the caller just typed (an answer to the
+prompt, taken as typed). An IVR answer is not judged here (nothing tells which question the call is at):
+the replay judges it from the spooled parameters by the live rules.
 
 **Limits.** With the Redis counters backend and Redis reachable (the database alone is away), degraded
 routing reads the live counters and takes and gives back concurrency slots and cap units in Redis as the
@@ -42,6 +44,7 @@ from callbroker.calls.services import (
     intro_steps,
     new_call,
     routing_context,
+    set_typed_zip,
 )
 from callbroker.core.model import Exclusion, Target, TargetCounters
 from callbroker.network import live
@@ -214,8 +217,16 @@ def release_leftovers(call_sid: str) -> None:
 # --------------------------------------------------------------------------- webhooks
 
 
-def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s.Step, ...], Facts]:
-    """A new call (or a call whose IVR step arrived in degraded mode): route it from memory."""
+def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
+          typed_zip: str | None = None) -> tuple[tuple[s.Step, ...], Facts]:
+    """A new call (or a call whose IVR step arrived in degraded mode): route it from memory.
+
+    ``typed_zip``: the digits of an answer to the ZIP prompt. A ZIP we know is taken as live takes it
+    (``services.set_typed_zip``: where the caller is, typed); the recording disclosure is played when
+    that ZIP calls for it and the start of the call (the carrier's state, the inbound webhook answered
+    live) didn't, as live, not a second time. The replay records the ZIP by ``zip_entered``'s rules
+    (``services.zip_answer_replayed``), from the webhook's own parameters.
+    """
     now = now or timezone.now()
     snap = _snapshot()
     if snap is None:  # this process never loaded the network: nothing to route with
@@ -223,6 +234,11 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s
     call, campaign = new_call(inbound, snap, now)
     if campaign is None:
         return installation_fallback(snap, None), {"unknown_number": True}
+    intro = intro_steps(call, campaign)
+    if typed_zip is not None:
+        heard = bool(intro)  # when the call came in, by the carrier's state
+        set_typed_zip(call, typed_zip)
+        intro = () if heard else intro_steps(call, campaign)
     limits = Limits(inbound.call_sid)
     counters = limits.read(campaign.targets, snap.timezones, now) if limits.recall(1) is None else {}
     # Seeded by the CallSid: a retried delivery of the same webhook gets the same answer.
@@ -234,7 +250,7 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[tuple[s
     facts["decision"]["limits"] = limits.mode
     if facts.get("refused_at_dial"):
         facts["decision"]["refused_at_dial"] = facts.pop("refused_at_dial")
-    return (*intro_steps(call, campaign), *steps), facts
+    return (*intro, *steps), facts
 
 
 def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome,

@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callbroker import db
 from callbroker.calls import degraded, services, spool
-from callbroker.calls.choices import AttemptResult, CallStage, ZipSourceChoices
+from callbroker.calls.choices import AttemptResult, CallStage
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.live_redis import CountersUnknown
@@ -289,7 +289,17 @@ def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
 
 
 def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
-    """The call was routed from memory: create (or update) it with that decision and its first attempt."""
+    """The call was routed from memory: create (or update) it with that decision and its first attempt.
+
+    An IVR answer (``ivr_zip``, ``ivr_category``) is judged from the webhook's own parameters by the live
+    rules, against the call as the database holds it (``services.zip_answer_replayed``,
+    ``category_answer_replayed``): a typed ZIP is where the caller is (source ``ivr``, state and city), a
+    "no" at the category question makes the call ``wrong_category``, a stray answer changes nothing.
+    What degraded mode dialled is recorded whatever the answer: the carrier followed it. The carrier's
+    ZIP comes with the call (``services.new_call``); the record's ``caller_zip`` is the one degraded
+    mode routed with, which is in its decision, and is not copied onto the call (it overwrote a ZIP
+    typed live with the carrier's, and recorded a ZIP typed during the outage as the carrier's).
+    """
     call = Call.objects.filter(call_sid=call_sid).first()
     if call is not None and call.fallback_applied == services.CARRIER_FALLBACK:
         # The carrier followed its Fallback URL's answer: an inbound answer given after it (a late retry
@@ -297,17 +307,30 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         return
     if call is None:
         call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
+    judge = _ivr_answer(call, record, snap)
     if record.get("unknown_number") or record.get("unroutable"):
         call.stage = CallStage.FALLBACK
         call.fallback_applied = call.fallback_applied or services.UNKNOWN_NUMBER
         _save(call)
-        return
-    if record.get("caller_zip"):
-        call.caller_zip = record["caller_zip"]
-        call.zip_source = record.get("zip_source") or ZipSourceChoices.CARRIER
-    call.decision = record.get("decision")
-    call.ring_position = 0
-    _follow(call, record, at)
+    else:
+        call.decision = record.get("decision")
+        call.ring_position = 0
+        _follow(call, record, at)
+    if judge:
+        services.judge_again(call, snap)
+
+
+def _ivr_answer(call: Call, record: dict, snap) -> bool:
+    """Apply the IVR answer a routing record carries (none for ``voice``); True: the call had ended
+    (judge it again once saved). The digits are read as the live endpoints read them."""
+    params = record.get("params") or {}
+    if record["kind"] == "ivr_zip":
+        attempt = str((record.get("query") or {}).get("attempt", ""))
+        return services.zip_answer_replayed(call, int(attempt) if attempt in ("1", "2") else 0,
+                                            str(params.get("Digits", ""))[:16])
+    if record["kind"] == "ivr_category":
+        return services.category_answer_replayed(call, str(params.get("Digits", ""))[:8], snap)
+    return False
 
 
 def _apply_carrier_fallback(call_sid: str, record: dict, at: dt.datetime, snap) -> None:

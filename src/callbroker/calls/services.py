@@ -351,29 +351,25 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     """The caller typed (or didn't type) a ZIP code at the IVR."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
-    directory = ZipDirectory.default()
     digits = (digits or "").strip()
-    asked = not call.zip_attempts or attempt == call.zip_attempts  # the last prompt (0: not known)
-    if call.stage == CallStage.ENDED and call.decision is None and call.zip_source != ZipSourceChoices.IVR \
-            and asked and len(digits) == 5 and digits.isdigit() and digits in directory:
+    finds = _zip_answer_finds(call, attempt)
+    if finds == _AFTER_END and set_typed_zip(call, digits):
         # The caller typed the ZIP, then hung up, and the final status was handled first (the call was
         # never routed): where the caller is is still a fact of the call, as in the other order.
-        _set_zip(call, digits, ZipSourceChoices.IVR, directory)
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
-    if call.stage != CallStage.IVR or call.zip_source == ZipSourceChoices.IVR or not asked:
+    if finds != _AT_IVR:
         # A stray IVR callback: for a call that has moved on, a ZIP typed already, or a prompt that wasn't
         # the last one asked (a call replayed from degraded mode doesn't know which was: 0). Change nothing.
         return (s.Hangup(),)
     heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
-    if len(digits) == 5 and digits.isdigit() and digits in directory:
-        _set_zip(call, digits, ZipSourceChoices.IVR, directory)
-    elif attempt < 2:
-        call.zip_attempts = attempt + 1
-        db.update(call, ["zip_attempts"])
-        return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
-    elif not call.caller_zip:
-        log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
+    if not set_typed_zip(call, digits):
+        if attempt < 2:
+            call.zip_attempts = attempt + 1
+            db.update(call, ["zip_attempts"])
+            return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
+        if not call.caller_zip:
+            log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
     # The typed ZIP may put the caller in an all-party-consent state the carrier's didn't: the recording
     # disclosure is played now, before anything is recorded (a question, the buyer's leg, a voicemail).
     disclosure = () if heard_disclosure else intro_steps(call, campaign)
@@ -391,19 +387,109 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
     digits = (digits or "").strip()
-    awaiting_zip = call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR  # its first ZIP answer
-    if call.stage == CallStage.ENDED and call.decision is None and not awaiting_zip and digits \
-            and campaign.confirm_category:
+    finds = _category_answer_finds(call)
+    if finds == _AFTER_END and digits and campaign.confirm_category:
         # The caller answered, then hung up, and the final status was handled first (the call was never
         # routed): the answer is still a fact the verdict rests on (wrong_category), as in the other order.
-        call.category_confirmed = digits.startswith("1")
+        call.category_confirmed = category_meaning(digits)
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
-    if call.stage != CallStage.IVR or awaiting_zip:
+    if finds != _AT_IVR:
         # A stray IVR callback: for a call that has moved on, or one still waiting for its first ZIP answer.
         return (s.Hangup(),)
-    call.category_confirmed = None if not digits else digits.startswith("1")
+    call.category_confirmed = category_meaning(digits)
     return _route_and_dial(call, campaign, snap, now)
+
+
+#: Where an IVR answer finds its call: still at the IVR (the answer counts and routes the call), ended
+#: before it was routed (its final status handled first: the answer is still a fact of the call), or
+#: moved on (a stray answer: it changes nothing).
+_AT_IVR, _AFTER_END, _STRAY = "at_ivr", "after_end", "stray"
+
+
+def _zip_answer_finds(call: Call, attempt: int) -> str:
+    """Where an answer to ZIP prompt ``attempt`` finds the call. Stray: a ZIP typed already, or a prompt
+    that wasn't the last one asked (``zip_attempts`` 0: not known, any prompt counts), or a call routed."""
+    asked = not call.zip_attempts or attempt == call.zip_attempts
+    if call.zip_source == ZipSourceChoices.IVR or not asked:
+        return _STRAY
+    if call.stage == CallStage.ENDED and call.decision is None:
+        return _AFTER_END
+    return _AT_IVR if call.stage == CallStage.IVR else _STRAY
+
+
+def _category_answer_finds(call: Call) -> str:
+    """Where a category answer finds the call. Stray: a call still waiting for its first ZIP answer (the
+    question comes after it), or a call routed."""
+    if call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR:
+        return _STRAY
+    if call.stage == CallStage.ENDED and call.decision is None:
+        return _AFTER_END
+    return _AT_IVR if call.stage == CallStage.IVR else _STRAY
+
+
+def category_meaning(digits: str) -> bool | None:
+    """The category confirmation's keys: "1…" is yes, any other key no, none at all not answered."""
+    digits = (digits or "").strip()
+    return None if not digits else digits.startswith("1")
+
+
+def set_typed_zip(call: Call, digits: str) -> bool:
+    """Take a ZIP the caller typed at the IVR as where the caller is, when it is a ZIP we know: source
+    ``ivr``, with its state and city (which the recording disclosure and the area check then go by). The
+    call is not saved. The one reading of a typed ZIP, live, answered from memory and replayed alike."""
+    directory = ZipDirectory.default()
+    digits = (digits or "").strip()
+    if len(digits) == 5 and digits.isdigit() and digits in directory:
+        _set_zip(call, digits, ZipSourceChoices.IVR, directory)
+        return True
+    return False
+
+
+def zip_answer_replayed(call: Call, attempt: int, digits: str) -> bool:
+    """A ZIP answer degraded mode answered from memory, applied to the call's record as ``zip_entered``
+    applies it live, the call as the database holds it before this answer: a ZIP we know typed at the last
+    prompt of a call still at the IVR, or of one whose final status came first, is where the caller is
+    (``set_typed_zip``); a stray answer changes nothing. Degraded mode can't tell (it has no database) and
+    routes the call with the typed ZIP whatever it is: the replay records that routing, not the ZIP.
+
+    The call is not saved. Returns whether the call had ended (judge it again once saved: ``judge_again``).
+    """
+    finds = _zip_answer_finds(call, attempt)
+    if finds == _STRAY:
+        return False
+    typed = set_typed_zip(call, digits)
+    return typed and finds == _AFTER_END
+
+
+def category_answer_replayed(call: Call, digits: str, snap: NetworkSnapshot) -> bool:
+    """A category answer degraded mode answered from memory (it connects the caller whatever the answer),
+    applied to the call's record as ``category_answered`` applies it live, the call as the database holds
+    it before this answer: "1…" confirmed, any other key not (``wrong_category``), no key not answered,
+    for a call still at the IVR; a key pressed before a call's final status came first counts too; a
+    stray answer changes nothing. Without this a caller who said no was billed when the outage came at
+    the question.
+
+    The call is not saved. Returns whether the call had ended (judge it again once saved: ``judge_again``).
+    """
+    finds = _category_answer_finds(call)
+    if finds == _AT_IVR:
+        call.category_confirmed = category_meaning(digits)
+        return False
+    campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    answered = category_meaning(digits)
+    if finds == _AFTER_END and answered is not None and campaign is not None and campaign.confirm_category:
+        call.category_confirmed = answered
+        return True
+    return False
+
+
+def judge_again(call: Call, snap: NetworkSnapshot) -> None:
+    """Judge an ended call again from its stored facts, after a fact of it was learnt late (an IVR answer
+    replayed after its final status); a call whose campaign left the network is left as it is."""
+    campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    if campaign is not None:
+        _qualify(call, campaign, snap)
 
 
 # --------------------------------------------------------------------------- ring tree

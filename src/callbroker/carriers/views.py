@@ -161,11 +161,20 @@ def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 2**31 
 
 
 def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
+    """The inbound webhook, or an IVR answer (the category's: the caller is connected whatever it is),
+    routed from memory. The answer itself is in the spooled parameters, which the replay judges as live
+    does (``replay._apply_routing``); ``inbound`` is the call as the carrier describes it."""
     inbound = twilio.inbound_call(params)
-    digits = params.get("Digits", "")
-    if request.path.endswith("/ivr/zip") and len(digits) == 5 and digits.isdigit():
-        inbound = dataclasses.replace(inbound, from_zip=digits)  # the caller's typed ZIP
     steps, facts = degraded_mode.voice(inbound)
+    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+
+
+def _degraded_ivr_zip(request: HttpRequest, params: dict[str, str]):
+    """A typed ZIP routed from memory with that ZIP, as typed (source ``ivr``), never as the carrier's: the
+    carrier's own ZIP stays in ``inbound`` (the typed one used to replace it there, and the replay recorded
+    it as the carrier's, without its city)."""
+    inbound = twilio.inbound_call(params)
+    steps, facts = degraded_mode.voice(inbound, typed_zip=params.get("Digits", "")[:16])
     return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
 
 
@@ -206,7 +215,7 @@ def voice(request: HttpRequest, params: dict[str, str]) -> str:
                  prepare=lambda version: services.prepare_call(inbound, network_version=version))
 
 
-@webhook(kind="ivr_zip", degraded=_degraded_inbound)
+@webhook(kind="ivr_zip", degraded=_degraded_ivr_zip)
 def ivr_zip(request: HttpRequest, params: dict[str, str]) -> str:
     attempt = _int_query(request, "attempt", high=2)
     digits = params.get("Digits", "")[:16]
