@@ -265,18 +265,18 @@ def _near(window: dt.timedelta) -> st.SearchStrategy[dt.timedelta]:
 def qualification_cases(draw: st.DrawFn) -> tuple[Campaign, CallFacts]:
     """``(campaign, facts)`` with times placed around the campaign's windows and buffer."""
     campaign = draw(_ANY_CAMPAIGN)
-    ended_at = draw(aware_datetimes())
+    started_at = draw(aware_datetimes())
     buffer = draw(st.one_of(st.none(), st.sampled_from((0, 30, 90))))
     needed = campaign.buffer_seconds if buffer is None else buffer
     talk = draw(st.one_of(st.sampled_from((0, max(needed - 1, 0), needed, needed + 1)), st.integers(0, 600)))
-    previous = draw(st.one_of(st.none(), _near(campaign.duplicate_window).map(lambda d: ended_at - d)))
-    recent = draw(st.lists(_near(campaign.velocity_window).map(lambda d: ended_at - d), max_size=8))
+    previous = draw(st.one_of(st.none(), _near(campaign.duplicate_window).map(lambda d: started_at - d)))
+    recent = draw(st.lists(_near(campaign.velocity_window).map(lambda d: started_at - d), max_size=8))
     number = draw(st.one_of(st.none(), e164(), st.sampled_from(sorted(campaign.blocked_numbers) or [None])))
     facts = CallFacts(
         caller=draw(callers(st.just(number))),
         connected=draw(st.booleans()),
         talk_seconds=talk,
-        ended_at=ended_at,
+        started_at=started_at,
         in_area=draw(st.sampled_from((None, True, False))),
         category_confirmed=draw(st.sampled_from((None, True, False))),
         stir_verstat=draw(st.sampled_from(VERSTATS)),

@@ -15,7 +15,7 @@ try:
 except ImportError:  # tests/core itself is on sys.path (pytest's default rootdir-less import mode)
     import strategies as cs  # type: ignore[no-redef]
 
-ENDED = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
+STARTED = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
 CAMPAIGN = Campaign(id=1, name="Austin plumbing", category="plumbing", payout=Decimal("20"))
 
 
@@ -31,7 +31,7 @@ def reference_reasons(campaign: Campaign, facts: CallFacts) -> set[Reason]:
     if facts.connected and facts.talk_seconds < needed:
         reasons.add(Reason.BELOW_BUFFER)
     previous = facts.previous_billable_at
-    if previous is not None and previous <= facts.ended_at < previous + campaign.duplicate_window:
+    if previous is not None and previous <= facts.started_at < previous + campaign.duplicate_window:
         reasons.add(Reason.DUPLICATE)
     if facts.in_area is False:
         reasons.add(Reason.OUT_OF_AREA)
@@ -50,10 +50,10 @@ def reference_reasons(campaign: Campaign, facts: CallFacts) -> set[Reason]:
         reasons.add(Reason.FAILED_ATTESTATION)
     if campaign.require_attestation and (not verstat or verstat.startswith("No-TN-Validation")):
         reasons.add(Reason.FAILED_ATTESTATION)
-    window_start = facts.ended_at - campaign.velocity_window
+    window_start = facts.started_at - campaign.velocity_window
     calls = 1
     for at in facts.recent_call_times:
-        if window_start < at <= facts.ended_at:
+        if window_start < at <= facts.started_at:
             calls += 1
     if calls > campaign.velocity_limit:
         reasons.add(Reason.CALLER_VELOCITY)
@@ -65,7 +65,7 @@ def facts(**fields) -> CallFacts:
     fields.setdefault("caller", Caller("+15125550123", "78701"))
     fields.setdefault("connected", True)
     fields.setdefault("talk_seconds", 120)
-    fields.setdefault("ended_at", ENDED)
+    fields.setdefault("started_at", STARTED)
     fields.setdefault("target_price", Decimal("45"))
     return CallFacts(**fields)
 
@@ -130,9 +130,9 @@ def test_duplicate_window_is_exclusive_at_its_end():
     window = CAMPAIGN.duplicate_window
     second = dt.timedelta(seconds=1)
 
-    assert reasons(CAMPAIGN, previous_billable_at=ENDED - window + second) == (Reason.DUPLICATE,)
-    assert qualify(CAMPAIGN, facts(previous_billable_at=ENDED - window)).billable
-    assert qualify(CAMPAIGN, facts(previous_billable_at=ENDED + dt.timedelta(minutes=1))).billable
+    assert reasons(CAMPAIGN, previous_billable_at=STARTED - window + second) == (Reason.DUPLICATE,)
+    assert qualify(CAMPAIGN, facts(previous_billable_at=STARTED - window)).billable
+    assert qualify(CAMPAIGN, facts(previous_billable_at=STARTED + dt.timedelta(minutes=1))).billable
 
 
 def test_unknown_location_and_unasked_category_are_not_held_against_the_call():
@@ -166,9 +166,9 @@ def test_failed_attestation_always_counts_missing_only_when_required():
 
 def test_velocity_counts_this_call_and_recent_ones_inside_the_window():
     campaign = Campaign(id=1, name="c", velocity_limit=3, velocity_window=dt.timedelta(minutes=10))
-    two_recent = (ENDED - dt.timedelta(minutes=1), ENDED - dt.timedelta(minutes=9))
-    three_recent = (*two_recent, ENDED - dt.timedelta(minutes=5))
-    at_the_edge = (*two_recent, ENDED - dt.timedelta(minutes=10))
+    two_recent = (STARTED - dt.timedelta(minutes=1), STARTED - dt.timedelta(minutes=9))
+    three_recent = (*two_recent, STARTED - dt.timedelta(minutes=5))
+    at_the_edge = (*two_recent, STARTED - dt.timedelta(minutes=10))
 
     assert qualify(campaign, facts(recent_call_times=two_recent)).billable  # 3 calls: not more than 3
     assert qualify(campaign, facts(recent_call_times=three_recent)).reasons == (Reason.CALLER_VELOCITY,)
@@ -183,7 +183,7 @@ def test_every_reason_at_once_in_declared_order():
         talk_seconds=0,
         in_area=False,
         category_confirmed=False,
-        previous_billable_at=ENDED - dt.timedelta(days=1),
+        previous_billable_at=STARTED - dt.timedelta(days=1),
     )
 
     assert qualify(campaign, call).reasons == (

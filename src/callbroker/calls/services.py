@@ -1222,7 +1222,7 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         caller=core.Caller(call.caller_number or None, call.caller_zip or None, source),
         connected=call.connected_target_id is not None,
         talk_seconds=call.talk_seconds,
-        ended_at=call.started_at,  # windows are measured start to start
+        started_at=call.started_at,  # windows are measured start to start
         in_area=in_area,
         category_confirmed=call.category_confirmed,
         stir_verstat=call.stir_verstat or None,

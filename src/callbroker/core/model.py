@@ -165,12 +165,12 @@ class CallFacts:
     caller: Caller
     connected: bool  # the caller was bridged to a buyer (DialBridged=true)
     talk_seconds: int  # bridged talk time with the buyer only (never IVR or ring time)
-    ended_at: dt.datetime  # aware
+    started_at: dt.datetime  # aware; the duplicate and velocity windows are measured from it, start to start
     in_area: bool | None = None  # None = unknown location
     category_confirmed: bool | None = None  # IVR press-1 answer; None = not asked
     stir_verstat: str | None = None  # e.g. "TN-Validation-Passed-A"
-    previous_billable_at: dt.datetime | None = None  # same caller, same campaign, last billable call
-    recent_call_times: tuple[dt.datetime, ...] = ()  # same caller, any campaign, before this one
+    previous_billable_at: dt.datetime | None = None  # same caller, same campaign: last billable call's start
+    recent_call_times: tuple[dt.datetime, ...] = ()  # same caller, any campaign: starts of the calls before
     target_min_talk_seconds: int | None = None  # the connected target's override
     target_price: Decimal = Decimal("0.00")
 

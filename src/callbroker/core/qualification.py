@@ -11,8 +11,9 @@ The rules, in the order of :class:`~callbroker.core.model.Reason`:
 * ``BELOW_BUFFER``        connected, but bridged talk time is below the buffer (the target's
                           ``min_talk_seconds`` when set, else the campaign's ``buffer_seconds``);
                           a call that never connected is not also flagged here;
-* ``DUPLICATE``           the same caller had a billable call on this campaign less than
-                          ``duplicate_window`` before this call ended;
+* ``DUPLICATE``           the same caller had a billable call on this campaign that started less than
+                          ``duplicate_window`` before this call started (start to start: how long
+                          a call lasts moves no window);
 * ``OUT_OF_AREA``         the caller is known to be outside the target's area (unknown is not held
                           against the call);
 * ``WRONG_CATEGORY``      the caller said in the IVR that they want something else;
@@ -20,8 +21,8 @@ The rules, in the order of :class:`~callbroker.core.model.Reason`:
 * ``ANONYMOUS_CALLER``    no usable caller number;
 * ``FAILED_ATTESTATION``  STIR/SHAKEN verification failed (always: that is spoofing); when the
                           campaign requires attestation, also no verification or no verstat at all;
-* ``CALLER_VELOCITY``     this call plus the caller's calls within ``velocity_window`` before it
-                          exceed ``velocity_limit``.
+* ``CALLER_VELOCITY``     this call plus the caller's calls started within ``velocity_window`` before
+                          it started exceed ``velocity_limit``.
 
 A billable call earns the target's price (revenue) and the campaign's payout; otherwise both are 0.00.
 """
@@ -87,7 +88,7 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
     """All rules in ``Reason`` order. The single place the qualification rules live."""
     caller = facts.caller
     number = caller.number
-    ended_at = facts.ended_at
+    started_at = facts.started_at
     checks: list[_Check] = []
 
     def add(rule: str, reason: Reason, passed: bool, sentence: str) -> None:
@@ -116,11 +117,11 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
     window = campaign.duplicate_window
     if previous is None:
         add("duplicate", Reason.DUPLICATE, True, "no earlier billable call from this caller on this campaign")
-    elif previous > ended_at:
+    elif previous > started_at:
         add("duplicate", Reason.DUPLICATE, True,
-            "the earlier billable call is recorded after this call ended; not a repeat")
+            "the earlier billable call started after this call did; not a repeat")
     else:
-        since = ended_at - previous
+        since = started_at - previous
         repeat = since < window
         add("duplicate", Reason.DUPLICATE, not repeat,
             f"last billable call from this caller was {_duration(since)} earlier, "
@@ -174,9 +175,9 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
         add("attestation", Reason.FAILED_ATTESTATION, True,
             f"caller ID check: {verstat or 'no verification result'}")
 
-    # CALLER_VELOCITY: this call plus the caller's calls inside the window before it ended.
+    # CALLER_VELOCITY: this call plus the caller's calls started inside the window before it started.
     span = campaign.velocity_window
-    calls = 1 + sum(1 for at in facts.recent_call_times if at <= ended_at and ended_at - at < span)
+    calls = 1 + sum(1 for at in facts.recent_call_times if at <= started_at and started_at - at < span)
     add("velocity", Reason.CALLER_VELOCITY, calls <= campaign.velocity_limit,
         f"{calls} call{'' if calls == 1 else 's'} from this caller within {_duration(span)}; "
         f"more than {campaign.velocity_limit} is treated as spam")
