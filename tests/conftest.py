@@ -21,6 +21,23 @@ def pytest_configure(config):
     Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def _data_dir_of_its_own(settings, tmp_path_factory, monkeypatch):
+    """Every in-process test keeps its data directory (spool, network snapshot) apart, never the checkout's
+    ``var`` that ``make run`` serves, and starts no background spool replayer.
+
+    A webhook view starts the process's replayer thread (``replay.ensure_running``); in the test process
+    it outlived its test and replayed a spooled call every second into whatever database the next test
+    had (or failed, logging a traceback: CPython 3.11.7 formatting a traceback in one thread while another
+    parses source, as pytest's assertion rewriting does on an import, raises ``SystemError: AST
+    constructor recursion depth mismatch`` in the other). A test of the replay calls it itself.
+    """
+    from callbroker.calls import replay
+
+    settings.DATA_DIR = tmp_path_factory.mktemp("data")
+    monkeypatch.setattr(replay, "ensure_running", lambda: None)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """A private PostgreSQL on loopback for the whole session (skipped outside CI when not installed)."""
