@@ -539,6 +539,7 @@ def write_lock() -> Iterator[None]:
         yield
         return
     timeout_ms = settings.DB_LOCK_TIMEOUT_MS
+    started = time.monotonic()
     if not _thread_lock.acquire(timeout=timeout_ms / 1000 if timeout_ms > 0 else -1):
         raise _lock_expired(timeout_ms)
     try:
@@ -547,7 +548,10 @@ def write_lock() -> Iterator[None]:
             yield
             return
         try:
-            _take(fd, timeout_ms)
+            # One limit for both waits: what is left of it after another thread of this process (the
+            # spool replayer) had the lock.
+            left_ms = max(1, timeout_ms - int((time.monotonic() - started) * 1000)) if timeout_ms > 0 else 0
+            _take(fd, left_ms, timeout_ms)
         except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)  # whatever ended the wait, the lock isn't left taken (harmless if not)
             raise
@@ -572,8 +576,9 @@ def _on_alarm(signum, frame) -> None:
     raise _LockWaitExpired
 
 
-def _take(fd: int, timeout_ms: int) -> None:
-    """``flock`` the writers' lock, waiting at most ``timeout_ms`` (0: for good).
+def _take(fd: int, timeout_ms: int, limit_ms: int | None = None) -> None:
+    """``flock`` the writers' lock, waiting at most ``timeout_ms`` (0: for good; ``limit_ms``: the whole
+    limit, for the message).
 
     A webhook must not wait past the carrier's 15 s behind a writer that doesn't finish (another program
     holding SQLite's lock, a process stopped mid-transaction): after ``timeout_ms`` it fails as an outage
@@ -615,4 +620,4 @@ def _take(fd: int, timeout_ms: int) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # taken as the alarm rang, or free just now: keep it
     except BlockingIOError:
-        raise _lock_expired(timeout_ms) from None
+        raise _lock_expired(limit_ms or timeout_ms) from None

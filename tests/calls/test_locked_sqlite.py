@@ -195,3 +195,34 @@ def test_a_lock_released_during_the_wait_is_taken_at_once(tmp_path):
     assert _is_held(mine)
     os.close(other)
     os.close(mine)
+
+
+def test_the_limit_is_one_for_the_thread_queue_and_the_writers_queue_together(tmp_path, settings, monkeypatch):
+    """Another thread of the process (the spool replayer) waits for the writers' lock first: a webhook behind
+    it gives up at the limit from when it began waiting, not after the limit twice over."""
+    from django.db import OperationalError
+
+    from callbroker import db
+
+    other, mine = _held_by_another_writer(tmp_path)
+    settings.DB_LOCK_TIMEOUT_MS = 600
+    monkeypatch.setattr(db, "_lock_fd", lambda: mine)
+    outcomes: dict[str, float] = {}
+
+    def wait(who: str) -> None:
+        started = time.monotonic()
+        try:
+            with db.write_lock():
+                pass
+        except OperationalError:
+            outcomes[who] = time.monotonic() - started
+
+    replayer = threading.Thread(target=wait, args=("replayer",))
+    replayer.start()
+    time.sleep(0.1)
+    wait("webhook")
+    replayer.join(5)
+    assert 0.5 < outcomes["replayer"] < 1.0
+    assert 0.3 < outcomes["webhook"] < 0.9, outcomes  # ~0.5 s left after the replayer's turn, not 1.1 s
+    os.close(other)
+    os.close(mine)

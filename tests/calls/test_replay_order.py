@@ -4,7 +4,7 @@ Given a call handled in degraded mode during an outage in which the node's clock
 correction) after its inbound webhook, so that its Dial action (bridged, 90 s), final status and recording
 carry ``received_at`` times earlier than the inbound event's, when the spool is replayed, then the call is
 recorded at once, bridged and billable, its recording kept and its file gone: the replay follows the order
-the lines were written. Until 2026-12-08 it sorted by ``received_at``: the Dial action came first, found no
+the lines were written. Until 2026-12-07 it sorted by ``received_at``: the Dial action came first, found no
 call, and held the whole file for six hours; ``spool replay --all`` then recorded a bridged call as
 ``not_connected`` with its attempt still ringing.
 

@@ -7,7 +7,7 @@ trace it spools becomes a call record on replay: fallback applied by the carrier
 that was spooled after it, or kept on a node that had no trace of the call. When the slow inbound webhook
 was recorded too, the replay makes no second call: the leg the carrier never dialled is closed and its
 slot given back; when it commits after the replay, it writes nothing. The carrier calling the Fallback URL
-twice (on one node or two) records it once. Until 2026-12-08 the Fallback URL left no trace: the call
+twice (on one node or two) records it once. Until 2026-12-07 the Fallback URL left no trace: the call
 existed nowhere, and its final status waited forever.
 """
 
@@ -181,3 +181,28 @@ def test_a_fallback_request_that_names_no_call_leaves_no_trace(carrier):
     answer = carrier.post("/carriers/twilio/fallback", {"CallSid": "not-a-sid", "To": PLUMBING, "ErrorCode": "11200"})
     assert INSTALLATION_FALLBACK in answer
     assert spool.files() == []
+
+
+def test_a_fallback_for_a_failed_dial_action_leaves_the_call_to_its_dial_result(carrier):
+    """The carrier calls the Fallback URL for a failed action URL too (``ErrorUrl`` names it). That call was
+    recorded by its inbound webhook; the slow Dial action that failed the carrier still commits, and its
+    bridge is billed. A trace made the replay close the call as the fallback's (leg ``failed``, not
+    billable) and the late Dial action recorded nothing."""
+    import re
+
+    sid = "CA" + "f7" * 16
+    answer = carrier.voice(sid, SOLO)
+    action = re.search(r'action="([^"]+)"', answer).group(1).replace("&amp;", "&")
+    assert "/carriers/twilio/dial?" in action
+    carrier.post("/carriers/twilio/fallback", {**carrier.inbound(sid, SOLO), "ErrorCode": "11205",
+                                               "ErrorUrl": action, "CallStatus": "in-progress"})
+    assert not spool.path_of(sid).exists()  # no trace: the call is in the database
+    replay.replay_ready()
+    path = action.split("http://testserver", 1)[-1]
+    carrier.post(path, {**carrier.inbound(sid, SOLO), "CallStatus": "in-progress", "DialCallStatus": "completed",
+                        "DialCallSid": "CA" + "d7" * 16, "DialCallDuration": "120", "DialBridged": "true"})
+    carrier.ended(sid, SOLO, seconds=150)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.verdict, call.fallback_applied, call.talk_seconds) == ("billable", "", 120)
+    assert call.connected_target_id is not None
+    assert [a.result for a in CallAttempt.objects.filter(call=call)] == ["bridged"]

@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
@@ -309,8 +310,29 @@ def fallback(request: HttpRequest, params: dict[str, str]) -> str:
     log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", clean_sid(params.get("CallSid", "")),
                 params.get("ErrorCode", "")[:10], params.get("ErrorUrl", "")[:200])
     body = twilio.render(services.fallback_for_number(params.get("To", "")[:32]), twilio.base_url(request))
-    _leave_trace(request, params, body)
+    if _voice_url_failed(params):
+        _leave_trace(request, params, body)
     return body
+
+
+def _voice_url_failed(params: dict[str, str]) -> bool:
+    """The Fallback URL stands in for our Voice URL (``ErrorUrl`` names it, or nothing): the call may be
+    nowhere in the database. The carrier calls it for a failed action URL too (a Dial action, an IVR
+    answer, a redirect); that call was recorded by its inbound webhook, and the action, if it was only
+    slow, records what happened when it commits: a trace would close the call as the fallback's and lose
+    a bridge that took place."""
+    failed = params.get("ErrorUrl", "")
+    if not failed:
+        return True
+    try:
+        path = urlsplit(failed).path
+    except ValueError:
+        return True
+    return path.rstrip("/").endswith(VOICE_PATH)
+
+
+#: The Voice URL's path (``carriers/urls.py``), as it ends the URL a carrier names in ``ErrorUrl``.
+VOICE_PATH = "/carriers/twilio/voice"
 
 
 def _leave_trace(request: HttpRequest, params: dict[str, str], body: str) -> None:
