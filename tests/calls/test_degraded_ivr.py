@@ -35,7 +35,7 @@ from callbroker.calls.models import Call
 from callbroker.network.loader import load_network
 from callbroker.network.models import Campaign
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign
+from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
 
 IVR = "+15125550003"  # e2e-ivr: asks the ZIP always, then "If you need a roofer, press 1."
 ROOFER = "+13035550101"  # its one line, serving 80202-80204
@@ -47,12 +47,7 @@ CALLERS = count(1)
 @pytest.fixture
 def carrier(transactional_db, settings, tmp_path, monkeypatch):
     """The e2e network, a signing carrier, an outage to switch on, and no background replayer."""
-    settings.TWILIO_AUTH_TOKEN = TOKEN
-    settings.TWILIO_AUTH_TOKENS_EXTRA = []
-    settings.PUBLIC_URL = ""
-    settings.DATA_DIR = tmp_path / "a"
-    settings.FALLBACK_NUMBER = "+15125550999"
-    settings.REDIS_URL = ""
+    signing_carrier_settings(settings, tmp_path / "a")
     settings.COUNTERS_BACKEND = "sql"
     monkeypatch.setattr(replay, "ensure_running", lambda: None)
     monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)  # the replay comes when the test says

@@ -26,7 +26,7 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.loader import load_network
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign
+from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
 
 PLUMBING = "+15125550001"
 SOLO = "+15125550005"  # e2e-concurrency: one line, one call at a time
@@ -37,12 +37,7 @@ INSTALLATION_FALLBACK = "+15125550999"
 @pytest.fixture
 def carrier(transactional_db, settings, tmp_path, monkeypatch):
     """The e2e network, a signing carrier, and no background replayer: each test replays when it says so."""
-    settings.TWILIO_AUTH_TOKEN = TOKEN
-    settings.TWILIO_AUTH_TOKENS_EXTRA = []
-    settings.PUBLIC_URL = ""
-    settings.DATA_DIR = tmp_path / "a"
-    settings.FALLBACK_NUMBER = INSTALLATION_FALLBACK
-    settings.REDIS_URL = ""
+    signing_carrier_settings(settings, tmp_path / "a", INSTALLATION_FALLBACK)
     settings.COUNTERS_BACKEND = "sql"
     monkeypatch.setattr(replay, "ensure_running", lambda: None)
     monkeypatch.setattr(replay, "background_pass", lambda sweep_at: (False, sweep_at))

@@ -25,7 +25,7 @@ import pytest
 from django.test import Client
 
 from tests.hostile import ledger
-from tests.hostile.strategies import E2E_NETWORK, SEEDED_CALLS, TOKEN, Target, sign
+from tests.hostile.strategies import E2E_NETWORK, SEEDED_CALLS, TOKEN, Target, sign, signing_carrier_settings
 
 _basetemp: Path | None = None
 
@@ -57,12 +57,7 @@ def carrier_world(db, settings, tmp_path, monkeypatch):
     from callbroker.network.snapshot import reset_snapshot
     from callbroker.ops import limits
 
-    settings.TWILIO_AUTH_TOKEN = TOKEN
-    settings.TWILIO_AUTH_TOKENS_EXTRA = []
-    settings.PUBLIC_URL = ""
-    settings.DATA_DIR = tmp_path
-    settings.FALLBACK_NUMBER = "+15125550999"
-    settings.REDIS_URL = ""
+    signing_carrier_settings(settings, tmp_path)
     # No background replayer: a trace the Fallback URL spools stays where the checks compare it (the
     # replay itself has its own tests: tests/carriers/test_fallback_url.py).
     monkeypatch.setattr(replay, "ensure_running", lambda: None)

@@ -70,6 +70,18 @@ SEEDED_SIDS = tuple(SEEDED_CALLS)
 # --------------------------------------------------------------------------- signatures (the oracle)
 
 
+def signing_carrier_settings(settings, data_dir: Path, fallback_number: str = "+15125550999") -> None:
+    """The settings of an in-process test whose requests are signed as the carrier signs them: this module's
+    token alone, no public URL (signatures over ``http://testserver…``), a data directory of its own, an
+    installation fallback number, no Redis."""
+    settings.TWILIO_AUTH_TOKEN = TOKEN
+    settings.TWILIO_AUTH_TOKENS_EXTRA = []
+    settings.PUBLIC_URL = ""
+    settings.DATA_DIR = data_dir
+    settings.FALLBACK_NUMBER = fallback_number
+    settings.REDIS_URL = ""
+
+
 def canonical(url: str, params: Mapping[str, str]) -> str:
     """What Twilio signs: the URL, then each parameter name and value sorted by name, no separators."""
     return url + "".join(name + params[name] for name in sorted(params))
