@@ -97,7 +97,7 @@ def check_sqlite_file(path: str) -> None:
         if _opened is None:
             raise RuntimeError(f"there is no database file at {path}; run: callbroker migrate") from None
         raise RuntimeError(f"the database file {path} is gone (deleted or moved) while the server has it "
-                           "open: what it writes now is lost when it stops; put the file back and restart"
+                           "open: what it writes now is lost when it stops; put the file back, or restart"
                            ) from None
     if _opened is not None and (found.st_dev, found.st_ino) != _opened:
         raise RuntimeError(f"the database file {path} was replaced after the server opened it: the server "
