@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from callbroker import checkpoints
@@ -302,10 +303,11 @@ def _safe_fallback(request: HttpRequest, params: dict[str, str]) -> str:
 
 @webhook(safe=_safe_fallback)
 def fallback(request: HttpRequest, params: dict[str, str]) -> str:
-    """The number's Fallback URL: the carrier calls it when our Voice URL failed. Never touches the DB.
+    """The number's Fallback URL: the carrier calls it when our Voice URL, or an action URL of the call,
+    failed it. Never touches the DB.
 
-    The caller is answered from memory; the call is recorded from the trace this leaves in the spool,
-    as degraded mode's webhooks are (``_leave_trace``).
+    The caller is answered from memory; when it stands in for the Voice URL, the call is recorded from the
+    trace this leaves in the spool, as degraded mode's webhooks are (``_leave_trace``).
     """
     log.warning("carrier fallback for CallSid=%s: ErrorCode=%s ErrorUrl=%s", clean_sid(params.get("CallSid", "")),
                 params.get("ErrorCode", "")[:10], params.get("ErrorUrl", "")[:200])
@@ -328,11 +330,7 @@ def _voice_url_failed(params: dict[str, str]) -> bool:
         path = urlsplit(failed).path
     except ValueError:
         return True
-    return path.rstrip("/").endswith(VOICE_PATH)
-
-
-#: The Voice URL's path (``carriers/urls.py``), as it ends the URL a carrier names in ``ErrorUrl``.
-VOICE_PATH = "/carriers/twilio/voice"
+    return path.rstrip("/").endswith(reverse("carriers:twilio-voice"))
 
 
 def _leave_trace(request: HttpRequest, params: dict[str, str], body: str) -> None:
