@@ -361,6 +361,17 @@ def test_list_rejects_bad_arguments(three_calls):
         run("list", "--limit", "-1")
 
 
+def test_list_refuses_an_empty_campaign_or_date_instead_of_listing_every_call(three_calls):
+    with pytest.raises(CommandError) as empty_campaign:
+        run("list", "--campaign", "")
+    assert str(empty_campaign.value) == "--campaign: give the campaign's key (it is empty)."
+    with pytest.raises(CommandError, match="--campaign: give the campaign's key"):
+        run("list", "--campaign", "  ")
+    with pytest.raises(CommandError) as empty_since:
+        run("list", "--since", "")
+    assert str(empty_since.value) == "--since '': use a date (2026-11-01) or an ISO date-time"
+
+
 # ---- calls show ----------------------------------------------------------------------------------
 
 
@@ -407,6 +418,14 @@ def test_show_json(routed_call):
 def test_show_unknown_call_sid_is_an_error(db):
     with pytest.raises(CommandError, match="No call with CallSid 'CAnope'"):
         run("show", "CAnope")
+
+
+def test_show_refuses_an_empty_call_sid_naming_it(make_call):
+    make_call()
+
+    with pytest.raises(CommandError) as empty:
+        run("show", " ")
+    assert str(empty.value) == "CALLSID: give a CallSid or its start (it is empty)."
 
 
 def test_show_takes_the_start_of_a_call_sid_as_the_live_view_prints_it(make_call):

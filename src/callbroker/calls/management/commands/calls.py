@@ -63,6 +63,16 @@ def parse_since(value: str) -> dt.datetime:
         raise CommandError(f"--since {value!r}: out of the range of dates") from None
 
 
+def campaign_key(value: str) -> str:
+    """The key of ``--campaign``, once a campaign has it; an empty key is refused, not taken for every
+    campaign."""
+    if not value.strip():
+        raise CommandError("--campaign: give the campaign's key (it is empty).")
+    if not Campaign.objects.filter(key=value).exists():
+        raise CommandError(f"No campaign with key {value!r}.")
+    return value
+
+
 def _fit(text: str, width: int) -> str:
     if not width:
         return text
@@ -130,14 +140,14 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------------------------------------
 
     def filtered(self, options: dict) -> QuerySet[Call]:
+        """The calls the options ask for. An option given empty (``--campaign ""``, as a script with an
+        unset variable writes it) is refused, never read as "not given": that would list every call."""
         calls = Call.objects.order_by("-started_at", "-id")
-        if options.get("campaign"):
-            if not Campaign.objects.filter(key=options["campaign"]).exists():
-                raise CommandError(f"No campaign with key {options['campaign']!r}.")
-            calls = calls.filter(campaign__key=options["campaign"])
+        if options.get("campaign") is not None:
+            calls = calls.filter(campaign__key=campaign_key(options["campaign"]))
         if options.get("verdict"):
             calls = calls.filter(verdict=options["verdict"])
-        if options.get("since"):
+        if options.get("since") is not None:
             calls = calls.filter(started_at__gte=parse_since(options["since"]))
         limit = options.get("limit")
         if limit is not None and limit < 0:
@@ -174,6 +184,8 @@ class Command(BaseCommand):
 
     def show_call(self, options: dict) -> None:
         sid = options["call_sid"].strip()
+        if not sid:
+            raise CommandError("CALLSID: give a CallSid or its start (it is empty).")
         call = with_related(Call.objects.filter(call_sid=sid)).first()
         if call is None and len(sid) >= SHORTEST_PREFIX:  # the start of one, as the live view shows it
             found = list(with_related(Call.objects.filter(call_sid__startswith=sid))[:2])
