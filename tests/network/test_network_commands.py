@@ -107,6 +107,18 @@ def test_network_export_to_stdout_and_file(tmp_path):
         run("network", "export", "-o", str(tmp_path / "missing" / "network.yaml"))
 
 
+def test_an_empty_file_name_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where an empty path would have been read, or an export written
+    with pytest.raises(CommandError) as load:
+        run("network", "load", "")
+    assert str(load.value) == "FILE: give the network file's path (it is empty)."
+    with pytest.raises(CommandError) as export:
+        run("network", "export", "-o", " ")
+    assert str(export.value) == ("-o/--output: give the file to write (it is empty); leave the option out to "
+                                 "write to standard output.")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_is_idempotent_and_creates_the_admin(monkeypatch):
     monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD", raising=False)
     first, _ = run("demo")

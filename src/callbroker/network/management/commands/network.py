@@ -15,6 +15,17 @@ from callbroker.ops.commands import reading_the_database
 EXPORT_HEADER = "# callbroker network file (exported). Every key is described in docs/network-file.md.\n"
 
 
+def refuse_empty_paths(options: dict[str, Any]) -> None:
+    """An empty path (a script's unset variable) is refused naming it: ``load ""`` read the current
+    directory ("``.: is a directory``") and ``export -o ""`` wrote to standard output, as if no file
+    had been given."""
+    if options["action"] == "load" and not options["file"].strip():
+        raise CommandError("FILE: give the network file's path (it is empty).")
+    if options["action"] == "export" and options.get("output") is not None and not options["output"].strip():
+        raise CommandError("-o/--output: give the file to write (it is empty); leave the option out to "
+                           "write to standard output.")
+
+
 class Command(BaseCommand):
     help = "Load (or only check) a network file, or export the network as one."
 
@@ -30,6 +41,7 @@ class Command(BaseCommand):
         export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        refuse_empty_paths(options)
         with reading_the_database("the network"):  # not migrated: one line saying so, not a traceback
             if options["action"] == "load":
                 self.load(options["file"], prune=options["prune"], check=options["check"])
