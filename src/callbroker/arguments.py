@@ -1,6 +1,6 @@
 """Command-line option types shared by the commands (``callbroker run``) and the emulator's
-``callbroker sim``, which runs without Django: a number out of range is refused by argparse in one line
-naming the option."""
+``callbroker sim``, which runs without Django: a number out of range, or an empty value, is refused by
+argparse in one line naming the option."""
 
 from __future__ import annotations
 
@@ -30,3 +30,15 @@ def above_zero(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} calls per second: give a rate above 0, e.g. 0.5")
     return value
+
+
+def given(what: str, kind: type = str):
+    """An argparse type: a ``kind`` value from text that is not empty (nor only spaces), else refused saying
+    ``what`` to give. An empty value (a script's unset variable) must not pass for a missing option, which
+    means a default (``--token ""`` signed with the demo's token), nor for a path (``--network ""``, the
+    current directory)."""
+    def parse(text: str):
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"it is empty: give {what}")
+        return kind(text)
+    return parse

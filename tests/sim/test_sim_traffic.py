@@ -480,3 +480,25 @@ def test_cli_refuses_numbers_out_of_range_in_one_line(argv, says, capsys):
     with pytest.raises(SystemExit) as exit_:
         run_cli([*argv, "--url", "http://127.0.0.1:9"])
     assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    # each was read as "not given" (the demo's token, --url's, the current directory) or placed calls to ""
+    (["traffic", "--token", ""], "argument --token: it is empty: give the auth token"),
+    (["traffic", "--public-url", " "], "argument --public-url: it is empty: give the URL the server signs"),
+    (["traffic", "--network", ""], "argument --network: it is empty: give the network file's path"),
+    (["call", "--to", ""], "argument --to: it is empty: give the tracking number to call"),
+])
+def test_cli_refuses_an_empty_value_in_one_line_naming_the_option(argv, says, server, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli([*argv, "--url", server.url])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+    assert server.requests == []  # no call placed
+
+
+def test_cli_refuses_an_empty_url_in_one_line(capsys):
+    """It placed every call, each failing at its first webhook ('/carriers/twilio/voice' is not a URL)."""
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(["traffic", "--url", "", "--calls", "1"])
+    assert exit_.value.code == 2
+    assert "argument --url: it is empty: give the server's base URL" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from callbroker import DEMO_AUTH_TOKEN
-from callbroker.arguments import above_zero, at_least
+from callbroker.arguments import above_zero, at_least, given
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
 
@@ -33,7 +33,8 @@ def add_arguments(subparsers) -> None:
     traffic.add_argument("--concurrency", type=at_least(1, int), default=8,
                          help="Calls in flight at once (default 8).")
     traffic.add_argument(
-        "--network", type=Path, default=None, help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
+        "--network", type=given("the network file's path", Path), default=None,
+        help=f"Network YAML file (default: the packaged demo, {DEMO_NETWORK.name})."
     )
     traffic.add_argument("--seed", type=int, default=1, help="Seed of the plan and the emulator (default 1).")
     _delivery_arguments(traffic)
@@ -42,7 +43,8 @@ def add_arguments(subparsers) -> None:
 
     call = subparsers.add_parser("call", help="Place one call and print its transcript.")
     _common(call)
-    call.add_argument("--to", required=True, help="The tracking number called (E.164).")
+    call.add_argument("--to", required=True, type=given("the tracking number to call"),
+                      help="The tracking number called (E.164).")
     call.add_argument("--from", dest="from_", default="+15125551234", help="Caller ID; 'anonymous' withholds it.")
     call.add_argument("--zip", default=None, help="The carrier's FromZip (default: absent).")
     call.add_argument("--state", default=None, help="The carrier's FromState.")
@@ -67,9 +69,14 @@ def add_arguments(subparsers) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--public-url", default=None, help="Public URL the server signs against (default: --url).")
+    parser.add_argument("--url", required=True, type=given("the server's base URL, e.g. http://127.0.0.1:8000"),
+                        help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--public-url", default=None,
+                        type=given("the URL the server signs against, or leave the option out for --url's"),
+                        help="Public URL the server signs against (default: --url).")
     parser.add_argument("--token", default=None,
+                        type=given("the auth token, or leave the option out for TWILIO_AUTH_TOKEN's (else "
+                                   "the demo's)"),
                         help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, as the server "
                              "has it).")
     parser.add_argument("--time-scale", type=at_least(0), default=0.0,
