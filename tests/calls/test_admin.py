@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.contrib import admin
 from django.urls import path, reverse
+from django.utils import timezone
 
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.calls.presenters import REASON_LABELS
@@ -306,6 +307,29 @@ def test_a_date_at_the_calendars_edge_still_filters(staff, routed_call):
         assert response.status_code == 200 and routed_call.call_sid not in response.content.decode()
     response = staff.get("/admin/calls/call/?started_at__year=2026&started_at__month=11")
     assert routed_call.call_sid in response.content.decode()
+
+
+@pytest.mark.parametrize("query", ["date_joined__year=0", "date_joined__year=99999", "last_login__year=-1",
+                                   "date_joined__year=10000"])
+def test_a_date_out_of_the_calendar_on_the_staff_user_list_is_a_bad_lookup_not_a_500(staff, query):
+    url = reverse("admin:auth_user_changelist")
+    response = staff.get(f"{url}?{query}")
+    assert response.status_code == 302 and response.url == f"{url}?e=1"
+    assert staff.get(response.url).status_code == 200
+    listed = staff.get(f"{url}?date_joined__year={timezone.now().year}").content.decode()
+    assert ">ops<" in listed  # a date in the calendar still filters
+
+
+def test_every_admin_list_turns_a_bad_date_into_a_bad_lookup_djangos_staff_users_and_groups_too():
+    from django.test import RequestFactory
+
+    from callbroker.ops.admin_lists import ChangeList
+
+    request = RequestFactory().get("/")
+    lists = {model._meta.label: model_admin.get_changelist(request)
+             for model, model_admin in admin.site._registry.items()}
+    assert lists["auth.User"] is ChangeList and lists["auth.Group"] is ChangeList
+    assert all(change_list is ChangeList for change_list in lists.values()), lists
 
 
 def test_every_admin_list_of_ours_turns_a_bad_date_into_a_bad_lookup():

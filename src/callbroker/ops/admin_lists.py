@@ -6,7 +6,8 @@ when the error comes while the filters are applied. A date filter outside the ca
 date hierarchy's ``?started_at__year=9999`` (or ``…&started_at__month=12``) when Django works out the
 end of that year or month — ``ValueError: year 10000 is out of range``, ``OverflowError``: a 500 for a
 hand-made URL. :class:`ChangeList` compiles the query while the filters are applied, so both are answered
-like any other bad lookup. Every ModelAdmin of ours uses it through :class:`SafeChangeListMixin`.
+like any other bad lookup. Every ModelAdmin of ours uses it through :class:`SafeChangeListMixin`, and so
+do Django's user and group admins, registered again with it in ``ops/admin.py``.
 """
 
 from __future__ import annotations
