@@ -172,6 +172,34 @@ def test_a_state_that_is_not_one_is_unknown_and_the_caller_hears_the_disclosure(
     assert any(isinstance(step, s.Say) and "recorded" in step.text.lower() for step in steps) is disclosure
 
 
+# ----------------------------------------------------------------------------- the number called
+
+
+def voice(sid: str, to: str):
+    return post("/carriers/twilio/voice", CallSid=sid, AccountSid="AC" + "0" * 32, From="+17375550777", To=to,
+                FromZip="78701", FromState="TX", CallStatus="ringing", Direction="inbound")
+
+
+@pytest.mark.parametrize("to", ["+\uff11\uff15\uff11\uff12\uff15\uff15\uff15\uff10\uff10\uff10\uff11",
+                                "+1 512 555 0001", "(512) 555-0001", " +15125550001 "])
+def test_the_number_called_is_stored_in_e164_and_what_is_no_number_as_received(to):
+    """Full-width digits or spaces were stored as received: the call was routed on its tracking number but
+    listed, searched and shown under a number no tracking number has. What is no phone number is kept as
+    the carrier sent it, and the call still gets an answer: the unknown tracking number's."""
+    sid = "CA" + "a" * 32
+    response = voice(sid, to)
+    assert response.status_code == 200 and "<Dial" in response.content.decode()
+    call = Call.objects.get(call_sid=sid)
+    assert (call.to_number, call.tracking_number.number, call.stage) == (PLUMBING, PLUMBING, "dialing")
+
+    for n, odd in enumerate(["sip:tracking@example.com", "+1555", "\uff0b\uff11", "x" * 32]):
+        sid = f"CA{n:032d}"
+        response = voice(sid, odd)
+        assert response.status_code == 200 and "<Response>" in response.content.decode()
+        call = Call.objects.get(call_sid=sid)
+        assert (call.to_number, call.fallback_applied, call.campaign_id) == (odd, "unknown_number", None)
+
+
 # ----------------------------------------------------------------------------- IVR answers out of turn
 
 

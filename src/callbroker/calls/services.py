@@ -184,14 +184,15 @@ def _store_event(row: list, body: str) -> None:
 
 def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> tuple[Call, CampaignInfo | None]:
     """An unsaved Call for an inbound call, and its campaign (None: not an active tracking number)."""
-    tracking = snap.tracking.get(_tracking_key(inbound.to))
+    called = _tracking_key(inbound.to)
+    tracking = snap.tracking.get(called)
     campaign = snap.campaigns.get(tracking.campaign_id) if tracking else None
     caller_e164, caller_status = classify_caller(inbound.from_raw)
     call = db.new(  # Call(...) without Model.__init__'s per-field work: this runs on every inbound call
         Call,
         call_sid=inbound.call_sid,
         account_sid=inbound.account_sid,
-        to_number=inbound.to[:32],
+        to_number=called[:32],
         caller_raw=inbound.from_raw[:64],
         caller_number=caller_e164 or "",
         caller_status=caller_status,
@@ -856,7 +857,11 @@ def _load(call_sid: str) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
 
 @lru_cache(maxsize=4096)
 def _tracking_key(to: str) -> str:
-    """The called number in E.164 (cached: the same few tracking numbers are called all day)."""
+    """The called number in E.164 when it is a valid number, however the carrier wrote it (full-width
+    digits, spaces, no ``+1``): the tracking number's key, and what ``Call.to_number`` stores, so the
+    call is found and listed under its tracking number. Anything else is kept as received: no tracking
+    number has that key, so the call gets the unknown-tracking-number answer, and the record shows what
+    was dialled. The ``+1NPANXXXXXX`` form every US carrier sends takes ``normalize``'s shortcut."""
     return normalize(to) or to
 
 
