@@ -150,6 +150,11 @@ if PRODUCTION and DEMO_AUTH_TOKEN in (TWILIO_AUTH_TOKEN, *TWILIO_AUTH_TOKENS_EXT
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is the demo's public token; "
                                "set the carrier account's own when CALLBROKER_ENV=production")
 
+#: The carrier account whose webhooks are taken (their ``AccountSid``), or several, comma separated
+#: (subaccounts, a SignalWire project): a webhook of any other account is refused with 403 even when its
+#: signature verifies (``twilio.account_accepted``). Empty: ``AccountSid`` is not checked.
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "").strip()
+
 #: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
 #: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by
 #: default in production (10 minutes), off otherwise (tests, the CLI).

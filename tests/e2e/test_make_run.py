@@ -32,8 +32,9 @@ class Run:
     """``callbroker run`` in the background, in a process group of its own (as a shell runs a job), its
     output read as it comes; killed with its group if a test leaves it running."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+        self.env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1",
+                    **env}
         self.proc = subprocess.Popen([CALLBROKER, "run", *args], env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.out = ""
@@ -110,6 +111,18 @@ def test_run_stops_feeding_calls_and_stops_the_server_on_sigterm(tmp_path):
     assert "not recorded" not in run.out, run.out[-3000:]  # the server answered every call it was sent
     with socket.socket() as probe:  # the server is gone with the command
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_takes_its_own_calls_whatever_account_the_environment_pins(tmp_path):
+    """Its server takes its emulator's AccountSid: with the production account in TWILIO_ACCOUNT_SID, it
+    refused every call the run placed (403, "not recorded")."""
+    port = free_port()
+    with Run(tmp_path, "--calls", "2", "--rate", "4", "--port", str(port), "--seed", "7", "--workers", "1",
+             TWILIO_ACCOUNT_SID="AC" + "f" * 32) as run:
+        code = run.finish(timeout=120)
+    assert code == 0, run.out[-3000:]
+    assert "not recorded" not in run.out, run.out[-3000:]
+    assert len(run.calls()) == 2
 
 
 def test_ctrl_c_lets_the_calls_in_flight_finish_and_leaves_none_unfinished(tmp_path):

@@ -72,10 +72,11 @@ SEEDED_SIDS = tuple(SEEDED_CALLS)
 
 def signing_carrier_settings(settings, data_dir: Path, fallback_number: str = "+15125550999") -> None:
     """The settings of an in-process test whose requests are signed as the carrier signs them: this module's
-    token alone, no public URL (signatures over ``http://testserver…``), a data directory of its own, an
-    installation fallback number, no Redis."""
+    token alone, any account, no public URL (signatures over ``http://testserver…``), a data directory of its
+    own, an installation fallback number, no Redis."""
     settings.TWILIO_AUTH_TOKEN = TOKEN
     settings.TWILIO_AUTH_TOKENS_EXTRA = []
+    settings.TWILIO_ACCOUNT_SID = ""  # any AccountSid (the environment's pinned account is not the tests')
     settings.PUBLIC_URL = ""
     settings.DATA_DIR = data_dir
     settings.FALLBACK_NUMBER = fallback_number

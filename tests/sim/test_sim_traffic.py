@@ -421,6 +421,20 @@ def test_cli_signs_with_the_token_the_server_has(server, monkeypatch):
                                                                            seen.form)
 
 
+def test_cli_sends_the_account_the_server_takes(server, monkeypatch):
+    """--account-sid, else the first of TWILIO_ACCOUNT_SID (a server pinned to it refused the emulator's)."""
+    server.routes["/carriers/twilio/voice"] = DIAL
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", " AC" + "a" * 32 + ", AC" + "b" * 32)
+    assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001"]) == 0
+    assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001",
+                    "--account-sid", "AC" + "c" * 32]) == 0
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID")
+    assert run_cli(["call", "--url", server.url, "--token", TOKEN, "--to", "+15125550001"]) == 0
+    accounts = [seen.form["AccountSid"] for seen in server.to("/carriers/twilio/voice")]
+    assert accounts == ["AC" + "a" * 32, "AC" + "c" * 32, "AC" + "0" * 30 + "01"]
+    assert {seen.form["AccountSid"] for seen in server.requests} == set(accounts)  # every webhook of a call
+
+
 RECORDED_DIAL = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/done" record="record-from-answer" '
                  'recordingStatusCallback="/rec"><Number>+15125550101</Number></Dial></Response>')
 STATUS = "/carriers/twilio/status"

@@ -119,6 +119,24 @@ def verify(request: HttpRequest, params: Mapping[str, str], repeated: Mapping[st
         return False
 
 
+def account_accepted(params: Mapping[str, str]) -> bool:
+    """True unless ``TWILIO_ACCOUNT_SID`` is set and the webhook's ``AccountSid`` is none of its SIDs.
+
+    A valid signature says only that one of the tokens accepted signed it, and several may be (a rotation,
+    subaccounts, a SignalWire key): naming the account refuses a webhook for a number of any other
+    account that shares a token, a staging account pointed at production for instance, before it routes
+    or records anything. A webhook without ``AccountSid`` is not one of ours either: carriers always send it.
+    """
+    expected = _accounts(settings.TWILIO_ACCOUNT_SID)
+    return not expected or params.get("AccountSid", "") in expected
+
+
+@functools.lru_cache(maxsize=8)
+def _accounts(setting: str) -> frozenset[str]:
+    """The SIDs of ``TWILIO_ACCOUNT_SID`` (comma separated), parsed once per value."""
+    return frozenset(sid.strip() for sid in setting.split(",") if sid.strip())
+
+
 # --------------------------------------------------------------------------- parsing
 
 

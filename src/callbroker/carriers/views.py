@@ -1,7 +1,8 @@
 """Twilio-protocol webhook endpoints: thin — verify, parse, call one service, answer TwiML.
 
-Every endpoint refuses unsigned or forged requests with 403 (logged), and answers any other failure
-with safe TwiML (status 200), so that a caller is never left in silence.
+Every endpoint refuses unsigned or forged requests, and with ``TWILIO_ACCOUNT_SID`` set another account's,
+with 403 (logged), and answers any other failure with safe TwiML (status 200), so that a caller is never
+left in silence.
 """
 
 from __future__ import annotations
@@ -68,13 +69,11 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
             log.warning("webhook %s refused: unreadable body (%s)", request.path, exc)
             return HttpResponse("Bad Request: unreadable body", status=400, content_type="text/plain")
         if not twilio.verify(request, params, form.every_value(request)):
-            # A stranger's values: only a SID's characters go into the line (no forged line breaks), and
-            # the client as the rate limits see it (behind the proxy, not the proxy's address).
-            limits = current_limits()
-            log.warning("webhook %s refused: missing or invalid signature (CallSid=%s, from %s)",
-                        request.path, clean_sid(params.get("CallSid", "")),
-                        client_address(request.META, limits.trusted_proxies))
-            return HttpResponse("Forbidden: invalid signature", status=403, content_type="text/plain")
+            return _refused(request, params, "missing or invalid signature", "invalid signature")
+        if not twilio.account_accepted(params):
+            account = clean_sid(params.get("AccountSid", ""))
+            return _refused(request, params, f"AccountSid {account!r} is not in TWILIO_ACCOUNT_SID",
+                            "unexpected AccountSid")
         replay.ensure_running()
         checkpoints.ensure_running()
         try:
@@ -110,6 +109,16 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
         return HttpResponse(body, content_type=XML)
 
     return view
+
+
+def _refused(request: HttpRequest, params: dict[str, str], why: str, answer: str) -> HttpResponse:
+    """403, logged with the path, CallSid and client: nothing read beyond the form, nothing stored. The
+    values are a stranger's: only a SID's characters go into the line (no forged line breaks), and the
+    client is the one the rate limits see (behind the proxy, not the proxy's address)."""
+    limits = current_limits()
+    log.warning("webhook %s refused: %s (CallSid=%s, from %s)", request.path, why,
+                clean_sid(params.get("CallSid", "")), client_address(request.META, limits.trusted_proxies))
+    return HttpResponse(f"Forbidden: {answer}", status=403, content_type="text/plain")
 
 
 def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: Degraded) -> str:

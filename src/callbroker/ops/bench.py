@@ -128,6 +128,7 @@ class BenchServer:
             "CALLBROKER_ENV": "production",
             "CALLBROKER_SECRET_KEY": uuid.uuid4().hex,
             "TWILIO_AUTH_TOKEN": TOKEN,
+            "TWILIO_ACCOUNT_SID": "",  # its emulator is an account of its own, whatever the environment says
             "CALLBROKER_LOG_LEVEL": "ERROR",
         }
         self.env.pop("DATABASE_URL", None)
@@ -1112,7 +1113,8 @@ def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
             return {"skipped": "PostgreSQL and Redis are needed (Debian packages 'postgresql', 'redis-server')"}
         base_dir = Path(tempfile.mkdtemp(prefix="callbroker-bench-nodes-"))
         env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": redis_server.url, "CALLBROKER_ENV": "production",
-               "CALLBROKER_SECRET_KEY": uuid.uuid4().hex, "TWILIO_AUTH_TOKEN": TOKEN, "CALLBROKER_LOG_LEVEL": "ERROR",
+               "CALLBROKER_SECRET_KEY": uuid.uuid4().hex, "TWILIO_AUTH_TOKEN": TOKEN,
+               "TWILIO_ACCOUNT_SID": "", "CALLBROKER_LOG_LEVEL": "ERROR",
                "CALLBROKER_DATA_DIR": str(base_dir / "cli")}
         cli = [sys.executable, "-m", "callbroker.cli"]
         subprocess.run([*cli, "migrate", "--verbosity", "0"], env=env, check=True)

@@ -69,7 +69,8 @@ def add_arguments(subparsers) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, type=given("the server's base URL, e.g. http://127.0.0.1:8000"),
+    parser.add_argument("--url", required=True,
+                        type=given("the server's base URL, e.g. http://127.0.0.1:8000"),
                         help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--public-url", default=None,
                         type=given("the URL the server signs against, or leave the option out for --url's"),
@@ -79,6 +80,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
                                    "the demo's)"),
                         help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, as the server "
                              "has it).")
+    parser.add_argument("--account-sid", default=None,
+                        type=given("the AccountSid to send, or leave the option out for "
+                                   "TWILIO_ACCOUNT_SID's"),
+                        help="AccountSid of the calls (default: the first of $TWILIO_ACCOUNT_SID, the "
+                             "account the server takes, else the emulator's own).")
     parser.add_argument("--time-scale", type=at_least(0), default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
 
@@ -112,7 +118,19 @@ def run(args: argparse.Namespace) -> int:
 def _carrier(args: argparse.Namespace, token: str, seed: int | None):
     from callbroker.sim.emulator import Carrier
 
-    return Carrier(args.url, token, public_url=args.public_url, time_scale=args.time_scale, seed=seed)
+    account = _account_sid(args)
+    return Carrier(args.url, token, public_url=args.public_url, time_scale=args.time_scale, seed=seed,
+                   **({"account_sid": account} if account else {}))
+
+
+def _account_sid(args: argparse.Namespace) -> str | None:
+    """``--account-sid``, else the first account of ``TWILIO_ACCOUNT_SID``: a server that checks the
+    AccountSid (settings.py) takes only its own account's webhooks, as it takes only its token's
+    signatures. None: the emulator's own."""
+    if args.account_sid:
+        return args.account_sid
+    pinned = [sid.strip() for sid in os.environ.get("TWILIO_ACCOUNT_SID", "").split(",") if sid.strip()]
+    return pinned[0] if pinned else None
 
 
 # ---------------------------------------------------------------------------------------------

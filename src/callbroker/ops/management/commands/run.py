@@ -88,7 +88,10 @@ class Command(BaseCommand):
         plural = "" if workers == 1 else "s"
         self.stdout.write(f"Starting the server ({workers} worker{plural}, log in {log_path}) …")
         try:
-            server = start_server(host, port, workers, log_path=log_path, own_session=True)
+            # Its calls come from its own emulator under RUN_ACCOUNT_SID: an account pinned in the
+            # environment (TWILIO_ACCOUNT_SID) would refuse every one of them.
+            server = start_server(host, port, workers, log_path=log_path, own_session=True,
+                                  env={"TWILIO_ACCOUNT_SID": ""})
         except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
             raise CommandError(str(exc)) from None
         done = 0
