@@ -82,6 +82,7 @@ FALLBACK_LABELS: Mapping[str, str] = {
     FallbackKind.CALLBACK: "callback requested",
     "unknown_number": "number called is not an active tracking number",
     "carrier_fallback": "answered by the carrier's Fallback URL (our Voice URL failed it)",
+    "status_only": "known from its final status alone (no node recorded its inbound webhook)",
 }
 
 def exclusion_label(code: str) -> str:

@@ -19,6 +19,10 @@ given back after the call's replay commits (``degraded.release_leftovers``), bef
 
 An empty spool file marks a call whose events wait in a process's memory (the disk refused them,
 ``spool.py``): it is kept, so the call stays degraded on every worker, until it is stale.
+
+A final status whose call no node has recorded (its inbound webhook died in the worker: no event of it
+exists anywhere) is kept as a call of its own once it has waited ``STATUS_ONLY_AFTER``
+(:func:`_record_status_only`), instead of being dropped when the file is given up.
 """
 
 from __future__ import annotations
@@ -60,6 +64,17 @@ OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, Re
 #: restart; an outage longer than that too).
 STALE_AFTER = services.ABANDONED_AFTER  # a call is over by then, however long
 STALE_LEFTOVER = dt.timedelta(days=2)
+#: A file whose only events are a call's status callbacks, a final one among them, while no node has recorded
+#: the call, is kept as a call of its own (``services.record_from_final_status``) once it has waited this
+#: long with the database reachable (counted as for ``STALE_AFTER``). Not six hours: a final status says the
+#: call is over, so nothing more will come from the carrier; what is waited for is another node's spool
+#: holding the call's inbound webhook. Every node retries its spool every second once the database answers
+#: (the same database as ours), so that comes within seconds of the outage's end, a large backlog within
+#: minutes, a node killed during the outage as soon as it is restarted (minutes under systemd or compose);
+#: an hour also leaves the on-call engineer time to free a full spool disk (its events wait in memory) or to
+#: restart a node. Should a routing event of the call still come after that, it changes nothing: the call is
+#: recorded, never billable (``_apply_routing``, ``_apply_dial``).
+STATUS_ONLY_AFTER = dt.timedelta(hours=1)
 _waiting_since: dict[str, dt.datetime] = {}  # file name -> the first pass of this process that left it
 REPLAY_INTERVAL_S = 5.0
 REPLAY_BUSY_INTERVAL_S = 1.0
@@ -167,6 +182,8 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
         done = force or (since is not None and now - since > STALE_AFTER) or now - written > STALE_LEFTOVER
         if events:
             call_sid = events[0]["params"]["CallSid"]
+            if done or (since is not None and now - since > STATUS_ONLY_AFTER):
+                _record_status_only(call_sid, events)  # a final status whose call no node records: kept
             applied, duplicates, pending = _replay_events(events, skip_pending=done)
             report.events += applied
             report.skipped_duplicates += duplicates
@@ -204,6 +221,54 @@ def _held_in_redis(events: list[dict]) -> bool:
     there (a call routed live that ended during the outage): its plan in Redis is to be deleted."""
     return any(e.get("limits") == degraded.ENFORCED or (e.get("decision") or {}).get("limits") == degraded.ENFORCED
                for e in events)
+
+
+def _final_status_alone(events: list[dict]) -> dict | None:
+    """The final status a file holds when it holds nothing but the call's status callbacks (the first final
+    one that carries the call as the carrier described it, ``inbound``), else None: a Dial action or a
+    recording means we answered the call with a Dial, so its inbound webhook is in some spool."""
+    if any(record.get("kind") != "status" for record in events):
+        return None
+    return next((record for record in spool.in_received_order(events)
+                 if record.get("inbound") and StatusUpdate(**record["update"]).terminal), None)
+
+
+def _record_status_only(call_sid: str, events: list[dict]) -> bool:
+    """Keep a final status whose call no node has recorded as a call of its own (True: recorded now).
+
+    Called once the file has waited ``STATUS_ONLY_AFTER`` (or is given up): the call's inbound webhook
+    died in the worker and the carrier played its own error, so no spool holds an event that records the
+    call, and the status would otherwise be dropped after six hours. The call is recorded from the status
+    callback's own facts (``services.record_from_final_status``) with an event of its own (kind
+    ``status_only``, the status's parameters: an inbound webhook handled later finds it and writes
+    nothing); the status itself is then applied as any other (it ends and judges the call). Nothing when
+    the call is in the database meanwhile, or when the file holds anything but status callbacks.
+    """
+    final = _final_status_alone(events)
+    if final is None:
+        return False
+    at = dt.datetime.fromisoformat(final["received_at"])
+    try:
+        with transaction.atomic():
+            db.lock_call(call_sid)
+            if Call.objects.select_for_update().filter(call_sid=call_sid).exists():
+                return False
+            inbound, update = InboundCall(**final["inbound"]), StatusUpdate(**final["update"])
+            services.record_from_final_status(inbound, update, at)
+            db.insert(CallEvent(call_sid=call_sid, kind=services.STATUS_ONLY, params=final["params"], response="",
+                                dedupe_key=f"{call_sid}:{services.STATUS_ONLY}", received_at=at))
+    except IntegrityError:  # another node recorded it (from its routing event, or as this) at the same moment
+        return False
+    log.warning("call %s: no node recorded the call in %s with the database reachable (its inbound webhook "
+                "was never handled); recorded from its final status alone (%s, not billable)", call_sid,
+                _span(STATUS_ONLY_AFTER), services.STATUS_ONLY)
+    return True
+
+
+def _span(value: dt.timedelta) -> str:
+    """``6 h``, ``1 h``, ``90 min``."""
+    minutes = int(value.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 def _moment(value: str | None, default: dt.datetime) -> dt.datetime:
@@ -305,6 +370,9 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         # The carrier followed its Fallback URL's answer: an inbound answer given after it (a late retry
         # handled in degraded mode) was never followed. Its event is recorded; nothing it dialled is.
         return
+    if call is not None and call.fallback_applied == services.STATUS_ONLY:
+        _late_for_status_only(call_sid, record)
+        return
     if call is None:
         call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
     judge = _ivr_answer(call, record, snap)
@@ -349,6 +417,9 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     call = Call.objects.filter(call_sid=call_sid).first()
     if call is None:
         raise services.UnknownCall(call_sid)
+    if call.fallback_applied == services.STATUS_ONLY:
+        _late_for_status_only(call_sid, record)
+        return
     seq = record["seq"]
     outcome = DialOutcome(**record["outcome"])
     if record.get("refused_at_dial") or record.get("limits") == degraded.UNENFORCED:
@@ -373,6 +444,15 @@ def _apply_dial(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         if campaign is not None:
             services.record_late_unbridged(attempt, outcome, campaign, snap, ended_at)
     _follow(call, record, at)
+
+
+def _late_for_status_only(call_sid: str, record: dict) -> None:
+    """A routing event or Dial action of a call already recorded from its final status alone, replayed from
+    another node's spool after ``STATUS_ONLY_AFTER``: its event is recorded, nothing else. The call stays
+    as recorded, never billable: a bridge is not inferred from a spool that came that late (staff can look
+    at the call's events); no second call is made."""
+    log.error("call %s: a %s event replayed after the call was recorded from its final status alone (%s); "
+              "stored as an event, the call left as it is", call_sid, record["kind"], services.STATUS_ONLY)
 
 
 def _follow(call: Call, record: dict, at: dt.datetime) -> None:

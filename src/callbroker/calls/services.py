@@ -142,15 +142,23 @@ _ANSWER_SQL = f"SELECT response FROM {_EVENTS} WHERE call_sid = %s AND dedupe_ke
 
 
 # The status callbacks of a call the inbound webhook hasn't recorded yet (see ``call_status``), and the
-# carrier's Fallback URL answer replayed from a spool (``carrier_fallback_answered``): one probe of the same
-# index, in the inbound call's write transaction; usually none.
-_BEFORE_INBOUND_SQL = f"SELECT kind, params FROM {_EVENTS} WHERE call_sid = %s AND kind IN ('status', 'fallback')"
+# records the replay made without it (the carrier's Fallback URL answer, ``carrier_fallback_answered``; a
+# final status alone, ``record_from_final_status``): one probe of the same index, in the inbound call's
+# write transaction; usually none.
+_BEFORE_INBOUND_SQL = (f"SELECT kind, params FROM {_EVENTS} WHERE call_sid = %s "
+                       "AND kind IN ('status', 'fallback', 'status_only')")
 
 #: ``Call.fallback_applied`` of a call to a number that is no active tracking number.
 UNKNOWN_NUMBER = "unknown_number"
 #: ``Call.fallback_applied`` of a call the carrier answered with our Fallback URL's answer, our Voice URL
 #: having failed (e.g. too slow): see :func:`carrier_fallback_answered`.
 CARRIER_FALLBACK = "carrier_fallback"
+#: ``Call.fallback_applied`` of a call known only from its final status: no node recorded its inbound
+#: webhook (it died in the worker), so nothing says how it was routed: see :func:`record_from_final_status`.
+STATUS_ONLY = "status_only"
+#: What the replay recorded without the call's inbound webhook (the ``CallEvent`` kinds): an inbound
+#: webhook handled after it writes nothing (``_ended_early``).
+RECORDED_WITHOUT_INBOUND = frozenset({"fallback", STATUS_ONLY})
 
 
 def _stored_answer(event: EventIn) -> str | None:
@@ -294,10 +302,11 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     the call is recorded already, and the carrier never follows this answer, so nothing is written (no
     target's slot taken for a leg it won't dial). Runs in the inbound call's write transaction, after
     the status's or the replay's (one per CallSid)."""
-    fallback, params = _carrier_went_ahead(call.call_sid)
-    if fallback:
-        log.warning("call %s: answered by the carrier's Fallback URL and recorded from its trace before its "
-                    "inbound webhook was handled; this answer changes nothing", call.call_sid)
+    recorded_from, params = _carrier_went_ahead(call.call_sid)
+    if recorded_from:
+        source = "the carrier's Fallback URL trace" if recorded_from == "fallback" else "its final status alone"
+        log.warning("call %s: recorded from %s before its inbound webhook was handled; this answer changes "
+                    "nothing", call.call_sid, source)
         return True
     if params is None:
         return False
@@ -321,18 +330,19 @@ def _kept_final_status(call_sid: str) -> dict | None:
     return _carrier_went_ahead(call_sid)[1]
 
 
-def _carrier_went_ahead(call_sid: str) -> tuple[bool, dict | None]:
-    """What the carrier did before this call's inbound webhook was handled: whether its Fallback URL's
-    answer was recorded (replayed from a spool), and the parameters of a final status kept (or None)."""
-    fallback, final = False, None
+def _carrier_went_ahead(call_sid: str) -> tuple[str, dict | None]:
+    """What the carrier did before this call's inbound webhook was handled: what the replay recorded the
+    call from without it (``fallback``, ``status_only``; ``""``: nothing), and the parameters of a final
+    status kept (or None)."""
+    recorded_from, final = "", None
     for kind, stored in db.fetchall(_BEFORE_INBOUND_SQL, [call_sid]):
-        if kind == "fallback":
-            fallback = True
+        if kind in RECORDED_WITHOUT_INBOUND:
+            recorded_from = recorded_from or kind
             continue
         params = stored if isinstance(stored, dict) else json.loads(stored)  # JSON text on SQLite
         if final is None and params.get("CallStatus") in TERMINAL_STATUSES:
             final = params
-    return fallback, final
+    return recorded_from, final
 
 
 def _stored_duration(params: dict) -> int | None:
@@ -629,13 +639,16 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
         db.update(call)
 
 
+_UNROUTED = frozenset({UNKNOWN_NUMBER, CARRIER_FALLBACK, STATUS_ONLY})
+
+
 def _judge_if_unrouted(call: Call) -> None:
-    """A call to a number that is no active tracking number (answered by us, or by the carrier's Fallback
-    URL) had no campaign, publisher or buyer: it was never connected to a buyer, so it is not billable and
-    pays nothing. (Judged, not left pending among
+    """A call to a number that is no active tracking number (answered by us, by the carrier's Fallback
+    URL, or known only from its final status) had no campaign, publisher or buyer: it was never connected
+    to a buyer, so it is not billable and pays nothing. (Judged, not left pending among
     the calls still in progress; migration ``calls/0009_judge_unknown_numbers`` judged the earlier ones.)
     Sets the verdict of such a call, leaves any other alone; the caller writes the call."""
-    if call.campaign_id is not None or call.fallback_applied not in (UNKNOWN_NUMBER, CARRIER_FALLBACK):
+    if call.campaign_id is not None or call.fallback_applied not in _UNROUTED:
         return
     call.verdict = Verdict.NOT_BILLABLE
     call.reason_codes = [core.Reason.NOT_CONNECTED.value]
@@ -761,6 +774,29 @@ def carrier_fallback_answered(call: Call, now: dt.datetime) -> None:
     if call.stage == CallStage.ENDED and call.verdict == Verdict.PENDING:
         _judge_if_unrouted(call)
         db.update(call)
+
+
+def record_from_final_status(inbound: InboundCall, update: StatusUpdate, received_at: dt.datetime) -> Call:
+    """Record a call known only from its final status (inserted; ``call_status`` then ends and judges it).
+
+    Its inbound webhook was never recorded anywhere (it died in the worker, and the carrier played its own
+    error), so the replay found only the status callback, spooled during an outage, and nothing to apply it
+    to; after a grace period (``replay.STATUS_ONLY_AFTER``) it is kept as a call of its own rather than
+    dropped, so the network's call log shows the call happened: the caller and the number called as the
+    status callback gives them (its tracking number, campaign and publisher when the number is one), started
+    ``CallDuration`` before the status came, with ``fallback_applied = status_only``. Not routed by us, so
+    it has no decision and no attempt, and it is never billable: no buyer is connected to it, now or later
+    (a routing event or Dial action replayed after it changes nothing: ``calls/replay.py``; an inbound
+    webhook handled after it writes nothing: ``_ended_early``), and it is judged ``not_connected``.
+    """
+    snap = current_snapshot(check_version=False)
+    started = received_at - dt.timedelta(seconds=update.duration or 0)
+    call, _campaign = new_call(inbound, snap, started)
+    call.stage = CallStage.FALLBACK
+    call.fallback_applied = STATUS_ONLY
+    call.ring_position = 0
+    db.insert(call)
+    return call
 
 
 def recording_ready(call_sid: str, update: RecordingUpdate, now: dt.datetime | None = None) -> tuple[s.Step, ...]:

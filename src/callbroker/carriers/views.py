@@ -199,9 +199,18 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
 
 
 def _degraded_status(request: HttpRequest, params: dict[str, str]):
+    """A status callback handled from memory. A final one also carries the call as the carrier describes it
+    (``inbound``): should no node ever record the call (its inbound webhook died in the worker), the replay
+    keeps the call from it (``replay._record_status_only``) rather than drop it."""
     update = twilio.status_update(params)
     steps, facts = degraded_mode.status(params.get("CallSid", "")[:64], update)
-    return steps, {**facts, "update": dataclasses.asdict(update)}
+    facts = {**facts, "update": dataclasses.asdict(update)}
+    if update.terminal:
+        try:
+            facts["inbound"] = dataclasses.asdict(twilio.inbound_call(params))
+        except twilio.MalformedWebhook:  # no To: the status is spooled all the same, and waits as before
+            pass
+    return steps, facts
 
 
 def _degraded_recording(request: HttpRequest, params: dict[str, str]):

@@ -1,0 +1,182 @@
+"""A final status whose call no node recorded: kept as a call of its own after an hour of replays.
+
+Given the e2e network and a signing carrier, when the database is away and only a call's final status
+reaches a node (its inbound webhook died in the worker: no event of it exists anywhere), then, once the
+database is back, the status waits for an hour of replays (another node's spool may still hold the call)
+and is then kept as a call of its own — the caller, the number called, its campaign, its duration, ended,
+never billable (``status_only``, ``not_connected``) — instead of waiting six hours and being dropped; with
+Redis, the call's plan there goes with it. A routing event or a bridged Dial action of the call replayed
+later, or its inbound webhook handled live later, makes no second call and no bridge. Until 2026-12-07
+the file was replayed every second for six hours, and the final status was then dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+from django.db import OperationalError, transaction
+from django.test import Client
+
+from callbroker.billing.models import LedgerEntry
+from callbroker.calls import degraded, replay, services, spool
+from callbroker.calls.events import DialOutcome, InboundCall
+from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.network.loader import load_network
+from callbroker.network.snapshot import current_snapshot, reset_snapshot
+from callbroker.ops import limits as rate_limits
+from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
+
+PLUMBING = "+15125550001"  # e2e-plumbing: its first line is +15125550101
+CALLER = "+15125559876"
+
+
+@pytest.fixture
+def carrier(transactional_db, settings, tmp_path, monkeypatch):
+    """The e2e network, a signing carrier, an outage to switch on, and a replay only when the test says."""
+    signing_carrier_settings(settings, tmp_path / "a")
+    settings.COUNTERS_BACKEND = "sql"
+    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
+    monkeypatch.setattr(replay, "_waiting_since", {})
+    reset_snapshot()
+    load_network(E2E_NETWORK)
+    current_snapshot()
+    yield Carrier(Client(raise_request_exception=True), monkeypatch)
+    reset_snapshot()
+
+
+class Carrier:
+    """Signed webhooks through the test client; ``down``: every webhook's database work fails."""
+
+    def __init__(self, client: Client, monkeypatch) -> None:
+        self.client = client
+        self.down = False
+        real = services.handle_once
+
+        def handle_once(*args, **kwargs):
+            if self.down:
+                raise OperationalError("connection refused (the test's outage)")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(services, "handle_once", handle_once)
+
+    def post(self, path: str, params: dict[str, str]) -> str:
+        response = self.client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                                    headers={"X-Twilio-Signature": sign(TOKEN, f"http://testserver{path}", params)})
+        assert response.status_code == 200
+        return response.content.decode()
+
+    def inbound(self, sid: str) -> dict[str, str]:
+        return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": CALLER, "To": PLUMBING,
+                "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701", "FromState": "TX"}
+
+    def voice(self, sid: str) -> str:
+        return self.post("/carriers/twilio/voice", self.inbound(sid))
+
+    def ended(self, sid: str, seconds: int) -> str:
+        return self.post("/carriers/twilio/status", {**self.inbound(sid), "CallStatus": "completed",
+                                                     "CallDuration": str(seconds), "SequenceNumber": "4"})
+
+
+def spooled_status_alone(carrier: Carrier, seconds: int = 42) -> str:
+    """A call whose inbound webhook died in the worker: only its final status came, during an outage."""
+    sid = "CA" + uuid.uuid4().hex
+    carrier.down = True
+    carrier.ended(sid, seconds)
+    carrier.down = False
+    assert [e["kind"] for e in spool.read(spool.path_of(sid))] == ["status"]
+    return sid
+
+
+def an_hour_of_replays(sid: str) -> None:
+    """The replayer's passes over the grace period (its clock: the first pass that left the file)."""
+    replay._waiting_since[spool.path_of(sid).name] -= replay.STATUS_ONLY_AFTER
+
+
+def assert_kept_from_its_final_status(sid: str, seconds: int = 42) -> Call:
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.final_status, call.duration_seconds, call.fallback_applied) == (
+        "ended", "completed", seconds, services.STATUS_ONLY)
+    assert (call.caller_number, call.to_number, call.caller_zip) == (CALLER, PLUMBING, "78701")
+    assert call.campaign_id is not None and call.publisher_id is not None  # the network's call log shows it
+    assert (call.verdict, call.reason_codes, call.connected_target_id) == ("not_billable", ["not_connected"], None)
+    assert call.revenue == call.payout == 0 and not LedgerEntry.objects.filter(call_sid=sid).exists()
+    assert not CallAttempt.objects.filter(call=call).exists()
+    return call
+
+
+def test_a_final_status_no_node_recorded_is_kept_as_a_call_after_the_grace_period(carrier):
+    sid = spooled_status_alone(carrier)
+    received = dt.datetime.fromisoformat(spool.read(spool.path_of(sid))[0]["received_at"])
+    assert replay.replay_ready().waiting == 1  # another node's spool may still hold the call: it waits
+    assert not Call.objects.filter(call_sid=sid).exists()
+
+    an_hour_of_replays(sid)
+    report = replay.replay_ready()
+    assert (report.waiting, report.errors) == (0, [])
+    call = assert_kept_from_its_final_status(sid)
+    assert call.started_at == received - dt.timedelta(seconds=42)  # the call lasted CallDuration before it
+    assert set(CallEvent.objects.filter(call_sid=sid).values_list("kind", flat=True)) == {"status", "status_only"}
+    assert not spool.path_of(sid).exists()
+
+
+def test_a_routing_event_replayed_after_the_grace_period_makes_no_bridge(carrier, settings, tmp_path):
+    """Node b held the call's inbound webhook and a bridged Dial action, and replays them only after the
+    grace period (it came back late): they are stored as the call's events, nothing more."""
+    sid = spooled_status_alone(carrier)
+    settings.DATA_DIR = tmp_path / "b"
+    inbound = InboundCall(sid, "AC" + "7" * 32, CALLER, PLUMBING, from_zip="78701")
+    _steps, facts = degraded.voice(inbound)
+    assert facts["dialled"]["sequence"] == 1
+    spool.append(sid, {"kind": "voice", "params": carrier.inbound(sid), "query": {}, "answer": "", **facts,
+                       "inbound": dataclasses.asdict(inbound)})
+    spool.append(sid, {"kind": "dial", "params": carrier.inbound(sid), "query": {"seq": "1"}, "answer": "", "seq": 1,
+                       "outcome": dataclasses.asdict(DialOutcome("completed", True, 85, "CA" + "e" * 32))})
+    settings.DATA_DIR = tmp_path / "a"
+    replay.replay_ready()
+    an_hour_of_replays(sid)
+    replay.replay_ready()
+    assert_kept_from_its_final_status(sid)
+
+    settings.DATA_DIR = tmp_path / "b"
+    assert replay.replay_ready().errors == []
+    assert not spool.path_of(sid).exists()  # applied (stored as events), not left waiting six hours
+    assert CallEvent.objects.filter(call_sid=sid, kind__in=("voice", "dial")).count() == 2
+    assert Call.objects.filter(call_sid=sid).count() == 1
+    assert_kept_from_its_final_status(sid)
+
+
+def test_an_inbound_webhook_handled_after_the_record_writes_nothing(carrier):
+    """A stuck worker's inbound webhook commits after the replay kept the call; the carrier retries it."""
+    sid = spooled_status_alone(carrier)
+    replay.replay_ready()
+    an_hour_of_replays(sid)
+    replay.replay_ready()
+    inbound = InboundCall(sid, "AC" + "7" * 32, CALLER, PLUMBING, from_zip="78701")
+    with transaction.atomic():  # past the degraded-mode check, before the replay; it commits after
+        assert services.start_call(inbound) == (services.s.Hangup(),)
+    assert "<Hangup" in carrier.voice(sid)
+    assert Call.objects.filter(call_sid=sid).count() == 1
+    assert_kept_from_its_final_status(sid)
+
+
+def test_with_redis_the_calls_plan_goes_with_its_final_status(carrier, settings, redis_server):
+    """Degraded mode marks the call's end in Redis (its plan): every node takes the call for one routed
+    elsewhere while the plan is there. It went only when the file was given up, six hours later."""
+    settings.REDIS_URL = redis_server.url
+    settings.COUNTERS_BACKEND = "redis"
+    settings.REDIS_KEY_PREFIX = f"waits-{uuid.uuid4().hex[:8]}:"
+    rate_limits.reset()
+    try:
+        sid = spooled_status_alone(carrier)
+        assert degraded.routed_elsewhere(sid)
+        replay.replay_ready()
+        an_hour_of_replays(sid)
+        replay.replay_ready()
+        assert_kept_from_its_final_status(sid)
+        assert not degraded.routed_elsewhere(sid)
+    finally:
+        rate_limits.reset()
