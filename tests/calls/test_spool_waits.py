@@ -1,4 +1,4 @@
-"""A final status whose call no node recorded: kept as a call of its own after an hour of replays.
+"""Spool files that wait: a final status alone kept as a call after an hour, and why each file waits.
 
 Given the e2e network and a signing carrier, when the database is away and only a call's final status
 reaches a node (its inbound webhook died in the worker: no event of it exists anywhere), then, once the
@@ -6,18 +6,22 @@ database is back, the status waits for an hour of replays (another node's spool 
 and is then kept as a call of its own — the caller, the number called, its campaign, its duration, ended,
 never billable (``status_only``, ``not_connected``) — instead of waiting six hours and being dropped; with
 Redis, the call's plan there goes with it. A routing event or a bridged Dial action of the call replayed
-later, or its inbound webhook handled live later, makes no second call and no bridge. Until 2026-12-07
-the file was replayed every second for six hours, and the final status was then dropped.
+later, or its inbound webhook handled live later, makes no second call and no bridge. ``callbroker spool
+status`` says why each file waits (here also a call answered by the carrier's Fallback URL, whose final
+status hasn't come). Until 2026-12-07 the status's file was replayed every second for six hours, and the
+final status was then dropped; nothing said why a file waited.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import uuid
 from urllib.parse import urlencode
 
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, transaction
 from django.test import Client
 
@@ -75,6 +79,10 @@ class Carrier:
 
     def voice(self, sid: str) -> str:
         return self.post("/carriers/twilio/voice", self.inbound(sid))
+
+    def fallback(self, sid: str) -> str:
+        return self.post("/carriers/twilio/fallback", {**self.inbound(sid), "ErrorCode": "11205",
+                                                       "ErrorUrl": "https://calls.example/carriers/twilio/voice"})
 
     def ended(self, sid: str, seconds: int) -> str:
         return self.post("/carriers/twilio/status", {**self.inbound(sid), "CallStatus": "completed",
@@ -180,3 +188,19 @@ def test_with_redis_the_calls_plan_goes_with_its_final_status(carrier, settings,
         assert not degraded.routed_elsewhere(sid)
     finally:
         rate_limits.reset()
+
+
+def test_spool_status_says_why_each_file_waits(carrier):
+    alone = spooled_status_alone(carrier)
+    answered = "CA" + uuid.uuid4().hex
+    carrier.fallback(answered)
+    replay.replay_ready()
+    out = io.StringIO()
+    call_command("spool", "status", stdout=out)
+    lines = out.getvalue().splitlines()
+    why = {line.split()[0]: lines[n + 1].strip() for n, line in enumerate(lines) if line.startswith("  CA")}
+    assert why[alone].startswith("waiting: a final status, and no node has recorded its call")
+    assert "kept as a call of its own (status_only, not billable) once it has waited 1 h" in why[alone]
+    assert why[answered].startswith("waiting: answered by the carrier's Fallback URL and recorded, waiting for its "
+                                    "final status; closed without it after 6 h of waiting with the database "
+                                    "reachable")

@@ -20,6 +20,8 @@ given back after the call's replay commits (``degraded.release_leftovers``), bef
 An empty spool file marks a call whose events wait in a process's memory (the disk refused them,
 ``spool.py``): it is kept, so the call stays degraded on every worker, until it is stale.
 
+Why a file is still there (a call in progress, events waiting for another node's, a final status with no
+call) is told by :func:`why_waiting`, which ``callbroker spool status`` prints for every file.
 A final status whose call no node has recorded (its inbound webhook died in the worker: no event of it
 exists anywhere) is kept as a call of its own once it has waited ``STATUS_ONLY_AFTER``
 (:func:`_record_status_only`), instead of being dropped when the file is given up.
@@ -263,6 +265,39 @@ def _record_status_only(call_sid: str, events: list[dict]) -> bool:
                 "was never handled); recorded from its final status alone (%s, not billable)", call_sid,
                 _span(STATUS_ONLY_AFTER), services.STATUS_ONLY)
     return True
+
+
+def why_waiting(path) -> str:
+    """Why a spool file is still there, in words for an operator (``callbroker spool status``). Reads the
+    file and the database, changes nothing; the database errors of an outage are raised."""
+    events = spool.in_received_order(spool.read(path))
+    if not events:
+        return ("its events wait in a process's memory (the disk refused them): written out and replayed "
+                "once the disk takes writes again")
+    call_sid = events[0]["params"]["CallSid"]
+    call = Call.objects.filter(call_sid=call_sid).first()
+    wait = f"{_span(STALE_AFTER)} of waiting with the database reachable"
+    if call is None:
+        if any(record.get("kind") in ROUTING_KINDS for record in events):
+            return "not replayed yet: the replayer has not got through to the database since it was written"
+        if _final_status_alone(events) is not None:
+            return ("a final status, and no node has recorded its call (its inbound webhook is in another "
+                    f"node's spool, or was never handled): kept as a call of its own ({services.STATUS_ONLY}, "
+                    f"not billable) once it has waited {_span(STATUS_ONLY_AFTER)} with the database reachable")
+        return f"waiting for its call, recorded by another node's spool (its inbound webhook); given up after {wait}"
+    stored = set(CallEvent.objects.filter(call_sid=call_sid).values_list("dedupe_key", flat=True))
+    for record in events:
+        if (record.get("kind") == "dial" and event_key(call_sid, record) not in stored
+                and not CallAttempt.objects.filter(call=call, sequence=record.get("seq")).exists()):
+            return (f"waiting for its attempt {record.get('seq')}, dialled by an event in another node's spool; "
+                    f"given up after {wait}")
+    if call.stage == CallStage.ENDED:
+        return "its call has ended: deleted at the next pass"
+    if call.fallback_applied == services.CARRIER_FALLBACK:
+        how = "answered by the carrier's Fallback URL and recorded"
+    else:
+        how = f"in progress ({call.get_stage_display().lower()})"
+    return f"{how}, waiting for its final status; closed without it after {wait}"
 
 
 def _span(value: dt.timedelta) -> str:

@@ -1,6 +1,9 @@
 """`callbroker spool status|replay`: the local-disk spool of calls handled while the database was away."""
 
+import time
+
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from callbroker.calls import replay, spool
 
@@ -27,9 +30,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  events held in memory by process(es) {holders}: the disk refused them; "
                                   "they are written out (and replayed) once it takes writes again")
             for path in files:
-                events = spool.read(path)
-                kinds = ", ".join(e.get("kind", "?") for e in events)
-                self.stdout.write(f"  {path.stem}  {len(events)} events: {kinds}")
+                self._describe(path)
             return
         report = replay.replay_ready(force=options["all"])
         self.stdout.write(f"replayed {report.calls} calls ({report.events} events, {report.skipped_duplicates} "
@@ -37,3 +38,30 @@ class Command(BaseCommand):
                           "another node")
         if report.errors:
             raise CommandError("; ".join(report.errors))
+
+    def _describe(self, path) -> None:
+        """One spooled call: its events, when its file was last written, and why it is still there."""
+        try:
+            events = spool.read(path)
+            written = _ago(time.time() - path.stat().st_mtime)
+        except FileNotFoundError:
+            return  # replayed meanwhile
+        try:
+            why = replay.why_waiting(path)
+        except FileNotFoundError:
+            return
+        except DatabaseError as exc:  # an outage, or a database never migrated: the list is shown all the same
+            why = f"unknown: reading the database failed ({exc})"
+        kinds = ", ".join(e.get("kind", "?") for e in events)
+        self.stdout.write(f"  {path.stem}  {len(events)} events: {kinds}  (written {written} ago)")
+        self.stdout.write(f"    waiting: {why}")
+
+
+def _ago(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
