@@ -1,4 +1,4 @@
-"""Spool files that wait: a final status alone kept as a call after an hour, and why each file waits.
+"""Spool files that wait: tried less often, their reason shown, and a final status alone kept as a call.
 
 Given the e2e network and a signing carrier, when the database is away and only a call's final status
 reaches a node (its inbound webhook died in the worker: no event of it exists anywhere), then, once the
@@ -6,10 +6,11 @@ database is back, the status waits for an hour of replays (another node's spool 
 and is then kept as a call of its own — the caller, the number called, its campaign, its duration, ended,
 never billable (``status_only``, ``not_connected``) — instead of waiting six hours and being dropped; with
 Redis, the call's plan there goes with it. A routing event or a bridged Dial action of the call replayed
-later, or its inbound webhook handled live later, makes no second call and no bridge. ``callbroker spool
-status`` says why each file waits (here also a call answered by the carrier's Fallback URL, whose final
-status hasn't come). Until 2026-12-07 the status's file was replayed every second for six hours, and the
-final status was then dropped; nothing said why a file waited.
+later, or its inbound webhook handled live later, makes no second call and no bridge. A file left waiting
+unchanged (here a call answered by the carrier's Fallback URL, whose final status hasn't come) is tried at
+every pass for a minute, then less and less often (at most every five minutes), at once when a line is
+added to it, and the replayer logs once why it waits; ``callbroker spool status`` says why for each file.
+Until 2026-12-07 both files were replayed every second for six hours, and the final status was dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import logging
 import uuid
 from urllib.parse import urlencode
 
@@ -45,6 +47,7 @@ def carrier(transactional_db, settings, tmp_path, monkeypatch):
     settings.COUNTERS_BACKEND = "sql"
     monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
     monkeypatch.setattr(replay, "_waiting_since", {})
+    monkeypatch.setattr(replay, "_rests", {})
     reset_snapshot()
     load_network(E2E_NETWORK)
     current_snapshot()
@@ -188,6 +191,49 @@ def test_with_redis_the_calls_plan_goes_with_its_final_status(carrier, settings,
         assert not degraded.routed_elsewhere(sid)
     finally:
         rate_limits.reset()
+
+
+class Clock:
+    """The replayer's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_file_left_waiting_is_tried_less_often_and_at_once_when_a_line_is_added(carrier, monkeypatch, caplog):
+    sid = "CA" + uuid.uuid4().hex
+    carrier.fallback(sid)  # the carrier's Fallback URL answered it; its final status will take a while
+    clock = Clock()
+    monkeypatch.setattr(replay.time, "monotonic", clock)
+    tried = []
+    real = replay._replay_events
+
+    def replay_events(events, **kwargs):
+        tried.append(clock.now - 1000)
+        return real(events, **kwargs)
+
+    monkeypatch.setattr(replay, "_replay_events", replay_events)
+    with caplog.at_level(logging.WARNING, logger="callbroker.calls.replay"):
+        for second in (0, 1, 30, 61, 62, 66, 68, 74, 75, 10_000, 10_299):
+            clock.now = 1000 + second
+            replay.replay_ready()
+        assert Call.objects.get(call_sid=sid).fallback_applied == services.CARRIER_FALLBACK
+        # Every pass for a minute unchanged, then after a tenth of the time unchanged (61 -> 67.1, 68 -> 74.8),
+        # at most every 300 s.
+        assert tried == [0, 1, 30, 61, 68, 75, 10_000]
+        told = [r.getMessage() for r in caplog.records if "tried less often" in r.getMessage()]
+        assert len(told) == 1 and "answered by the carrier's Fallback URL and recorded, waiting for its final " \
+                                  "status" in told[0]
+
+        carrier.ended(sid, 40)  # spooled after the trace (the file marks the call): a line added
+        clock.now = 1000 + 10_001
+        replay.replay_ready()
+    assert tried[-1] == 10_001
+    assert Call.objects.get(call_sid=sid).stage == "ended" and not spool.path_of(sid).exists()
+    assert replay._rests == {}
 
 
 def test_spool_status_says_why_each_file_waits(carrier):

@@ -20,8 +20,12 @@ given back after the call's replay commits (``degraded.release_leftovers``), bef
 An empty spool file marks a call whose events wait in a process's memory (the disk refused them,
 ``spool.py``): it is kept, so the call stays degraded on every worker, until it is stale.
 
-Why a file is still there (a call in progress, events waiting for another node's, a final status with no
-call) is told by :func:`why_waiting`, which ``callbroker spool status`` prints for every file.
+**Files that wait.** A file left waiting (a call in progress, events waiting for another node's, a final
+status with no call) is tried at every pass (every second) for its first minute unchanged, then less and
+less often: after a tenth of the time it has waited unchanged, at most every ``BACKOFF_MAX_S`` — and at
+the next pass again as soon as a line is added to it. A pass costs nothing more for the other files (one
+look-up in a dict each), and one ``stat`` for each file resting. When a file starts resting the replayer
+logs once why it waits (:func:`why_waiting`, which ``callbroker spool status`` prints for every file).
 A final status whose call no node has recorded (its inbound webhook died in the worker: no event of it
 exists anywhere) is kept as a call of its own once it has waited ``STATUS_ONLY_AFTER``
 (:func:`_record_status_only`), instead of being dropped when the file is given up.
@@ -80,6 +84,27 @@ STATUS_ONLY_AFTER = dt.timedelta(hours=1)
 _waiting_since: dict[str, dt.datetime] = {}  # file name -> the first pass of this process that left it
 REPLAY_INTERVAL_S = 5.0
 REPLAY_BUSY_INTERVAL_S = 1.0
+#: A file left waiting unchanged is tried at every pass this long, then after ``BACKOFF_SHARE`` of the time it
+#: has waited unchanged (at most ``BACKOFF_MAX_S``): about 160 tries in six hours instead of 21,600. Events of
+#: another node's spool arrive within seconds of the outage's end (the first minute); a file that rests is
+#: late by at most ``BACKOFF_MAX_S`` for anything that doesn't add a line to it (another node's replay, a
+#: final status handled on another node, the grace periods above).
+RETRY_EVERY_PASS_FOR_S = 60.0
+BACKOFF_SHARE = 0.1
+BACKOFF_MAX_S = 300.0
+
+
+@dataclass
+class _Rest:
+    """A file this process's replayer left waiting: as it was then, and when to try it again."""
+
+    stamp: tuple[int, int]  # (mtime_ns, size): a line added changes both
+    unchanged_since: float  # monotonic seconds: the first pass that left it as it is
+    next_at: float = 0.0  # monotonic seconds; 0: the next pass
+    told: bool = False  # why it waits is logged once
+
+
+_rests: dict[str, _Rest] = {}  # file name -> its rest (files left waiting only: a healthy pass adds none)
 
 
 @dataclass
@@ -129,13 +154,18 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
     # Lines other processes still hold in memory (a full disk) come later, in files of their own: each
     # event waits for what it needs, and a call's file goes only once it ended, so replaying what is
     # on disk now is safe — and frees the disk for the rest.
-    now = dt.datetime.now(dt.UTC)
+    now, moment = dt.datetime.now(dt.UTC), time.monotonic()
     files = spool.files()
-    for name in set(_waiting_since) - {path.name for path in files}:  # deleted by another process
+    names = {path.name for path in files}
+    for name in (set(_waiting_since) | set(_rests)) - names:  # deleted by another process
         _waiting_since.pop(name, None)
+        _rests.pop(name, None)
     for path in files:
+        if not force and _resting(path, moment):
+            report.waiting += 1
+            continue
         try:
-            _replay_file(path, report, now=now, force=force)
+            stamp = _replay_file(path, report, now=now, force=force)
         except FileNotFoundError:
             continue
         except OUTAGES as exc:
@@ -144,10 +174,55 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
         except Exception as exc:  # noqa: BLE001 - keep the file, report, go on with the next one
             log.exception("replay of %s failed; the file is kept", path.name)
             report.errors.append(f"{path.name}: {exc}")
+            continue
+        _rest_after(path, stamp, moment)
     if report.calls:
         log.warning("replayed %s spooled calls (%s events, %s duplicates skipped)", report.calls, report.events,
                     report.skipped_duplicates)
     return report
+
+
+def _resting(path, moment: float) -> bool:
+    """This process left the file waiting, unchanged since, and its next try has not come."""
+    rest = _rests.get(path.name)
+    if rest is None or moment >= rest.next_at:
+        return False
+    try:
+        return _stamp(path.stat()) == rest.stamp
+    except FileNotFoundError:
+        return True  # replayed by another process: forgotten at the next pass
+
+
+def _rest_after(path, stamp: tuple[int, int] | None, moment: float) -> None:
+    """Note when to try a file again after a pass: ``stamp`` is the file as the pass left it waiting, None
+    when it went (or was not tried: another process had it)."""
+    if stamp is None:
+        _rests.pop(path.name, None)
+        return
+    rest = _rests.get(path.name)
+    if rest is None or rest.stamp != stamp:  # new, or a line was added: the call is moving
+        rest = _rests[path.name] = _Rest(stamp, moment, told=rest.told if rest else False)
+    unchanged = moment - rest.unchanged_since
+    if unchanged < RETRY_EVERY_PASS_FOR_S:
+        rest.next_at = 0.0
+        return
+    rest.next_at = moment + min(BACKOFF_MAX_S, unchanged * BACKOFF_SHARE)
+    if not rest.told:
+        rest.told = True
+        log.warning("spool %s unchanged for %.0f s: %s; tried less often from now (at most every %.0f s, at "
+                    "once when a line is added)", path.name, unchanged, _why_or_not(path), BACKOFF_MAX_S)
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _why_or_not(path) -> str:
+    """``why_waiting`` for a log line of the replayer, which must go on whatever it raises."""
+    try:
+        return why_waiting(path)
+    except Exception as exc:  # noqa: BLE001 - a log line
+        return f"why is unknown ({exc})"
 
 
 def replay_now(call_sid: str) -> None:
@@ -170,14 +245,16 @@ def replay_now(call_sid: str) -> None:
         log.info("replay of %s right after spooling failed (%s); the replayer will", call_sid, exc)
 
 
-def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -> None:
+def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -> tuple[int, int] | None:
+    """Replay one file (see ``replay_ready``); returns the file's (mtime_ns, size) when it is left waiting,
+    None when it went or another process had it."""
     with path.open("r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker is on it
         except BlockingIOError:
-            return
+            return None
         if os.fstat(handle.fileno()).st_nlink == 0:
-            return  # replayed and deleted by another replayer since it was opened: the path may be a new file
+            return None  # replayed and deleted by another replayer since it was opened: the path may be new
         events = spool.read(path)
         written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
         since = _waiting_since.get(path.name)  # stamped below, once a pass got through with the database
@@ -202,15 +279,16 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
                     degraded.release_leftovers(call_sid)
                 except RedisError as exc:  # recorded; its slots go back on the next pass
                     report.errors.append(f"{path.name}: giving back its slots in Redis: {exc}")
-                    return
+                    return None
         if not done:
             # In progress, waiting for another node's events, or in memory elsewhere. The wait counts from
             # the first pass that got this far: an outage raised before it, and isn't counted.
             _waiting_since.setdefault(path.name, now)
             report.waiting += 1
-            return
+            return _stamp(os.fstat(handle.fileno()))
         path.unlink()
         _waiting_since.pop(path.name, None)
+        return None
 
 
 def _ended(call_sid: str) -> bool:
@@ -268,8 +346,9 @@ def _record_status_only(call_sid: str, events: list[dict]) -> bool:
 
 
 def why_waiting(path) -> str:
-    """Why a spool file is still there, in words for an operator (``callbroker spool status``). Reads the
-    file and the database, changes nothing; the database errors of an outage are raised."""
+    """Why a spool file is still there, in words for an operator (``callbroker spool status``; the
+    replayer's log when it starts trying the file less often). Reads the file and the database, changes
+    nothing; the database errors of an outage are raised."""
     events = spool.in_received_order(spool.read(path))
     if not events:
         return ("its events wait in a process's memory (the disk refused them): written out and replayed "
