@@ -17,6 +17,13 @@ def migrate(*target: tuple[str, str]) -> None:
     executor.migrate(list(target))
 
 
+@pytest.fixture(autouse=True)
+def _latest_schema_after():
+    """Each test migrates back and forth; the tests after it get the latest schema again."""
+    yield
+    migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_ended_calls_to_unknown_numbers_are_judged_not_connected(make_call):
     ended_at = dt.datetime(2026, 11, 27, 14, 5, tzinfo=dt.UTC)
@@ -31,7 +38,26 @@ def test_ended_calls_to_unknown_numbers_are_judged_not_connected(make_call):
 
     migrate(("calls", "0009_judge_unknown_numbers"))
 
-    rows = {c.pk: (c.verdict, c.reason_codes, c.qualified_at) for c in Call.objects.all()}
-    assert rows[unknown.pk] == ("not_billable", ["not_connected"], ended_at)
+    fields = ("pk", "verdict", "reason_codes", "qualified_at")  # the columns the model had then
+    rows = {pk: rest for pk, *rest in Call.objects.values_list(*fields)}
+    assert rows[unknown.pk] == ["not_billable", ["not_connected"], ended_at]
     assert rows[live.pk][0] == rows[orphan.pk][0] == "pending"
     assert rows[judged.pk][0] == "billable"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ivr_question_is_added_as_not_recorded_and_the_previous_release_can_still_write_calls(make_call):
+    """``Call.ivr_prompt`` (0010): calls already written read as not recorded, and during a rolling restart
+    the previous release's code, which writes calls without the column, is not refused (NOT NULL)."""
+    at_the_ivr = make_call(stage="ivr", zip_attempts=1, ended_at=None)
+    migrate(("calls", "0009_judge_unknown_numbers"))
+
+    migrate(("calls", "0010_call_ivr_prompt"))
+
+    columns = ", ".join(f.column for f in Call._meta.concrete_fields if f.column not in ("id", "ivr_prompt",
+                                                                                          "call_sid"))
+    with connection.cursor() as cursor:  # the previous release's INSERT: every column but the new one
+        cursor.execute(f"INSERT INTO calls_call (call_sid, {columns}) SELECT 'CA' || call_sid, {columns} "
+                       "FROM calls_call WHERE id = %s", [at_the_ivr.pk])
+    prompts = dict(Call.objects.values_list("call_sid", "ivr_prompt"))
+    assert prompts == {at_the_ivr.call_sid: "", "CA" + at_the_ivr.call_sid: ""}

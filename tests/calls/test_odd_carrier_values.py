@@ -225,6 +225,59 @@ def test_a_zip_for_a_prompt_not_asked_or_after_one_was_typed_changes_nothing():
     assert (call.caller_zip, call.caller_state) == ("80202", "CO")
 
 
+def test_another_answer_to_the_last_zip_prompt_changes_nothing():
+    """Two ZIPs we don't know: the category question is asked. A second answer to prompt 2 (other digits) was
+    taken: its ZIP recorded and the question asked again (the call's IVR step was read from ``zip_attempts``
+    alone, which says 2 both while prompt 2 waits and once it was answered)."""
+    sid = "CA" + "f" * 32
+    start(sid, to=IVR, from_zip="", from_state="")
+    assert services.zip_entered(sid, 1, "00000") == (s.AskZip(services.ZIP_REPROMPT, 2),)
+    assert any(isinstance(step, s.AskCategory) for step in services.zip_entered(sid, 2, "00001"))
+    assert services.zip_entered(sid, 2, "80202") == (s.Hangup(),)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.zip_source, call.stage, call.decision) == ("", "unknown", "ivr", None)
+    services.category_answered(sid, "1")  # the question asked still counts
+    assert Call.objects.get(call_sid=sid).category_confirmed is True
+
+
+def test_a_category_answer_while_the_second_zip_prompt_is_asked_changes_nothing():
+    """The category question comes after the ZIP; an answer to it while prompt 2 waited routed the call."""
+    sid = "CA" + "0" * 31 + "1"
+    start(sid, to=IVR, from_zip="", from_state="")
+    services.zip_entered(sid, 1, "00000")  # prompt 2 asked
+    assert services.category_answered(sid, "1") == (s.Hangup(),)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.category_confirmed, call.stage, call.decision, held_slots()) == (None, "ivr", None, 0)
+    assert any(isinstance(step, s.AskCategory) for step in services.zip_entered(sid, 2, "80202"))
+
+
+def test_a_zip_when_no_zip_prompt_was_asked_changes_nothing():
+    """A campaign that asks the ZIP only when the carrier gives none, and then the category: a caller with
+    the carrier's ZIP hears the question only. A ZIP callback then replaced the carrier's ZIP."""
+    from callbroker.network.models import Campaign
+    from callbroker.network.snapshot import reset_snapshot
+
+    Campaign.objects.filter(key="e2e-plumbing").update(confirm_category="If you need a plumber, press 1.")
+    reset_snapshot()
+    sid = "CA" + "0" * 31 + "2"
+    assert any(isinstance(step, s.AskCategory) for step in start(sid))  # the carrier's ZIP: 78701
+    assert services.zip_entered(sid, 1, "78702") == (s.Hangup(),)
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.zip_source, call.stage) == ("78701", "carrier", "ivr")
+
+
+def test_a_call_written_by_the_previous_release_takes_its_answers_as_then():
+    """During a rolling restart the previous release writes calls without their IVR question (not recorded):
+    read from the ZIP and ``zip_attempts`` as before, the caller's answers still count."""
+    sid = "CA" + "0" * 31 + "3"
+    start(sid, to=IVR, from_zip="", from_state="")
+    Call.objects.filter(call_sid=sid).update(ivr_prompt="")
+    assert services.category_answered(sid, "1") == (s.Hangup(),)  # the first ZIP prompt waits
+    assert any(isinstance(step, s.AskCategory) for step in services.zip_entered(sid, 1, "80202"))
+    Call.objects.filter(call_sid=sid).update(ivr_prompt="")
+    assert dialled(services.category_answered(sid, "1")) == ["+13035550101"]
+
+
 @pytest.mark.parametrize("end_first", [False, True], ids=["in order", "final status first"])
 def test_a_category_no_counts_in_either_order(end_first):
     """The caller pressed 2 and hung up; when the final status was handled first the answer was dropped

@@ -13,6 +13,19 @@ class CallStage(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
+class IvrPrompt(models.TextChoices):
+    """The IVR question a call waits for an answer to: an answer to any other is stray and changes nothing.
+    The ZIP prompt's number is ``Call.zip_attempts``.
+
+    Not recorded: a call written before 2026-12-07, or by the previous release during a rolling restart (the
+    database's default); its question is read from its ZIP and ``zip_attempts`` as then."""
+
+    NOT_RECORDED = "", "Not recorded"
+    NONE = "none", "None"
+    ZIP = "zip", "ZIP code"
+    CATEGORY = "category", "Category confirmation"
+
+
 class CallerStatus(models.TextChoices):
     VALID = "valid", "Valid number"
     ANONYMOUS = "anonymous", "Anonymous / withheld"

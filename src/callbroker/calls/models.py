@@ -7,7 +7,15 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Outcome, Verdict, ZipSourceChoices
+from callbroker.calls.choices import (
+    AttemptResult,
+    CallerStatus,
+    CallStage,
+    IvrPrompt,
+    Outcome,
+    Verdict,
+    ZipSourceChoices,
+)
 from callbroker.network.models import MONEY, Buyer, Campaign, Publisher, Target, TrackingNumber
 
 
@@ -47,6 +55,11 @@ class Call(models.Model):
     caller_city = models.CharField("caller city", max_length=100, blank=True)
     stir_verstat = models.CharField("STIR/SHAKEN", max_length=40, blank=True)
     zip_attempts = models.PositiveSmallIntegerField("ZIP prompts", default=0)
+    # Recorded, not inferred from the ZIP and ``zip_attempts``: after two ZIPs we don't know, ``zip_attempts``
+    # is 2 both while prompt 2 waits and once the category question is asked. The default is the database's
+    # too: the previous release's code, still serving during a rolling restart, writes calls without it.
+    ivr_prompt = models.CharField("IVR question awaited", max_length=16, choices=IvrPrompt.choices, blank=True,
+                                  default=IvrPrompt.NOT_RECORDED, db_default=IvrPrompt.NOT_RECORDED)
     category_confirmed = models.BooleanField("category confirmed (IVR)", null=True, blank=True)
     # life
     stage = models.CharField("stage", max_length=16, choices=CallStage.choices, default=CallStage.IVR)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from callbroker import db
 from callbroker.billing.services import post_verdict
 from callbroker.calls import steps as s
-from callbroker.calls.choices import AttemptResult, CallStage, Verdict, ZipSourceChoices
+from callbroker.calls.choices import AttemptResult, CallStage, IvrPrompt, Verdict, ZipSourceChoices
 from callbroker.calls.events import (
     TERMINAL_STATUSES,
     DialOutcome,
@@ -208,6 +208,7 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
         caller_state=carrier_state(inbound.from_state),
         caller_city=inbound.from_city[:100],
         started_at=now,
+        ivr_prompt=IvrPrompt.NONE,  # until a question is asked
     )
     if tracking is None or campaign is None or not tracking.active or not campaign.active:
         call.stage = CallStage.FALLBACK
@@ -261,10 +262,12 @@ def prepare_call(inbound: InboundCall, now: dt.datetime | None = None, *,
     intro = intro_steps(call, campaign)
     if campaign.ask_zip == "always" or (campaign.ask_zip == "when_missing" and not call.caller_zip):
         call.zip_attempts = 1
+        call.ivr_prompt = IvrPrompt.ZIP
         return _saving(call, (*intro, s.AskZip(ZIP_PROMPT, 1)), campaign, snap)
     if not call.caller_zip and call.caller_number:
         _guess_zip_from_area_code(call, call.caller_number, ZipDirectory.default())
     if campaign.confirm_category:
+        call.ivr_prompt = IvrPrompt.CATEGORY
         return _saving(call, (*intro, s.AskCategory(campaign.confirm_category)), campaign, snap)
     _decide(call, campaign, snap, now)
 
@@ -367,17 +370,19 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     if finds == _AFTER_END and set_typed_zip(call, digits):
         # The caller typed the ZIP, then hung up, and the final status was handled first (the call was
         # never routed): where the caller is is still a fact of the call, as in the other order.
+        call.ivr_prompt = IvrPrompt.NONE
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
     if finds != _AT_IVR:
-        # A stray IVR callback: for a call that has moved on, a ZIP typed already, or a prompt that wasn't
-        # the last one asked (a call replayed from degraded mode doesn't know which was: 0). Change nothing.
+        # A stray IVR callback: for a call that has moved on, or a prompt that isn't the one the call waits
+        # for (answered already, or never asked). Change nothing.
         return (s.Hangup(),)
     heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
     if not set_typed_zip(call, digits):
         if attempt < 2:
             call.zip_attempts = attempt + 1
-            db.update(call, ["zip_attempts"])
+            call.ivr_prompt = IvrPrompt.ZIP
+            db.update(call, ["zip_attempts", "ivr_prompt"])
             return (s.AskZip(ZIP_REPROMPT, attempt + 1),)
         if not call.caller_zip:
             log.info("call %s: no valid ZIP after %s prompts; routing as unknown", call_sid, attempt)
@@ -385,8 +390,10 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     # disclosure is played now, before anything is recorded (a question, the buyer's leg, a voicemail).
     disclosure = () if heard_disclosure else intro_steps(call, campaign)
     if campaign.confirm_category:
+        call.ivr_prompt = IvrPrompt.CATEGORY
         db.update(call)
         return (*disclosure, s.AskCategory(campaign.confirm_category))
+    call.ivr_prompt = IvrPrompt.NONE
     return (*disclosure, *_route_and_dial(call, campaign, snap, now))
 
 
@@ -403,12 +410,14 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
         # The caller answered, then hung up, and the final status was handled first (the call was never
         # routed): the answer is still a fact the verdict rests on (wrong_category), as in the other order.
         call.category_confirmed = category_meaning(digits)
+        call.ivr_prompt = IvrPrompt.NONE
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
     if finds != _AT_IVR:
-        # A stray IVR callback: for a call that has moved on, or one still waiting for its first ZIP answer.
+        # A stray IVR callback: for a call that has moved on, or one not asked the question (yet).
         return (s.Hangup(),)
     call.category_confirmed = category_meaning(digits)
+    call.ivr_prompt = IvrPrompt.NONE
     return _route_and_dial(call, campaign, snap, now)
 
 
@@ -419,10 +428,9 @@ _AT_IVR, _AFTER_END, _STRAY = "at_ivr", "after_end", "stray"
 
 
 def _zip_answer_finds(call: Call, attempt: int) -> str:
-    """Where an answer to ZIP prompt ``attempt`` finds the call. Stray: a ZIP typed already, or a prompt
-    that wasn't the last one asked (``zip_attempts`` 0: not known, any prompt counts), or a call routed."""
-    asked = not call.zip_attempts or attempt == call.zip_attempts
-    if call.zip_source == ZipSourceChoices.IVR or not asked:
+    """Where an answer to ZIP prompt ``attempt`` finds the call. Stray: the call doesn't wait for that
+    prompt's answer (``_awaits_zip``), or it was routed."""
+    if not _awaits_zip(call, attempt):
         return _STRAY
     if call.stage == CallStage.ENDED and call.decision is None:
         return _AFTER_END
@@ -430,13 +438,32 @@ def _zip_answer_finds(call: Call, attempt: int) -> str:
 
 
 def _category_answer_finds(call: Call) -> str:
-    """Where a category answer finds the call. Stray: a call still waiting for its first ZIP answer (the
-    question comes after it), or a call routed."""
-    if call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR:
+    """Where a category answer finds the call. Stray: the call wasn't asked the question (it waits for a
+    ZIP, or has its answer already), or it was routed."""
+    if not _awaits_category(call):
         return _STRAY
     if call.stage == CallStage.ENDED and call.decision is None:
         return _AFTER_END
     return _AT_IVR if call.stage == CallStage.IVR else _STRAY
+
+
+def _awaits_zip(call: Call, attempt: int) -> bool:
+    """The call's question is ZIP prompt ``attempt`` (``Call.ivr_prompt``, the prompt's number in
+    ``zip_attempts``). A call that doesn't record its question (written by the previous release) is read
+    as before: no ZIP typed yet, and ``attempt`` the last prompt asked (``zip_attempts`` 0: any)."""
+    if call.ivr_prompt == IvrPrompt.NOT_RECORDED:
+        asked = not call.zip_attempts or attempt == call.zip_attempts
+        return asked and call.zip_source != ZipSourceChoices.IVR
+    return call.ivr_prompt == IvrPrompt.ZIP and attempt == call.zip_attempts
+
+
+def _awaits_category(call: Call) -> bool:
+    """The call's question is the category confirmation (``Call.ivr_prompt``). A call that doesn't record
+    its question (written by the previous release) is read as before: anything but a first ZIP prompt
+    unanswered (which can't tell prompt 2 from the question after it)."""
+    if call.ivr_prompt == IvrPrompt.NOT_RECORDED:
+        return not (call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR)
+    return call.ivr_prompt == IvrPrompt.CATEGORY
 
 
 def category_meaning(digits: str) -> bool | None:
@@ -470,6 +497,8 @@ def zip_answer_replayed(call: Call, attempt: int, digits: str) -> bool:
     if finds == _STRAY:
         return False
     typed = set_typed_zip(call, digits)
+    if typed or finds == _AT_IVR:  # answered for good, or degraded mode routed the call: no more questions
+        call.ivr_prompt = IvrPrompt.NONE
     return typed and finds == _AFTER_END
 
 
@@ -486,11 +515,13 @@ def category_answer_replayed(call: Call, digits: str, snap: NetworkSnapshot) -> 
     finds = _category_answer_finds(call)
     if finds == _AT_IVR:
         call.category_confirmed = category_meaning(digits)
+        call.ivr_prompt = IvrPrompt.NONE
         return False
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
     answered = category_meaning(digits)
     if finds == _AFTER_END and answered is not None and campaign is not None and campaign.confirm_category:
         call.category_confirmed = answered
+        call.ivr_prompt = IvrPrompt.NONE
         return True
     return False
 
