@@ -183,6 +183,30 @@ def test_a_category_answer_out_of_turn_changes_nothing_as_live(carrier):
     assert (over(carrier, call).category_confirmed, recorded(call).verdict) == (None, "billable")
 
 
+@pytest.mark.parametrize(("to", "carrier_zip", "answer", "recorded_as"), [
+    (IVR, "80202", ("category", "2"), ("category_confirmed", False)),
+    (PLUMBING, "", ("zip", "78701"), ("caller_zip", "78701")),
+], ids=["category", "ZIP"])
+def test_an_ivr_answer_posted_after_the_caller_hung_up_rings_no_one_from_memory(carrier, to, carrier_zip, answer,
+                                                                                  recorded_as):
+    """The Gather action says the caller's call has ended (``CallStatus=completed``): degraded mode dialled a
+    buyer for a caller who was gone; the replay records the answer, and nothing rung."""
+    call = carrier.call(to, FromZip=carrier_zip, FromState="CO")
+    carrier.voice(call)
+    if to == IVR:
+        carrier.zip(call, "80203")
+    kind, digits = answer
+    carrier.down = True
+    twiml = getattr(carrier, kind)({**call, "CallStatus": "completed"}, digits)
+    carrier.down = False
+    assert twiml.endswith("<Response><Hangup /></Response>")
+    carrier.ended(call, 20)  # spooled after it (the call is degraded on this node)
+    ended = over(carrier, call)
+    field, value = recorded_as
+    assert getattr(ended, field) == value
+    assert (ended.decision, ended.attempts.count(), ended.verdict) == (None, 0, "not_billable")
+
+
 def typed_during_an_outage(carrier: Carrier, to: str, digits: str, **carrier_says: str) -> tuple[str, str, dict]:
     call = carrier.call(to, **carrier_says)
     first = carrier.voice(call)

@@ -96,6 +96,39 @@ def test_a_leg_canceled_by_the_caller_keeps_its_dial_call_sid_in_either_order(en
     assert (attempt.result, attempt.dial_call_sid) == ("canceled", "CA" + "e" * 32)
 
 
+@pytest.mark.parametrize(("digits", "typed"), [("78701", "78701"), ("00000", "")], ids=["a ZIP", "not a ZIP"])
+def test_a_zip_posted_after_the_caller_hung_up_at_the_prompt_is_recorded_and_rings_no_one(digits, typed):
+    """The carrier posts the Gather action after the caller hung up at the prompt (``CallStatus=completed``):
+    Line A was dialled (its slot held until the final status gave it back) or the ZIP asked again, for a
+    caller who was gone."""
+    sid = "CA" + "0" * 31 + "4"
+    start(sid, from_zip="", from_state="")  # E2E Plumbing asks a caller without the carrier's ZIP
+    response = post("/carriers/twilio/ivr/zip?attempt=1", CallSid=sid, Digits=digits, CallStatus="completed")
+    assert response.status_code == 200 and response.content.decode().endswith("<Response><Hangup /></Response>")
+    call = Call.objects.get(call_sid=sid)
+    assert (call.caller_zip, call.zip_attempts, call.stage, call.decision) == (typed, 1, "ivr", None)
+    assert (CallAttempt.objects.filter(call=call).count(), held_slots()) == (0, 0)
+    services.call_status(sid, StatusUpdate(status="completed", duration=9, sequence="3"))
+    ended = Call.objects.get(call_sid=sid)
+    assert (ended.stage, ended.caller_zip, ended.reason_codes) == ("ended", typed, ["not_connected"])
+    assert ended.zip_source == ("ivr" if typed else "unknown")
+
+
+def test_a_category_answer_posted_after_the_caller_hung_up_is_recorded_and_rings_no_one():
+    sid = "CA" + "0" * 31 + "5"
+    start(sid, to=IVR, from_zip="", from_state="")
+    services.zip_entered(sid, 1, "80202")  # the question
+    response = post("/carriers/twilio/ivr/category", CallSid=sid, Digits="2", CallStatus="completed")
+    assert response.content.decode().endswith("<Response><Hangup /></Response>")  # the roofer was dialled
+    call = Call.objects.get(call_sid=sid)
+    assert (call.category_confirmed, call.stage, call.decision, held_slots()) == (False, "ivr", None, 0)
+    assert services.category_answered(sid, "1") == (s.Hangup(),)  # answered already: another changes nothing
+    services.call_status(sid, StatusUpdate(status="completed", duration=9, sequence="3"))
+    ended = Call.objects.get(call_sid=sid)
+    assert (ended.category_confirmed, ended.reason_codes) == (False, ["not_connected", "wrong_category"])
+    assert not CallAttempt.objects.filter(call=ended).exists()
+
+
 # ----------------------------------------------------------------------------- contradictory figures
 
 

@@ -373,6 +373,12 @@ def _dial(info: TargetInfo, seq: int, rest: list[int], campaign: CampaignInfo, f
                          tuple(rest), info.core.id),)
 
 
+def caller_gone() -> tuple[tuple[s.Step, ...], Facts]:
+    """An IVR answer posted after the caller hung up at the prompt: no one to route, no slot taken. The replay
+    records the answer as ``services.zip_entered`` / ``category_answered`` do (a fact of the call)."""
+    return (s.Hangup(),), {"caller_gone": True}
+
+
 def quiet() -> tuple[tuple[s.Step, ...], Facts]:
     """Status and recording callbacks: nothing to say, just spool them."""
     return (), {}

@@ -474,7 +474,8 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     rules, against the call as the database holds it (``services.zip_answer_replayed``,
     ``category_answer_replayed``): a typed ZIP is where the caller is (source ``ivr``, state and city), a
     "no" at the category question makes the call ``wrong_category``, a stray answer changes nothing.
-    What degraded mode dialled is recorded whatever the answer: the carrier followed it. The carrier's
+    What degraded mode dialled is recorded whatever the answer: the carrier followed it (an answer posted
+    after the caller hung up was routed nowhere: ``degraded.caller_gone``). The carrier's
     ZIP comes with the call (``services.new_call``); the record's ``caller_zip`` is the one degraded
     mode routed with, which is in its decision, and is not copied onto the call (it overwrote a ZIP
     typed live with the carrier's, and recorded a ZIP typed during the outage as the carrier's).
@@ -490,7 +491,9 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
     if call is None:
         call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
     judge = _ivr_answer(call, record, snap)
-    if record.get("unknown_number") or record.get("unroutable"):
+    if record.get("caller_gone"):
+        _save(call)  # the answer, as the live endpoint records it; nothing was dialled
+    elif record.get("unknown_number") or record.get("unroutable"):
         call.stage = CallStage.FALLBACK
         call.fallback_applied = call.fallback_applied or services.UNKNOWN_NUMBER
         _save(call)

@@ -361,8 +361,10 @@ def start_call(inbound: InboundCall, now: dt.datetime | None = None) -> tuple[s.
     return prepare_call(inbound, now)()
 
 
-def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
-    """The caller typed (or didn't type) a ZIP code at the IVR."""
+def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | None = None, *,
+                caller_gone: bool = False) -> tuple[s.Step, ...]:
+    """The caller typed (or didn't type) a ZIP code at the IVR. ``caller_gone``: the carrier posted it after
+    the caller hung up at the prompt (``_left_at_the_ivr``)."""
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
     digits = (digits or "").strip()
@@ -377,6 +379,9 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
         # A stray IVR callback: for a call that has moved on, or a prompt that isn't the one the call waits
         # for (answered already, or never asked). Change nothing.
         return (s.Hangup(),)
+    if caller_gone:
+        set_typed_zip(call, digits)
+        return _left_at_the_ivr(call)
     heard_disclosure = bool(intro_steps(call, campaign))  # as the inbound webhook decided it
     if not set_typed_zip(call, digits):
         if attempt < 2:
@@ -397,10 +402,12 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     return (*disclosure, *_route_and_dial(call, campaign, snap, now))
 
 
-def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None) -> tuple[s.Step, ...]:
+def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None, *,
+                      caller_gone: bool = False) -> tuple[s.Step, ...]:
     """The caller answered the category confirmation: "1" is yes, any other key is no, nothing is unknown.
 
     Callers who say no are still connected (never left without help) but the call is not billable.
+    ``caller_gone``: the carrier posted it after the caller hung up at the question (``_left_at_the_ivr``).
     """
     now = now or timezone.now()
     call, campaign, snap = _load(call_sid)
@@ -417,8 +424,20 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
         # A stray IVR callback: for a call that has moved on, or one not asked the question (yet).
         return (s.Hangup(),)
     call.category_confirmed = category_meaning(digits)
+    if caller_gone:
+        return _left_at_the_ivr(call)
     call.ivr_prompt = IvrPrompt.NONE
     return _route_and_dial(call, campaign, snap, now)
+
+
+def _left_at_the_ivr(call: Call) -> tuple[s.Step, ...]:
+    """An IVR answer the carrier posted after the caller hung up at the prompt (its ``CallStatus`` final): what
+    was typed, set on the call, is recorded (a fact of the call, as when the final status comes first), but
+    no one is asked, routed or rung: a target's slot taken now would be held for a caller who is gone until
+    the final status gave it back. That status ends and judges the call; no question waits any more."""
+    call.ivr_prompt = IvrPrompt.NONE
+    db.update(call)
+    return (s.Hangup(),)
 
 
 #: Where an IVR answer finds its call: still at the IVR (the answer counts and routes the call), ended

@@ -227,7 +227,14 @@ def dial_outcome(params: Mapping[str, str]) -> DialOutcome:
     return DialOutcome(status=status, bridged=bridged, duration=duration,
                        dial_call_sid=params.get("DialCallSid", ""),
                        recording_sid=params.get("RecordingSid", ""), recording_url=params.get("RecordingUrl", ""),
-                       caller_gone=params.get("CallStatus", "") in TERMINAL_STATUSES)
+                       caller_gone=caller_gone(params))
+
+
+def caller_gone(params: Mapping[str, str]) -> bool:
+    """The caller's call had ended when the carrier posted this action request: its ``CallStatus`` (the
+    caller's call, not a leg's) is final. A Gather's action after the caller hung up at the prompt, a Dial's
+    after they hung up during the whisper."""
+    return params.get("CallStatus", "") in TERMINAL_STATUSES
 
 
 def ring_rest(query: Mapping[str, str]) -> tuple[int, ...]:

@@ -183,9 +183,22 @@ def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
 def _degraded_ivr_zip(request: HttpRequest, params: dict[str, str]):
     """A typed ZIP routed from memory with that ZIP, as typed (source ``ivr``), never as the carrier's: the
     carrier's own ZIP stays in ``inbound`` (the typed one used to replace it there, and the replay recorded
-    it as the carrier's, without its city)."""
+    it as the carrier's, without its city). Posted after the caller hung up: routed nowhere."""
     inbound = twilio.inbound_call(params)
-    steps, facts = degraded_mode.voice(inbound, typed_zip=params.get("Digits", "")[:16])
+    if twilio.caller_gone(params):
+        steps, facts = degraded_mode.caller_gone()
+    else:
+        steps, facts = degraded_mode.voice(inbound, typed_zip=params.get("Digits", "")[:16])
+    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+
+
+def _degraded_ivr_category(request: HttpRequest, params: dict[str, str]):
+    """A category answer routed from memory as the inbound webhook is (``_degraded_inbound``); posted after the
+    caller hung up, routed nowhere (the replay records the answer either way)."""
+    if not twilio.caller_gone(params):
+        return _degraded_inbound(request, params)
+    inbound = twilio.inbound_call(params)
+    steps, facts = degraded_mode.caller_gone()
     return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
 
 
@@ -240,14 +253,18 @@ def ivr_zip(request: HttpRequest, params: dict[str, str]) -> str:
     attempt = _int_query(request, "attempt", high=2)
     digits = params.get("Digits", "")[:16]
     sid = twilio.call_sid(params)
-    return _once(request, params, "ivr_zip", f"zip:{attempt}", lambda: services.zip_entered(sid, attempt, digits))
+    gone = twilio.caller_gone(params)
+    return _once(request, params, "ivr_zip", f"zip:{attempt}",
+                 lambda: services.zip_entered(sid, attempt, digits, caller_gone=gone))
 
 
-@webhook(kind="ivr_category", degraded=_degraded_inbound)
+@webhook(kind="ivr_category", degraded=_degraded_ivr_category)
 def ivr_category(request: HttpRequest, params: dict[str, str]) -> str:
     digits = params.get("Digits", "")[:8]
     sid = twilio.call_sid(params)
-    return _once(request, params, "ivr_category", "category", lambda: services.category_answered(sid, digits))
+    gone = twilio.caller_gone(params)
+    return _once(request, params, "ivr_category", "category",
+                 lambda: services.category_answered(sid, digits, caller_gone=gone))
 
 
 @webhook(kind="dial", degraded=_degraded_dial)
