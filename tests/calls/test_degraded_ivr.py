@@ -33,7 +33,7 @@ from callbroker.calls import degraded, replay, services, spool
 from callbroker.calls.events import InboundCall
 from callbroker.calls.models import Call
 from callbroker.network.loader import load_network
-from callbroker.network.models import Campaign
+from callbroker.network.models import Campaign, TargetState
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
 from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
 
@@ -102,6 +102,12 @@ class Carrier:
         return self.post(f"{url.path}?{url.query}", {**call, "DialCallStatus": "completed", "DialBridged": "true",
                                                      "DialCallDuration": str(talk), "DialCallSid": "CA" + "d" * 32})
 
+    def unanswered(self, answer: str, call: dict[str, str]) -> str:
+        """The buyer our answer dialled didn't answer: its Dial action."""
+        action = html.unescape(re.search(r'<Dial action="([^"]+)"', answer).group(1))
+        url = urlsplit(action)
+        return self.post(f"{url.path}?{url.query}", {**call, "DialCallStatus": "no-answer", "DialCallDuration": "0"})
+
     def ended(self, call: dict[str, str], seconds: int) -> str:
         return self.post("/carriers/twilio/status", {**call, "CallStatus": "completed",
                                                      "CallDuration": str(seconds), "SequenceNumber": "9"})
@@ -121,6 +127,10 @@ def over(carrier: Carrier, call: dict[str, str]) -> Call:
 
 def recorded(call: dict[str, str]) -> Call:
     return Call.objects.get(call_sid=call["CallSid"])
+
+
+def held_slots() -> int:
+    return sum(TargetState.objects.values_list("active_calls", flat=True))
 
 
 def answered_at_the_category_question(carrier: Carrier, digits: str, *, outage: bool) -> Call:
@@ -169,6 +179,56 @@ def test_a_no_spooled_before_a_final_status_handled_elsewhere_still_counts(carri
     ended = over(carrier, call)
     assert (ended.stage, ended.category_confirmed, ended.verdict) == ("ended", False, "not_billable")
     assert ended.reason_codes == ["not_connected", "wrong_category"]  # as live: the answer is a fact of the call
+
+
+@pytest.mark.parametrize("status_first", [True, False], ids=["final status handled elsewhere first",
+                                                          "final status spooled after it"])
+def test_a_leg_dialled_from_memory_is_not_left_ringing_when_the_call_ends_without_its_dial_action(
+        carrier, settings, tmp_path, status_first):
+    """The caller hung up while the roofer rang and no Dial action came: the replayed leg stayed ``ringing`` on
+    an ended call (the end of the call closed only the legs holding a slot of the call path, and a leg replayed
+    after the end was written as it was dialled)."""
+    call = carrier.call(IVR, FromZip="80202", FromState="CO")
+    carrier.voice(call)
+    carrier.zip(call, "80203")
+    carrier.down = True
+    assert ROOFER in carrier.category(call, "1")
+    carrier.down = False
+    if status_first:
+        settings.DATA_DIR = tmp_path / "b"  # a node whose database is back ends the call
+        carrier.ended(call, 20)
+        settings.DATA_DIR = tmp_path / "a"
+    else:
+        carrier.ended(call, 20)
+    ended = over(carrier, call)
+    [leg] = ended.attempts.all()
+    assert (leg.result, leg.slot_held, leg.ended_at) == ("canceled", False, ended.ended_at)
+    assert leg.ring_seconds == max(0, int((ended.ended_at - leg.started_at).total_seconds()))
+    assert (ended.stage, ended.reason_codes, held_slots()) == ("ended", ["not_connected"], 0)
+
+
+@pytest.mark.parametrize(("leg", "result", "verdict"), [("no-answer", "no-answer", "not_billable"),
+                                                        ("bridged", "bridged", "billable")])
+def test_a_leg_closed_at_the_replay_still_records_its_late_dial_action(carrier, settings, tmp_path, leg, result,
+                                                                        verdict):
+    """A Dial action that comes after all records what the leg did, as for a leg the live path dialled."""
+    call = carrier.call(IVR, FromZip="80202", FromState="CO")
+    carrier.voice(call)
+    carrier.zip(call, "80203")
+    carrier.down = True
+    answer = carrier.category(call, "1")
+    carrier.down = False
+    settings.DATA_DIR = tmp_path / "b"
+    carrier.ended(call, 150)
+    settings.DATA_DIR = tmp_path / "a"
+    carrier.replay()
+    assert recorded(call).attempts.get().result == "canceled"
+    if leg == "bridged":
+        carrier.bridged(answer, call, 120)
+    else:
+        carrier.unanswered(answer, call)
+    ended = over(carrier, call)
+    assert (ended.attempts.get().result, ended.verdict, held_slots()) == (result, verdict, 0)
 
 
 def test_a_category_answer_out_of_turn_changes_nothing_as_live(carrier):

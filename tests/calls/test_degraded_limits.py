@@ -379,6 +379,32 @@ def test_a_leg_dialled_in_degraded_mode_that_ends_on_a_node_whose_database_is_ba
     assert [x["result"] for x in call_to_dict(Call.objects.get(call_sid=a))["attempts"]] == ["no-answer"]
 
 
+def test_a_leg_dialled_in_degraded_mode_still_ringing_when_the_call_ends_gives_its_hold_back(world, monkeypatch):
+    """As above, but the caller hangs up while the line rings and no Dial action comes: the final status,
+    reaching the node whose database is back, closes the leg (``canceled``) and gives the hold and the cap
+    unit back. It left the leg ``ringing`` for good, and the hold until the first node replayed the call's
+    end, which kept the unit (a call not delivered counted against the cap)."""
+    load_network({"version": 1,
+                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
+                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
+                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    current_snapshot()
+    a = sid()
+    assert SOLO_LINE in world.voice(a)  # the database is away: degraded mode takes the line
+    monkeypatch.undo()  # the database is back
+    assert replay.replay_ready().waiting == 1  # replayed so far; the call goes on
+    other_node = pytest.MonkeyPatch()
+    other_node.setattr(spool, "is_degraded", lambda call_sid: False)  # no spool file for it there
+    try:
+        world.ended(a, 25)
+        assert (solo_counters().active, solo_counters().hour) == (0, 0)
+    finally:
+        other_node.undo()
+    assert replay.replay_ready().errors == [] and spool.files() == []  # the first node finishes the call
+    assert (solo_counters().active, solo_counters().hour) == (0, 0)
+    assert [x["result"] for x in call_to_dict(Call.objects.get(call_sid=a))["attempts"]] == ["canceled"]
+
+
 def test_a_final_status_kept_by_a_recovered_node_ends_the_call_once_it_is_replayed(world, monkeypatch, settings):
     """Redis away too, so no plan tells a recovered node the call was routed elsewhere: its final status,
     reaching that node before the call is replayed, is kept; the replay then applies it."""

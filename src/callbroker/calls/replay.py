@@ -16,6 +16,8 @@ What was decided in degraded mode is replayed as it happened — the targets tha
 with the moments their slots were taken and given back — not decided again. Replayed attempts take no
 concurrency slot and no cap unit (they are over); slots degraded mode took in Redis and still holds are
 given back after the call's replay commits (``degraded.release_leftovers``), before its file is deleted.
+A leg still ringing when the call's final status is applied, or replayed after it, is closed as the caller
+hanging up (``services.end_ringing_leg``), whatever order the nodes replay in.
 
 An empty spool file marks a call whose events wait in a process's memory (the disk refused them,
 ``spool.py``): it is kept, so the call stays degraded on every worker, until it is stale.
@@ -573,16 +575,25 @@ def _late_for_status_only(call_sid: str, record: dict) -> None:
 
 
 def _follow(call: Call, record: dict, at: dt.datetime) -> None:
-    """Record what degraded mode actually did next: ring a target, or the fallback."""
+    """Record what degraded mode actually did next: ring a target, or the fallback.
+
+    A leg recorded on a call whose final status was handled first (through another node, or kept for the
+    call) is closed as that status closes a leg still ringing: the caller hung up while it rang, or before
+    (``services.end_ringing_leg``); a Dial action replayed after it records what the leg did.
+    """
     dialled = record.get("dialled")
     if dialled:
         if call.stage != CallStage.ENDED:  # its final status may have been replayed first (another node)
             call.stage = CallStage.DIALING
         call.ring_position = max(call.ring_position, dialled["sequence"])
         _save(call)
-        db.insert(CallAttempt(call=call, sequence=dialled["sequence"], target_id=dialled["target_id"],
-                              buyer_id=dialled["buyer_id"], number=dialled["number"],
-                              started_at=_moment(dialled.get("started_at"), at), slot_held=False))
+        leg = CallAttempt(call=call, sequence=dialled["sequence"], target_id=dialled["target_id"],
+                          buyer_id=dialled["buyer_id"], number=dialled["number"],
+                          started_at=_moment(dialled.get("started_at"), at), slot_held=False)
+        if call.stage == CallStage.ENDED:
+            services.end_ringing_leg(call, leg, max(call.ended_at or at, leg.started_at))
+        else:
+            db.insert(leg)
     elif record.get("fallback"):
         if call.stage != CallStage.ENDED:
             call.stage = CallStage.FALLBACK

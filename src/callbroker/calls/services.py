@@ -707,17 +707,34 @@ def _judge_if_unrouted(call: Call) -> None:
 
 
 def _release_held(call: Call, snap: NetworkSnapshot, now: dt.datetime) -> None:
-    """Give back every slot the call's attempts hold; an attempt still ringing is canceled (not delivered)."""
-    for attempt in db.select(CallAttempt, call_id=call.pk, slot_held=True, order_by="sequence"):
+    """Give back every slot the call's attempts hold; an attempt still ringing is canceled (not delivered),
+    also one that holds no slot of the call path (dialled in degraded mode and replayed)."""
+    for attempt in db.select(CallAttempt, call_id=call.pk, order_by="sequence"):
         info = snap.targets.get(attempt.target_id) if attempt.target_id else None
         if attempt.result == AttemptResult.RINGING:
-            attempt.result = AttemptResult.CANCELED
-            attempt.ended_at = now
-            attempt.ring_seconds = _ring_seconds(attempt, now, 0)
-            db.update(attempt)
-            release_attempt(call, attempt, info, undo_usage=True)
+            end_ringing_leg(call, attempt, now, info)
         else:
             release_attempt(call, attempt, info, undo_usage=False)
+
+
+def end_ringing_leg(call: Call, attempt: CallAttempt, now: dt.datetime, info: TargetInfo | None = None) -> None:
+    """Close a leg still ringing when its call ended: the caller hung up while it rang (``canceled``), so it was
+    not delivered and its slot and cap units are given back, the call path's (``info``: its target), or the
+    hold degraded mode took in Redis for a leg it dialled (replayed with no slot of the call path). Otherwise
+    such a leg stayed ``ringing`` on an ended call when no Dial action followed. A Dial action that does
+    follow records what the leg really did (``dial_finished``). Saved; a new attempt (one replayed after its
+    call's end) is inserted."""
+    attempt.result = AttemptResult.CANCELED
+    attempt.ended_at = now
+    attempt.ring_seconds = _ring_seconds(attempt, now, 0)
+    if attempt.pk is None:
+        db.insert(attempt)
+    else:
+        db.update(attempt)
+    if attempt.slot_held:
+        release_attempt(call, attempt, info, undo_usage=True)
+    else:
+        _give_back_degraded_hold(call.call_sid, attempt.sequence)
 
 
 #: A call still holding a target's slot this long after it started is over at the carrier, whatever
