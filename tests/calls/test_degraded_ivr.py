@@ -95,6 +95,11 @@ class Carrier:
     def category(self, call: dict[str, str], digits: str) -> str:
         return self.post("/carriers/twilio/ivr/category", {**call, "Digits": digits})
 
+    def answer(self, question: str, call: dict[str, str], digits: str) -> str:
+        """The caller's keys at the question our answer asked, posted to its Gather action URL."""
+        url = urlsplit(html.unescape(re.search(r'<Gather action="([^"]+)"', question).group(1)))
+        return self.post(f"{url.path}?{url.query}" if url.query else url.path, {**call, "Digits": digits})
+
     def bridged(self, answer: str, call: dict[str, str], talk: int) -> str:
         """The buyer our answer dialled talked ``talk`` seconds: its Dial action."""
         action = html.unescape(re.search(r'<Dial action="([^"]+)"', answer).group(1))
@@ -163,6 +168,30 @@ def test_a_category_answer_handled_in_degraded_mode_is_judged_as_live(carrier, d
     assert degraded.reason_codes == live.reason_codes and degraded.revenue == live.revenue
     entries = LedgerEntry.objects.filter(call_sid=degraded.call_sid).count()
     assert entries == (2 if billable else 0)  # a "no" is neither charged nor paid out
+
+
+@pytest.mark.parametrize(("carrier_zip", "typed", "rung"), [("", "80203", True), ("80202", "90210", False)],
+                         ids=["no ZIP from the carrier", "the carrier's ZIP in the area, the typed one not"])
+def test_a_category_answer_from_memory_routes_with_the_zip_typed_live(carrier, carrier_zip, typed, rung):
+    """The caller typed the ZIP live; the database went away at the question. Degraded mode, which can't read
+    the typed ZIP from the database, routed the answer with the carrier's ZIP or as of unknown location: the
+    roofer (no callers of unknown location) was passed over for the fallback, or rung for a caller outside
+    his area (not billable). The question's action URL carries the ZIP typed, as live routes with it."""
+    call = carrier.call(IVR, FromZip=carrier_zip, FromState="CO")
+    carrier.voice(call)
+    question = carrier.zip(call, typed)
+    carrier.down = True
+    answer = carrier.answer(question, call, "1")
+    carrier.down = False
+    live = carrier.call(IVR, FromZip=carrier_zip, FromState="CO")
+    carrier.voice(live)
+    live_answer = carrier.answer(carrier.zip(live, typed), live, "1")
+    assert (ROOFER in answer, ROOFER in live_answer) == (rung, rung)
+    carrier.replay()
+    routed = recorded(call).decision
+    assert (routed["degraded"], routed["caller_zip"], routed["zip_source"]) == (True, typed, "ivr")
+    assert routed["ring"] == recorded(live).decision["ring"]
+    assert (recorded(call).caller_zip, recorded(call).zip_source) == (typed, "ivr")
 
 
 def test_a_no_spooled_before_a_final_status_handled_elsewhere_still_counts(carrier, settings, tmp_path):

@@ -5,8 +5,9 @@ callers and auto-pauses, which live in the database) and rings the best targets 
 URL carries the rest of the ring list, so the ring tree goes on without the database. Every webhook
 handled here is spooled to local disk (``calls/spool.py``) with what we decided, and replayed into the
 database when it is back (``calls/replay.py``). The IVR is skipped: a degraded call goes straight to
-routing, with the carrier's ZIP when it gave one, or the ZIP the caller just typed (an answer to the
-prompt, taken as typed). An IVR answer is not judged here (nothing tells which question the call is at):
+routing, with the carrier's ZIP when it gave one, or the ZIP the caller typed (an answer to the prompt, or,
+for an answer to the category question, the ZIP typed live before it, carried in the question's action URL),
+taken as typed. An IVR answer is not judged here (nothing tells which question the call is at):
 the replay judges it from the spooled parameters by the live rules.
 
 **Limits.** With the Redis counters backend and Redis reachable (the database alone is away), degraded
@@ -221,9 +222,10 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
           typed_zip: str | None = None) -> tuple[tuple[s.Step, ...], Facts]:
     """A new call (or a call whose IVR step arrived in degraded mode): route it from memory.
 
-    ``typed_zip``: the digits of an answer to the ZIP prompt. A ZIP we know is taken as live takes it
-    (``services.set_typed_zip``: where the caller is, typed); the recording disclosure is played when
-    that ZIP calls for it and the start of the call (the carrier's state, the inbound webhook answered
+    ``typed_zip``: the digits of an answer to the ZIP prompt (or, for an answer to the category question,
+    the ZIP typed at the prompt before it, from the question's action URL). A ZIP we know is taken as live
+    takes it (``services.set_typed_zip``: where the caller is, typed); the recording disclosure is played
+    when that ZIP calls for it and the start of the call (the carrier's state, the inbound webhook answered
     live) didn't, as live, not a second time. The replay records the ZIP by ``zip_entered``'s rules
     (``services.zip_answer_replayed``), from the webhook's own parameters.
     """

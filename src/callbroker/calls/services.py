@@ -397,7 +397,8 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
     if campaign.confirm_category:
         call.ivr_prompt = IvrPrompt.CATEGORY
         db.update(call)
-        return (*disclosure, s.AskCategory(campaign.confirm_category))
+        typed = call.caller_zip if call.zip_source == ZipSourceChoices.IVR else ""
+        return (*disclosure, s.AskCategory(campaign.confirm_category, typed))
     call.ivr_prompt = IvrPrompt.NONE
     return (*disclosure, *_route_and_dial(call, campaign, snap, now))
 

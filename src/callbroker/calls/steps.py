@@ -23,9 +23,14 @@ class AskZip:
 
 @dataclass(frozen=True, slots=True)
 class AskCategory:
-    """Collect one digit confirming the service category ("1" = yes)."""
+    """Collect one digit confirming the service category ("1" = yes).
+
+    ``typed_zip``: the ZIP the caller typed at the prompt before, carried in the callback URL so that an
+    answer handled while the database is unreachable is routed with it, as live routes it.
+    """
 
     prompt: str
+    typed_zip: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,10 +292,11 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                                 method="POST", action_on_empty_result=True)
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
-            case s.AskCategory(prompt=prompt):
+            case s.AskCategory(prompt=prompt, typed_zip=typed_zip):
                 # No finish key: "#" (Twilio's default one) would end the input with no digit, read as no answer;
                 # as a digit it is a key other than 1, a no.
-                gather = Gather(input="dtmf", num_digits=1, finish_on_key="", timeout=6, action=url("ivr/category"),
+                action = url("ivr/category", zip=typed_zip) if typed_zip else url("ivr/category")
+                gather = Gather(input="dtmf", num_digits=1, finish_on_key="", timeout=6, action=action,
                                 method="POST", action_on_empty_result=True)
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)

@@ -172,9 +172,7 @@ def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 2**31 
 
 
 def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
-    """The inbound webhook, or an IVR answer (the category's: the caller is connected whatever it is),
-    routed from memory. The answer itself is in the spooled parameters, which the replay judges as live
-    does (``replay._apply_routing``); ``inbound`` is the call as the carrier describes it."""
+    """The inbound webhook routed from memory; ``inbound`` is the call as the carrier describes it."""
     inbound = twilio.inbound_call(params)
     steps, facts = degraded_mode.voice(inbound)
     return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
@@ -193,12 +191,15 @@ def _degraded_ivr_zip(request: HttpRequest, params: dict[str, str]):
 
 
 def _degraded_ivr_category(request: HttpRequest, params: dict[str, str]):
-    """A category answer routed from memory as the inbound webhook is (``_degraded_inbound``); posted after the
-    caller hung up, routed nowhere (the replay records the answer either way)."""
-    if not twilio.caller_gone(params):
-        return _degraded_inbound(request, params)
+    """A category answer routed from memory (the caller is connected whatever it is: the replay judges the
+    answer), with the ZIP the caller typed live at the prompt before, which the question's action URL carries
+    (``zip=``): the database that recorded it is away, and the carrier's ZIP, or none, would route the caller
+    otherwise than live. Posted after the caller hung up: routed nowhere (the replay records the answer)."""
     inbound = twilio.inbound_call(params)
-    steps, facts = degraded_mode.caller_gone()
+    if twilio.caller_gone(params):
+        steps, facts = degraded_mode.caller_gone()
+    else:
+        steps, facts = degraded_mode.voice(inbound, typed_zip=request.GET.get("zip", "")[:5] or None)
     return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
 
 
