@@ -478,10 +478,10 @@ def from_db(model: type[models.Model], name: str, value):
     return _column_converter(model, conn.vendor, name)(value, conn)
 
 
-# --------------------------------------------------------------------------- one call's webhooks in turn
+# --------------------------------------------------------------------------- webhooks in turn (PostgreSQL)
 
 #: First key of the PostgreSQL advisory locks that make one call's webhooks take turns (the second is a
-#: hash of the CallSid): "CBcl". ``network.live`` uses "CBlv" for targets.
+#: hash of the CallSid): "CBcl". ``network.live`` uses "CBlv" for targets' limits.
 CALL_LOCK_SPACE = 0x4342636C
 
 
@@ -497,6 +497,26 @@ def lock_call(call_sid: str) -> None:
     """
     if connection.vendor == "postgresql":
         fetchone("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CALL_LOCK_SPACE, call_sid])
+
+
+#: First key of the advisory locks that make missed-call protection count one target's misses in turn
+#: (the second is the target's id): "CBms".
+MISSES_LOCK_SPACE = 0x43426D73
+
+
+def lock_target_misses(target_id: int) -> None:
+    """Until this transaction ends, hold the lock on counting this target's missed calls.
+
+    Missed-call protection writes an unanswered attempt, then counts the target's recent ones. Several
+    no-answers for one target handled at the same moment (other calls, other CallSids) would each count
+    only their own on PostgreSQL, the others not committed yet, and none reach the limit. Taken after the
+    attempt's own result is written and before the count: each count waits for the previous one's commit,
+    so the last one sees every miss. (With SQL counters giving back the slot already locks the target's
+    row; not with Redis counters, nor for a late result whose slot was given back earlier.) On SQLite the
+    writers' lock already orders them: nothing is done.
+    """
+    if connection.vendor == "postgresql":
+        fetchone("SELECT pg_advisory_xact_lock(%s, %s)", [MISSES_LOCK_SPACE, target_id])
 
 
 # --------------------------------------------------------------------------- SQLite writers' queue

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 #: Rows in the call table for the query-plan checks: enough that the planner prefers indexes for real.
@@ -256,63 +257,80 @@ def handover(redis_url: str, number: str, hold_s: float, first: str, second: str
             "redis_active": int(store.client.get(store.active_key(info.core.id)) or 0)}
 
 
+def _deliver(sid: str, key: str, run) -> None:
+    """One webhook of call ``sid`` through ``handle_once`` (dedupe key ``{sid}:{key}``), answered with repr."""
+    from callbroker.calls import services
+    from callbroker.calls.events import EventIn
+
+    event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
+    services.handle_once(event, run, repr)
+
+
+def _at_once(runs: dict[str, Callable[[], None]], first: str, hold_s: float) -> None:
+    """Webhooks in threads of their own at the same time, keyed by their dedupe keys: the one keyed ``first``
+    goes first and holds its transaction open ``hold_s`` after its work (its event written), while the
+    others run. Without anything ordering them, the others read the state it has not committed yet."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from callbroker.calls import services
+
+    store, holding = services._store_event, threading.Event()
+
+    def held_store(row, body):
+        store(row, body)
+        if row[2] == first:  # the event's dedupe key
+            holding.set()
+            time.sleep(hold_s)
+
+    def run(key: str) -> None:
+        try:
+            if key != first:
+                holding.wait(10)
+            runs[key]()
+        finally:
+            holding.set()
+            connection.close()
+
+    services._store_event = held_store
+    try:
+        threads = [threading.Thread(target=run, args=(key,)) for key in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        services._store_event = store
+
+
 def racing_callbacks(first: str, bridged: bool, hold_s: float = 1.0) -> dict:
     """One call on the e2e plumbing campaign (SQL counters), ringing Line A; then its Dial action (the
     buyer talked 120 s, or didn't answer) and its final status (the caller hung up) handled at the same
     time in two threads, ``first`` ("dial" or "status") holding its transaction open ``hold_s`` after its
     work. Returns the call as it ends up: stage, verdict, attempts, slots, ledger."""
-    import threading
-    import time
-
-    from django.db import connection
     from django.test.utils import override_settings
 
     from callbroker.billing.models import LedgerEntry
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, EventIn, InboundCall, StatusUpdate
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
     from callbroker.calls.models import Call, CallAttempt
     from callbroker.network.models import TargetState
 
     sid = "CA" + os.urandom(16).hex()
-
-    def deliver(key: str, run) -> None:
-        event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
-        services.handle_once(event, run, repr)
-
     with override_settings(REDIS_URL=""):
         inbound = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw="+17375550166", to="+15125550001",
                               from_zip="78701", from_state="TX")
-        deliver("voice", lambda: services.start_call(inbound))
+        _deliver(sid, "voice", lambda: services.start_call(inbound))
         outcome = (DialOutcome("completed", True, 120, "CA" + "d" * 32) if bridged
                    else DialOutcome("no-answer", False, 0, "CA" + "d" * 32))
-        work = {"dial": lambda: deliver("dial:1", lambda: services.dial_finished(sid, 1, outcome)),
-                "status": lambda: deliver("status:completed:",
-                                          lambda: services.call_status(sid, StatusUpdate("completed", 150)))}
-        store, holding = services._store_event, threading.Event()
-
-        def held_store(row, body):  # the first webhook's work is done; its transaction stays open
-            store(row, body)
-            if row[1] == first:  # the event's kind
-                holding.set()
-                time.sleep(hold_s)
-
-        services._store_event = held_store
-
-        def run(kind: str) -> None:
-            try:
-                if kind != first:
-                    holding.wait(10)
-                work[kind]()
-            finally:
-                holding.set()
-                connection.close()
-
-        threads = [threading.Thread(target=run, args=(kind,)) for kind in ("dial", "status")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        services._store_event = store
+        keys = {"dial": "dial:1", "status": "status:completed:"}
+        _at_once({f"{sid}:{keys['dial']}": lambda: _deliver(sid, keys["dial"],
+                                                            lambda: services.dial_finished(sid, 1, outcome)),
+                  f"{sid}:{keys['status']}": lambda: _deliver(
+                      sid, keys["status"], lambda: services.call_status(sid, StatusUpdate("completed", 150)))},
+                 first=f"{sid}:{keys[first]}", hold_s=hold_s)
     call = Call.objects.get(call_sid=sid)
     return {
         "stage": call.stage, "verdict": call.verdict, "reasons": call.reason_codes, "talk": call.talk_seconds,
@@ -322,6 +340,42 @@ def racing_callbacks(first: str, bridged: bool, hold_s: float = 1.0) -> dict:
     }
 
 
+def misses_at_once(redis_url: str, redis_prefix: str, hold_s: float = 1.0) -> dict:
+    """Missed-call protection with Redis counters: two calls on the e2e missed-calls campaign (2 misses in
+    an hour pause a line for 30 min) ring its Sleepy line; both no-answers are handled at the same time, the
+    first holding its transaction open ``hold_s`` after its work. Returns Sleepy's pause reason, what each
+    call rang, and the line a third call rings first."""
+    from django.test.utils import override_settings
+
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall
+    from callbroker.calls.models import CallAttempt
+    from callbroker.network.models import Target, TargetState
+
+    sids = ["CA" + os.urandom(16).hex() for _ in range(3)]
+
+    def inbound(n: int) -> None:
+        call = InboundCall(call_sid=sids[n], account_sid="AC" + "0" * 32, from_raw=f"+1737555{n + 1000}",
+                           to="+15125550004")
+        _deliver(sids[n], "voice", lambda: services.start_call(call))
+
+    def no_answer(n: int) -> None:
+        outcome = DialOutcome("no-answer", False, 0, "CA" + f"{n}" * 32)
+        _deliver(sids[n], "dial:1", lambda: services.dial_finished(sids[n], 1, outcome))
+
+    with override_settings(REDIS_URL=redis_url, COUNTERS_BACKEND="redis", REDIS_KEY_PREFIX=redis_prefix):
+        inbound(0)
+        inbound(1)
+        _at_once({f"{sids[n]}:dial:1": lambda n=n: no_answer(n) for n in (0, 1)}, first=f"{sids[0]}:dial:1",
+                 hold_s=hold_s)
+        inbound(2)
+    sleepy = Target.objects.get(key="sparky-sleepy")
+    rang = {sid: list(CallAttempt.objects.filter(call__call_sid=sid).order_by("sequence")
+                      .values_list("number", flat=True)) for sid in sids}
+    return {"pause_reason": TargetState.objects.get(target=sleepy).pause_reason, "sleepy": sleepy.number,
+            "rang": [rang[sid] for sid in sids]}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -329,7 +383,8 @@ def steps(steps: list[list]) -> list:
 
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
-           "handover": handover, "racing_callbacks": racing_callbacks}
+           "handover": handover, "racing_callbacks": racing_callbacks,
+           "misses_at_once": misses_at_once}
 
 
 def main() -> None:

@@ -1273,6 +1273,7 @@ def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt
     if not limit:
         return
     since = now - dt.timedelta(seconds=campaign.missed_calls_window_s)
+    db.lock_target_misses(info.core.id)  # PostgreSQL: misses of the target handled at once are counted in turn
     # hand-written: runs after every unanswered attempt
     row = db.fetchone(f"SELECT paused_until FROM {_STATE} WHERE target_id = %s", [info.core.id])
     state = db.from_db(TargetState, "paused_until", row[0]) if row else None
