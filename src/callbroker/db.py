@@ -499,6 +499,27 @@ def lock_call(call_sid: str) -> None:
         fetchone("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CALL_LOCK_SPACE, call_sid])
 
 
+#: First key of the advisory locks that make the verdicts of one caller's calls take turns (the second is a
+#: hash of the caller's number): "CBcr".
+CALLER_LOCK_SPACE = 0x43426372
+
+
+def lock_caller(number: str) -> None:
+    """Until this transaction ends, hold the caller's lock: the judging of their other calls waits for it.
+
+    A call's verdict rests on the caller's other calls (the duplicate window in its campaign, the velocity
+    window in any campaign), and judging one call may judge their later calls again. Two of a caller's
+    calls ending at the same moment are two CallSids, which ``lock_call`` doesn't order: on PostgreSQL each
+    transaction would read the other call without its verdict (not committed yet), and both be billed.
+    Taken right before those reads, after the call's own lock, and by number, not by campaign (velocity
+    counts the caller's calls in every campaign). A transaction takes one caller's lock only (the calls it
+    judges again are that caller's), so two of these locks never deadlock.
+    On SQLite the writers' lock already makes every webhook take its turn: nothing is done.
+    """
+    if connection.vendor == "postgresql":
+        fetchone("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CALLER_LOCK_SPACE, number])
+
+
 #: First key of the advisory locks that make missed-call protection count one target's misses in turn
 #: (the second is the target's id): "CBms".
 MISSES_LOCK_SPACE = 0x43426D73

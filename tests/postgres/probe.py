@@ -376,6 +376,45 @@ def misses_at_once(redis_url: str, redis_prefix: str, hold_s: float = 1.0) -> di
             "rang": [rang[sid] for sid in sids]}
 
 
+def verdicts_at_once(first: str, hold_s: float = 1.0) -> dict:
+    """One caller's two calls on the e2e plumbing campaign (duplicate window 1 day), SQL counters: the earlier
+    from 78701 (Line A), the later, a minute after, from Dallas (Line C: another line, so that giving back
+    their slots doesn't make them take turns). Both bridged 120 s; then both final statuses are handled at
+    the same time, the ``first`` call's ("earlier" or "later") holding its transaction open ``hold_s`` after
+    its work. Returns each call's verdict, reasons and net charge."""
+    from django.db.models import Sum
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.billing.models import LedgerEntry
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call
+
+    sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
+    started = timezone.now() - dt.timedelta(minutes=5)
+    with override_settings(REDIS_URL=""):
+        for n, (label, zip_code) in enumerate((("earlier", "78701"), ("later", "75201"))):
+            call = InboundCall(call_sid=sids[label], account_sid="AC" + "0" * 32, from_raw="+17375550177",
+                               to="+15125550001", from_zip=zip_code, from_state="TX")
+            _deliver(sids[label], "voice",
+                     lambda call=call, n=n: services.start_call(call, started + dt.timedelta(minutes=n)))
+        for sid in sids.values():
+            talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
+            _deliver(sid, "dial:1", lambda sid=sid, talked=talked: services.dial_finished(sid, 1, talked))
+        _at_once({f"{sid}:status:completed:": lambda sid=sid: _deliver(
+            sid, "status:completed:", lambda: services.call_status(sid, StatusUpdate("completed", 150)))
+            for sid in sids.values()}, first=f"{sids[first]}:status:completed:", hold_s=hold_s)
+    found = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        charged = LedgerEntry.objects.filter(call_sid=sid, kind__in=["charge", "charge_reversal"]).aggregate(
+            net=Sum("amount"))["net"]
+        found[label] = {"verdict": call.verdict, "reasons": call.reason_codes, "line": call.connected_target.key,
+                        "charged": "0.00" if charged is None else str(charged)}
+    return found
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -384,7 +423,7 @@ def steps(steps: list[list]) -> list:
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
            "handover": handover, "racing_callbacks": racing_callbacks,
-           "misses_at_once": misses_at_once}
+           "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once}
 
 
 def main() -> None:

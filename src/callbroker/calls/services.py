@@ -1328,6 +1328,8 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         in_area = info.core.area_zips is None or call.caller_zip in info.core.area_zips
     previous_billable = recent = later = ()
     if call.caller_number:
+        if not history_only:  # else judged again by ``_judge_again``: the same caller, whose lock is held
+            db.lock_caller(call.caller_number)  # PostgreSQL: their other calls' verdicts are committed
         previous_billable, recent, later = _caller_history(call, campaign, snap)
     if call.talk_seconds and call.duration_seconds is not None and call.talk_seconds > call.duration_seconds:
         # The buyer can't have talked longer than the caller's call lasted (IVR and ringing included): a
