@@ -478,7 +478,7 @@ def _awaits_zip(call: Call, attempt: int) -> bool:
     """The call's question is ZIP prompt ``attempt`` (``Call.ivr_prompt``, the prompt's number in
     ``zip_attempts``). A call that doesn't record its question (written by the previous release) is read
     as before: no ZIP typed yet, and ``attempt`` the last prompt asked (``zip_attempts`` 0: any)."""
-    if call.ivr_prompt == IvrPrompt.NOT_RECORDED:
+    if not _question_recorded(call):
         asked = not call.zip_attempts or attempt == call.zip_attempts
         return asked and call.zip_source != ZipSourceChoices.IVR
     return call.ivr_prompt == IvrPrompt.ZIP and attempt == call.zip_attempts
@@ -488,9 +488,20 @@ def _awaits_category(call: Call) -> bool:
     """The call's question is the category confirmation (``Call.ivr_prompt``). A call that doesn't record
     its question (written by the previous release) is read as before: anything but a first ZIP prompt
     unanswered (which can't tell prompt 2 from the question after it)."""
-    if call.ivr_prompt == IvrPrompt.NOT_RECORDED:
+    if not _question_recorded(call):
         return not (call.zip_attempts == 1 and call.zip_source != ZipSourceChoices.IVR)
     return call.ivr_prompt == IvrPrompt.CATEGORY
+
+
+def _question_recorded(call: Call) -> bool:
+    """``Call.ivr_prompt`` says which question the call waits for. Not when it is not recorded (a call the
+    previous release started), nor when it says a ZIP prompt although a ZIP was typed: this release never
+    leaves it so (a ZIP typed asks the category question, or routes), the previous release's ``zip_entered``
+    does, during a rolling restart, for a call this release started (it doesn't know the column): read as
+    that release reads it."""
+    if call.ivr_prompt == IvrPrompt.NOT_RECORDED:
+        return False
+    return not (call.ivr_prompt == IvrPrompt.ZIP and call.zip_source == ZipSourceChoices.IVR)
 
 
 def category_meaning(digits: str) -> bool | None:
