@@ -219,7 +219,7 @@ def release_leftovers(call_sid: str) -> None:
 
 
 def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
-          typed_zip: str | None = None) -> tuple[tuple[s.Step, ...], Facts]:
+          typed_zip: str | None = None, after_question: bool = False) -> tuple[tuple[s.Step, ...], Facts]:
     """A new call (or a call whose IVR step arrived in degraded mode): route it from memory.
 
     ``typed_zip``: the digits of an answer to the ZIP prompt (or, for an answer to the category question,
@@ -227,7 +227,9 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
     takes it (``services.set_typed_zip``: where the caller is, typed); the recording disclosure is played
     when that ZIP calls for it and the start of the call (the carrier's state, the inbound webhook answered
     live) didn't, as live, not a second time. The replay records the ZIP by ``zip_entered``'s rules
-    (``services.zip_answer_replayed``), from the webhook's own parameters.
+    (``services.zip_answer_replayed``), from the webhook's own parameters. ``after_question``: an answer to
+    the category question, which the live call flow asked only after every disclosure due (at the start, or
+    right after the ZIP typed), so none is played again, as live plays none then.
     """
     now = now or timezone.now()
     snap = _snapshot()
@@ -241,6 +243,8 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
         heard = bool(intro)  # when the call came in, by the carrier's state
         set_typed_zip(call, typed_zip)
         intro = () if heard else intro_steps(call, campaign)
+    if after_question:
+        intro = ()
     limits = Limits(inbound.call_sid)
     counters = limits.read(campaign.targets, snap.timezones, now) if limits.recall(1) is None else {}
     # Seeded by the CallSid: a retried delivery of the same webhook gets the same answer.

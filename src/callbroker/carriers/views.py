@@ -199,7 +199,8 @@ def _degraded_ivr_category(request: HttpRequest, params: dict[str, str]):
     if twilio.caller_gone(params):
         steps, facts = degraded_mode.caller_gone()
     else:
-        steps, facts = degraded_mode.voice(inbound, typed_zip=request.GET.get("zip", "")[:5] or None)
+        steps, facts = degraded_mode.voice(inbound, typed_zip=request.GET.get("zip", "")[:5] or None,
+                                           after_question=True)
     return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
 
 
