@@ -126,6 +126,7 @@ class TestParseHours:
             ("08:00-18:00", ((T(8), T(18)),)),
             ("8:00 - 18:00", ((T(8), T(18)),)),
             ("08:00-12:00, 13:00-17:00", ((T(8), T(12)), (T(13), T(17)))),
+            ("08:00-12:00, 12:00-17:00", ((T(8), T(12)), (T(12), T(17)))),  # touching is not overlapping
             ("22:00-06:00", ((T(22), T(6)),)),
             ("18:00-24:00", ((T(18), MIDNIGHT),)),
             ("00:00-24:00", ((MIDNIGHT, MIDNIGHT),)),
@@ -271,6 +272,31 @@ class TestIsOpen:
         assert late.is_open(local("America/New_York", 2026, 11, 1, 1, 20))
         assert late.is_open(local("America/New_York", 2026, 11, 1, 1, 10, fold=1))  # stays open
 
+    def test_fall_back_at_the_end_of_the_repeated_hour(self) -> None:
+        # The latest time shown before the repeated hour is 01:59:59, not 02:00: a line that opens at 02:00
+        # is still closed during the second 01:xx, and one that closes at 02:00 is still open.
+        opens = Schedule("America/New_York", weekly(sun="02:00-04:00"))
+        assert not opens.is_open(local("America/New_York", 2026, 11, 1, 1, 30, fold=1))
+        assert not opens.is_open(dt.datetime(2026, 11, 1, 6, 59, 59, tzinfo=UTC))  # the last second of it
+        assert opens.is_open(dt.datetime(2026, 11, 1, 7, 0, tzinfo=UTC))  # 02:00 EST
+        closes = Schedule("America/New_York", weekly(sun="00:30-02:00"))
+        assert closes.is_open(local("America/New_York", 2026, 11, 1, 1, 30, fold=1))
+        assert not closes.is_open(dt.datetime(2026, 11, 1, 7, 0, tzinfo=UTC))
+
+    def test_a_whole_week_of_24_hours_still_closes_on_an_exception_date(self) -> None:
+        s = Schedule("America/Chicago", {day: ((MIDNIGHT, MIDNIGHT),) for day in range(7)},
+                     {dt.date(2026, 12, 25): ()})
+        assert not s.always_open
+        assert not s.is_open(local("America/Chicago", 2026, 12, 25, 12, 0))
+        assert s.is_open(local("America/Chicago", 2026, 12, 26, 12, 0))
+        assert Schedule.always("America/Chicago").always_open
+
+    def test_overlapping_overnight_ranges_given_directly_run_to_the_later_end(self) -> None:
+        # parse_hours refuses overlaps, but a Schedule built from time pairs takes them as their union.
+        s = Schedule("UTC", {0: ((T(22), T(6)), (T(23), T(2)))})
+        assert s.is_open(dt.datetime(2026, 11, 24, 3, 0, tzinfo=UTC))  # Tuesday 03:00: Monday's 22:00-06:00
+        assert not s.is_open(dt.datetime(2026, 11, 24, 6, 0, tzinfo=UTC))
+
     @settings(max_examples=150, deadline=None)
     @given(case=schedule_and_instant())
     def test_agrees_with_reference_around_transitions(self, case: tuple[Schedule, dt.datetime]) -> None:
@@ -328,6 +354,13 @@ class TestSteadySpan:
         # Closed in the evening: from closing time to midnight (the next day is asked afresh).
         assert s.steady_span(local("America/Chicago", 2026, 11, 24, 20, 0)) == (
             utc_seconds(2026, 11, 25, 0, 0), utc_seconds(2026, 11, 25, 6, 0),
+        )
+
+    def test_touching_ranges_are_one_window(self) -> None:
+        s = Schedule("America/Chicago", weekly(weekdays="08:00-12:00, 12:00-18:00"))
+        assert s.is_open(local("America/Chicago", 2026, 11, 24, 12, 0))
+        assert s.steady_span(local("America/Chicago", 2026, 11, 24, 10, 30)) == (
+            utc_seconds(2026, 11, 24, 14, 0), utc_seconds(2026, 11, 25, 0, 0),  # 08:00 to 18:00 CST
         )
 
     def test_yesterdays_overnight_hours_end_a_window(self) -> None:
@@ -429,6 +462,14 @@ class TestNextOpen:
             {dt.date(2026, 1, 1) + dt.timedelta(days=k): () for k in range(20)},
         )  # fmt: skip
         assert long_break.next_open(dt.datetime(2026, 1, 1, tzinfo=UTC)) is None
+
+    def test_the_horizon_is_exactly_14_days(self) -> None:
+        after = dt.datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+        closed = {after.date() + dt.timedelta(days=k): () for k in range(14)}
+        at_horizon = Schedule("UTC", weekly(daily="09:00-10:00"), closed)
+        assert at_horizon.next_open(after) == after + dt.timedelta(days=14)  # 09:00 in exactly 14 days
+        assert at_horizon.next_open(after - dt.timedelta(seconds=1)) is None  # 14 days and 1 s away
+        assert at_horizon.next_open(after - dt.timedelta(hours=2)) is None
 
     def test_spring_forward_opening_inside_the_gap(self) -> None:
         s = Schedule("America/New_York", weekly(sun="02:30-05:00"))
