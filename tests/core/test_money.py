@@ -29,7 +29,9 @@ def test_other_types_are_refused(value):
 
 
 @pytest.mark.parametrize(
-    "value", ["-0.01", -1, Decimal("-5"), "NaN", "Infinity", Decimal("-Infinity"), "abc", ""]
+    "value",
+    # "-0.001" rounds to 0.00 but is still a negative amount: refused, not rounded away
+    ["-0.01", "-0.001", Decimal("-0.004"), -1, Decimal("-5"), "NaN", "Infinity", Decimal("-Infinity"), "abc", ""],
 )
 def test_negative_non_finite_and_garbage_are_refused(value):
     with pytest.raises(ValueError):
@@ -79,6 +81,8 @@ def test_integers_are_whole_amounts(value):
         (Decimal("45"), "USD", "$45.00"),
         (Decimal("1234.5"), "USD", "$1,234.50"),
         (Decimal("-5"), "USD", "-$5.00"),
+        (Decimal("-0.004"), "USD", "$0.00"),  # no "-$0.00": the sign is the rounded amount's
+        (Decimal("-0.005"), "USD", "-$0.01"),
         ("0.005", "usd", "$0.01"),
         (Decimal("12"), "MXN", "12.00 MXN"),
         (Decimal("3.5"), "EUR", "€3.50"),
