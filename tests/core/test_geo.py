@@ -240,6 +240,25 @@ class TestRadius:
         center = rows[pick % len(rows)]
         assert small.within_radius(center.zip, miles) == brute_radius(rows, center, miles)
 
+    @settings(max_examples=150, deadline=None)
+    @given(
+        center=st.tuples(st.floats(-89.99, 89.99), st.floats(-180, 180, exclude_max=True)),
+        other=st.tuples(st.floats(-89.99, 89.99), st.floats(-180, 180, exclude_max=True)),
+    )
+    def test_a_zip_exactly_the_radius_away_is_inside(
+        self, center: tuple[float, float], other: tuple[float, float]
+    ) -> None:
+        # "At most ``miles``": the boundary belongs to the circle, to the last bit of haversine_miles.
+        small = ZipDirectory.from_rows([make_zip("00001", *center), make_zip("00002", *other)])
+        miles = haversine_miles(*center, *other)
+        assert "00002" in small.within_radius("00001", miles)
+
+    def test_a_circle_around_a_pole_takes_every_longitude(self) -> None:
+        # 89°N 0° and 89°N 180° are 2° (138 miles) apart, across the pole.
+        small = ZipDirectory.from_rows([make_zip("00001", 89.0, 0.0), make_zip("00002", 89.0, 180 - 1e-9)])
+        assert small.within_radius("00001", 150) == {"00001", "00002"}
+        assert small.within_radius("00002", 150) == {"00001", "00002"}
+
     def test_across_the_antimeridian(self) -> None:
         adak = make_zip("99546", 51.88, -176.66)
         shemya = make_zip("99500", 52.72, 174.11)
@@ -347,6 +366,10 @@ class TestServiceArea:
     def test_bad_references_raise_on_resolve(self, area: ServiceArea, error: type[Exception]) -> None:
         with pytest.raises(error):
             area.resolve(FAKE)
+
+    def test_only_exclusions_is_every_known_zip_but_those(self) -> None:
+        area = ServiceArea(exclude_zips=frozenset({"10001", "10008", "99999"}))
+        assert area.resolve(FAKE) == set(FAKE_CODES) - {"10001", "10008"}
 
     def test_listed_zips_unknown_to_the_table_are_kept(self) -> None:
         assert ServiceArea(zips=frozenset({"99999"})).resolve(FAKE) == {"99999"}
