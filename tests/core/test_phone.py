@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import phonenumbers
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from callbroker.core import phone
@@ -141,7 +141,9 @@ class TestValidateE164:
             "'5125550100' is not an E.164 phone number (expected +<country><number>, e.g. +15125550100)"
         )
 
-    @pytest.mark.parametrize("value", ["+1 512 555 0100", "+1-512-555-0100", "15125550100", "", "+"])
+    @pytest.mark.parametrize(
+        "value", ["+1 512 555 0100", "+1-512-555-0100", "15125550100", "", "+", "+05125550100"]  # no country 0
+    )
     def test_formatted_numbers_are_refused(self, value: str) -> None:
         with pytest.raises(ValueError, match=r"is not an E\.164 phone number"):
             phone.validate_e164(value)
@@ -156,25 +158,28 @@ class TestValidateE164:
             assert phone.validate_e164(value) == value
 
     def test_fictional_rule_survives_stricter_metadata(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        # If a future phonenumbers release marks 555-01xx invalid, the explicit rule still accepts them
-        # for geographic area codes in use, and nothing else.
+        # If a future phonenumbers release marks the 555 exchange invalid, the explicit rule still accepts
+        # 555-01xx for geographic area codes in use, and nothing else.
         real_is_valid = phonenumbers.is_valid_number
 
         def stricter(number: phonenumbers.PhoneNumber) -> bool:
             national = str(number.national_number)
-            return real_is_valid(number) and not (number.country_code == 1 and national[3:8] == "55501")
+            return real_is_valid(number) and not (number.country_code == 1 and national[3:6] == "555")
 
         monkeypatch.setattr(phonenumbers, "is_valid_number", stricter)
         phone._area_code_in_use.cache_clear()
         assert not phonenumbers.is_valid_number(phonenumbers.parse("+15125550101"))
         assert phone.validate_e164("+15125550101") == "+15125550101"
         assert phone.normalize("(512) 555-0142") == "+15125550142"
-        for value in ("+15555550100", "+12115550100", "+19995550100"):
+        # ... and only 555-0100 to 555-0199, the range reserved for fiction
+        for value in ("+15555550100", "+12115550100", "+19995550100", "+15125550200", "+15125550099"):
             with pytest.raises(ValueError):
                 phone.validate_e164(value)
 
 
 @settings(max_examples=400)
+@example("+10123456789").via("an area code starting with 0: parse keeps a leading zero")
+@example("+11234567890").via("an area code starting with 1")
 @given(st.from_regex(r"\+1[2-9][0-9]{9}", fullmatch=True) | st.from_regex(r"\+1[0-9]{8,11}", fullmatch=True))
 def test_the_nanp_shortcut_parses_as_phonenumbers_does(raw):
     """``+1NPANXXXXXX`` skips ``phonenumbers.parse``: the number (hence validity and E.164 form) is the same."""
