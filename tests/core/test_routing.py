@@ -274,6 +274,18 @@ def test_service_area_and_unknown_location():
     assert unknown.excluded == ((3, Exclusion.OUT_OF_AREA),)
 
 
+@pytest.mark.parametrize("prepared", [False, True])
+def test_an_empty_zip_is_an_unknown_location(prepared):
+    austin = frozenset({"78701", "78702"})
+    targets = (target(1, area_zips=austin), target(2, area_zips=austin, accepts_unknown_location=False))
+    plan = prepare_targets(targets) if prepared else targets
+
+    decision = route(CAMPAIGN, plan, context(zip_code=""), {})
+    assert decision.ring == (1,)
+    assert decision.excluded == ((2, Exclusion.OUT_OF_AREA),)
+    assert routing.counted_targets(CAMPAIGN, plan, context(zip_code="")) == (targets[0],)
+
+
 def test_closed_schedule_excludes_and_open_one_does_not():
     office = cs.HourSchedule(frozenset(range(9, 17)))  # UTC hours
     targets = (target(1, schedule=office),)
