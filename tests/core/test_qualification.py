@@ -131,6 +131,7 @@ def test_duplicate_window_is_exclusive_at_its_end():
     second = dt.timedelta(seconds=1)
 
     assert reasons(CAMPAIGN, previous_billable_at=STARTED - window + second) == (Reason.DUPLICATE,)
+    assert reasons(CAMPAIGN, previous_billable_at=STARTED) == (Reason.DUPLICATE,)  # same start: 0 s before
     assert qualify(CAMPAIGN, facts(previous_billable_at=STARTED - window)).billable
     assert qualify(CAMPAIGN, facts(previous_billable_at=STARTED + dt.timedelta(minutes=1))).billable
 
