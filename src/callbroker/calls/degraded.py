@@ -136,19 +136,24 @@ class Limits:
             self._failed("remembering the call's plan", exc)
             return plan
 
-    def give_back(self, step: int, plan: dict | None, *, undo_usage: bool) -> None:
-        """Give back the slot this step took (nothing if it took none, or gave it back already)."""
+    def give_back(self, step: int, plan: dict | None, *, undo_usage: bool, pending: bool = False) -> None:
+        """Give back the slot this step took (nothing if it took none, or gave it back already).
+
+        ``undo_usage``: the leg was not delivered, its cap units go back too, also when its call's end kept
+        them (``pending``: the call ended, the leg's outcome unknown; see ``RedisCounters.release``)."""
         if not plan or not plan.get("held") or self.store is None:
             return
         try:
-            self.store.release(_target_of(plan), plan["target"], plan["tz"],
-                               dt.datetime.fromisoformat(plan["at"]), undo_usage=undo_usage, token=self._token(step))
+            self.store.release(_target_of(plan), plan["target"], plan["tz"], dt.datetime.fromisoformat(plan["at"]),
+                               undo_usage=undo_usage, token=self._token(step), pending=pending)
         except redis.RedisError as exc:
             log.warning("call %s: giving back the slot of step %s failed (%s); the replay gives it back",
                         self.call_sid, step, exc)
 
     def end(self) -> bool:
-        """The call ended: give back every slot still held (cap units kept: the outcome may be unknown).
+        """The call ended: give back every slot still held. A leg's cap units stay, its outcome unknown here:
+        kept by its token until the leg turns out not delivered (a Dial action, the replay closing it
+        ``canceled``: given back then) or the replay settles them (``release_leftovers``: kept).
         True when its plan in Redis now holds the end mark (which the replay deletes with the plan)."""
         if self.store is None:
             return False
@@ -165,7 +170,7 @@ class Limits:
             return False
         for step, plan in plans.items():
             if step.isdigit():
-                self.give_back(int(step), plan, undo_usage=False)
+                self.give_back(int(step), plan, undo_usage=False, pending=True)
         return True
 
     def _token(self, step: int) -> str:
@@ -201,7 +206,8 @@ def routed_elsewhere(call_sid: str) -> bool:
 
 
 def release_leftovers(call_sid: str) -> None:
-    """After the replay: give back whatever degraded mode still holds for this call and forget its plan.
+    """After the replay: give back whatever degraded mode still holds for this call and forget its plan. Cap
+    units still counted are kept (a leg not delivered gave them back when the replay recorded it so).
 
     Raises ``redis.RedisError`` when Redis can't be reached (the replay keeps the spool file and tries again).
     """

@@ -637,9 +637,10 @@ def record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: 
 def _give_back_degraded_hold(call_sid: str, sequence: int) -> None:
     """A leg dialled in degraded mode, whose call was replayed while it rang, ended unanswered here: give
     back the hold degraded mode took for it in Redis (by its token: once, whichever node comes first) and
-    its cap units, as degraded mode itself does at a Dial action. Otherwise the hold would stay until the
-    node that spooled the call had replayed its end (the line busy while the caller talks to the next
-    buyer) and the unit would be kept for good. Nothing to do without Redis counters."""
+    its cap units, as degraded mode itself does at a Dial action; also the units alone when the call's end,
+    handled in degraded mode, gave the slot back and kept them (the leg's outcome unknown then). Otherwise the
+    hold would stay until the node that spooled the call had replayed its end (the line busy while the caller
+    talks to the next buyer) and the unit would be kept for good. Nothing to do without Redis counters."""
     from callbroker.calls import degraded  # degraded mode is built on this module
 
     limits = degraded.Limits(call_sid)

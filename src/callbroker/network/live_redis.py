@@ -37,7 +37,9 @@ that one target's keys live in one slot and one script may touch them all):
 ``P{t:ID}:holds``
     tokens (``<CallSid>:<step>``) of the slots taken in degraded mode (the database away), where no
     database row says whether a slot was already taken or given back: taking or giving back the same
-    token twice changes nothing.
+    token twice changes nothing. Also ``<CallSid>:<step>:units``: a hold whose call ended while its leg's
+    outcome was unknown gave its slot back and kept its cap units under that name, until the leg turns out
+    not delivered (its units go back, once) or the call's replay settles them (kept).
 ``P{c:CallSid}:plan``
     degraded mode only: what was dialled at each step of that call (a JSON object per step, ``end``
     once the call ended), so that a repeated webhook gets the same answer on any node and the slots can
@@ -138,7 +140,9 @@ RELEASE_LUA = """
 -- KEYS[1] = active slots; KEYS[2] = 'known' mark; KEYS[3] = slots given back during a rebuild;
 -- KEYS[4] = degraded-mode hold tokens (a set) or, for a slot name, the slots counted by name (a hash);
 -- KEYS[5..n] = period usage keys to give one unit back to
--- ARGV[1] = the slot's stamp (microseconds: the attempt's start); ARGV[2] = '1' when the cap units go back;
+-- ARGV[1] = the slot's stamp (microseconds: the attempt's start); ARGV[2] = '1' when the cap units go back,
+-- '0' when they stay, 'p' (degraded mode only) when they stay until the leg's outcome is known: the hold's
+-- token is then swapped for '<token>:units', and a later '1' gives back the units alone, a '0' keeps them;
 -- ARGV[3] = the slot's name: '<CallSid>#<attempt>' on the call path, '<CallSid>:<step>' in degraded mode,
 -- '' = none (tools; the slot is then named by its stamp during a rebuild)
 -- decrements only what is above zero; an expired period stays expired (DECR would recreate it)
@@ -165,8 +169,27 @@ if named then
   else
     redis.call('HINCRBY', KEYS[4], token, -1)
   end
-elseif token ~= '' and redis.call('SREM', KEYS[4], token) == 0 then
-  return 0  -- not held under this token (given back already, or taken before Redis lost its data)
+elseif token ~= '' then
+  local units = token .. ':units'
+  if redis.call('SREM', KEYS[4], token) == 1 then
+    if ARGV[2] == 'p' then
+      redis.call('SADD', KEYS[4], units)
+    else
+      redis.call('SREM', KEYS[4], units)
+    end
+  elseif ARGV[2] == '1' and redis.call('SREM', KEYS[4], units) == 1 then
+    for i = 5, #KEYS do  -- the units kept when the call ended: the leg was not delivered after all
+      if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
+        redis.call('DECR', KEYS[i])
+      end
+    end
+    return 1
+  else
+    if ARGV[2] == '0' then
+      redis.call('SREM', KEYS[4], units)  -- kept for good: the leg's outcome is known
+    end
+    return 0  -- not held under this token (given back already, or taken before Redis lost its data)
+  end
 end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
@@ -443,11 +466,15 @@ class RedisCounters:
         return refusals[result - 1]
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool, token: str = "") -> bool:
+                undo_usage: bool, token: str = "", pending: bool = False) -> bool:
         """Give back the slot and, with ``undo_usage``, the cap units counted at ``started_at`` (one ``EVALSHA``).
 
         ``started_at`` is the attempt's start: during a rebuild it names the slot (see ``early``).
-        ``token``: the degraded-mode hold to give back. Returns whether anything was given back.
+        ``token``: the slot's name, or the degraded-mode hold to give back. Returns whether anything was given
+        back. ``pending`` (a degraded-mode hold whose call ended while the leg's outcome is unknown): the slot
+        goes back, its cap units stay, kept under ``<token>:units`` (see ``holds``) until a later release by the
+        same token settles them: ``undo_usage`` gives them back (the leg was not delivered), otherwise they stay
+        for good.
         """
         keys = [self.active_key(target_id), self.known_key(target_id), self.early_key(target_id),
                 self._held_under(target_id, token)]
@@ -455,7 +482,8 @@ class RedisCounters:
             keys += [self.usage_key(target_id, period)
                      for period, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
                      if cap is not None]
-        return bool(self._release(keys=keys, args=[stamp(started_at), "1" if undo_usage else "0", token]))
+        how = "1" if undo_usage else "p" if pending else "0"
+        return bool(self._release(keys=keys, args=[stamp(started_at), how, token]))
 
     def ping(self) -> bool:
         return bool(self.client.ping())
