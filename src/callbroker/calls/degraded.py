@@ -16,10 +16,10 @@ normal path does, so every limit holds (:class:`Limits`). A slot taken here is h
 ``<CallSid>:<step>``: taken or given back twice, it counts once (webhooks are delivered twice, on any
 node). What each step dialled is remembered in Redis per call, so a repeated webhook gets the same
 answer and the slot can be given back from any node: when the leg ends unanswered (Dial action), when
-the call ends (final status; a leg whose outcome is still unknown then keeps its cap unit), and, for
-anything left, when the call is replayed. With the SQL backend, or Redis unreachable too, the counters
-are unknown: the best target known is rung and limits are not enforced (``"limits": "unenforced"`` in
-the decision) — the caller is connected rather than dropped.
+the call ends (final status; a leg whose outcome is still unknown then keeps its cap unit, given back if
+it turns out not delivered), and, for anything left, when the call is replayed. With the SQL backend, or
+Redis unreachable too, the counters are unknown: the best target known is rung and limits are not enforced
+(``"limits": "unenforced"`` in the decision) — the caller is connected rather than dropped.
 
 Each function returns the steps to answer and the facts the replay needs; the facts carry the moments a
 slot was taken (``started_at``, after taking it) and given back (``ended_at``, before giving it back), so
@@ -144,11 +144,25 @@ class Limits:
         if not plan or not plan.get("held") or self.store is None:
             return
         try:
-            self.store.release(_target_of(plan), plan["target"], plan["tz"], dt.datetime.fromisoformat(plan["at"]),
-                               undo_usage=undo_usage, token=self._token(step), pending=pending)
+            self.store.release(_target_of(plan), plan["target"], plan["tz"],
+                               dt.datetime.fromisoformat(plan["at"]), undo_usage=undo_usage,
+                               token=self._token(step), pending=pending)
         except redis.RedisError as exc:
             log.warning("call %s: giving back the slot of step %s failed (%s); the replay gives it back",
                         self.call_sid, step, exc)
+
+    def still_counts(self, step: int) -> bool:
+        """Redis still counts the cap units this step took: its hold stands, or the call's end kept them.
+        False when it took none (limits not enforced: SQL counters, Redis away), gave them back, or Redis
+        lost them."""
+        plan = self.recall(step)
+        if not plan or not plan.get("held"):
+            return False
+        try:
+            return self.store.hold_counted(plan["target"], self._token(step))
+        except redis.RedisError as exc:
+            self._failed("reading a hold", exc)
+            return False
 
     def end(self) -> bool:
         """The call ended: give back every slot still held. A leg's cap units stay, its outcome unknown here:

@@ -14,8 +14,10 @@ qualified again). A node's file is deleted once the call has ended in the databa
 
 What was decided in degraded mode is replayed as it happened — the targets that were actually rung,
 with the moments their slots were taken and given back — not decided again. Replayed attempts take no
-concurrency slot and no cap unit (they are over); slots degraded mode took in Redis and still holds are
-given back after the call's replay commits (``degraded.release_leftovers``), before its file is deleted.
+concurrency slot and no cap unit (they are over), except a leg that talked whose unit nothing counts
+(degraded mode took none: SQL counters, or Redis away too), counted as delivered (``services.dial_finished``);
+slots degraded mode took in Redis and still holds are given back after the call's replay commits
+(``degraded.release_leftovers``), before its file is deleted.
 A leg still ringing when the call's final status is applied, or replayed after it, is closed as the caller
 hanging up (``services.end_ringing_leg``), whatever order the nodes replay in.
 

@@ -595,6 +595,10 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     dialled_degraded = attempt.result == AttemptResult.RINGING and not attempt.slot_held
     settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
+        if dialled_degraded and info is not None and not _degraded_leg_counted(call_sid, sequence):
+            # Delivered, and no cap unit counts it: degraded mode took none (SQL counters, or Redis away
+            # too) or Redis lost it since. A leg whose hold in Redis still counts its unit keeps that one.
+            live.count_again(info.core, info.timezone, attempt.started_at)
         if call.stage != CallStage.ENDED:
             call.stage = CallStage.CONNECTED
             db.update(call)
@@ -645,6 +649,14 @@ def _give_back_degraded_hold(call_sid: str, sequence: int) -> None:
 
     limits = degraded.Limits(call_sid)
     limits.give_back(sequence, limits.recall(sequence), undo_usage=True)
+
+
+def _degraded_leg_counted(call_sid: str, sequence: int) -> bool:
+    """The cap units degraded mode took in Redis for this leg still count (``degraded.Limits.still_counts``);
+    False with SQL counters, where degraded mode takes none."""
+    from callbroker.calls import degraded  # degraded mode is built on this module
+
+    return degraded.Limits(call_sid).still_counts(sequence)
 
 
 def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: dt.datetime) -> None:

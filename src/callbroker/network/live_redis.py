@@ -471,10 +471,10 @@ class RedisCounters:
 
         ``started_at`` is the attempt's start: during a rebuild it names the slot (see ``early``).
         ``token``: the slot's name, or the degraded-mode hold to give back. Returns whether anything was given
-        back. ``pending`` (a degraded-mode hold whose call ended while the leg's outcome is unknown): the slot
-        goes back, its cap units stay, kept under ``<token>:units`` (see ``holds``) until a later release by the
-        same token settles them: ``undo_usage`` gives them back (the leg was not delivered), otherwise they stay
-        for good.
+        back. ``pending`` (a degraded-mode hold whose call ended while the leg's outcome is unknown): the
+        slot goes back, its cap units stay, kept under ``<token>:units`` (see ``holds``) until a later
+        release by the same token settles them: ``undo_usage`` gives them back (the leg was not delivered),
+        otherwise they stay for good.
         """
         keys = [self.active_key(target_id), self.known_key(target_id), self.early_key(target_id),
                 self._held_under(target_id, token)]
@@ -484,6 +484,16 @@ class RedisCounters:
                      if cap is not None]
         how = "1" if undo_usage else "p" if pending else "0"
         return bool(self._release(keys=keys, args=[stamp(started_at), how, token]))
+
+    def hold_counted(self, target_id: int, token: str) -> bool:
+        """The cap units a degraded-mode hold took under ``token`` are still counted: the hold stands, or its
+        call's end kept them (``release(..., pending=True)``). False once given back, and once Redis lost them
+        (a rebuild counts from the database instead)."""
+        key = self.holds_key(target_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sismember(key, token)
+        pipe.sismember(key, f"{token}:units")
+        return any(pipe.execute())
 
     def ping(self) -> bool:
         return bool(self.client.ping())
