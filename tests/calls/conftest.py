@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +24,18 @@ from callbroker.network.snapshot import current_snapshot, reset_snapshot
 T0 = dt.datetime(2026, 11, 27, 14, 3, 12, tzinfo=dt.UTC)
 E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
 PLUMBING = "+15125550001"  # e2e-plumbing's tracking number
+
+
+@pytest.fixture
+def clear_of_the_hour():
+    """Starts the test at least 10 s before the next whole hour (waits past it, rarely): tests that take a
+    cap unit and read it back from the live counters read now's hour (and day, whose local midnight is a
+    whole hour in UTC), and a unit taken at 59:59 is not in the hour the next second's read asks about.
+    Every such test runs in under 2 s."""
+    now = dt.datetime.now(dt.UTC)
+    left = 3600 - now.minute * 60 - now.second - now.microsecond / 1e6
+    if left < 10:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ from callbroker.network.snapshot import current_snapshot, reset_snapshot
 from tests.calls.test_degraded_ivr import IVR, ROOFER, carrier, over  # noqa: F401 - the fixture
 from tests.services import free_port
 
+# Live hourly and daily counts read back right after a unit is taken (see the fixture).
+pytestmark = pytest.mark.usefixtures("clear_of_the_hour")
+
 ORDERS = {
     # name: what happens after the category answer, in turn. "live": on a node whose database is back and
     # which spooled nothing of the call; "memory": during the outage, on the node that spooled the call;

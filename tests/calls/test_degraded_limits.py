@@ -35,6 +35,9 @@ from callbroker.ops import limits as rate_limits
 from callbroker.ops.audit import limit_violations
 from tests.services import free_port
 
+# Live hourly and daily counts read back right after a unit is taken (see the fixture).
+pytestmark = pytest.mark.usefixtures("clear_of_the_hour")
+
 E2E_NETWORK = Path(__file__).resolve().parents[1] / "e2e" / "network.yaml"
 TOKEN = "degraded-test-token"
 PUBLIC = "https://cb.test"
