@@ -13,11 +13,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("status", help="List spooled calls and events waiting.")
+        sub.add_parser("status", help="List the spooled calls: each file's events, when it was last written "
+                                     "and why it is still there.")
         replay_parser = sub.add_parser("replay", help="Replay spooled calls into the database now.")
         replay_parser.add_argument("--all", action="store_true",
                                    help="Also finish calls whose final status has not arrived yet (their files "
-                                        "are deleted; events that can't be applied are skipped).")
+                                        "are deleted; a final status alone is kept as a call, not billable; "
+                                        "events that can't be applied are skipped).")
 
     def handle(self, *args, action, **options):
         if action == "status":
