@@ -134,6 +134,23 @@ def test_a_final_status_no_node_recorded_is_kept_as_a_call_after_the_grace_perio
     assert not spool.path_of(sid).exists()
 
 
+def test_the_log_says_why_a_final_status_alone_was_kept(carrier, caplog):
+    """After the grace period it says so; replayed by force (``spool replay --all``) at once, it doesn't claim
+    an hour went by."""
+    waited, forced = spooled_status_alone(carrier), spooled_status_alone(carrier)
+    assert replay.replay_ready().waiting == 2
+    an_hour_of_replays(waited)
+    with caplog.at_level(logging.WARNING, logger="callbroker.calls.replay"):
+        replay.replay_ready()
+        replay.replay_ready(force=True)
+    said = {sid: [r.getMessage() for r in caplog.records if sid in r.getMessage() and "final status alone" in
+                  r.getMessage()] for sid in (waited, forced)}
+    assert len(said[waited]) == 1 and "in 1 h with the database reachable" in said[waited][0]
+    assert len(said[forced]) == 1 and "replayed by force or given up" in said[forced][0]
+    assert "1 h" not in said[forced][0]
+    assert_kept_from_its_final_status(waited), assert_kept_from_its_final_status(forced)
+
+
 def test_a_routing_event_replayed_after_the_grace_period_makes_no_bridge(carrier, settings, tmp_path):
     """Node b held the call's inbound webhook and a bridged Dial action, and replays them only after the
     grace period (it came back late): they are stored as the call's events, nothing more."""

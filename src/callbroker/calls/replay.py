@@ -265,8 +265,10 @@ def _replay_file(path, report: ReplayReport, *, now: dt.datetime, force: bool) -
         done = force or (since is not None and now - since > STALE_AFTER) or now - written > STALE_LEFTOVER
         if events:
             call_sid = events[0]["params"]["CallSid"]
-            if done or (since is not None and now - since > STATUS_ONLY_AFTER):
-                _record_status_only(call_sid, events)  # a final status whose call no node records: kept
+            if done or (since is not None and now - since > STATUS_ONLY_AFTER):  # a status alone: kept
+                waited = since is not None and now - since > STATUS_ONLY_AFTER
+                _record_status_only(call_sid, events, f"in {_span(STATUS_ONLY_AFTER)} with the database reachable"
+                                    if waited else "before its spool file was replayed by force or given up")
             applied, duplicates, pending = _replay_events(events, skip_pending=done)
             report.events += applied
             report.skipped_duplicates += duplicates
@@ -317,7 +319,7 @@ def _final_status_alone(events: list[dict]) -> dict | None:
                  if record.get("inbound") and StatusUpdate(**record["update"]).terminal), None)
 
 
-def _record_status_only(call_sid: str, events: list[dict]) -> bool:
+def _record_status_only(call_sid: str, events: list[dict], when: str = "") -> bool:
     """Keep a final status whose call no node has recorded as a call of its own (True: recorded now).
 
     Called once the file has waited ``STATUS_ONLY_AFTER`` (or is given up): the call's inbound webhook
@@ -326,7 +328,8 @@ def _record_status_only(call_sid: str, events: list[dict]) -> bool:
     callback's own facts (``services.record_from_final_status``) with an event of its own (kind
     ``status_only``, the status's parameters: an inbound webhook handled later finds it and writes
     nothing); the status itself is then applied as any other (it ends and judges the call). Nothing when
-    the call is in the database meanwhile, or when the file holds anything but status callbacks.
+    the call is in the database meanwhile, or when the file holds anything but status callbacks. ``when``:
+    how long no node recorded it, for the log line.
     """
     final = _final_status_alone(events)
     if final is None:
@@ -343,9 +346,9 @@ def _record_status_only(call_sid: str, events: list[dict]) -> bool:
                                 dedupe_key=f"{call_sid}:{services.STATUS_ONLY}", received_at=at))
     except IntegrityError:  # another node recorded it (from its routing event, or as this) at the same moment
         return False
-    log.warning("call %s: no node recorded the call in %s with the database reachable (its inbound webhook "
-                "was never handled); recorded from its final status alone (%s, not billable)", call_sid,
-                _span(STATUS_ONLY_AFTER), services.STATUS_ONLY)
+    log.warning("call %s: no node recorded the call %s (its inbound webhook was never handled); recorded "
+                "from its final status alone (%s, not billable)", call_sid,
+                when or f"in {_span(STATUS_ONLY_AFTER)} with the database reachable", services.STATUS_ONLY)
     return True
 
 
