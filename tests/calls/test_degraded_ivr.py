@@ -22,20 +22,19 @@ import html
 import re
 import uuid
 from itertools import count
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
-from django.db import OperationalError
 from django.test import Client
 
 from callbroker.billing.models import LedgerEntry
-from callbroker.calls import degraded, replay, services, spool
+from callbroker.calls import degraded, replay, spool
 from callbroker.calls.events import InboundCall
 from callbroker.calls.models import Call
 from callbroker.network.loader import load_network
 from callbroker.network.models import Campaign, TargetState
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
+from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
 
 IVR = "+15125550003"  # e2e-ivr: asks the ZIP always, then "If you need a roofer, press 1."
 ROOFER = "+13035550101"  # its one line, serving 80202-80204
@@ -58,27 +57,12 @@ def carrier(transactional_db, settings, tmp_path, monkeypatch):
     reset_snapshot()
 
 
-class Carrier:
+class Carrier(SignedCarrier):
     """Signed webhooks through the test client; follows the callback URLs of our answers."""
 
     def __init__(self, client: Client, monkeypatch) -> None:
-        self.client = client
+        super().__init__(client, monkeypatch)
         self.monkeypatch = monkeypatch
-        self.down = False
-        real = services.handle_once
-
-        def handle_once(*args, **kwargs):
-            if self.down:
-                raise OperationalError("database is locked (the test's outage)")
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(services, "handle_once", handle_once)
-
-    def post(self, path: str, params: dict[str, str]) -> str:
-        response = self.client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
-                                    headers={"X-Twilio-Signature": sign(TOKEN, f"http://testserver{path}", params)})
-        assert response.status_code == 200
-        return response.content.decode()
 
     def call(self, to: str, **carrier: str) -> dict[str, str]:
         """A new caller (a number of their own: no duplicate or velocity rule between the tests' calls)."""

@@ -127,6 +127,14 @@ def solo_active() -> int:
     return solo_counters().active
 
 
+def cap_the_solo_line_hourly() -> None:
+    """The solo line: concurrency 1, and an hourly cap of 5 whose units the tests read back."""
+    load_network({"version": 1,
+                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
+                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
+                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+
+
 def solo_now():
     from django.utils import timezone
 
@@ -297,10 +305,7 @@ def test_a_leg_routed_before_the_outage_gives_its_cap_unit_back_only_when_it_sur
     """Not delivered, so its hourly cap unit goes back, counted in now's hour; when the leg may have
     started in an earlier hour (the ring timeout plus ``LEG_SLACK`` ago), the unit is kept instead:
     one unit too many, never one too few."""
-    load_network({"version": 1,
-                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
-                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
-                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    cap_the_solo_line_hourly()
     monkeypatch.setattr(degraded, "LEG_SLACK", dt.timedelta(days=400) if started_long_ago else dt.timedelta(0))
     moment = solo_now()
     if not started_long_ago and moment.minute == 0 and moment.second < 40:  # the ring timeout is 30 s
@@ -358,10 +363,7 @@ def test_a_leg_dialled_in_degraded_mode_that_ends_on_a_node_whose_database_is_ba
     """A call routed in degraded mode on one node (a hold in Redis), replayed there while its first leg
     still rang; that leg's Dial action reaches another node, whose database is back: the hold and the
     cap unit go back then, not when the first node replays the call's end."""
-    load_network({"version": 1,
-                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
-                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
-                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    cap_the_solo_line_hourly()
     current_snapshot()
     a = sid()
     assert SOLO_LINE in world.voice(a)  # the database is away: degraded mode takes the line
@@ -387,10 +389,7 @@ def test_a_leg_dialled_in_degraded_mode_still_ringing_when_the_call_ends_gives_i
     reaching the node whose database is back, closes the leg (``canceled``) and gives the hold and the cap
     unit back. It left the leg ``ringing`` for good, and the hold until the first node replayed the call's
     end, which kept the unit (a call not delivered counted against the cap)."""
-    load_network({"version": 1,
-                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
-                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
-                       "number": SOLO_LINE, "price": "25.00", "caps": {"concurrency": 1, "hourly": 5}}]}]})
+    cap_the_solo_line_hourly()
     current_snapshot()
     a = sid()
     assert SOLO_LINE in world.voice(a)  # the database is away: degraded mode takes the line

@@ -20,11 +20,10 @@ import datetime as dt
 import io
 import logging
 import uuid
-from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.test import Client
 
 from callbroker.billing.models import LedgerEntry
@@ -34,7 +33,7 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.loader import load_network
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
 from callbroker.ops import limits as rate_limits
-from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
+from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
 
 PLUMBING = "+15125550001"  # e2e-plumbing: its first line is +15125550101
 CALLER = "+15125559876"
@@ -55,26 +54,8 @@ def carrier(transactional_db, settings, tmp_path, monkeypatch):
     reset_snapshot()
 
 
-class Carrier:
-    """Signed webhooks through the test client; ``down``: every webhook's database work fails."""
-
-    def __init__(self, client: Client, monkeypatch) -> None:
-        self.client = client
-        self.down = False
-        real = services.handle_once
-
-        def handle_once(*args, **kwargs):
-            if self.down:
-                raise OperationalError("connection refused (the test's outage)")
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(services, "handle_once", handle_once)
-
-    def post(self, path: str, params: dict[str, str]) -> str:
-        response = self.client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
-                                    headers={"X-Twilio-Signature": sign(TOKEN, f"http://testserver{path}", params)})
-        assert response.status_code == 200
-        return response.content.decode()
+class Carrier(SignedCarrier):
+    """Signed webhooks of one caller to the plumbing number; ``down``: the outage."""
 
     def inbound(self, sid: str) -> dict[str, str]:
         return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": CALLER, "To": PLUMBING,

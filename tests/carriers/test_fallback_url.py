@@ -13,8 +13,6 @@ existed nowhere, and its final status waited forever.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import pytest
 from django.db import connection, transaction
 from django.test import Client
@@ -26,7 +24,7 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.loader import load_network
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, TOKEN, sign, signing_carrier_settings
+from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
 
 PLUMBING = "+15125550001"
 SOLO = "+15125550005"  # e2e-concurrency: one line, one call at a time
@@ -48,17 +46,7 @@ def carrier(transactional_db, settings, tmp_path, monkeypatch):
     reset_snapshot()
 
 
-class Carrier:
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def post(self, path: str, params: dict[str, str]) -> str:
-        url = f"http://testserver{path}"
-        response = self.client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
-                                    headers={"X-Twilio-Signature": sign(TOKEN, url, params)})
-        assert response.status_code == 200
-        return response.content.decode()
-
+class Carrier(SignedCarrier):
     def inbound(self, sid: str, to: str) -> dict[str, str]:
         return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": "+15125559876", "To": to,
                 "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01", "FromZip": "78701"}

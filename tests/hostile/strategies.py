@@ -83,6 +83,35 @@ def signing_carrier_settings(settings, data_dir: Path, fallback_number: str = "+
     settings.REDIS_URL = ""
 
 
+class SignedCarrier:
+    """Webhooks signed as the carrier signs them (with :func:`signing_carrier_settings`), posted through
+    Django's test client; each answers 200. With ``monkeypatch``, ``down`` switches an outage on: every
+    webhook's database work fails, so the webhook is answered from memory and spooled (degraded mode)."""
+
+    def __init__(self, client, monkeypatch=None) -> None:
+        self.client = client
+        self.down = False
+        if monkeypatch is not None:
+            from django.db import OperationalError
+
+            from callbroker.calls import services
+
+            real = services.handle_once
+
+            def handle_once(*args, **kwargs):
+                if self.down:
+                    raise OperationalError("database is locked (the test's outage)")
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(services, "handle_once", handle_once)
+
+    def post(self, path: str, params: dict[str, str]) -> str:
+        response = self.client.post(path, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                                    headers={"X-Twilio-Signature": sign(TOKEN, f"http://testserver{path}", params)})
+        assert response.status_code == 200
+        return response.content.decode()
+
+
 def canonical(url: str, params: Mapping[str, str]) -> str:
     """What Twilio signs: the URL, then each parameter name and value sorted by name, no separators."""
     return url + "".join(name + params[name] for name in sorted(params))
