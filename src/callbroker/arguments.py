@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from urllib.parse import urlsplit
 
 
 def at_least(lowest: float, kind: type = float):
@@ -41,4 +42,23 @@ def given(what: str, kind: type = str):
         if not text.strip():
             raise argparse.ArgumentTypeError(f"it is empty: give {what}")
         return kind(text)
+    return parse
+
+
+def web_address(what: str):
+    """An argparse type: an ``http://`` or ``https://`` address with a host (and a port that is one), else
+    refused saying ``what`` to give. ``--url example.com`` or ``--url 127.0.0.1:8000`` would place every call
+    and fail each one at its first webhook, with no scheme to reach."""
+    check = given(what)
+
+    def parse(text: str) -> str:
+        address = check(text)
+        try:
+            parts = urlsplit(address.strip())
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is no number, or out of range
+            usable = False
+        if not usable:
+            raise argparse.ArgumentTypeError(f"{address!r} is not an http:// or https:// address: give {what}")
+        return address.strip()
     return parse

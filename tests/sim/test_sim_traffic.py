@@ -516,3 +516,18 @@ def test_cli_refuses_an_empty_url_in_one_line(capsys):
         run_cli(["traffic", "--url", "", "--calls", "1"])
     assert exit_.value.code == 2
     assert "argument --url: it is empty: give the server's base URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "address"), [
+    ("--url", "example.com"), ("--url", "127.0.0.1:8000"), ("--url", "ftp://127.0.0.1"), ("--url", "http://"),
+    ("--url", "http://127.0.0.1:99999"), ("--url", "http://127.0.0.1:0"), ("--public-url", "calls.example.com"),
+])
+def test_cli_refuses_an_address_it_cannot_call_in_one_line(option, address, capsys):
+    """It placed every call, each failing at its first webhook (no scheme to reach)."""
+    url = address if option == "--url" else "http://127.0.0.1:9"
+    extra = [option, address] if option != "--url" else []
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(["traffic", "--calls", "1", "--url", url, *extra])
+    assert exit_.value.code == 2
+    assert f"argument {option}: {address!r} is not an http:// or https:// address" in capsys.readouterr().err
+

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from callbroker import DEMO_AUTH_TOKEN
-from callbroker.arguments import above_zero, at_least, given
+from callbroker.arguments import above_zero, at_least, given, web_address
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
 
@@ -70,10 +70,10 @@ def add_arguments(subparsers) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True,
-                        type=given("the server's base URL, e.g. http://127.0.0.1:8000"),
+                        type=web_address("the server's base URL, e.g. http://127.0.0.1:8000"),
                         help="Base URL of the callbroker server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--public-url", default=None,
-                        type=given("the URL the server signs against, or leave the option out for --url's"),
+                        type=web_address("the URL the server signs against, or leave the option out for --url's"),
                         help="Public URL the server signs against (default: --url).")
     parser.add_argument("--token", default=None,
                         type=given("the auth token, or leave the option out for TWILIO_AUTH_TOKEN's (else "
