@@ -415,6 +415,88 @@ def verdicts_at_once(first: str, hold_s: float = 1.0) -> dict:
     return found
 
 
+def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
+    """Missed-call protection with SQL counters (review22b): Sleepy (2 misses in an hour) has one miss
+    already; call 0's final status came first (its leg closed canceled, its slot given back), call 1 still
+    rings Sleepy. Then call 0's late no-answer (``record_late_unbridged``: takes the misses lock and, the
+    count at the limit, writes Sleepy's pause) and call 1's no-answer (gives its slot back, an UPDATE of
+    Sleepy's state row, then the misses lock) are handled at the same time, call 0 pausing ``hold_s`` right
+    after taking the misses lock. Returns the webhooks that were retried (and why), and Sleepy's pause."""
+    import logging
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    from callbroker import db
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.network.models import Target, TargetState
+
+    sids = ["CA" + os.urandom(16).hex() for _ in range(3)]
+    retried: list[str] = []
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if "retrying" in record.getMessage():
+                retried.append(record.getMessage())
+
+    handler = Retries(level=logging.INFO)
+    log = logging.getLogger("callbroker.calls.services")
+    log.addHandler(handler)
+    was_level = log.level
+    log.setLevel(logging.INFO)
+
+    def inbound(n: int) -> None:
+        call = InboundCall(call_sid=sids[n], account_sid="AC" + "0" * 32, from_raw=f"+1737555{n + 2000}",
+                           to="+15125550004")
+        _deliver(sids[n], "voice", lambda: services.start_call(call))
+
+    def no_answer(n: int) -> None:
+        outcome = DialOutcome("no-answer", False, 0, "CA" + f"{n}" * 32)
+        _deliver(sids[n], "dial:1", lambda: services.dial_finished(sids[n], 1, outcome))
+
+    took, lock = threading.Event(), db.lock_target_misses
+    late = threading.current_thread()
+
+    def lock_and_hold(target_id: int) -> None:
+        lock(target_id)
+        if threading.current_thread().name == "late" and not took.is_set():
+            took.set()
+            time.sleep(hold_s)
+
+    def run(n: int) -> None:
+        try:
+            if n == 1:
+                took.wait(10)
+            no_answer(n)
+        finally:
+            took.set()
+            connection.close()
+
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        inbound(2)
+        no_answer(2)  # Sleepy's first miss (call 2 goes on to Awake)
+        inbound(0)
+        _deliver(sids[0], "status:completed:", lambda: services.call_status(sids[0], StatusUpdate("completed", 30)))
+        inbound(1)
+        db.lock_target_misses = lock_and_hold
+        try:
+            threads = [threading.Thread(target=run, args=(0,), name="late"),
+                       threading.Thread(target=run, args=(1,), name="ringing")]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            db.lock_target_misses = lock
+    log.removeHandler(handler)
+    log.setLevel(was_level)
+    sleepy = Target.objects.get(key="sparky-sleepy")
+    return {"retried": retried, "pause_reason": TargetState.objects.get(target=sleepy).pause_reason}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -423,7 +505,8 @@ def steps(steps: list[list]) -> list:
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
            "handover": handover, "racing_callbacks": racing_callbacks,
-           "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once}
+           "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,
+           "late_miss_beside_a_miss": late_miss_beside_a_miss}
 
 
 def main() -> None:

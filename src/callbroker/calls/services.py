@@ -593,6 +593,11 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     # Ringing without a slot of the call path: dialled in degraded mode and replayed while it rang (the
     # replay takes no slot), or its slot given back by a final status that came first.
     dialled_degraded = attempt.result == AttemptResult.RINGING and not attempt.slot_held
+    if (not outcome.bridged and info is not None and campaign.missed_calls_limit
+            and unbridged_result(outcome) in UNANSWERED):
+        # PostgreSQL: the target's misses lock before its state row (giving back the slot): missed-call
+        # protection of a late no-answer takes that lock, then writes the pause on that row.
+        db.lock_target_misses(info.core.id)
     settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
         if dialled_degraded and info is not None and not _degraded_leg_counted(call_sid, sequence):
