@@ -513,7 +513,9 @@ def lock_caller(number: str) -> None:
     transaction would read the other call without its verdict (not committed yet), and both be billed.
     Taken right before those reads, after the call's own lock, and by number, not by campaign (velocity
     counts the caller's calls in every campaign). A transaction takes one caller's lock only (the calls it
-    judges again are that caller's), so two of these locks never deadlock.
+    judges again are that caller's), so two of these locks never deadlock. Judging again writes the
+    caller's other calls' rows under this lock: whoever locks a call's row first (the replay) takes the
+    caller's lock before it (``replay._lock_for_replay``), or the two would wait for each other.
     On SQLite the writers' lock already makes every webhook take its turn: nothing is done.
     """
     if connection.vendor == "postgresql":

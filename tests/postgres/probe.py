@@ -458,7 +458,6 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
         _deliver(sids[n], "dial:1", lambda: services.dial_finished(sids[n], 1, outcome))
 
     took, lock = threading.Event(), db.lock_target_misses
-    late = threading.current_thread()
 
     def lock_and_hold(target_id: int) -> None:
         lock(target_id)
@@ -497,6 +496,104 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
     return {"retried": retried, "pause_reason": TargetState.objects.get(target=sleepy).pause_reason}
 
 
+def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool = False) -> dict:
+    """A caller's two calls on the e2e plumbing campaign (SQL counters): the earlier bridged on
+    Line A, still talking; the later on Line C, ended while its leg rang (judged not connected). Then, at the
+    same moment, the replay of the later call's spooled bridged Dial action (as ``replay._replay_events``
+    applies it: ``replay._lock_for_replay``, then ``services.dial_finished``), holding the row
+    ``hold_s`` before applying it, and the earlier call's final status handled live (judged billable, it
+    judges the later call again: a duplicate). ``live_first``: the final status takes the caller's lock
+    first and holds it ``hold_s`` before judging, while the replay takes its locks. Returns what each
+    transaction raised and the retries."""
+    import logging
+    import threading
+    import time
+
+    from django.db import connection, transaction
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker import db
+    from callbroker.calls import replay as replaying
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call
+
+    sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
+    started = timezone.now() - dt.timedelta(minutes=5)
+    retried: list[str] = []
+    raised: dict[str, str] = {}
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if "retrying" in record.getMessage():
+                retried.append(record.getMessage()[:120])
+
+    handler = Retries(level=logging.INFO)
+    log = logging.getLogger("callbroker.calls.services")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    locked, caller_held = threading.Event(), threading.Event()
+    talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
+    lock_caller = db.lock_caller
+
+    def live_holds_the_caller(number: str) -> None:
+        lock_caller(number)
+        if live_first and threading.current_thread().name == "live" and not caller_held.is_set():
+            caller_held.set()
+            time.sleep(hold_s)  # the replay takes its locks meanwhile
+
+    def replay() -> None:
+        try:
+            if live_first:
+                caller_held.wait(10)
+            with transaction.atomic():
+                # The replay's own locks, in its order (the call's events as spooled: their From).
+                replaying._lock_for_replay(sids["later"], replaying._caller_to_lock(sids["later"], [
+                    {"params": {"CallSid": sids["later"], "From": "+17375550188"}}]))
+                locked.set()
+                if not live_first:
+                    time.sleep(hold_s)
+                services.dial_finished(sids["later"], 1, talked)
+        except Exception as exc:  # noqa: BLE001
+            raised["replay"] = f"{type(exc).__name__}: {str(exc)[:80]}"
+        finally:
+            locked.set()
+            connection.close()
+
+    def live() -> None:
+        try:
+            if not live_first:
+                locked.wait(10)
+            _deliver(sids["earlier"], "status:completed:",
+                     lambda: services.call_status(sids["earlier"], StatusUpdate("completed", 150)))
+        except Exception as exc:  # noqa: BLE001
+            raised["live"] = f"{type(exc).__name__}: {str(exc)[:80]}"
+        finally:
+            connection.close()
+
+    with override_settings(REDIS_URL=""):
+        for n, (label, zip_code) in enumerate((("earlier", "78701"), ("later", "75201"))):
+            call = InboundCall(call_sid=sids[label], account_sid="AC" + "0" * 32, from_raw="+17375550188",
+                               to="+15125550001", from_zip=zip_code, from_state="TX")
+            _deliver(sids[label], "voice",
+                     lambda call=call, n=n: services.start_call(call, started + dt.timedelta(minutes=n)))
+        _deliver(sids["earlier"], "dial:1", lambda: services.dial_finished(sids["earlier"], 1, talked))
+        _deliver(sids["later"], "status:completed:",
+                 lambda: services.call_status(sids["later"], StatusUpdate("completed", 150)))
+        db.lock_caller = live_holds_the_caller
+        threads = [threading.Thread(target=replay, name="replay"), threading.Thread(target=live, name="live")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        db.lock_caller = lock_caller
+    log.removeHandler(handler)
+    found = {label: [Call.objects.get(call_sid=sid).verdict, Call.objects.get(call_sid=sid).reason_codes]
+             for label, sid in sids.items()}
+    return {"raised": raised, "retried": retried, "calls": found}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -506,7 +603,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
            "handover": handover, "racing_callbacks": racing_callbacks,
            "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,
-           "late_miss_beside_a_miss": late_miss_beside_a_miss}
+           "late_miss_beside_a_miss": late_miss_beside_a_miss,
+           "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict}
 
 
 def main() -> None:

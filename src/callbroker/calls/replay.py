@@ -419,6 +419,7 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
     events = spool.in_received_order(events)
     call_sid = events[0]["params"]["CallSid"]
     snap = current_snapshot()
+    caller = _caller_to_lock(call_sid, events)
     applied = duplicates = pending = 0
     for n, record in enumerate(events):
         key = event_key(call_sid, record)
@@ -429,9 +430,7 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
                 # event for a call not written yet waits (were it applied once the call appears a moment
                 # later, it would run without the lock, beside another node's event of the same call). And
                 # the call's live webhooks (this node's or another's) wait too: they take the call's lock.
-                db.lock_call(call_sid)
-                locked = Call.objects.select_for_update().filter(call_sid=call_sid).values_list("pk", flat=True)
-                if not list(locked) and record["kind"] not in ROUTING_KINDS:
+                if not _lock_for_replay(call_sid, caller) and record["kind"] not in ROUTING_KINDS:
                     raise services.UnknownCall(call_sid)
                 if CallEvent.objects.filter(call_sid=call_sid, dedupe_key=key).exists():
                     duplicates += 1
@@ -450,6 +449,31 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
             continue
         applied += 1
     return applied, duplicates, pending
+
+
+def _lock_for_replay(call_sid: str, caller: str) -> bool:
+    """Lock what replaying one of the call's events may write, in the order live webhooks lock it: the call
+    (its live webhooks wait), the caller (``_caller_to_lock``), then the call's row. True when the call is in
+    the database."""
+    db.lock_call(call_sid)
+    if caller:  # before the call's row: a live verdict holding it may write that row (judged again)
+        db.lock_caller(caller)
+    return bool(list(Call.objects.select_for_update().filter(call_sid=call_sid).values_list("pk", flat=True)))
+
+
+def _caller_to_lock(call_sid: str, events: list[dict]) -> str:
+    """The caller's number whose lock (``db.lock_caller``) the replay of this call's events takes before it
+    locks the call's row, on PostgreSQL (elsewhere ``""``: nothing to take). A verdict handled live holds the
+    caller's lock while it judges the caller's later calls again, writing their rows; the replay, judging
+    this call, asks for that lock: taken after the row, the two would wait for each other (a deadlock, the
+    replay pass stopped as in an outage). The number the call records, or else (a call the replay creates)
+    the one its inbound webhook's ``From`` gives, as the call will record it."""
+    if connection.vendor != "postgresql":
+        return ""
+    recorded = Call.objects.filter(call_sid=call_sid).values_list("caller_number", flat=True).first()
+    if recorded is not None:
+        return recorded
+    return services.classify_caller(str(events[0]["params"].get("From", "")))[0] or ""
 
 
 #: Events that may create the call: the inbound webhook (and its IVR steps) routed from memory, and the
