@@ -248,10 +248,7 @@ def handover(redis_url: str, number: str, hold_s: float, first: str, second: str
             connection.close()
 
     threads = [threading.Thread(target=on_first), threading.Thread(target=on_second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _start_and_join(threads)
     return {"first": result["first"] and result["first"].value, "second": result["second"] and result["second"].value,
             "second_seconds": result["second_seconds"],
             "redis_active": int(store.client.get(store.active_key(info.core.id)) or 0)}
@@ -264,6 +261,46 @@ def _deliver(sid: str, key: str, run) -> None:
 
     event = EventIn(call_sid=sid, kind=key.split(":")[0], dedupe_key=f"{sid}:{key}", params={"CallSid": sid})
     services.handle_once(event, run, repr)
+
+
+def _start_and_join(threads: list) -> None:
+    """Start every thread, then wait for them all."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _one_callers_two_calls(sids: dict[str, str], caller: str, started: dt.datetime) -> None:
+    """The caller's ``earlier`` and ``later`` calls to the e2e plumbing number, a minute apart from ``started``,
+    from two ZIPs (Austin's line A, Dallas's line C)."""
+    from callbroker.calls import services
+    from callbroker.calls.events import InboundCall
+
+    for n, (label, zip_code) in enumerate((("earlier", "78701"), ("later", "75201"))):
+        call = InboundCall(call_sid=sids[label], account_sid="AC" + "0" * 32, from_raw=caller,
+                           to="+15125550001", from_zip=zip_code, from_state="TX")
+        _deliver(sids[label], "voice",
+                 lambda call=call, n=n: services.start_call(call, started + dt.timedelta(minutes=n)))
+
+
+def _call_the_missed_calls_number(sid: str, caller: int) -> None:
+    """A new call to the e2e network's missed-calls number (Sleepy line first, then Awake) from the caller
+    +1737555<caller>."""
+    from callbroker.calls import services
+    from callbroker.calls.events import InboundCall
+
+    call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=f"+1737555{caller}", to="+15125550004")
+    _deliver(sid, "voice", lambda: services.start_call(call))
+
+
+def _no_answer(sid: str, n: int) -> None:
+    """The Dial action of call ``sid``'s first leg: nobody answered (its leg's CallSid made of ``n``)."""
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome
+
+    outcome = DialOutcome("no-answer", False, 0, "CA" + f"{n}" * 32)
+    _deliver(sid, "dial:1", lambda: services.dial_finished(sid, 1, outcome))
 
 
 def _at_once(runs: dict[str, Callable[[], None]], first: str, hold_s: float) -> None:
@@ -297,10 +334,7 @@ def _at_once(runs: dict[str, Callable[[], None]], first: str, hold_s: float) -> 
     services._store_event = held_store
     try:
         threads = [threading.Thread(target=run, args=(key,)) for key in runs]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _start_and_join(threads)
     finally:
         services._store_event = store
 
@@ -347,21 +381,16 @@ def misses_at_once(redis_url: str, redis_prefix: str, hold_s: float = 1.0) -> di
     call rang, and the line a third call rings first."""
     from django.test.utils import override_settings
 
-    from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall
     from callbroker.calls.models import CallAttempt
     from callbroker.network.models import Target, TargetState
 
     sids = ["CA" + os.urandom(16).hex() for _ in range(3)]
 
     def inbound(n: int) -> None:
-        call = InboundCall(call_sid=sids[n], account_sid="AC" + "0" * 32, from_raw=f"+1737555{n + 1000}",
-                           to="+15125550004")
-        _deliver(sids[n], "voice", lambda: services.start_call(call))
+        _call_the_missed_calls_number(sids[n], caller=1000 + n)
 
     def no_answer(n: int) -> None:
-        outcome = DialOutcome("no-answer", False, 0, "CA" + f"{n}" * 32)
-        _deliver(sids[n], "dial:1", lambda: services.dial_finished(sids[n], 1, outcome))
+        _no_answer(sids[n], n)
 
     with override_settings(REDIS_URL=redis_url, COUNTERS_BACKEND="redis", REDIS_KEY_PREFIX=redis_prefix):
         inbound(0)
@@ -388,17 +417,13 @@ def verdicts_at_once(first: str, hold_s: float = 1.0) -> dict:
 
     from callbroker.billing.models import LedgerEntry
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.events import DialOutcome, StatusUpdate
     from callbroker.calls.models import Call
 
     sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
     started = timezone.now() - dt.timedelta(minutes=5)
     with override_settings(REDIS_URL=""):
-        for n, (label, zip_code) in enumerate((("earlier", "78701"), ("later", "75201"))):
-            call = InboundCall(call_sid=sids[label], account_sid="AC" + "0" * 32, from_raw="+17375550177",
-                               to="+15125550001", from_zip=zip_code, from_state="TX")
-            _deliver(sids[label], "voice",
-                     lambda call=call, n=n: services.start_call(call, started + dt.timedelta(minutes=n)))
+        _one_callers_two_calls(sids, "+17375550177", started)
         for sid in sids.values():
             talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
             _deliver(sid, "dial:1", lambda sid=sid, talked=talked: services.dial_finished(sid, 1, talked))
@@ -431,7 +456,7 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
 
     from callbroker import db
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.events import StatusUpdate
     from callbroker.network.models import Target, TargetState
 
     sids = ["CA" + os.urandom(16).hex() for _ in range(3)]
@@ -449,13 +474,10 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
     log.setLevel(logging.INFO)
 
     def inbound(n: int) -> None:
-        call = InboundCall(call_sid=sids[n], account_sid="AC" + "0" * 32, from_raw=f"+1737555{n + 2000}",
-                           to="+15125550004")
-        _deliver(sids[n], "voice", lambda: services.start_call(call))
+        _call_the_missed_calls_number(sids[n], caller=2000 + n)
 
     def no_answer(n: int) -> None:
-        outcome = DialOutcome("no-answer", False, 0, "CA" + f"{n}" * 32)
-        _deliver(sids[n], "dial:1", lambda: services.dial_finished(sids[n], 1, outcome))
+        _no_answer(sids[n], n)
 
     took, lock = threading.Event(), db.lock_target_misses
 
@@ -484,10 +506,7 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
         try:
             threads = [threading.Thread(target=run, args=(0,), name="late"),
                        threading.Thread(target=run, args=(1,), name="ringing")]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            _start_and_join(threads)
         finally:
             db.lock_target_misses = lock
     log.removeHandler(handler)
@@ -516,7 +535,7 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
     from callbroker import db
     from callbroker.calls import replay as replaying
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.events import DialOutcome, StatusUpdate
     from callbroker.calls.models import Call
 
     sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
@@ -573,20 +592,13 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
             connection.close()
 
     with override_settings(REDIS_URL=""):
-        for n, (label, zip_code) in enumerate((("earlier", "78701"), ("later", "75201"))):
-            call = InboundCall(call_sid=sids[label], account_sid="AC" + "0" * 32, from_raw="+17375550188",
-                               to="+15125550001", from_zip=zip_code, from_state="TX")
-            _deliver(sids[label], "voice",
-                     lambda call=call, n=n: services.start_call(call, started + dt.timedelta(minutes=n)))
+        _one_callers_two_calls(sids, "+17375550188", started)
         _deliver(sids["earlier"], "dial:1", lambda: services.dial_finished(sids["earlier"], 1, talked))
         _deliver(sids["later"], "status:completed:",
                  lambda: services.call_status(sids["later"], StatusUpdate("completed", 150)))
         db.lock_caller = live_holds_the_caller
         threads = [threading.Thread(target=replay, name="replay"), threading.Thread(target=live, name="live")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _start_and_join(threads)
         db.lock_caller = lock_caller
     log.removeHandler(handler)
     found = {label: [Call.objects.get(call_sid=sid).verdict, Call.objects.get(call_sid=sid).reason_codes]
