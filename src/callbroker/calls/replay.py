@@ -319,7 +319,7 @@ def _final_status_alone(events: list[dict]) -> dict | None:
                  if record.get("inbound") and StatusUpdate(**record["update"]).terminal), None)
 
 
-def _record_status_only(call_sid: str, events: list[dict], when: str = "") -> bool:
+def _record_status_only(call_sid: str, events: list[dict], when: str) -> bool:
     """Keep a final status whose call no node has recorded as a call of its own (True: recorded now).
 
     Called once the file has waited ``STATUS_ONLY_AFTER`` (or is given up): the call's inbound webhook
@@ -329,7 +329,7 @@ def _record_status_only(call_sid: str, events: list[dict], when: str = "") -> bo
     ``status_only``, the status's parameters: an inbound webhook handled later finds it and writes
     nothing); the status itself is then applied as any other (it ends and judges the call). Nothing when
     the call is in the database meanwhile, or when the file holds anything but status callbacks. ``when``:
-    how long no node recorded it, for the log line.
+    for how long, or why, no node recorded it (the log line).
     """
     final = _final_status_alone(events)
     if final is None:
@@ -347,8 +347,7 @@ def _record_status_only(call_sid: str, events: list[dict], when: str = "") -> bo
     except IntegrityError:  # another node recorded it (from its routing event, or as this) at the same moment
         return False
     log.warning("call %s: no node recorded the call %s (its inbound webhook was never handled); recorded "
-                "from its final status alone (%s, not billable)", call_sid,
-                when or f"in {_span(STATUS_ONLY_AFTER)} with the database reachable", services.STATUS_ONLY)
+                "from its final status alone (%s, not billable)", call_sid, when, services.STATUS_ONLY)
     return True
 
 
@@ -386,10 +385,20 @@ def why_waiting(path) -> str:
     return f"{how}, waiting for its final status; closed without it after {wait}"
 
 
+def in_words(seconds: float) -> str:
+    """A wait for an operator: ``45 s``, ``12 min``, ``1 h``, ``2 h 05 min`` (the replayer's log lines,
+    ``callbroker spool status``)."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    return f"{hours} h" if minutes == 0 else f"{hours} h {minutes:02d} min"
+
+
 def _span(value: dt.timedelta) -> str:
-    """``6 h``, ``1 h``, ``90 min``."""
-    minutes = int(value.total_seconds() // 60)
-    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+    return in_words(value.total_seconds())
 
 
 def _moment(value: str | None, default: dt.datetime) -> dt.datetime:

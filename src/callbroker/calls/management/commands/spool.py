@@ -45,7 +45,7 @@ class Command(BaseCommand):
         """One spooled call: its events, when its file was last written, and why it is still there."""
         try:
             events = spool.read(path)
-            written = _ago(time.time() - path.stat().st_mtime)
+            written = replay.in_words(time.time() - path.stat().st_mtime)
         except FileNotFoundError:
             return  # replayed meanwhile
         try:
@@ -57,13 +57,3 @@ class Command(BaseCommand):
         kinds = ", ".join(e.get("kind", "?") for e in events)
         self.stdout.write(f"  {path.stem}  {len(events)} events: {kinds}  (written {written} ago)")
         self.stdout.write(f"    waiting: {why}")
-
-
-def _ago(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3 h 05 min``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
