@@ -1,26 +1,37 @@
 """A call whose final status never came (the carrier gave up after its retry, or nothing could take it)
-would hold its target's slot for good: a one-line buyer would get no call again. Six hours after it
-started (longer than any call: a Dial lasts at most 4 h), it is closed as a final status would close it,
-once, and ``callbroker calls close-abandoned`` says which.
+would hold its target's slot for good: a one-line buyer would get no call again. One that holds no slot
+(left at the IVR, in a fallback, or whose leg was dialled in degraded mode:
+``test_close_abandoned_degraded.py``) would stay in progress and ``pending`` for good, listed by
+``calls list --verdict pending``. Six hours after it started (longer than any call: a Dial lasts at most
+4 h), it is closed as a final status would close it, once, and ``callbroker calls close-abandoned`` says
+which. An ended call left ``pending`` for staff to judge, and a call not six hours old, are left alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from callbroker.billing.models import LedgerEntry
 from callbroker.calls import services
-from callbroker.calls.events import DialOutcome, InboundCall
+from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.models import TargetState
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
 SOLO, SOLO_LINE = "+15125550005", "+15125550121"  # e2e-concurrency: one target, concurrency 1
+PLUMBING = "+15125550001"  # e2e-plumbing: asks the ZIP when the carrier gives none
+IVR = "+15125550003"  # e2e-ivr: asks the ZIP always, then "If you need a roofer, press 1."
+AFTER_HOURS = "+15125550002"  # e2e-after-hours: never open, a message
+MISSED = "+15125550004"  # e2e-missed: two electricians, then a voicemail
+NOT_OURS = "+15125550009"  # no tracking number
 
 
 def inbound(n: int) -> InboundCall:
@@ -39,7 +50,8 @@ def test_a_call_whose_final_status_never_came_is_closed_and_gives_its_slot_back(
     later = timezone.now() + services.ABANDONED_AFTER - dt.timedelta(minutes=1)
     assert services.close_abandoned(later) == []  # not yet: it may still be talking
 
-    assert services.close_abandoned(later + dt.timedelta(minutes=2)) == [f"CA{1:032x}"]
+    # The second call, whose fallback's final status was lost too, holds no slot: closed after the first.
+    assert services.close_abandoned(later + dt.timedelta(minutes=2)) == [f"CA{1:032x}", f"CA{2:032x}"]
 
     call = Call.objects.get(call_sid=f"CA{1:032x}")
     assert (call.stage, call.verdict, call.final_status) == ("ended", "billable", "")  # talked 95 s
@@ -50,16 +62,103 @@ def test_a_call_whose_final_status_never_came_is_closed_and_gives_its_slot_back(
     assert rings_the_line(services.start_call(inbound(3)))  # the line takes calls again
 
 
+def caller(n: int, to: str, **carrier: str) -> InboundCall:
+    return InboundCall(call_sid=f"CA{n:032x}", account_sid="AC" + "0" * 32, from_raw=f"+1720555{n:04d}", to=to,
+                       **carrier)
+
+
+def at_the_zip_prompt(n: int) -> None:
+    assert "AskZip" in repr(services.start_call(caller(n, PLUMBING)))
+
+
+def at_the_category_question(n: int) -> None:
+    services.start_call(caller(n, IVR, from_zip="80202", from_state="CO"))
+    assert "AskCategory" in repr(services.zip_entered(f"CA{n:032x}", 1, "80203"))
+
+
+def hearing_a_closed_message(n: int) -> None:
+    assert "We are closed right now." in repr(services.start_call(caller(n, AFTER_HOURS, from_zip="78701")))
+
+
+def leaving_a_voicemail(n: int) -> None:
+    """Both electricians rang out; the caller is asked for a message (whose callback never comes either)."""
+    services.start_call(caller(n, MISSED, from_zip="78701", from_state="TX"))
+    services.dial_finished(f"CA{n:032x}", 1, DialOutcome(status="no-answer", bridged=False, duration=0))
+    assert "TakeMessage" in repr(services.dial_finished(f"CA{n:032x}", 2, DialOutcome(status="no-answer",
+                                                                                     bridged=False, duration=0)))
+
+
+def calling_a_number_not_ours(n: int) -> None:
+    services.start_call(caller(n, NOT_OURS, from_zip="78701"))
+
+
+@pytest.mark.parametrize("left", [at_the_zip_prompt, at_the_category_question, hearing_a_closed_message,
+                                  leaving_a_voicemail, calling_a_number_not_ours], ids=lambda f: f.__name__)
+def test_a_call_holding_no_slot_whose_final_status_never_came_is_closed_not_billable(left):
+    """Nothing holds a slot for it, so it was never found: it stayed in progress and pending for good."""
+    left(1)
+    sid = f"CA{1:032x}"
+    call = Call.objects.get(call_sid=sid)
+    assert call.stage != "ended" and call.verdict == "pending"
+    assert not CallAttempt.objects.filter(call=call, slot_held=True).exists()
+    started = call.started_at
+    assert services.close_abandoned(started + services.ABANDONED_AFTER - dt.timedelta(minutes=1)) == []
+
+    assert services.close_abandoned(started + dt.timedelta(hours=7)) == [sid]
+
+    call.refresh_from_db()
+    assert (call.stage, call.final_status, call.ended_at) == ("ended", "", started + dt.timedelta(hours=7))
+    assert (call.verdict, call.reason_codes, call.revenue, call.payout) == (
+        "not_billable", ["not_connected"], Decimal("0.00"), Decimal("0.00"))  # no buyer ever talked to it
+    assert not LedgerEntry.objects.exists()
+    assert CallEvent.objects.filter(call_sid=sid, kind="abandoned").count() == 1
+    assert services.close_abandoned(started + dt.timedelta(hours=8)) == []  # once
+    out = io.StringIO()
+    call_command("calls", "list", "--verdict", "pending", "--json", stdout=out)
+    assert json.loads(out.getvalue()) == []
+
+
+def test_an_ended_call_left_pending_for_staff_and_a_younger_call_are_left_alone():
+    services.start_call(caller(1, PLUMBING, from_zip="78701", from_state="TX"))  # rings a plumber …
+    Call.objects.filter(call_sid=f"CA{1:032x}").update(campaign=None)  # … whose campaign is deleted meanwhile
+    services.call_status(f"CA{1:032x}", StatusUpdate(status="completed", duration=40))
+    assert Call.objects.get(call_sid=f"CA{1:032x}").verdict == "pending"  # no campaign to judge by: staff do
+    at_the_zip_prompt(2)
+    later = Call.objects.get(call_sid=f"CA{2:032x}").started_at + dt.timedelta(hours=7)
+    Call.objects.filter(call_sid=f"CA{2:032x}").update(started_at=later - dt.timedelta(hours=5))
+    at_the_zip_prompt(3)
+    Call.objects.filter(call_sid=f"CA{3:032x}").update(campaign=None)  # its campaign deleted while at the IVR
+
+    assert services.close_abandoned(later) == [f"CA{3:032x}"]
+
+    assert [(c.call_sid, c.stage, c.verdict) for c in Call.objects.order_by("call_sid")] == [
+        (f"CA{1:032x}", "ended", "pending"), (f"CA{2:032x}", "ivr", "pending"),
+        (f"CA{3:032x}", "ended", "pending")]  # closed, still for staff to judge
+    assert not CallEvent.objects.filter(call_sid__in=[f"CA{1:032x}", f"CA{2:032x}"], kind="abandoned").exists()
+    assert services.close_abandoned(later) == []  # the one closed is ended: not taken again
+
+
+def test_a_pass_closes_at_most_its_limit_of_calls_the_next_one_the_rest():
+    assert rings_the_line(services.start_call(inbound(1)))
+    at_the_zip_prompt(2)
+    at_the_zip_prompt(3)
+    later = timezone.now() + dt.timedelta(hours=7)
+    first = services.close_abandoned(later, limit=2)
+    assert first[0] == f"CA{1:032x}" and len(first) == 2
+    assert services.close_abandoned(later, limit=2) == sorted({f"CA{2:032x}", f"CA{3:032x}"} - set(first))
+    assert set(Call.objects.values_list("stage", flat=True)) == {"ended"}
+
+
 def test_the_command_says_what_it_closed():
     services.start_call(inbound(1))  # rings the line, and nothing more ever comes
     out = io.StringIO()
     call_command("calls", "close-abandoned", stdout=out)
-    assert out.getvalue() == "No call holds a slot 6 h after it started.\n"
+    assert out.getvalue() == "No call still in progress or holding a slot 6 h after it started.\n"
     CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))
     out = io.StringIO()
     call_command("calls", "close-abandoned", stdout=out)
     assert out.getvalue().splitlines() == [
-        "Closed 1 call whose final status never came (6 h after they started), their slots given back:",
+        "Closed 1 call whose final status never came (6 h after they started), any slot held given back:",
         f"  CA{1:032x}"]
     call = Call.objects.get(call_sid=f"CA{1:032x}")
     assert call.stage == "ended" and call.verdict == "not_billable"
@@ -119,3 +218,22 @@ def test_a_new_callbroker_run_closes_the_simulated_calls_the_last_one_left_unfin
     out = io.StringIO()
     Run(stdout=out).close_leftovers()
     assert out.getvalue() == ""
+
+
+def test_the_calls_still_in_progress_are_found_by_the_verdict_index():
+    """Not by ``started_at``: every call of the past started more than 6 h ago (PostgreSQL: tests/postgres)."""
+    from django.db import connection
+
+    from tests.calls.test_schema_indexes import query_plan
+
+    at_the_zip_prompt(1)
+    ran = []
+
+    def capture(execute, sql, params, many, context):
+        ran.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        assert services.close_abandoned(timezone.now() + dt.timedelta(hours=7)) == [f"CA{1:032x}"]
+    [(sql, params)] = [(sql, params) for sql, params in ran if '"calls_call"."stage"' in sql]
+    assert "SEARCH calls_call USING INDEX calls_call_verdict_" in query_plan(sql, params)

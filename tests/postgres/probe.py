@@ -121,6 +121,54 @@ def explain_call_path() -> dict:
     return {"plans": plans, "parent_index": parent_index, "rows_by_partition": rows}
 
 
+def explain_close_abandoned() -> dict:
+    """Given a year of calls (all judged), three left unfinished in past months and one started now, run
+    ``close_abandoned`` and EXPLAIN every query it ran on the call table (the calls still in progress,
+    then each call closed loaded by CallSid). Rolled back."""
+    from django.db import connection, transaction
+
+    from callbroker.calls import services
+    from callbroker.calls.models import Call
+    from callbroker.network.models import TrackingNumber
+
+    tracking = TrackingNumber.objects.select_related("campaign").get(number="+15125550001")
+    target = tracking.campaign.targets.order_by("priority").first()
+    now = dt.datetime.now(dt.UTC)
+    _populate(tracking.campaign_id, target.pk, now)  # its template call: in progress, started now
+    left = [f"CAleft{days}" for days in (40, 100, 300)]
+    for sid, days in zip(left, (40, 100, 300), strict=True):  # at the IVR, in three older months' partitions
+        Call.objects.create(call_sid=sid, to_number=tracking.number, tracking_number=tracking,
+                            campaign_id=tracking.campaign_id, started_at=now - dt.timedelta(days=days))
+
+    captured: list[tuple[str, tuple]] = []
+
+    def capture(execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("SELECT") and "calls_call" in sql and "calls_callattempt" not in sql:
+            captured.append((sql, tuple(params or ())))
+        return execute(sql, params, many, context)
+
+    plans = []
+    with transaction.atomic():
+        with connection.execute_wrapper(capture):
+            closed = services.close_abandoned(now)
+        stages = dict(Call.objects.filter(call_sid__in=[*left, "CAtemplate"]).values_list("call_sid", "stage"))
+        with connection.cursor() as cursor:
+            for sql, params in captured:
+                cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+                plan = cursor.fetchone()[0]
+                plans.append({"sql": sql, "plan": plan if isinstance(plan, list) else json.loads(plan)})
+            cursor.execute(
+                "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
+            )
+            parent_index = dict(cursor.fetchall())
+            cursor.execute("SELECT tableoid::regclass::text, count(*) FROM calls_call GROUP BY 1")
+            rows = dict(cursor.fetchall())
+        transaction.set_rollback(True)
+    return {"closed": closed, "stages": stages, "plans": plans, "parent_index": parent_index,
+            "rows_by_partition": rows}
+
+
 def place_calls(count: int, token: str) -> list[str]:
     """``count`` answered calls through the whole webhook stack, in process (the carrier emulator over
     httpx's WSGI transport: no server to start). Returns their CallSids."""
@@ -611,7 +659,8 @@ def steps(steps: list[list]) -> list:
     return [ACTIONS[action](**arguments) for action, arguments in steps]
 
 
-ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path, "setup": setup,
+ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
+           "explain_close_abandoned": explain_close_abandoned, "setup": setup,
            "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
            "handover": handover, "racing_callbacks": racing_callbacks,
            "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,

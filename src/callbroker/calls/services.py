@@ -774,25 +774,39 @@ def end_ringing_leg(call: Call, attempt: CallAttempt, now: dt.datetime, info: Ta
         _give_back_degraded_hold(call.call_sid, attempt.sequence)
 
 
-#: A call still holding a target's slot this long after it started is over at the carrier, whatever
-#: happened: a Dial lasts at most its ``timeLimit`` (4 h by default, which the TwiML keeps), the IVR and
-#: the ring tree minutes. Its final status was lost (the carrier gave up after its retry, or nothing could
-#: take it): see :func:`close_abandoned`.
+#: A call not ended, or still holding a target's slot, this long after it started is over at the carrier,
+#: whatever happened: a Dial (to a buyer, or the fallback's forward) lasts at most its ``timeLimit`` (4 h by
+#: default, which the TwiML keeps), the IVR, the ring tree and a voicemail minutes. Its final status was lost
+#: (the carrier gave up after its retry, or nothing could take it): see :func:`close_abandoned`.
 ABANDONED_AFTER = dt.timedelta(hours=6)
 
 
 def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> list[str]:
-    """End the calls whose final status never came: still holding a slot ``ABANDONED_AFTER`` after they
-    started. Each is closed as a final status would close it (attempts still ringing canceled, slots given
-    back, the call judged; no carrier status recorded), under an event of its own (kind ``abandoned``),
-    once however often this runs and on however many nodes. Returns their CallSids (at most ``limit``).
+    """End the calls whose final status never came, ``ABANDONED_AFTER`` after they started: those still
+    holding a slot (an ended call's slot left held is given back), and those not ended and not judged that
+    hold none (left at the IVR, in a fallback, or whose leg was dialled in degraded mode), which would
+    otherwise stay in progress and ``pending`` for good. Each is closed as a final status would close it
+    (attempts still ringing canceled, slots given back, the call judged; no carrier status recorded), under
+    an event of its own (kind ``abandoned``), once however often this runs and on however many nodes. An
+    ended call still ``pending`` (no campaign to judge it by: staff judge it) is left alone. Returns their
+    CallSids (at most ``limit``: the next pass takes the rest).
     """
     now = now or timezone.now()
-    # attempt_slot_held_idx: the attempts holding a slot, a handful per target
-    held = CallAttempt.objects.filter(slot_held=True, started_at__lt=now - ABANDONED_AFTER)
-    sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
+    started_before = now - ABANDONED_AFTER
     reason = f"no final status {ABANDONED_AFTER} after the call started"
-    return [sid for sid in sids if close_without_status(sid, reason, now)]
+    # attempt_slot_held_idx: the attempts holding a slot, a handful per target
+    held = CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
+    sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
+    closed = [sid for sid in sids if close_without_status(sid, reason, now)]
+    if len(sids) >= limit:
+        return closed
+    # Read after the calls above are ended (none comes twice). The verdict index: the calls still pending
+    # are those in progress and the few ended ones staff judge, in every partition (PostgreSQL). No order:
+    # ORDER BY started_at would have PostgreSQL read the started_at index through the whole history.
+    unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
+                  .exclude(stage=CallStage.ENDED).order_by().values_list("call_sid", flat=True))
+    left_unfinished = list(unfinished[:limit - len(sids)])
+    return closed + [sid for sid in left_unfinished if close_without_status(sid, reason, now)]
 
 
 def unfinished_calls_of(account_sid: str) -> list[str]:

@@ -111,8 +111,8 @@ class Command(BaseCommand):
         show.add_argument("--json", action="store_true", help="JSON instead of text.")
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
-        actions.add_parser("close-abandoned", help="End the calls whose final status never came (still "
-                                                   "holding a slot 6 h after they started).")
+        actions.add_parser("close-abandoned", help="End the calls whose final status never came (still in "
+                                                   "progress or holding a slot 6 h after they started).")
 
     def handle(self, *args, **options) -> None:
         with reading_the_database("calls"):
@@ -129,11 +129,11 @@ class Command(BaseCommand):
         closed = close_abandoned()
         hours = int(ABANDONED_AFTER.total_seconds() // 3600)
         if not closed:
-            self.stdout.write(f"No call holds a slot {hours} h after it started.")
+            self.stdout.write(f"No call still in progress or holding a slot {hours} h after it started.")
             return
         calls = f"{len(closed)} call{'s' if len(closed) != 1 else ''}"
         self.stdout.write(f"Closed {calls} whose final status never came ({hours} h after they started), "
-                          "their slots given back:")
+                          "any slot held given back:")
         for sid in closed:
             self.stdout.write(f"  {sid}")
 
