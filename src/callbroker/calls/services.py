@@ -830,7 +830,7 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
         call = db.select_one(Call, call_sid=call_sid)
         if call is None:  # not in the database (yet): store nothing, or a later close would find it done
             raise UnknownCall(call_sid)
-        log.warning("call %s: %s; closed, its slots given back", call_sid, reason)
+        log.warning("call %s: %s; closed, any slot it held given back", call_sid, reason)
         if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
             _release_held(call, current_snapshot(check_version=False), now)
         else:
