@@ -192,6 +192,47 @@ def test_a_pass_stopped_by_the_outage_does_not_start_the_wait(disk, monkeypatch)
     assert path.name not in replay._waiting_since
 
 
+def test_a_deadlock_is_retried_and_the_pass_goes_on_but_a_locked_sqlite_database_stops_it(disk, monkeypatch,
+                                                                                          caplog):
+    """A transaction PostgreSQL stopped in a deadlock means the database is up: the file is replayed again
+    (three runs in all), then waits alone while the pass goes on. SQLite's "database is locked" (its one write
+    lock held past the busy timeout, by a writer that may not let go) stops the pass as an outage, as before:
+    every other file would wait the busy timeout for the same lock (tests/postgres/test_replay_deadlock.py: a
+    real deadlock)."""
+    import sqlite3
+
+    import psycopg
+    from django.db import OperationalError
+
+    from callbroker.calls import services
+
+    monkeypatch.setattr(replay, "_waiting_since", {})
+    monkeypatch.setattr(replay, "_rests", {})
+    sids = [SID_A, SID_B, "CA" + "c3" * 16]
+    for n, sid in enumerate(sids):
+        spool.append(sid, event(n))
+        os.utime(spool.path_of(sid), (time.time() - 300 + n,) * 2)  # replayed in this order
+    tried = []
+
+    def replay_events(events, **kwargs):
+        sid = sids[events[0]["n"]]
+        tried.append(sid)
+        cause = psycopg.errors.DeadlockDetected("deadlock detected") if sid == SID_A \
+            else sqlite3.OperationalError("database is locked")
+        raise OperationalError(str(cause)) from cause  # as Django raises what the driver raised
+
+    monkeypatch.setattr(replay, "_replay_events", replay_events)
+    with caplog.at_level(logging.INFO, logger="callbroker.calls.replay"):
+        report = replay.replay_ready()
+    assert tried == [SID_A] * services.TRANSIENT_RETRIES + [SID_B]  # the third file: after the outage
+    assert [error.partition(": ")[2] for error in report.errors] == ["deadlock detected",
+                                                                     "database is locked"]
+    rests = [(name, rest.next_at) for name, rest in replay._rests.items()]
+    assert rests == [(f"{SID_A}.jsonl", 0.0)]  # waits as any waiting file: tried again at the next pass
+    assert all(spool.path_of(sid).exists() for sid in sids)
+    assert any("this pass goes on with the other files" in r.getMessage() for r in caplog.records)
+
+
 def test_spool_status_makes_no_directory(settings, tmp_path):
     """Run by root, a directory it made would be root's, and the service could then not write its spool."""
     import io

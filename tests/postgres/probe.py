@@ -654,6 +654,113 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
     return {"raised": raised, "retried": retried, "calls": found}
 
 
+def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
+    """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
+    were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
+    connection (``SET deadlock_timeout = '10s'``: PostgreSQL stops the replay's transaction, not its own)
+    makes a real deadlock with the replay of A ``deadlocks`` times in a row: it locks A's row (``SELECT ...
+    FOR UPDATE``) while the replay holds A's call lock (``db.lock_call``), and once the replay waits for the
+    row it asks for the call's lock. With ``cut``, it then ends the replay's connection while the replay of C
+    waits for C's row (``pg_terminate_backend``: the database gone, as in an outage). A second pass follows,
+    with nothing in its way. Returns, for each pass, the files still spooled and the calls ended, the pass's
+    errors, the replayer's log lines about A, and how many times the replay of A was begun."""
+    import logging
+    import queue
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    from callbroker import db
+    from callbroker.calls import replay as replaying
+    from callbroker.calls import services, spool
+    from callbroker.calls.events import InboundCall
+    from callbroker.calls.models import Call
+
+    labels = "ABCD"
+    sids = {label: "CA" + os.urandom(16).hex() for label in labels}
+    rounds = {sids["A"]: deadlocks, sids["C"]: int(cut)}  # the replay's meetings with the other connection
+    begun: list[str] = []
+    arrived: queue.Queue = queue.Queue()  # (call_sid, the replay's backend pid): it holds the call's lock
+    held = {sid: queue.Queue() for sid in rounds}  # the other connection holds the call's row
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record):
+            if sids["A"] in record.getMessage():
+                lines.append(f"{record.levelname} {record.getMessage()}")
+
+    handler = Lines(level=logging.INFO)
+    log = logging.getLogger("callbroker.calls.replay")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    lock_for_replay = replaying._lock_for_replay
+
+    def meeting_the_other(call_sid: str, caller: str) -> bool:
+        if call_sid == sids["A"]:
+            begun.append(call_sid)
+        if rounds.get(call_sid, 0) > 0:
+            rounds[call_sid] -= 1
+            db.lock_call(call_sid)  # what the replay locks first (again below: the same lock, held once)
+            arrived.put((call_sid, connection.connection.info.backend_pid))
+            held[call_sid].get(timeout=60)
+        return lock_for_replay(call_sid, caller)
+
+    def other_connection() -> None:
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:  # each meeting commits
+            conn.execute("SET deadlock_timeout = '10s'")
+            while (meeting := arrived.get()) is not None:
+                sid, pid = meeting
+                with conn.transaction():
+                    conn.execute("SELECT id FROM calls_call WHERE call_sid = %s FOR UPDATE", [sid])
+                    held[sid].put(True)
+                    given_up = time.monotonic() + 60  # the replay never waited: its result tells
+                    while not conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted",
+                                           [pid]).fetchone()[0] and time.monotonic() < given_up:
+                        time.sleep(0.01)  # until the replay waits for the row
+                    if sid == sids["C"]:
+                        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+                    else:
+                        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                                     [db.CALL_LOCK_SPACE, sid])
+
+    def state() -> dict:
+        connection.close()  # as the replayer does after each pass (a connection the outage broke goes)
+        return {"spooled": sorted(label for label, sid in sids.items() if spool.path_of(sid).exists()),
+                "ended": sorted(label for label, sid in sids.items()
+                                if Call.objects.get(call_sid=sid).stage == "ended")}
+
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        for n, sid in enumerate(sids.values()):
+            inbound = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=f"+173755502{n:02d}",
+                                  to="+15125550001", from_zip="78701", from_state="TX")
+            _deliver(sid, "voice", lambda inbound=inbound: services.start_call(inbound, started))
+            ended = (started + dt.timedelta(minutes=2)).isoformat()
+            spool.append(sid, {"kind": "status", "received_at": ended,
+                               "params": {"CallSid": sid}, "query": {}, "answer": "",
+                               "update": {"status": "completed", "duration": 100, "sequence": ""}})
+            written = time.time() - 300 + n  # the order the replayer takes them in: A first
+            os.utime(spool.path_of(sid), (written, written))
+        replaying._lock_for_replay = meeting_the_other
+        other = threading.Thread(target=other_connection)
+        other.start()
+        try:
+            first = replaying.replay_ready()
+        finally:
+            arrived.put(None)
+            other.join()
+        passes = [{"errors": first.errors, **state()}]
+        tries = len(begun)
+        rounds.clear()
+        passes.append({"errors": replaying.replay_ready().errors, **state()})
+        replaying._lock_for_replay = lock_for_replay
+    log.removeHandler(handler)
+    return {"passes": passes, "lines": lines, "tries": tries, "retries": services.TRANSIENT_RETRIES}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -665,7 +772,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "handover": handover, "racing_callbacks": racing_callbacks,
            "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,
            "late_miss_beside_a_miss": late_miss_beside_a_miss,
-           "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict}
+           "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,
+           "replay_beside_a_lock_holder": replay_beside_a_lock_holder}
 
 
 def main() -> None:

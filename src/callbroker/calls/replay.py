@@ -33,6 +33,13 @@ logs once why it waits (:func:`why_waiting`, which ``callbroker spool status`` p
 A final status whose call no node has recorded (its inbound webhook died in the worker: no event of it
 exists anywhere) is kept as a call of its own once it has waited ``STATUS_ONLY_AFTER``
 (:func:`_record_status_only`), instead of being dropped when the file is given up.
+
+**A pass stops at an outage** (``OUTAGES``: the next pass, a second later, tries again), **not at a
+deadlock**: a transaction PostgreSQL stopped in a deadlock or a serialization failure (a live webhook of
+the same call or caller locking in another order) means the database is up. The file is replayed again at
+once, up to ``services.TRANSIENT_RETRIES`` runs as a live webhook is, then left waiting like any waiting
+file, with a log line, while the pass goes on with the others. SQLite's "database is locked" still stops
+the pass: the one write lock is the whole database's, and every other file would wait for it too.
 """
 
 from __future__ import annotations
@@ -151,7 +158,9 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
     applied and the call has ended in the database (its final status may have come through any node),
     or when it is stale; until then it keeps the call degraded on this node. ``force``: apply what can
     be applied, skip the rest and delete every file (``callbroker spool replay --all``). Stops at the
-    first outage.
+    first outage. Not at a deadlock or serialization failure (PostgreSQL), which says the database is up:
+    the file is replayed again (``_replay_file_retried``), and if it still can't get through it waits for a
+    later pass, alone (``_left_after_conflicts``).
     """
     report = ReplayReport()
     spool.flush_memory()
@@ -169,12 +178,14 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
             report.waiting += 1
             continue
         try:
-            stamp = _replay_file(path, report, now=now, force=force)
+            stamp = _replay_file_retried(path, report, now=now, force=force)
         except FileNotFoundError:
             continue
         except OUTAGES as exc:
             report.errors.append(f"{path.name}: {exc}")
-            break  # still down: try again later
+            if not services.lost_to_another_transaction(exc):
+                break  # still down: try again later
+            stamp = _left_after_conflicts(path, exc)  # the database is up: the other files go on
         except Exception as exc:  # noqa: BLE001 - keep the file, report, go on with the next one
             log.exception("replay of %s failed; the file is kept", path.name)
             report.errors.append(f"{path.name}: {exc}")
@@ -184,6 +195,42 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
         log.warning("replayed %s spooled calls (%s events, %s duplicates skipped)", report.calls, report.events,
                     report.skipped_duplicates)
     return report
+
+
+def _replay_file_retried(path, report: ReplayReport, *, now: dt.datetime,
+                         force: bool) -> tuple[int, int] | None:
+    """``_replay_file``, run again when PostgreSQL stopped one of its transactions in a deadlock or a
+    serialization failure (``services.lost_to_another_transaction``), up to ``services.TRANSIENT_RETRIES``
+    runs in all, as a live webhook's transaction is (``services.handle_once``). What the stopped transaction
+    wrote was rolled back, and what the file's earlier transactions committed is skipped the second time
+    (each event under its dedupe key), so a run again reads everything afresh and writes nothing twice."""
+    for attempt in range(1, services.TRANSIENT_RETRIES + 1):
+        try:
+            return _replay_file(path, report, now=now, force=force)
+        except OperationalError as exc:
+            if attempt == services.TRANSIENT_RETRIES or not services.lost_to_another_transaction(exc):
+                raise
+            log.info("replay of %s: %s; retrying (%s)", path.name, _first_line(exc), attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _left_after_conflicts(path, exc: OperationalError) -> tuple[int, int] | None:
+    """The file's replay lost to other transactions at every run (``_replay_file_retried``): the file waits
+    as any waiting file does (the next pass, then less and less often while it stays unchanged); the pass goes
+    on with the other files. Returns its stamp (None: gone meanwhile, replayed by another process). Counted
+    in the report's errors, not among the files waiting for their call (``spool replay`` prints both)."""
+    log.warning("replay of %s stopped by PostgreSQL %s times in a row (%s): the database is up, so the file "
+                "waits for a later pass and this pass goes on with the other files", path.name,
+                services.TRANSIENT_RETRIES, _first_line(exc))
+    try:
+        return _stamp(path.stat())
+    except FileNotFoundError:
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """A database error's own line (PostgreSQL adds DETAIL, HINT and CONTEXT lines) for one log line."""
+    return str(exc).partition("\n")[0]
 
 
 def _resting(path, moment: float) -> bool:
@@ -474,9 +521,10 @@ def _caller_to_lock(call_sid: str, events: list[dict]) -> str:
     """The caller's number whose lock (``db.lock_caller``) the replay of this call's events takes before it
     locks the call's row, on PostgreSQL (elsewhere ``""``: nothing to take). A verdict handled live holds the
     caller's lock while it judges the caller's later calls again, writing their rows; the replay, judging
-    this call, asks for that lock: taken after the row, the two would wait for each other (a deadlock, the
-    replay pass stopped as in an outage). The number the call records, or else (a call the replay creates)
-    the one its inbound webhook's ``From`` gives, as the call will record it."""
+    this call, asks for that lock: taken after the row, the two would wait for each other (a deadlock: the
+    replay's transaction stopped, its file run again, ``_replay_file_retried``). The number the call records,
+    or else (a call the replay creates) the one its inbound webhook's ``From`` gives, as the call will record
+    it."""
     if connection.vendor != "postgresql":
         return ""
     recorded = Call.objects.filter(call_sid=call_sid).values_list("caller_number", flat=True).first()

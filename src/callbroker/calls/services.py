@@ -132,13 +132,29 @@ def _waited_long_enough(started: float) -> bool:
 
 
 def _transient(exc: OperationalError) -> bool:
-    """A conflict between concurrent transactions that a retry resolves (not an outage).
+    """A conflict between concurrent transactions that a retry resolves (not an outage), or a busy SQLite
+    file.
 
     E.g. two calls on PostgreSQL giving back one target's slot and taking another's in opposite
     orders. The whole handler is re-run, reading again, so a retry never reuses stale state.
     """
-    sqlstate = getattr(exc.__cause__, "sqlstate", None)
-    return sqlstate in {"40P01", "40001"} or "database is locked" in str(exc)
+    return lost_to_another_transaction(exc) or "database is locked" in str(exc)
+
+
+#: PostgreSQL's SQLSTATEs for a transaction it stopped because of another one: deadlock_detected,
+#: serialization_failure.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def lost_to_another_transaction(exc: BaseException) -> bool:
+    """PostgreSQL stopped the transaction in a deadlock or a serialization failure: the other transaction goes
+    on, and running this one again (reading again) gets through. The database is up: not an outage.
+
+    Not SQLite's "database is locked" (the one writer's lock held past the busy timeout): the whole
+    database is taken, by a writer that may not let go (another program, a process stopped mid-transaction).
+    ``handle_once`` retries that too, a webhook having nowhere else to go; the spool replay stops its pass.
+    """
+    return getattr(exc.__cause__, "sqlstate", None) in CONFLICT_SQLSTATES
 
 
 _EVENTS = CallEvent._meta.db_table
