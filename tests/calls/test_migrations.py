@@ -61,3 +61,23 @@ def test_the_ivr_question_is_added_as_not_recorded_and_the_previous_release_can_
                        "FROM calls_call WHERE id = %s", [at_the_ivr.pk])
     prompts = dict(Call.objects.values_list("call_sid", "ivr_prompt"))
     assert prompts == {at_the_ivr.call_sid: "", "CA" + at_the_ivr.call_sid: ""}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_statuses_are_a_table_of_their_own_that_going_back_drops():
+    """``calls/0011`` adds an empty table and changes no other one (the event log keeps its one index), so a
+    rolling restart is enough; reversed, the table goes."""
+    def event_log_indexes() -> set[str]:
+        with connection.cursor() as cursor:
+            return set(connection.introspection.get_constraints(cursor, "calls_callevent"))
+
+    migrate(("calls", "0010_call_ivr_prompt"))
+    before = event_log_indexes()
+    assert "calls_keptstatus" not in connection.introspection.table_names()
+
+    migrate(("calls", "0011_kept_statuses"))
+
+    assert "calls_keptstatus" in connection.introspection.table_names()
+    assert event_log_indexes() == before
+    migrate(("calls", "0010_call_ivr_prompt"))
+    assert "calls_keptstatus" not in connection.introspection.table_names()

@@ -186,6 +186,23 @@ def place_calls(count: int, token: str) -> list[str]:
     return [r.call_sid for r in records]
 
 
+def post_webhooks(webhooks: list[list], token: str) -> list[str]:
+    """Signed carrier webhooks (``[path, params]``, …) through the whole webhook stack, in process and in turn
+    (httpx's WSGI transport: no server to start); their answers."""
+    import httpx
+    from django.core.wsgi import get_wsgi_application
+    from twilio.request_validator import RequestValidator
+
+    base, answers = "http://127.0.0.1", []
+    with httpx.Client(transport=httpx.WSGITransport(app=get_wsgi_application()), base_url=base) as client:
+        for path, params in webhooks:
+            signature = RequestValidator(token).compute_signature(base + path, params)
+            response = client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+            assert response.status_code == 200, (path, response.status_code, response.text)
+            answers.append(response.text)
+    return answers
+
+
 def setup(network: bool = True) -> None:
     """``callbroker migrate`` (and ``network load`` of the e2e network) in one process."""
     from django.core.management import call_command
@@ -768,8 +785,8 @@ def steps(steps: list[list]) -> list:
 
 ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "explain_close_abandoned": explain_close_abandoned, "setup": setup,
-           "commands": commands, "place_calls": place_calls, "steps": steps, "lock_marked": lock_marked,
-           "handover": handover, "racing_callbacks": racing_callbacks,
+           "commands": commands, "place_calls": place_calls, "post_webhooks": post_webhooks, "steps": steps,
+           "lock_marked": lock_marked, "handover": handover, "racing_callbacks": racing_callbacks,
            "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,
            "late_miss_beside_a_miss": late_miss_beside_a_miss,
            "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,

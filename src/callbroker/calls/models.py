@@ -176,3 +176,29 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.call_sid} {self.kind}"
+
+
+class KeptStatus(models.Model):
+    """A final status that came before its call was recorded, kept until the call is (a small to-do list).
+
+    The status webhook of a call the database doesn't hold yet is answered and stored with its event
+    (``services.call_status``), for the call's inbound webhook, handled after it, to find. When that webhook
+    never comes (it died in the worker and the carrier played its own error), nothing else would ever record
+    the call: the sweep (``replay.record_kept_statuses``) keeps it as a call of its own once the status has
+    waited ``replay.STATUS_ONLY_AFTER``, as the spool replay keeps a spooled one, and deletes the row, as it
+    does when it finds the call recorded meanwhile. So the table holds the statuses of the last hour or so
+    of such calls: no index but its keys, and the event log (written by every webhook) gets none either.
+    """
+
+    # Unique by a constraint, not ``unique=True``: on PostgreSQL Django gives a unique text field a second,
+    # ``varchar_pattern_ops`` index, for lookups by prefix that nothing makes (database.md).
+    call_sid = models.CharField("CallSid", max_length=64)
+    inbound = models.JSONField("the call as the carrier described it")  # ``events.InboundCall``'s fields
+    received_at = models.DateTimeField("received")
+
+    class Meta:
+        verbose_name = "final status kept for its call"
+        constraints = [models.UniqueConstraint(fields=["call_sid"], name="kept_status_once_per_call")]
+
+    def __str__(self) -> str:
+        return self.call_sid

@@ -62,7 +62,7 @@ from callbroker import db
 from callbroker.calls import degraded, services, spool
 from callbroker.calls.choices import AttemptResult, CallStage
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
-from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.network.live_redis import CountersUnknown
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
 
@@ -398,6 +398,38 @@ def _record_status_only(call_sid: str, events: list[dict], when: str) -> bool:
     return True
 
 
+def record_kept_statuses(now: dt.datetime | None = None, *, limit: int = 1000) -> list[str]:
+    """Keep as calls of their own the final statuses kept in the database for an inbound webhook that never
+    came (``services.call_status`` with ``keep_if_unknown``): those kept ``STATUS_ONLY_AFTER`` ago or more,
+    as a spooled final status alone is kept (``services.record_kept_status``). Returns the CallSids recorded
+    now (at most ``limit`` statuses looked at, oldest first).
+
+    The database was up when such a status came, so what may still record the call is its inbound webhook
+    handled late, here or from another node's spool (``degraded.routed_elsewhere`` was false then, but the
+    webhook may have been spooled after it): both come within the hour, as for a spooled status. A status
+    whose call is in the database by then is forgotten; each one looked at leaves the list
+    (``KeptStatus``), once recorded or found recorded, whichever node does it. A status that raises for
+    another reason than an outage is logged and kept for the next pass, the others go on.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    due = KeptStatus.objects.filter(received_at__lt=now - STATUS_ONLY_AFTER).order_by("received_at")
+    due = list(due[:limit])
+    recorded = []
+    why = f"within {_span(STATUS_ONLY_AFTER)} of its final status"
+    for kept in due:
+        try:
+            if services.record_kept_status(kept.call_sid, InboundCall(**kept.inbound), kept.received_at, why):
+                recorded.append(kept.call_sid)
+        except OUTAGES:
+            raise
+        except Exception:  # noqa: BLE001 - one status must not stop the others being recorded
+            log.exception("call %s: its kept final status could not be recorded as a call; tried again at the "
+                          "next pass", kept.call_sid)
+            continue
+        KeptStatus.objects.filter(call_sid=kept.call_sid).delete()
+    return recorded
+
+
 def why_waiting(path) -> str:
     """Why a spool file is still there, in words for an operator (``callbroker spool status``; the
     replayer's log when it starts trying the file less often). Reads the file and the database, changes
@@ -728,7 +760,8 @@ def _loop() -> None:
 def background_pass(sweep_at: float) -> tuple[bool, float]:
     """One pass of the background thread: replay what is spooled; else, when ``sweep_at`` (monotonic
     seconds) has come and ``CLOSE_ABANDONED_EVERY_S`` is set, close the calls whose final status never
-    came (``services.close_abandoned``). Returns whether calls are spooled, and the next sweep's time."""
+    came (``services.close_abandoned``) and keep as calls the final statuses whose inbound webhook never
+    came (``record_kept_statuses``). Returns whether calls are spooled, and the next sweep's time."""
     busy = False
     try:
         busy = bool(spool.files() or spool.flush_memory())
@@ -741,6 +774,7 @@ def background_pass(sweep_at: float) -> tuple[bool, float]:
             if cached_snapshot() is None:
                 current_snapshot()
             services.close_abandoned()
+            record_kept_statuses()
     except Exception:  # noqa: BLE001 - the replayer must never die
         log.exception("background pass failed")
     finally:

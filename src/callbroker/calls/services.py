@@ -7,6 +7,7 @@ delivered twice changes nothing the second time and gets the same answer.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -35,7 +36,7 @@ from callbroker.calls.events import (
     StatusUpdate,
     parse_seconds,
 )
-from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.core import model as core
 from callbroker.core.geo import USPS_STATES, ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
@@ -701,12 +702,16 @@ def settle_attempt(call: Call, attempt: CallAttempt, outcome: DialOutcome, now: 
 
 
 def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = None, *,
-                keep_if_unknown: bool = False) -> tuple[s.Step, ...]:
+                keep_if_unknown: bool = False,
+                described: Callable[[], InboundCall | None] | None = None) -> tuple[s.Step, ...]:
     """The carrier's status callback: on a terminal status, close the call and qualify it.
 
     ``keep_if_unknown`` (a live webhook): the final status of a call not recorded yet, and not routed in
     degraded mode elsewhere, is answered without raising, so it is stored with its event; the inbound
-    webhook, handled after it, finds it and records the call as ended (``_ended_early``).
+    webhook, handled after it, finds it and records the call as ended (``_ended_early``). ``described``
+    gives the call as the carrier describes it (read only then; None: the webhook doesn't say, no ``To``):
+    the status is also set aside (``KeptStatus``), so that the call is kept as a call of its own should
+    that inbound webhook never come (``replay.record_kept_statuses``).
     """
     now = now or timezone.now()
     if not update.terminal:
@@ -718,6 +723,12 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
         if keep_if_unknown and not degraded.routed_elsewhere(call_sid):
             log.warning("call %s: final status before the call was recorded; kept for its inbound webhook",
                         call_sid)
+            inbound = described() if described is not None else None
+            if inbound is not None:
+                # In this webhook's transaction, with its event. A second final status of the call (none
+                # should come) leaves the first one's row.
+                kept = KeptStatus(call_sid=call_sid, inbound=dataclasses.asdict(inbound), received_at=now)
+                KeptStatus.objects.bulk_create([kept], ignore_conflicts=True)
             return ()
         raise UnknownCall(call_sid)
     if call.stage == CallStage.ENDED:
@@ -876,6 +887,50 @@ def end_with_kept_status(call_sid: str) -> bool:
     return True
 
 
+def record_kept_status(call_sid: str, inbound: InboundCall, received_at: dt.datetime, why: str) -> bool:
+    """Keep a final status kept for its inbound webhook (``call_status`` with ``keep_if_unknown``) as a call of
+    its own, when that webhook never came: True when the call was recorded now.
+
+    As the spool replay keeps a spooled final status alone (``replay._record_status_only``): the call is
+    recorded from the status callback's own facts (``record_from_final_status``, ``inbound`` as the carrier
+    described it, ``received_at`` when the status came), then ended and judged by the status as the carrier
+    sent it (``call_status``: ``not_connected``, never billable), under an event of the same kind and key
+    (``status_only``), so that it is done once, whichever node, sweep or replay comes first, however often
+    it runs; an inbound webhook handled later finds that event and writes nothing (``_ended_early``).
+    Nothing when the call is in the database meanwhile (its inbound webhook, or a replay, recorded it).
+    ``why``: for how long no inbound webhook came (the log line).
+    """
+    params = _kept_final_status(call_sid)
+    if params is None:  # its event is not in the log (deleted by hand): nothing to record the call from
+        return False
+    update = StatusUpdate(status=str(params["CallStatus"])[:16], duration=_stored_duration(params),
+                          sequence="kept")
+    recorded = False
+
+    def record() -> tuple[s.Step, ...]:
+        nonlocal recorded
+        if db.select_one(Call, call_sid=call_sid) is not None:
+            raise _AlreadyRecorded(call_sid)  # store nothing: the call is not one known from its status alone
+        record_from_final_status(inbound, update, received_at)
+        call_status(call_sid, update, now=received_at)
+        recorded = True
+        return ()
+
+    event = EventIn(call_sid=call_sid, kind=STATUS_ONLY, dedupe_key=f"{call_sid}:{STATUS_ONLY}", params=params)
+    try:
+        handle_once(event, record, lambda steps: "")
+    except _AlreadyRecorded:
+        return False
+    if recorded:
+        log.warning("call %s: no inbound webhook came %s (it was never handled); recorded from the final status "
+                    "kept for it (%s, not billable)", call_sid, why, STATUS_ONLY)
+    return recorded
+
+
+class _AlreadyRecorded(Exception):
+    """The call a kept final status waited for is in the database (``record_kept_status``)."""
+
+
 def carrier_fallback_answered(call: Call, now: dt.datetime) -> None:
     """The carrier answered this call with our Fallback URL's answer (our Voice URL failed it: too slow,
     unreachable): record that it did, on the call (saved; a new one is inserted).
@@ -915,10 +970,12 @@ def record_from_final_status(inbound: InboundCall, update: StatusUpdate, receive
 
     Its inbound webhook was never recorded anywhere (it died in the worker, and the carrier played its own
     error), so the replay found only the status callback, spooled during an outage, and nothing to apply it
-    to; after a grace period (``replay.STATUS_ONLY_AFTER``) it is kept as a call of its own rather than
-    dropped, so the network's call log shows the call happened: the caller and the number called as the
-    status callback gives them (its tracking number, campaign and publisher when the number is one), started
-    ``CallDuration`` before the status came, with ``fallback_applied = status_only``. Not routed by us, so
+    to, or the status came with the database up and was kept for an inbound webhook that never came
+    (``record_kept_status``); after a grace period (``replay.STATUS_ONLY_AFTER``) it is kept as a call of
+    its own rather than dropped or forgotten, so the network's call log shows the call happened: the caller
+    and the number called as the status callback gives them (its tracking number, campaign and publisher
+    when the number is one), started ``CallDuration`` before the status came, with
+    ``fallback_applied = status_only``. Not routed by us, so
     it has no decision and no attempt, and it is never billable: no buyer is connected to it, now or later
     (a routing event or Dial action replayed after it changes nothing: ``calls/replay.py``; an inbound
     webhook handled after it writes nothing: ``_ended_early``), and it is judged ``not_connected``.

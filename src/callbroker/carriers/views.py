@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from callbroker import checkpoints
 from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
-from callbroker.calls.events import EventIn
+from callbroker.calls.events import EventIn, InboundCall
 from callbroker.carriers import form, twilio
 from callbroker.ops.limits import client_address, current_limits
 from callbroker.ops.logging import clean_sid
@@ -220,11 +220,9 @@ def _degraded_status(request: HttpRequest, params: dict[str, str]):
     update = twilio.status_update(params)
     steps, facts = degraded_mode.status(params.get("CallSid", "")[:64], update)
     facts = {**facts, "update": dataclasses.asdict(update)}
-    if update.terminal:
-        try:
-            facts["inbound"] = dataclasses.asdict(twilio.inbound_call(params))
-        except twilio.MalformedWebhook:  # no To: the status is spooled all the same, and waits as before
-            pass
+    inbound = _described(params) if update.terminal else None
+    if inbound is not None:  # else (no To) the status is spooled all the same, and waits as before
+        facts["inbound"] = dataclasses.asdict(inbound)
     return steps, facts
 
 
@@ -283,7 +281,18 @@ def status(request: HttpRequest, params: dict[str, str]) -> str:
     sid = twilio.call_sid(params)
     key = f"status:{update.status}:{update.sequence}"
     return _once(request, params, "status", key,
-                 lambda: services.call_status(sid, update, keep_if_unknown=True))
+                 lambda: services.call_status(sid, update, keep_if_unknown=True,
+                                              described=lambda: _described(params)))
+
+
+def _described(params: dict[str, str]) -> InboundCall | None:
+    """The call as a status callback describes it (``InboundCall``), or None when it names no ``To``: read when
+    a final status is kept for a call not recorded yet, which is then kept as a call of its own should its
+    inbound webhook never come (``services.call_status``)."""
+    try:
+        return twilio.inbound_call(params)
+    except twilio.MalformedWebhook:
+        return None
 
 
 @webhook(kind="recording", degraded=_degraded_recording)

@@ -81,6 +81,10 @@ def _fit(text: str, width: int) -> str:
     return text.ljust(width)
 
 
+def _calls(sids: list[str]) -> str:
+    return f"{len(sids)} call{'s' if len(sids) != 1 else ''}"
+
+
 def _verdict_cell(call: Call) -> str:
     if call.verdict == Verdict.NOT_BILLABLE:
         return ("not billable: " + ", ".join(call.reason_codes)) if call.reason_codes else "not billable"
@@ -112,7 +116,9 @@ class Command(BaseCommand):
         show.add_argument("--events", action="store_true", help="Include the carrier webhooks received.")
 
         actions.add_parser("close-abandoned", help="End the calls whose final status never came (still in "
-                                                   "progress or holding a slot 6 h after they started).")
+                                                   "progress or holding a slot 6 h after they started), and "
+                                                   "record the calls whose inbound webhook never came (a final "
+                                                   "status kept 1 h for it).")
 
     def handle(self, *args, **options) -> None:
         with reading_the_database("calls"):
@@ -124,18 +130,28 @@ class Command(BaseCommand):
                 self.close_abandoned()
 
     def close_abandoned(self) -> None:
-        from callbroker.calls.services import ABANDONED_AFTER, close_abandoned
+        """The background pass's sweeps, once: calls whose final status never came are closed, then the final
+        statuses whose inbound webhook never came are kept as calls of their own (one timer for both, where
+        the app processes don't sweep by themselves)."""
+        from callbroker.calls.replay import STATUS_ONLY_AFTER, in_words, record_kept_statuses
+        from callbroker.calls.services import ABANDONED_AFTER, STATUS_ONLY, close_abandoned
 
         closed = close_abandoned()
         hours = int(ABANDONED_AFTER.total_seconds() // 3600)
         if not closed:
             self.stdout.write(f"No call still in progress or holding a slot {hours} h after it started.")
-            return
-        calls = f"{len(closed)} call{'s' if len(closed) != 1 else ''}"
-        self.stdout.write(f"Closed {calls} whose final status never came ({hours} h after they started), "
-                          "any slot held given back:")
-        for sid in closed:
-            self.stdout.write(f"  {sid}")
+        else:
+            self.stdout.write(f"Closed {_calls(closed)} whose final status never came ({hours} h after they "
+                              "started), any slot held given back:")
+            for sid in closed:
+                self.stdout.write(f"  {sid}")
+        recorded = record_kept_statuses()
+        if recorded:
+            self.stdout.write(f"Recorded {_calls(recorded)} known only from a final status whose inbound webhook "
+                              f"never came ({in_words(STATUS_ONLY_AFTER.total_seconds())} after it; "
+                              f"{STATUS_ONLY}, not billable):")
+            for sid in recorded:
+                self.stdout.write(f"  {sid}")
 
     # ----------------------------------------------------------------------------------------------
 
