@@ -209,14 +209,14 @@ def test_the_command_says_what_it_recorded(carrier):
     sid = status_alone(carrier)
     out = io.StringIO()
     call_command("calls", "close-abandoned", stdout=out)
-    assert out.getvalue() == "No call holds a slot 6 h after it started.\n"  # the status waits its hour
+    assert out.getvalue() == "No call still in progress or holding a slot 6 h after it started.\n"  # the status waits its hour
     a_past_hour(sid)
 
     out = io.StringIO()
     call_command("calls", "close-abandoned", stdout=out)
 
     assert out.getvalue().splitlines() == [
-        "No call holds a slot 6 h after it started.",
+        "No call still in progress or holding a slot 6 h after it started.",
         "Recorded 1 call known only from a final status whose inbound webhook never came (1 h after it; "
         "status_only, not billable):",
         f"  {sid}"]
