@@ -50,3 +50,42 @@ def test_concurrent_deliveries_of_one_voice_webhook_create_one_call(pg_server, p
     held = pg.sql("SELECT target_id, count(*) FROM calls_callattempt WHERE slot_held GROUP BY target_id")
     assert slots == held
     assert "Traceback" not in pg_server.log_path.read_text()
+
+
+IVR = "+15125550003"  # e2e-ivr: asks the ZIP always, then the category question
+
+
+def test_concurrent_deliveries_of_a_zip_answer_after_a_stray_one_all_get_the_question(pg_server, pg):
+    """The caller's answer to ZIP prompt 2, delivered 8 times at once, after a stray answer to prompt 2 came
+    while prompt 1 waited (stored apart, ``services.OutOfTurn``). A delivery that waited for the call's lock
+    finds the call moved on, the answer out of turn: it must answer what the first answered, the category
+    question, not a hang-up. Until the fix every delivery got the stray answer's hang-up."""
+    sid = "CA" + uuid.uuid4().hex
+    call = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+17375559999", "To": IVR,
+            "CallStatus": "in-progress", "Direction": "inbound", "FromZip": "", "FromState": "CO"}
+
+    def post(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
+        url = pg_server.base_url + path
+        headers = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
+        return client.post(url, data=params, headers=headers)
+
+    with httpx.Client(timeout=30) as client:
+        assert "attempt=1" in post(client, "/carriers/twilio/voice", call).text
+        assert "<Hangup" in post(client, "/carriers/twilio/ivr/zip?attempt=2", {**call, "Digits": "80204"}).text
+        assert "attempt=2" in post(client, "/carriers/twilio/ivr/zip?attempt=1", {**call, "Digits": "00000"}).text
+    start = threading.Barrier(DELIVERIES)
+
+    def deliver(_: int) -> httpx.Response:
+        with httpx.Client(timeout=30) as client:
+            start.wait()
+            return post(client, "/carriers/twilio/ivr/zip?attempt=2", {**call, "Digits": "80203"})
+
+    with ThreadPoolExecutor(max_workers=DELIVERIES) as pool:
+        responses = list(pool.map(deliver, range(DELIVERIES)))
+    assert [r.status_code for r in responses] == [200] * DELIVERIES
+    assert len({r.text for r in responses}) == 1, {r.text for r in responses}
+    assert "press 1" in responses[0].text
+    assert pg.sql("SELECT caller_zip, ivr_prompt FROM calls_call WHERE call_sid = %s", [sid]) == [("80203", "category")]
+    assert pg.sql("SELECT dedupe_key FROM calls_callevent WHERE call_sid = %s AND kind = 'ivr_zip' ORDER BY id",
+                  [sid]) == [(f"{sid}:zip:2:out-of-turn",), (f"{sid}:zip:1",), (f"{sid}:zip:2",)]
+    assert "Traceback" not in pg_server.log_path.read_text()

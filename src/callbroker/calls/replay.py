@@ -523,6 +523,10 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
                 if CallEvent.objects.filter(call_sid=call_sid, dedupe_key=key).exists():
                     duplicates += 1
                     continue
+                key = _ivr_answer_key(call_sid, record, key)
+                if key is None:
+                    duplicates += 1
+                    continue
                 _apply(call_sid, record, at, snap)
                 db.insert(CallEvent(call_sid=call_sid, kind=record["kind"], dedupe_key=key,
                                     params=record["params"], response=record.get("answer", ""), received_at=at))
@@ -537,6 +541,41 @@ def _replay_events(events: list[dict], *, skip_pending: bool) -> tuple[int, int,
             continue
         applied += 1
     return applied, duplicates, pending
+
+
+def _ivr_answer_key(call_sid: str, record: dict, key: str) -> str | None:
+    """The key an event is stored under: its own (``event_key``), but for an IVR answer out of turn for the
+    call as the database holds it, which is stored apart (``services.out_of_turn_key``), as live: under its
+    own key, a stray answer to ZIP prompt 2 replayed while prompt 1 waited made the caller's real answer to
+    prompt 2 a duplicate of it, hung up on live, skipped when replayed.
+
+    None: applied already. The same webhook stored apart (its parameters: this very line, at an earlier pass
+    of a file kept until the call ends, or the same webhook spooled by another node): the call may wait for
+    that prompt since, and it is not taken for the answer then (the caller's, which differs, is). Or another
+    answer out of turn stored apart: this one is out of turn too (as before, when both had the same key)."""
+    if record["kind"] not in IVR_ANSWERS:
+        return key
+    apart = services.out_of_turn_key(key)
+    stored_apart = CallEvent.objects.filter(call_sid=call_sid, dedupe_key=apart)
+    stored = stored_apart.values_list("params", flat=True).first()
+    if stored is not None and stored == record["params"]:
+        return None
+    call = Call.objects.filter(call_sid=call_sid).first()
+    if call is None or not _out_of_turn(call, record):  # a call it creates waits for nothing: as before
+        return key
+    return None if stored is not None else apart
+
+
+def _out_of_turn(call: Call, record: dict) -> bool:
+    if record["kind"] == "ivr_zip":
+        return services.zip_answer_out_of_turn(call, _zip_prompt(record))
+    return services.category_answer_out_of_turn(call)
+
+
+def _zip_prompt(record: dict) -> int:
+    """The ZIP prompt a spooled ZIP answer answers (its ``attempt``; 0: none the call can wait for)."""
+    attempt = str((record.get("query") or {}).get("attempt", ""))
+    return int(attempt) if attempt in ("1", "2") else 0
 
 
 def _lock_for_replay(call_sid: str, caller: str) -> bool:
@@ -568,6 +607,8 @@ def _caller_to_lock(call_sid: str, events: list[dict]) -> str:
 #: Events that may create the call: the inbound webhook (and its IVR steps) routed from memory, and the
 #: trace the Fallback URL leaves (``carriers/views.py::fallback``).
 ROUTING_KINDS = frozenset({"voice", "ivr_zip", "ivr_category", "fallback"})
+#: The IVR answers: one out of turn is stored under a key of its own (``_ivr_answer_key``).
+IVR_ANSWERS = frozenset({"ivr_zip", "ivr_category"})
 
 
 def _apply(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
@@ -630,9 +671,7 @@ def _ivr_answer(call: Call, record: dict, snap) -> bool:
     (judge it again once saved). The digits are read as the live endpoints read them."""
     params = record.get("params") or {}
     if record["kind"] == "ivr_zip":
-        attempt = str((record.get("query") or {}).get("attempt", ""))
-        return services.zip_answer_replayed(call, int(attempt) if attempt in ("1", "2") else 0,
-                                            str(params.get("Digits", ""))[:16])
+        return services.zip_answer_replayed(call, _zip_prompt(record), str(params.get("Digits", ""))[:16])
     if record["kind"] == "ivr_category":
         return services.category_answer_replayed(call, str(params.get("Digits", ""))[:8], snap)
     return False

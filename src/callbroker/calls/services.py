@@ -80,6 +80,8 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
     before the transaction and its result is passed to ``run``: on SQLite a write transaction holds
     the database's one write lock, so the reading and deciding is kept out of it. ``prepare`` is given
     the network version, read with the stored answer in one statement (None on a retry: read it again).
+    An IVR answer out of turn (``run`` answers :class:`OutOfTurn`) is stored under ``out_of_turn_key``,
+    leaving its own key to the answer in turn.
     """
     stored, version = _stored_answer_and_version(event)
     if stored is not None:
@@ -90,7 +92,9 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
         # changed would price or judge the call with a network older than the one that routed it.
         current_snapshot(version=version)
     started = time.monotonic()
-    row = _event_row(event)  # made before the write lock, which is held only for the writing
+    first_row = _event_row(event)  # made before the write lock, which is held only for the writing
+    apart = dataclasses.replace(event, dedupe_key=out_of_turn_key(event.dedupe_key))
+    apart_row = [*first_row[:2], apart.dedupe_key, *first_row[3:]]
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
@@ -103,11 +107,25 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
                     stored = _stored_answer(event)
                     if stored is not None:
                         return stored
-                body = render(run(prepared) if prepare is not None else run())
+                steps = run(prepared) if prepare is not None else run()
+                row = first_row
+                if isinstance(steps, OutOfTurn):
+                    # Kept apart: under the answer's own key it would be what the answer in turn, posted
+                    # later, gets. Read under the call's lock: a delivery of this answer in turn may have
+                    # committed (and moved the call on) while this one waited; this one is its duplicate.
+                    stored = _stored_answer(event)
+                    if stored is None:
+                        stored = _stored_answer(apart)
+                    if stored is not None:
+                        return stored
+                    row = apart_row
+                body = render(steps)
                 _store_event(row, body)
         except IntegrityError:
             # A concurrent delivery of the same webhook won the race: answer what it answered.
             stored = _stored_answer(event)
+            if stored is None:
+                stored = _stored_answer(apart)
             if stored is None:
                 raise
             return stored
@@ -118,6 +136,26 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
             continue
         return body
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class OutOfTurn(tuple):
+    """The steps answering an IVR answer out of turn: to a prompt the call doesn't wait for (answered already,
+    asked later, never asked), or for a call that has moved on. It changed nothing, and ``handle_once`` stores
+    it under ``out_of_turn_key``: under the answer's own key (``zip:2``), an answer to ZIP prompt 2 posted
+    while prompt 1 waited was taken for the first delivery of the caller's real answer, which got its
+    hang-up when prompt 2 was asked, the ZIP typed never read. A delivery of it again while the call still
+    doesn't wait for it gets the same answer; one once the call waits for it is an answer in turn."""
+
+    __slots__ = ()
+
+
+#: The answer to an IVR answer out of turn (``OutOfTurn``).
+STRAY_ANSWER = OutOfTurn((s.Hangup(),))
+
+
+def out_of_turn_key(dedupe_key: str) -> str:
+    """The dedupe key an IVR answer out of turn is stored under (``OutOfTurn``), live and replayed."""
+    return f"{dedupe_key}:out-of-turn"[:200]
 
 
 #: Deadlocks and serialization failures (PostgreSQL) and a busy SQLite file are retried this many times.
@@ -399,9 +437,11 @@ def zip_entered(call_sid: str, attempt: int, digits: str, now: dt.datetime | Non
         call.ivr_prompt = IvrPrompt.NONE
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
-    if finds != _AT_IVR:
+    if finds == _STRAY:
         # A stray IVR callback: for a call that has moved on, or a prompt that isn't the one the call waits
         # for (answered already, or never asked). Change nothing.
+        return STRAY_ANSWER
+    if finds != _AT_IVR:  # no ZIP we know, typed before the caller hung up: nothing to record
         return (s.Hangup(),)
     if caller_gone:
         set_typed_zip(call, digits)
@@ -445,8 +485,10 @@ def category_answered(call_sid: str, digits: str, now: dt.datetime | None = None
         call.ivr_prompt = IvrPrompt.NONE
         _qualify(call, campaign, snap)
         return (s.Hangup(),)
-    if finds != _AT_IVR:
+    if finds == _STRAY:
         # A stray IVR callback: for a call that has moved on, or one not asked the question (yet).
+        return STRAY_ANSWER
+    if finds != _AT_IVR:  # no key pressed before the caller hung up (or no question now): nothing to record
         return (s.Hangup(),)
     call.category_confirmed = category_meaning(digits)
     if caller_gone:
@@ -537,6 +579,17 @@ def set_typed_zip(call: Call, digits: str) -> bool:
         _set_zip(call, digits, ZipSourceChoices.IVR, directory)
         return True
     return False
+
+
+def zip_answer_out_of_turn(call: Call, attempt: int) -> bool:
+    """An answer to ZIP prompt ``attempt`` is out of turn for the call as it is (``OutOfTurn``): the replay
+    stores one that degraded mode answered apart (``out_of_turn_key``), as live stores it."""
+    return _zip_answer_finds(call, attempt) == _STRAY
+
+
+def category_answer_out_of_turn(call: Call) -> bool:
+    """A category answer is out of turn for the call as it is (see ``zip_answer_out_of_turn``)."""
+    return _category_answer_finds(call) == _STRAY
 
 
 def zip_answer_replayed(call: Call, attempt: int, digits: str) -> bool:
