@@ -92,9 +92,7 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
         # changed would price or judge the call with a network older than the one that routed it.
         current_snapshot(version=version)
     started = time.monotonic()
-    first_row = _event_row(event)  # made before the write lock, which is held only for the writing
-    apart = dataclasses.replace(event, dedupe_key=out_of_turn_key(event.dedupe_key))
-    apart_row = [*first_row[:2], apart.dedupe_key, *first_row[3:]]
+    row = _event_row(event)  # made before the write lock, which is held only for the writing
     for attempt in range(1, TRANSIENT_RETRIES + 1):
         prepared = prepare(version if attempt == 1 else None) if prepare is not None else None
         try:
@@ -108,24 +106,24 @@ def handle_once(event: EventIn, run: Callable[..., Sequence[s.Step]], render: Ca
                     if stored is not None:
                         return stored
                 steps = run(prepared) if prepare is not None else run()
-                row = first_row
+                stored_row = row
                 if isinstance(steps, OutOfTurn):
                     # Kept apart: under the answer's own key it would be what the answer in turn, posted
                     # later, gets. Read under the call's lock: a delivery of this answer in turn may have
                     # committed (and moved the call on) while this one waited; this one is its duplicate.
                     stored = _stored_answer(event)
                     if stored is None:
-                        stored = _stored_answer(apart)
+                        stored = _stored_answer(_apart(event))
                     if stored is not None:
                         return stored
-                    row = apart_row
+                    stored_row = [*row[:2], out_of_turn_key(event.dedupe_key), *row[3:]]
                 body = render(steps)
-                _store_event(row, body)
+                _store_event(stored_row, body)
         except IntegrityError:
             # A concurrent delivery of the same webhook won the race: answer what it answered.
             stored = _stored_answer(event)
             if stored is None:
-                stored = _stored_answer(apart)
+                stored = _stored_answer(_apart(event))
             if stored is None:
                 raise
             return stored
@@ -151,6 +149,12 @@ class OutOfTurn(tuple):
 
 #: The answer to an IVR answer out of turn (``OutOfTurn``).
 STRAY_ANSWER = OutOfTurn((s.Hangup(),))
+
+
+def _apart(event: EventIn) -> EventIn:
+    """``event`` under the key it is stored under when it is an IVR answer out of turn (``OutOfTurn``); made
+    only when needed, not on every webhook's path."""
+    return dataclasses.replace(event, dedupe_key=out_of_turn_key(event.dedupe_key))
 
 
 def out_of_turn_key(dedupe_key: str) -> str:
