@@ -128,3 +128,35 @@ def test_a_stray_zip_replayed_out_of_turn_is_not_taken_later_for_the_caller_s_an
     assert "press 1" in carrier.answer(reprompt, call, "80203")
     assert (recorded(call).caller_zip, recorded(call).ivr_prompt) == ("80203", "category")
     assert keys(call) == ["zip:2:out-of-turn", "zip:1", "zip:2"]
+
+
+
+def stray_yes_then_the_question(carrier, call: dict[str, str]) -> tuple[str, str]:
+    assert HANG_UP in carrier.category(call, "1")  # stray: the question isn't asked
+    return carrier.zip(call, "80203"), "1"
+
+
+def stray_zip_for_prompt_2_then_prompt_2(carrier, call: dict[str, str]) -> tuple[str, str]:
+    assert HANG_UP in carrier.zip(call, "80203", attempt=2)  # stray: prompt 2 isn't asked
+    return carrier.zip(call, "00000"), "80203"
+
+
+@pytest.mark.parametrize("asked", [stray_yes_then_the_question, stray_zip_for_prompt_2_then_prompt_2],
+                         ids=lambda f: f.__name__)
+def test_the_caller_s_answer_in_degraded_mode_is_replayed_when_a_stray_one_had_the_same_keys(carrier, asked):
+    """The stray answer came live and pressed what the caller then pressed at the prompt (a yes is one key):
+    the caller's answer, handled from memory, carries the same parameters. The replay took it for the stray
+    line itself, replayed again, and skipped it: the caller's answer and the roofer's leg never recorded, the
+    call left at the IVR (its Dial action then waiting for a leg that never comes). Live takes that answer;
+    so does the replay now."""
+    call = at_prompt_1(carrier)
+    prompt, keys_pressed = asked(carrier, call)
+    carrier.down = True
+    answer = carrier.answer(prompt, call, keys_pressed)  # the caller's own answer, the stray one's keys
+    carrier.down = False
+    assert ROOFER in answer
+    carrier.replay()
+    routed = recorded(call)
+    assert (routed.stage, routed.caller_zip, routed.ivr_prompt) == ("dialing", "80203", "none")
+    assert CallAttempt.objects.filter(call=routed).count() == 1
+    assert keys(call)[-1] == keys(call)[0].removesuffix(":out-of-turn")  # the caller's, under its own key

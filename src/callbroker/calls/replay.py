@@ -549,16 +549,19 @@ def _ivr_answer_key(call_sid: str, record: dict, key: str) -> str | None:
     own key, a stray answer to ZIP prompt 2 replayed while prompt 1 waited made the caller's real answer to
     prompt 2 a duplicate of it, hung up on live, skipped when replayed.
 
-    None: applied already. The same webhook stored apart (its parameters: this very line, at an earlier pass
-    of a file kept until the call ends, or the same webhook spooled by another node): the call may wait for
-    that prompt since, and it is not taken for the answer then (the caller's, which differs, is). Or another
-    answer out of turn stored apart: this one is out of turn too (as before, when both had the same key)."""
+    None: applied already. The same webhook answered the same way stored apart (its parameters and the
+    answer degraded mode gave: this very line, at an earlier pass of a file kept until the call ends, or the
+    same webhook spooled by another node): the call may wait for that prompt since, and it is not taken for
+    the answer then. Or another answer out of turn stored apart: this one is out of turn too (as before,
+    when both had the same key). Not by its parameters alone: the caller's own answer, handled from memory
+    once the prompt is asked, may be the stray one's word for word (a yes is one key), and live takes it;
+    answered otherwise (a stray one handled live was hung up on), it is judged as live judges it."""
     if record["kind"] not in IVR_ANSWERS:
         return key
     apart = services.out_of_turn_key(key)
     stored_apart = CallEvent.objects.filter(call_sid=call_sid, dedupe_key=apart)
-    stored = stored_apart.values_list("params", flat=True).first()
-    if stored is not None and stored == record["params"]:
+    stored = stored_apart.values_list("params", "response").first()
+    if stored is not None and stored == (record["params"], record.get("answer", "")):
         return None
     call = Call.objects.filter(call_sid=call_sid).first()
     if call is None or not _out_of_turn(call, record):  # a call it creates waits for nothing: as before
