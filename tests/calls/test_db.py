@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from callbroker import db
 from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.network.models import Campaign
 
 T0 = dt.datetime(2026, 11, 27, 14, 3, 12, 250000, tzinfo=dt.UTC)
 
@@ -54,11 +55,19 @@ def test_prepared_values_are_the_orms(sid, city, attempts, confirmed, talk, reve
 
 def test_prepared_runs_pre_save_where_it_does_more_than_read():
     """``auto_now_add`` sets the value on insert: ``_prepared`` must call ``pre_save`` for such a column."""
-    event = CallEvent(call_sid="CA1", kind="voice", dedupe_key="CA1:voice", params={})
-    field = (CallEvent._meta.get_field("received_at"),)
-    assert event.received_at is None
-    (value,) = db._prepared(field, event, True, connection)
-    assert event.received_at is not None and value == connection.ops.adapt_datetimefield_value(event.received_at)
+    campaign = Campaign(name="Plumbing")
+    field = (Campaign._meta.get_field("created_at"),)
+    assert campaign.created_at is None
+    (value,) = db._prepared(field, campaign, True, connection)
+    assert campaign.created_at is not None and value == connection.ops.adapt_datetimefield_value(campaign.created_at)
+
+
+def test_an_events_time_given_is_the_time_written():
+    """``CallEvent.received_at`` defaults to now but keeps a time given (the spool replay gives the time the
+    webhook was received): no ``pre_save`` stamps it on insert."""
+    event = CallEvent(call_sid="CA1", kind="voice", dedupe_key="CA1:voice", params={}, received_at=T0)
+    (value,) = db._prepared((CallEvent._meta.get_field("received_at"),), event, True, connection)
+    assert event.received_at == T0 and value == connection.ops.adapt_datetimefield_value(T0)
 
 
 @pytest.mark.django_db

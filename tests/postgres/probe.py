@@ -778,6 +778,47 @@ def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     return {"passes": passes, "lines": lines, "tries": tries, "retries": services.TRANSIENT_RETRIES}
 
 
+def replayed_hours_later(webhooks: list[list], token: str, hours: float) -> dict:
+    """Signed webhooks (``[path, params]``, …) answered from memory and spooled during an outage (every
+    webhook's database work fails, as ``tests.hostile.strategies.SignedCarrier`` makes it), their spooled
+    times then put ``hours`` back (the outage was that long ago), and the spool replayed. Returns each
+    spooled line's ``received_at`` by the dedupe key its event is stored under, and the replay's errors."""
+    from django.db import OperationalError
+    from django.test.utils import override_settings
+
+    from callbroker.calls import replay, services, spool
+
+    real, back = services.handle_once, dt.timedelta(hours=hours)
+
+    def outage(*args, **kwargs):
+        raise OperationalError("the probe's outage")
+
+    def earlier(value: str) -> str:
+        return (dt.datetime.fromisoformat(value) - back).isoformat()
+
+    replay.ensure_running = lambda: None
+    replay.replay_now = lambda call_sid: None  # the replay comes when the outage is over
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        services.handle_once = outage
+        try:
+            post_webhooks(webhooks, token)
+        finally:
+            services.handle_once = real
+        received = {}
+        for path in spool.files():
+            lines = spool.read(path)
+            for line in lines:
+                line["received_at"] = earlier(line["received_at"])
+                if line.get("ended_at"):
+                    line["ended_at"] = earlier(line["ended_at"])
+                if line.get("dialled"):
+                    line["dialled"]["started_at"] = earlier(line["dialled"]["started_at"])
+                received[replay.event_key(line["params"]["CallSid"], line)] = line["received_at"]
+            path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        errors = replay.replay_ready().errors
+    return {"received": received, "errors": errors}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -790,7 +831,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "misses_at_once": misses_at_once, "verdicts_at_once": verdicts_at_once,
            "late_miss_beside_a_miss": late_miss_beside_a_miss,
            "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,
-           "replay_beside_a_lock_holder": replay_beside_a_lock_holder}
+           "replay_beside_a_lock_holder": replay_beside_a_lock_holder,
+           "replayed_hours_later": replayed_hours_later}
 
 
 def main() -> None:

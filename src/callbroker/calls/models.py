@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from callbroker.calls.choices import (
     AttemptResult,
@@ -167,7 +168,11 @@ class CallEvent(models.Model):
     dedupe_key = models.CharField("dedupe key", max_length=200)
     params = models.JSONField("parameters")
     response = models.TextField("TwiML answered", blank=True)
-    received_at = models.DateTimeField("received", auto_now_add=True)
+    # When the carrier's webhook reached us: now for a webhook handled live (``services._event_row`` stamps
+    # it), the spooled line's own time for one answered from memory and replayed later (``replay.py``), so
+    # the log says when the carrier posted, not when the database came back. A default, not ``auto_now_add``,
+    # which overwrote any time given on insert.
+    received_at = models.DateTimeField("received", default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["id"]

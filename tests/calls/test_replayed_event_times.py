@@ -1,0 +1,136 @@
+"""A carrier webhook answered from memory is logged at the time it was received, not when it was replayed.
+
+Given the e2e network and a signing carrier, when the database is away while a call's webhooks come (each
+answered from memory and spooled with its own ``received_at``) and the spool is replayed two hours later
+(the clock frozen there), then each of the call's ``CallEvent`` rows says when its webhook was received:
+the spooled line's time, as the call's own facts (started, the leg's end, ended) already did. A webhook
+handled live after the replay is stamped with the time it came, as before. The record made from a final
+status alone (``status_only``) carries that status's time too. Until 2026-12-07 ``received_at`` was set on
+insert (``auto_now_add``), whatever the replay gave: after an outage of hours, the event log said the
+carrier's webhooks came when the replay ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from callbroker.calls import replay, services, spool
+from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.network.loader import load_network
+from callbroker.network.snapshot import current_snapshot, reset_snapshot
+from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
+
+PLUMBING = "+15125550001"  # e2e-plumbing: its first line is +15125550101
+CALLER = "+15125559876"
+LATER = dt.timedelta(hours=2)  # how long after the outage the spool is replayed
+
+
+@pytest.fixture
+def carrier(transactional_db, settings, tmp_path, monkeypatch):
+    """The e2e network, a signing carrier, an outage to switch on, and a replay only when the test says."""
+    signing_carrier_settings(settings, tmp_path)
+    settings.COUNTERS_BACKEND = "sql"
+    monkeypatch.setattr(replay, "ensure_running", lambda: None)
+    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
+    monkeypatch.setattr(replay, "_waiting_since", {})
+    monkeypatch.setattr(replay, "_rests", {})
+    reset_snapshot()
+    load_network(E2E_NETWORK)
+    current_snapshot()
+    yield Carrier(Client(raise_request_exception=True), monkeypatch)
+    reset_snapshot()
+
+
+class Carrier(SignedCarrier):
+    """Signed webhooks of one caller to the plumbing number; ``down``: the outage."""
+
+    def inbound(self, sid: str) -> dict[str, str]:
+        return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": CALLER, "To": PLUMBING,
+                "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701", "FromState": "TX"}
+
+    def voice(self, sid: str) -> str:
+        return self.post("/carriers/twilio/voice", self.inbound(sid))
+
+    def bridged(self, answer: str, sid: str, talk: int) -> str:
+        """The buyer our answer dialled talked ``talk`` seconds: its Dial action."""
+        url = urlsplit(html.unescape(re.search(r'<Dial action="([^"]+)"', answer).group(1)))
+        return self.post(f"{url.path}?{url.query}", {**self.inbound(sid), "DialCallStatus": "completed",
+                                                     "DialBridged": "true", "DialCallDuration": str(talk),
+                                                     "DialCallSid": "CA" + "d" * 32})
+
+    def ended(self, sid: str, seconds: int) -> str:
+        return self.post("/carriers/twilio/status", {**self.inbound(sid), "CallStatus": "completed",
+                                                     "CallDuration": str(seconds), "SequenceNumber": "4"})
+
+
+def spooled_times(sid: str) -> dict[str, dt.datetime]:
+    """Each spooled event's ``received_at``, by the dedupe key it is stored under."""
+    return {replay.event_key(sid, line): dt.datetime.fromisoformat(line["received_at"])
+            for line in spool.read(spool.path_of(sid))}
+
+
+def logged_times(sid: str) -> dict[str, dt.datetime]:
+    return dict(CallEvent.objects.filter(call_sid=sid).values_list("dedupe_key", "received_at"))
+
+
+def replayed_at(moment: dt.datetime, monkeypatch) -> None:
+    """The database is back: the replayer's pass, run with the clock frozen at ``moment``."""
+    with monkeypatch.context() as clock:
+        clock.setattr(timezone, "now", lambda: moment)
+        assert replay.replay_ready().errors == []
+
+
+def test_the_events_of_a_call_spooled_during_an_outage_keep_the_times_they_were_received(carrier, monkeypatch):
+    sid = "CA" + uuid.uuid4().hex
+    carrier.down = True
+    answer = carrier.voice(sid)
+    carrier.bridged(answer, sid, 85)
+    carrier.ended(sid, 100)
+    carrier.down = False
+    spooled = spooled_times(sid)
+    assert [key.split(":")[1] for key in spooled] == ["voice", "dial", "status"]
+    # Degraded mode notes when the leg and the call ended (before giving their slots back), a moment before
+    # it writes the line.
+    dial, status = (dt.datetime.fromisoformat(line["ended_at"]) for line in spool.read(spool.path_of(sid))[1:])
+    later = max(spooled.values()) + LATER
+
+    replayed_at(later, monkeypatch)
+
+    assert not spool.path_of(sid).exists()
+    assert logged_times(sid) == spooled  # not ``later``: when the carrier posted each webhook
+    call = Call.objects.get(call_sid=sid)  # its facts: the outage's times too, as before
+    assert (call.started_at, call.ended_at, call.talk_seconds, call.verdict) == (
+        spooled[f"{sid}:voice"], status, 85, "billable")
+    assert CallAttempt.objects.get(call=call).ended_at == dial
+
+    with monkeypatch.context() as clock:  # a webhook handled live, after the replay: stamped as it comes
+        clock.setattr(timezone, "now", lambda: later)
+        live = "CA" + uuid.uuid4().hex
+        assert "<Dial" in carrier.voice(live)
+    assert logged_times(live) == {f"{live}:voice": later}
+
+
+def test_a_final_status_kept_as_a_call_of_its_own_is_logged_at_that_status_time(carrier, monkeypatch):
+    """Its inbound webhook died in the worker: only its final status came, during the outage; an hour of
+    replays later it is kept as a call (``status_only``), both events at the time the status came."""
+    sid = "CA" + uuid.uuid4().hex
+    carrier.down = True
+    carrier.ended(sid, 42)
+    carrier.down = False
+    (received,) = spooled_times(sid).values()
+    replayed_at(received + dt.timedelta(seconds=1), monkeypatch)  # waits for another node's spool
+    replay._waiting_since[spool.path_of(sid).name] -= replay.STATUS_ONLY_AFTER
+
+    replayed_at(received + LATER, monkeypatch)
+
+    assert Call.objects.get(call_sid=sid).fallback_applied == services.STATUS_ONLY
+    assert logged_times(sid) == {f"{sid}:status:completed:4": received, f"{sid}:{services.STATUS_ONLY}": received}
+
