@@ -7,7 +7,9 @@ the spooled line's time, as the call's own facts (started, the leg's end, ended)
 handled live after the replay is stamped with the time it came, as before. The record made from a final
 status alone (``status_only``) carries that status's time too. Until 2026-12-07 ``received_at`` was set on
 insert (``auto_now_add``), whatever the replay gave: after an outage of hours, the event log said the
-carrier's webhooks came when the replay ran.
+carrier's webhooks came when the replay ran. And a final status that reached a node whose database was back
+(kept for the call) ended the replayed call, and closed its leg still ringing, at the replay's time, not
+the status's: the call ended, and the leg rang, two hours longer than they did.
 """
 
 from __future__ import annotations
@@ -134,3 +136,27 @@ def test_a_final_status_kept_as_a_call_of_its_own_is_logged_at_that_status_time(
     assert Call.objects.get(call_sid=sid).fallback_applied == services.STATUS_ONLY
     assert logged_times(sid) == {f"{sid}:status:completed:4": received, f"{sid}:{services.STATUS_ONLY}": received}
 
+
+def test_a_final_status_handled_live_before_its_call_was_replayed_ends_the_call_when_it_came(
+        carrier, settings, tmp_path, monkeypatch):
+    """The call was routed from memory on this node; its final status reached a node whose database was back
+    (kept for the call, ``services.call_status``); this node's spool is replayed two hours later. The call
+    ends, and its leg still ringing is closed, when the status came, not when the replay ran."""
+    sid = "CA" + uuid.uuid4().hex
+    carrier.down = True
+    assert "<Dial" in carrier.voice(sid)
+    carrier.down = False
+    settings.DATA_DIR = tmp_path / "b"  # another node, the database up: the status is kept for the call
+    carrier.ended(sid, 30)
+    assert not Call.objects.filter(call_sid=sid).exists()
+    came = logged_times(sid)[f"{sid}:status:completed:4"]
+    settings.DATA_DIR = tmp_path
+
+    replayed_at(came + LATER, monkeypatch)
+
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.final_status, call.duration_seconds, call.ended_at) == ("ended", "completed", 30, came)
+    leg = CallAttempt.objects.get(call=call)
+    rang = int((came - leg.started_at).total_seconds())  # until the status came, not for two hours more
+    assert (leg.result, leg.ended_at, leg.ring_seconds) == ("canceled", came, rang)
+    assert not spool.path_of(sid).exists()

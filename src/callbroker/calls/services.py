@@ -393,10 +393,15 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     return True
 
 
-def _kept_final_status(call_sid: str) -> dict | None:
+def _kept_final_status(call_sid: str) -> tuple[dict, dt.datetime] | None:
     """The parameters of a final status stored for this call before the call was (``call_status`` with
-    ``keep_if_unknown``), or None."""
-    return _carrier_went_ahead(call_sid)[1]
+    ``keep_if_unknown``) and when it was received, or None. Read by the replay and the sweep only: the
+    inbound webhook's probe (``_carrier_went_ahead``) reads no time."""
+    stored = CallEvent.objects.filter(call_sid=call_sid, kind="status").order_by("id")
+    for params, received_at in stored.values_list("params", "received_at"):
+        if params.get("CallStatus") in TERMINAL_STATUSES:
+            return params, received_at
+    return None
 
 
 def _carrier_went_ahead(call_sid: str) -> tuple[str, dict | None]:
@@ -933,14 +938,18 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
 
 def end_with_kept_status(call_sid: str) -> bool:
     """Apply the final status kept for a call that was not in the database when it came (``call_status``
-    with ``keep_if_unknown``), now that it is (replayed from a spool): True when it ended the call."""
-    params = _kept_final_status(call_sid)
-    if params is None:
+    with ``keep_if_unknown``), now that it is (replayed from a spool): True when it ended the call.
+
+    The call ends, and a leg still ringing is closed, when the status came (its event's ``received_at``), as
+    a spooled status ends it when it was spooled: not when the replay ran, which may be hours later."""
+    kept = _kept_final_status(call_sid)
+    if kept is None:
         return False
+    params, received_at = kept
     update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params),
                           sequence="kept")
     event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
-    handle_once(event, lambda: call_status(call_sid, update), lambda steps: "")
+    handle_once(event, lambda: call_status(call_sid, update, now=received_at), lambda steps: "")
     return True
 
 
@@ -957,9 +966,10 @@ def record_kept_status(call_sid: str, inbound: InboundCall, received_at: dt.date
     Nothing when the call is in the database meanwhile (its inbound webhook, or a replay, recorded it).
     ``why``: for how long no inbound webhook came (the log line).
     """
-    params = _kept_final_status(call_sid)
-    if params is None:  # its event is not in the log (deleted by hand): nothing to record the call from
+    kept = _kept_final_status(call_sid)
+    if kept is None:  # its event is not in the log (deleted by hand): nothing to record the call from
         return False
+    params = kept[0]
     update = StatusUpdate(status=str(params["CallStatus"])[:16], duration=_stored_duration(params),
                           sequence="kept")
     recorded = False
