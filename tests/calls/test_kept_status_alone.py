@@ -205,6 +205,24 @@ def test_the_background_pass_records_it_when_set_to_sweep(carrier, settings):
     connection.close()  # the pass closed this thread's connection; the test's next query opens one
 
 
+def test_the_background_pass_records_it_when_closing_abandoned_calls_failed(carrier, settings, monkeypatch, caplog):
+    """The two sweeps of the pass are independent: closing abandoned calls failing (whatever the reason) kept
+    the kept statuses from being recorded, at every pass while it lasted."""
+    sid = status_alone(carrier)
+    a_past_hour(sid)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("closing abandoned calls failed")
+
+    monkeypatch.setattr(services, "close_abandoned", failing)
+    settings.CLOSE_ABANDONED_EVERY_S = 600
+    replay.background_pass(0.0)
+
+    assert_kept_from_its_final_status(sid)
+    assert "closing abandoned calls failed" in caplog.text  # still logged
+    connection.close()
+
+
 def test_the_command_says_what_it_recorded(carrier):
     sid = status_alone(carrier)
     out = io.StringIO()

@@ -53,25 +53,20 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from redis.exceptions import ConnectionError as RedisConnectionError
+from django.db import IntegrityError, OperationalError, connection, transaction
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callbroker import db
 from callbroker.calls import degraded, services, spool
 from callbroker.calls.choices import AttemptResult, CallStage
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
-from callbroker.network.live_redis import CountersUnknown
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean "a backend is unreachable" — not "this request is wrong": an IntegrityError or
-#: DataError comes from bad input and must never send a call into degraded mode.
-OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, RedisConnectionError,
-                                             RedisTimeoutError, CountersUnknown)
+#: Errors that mean "a backend is unreachable" (``services.OUTAGES``).
+OUTAGES = services.OUTAGES
 #: A spooled call whose final status never came (or whose other events never could be applied) is given
 #: up after its file has waited this long with the database reachable (this process's replayer counts from
 #: the first pass that got through with the database and had to leave it; an outage longer than this must
@@ -815,8 +810,10 @@ def background_pass(sweep_at: float) -> tuple[bool, float]:
             sweep_at = time.monotonic() + settings.CLOSE_ABANDONED_EVERY_S
             if cached_snapshot() is None:
                 current_snapshot()
-            services.close_abandoned()
-            record_kept_statuses()
+            try:
+                services.close_abandoned()
+            finally:  # one failing sweep doesn't hold the other back (an outage stops both, each on its own)
+                record_kept_statuses()
     except Exception:  # noqa: BLE001 - the replayer must never die
         log.exception("background pass failed")
     finally:

@@ -19,9 +19,11 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callbroker import db
 from callbroker.billing.services import post_verdict
@@ -43,6 +45,7 @@ from callbroker.core.phone import area_code, classify_caller, normalize
 from callbroker.core.qualification import qualify
 from callbroker.core.routing import counted_targets, route
 from callbroker.network import live
+from callbroker.network.live_redis import CountersUnknown
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import (
     VERSION_SQL,
@@ -164,6 +167,11 @@ def out_of_turn_key(dedupe_key: str) -> str:
 
 #: Deadlocks and serialization failures (PostgreSQL) and a busy SQLite file are retried this many times.
 TRANSIENT_RETRIES = 3
+
+#: Errors that mean "a backend is unreachable" — not "this request is wrong": an IntegrityError or
+#: DataError comes from bad input and must never send a call into degraded mode.
+OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, RedisConnectionError,
+                                             RedisTimeoutError, CountersUnknown)
 
 
 def _waited_long_enough(started: float) -> bool:
@@ -886,7 +894,7 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     # attempt_slot_held_idx: the attempts holding a slot, a handful per target
     held = CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
     sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
-    closed = [sid for sid in sids if close_without_status(sid, reason, now)]
+    closed = [sid for sid in sids if _closed_now(sid, reason, now)]
     if len(sids) >= limit:
         return closed
     # Read after the calls above are ended (none comes twice). The verdict index: the calls still pending
@@ -895,7 +903,20 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
                   .exclude(stage=CallStage.ENDED).order_by().values_list("call_sid", flat=True))
     left_unfinished = list(unfinished[:limit - len(sids)])
-    return closed + [sid for sid in left_unfinished if close_without_status(sid, reason, now)]
+    return closed + [sid for sid in left_unfinished if _closed_now(sid, reason, now)]
+
+
+def _closed_now(call_sid: str, reason: str, now: dt.datetime) -> bool:
+    """``close_without_status`` for one call of a sweep: a call that fails for another reason than an outage
+    is logged and left for the next sweep, and the others are closed (one such call stopped every sweep
+    at it, each one failing, and no other abandoned call was ever closed). An outage stops the sweep."""
+    try:
+        return close_without_status(call_sid, reason, now)
+    except OUTAGES:
+        raise
+    except Exception:  # noqa: BLE001 - one call must not keep the others from being closed
+        log.exception("call %s: could not be closed (%s); tried again at the next sweep", call_sid, reason)
+        return False
 
 
 def unfinished_calls_of(account_sid: str) -> list[str]:
