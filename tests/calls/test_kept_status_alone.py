@@ -31,10 +31,10 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.network.loader import load_network
 from callbroker.network.models import TargetState
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
+from tests.hostile.strategies import E2E_NETWORK, PlumbingCaller, signing_carrier_settings
+from tests.hostile.strategies import PLUMBING_CALLER as CALLER
+from tests.hostile.strategies import PLUMBING_NUMBER as PLUMBING
 
-PLUMBING = "+15125550001"  # e2e-plumbing: its first line is +15125550101
-CALLER = "+15125559876"
 
 
 @pytest.fixture
@@ -49,15 +49,8 @@ def carrier(transactional_db, settings, tmp_path):
     reset_snapshot()
 
 
-class Carrier(SignedCarrier):
+class Carrier(PlumbingCaller):
     """Signed webhooks of one caller to the plumbing number."""
-
-    def inbound(self, sid: str) -> dict[str, str]:
-        return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": CALLER, "To": PLUMBING,
-                "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701", "FromState": "TX"}
-
-    def voice(self, sid: str) -> str:
-        return self.post("/carriers/twilio/voice", self.inbound(sid))
 
     def ended(self, sid: str, seconds: int = 42, **more: str) -> str:
         return self.post("/carriers/twilio/status", {**self.inbound(sid), "CallStatus": "completed",

@@ -28,10 +28,8 @@ from callbroker.calls import replay, services, spool
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.loader import load_network
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, SignedCarrier, signing_carrier_settings
+from tests.hostile.strategies import E2E_NETWORK, PlumbingCaller, signing_carrier_settings
 
-PLUMBING = "+15125550001"  # e2e-plumbing: its first line is +15125550101
-CALLER = "+15125559876"
 LATER = dt.timedelta(hours=2)  # how long after the outage the spool is replayed
 
 
@@ -51,15 +49,8 @@ def carrier(transactional_db, settings, tmp_path, monkeypatch):
     reset_snapshot()
 
 
-class Carrier(SignedCarrier):
+class Carrier(PlumbingCaller):
     """Signed webhooks of one caller to the plumbing number; ``down``: the outage."""
-
-    def inbound(self, sid: str) -> dict[str, str]:
-        return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": CALLER, "To": PLUMBING,
-                "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701", "FromState": "TX"}
-
-    def voice(self, sid: str) -> str:
-        return self.post("/carriers/twilio/voice", self.inbound(sid))
 
     def bridged(self, answer: str, sid: str, talk: int) -> str:
         """The buyer our answer dialled talked ``talk`` seconds: its Dial action."""

@@ -112,6 +112,21 @@ class SignedCarrier:
         return response.content.decode()
 
 
+PLUMBING_NUMBER = "+15125550001"  # the e2e network's e2e-plumbing: its first line is +15125550101
+PLUMBING_CALLER = "+15125559876"
+
+
+class PlumbingCaller(SignedCarrier):
+    """Signed webhooks of one caller (``PLUMBING_CALLER``) to the e2e network's plumbing number."""
+
+    def inbound(self, sid: str) -> dict[str, str]:
+        return {"CallSid": sid, "AccountSid": "AC" + "7" * 32, "From": PLUMBING_CALLER, "To": PLUMBING_NUMBER,
+                "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701", "FromState": "TX"}
+
+    def voice(self, sid: str) -> str:
+        return self.post("/carriers/twilio/voice", self.inbound(sid))
+
+
 def canonical(url: str, params: Mapping[str, str]) -> str:
     """What Twilio signs: the URL, then each parameter name and value sorted by name, no separators."""
     return url + "".join(name + params[name] for name in sorted(params))

@@ -99,26 +99,35 @@ def explain_call_path() -> dict:
             captured.append((sql, tuple(params or ())))
         return execute(sql, params, many, context)
 
-    plans = []
     with transaction.atomic():
         with connection.execute_wrapper(capture):
             services.start_call(InboundCall(call_sid="CAprobe", account_sid="AC", from_raw=caller,
                                             to="+15125550001", from_zip="78701", from_state="TX"))
             services.call_status("CAprobe", StatusUpdate(status="completed", duration=90))
-        with connection.cursor() as cursor:
-            for sql, params in captured:
-                cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-                plan = cursor.fetchone()[0]
-                plans.append({"sql": sql, "plan": plan if isinstance(plan, list) else json.loads(plan)})
-            cursor.execute(
-                "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
-            )
-            parent_index = dict(cursor.fetchall())
-            cursor.execute("SELECT tableoid::regclass::text, count(*) FROM calls_call GROUP BY 1")
-            rows = dict(cursor.fetchall())
+        plans, parent_index, rows = _explained(captured)
         transaction.set_rollback(True)
     return {"plans": plans, "parent_index": parent_index, "rows_by_partition": rows}
+
+
+def _explained(captured: list[tuple[str, tuple]]) -> tuple[list[dict], dict, dict]:
+    """The plan of each captured statement, each partition index's parent index, and the call rows by
+    partition (in the caller's transaction)."""
+    from django.db import connection
+
+    plans = []
+    with connection.cursor() as cursor:
+        for sql, params in captured:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+            plans.append({"sql": sql, "plan": plan if isinstance(plan, list) else json.loads(plan)})
+        cursor.execute(
+            "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
+        )
+        parent_index = dict(cursor.fetchall())
+        cursor.execute("SELECT tableoid::regclass::text, count(*) FROM calls_call GROUP BY 1")
+        rows = dict(cursor.fetchall())
+    return plans, parent_index, rows
 
 
 def explain_close_abandoned() -> dict:
@@ -147,23 +156,11 @@ def explain_close_abandoned() -> dict:
             captured.append((sql, tuple(params or ())))
         return execute(sql, params, many, context)
 
-    plans = []
     with transaction.atomic():
         with connection.execute_wrapper(capture):
             closed = services.close_abandoned(now)
         stages = dict(Call.objects.filter(call_sid__in=[*left, "CAtemplate"]).values_list("call_sid", "stage"))
-        with connection.cursor() as cursor:
-            for sql, params in captured:
-                cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-                plan = cursor.fetchone()[0]
-                plans.append({"sql": sql, "plan": plan if isinstance(plan, list) else json.loads(plan)})
-            cursor.execute(
-                "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
-            )
-            parent_index = dict(cursor.fetchall())
-            cursor.execute("SELECT tableoid::regclass::text, count(*) FROM calls_call GROUP BY 1")
-            rows = dict(cursor.fetchall())
+        plans, parent_index, rows = _explained(captured)
         transaction.set_rollback(True)
     return {"closed": closed, "stages": stages, "plans": plans, "parent_index": parent_index,
             "rows_by_partition": rows}
