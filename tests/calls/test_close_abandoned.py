@@ -107,6 +107,8 @@ def test_a_call_holding_no_slot_whose_final_status_never_came_is_closed_not_bill
 
     assert services.close_abandoned(started + dt.timedelta(hours=7)) == [sid]
 
+    event = CallEvent.objects.get(call_sid=sid, kind="abandoned")
+    assert event.params == {"reason": "no final status 6 h after the call started"}  # not "6:00:00"
     call.refresh_from_db()
     assert (call.stage, call.final_status, call.ended_at) == ("ended", "", started + dt.timedelta(hours=7))
     assert (call.verdict, call.reason_codes, call.revenue, call.payout) == (

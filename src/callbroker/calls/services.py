@@ -890,7 +890,7 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     """
     now = now or timezone.now()
     started_before = now - ABANDONED_AFTER
-    reason = f"no final status {ABANDONED_AFTER} after the call started"
+    reason = f"no final status {ABANDONED_AFTER.total_seconds() / 3600:g} h after the call started"
     # attempt_slot_held_idx: the attempts holding a slot, a handful per target
     held = CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
     sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
