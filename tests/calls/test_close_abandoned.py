@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from callbroker.billing.models import LedgerEntry
 from callbroker.calls import services
-from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+from callbroker.calls.events import DialOutcome, EventIn, InboundCall, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.models import TargetState
 
@@ -235,6 +235,38 @@ def test_closing_a_call_not_in_the_database_stores_nothing_that_would_stop_a_lat
     CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))  # … and its end is lost
     assert services.close_abandoned() == [sid]
 
+
+@pytest.mark.parametrize("started", [rings_the_line, at_the_zip_prompt], ids=["holding a slot", "at the IVR"])
+def test_a_call_whose_final_status_comes_while_the_sweep_is_at_it_is_not_taken_for_closed(monkeypatch, started):
+    """The sweep lists the calls, then closes them one by one; a call's late final status handled in between
+    (another worker, at that moment) ends it. The sweep then found an ended call and took it for one it
+    closed: listed among the calls whose final status never came, logged so, with an ``abandoned`` event
+    beside the final status that did come. The same when another node's sweep closed it in between
+    (PostgreSQL, two nodes at once: tests/postgres/test_sweeps_at_once.py)."""
+    n = 1
+    if started is rings_the_line:
+        assert rings_the_line(services.start_call(inbound(n)))
+    else:
+        started(n)
+    sid = f"CA{n:032x}"
+    close_without_status = services.close_without_status
+
+    def status_first(call_sid, *args, **kwargs):  # the final status, handled as the status webhook does
+        event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:completed:9",
+                        params={"CallSid": call_sid, "CallStatus": "completed"})
+        services.handle_once(event, lambda: services.call_status(call_sid, StatusUpdate("completed", 30)),
+                             lambda steps: "")
+        return close_without_status(call_sid, *args, **kwargs)
+
+    monkeypatch.setattr(services, "close_without_status", status_first)
+
+    assert services.close_abandoned(timezone.now() + dt.timedelta(hours=7)) == []
+
+    call = Call.objects.get(call_sid=sid)
+    assert (call.stage, call.final_status, call.duration_seconds) == ("ended", "completed", 30)
+    assert not CallEvent.objects.filter(call_sid=sid, kind="abandoned").exists()
+    assert not CallAttempt.objects.filter(slot_held=True).exists()
+    assert TargetState.objects.get(target__number=SOLO_LINE).active_calls == 0
 
 
 def test_a_new_callbroker_run_closes_the_simulated_calls_the_last_one_left_unfinished():

@@ -775,6 +775,91 @@ def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     return {"passes": passes, "lines": lines, "tries": tries, "retries": services.TRANSIENT_RETRIES}
 
 
+def sweeps_at_once(token: str) -> dict:
+    """Two nodes' sweeps (``close_abandoned``, then ``record_kept_statuses``, as the background pass and
+    ``callbroker calls close-abandoned`` run them) at the same moment, a thread and connection each, SQL
+    counters, seven hours on: three calls whose final status never came (two of the e2e plumbing number
+    ringing Line A, one at the IVR number's ZIP prompt) and two final statuses kept for an inbound webhook
+    that never came. The first sweep holds the transaction of the first call it closes open, its event
+    written, until the second waits for that call's lock (``pg_locks``): the second read the list while the
+    call was not closed yet. Returns what each sweep reported, and the calls, events and slots as they end up."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.calls import replay, services
+    from callbroker.calls.events import InboundCall
+
+    started = timezone.now()
+    later = started + dt.timedelta(hours=7)
+    abandoned = ["CA" + os.urandom(16).hex() for _ in range(3)]
+    kept = ["CA" + os.urandom(16).hex() for _ in range(2)]
+    second_pid: list[int] = []
+    waited = threading.Event()
+    store = services._store_event
+    reported: dict[str, dict] = {}
+
+    def held_store(row, body):
+        store(row, body)
+        if threading.current_thread().name == "first" and not waited.is_set():
+            waited.set()
+            given_up = time.monotonic() + 30  # the second never waited: the result tells
+            with connection.cursor() as cursor:
+                while time.monotonic() < given_up:
+                    cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", second_pid)
+                    if cursor.fetchone()[0]:
+                        return
+                    time.sleep(0.01)
+
+    def sweep() -> None:
+        name = threading.current_thread().name
+        try:
+            connection.ensure_connection()
+            if name == "second":
+                second_pid.append(connection.connection.info.backend_pid)
+                waited.wait(30)
+            closed = services.close_abandoned(later)
+            reported[name] = {"closed": closed, "recorded": replay.record_kept_statuses(later)}
+        finally:
+            waited.set()
+            connection.close()
+
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        for n, sid in enumerate(abandoned):
+            to, zip_code = ("+15125550003", "") if n == 2 else ("+15125550001", "78701")
+            inbound = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=f"+173755503{n:02d}", to=to,
+                                  from_zip=zip_code, from_state="TX")
+            _deliver(sid, "voice", lambda inbound=inbound: services.start_call(inbound, started))
+        post_webhooks([["/carriers/twilio/status", {
+            "CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": f"+173755504{n:02d}", "To": "+15125550001",
+            "CallStatus": "completed", "CallDuration": "42", "Direction": "inbound", "FromZip": "78701"}]
+            for n, sid in enumerate(kept)], token)
+        services._store_event = held_store
+        try:
+            _start_and_join([threading.Thread(target=sweep, name=name) for name in ("first", "second")])
+        finally:
+            services._store_event = store
+
+    def rows(query: str) -> list:
+        with connection.cursor() as cursor:
+            cursor.execute(query, [abandoned + kept])
+            return [list(row) for row in cursor.fetchall()]
+
+    return {"abandoned": abandoned, "kept": kept, "reported": reported,
+            "calls": rows("SELECT call_sid, count(*), min(stage), min(verdict) FROM calls_call "
+                          "WHERE call_sid = ANY(%s) GROUP BY 1 ORDER BY 1"),
+            "events": rows("SELECT call_sid, kind, count(*) FROM calls_callevent WHERE call_sid = ANY(%s) "
+                           "AND kind IN ('abandoned', 'status_only') GROUP BY 1, 2 ORDER BY 1"),
+            "slots_held": rows("SELECT count(*) FROM calls_callattempt a JOIN calls_call c ON c.id = a.call_id "
+                               "WHERE c.call_sid = ANY(%s) AND a.slot_held")[0][0],
+            "active_calls": rows("SELECT coalesce(sum(active_calls), 0) FROM network_targetstate "
+                                 "WHERE %s IS NOT NULL")[0][0],
+            "kept_left": rows("SELECT count(*) FROM calls_keptstatus WHERE call_sid = ANY(%s)")[0][0]}
+
+
 def replayed_hours_later(webhooks: list[list], token: str, hours: float) -> dict:
     """Signed webhooks (``[path, params]``, …) answered from memory and spooled during an outage (every
     webhook's database work fails, as ``tests.hostile.strategies.SignedCarrier`` makes it), their spooled
@@ -829,7 +914,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "late_miss_beside_a_miss": late_miss_beside_a_miss,
            "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,
            "replay_beside_a_lock_holder": replay_beside_a_lock_holder,
-           "replayed_hours_later": replayed_hours_later}
+           "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once}
 
 
 def main() -> None:

@@ -931,7 +931,12 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
     """End a call whose final status will not come, as a final status would (attempts still ringing
     canceled, slots given back, the call judged; no carrier status recorded), under an event of its own
     (kind ``abandoned``, with ``reason``): once, whoever calls it how often. True when it closed the call
-    (or gave back the slots an ended call still held) now."""
+    (or gave back the slots an ended call still held) now.
+
+    Nothing, and False, when the call is found ended with nothing left to give back: its final status came,
+    or another node's sweep closed it, after the caller listed it and before this took the call's lock. (It
+    was taken for a call closed now: listed and logged by both nodes' sweeps, and the status's call given
+    an ``abandoned`` event, "no final status", beside the status that came.)"""
     now = now or timezone.now()
     closed = False
 
@@ -940,6 +945,8 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
         call = db.select_one(Call, call_sid=call_sid)
         if call is None:  # not in the database (yet): store nothing, or a later close would find it done
             raise UnknownCall(call_sid)
+        if call.stage == CallStage.ENDED and not _holds_anything(call):
+            raise _ClosedMeanwhile(call_sid)  # store nothing: this close changes nothing
         log.warning("call %s: %s; closed, any slot it held given back", call_sid, reason)
         if call.stage == CallStage.ENDED:  # ended, yet a slot left held: give it back
             _release_held(call, current_snapshot(check_version=False), now)
@@ -952,9 +959,19 @@ def close_without_status(call_sid: str, reason: str = "no final status before it
                     params={"reason": reason})
     try:
         handle_once(event, close, lambda steps: "")
-    except UnknownCall:
+    except (UnknownCall, _ClosedMeanwhile):
         return False
     return closed
+
+
+class _ClosedMeanwhile(Exception):
+    """The call ``close_without_status`` was to close is ended and holds nothing any more."""
+
+
+def _holds_anything(call: Call) -> bool:
+    """One of the call's attempts holds a slot or still rings (``_release_held`` has something to do)."""
+    return any(attempt.slot_held or attempt.result == AttemptResult.RINGING
+               for attempt in db.select(CallAttempt, call_id=call.pk))
 
 
 def end_with_kept_status(call_sid: str) -> bool:
