@@ -81,6 +81,9 @@ def assert_kept_from_its_final_status(sid: str) -> Call:
     # It ended when its status came (kept a moment after its event was received), and lasted CallDuration.
     assert dt.timedelta(0) <= call.ended_at - received(sid) < dt.timedelta(seconds=1)
     assert call.ended_at - call.started_at == dt.timedelta(seconds=42)
+    # Its status_only event, like the spool replay's, is stamped when the status came, not when swept.
+    status_only = CallEvent.objects.get(call_sid=sid, kind=services.STATUS_ONLY)
+    assert status_only.received_at == call.ended_at
     return call
 
 

@@ -21,14 +21,11 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from callbroker.calls import replay, services, spool
 from callbroker.calls.models import Call, CallAttempt, CallEvent
-from callbroker.network.loader import load_network
-from callbroker.network.snapshot import current_snapshot, reset_snapshot
-from tests.hostile.strategies import E2E_NETWORK, PlumbingCaller, signing_carrier_settings
+from tests.hostile.strategies import PlumbingCaller, outage_on_e2e_network
 
 LATER = dt.timedelta(hours=2)  # how long after the outage the spool is replayed
 
@@ -36,17 +33,8 @@ LATER = dt.timedelta(hours=2)  # how long after the outage the spool is replayed
 @pytest.fixture
 def carrier(transactional_db, settings, tmp_path, monkeypatch):
     """The e2e network, a signing carrier, an outage to switch on, and a replay only when the test says."""
-    signing_carrier_settings(settings, tmp_path)
-    settings.COUNTERS_BACKEND = "sql"
     monkeypatch.setattr(replay, "ensure_running", lambda: None)
-    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
-    monkeypatch.setattr(replay, "_waiting_since", {})
-    monkeypatch.setattr(replay, "_rests", {})
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    current_snapshot()
-    yield Carrier(Client(raise_request_exception=True), monkeypatch)
-    reset_snapshot()
+    yield from outage_on_e2e_network(settings, tmp_path, monkeypatch, Carrier)
 
 
 class Carrier(PlumbingCaller):

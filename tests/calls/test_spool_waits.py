@@ -24,16 +24,13 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from django.test import Client
 
 from callbroker.billing.models import LedgerEntry
 from callbroker.calls import degraded, replay, services, spool
 from callbroker.calls.events import DialOutcome, InboundCall
 from callbroker.calls.models import Call, CallAttempt, CallEvent
-from callbroker.network.loader import load_network
-from callbroker.network.snapshot import current_snapshot, reset_snapshot
 from callbroker.ops import limits as rate_limits
-from tests.hostile.strategies import E2E_NETWORK, PlumbingCaller, signing_carrier_settings
+from tests.hostile.strategies import PlumbingCaller, outage_on_e2e_network
 from tests.hostile.strategies import PLUMBING_CALLER as CALLER
 from tests.hostile.strategies import PLUMBING_NUMBER as PLUMBING
 
@@ -42,16 +39,7 @@ from tests.hostile.strategies import PLUMBING_NUMBER as PLUMBING
 @pytest.fixture
 def carrier(transactional_db, settings, tmp_path, monkeypatch):
     """The e2e network, a signing carrier, an outage to switch on, and a replay only when the test says."""
-    signing_carrier_settings(settings, tmp_path / "a")
-    settings.COUNTERS_BACKEND = "sql"
-    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
-    monkeypatch.setattr(replay, "_waiting_since", {})
-    monkeypatch.setattr(replay, "_rests", {})
-    reset_snapshot()
-    load_network(E2E_NETWORK)
-    current_snapshot()
-    yield Carrier(Client(raise_request_exception=True), monkeypatch)
-    reset_snapshot()
+    yield from outage_on_e2e_network(settings, tmp_path / "a", monkeypatch, Carrier)
 
 
 class Carrier(PlumbingCaller):

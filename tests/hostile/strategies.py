@@ -127,6 +127,27 @@ class PlumbingCaller(SignedCarrier):
         return self.post("/carriers/twilio/voice", self.inbound(sid))
 
 
+def outage_on_e2e_network(settings, data_dir, monkeypatch, carrier_class):
+    """A fixture's body: the e2e network (SQL counters) and a signing carrier of ``carrier_class`` with an
+    outage to switch on (``down``); the spool is replayed only when the test says."""
+    from django.test import Client
+
+    from callbroker.calls import replay
+    from callbroker.network.loader import load_network
+    from callbroker.network.snapshot import current_snapshot, reset_snapshot
+
+    signing_carrier_settings(settings, data_dir)
+    settings.COUNTERS_BACKEND = "sql"
+    monkeypatch.setattr(replay, "replay_now", lambda call_sid: None)
+    monkeypatch.setattr(replay, "_waiting_since", {})
+    monkeypatch.setattr(replay, "_rests", {})
+    reset_snapshot()
+    load_network(E2E_NETWORK)
+    current_snapshot()
+    yield carrier_class(Client(raise_request_exception=True), monkeypatch)
+    reset_snapshot()
+
+
 def canonical(url: str, params: Mapping[str, str]) -> str:
     """What Twilio signs: the URL, then each parameter name and value sorted by name, no separators."""
     return url + "".join(name + params[name] for name in sorted(params))

@@ -376,27 +376,40 @@ def _record_status_only(call_sid: str, events: list[dict], when: str) -> bool:
     final = _final_status_alone(events)
     if final is None:
         return False
-    at = dt.datetime.fromisoformat(final["received_at"])
+    recorded = _record_status_only_call(call_sid, InboundCall(**final["inbound"]), StatusUpdate(**final["update"]),
+                                        final["params"], dt.datetime.fromisoformat(final["received_at"]))
+    if recorded:
+        log.warning("call %s: no node recorded the call %s (its inbound webhook was never handled); recorded "
+                    "from its final status alone (%s, not billable)", call_sid, when, services.STATUS_ONLY)
+    return recorded
+
+
+def _record_status_only_call(call_sid: str, inbound: InboundCall, update: StatusUpdate, params: dict,
+                             at: dt.datetime, *, end: bool = False) -> bool:
+    """Record the call known only from its final status (``services.record_from_final_status``) with its event
+    (kind ``status_only``, the status's parameters, received ``at``: an inbound webhook handled later finds
+    it and writes nothing), once, whichever node or sweep comes first: True when recorded now; nothing when
+    the call is in the database. ``end``: the status is applied in the same transaction (a status kept in the
+    database, whose own event is there already); else it is applied after, as any replayed event."""
     try:
         with transaction.atomic():
             db.lock_call(call_sid)
             if Call.objects.select_for_update().filter(call_sid=call_sid).exists():
                 return False
-            inbound, update = InboundCall(**final["inbound"]), StatusUpdate(**final["update"])
             services.record_from_final_status(inbound, update, at)
-            db.insert(CallEvent(call_sid=call_sid, kind=services.STATUS_ONLY, params=final["params"], response="",
+            db.insert(CallEvent(call_sid=call_sid, kind=services.STATUS_ONLY, params=params, response="",
                                 dedupe_key=f"{call_sid}:{services.STATUS_ONLY}", received_at=at))
+            if end:
+                services.call_status(call_sid, update, now=at)
     except IntegrityError:  # another node recorded it (from its routing event, or as this) at the same moment
         return False
-    log.warning("call %s: no node recorded the call %s (its inbound webhook was never handled); recorded "
-                "from its final status alone (%s, not billable)", call_sid, when, services.STATUS_ONLY)
     return True
 
 
 def record_kept_statuses(now: dt.datetime | None = None, *, limit: int = 1000) -> list[str]:
     """Keep as calls of their own the final statuses kept in the database for an inbound webhook that never
     came (``services.call_status`` with ``keep_if_unknown``): those kept ``STATUS_ONLY_AFTER`` ago or more,
-    as a spooled final status alone is kept (``services.record_kept_status``). Returns the CallSids recorded
+    as a spooled final status alone is kept (``_record_kept_status``). Returns the CallSids recorded
     now (at most ``limit`` statuses looked at, oldest first).
 
     The database was up when such a status came, so what may still record the call is its inbound webhook
@@ -413,7 +426,7 @@ def record_kept_statuses(now: dt.datetime | None = None, *, limit: int = 1000) -
     why = f"within {_span(STATUS_ONLY_AFTER)} of its final status"
     for kept in due:
         try:
-            if services.record_kept_status(kept.call_sid, InboundCall(**kept.inbound), kept.received_at, why):
+            if _record_kept_status(kept, why):
                 recorded.append(kept.call_sid)
         except OUTAGES:
             raise
@@ -422,6 +435,24 @@ def record_kept_statuses(now: dt.datetime | None = None, *, limit: int = 1000) -
                           "next pass", kept.call_sid)
             continue
         KeptStatus.objects.filter(call_sid=kept.call_sid).delete()
+    return recorded
+
+
+def _record_kept_status(kept: KeptStatus, why: str) -> bool:
+    """Keep a final status kept for its inbound webhook as a call of its own, that webhook never having come:
+    as a spooled final status alone (``_record_status_only``), the call recorded from the status callback's
+    own facts (the call as the carrier described it, when the status came), then ended and judged by the
+    status (``not_connected``, never billable), under the same event, so once whichever node, sweep or replay
+    comes first. True when recorded now. ``why``: for how long no inbound webhook came (the log line)."""
+    final = services.kept_final_status(kept.call_sid)
+    if final is None:  # its event is not in the log (deleted by hand): nothing to record the call from
+        return False
+    params, update, _ = final
+    recorded = _record_status_only_call(kept.call_sid, InboundCall(**kept.inbound), update, params, kept.received_at,
+                                        end=True)
+    if recorded:
+        log.warning("call %s: no inbound webhook came %s (it was never handled); recorded from the final status "
+                    "kept for it (%s, not billable)", kept.call_sid, why, services.STATUS_ONLY)
     return recorded
 
 

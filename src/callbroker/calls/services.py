@@ -401,14 +401,16 @@ def _ended_early(call: Call, campaign: CampaignInfo | None, snap: NetworkSnapsho
     return True
 
 
-def _kept_final_status(call_sid: str) -> tuple[dict, dt.datetime] | None:
-    """The parameters of a final status stored for this call before the call was (``call_status`` with
-    ``keep_if_unknown``) and when it was received, or None. Read by the replay and the sweep only: the
-    inbound webhook's probe (``_carrier_went_ahead``) reads no time."""
+def kept_final_status(call_sid: str) -> tuple[dict, StatusUpdate, dt.datetime] | None:
+    """The final status stored for this call before the call was (``call_status`` with ``keep_if_unknown``):
+    its parameters, the update as the status webhook read it, and when it was received; or None. Read by the
+    replay and the sweep only: the inbound webhook's probe (``_carrier_went_ahead``) reads no time."""
     stored = CallEvent.objects.filter(call_sid=call_sid, kind="status").order_by("id")
     for params, received_at in stored.values_list("params", "received_at"):
         if params.get("CallStatus") in TERMINAL_STATUSES:
-            return params, received_at
+            update = StatusUpdate(status=str(params["CallStatus"])[:16], duration=_stored_duration(params),
+                                  sequence="kept")
+            return params, update, received_at
     return None
 
 
@@ -980,60 +982,13 @@ def end_with_kept_status(call_sid: str) -> bool:
 
     The call ends, and a leg still ringing is closed, when the status came (its event's ``received_at``), as
     a spooled status ends it when it was spooled: not when the replay ran, which may be hours later."""
-    kept = _kept_final_status(call_sid)
+    kept = kept_final_status(call_sid)
     if kept is None:
         return False
-    params, received_at = kept
-    update = StatusUpdate(status=str(params["CallStatus"]), duration=_stored_duration(params),
-                          sequence="kept")
+    params, update, received_at = kept
     event = EventIn(call_sid=call_sid, kind="status", dedupe_key=f"{call_sid}:status:kept", params=params)
     handle_once(event, lambda: call_status(call_sid, update, now=received_at), lambda steps: "")
     return True
-
-
-def record_kept_status(call_sid: str, inbound: InboundCall, received_at: dt.datetime, why: str) -> bool:
-    """Keep a final status kept for its inbound webhook (``call_status`` with ``keep_if_unknown``) as a call of
-    its own, when that webhook never came: True when the call was recorded now.
-
-    As the spool replay keeps a spooled final status alone (``replay._record_status_only``): the call is
-    recorded from the status callback's own facts (``record_from_final_status``, ``inbound`` as the carrier
-    described it, ``received_at`` when the status came), then ended and judged by the status as the carrier
-    sent it (``call_status``: ``not_connected``, never billable), under an event of the same kind and key
-    (``status_only``), so that it is done once, whichever node, sweep or replay comes first, however often
-    it runs; an inbound webhook handled later finds that event and writes nothing (``_ended_early``).
-    Nothing when the call is in the database meanwhile (its inbound webhook, or a replay, recorded it).
-    ``why``: for how long no inbound webhook came (the log line).
-    """
-    kept = _kept_final_status(call_sid)
-    if kept is None:  # its event is not in the log (deleted by hand): nothing to record the call from
-        return False
-    params = kept[0]
-    update = StatusUpdate(status=str(params["CallStatus"])[:16], duration=_stored_duration(params),
-                          sequence="kept")
-    recorded = False
-
-    def record() -> tuple[s.Step, ...]:
-        nonlocal recorded
-        if db.select_one(Call, call_sid=call_sid) is not None:
-            raise _AlreadyRecorded(call_sid)  # store nothing: the call is not one known from its status alone
-        record_from_final_status(inbound, update, received_at)
-        call_status(call_sid, update, now=received_at)
-        recorded = True
-        return ()
-
-    event = EventIn(call_sid=call_sid, kind=STATUS_ONLY, dedupe_key=f"{call_sid}:{STATUS_ONLY}", params=params)
-    try:
-        handle_once(event, record, lambda steps: "")
-    except _AlreadyRecorded:
-        return False
-    if recorded:
-        log.warning("call %s: no inbound webhook came %s (it was never handled); recorded from the final status "
-                    "kept for it (%s, not billable)", call_sid, why, STATUS_ONLY)
-    return recorded
-
-
-class _AlreadyRecorded(Exception):
-    """The call a kept final status waited for is in the database (``record_kept_status``)."""
 
 
 def carrier_fallback_answered(call: Call, now: dt.datetime) -> None:
@@ -1076,7 +1031,7 @@ def record_from_final_status(inbound: InboundCall, update: StatusUpdate, receive
     Its inbound webhook was never recorded anywhere (it died in the worker, and the carrier played its own
     error), so the replay found only the status callback, spooled during an outage, and nothing to apply it
     to, or the status came with the database up and was kept for an inbound webhook that never came
-    (``record_kept_status``); after a grace period (``replay.STATUS_ONLY_AFTER``) it is kept as a call of
+    (``replay.record_kept_statuses``); after a grace period (``replay.STATUS_ONLY_AFTER``) it is kept as a call of
     its own rather than dropped or forgotten, so the network's call log shows the call happened: the caller
     and the number called as the status callback gives them (its tracking number, campaign and publisher
     when the number is one), started ``CallDuration`` before the status came, with
