@@ -8,8 +8,6 @@ new caller gets the usual priority order.
 
 from __future__ import annotations
 
-import pytest
-
 from callbroker.calls import services
 from callbroker.calls import steps as s
 from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate

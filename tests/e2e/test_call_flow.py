@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from callbroker.sim.emulator import BuyerBehaviour, CallerScript, Delivery
+from callbroker.sim.emulator import BuyerBehaviour, CallerScript
 
 pytestmark = pytest.mark.e2e
 
