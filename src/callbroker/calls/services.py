@@ -804,9 +804,44 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             return ()
         raise UnknownCall(call_sid)
     if call.stage == CallStage.ENDED:
+        if not call.final_status and _closed_without_status(call_sid):
+            _end_closed_call_with_status(call, update, now)
         return ()
     _end_call(call, update.status[:16], update.duration, now)
     return ()
+
+
+def _closed_without_status(call_sid: str) -> bool:
+    """The call holds an ``abandoned`` event: ``close_without_status`` ended it (the six-hour close, a spool
+    file given up). Read only for an ended call with no carrier status, never on a call in progress."""
+    return db.fetchone(_ANSWER_SQL, [call_sid, f"{call_sid}:abandoned"]) is not None
+
+
+def _end_closed_call_with_status(call: Call, update: StatusUpdate, now: dt.datetime) -> None:
+    """The call's real final status, come after ``close_without_status`` ended the call without it (an outage
+    longer than six hours: replayed from a node that was down, or delivered late by the carrier). What the
+    close made up gives way to the carrier's facts, as if the status had come in time: the call ends when the
+    status came (``now``), with its ``CallStatus`` and ``CallDuration``, and a leg the close canceled rang
+    until then. Nothing is given back: the close gave back every slot and the cap units of legs not
+    delivered, and none is held since. The ``abandoned`` event stays in the log (what the sweep did).
+
+    Judged again only when what the verdict rests on changed: the talk time comes from the Dial action, the
+    duration only caps it (``_qualify``), so a call whose buyer talked longer than the carrier's duration is
+    judged again, the ledger following; any other keeps its verdict, not priced again by today's network.
+    Once: the call then has a final status, and any status after it finds an ended call (as before)."""
+    closed_at = call.ended_at
+    log.warning("call %s: its final status (%s, %s s) came after it was closed without one; it now ends when "
+                "the status came", call.call_sid, update.status, update.duration)
+    call.ended_at = now
+    call.final_status = update.status[:16]
+    call.duration_seconds = update.duration
+    db.update(call, ["ended_at", "final_status", "duration_seconds"])
+    for attempt in db.select(CallAttempt, call_id=call.pk, result=AttemptResult.CANCELED, ended_at=closed_at):
+        attempt.ended_at = now
+        attempt.ring_seconds = _ring_seconds(attempt, now, 0)
+        db.update(attempt, ["ended_at", "ring_seconds"])
+    if call.talk_seconds and update.duration is not None and call.talk_seconds > update.duration:
+        judge_again(call, current_snapshot(check_version=False))
 
 
 def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datetime) -> None:
