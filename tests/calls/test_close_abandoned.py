@@ -146,6 +146,36 @@ def test_a_call_that_fails_to_close_is_left_for_the_next_sweep_and_the_others_ar
     assert services.close_abandoned(later + dt.timedelta(minutes=10)) == [poison]
 
 
+@pytest.mark.parametrize("holding_a_slot", [False, True], ids=["at-the-ivr", "holding-a-slot"])
+def test_calls_that_fail_to_close_however_many_dont_keep_the_others_from_being_closed(monkeypatch, holding_a_slot):
+    """A pass took at most ``limit`` calls and tried each: more calls failing to close than that (each tried
+    again at every pass) filled every pass, and no other abandoned call was ever closed again."""
+    for n in range(1, 7):
+        at_the_zip_prompt(n)
+    poison = {f"CA{n:032x}" for n in range(1, 6)}  # five, listed before the sixth, and a pass takes three
+    if holding_a_slot:  # the first listing, whose filling a pass used to end at
+        for n, sid in enumerate(sorted(poison), start=1):
+            CallAttempt.objects.create(call=Call.objects.get(call_sid=sid), sequence=1, number=SOLO_LINE,
+                                       started_at=Call.objects.get(call_sid=sid).started_at, slot_held=True)
+    end_call = services._end_call
+
+    def failing_for_the_poison(call, *args, **kwargs):
+        if call.call_sid in poison:
+            raise ValueError("a call the code can't judge")
+        return end_call(call, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_end_call", failing_for_the_poison)
+    later = timezone.now() + dt.timedelta(hours=7)
+
+    assert services.close_abandoned(later, limit=3) == [f"CA{6:032x}"]
+
+    assert set(Call.objects.filter(call_sid__in=poison).values_list("verdict", flat=True)) == {"pending"}
+    monkeypatch.setattr(services, "_end_call", end_call)  # mended: closed three a pass again
+    assert len(services.close_abandoned(later, limit=3)) == 3
+    assert len(services.close_abandoned(later, limit=3)) == 2
+    assert not Call.objects.exclude(stage="ended").exists()
+
+
 def test_an_outage_stops_the_sweep(monkeypatch):
     for n in (1, 2):
         at_the_zip_prompt(n)

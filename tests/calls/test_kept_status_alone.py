@@ -164,6 +164,32 @@ def test_a_status_the_previous_release_kept_still_ends_the_call_its_inbound_webh
     assert not CallAttempt.objects.filter(call=call).exists()
 
 
+def test_statuses_that_fail_to_be_recorded_however_many_dont_keep_the_others_from_being_recorded(
+        carrier, monkeypatch):
+    """A pass looked at most ``limit`` statuses, oldest first, and a status that failed stayed first on the
+    list: more of them than that filled every pass, and no other status was ever recorded again."""
+    poison = [status_alone(carrier) for _ in range(4)]  # put on the list first, and a pass takes two
+    sid = status_alone(carrier)
+    record = services.record_from_final_status
+
+    def failing_for_the_poison(inbound, *args, **kwargs):
+        if inbound.call_sid in poison:
+            raise ValueError("a status the code can't read")
+        return record(inbound, *args, **kwargs)
+
+    monkeypatch.setattr(services, "record_from_final_status", failing_for_the_poison)
+    later = timezone.now() + dt.timedelta(hours=2)
+
+    assert replay.record_kept_statuses(later, limit=2) == [sid]
+
+    assert_kept_from_its_final_status(sid)
+    assert sorted(KeptStatus.objects.values_list("call_sid", flat=True)) == sorted(poison)  # for the next pass
+    monkeypatch.setattr(services, "record_from_final_status", record)  # mended: two a pass again
+    assert len(replay.record_kept_statuses(later, limit=2)) == 2
+    assert len(replay.record_kept_statuses(later, limit=2)) == 2
+    assert not KeptStatus.objects.exists()
+
+
 def test_a_status_that_names_no_number_called_is_kept_for_its_inbound_webhook_only(carrier):
     """No ``To``: nothing to record a call from (no number called); the status is still answered and kept for
     the inbound webhook, as before."""

@@ -410,31 +410,42 @@ def record_kept_statuses(now: dt.datetime | None = None, *, limit: int = 1000) -
     """Keep as calls of their own the final statuses kept in the database for an inbound webhook that never
     came (``services.call_status`` with ``keep_if_unknown``): those kept ``STATUS_ONLY_AFTER`` ago or more,
     as a spooled final status alone is kept (``_record_kept_status``). Returns the CallSids recorded
-    now (at most ``limit`` statuses looked at, oldest first).
+    now (at most ``limit`` statuses taken off the list, in the order they were put on it).
 
     The database was up when such a status came, so what may still record the call is its inbound webhook
     handled late, here or from another node's spool (``degraded.routed_elsewhere`` was false then, but the
     webhook may have been spooled after it): both come within the hour, as for a spooled status. A status
     whose call is in the database by then is forgotten; each one looked at leaves the list
     (``KeptStatus``), once recorded or found recorded, whichever node does it. A status that raises for
-    another reason than an outage is logged and kept for the next pass, the others go on.
+    another reason than an outage is logged and kept for the next pass, the others go on: the pass goes on
+    past it, reading ``limit`` statuses at a time after the last one read, so such statuses, however many,
+    don't count against ``limit`` and can't fill every pass (they stay first on the list).
     """
     now = now or dt.datetime.now(dt.UTC)
-    due = KeptStatus.objects.filter(received_at__lt=now - STATUS_ONLY_AFTER).order_by("received_at")
-    due = list(due[:limit])
+    due = KeptStatus.objects.filter(received_at__lt=now - STATUS_ONLY_AFTER).order_by("id")
     recorded = []
+    taken_off = 0
+    after = 0
     why = f"within {_span(STATUS_ONLY_AFTER)} of its final status"
-    for kept in due:
-        try:
-            if _record_kept_status(kept, why):
-                recorded.append(kept.call_sid)
-        except OUTAGES:
-            raise
-        except Exception:  # noqa: BLE001 - one status must not stop the others being recorded
-            log.exception("call %s: its kept final status could not be recorded as a call; tried again at the "
-                          "next pass", kept.call_sid)
-            continue
-        KeptStatus.objects.filter(call_sid=kept.call_sid).delete()
+    while taken_off < limit:
+        read = list(due.filter(id__gt=after)[:limit])
+        for kept in read:
+            try:
+                if _record_kept_status(kept, why):
+                    recorded.append(kept.call_sid)
+            except OUTAGES:
+                raise
+            except Exception:  # noqa: BLE001 - one status must not stop the others being recorded
+                log.exception("call %s: its kept final status could not be recorded as a call; tried again at "
+                              "the next pass", kept.call_sid)
+                continue
+            KeptStatus.objects.filter(call_sid=kept.call_sid).delete()
+            taken_off += 1
+            if taken_off == limit:
+                break
+        if len(read) < limit:
+            break
+        after = read[-1].id
     return recorded
 
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -923,24 +923,50 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     (attempts still ringing canceled, slots given back, the call judged; no carrier status recorded), under
     an event of its own (kind ``abandoned``), once however often this runs and on however many nodes. An
     ended call still ``pending`` (no campaign to judge it by: staff judge it) is left alone. Returns their
-    CallSids (at most ``limit``: the next pass takes the rest).
+    CallSids (at most ``limit`` closed: the next pass takes the rest).
+
+    A call that fails to close (``_closed_now``) doesn't count against ``limit``: the pass goes on past it
+    (``_close_listed``), so a pile of them, tried again at every pass, can't take every pass's ``limit`` and
+    keep the other abandoned calls from ever being closed.
     """
     now = now or timezone.now()
     started_before = now - ABANDONED_AFTER
     reason = f"no final status {ABANDONED_AFTER.total_seconds() / 3600:g} h after the call started"
     # attempt_slot_held_idx: the attempts holding a slot, a handful per target
-    held = CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
-    sids = list(held.order_by().values_list("call__call_sid", flat=True).distinct()[:limit])
-    closed = [sid for sid in sids if _closed_now(sid, reason, now)]
-    if len(sids) >= limit:
+    held = (CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
+            .values_list("call_id", "call__call_sid").distinct())
+    closed = _close_listed(held, "call_id", limit, reason, now)
+    if len(closed) >= limit:
         return closed
     # Read after the calls above are ended (none comes twice). The verdict index: the calls still pending
-    # are those in progress and the few ended ones staff judge, in every partition (PostgreSQL). No order:
-    # ORDER BY started_at would have PostgreSQL read the started_at index through the whole history.
+    # are those in progress and the few ended ones staff judge, in every partition (PostgreSQL), sorted by
+    # id once read. Not by started_at: ORDER BY started_at would have PostgreSQL read the started_at index
+    # through the whole history.
     unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
-                  .exclude(stage=CallStage.ENDED).order_by().values_list("call_sid", flat=True))
-    left_unfinished = list(unfinished[:limit - len(sids)])
-    return closed + [sid for sid in left_unfinished if _closed_now(sid, reason, now)]
+                  .exclude(stage=CallStage.ENDED).values_list("id", "call_sid"))
+    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now)
+
+
+def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.datetime) -> list[str]:
+    """Close the calls ``listed`` (``(key, CallSid)`` rows) in the order of ``key``, until ``limit`` are
+    closed or none is left: the CallSids closed. Read ``limit`` rows at a time, each read starting after the
+    last row of the one before, so the calls that fail to close are gone past, each tried once a pass, and
+    only one read's rows are held whatever their number. (Read once, ``limit`` rows, they filled every pass
+    when there were that many: a call that fails stays listed.)"""
+    closed: list[str] = []
+    after = None
+    while len(closed) < limit:
+        page = listed if after is None else listed.filter(**{f"{key}__gt": after})
+        rows = list(page.order_by(key)[:limit])
+        for _, call_sid in rows:
+            if _closed_now(call_sid, reason, now):
+                closed.append(call_sid)
+                if len(closed) == limit:
+                    break
+        if len(rows) < limit:
+            break
+        after = rows[-1][0]
+    return closed
 
 
 def _closed_now(call_sid: str, reason: str, now: dt.datetime) -> bool:
