@@ -1,14 +1,21 @@
-"""Upgrading an installation with calls to unknown numbers that ended before such calls were judged."""
+"""Upgrading an installation: calls to unknown numbers that ended before such calls were judged, the IVR
+question, the list of kept final statuses and the statuses kept before it."""
 
 from __future__ import annotations
 
 import datetime as dt
+from importlib import import_module
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from callbroker.calls.models import Call
+from callbroker.calls import replay
+from callbroker.calls.models import Call, CallEvent, KeptStatus
+
+KEEP_BEFORE = "0013_keep_statuses_kept_before_the_list"
 
 
 def migrate(*target: tuple[str, str]) -> None:
@@ -81,3 +88,78 @@ def test_the_kept_statuses_are_a_table_of_their_own_that_going_back_drops():
     assert event_log_indexes() == before
     migrate(("calls", "0010_call_ivr_prompt"))
     assert "calls_keptstatus" not in connection.introspection.table_names()
+
+
+ALONE = "CA" + "1" * 32
+NOTFINAL = "CA" + "2" * 32
+NOTO = "CA" + "3" * 32
+RECORDED = "CA" + "4" * 32
+ARCHIVED = "CA" + "5" * 32
+LISTED = "CA" + "6" * 32
+BUSY = "CA" + "7" * 32
+
+
+def status_event(sid: str, status: str = "completed", at: dt.datetime | None = None, **params: str) -> CallEvent:
+    """A status webhook as the event log keeps it (its parameters as the carrier posted them)."""
+    posted = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+17205550142", "To": "+15125550001",
+              "FromZip": "78701", "FromState": "TX", "CallStatus": status, "CallDuration": "42", **params}
+    posted = {key: value for key, value in posted.items() if value is not None}
+    return CallEvent.objects.create(call_sid=sid, kind="status", dedupe_key=f"{sid}:status:{status}:",
+                                    params=posted, received_at=at or dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_final_statuses_kept_before_the_list_are_put_on_it_and_become_calls(replay_network, make_call,
+                                                                                monkeypatch):
+    """``calls/0013``: a final status kept in the event log only, before ``calls/0011`` made the list, was
+    never turned into a call. Each one whose call was never recorded is put on the list (once, with the call
+    as the status describes it and when it came); the sweep then keeps it as a call of its own."""
+    came = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    status_event(ALONE, "ringing", at=came - dt.timedelta(seconds=50))
+    status_event(ALONE, "completed", at=came)
+    status_event(ALONE, "canceled", at=came + dt.timedelta(seconds=1))  # a second final one: the first counts
+    status_event(NOTFINAL, "in-progress")
+    status_event(NOTO, To=None)  # names no number called: kept for its inbound webhook only, as the webhook does
+    recorded = make_call(call_sid=RECORDED)
+    status_event(recorded.call_sid)  # its call is in the database
+    status_event(ARCHIVED)
+    CallEvent.objects.create(call_sid=ARCHIVED, kind="voice", dedupe_key=f"{ARCHIVED}:voice", params={})
+    status_event(LISTED)
+    KeptStatus.objects.create(call_sid=LISTED, inbound={"to": "as listed"}, received_at=came)
+    status_event(BUSY, "busy", at=came + dt.timedelta(minutes=5))
+    migrate(("calls", "0012_received_at_kept_when_given"))
+    monkeypatch.setattr(import_module(f"callbroker.calls.migrations.{KEEP_BEFORE}"), "BATCH", 2)  # several batches
+
+    migrate(("calls", KEEP_BEFORE))
+
+    listed = {kept.call_sid: kept for kept in KeptStatus.objects.all()}
+    assert sorted(listed) == sorted([ALONE, BUSY, LISTED])
+    assert listed[LISTED].inbound == {"to": "as listed"}  # left as it was
+    assert listed[ALONE].received_at == came and listed[BUSY].received_at == came + dt.timedelta(minutes=5)
+    assert listed[ALONE].inbound == {
+        "call_sid": ALONE, "account_sid": "AC" + "0" * 32, "from_raw": "+17205550142", "to": "+15125550001",
+        "from_zip": "78701", "from_state": "TX", "from_city": "", "stir_verstat": ""}
+    rows = sorted(KeptStatus.objects.values_list("id", "call_sid", "inbound", "received_at"))
+    migrate(("calls", "0012_received_at_kept_when_given"))  # going back changes nothing …
+    assert sorted(KeptStatus.objects.values_list("id", "call_sid", "inbound", "received_at")) == rows
+    migrate(("calls", KEEP_BEFORE))  # … and forward again puts nothing on the list twice
+    assert sorted(KeptStatus.objects.values_list("id", "call_sid", "inbound", "received_at")) == rows
+    KeptStatus.objects.filter(call_sid=LISTED).delete()
+
+    assert sorted(replay.record_kept_statuses(timezone.now())) == sorted([ALONE, BUSY])
+
+    alone = Call.objects.get(call_sid=ALONE)
+    assert (alone.fallback_applied, alone.final_status, alone.duration_seconds, alone.ended_at) == (
+        "status_only", "completed", 42, came)
+    assert (alone.caller_number, alone.to_number, alone.verdict) == ("+17205550142", "+15125550001", "not_billable")
+    assert not Call.objects.filter(call_sid__in=[NOTFINAL, NOTO, ARCHIVED]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_putting_the_statuses_kept_before_the_list_on_it_costs_one_query_on_an_empty_event_log():
+    migrate(("calls", "0012_received_at_kept_when_given"))
+    with CaptureQueriesContext(connection) as queries:
+        migrate(("calls", KEEP_BEFORE))
+    looked = [q["sql"] for q in queries.captured_queries if "calls_callevent" in q["sql"]]
+    assert len(looked) == 1 and "MIN(" in looked[0].upper()  # its first and last ids: none, no batch read
+    assert not any("calls_keptstatus" in q["sql"] for q in queries.captured_queries)
