@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.urls import path, reverse
 from django.utils import timezone
 
-from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.calls.presenters import REASON_LABELS
 
 # Only the admin is mounted, so these tests do not depend on the carrier views importing cleanly.
@@ -221,6 +221,53 @@ def test_attempts_and_events_are_view_only(staff, routed_call):
     assert events.status_code == 200 and "status" in events.content.decode()
 
 
+def kept_status(sid: str = "CA" + "5f" * 16) -> KeptStatus:
+    """A final status kept for a call not recorded yet, with its event, as the status webhook keeps it."""
+    at = timezone.now()
+    CallEvent.objects.create(call_sid=sid, kind="status", dedupe_key=f"{sid}:status:ringing:1", received_at=at,
+                             params={"CallSid": sid, "CallStatus": "ringing"})
+    CallEvent.objects.create(call_sid=sid, kind="status", dedupe_key=f"{sid}:status:completed:4", received_at=at,
+                             params={"CallSid": sid, "CallStatus": "completed", "CallDuration": "42"})
+    inbound = {"call_sid": sid, "account_sid": "AC" + "0" * 32, "from_raw": "+17205550142", "to": "+15124440001",
+               "from_zip": "78701", "from_state": "TX", "from_city": "", "stir_verstat": ""}
+    return KeptStatus.objects.create(call_sid=sid, inbound=inbound, received_at=at)
+
+
+def test_the_kept_statuses_are_listed_read_only_with_what_they_say(staff, routed_call):
+    kept = kept_status()
+    listed = staff.get(reverse("admin:calls_keptstatus_changelist"))
+    html = listed.content.decode()
+    assert listed.status_code == 200
+    assert kept.call_sid in html and "+17205550142 → +15124440001 (78701, TX)" in html
+    assert "completed, 0:42" in html  # its final status, from the event log (not the ringing one)
+    assert "Final statuses kept for their calls" in staff.get(reverse("admin:index")).content.decode()
+    found = staff.get(reverse("admin:calls_keptstatus_changelist"), {"q": kept.call_sid})
+    assert kept.call_sid in found.content.decode()
+
+    view = staff.get(reverse("admin:calls_keptstatus_change", args=[kept.pk]))
+    assert view.status_code == 200 and not view.context["adminform"].form.fields  # nothing editable
+    assert "completed, 0:42" in view.content.decode() and "?call_sid=" + kept.call_sid in view.content.decode()
+    assert staff.get(reverse("admin:calls_keptstatus_add")).status_code == 403
+    assert staff.post(reverse("admin:calls_keptstatus_change", args=[kept.pk]), {}).status_code == 403
+    KeptStatus.objects.filter(pk=kept.pk).update(inbound={"to": "+15124440001"})
+    CallEvent.objects.filter(call_sid=kept.call_sid).delete()  # by hand: the list still shows, not a 500
+    html = staff.get(reverse("admin:calls_keptstatus_changelist")).content.decode()
+    assert "unknown caller → +15124440001" in html and "not in the event log" in html
+
+
+def test_a_kept_status_may_be_taken_off_the_list_its_event_stays(staff):
+    """A to-do item of the sweep, not a record: deleted, the status is not turned into a call of its own (a
+    status the sweep fails to record at every pass can be taken off); its event stays in the log."""
+    kept = kept_status()
+    url = reverse("admin:calls_keptstatus_delete", args=[kept.pk])
+    assert staff.get(url).status_code == 200
+
+    assert staff.post(url, {"post": "yes"}).status_code == 302
+
+    assert not KeptStatus.objects.exists()
+    assert CallEvent.objects.filter(call_sid=kept.call_sid, kind="status").count() == 2
+
+
 def test_clearing_an_outcome_clears_when_it_was_recorded(staff, routed_call):
     page = staff.get(change_url(routed_call))
     assert staff.post(change_url(routed_call), edit_post_data(page, outcome="booked", job_value="350.00")
@@ -291,7 +338,8 @@ def test_a_call_whose_target_was_deleted_still_shows_who_it_reached(staff, route
 
 
 @pytest.mark.parametrize("page,field", [("calls/call", "started_at"), ("calls/callattempt", "started_at"),
-                                        ("calls/callevent", "received_at"), ("billing/ledgerentry", "created_at")])
+                                        ("calls/callevent", "received_at"), ("calls/keptstatus", "received_at"),
+                                        ("billing/ledgerentry", "created_at")])
 @pytest.mark.parametrize("query", ["{f}__year=9999&{f}__month=12", "{f}__year=9999", "{f}__year=0",
                                    "{f}__year=99999", "{f}__year=-1", "{f}__year=2026&{f}__month=13"])
 def test_a_date_out_of_the_calendar_is_a_bad_lookup_not_a_500(staff, routed_call, page, field, query):
@@ -339,6 +387,6 @@ def test_every_admin_list_of_ours_turns_a_bad_date_into_a_bad_lookup():
 
     ours = {model_admin for model, model_admin in admin.site._registry.items()
             if model._meta.app_label in ("network", "calls", "billing")}
-    assert len(ours) == 11
+    assert len(ours) == 12
     request = RequestFactory().get("/")
     assert all(model_admin.get_changelist(request) is ChangeList for model_admin in ours)

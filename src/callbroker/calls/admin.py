@@ -2,7 +2,9 @@
 
 Calls, attempts and events are written by the call path only. In the admin every fact is read-only;
 the one thing staff may change is the buyer's outcome (outcome, job value, note). Nothing is added or
-deleted here: calls feed billing, and the event log is append-only.
+deleted here: calls feed billing, and the event log is append-only. The one exception is the list of
+final statuses kept for a call not recorded yet (``KeptStatus``), a to-do list of the sweep, not a record:
+staff may take a status off it (see ``KeptStatusAdmin``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import JSONField, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.calls.events import TERMINAL_STATUSES, parse_seconds
+from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.calls.presenters import (
     call_currency,
     caller_text,
@@ -343,3 +346,68 @@ class CallEventAdmin(ViewOnlyMixin, SafeChangeListMixin, admin.ModelAdmin):
     def params_pretty(self, event: CallEvent) -> str:
         params = json.dumps(event.params, indent=2, sort_keys=True, ensure_ascii=False)
         return format_html("<pre>{}</pre>", params)
+
+
+@admin.register(KeptStatus)
+class KeptStatusAdmin(SafeChangeListMixin, admin.ModelAdmin):
+    """The final statuses that came before their call was recorded, kept for its inbound webhook
+    (``services.call_status``) until the sweep keeps each as a call of its own an hour on, or finds its call
+    recorded (``replay.record_kept_statuses``): what is waiting, and since when. Written by the status
+    webhook and the sweep only: nothing is added or changed here.
+
+    Deleting one is allowed: a row is the sweep's to-do item, not a record. Its status stays in the event log,
+    where an inbound webhook handled later still finds it and records the call as ended; deleted, the status
+    is only not turned into a call of its own (``status_only``, never billable: no money rests on it), as
+    before the list existed. So staff can take off a status the sweep fails to record at every pass.
+    """
+
+    list_display = ("kept", "call_sid", "described", "final_status")
+    list_display_links = ("kept", "call_sid")
+    date_hierarchy = "received_at"
+    search_fields = ("=call_sid",)
+    search_help_text = "CallSid (whole)."
+    show_full_result_count = False
+    fields = ("call_sid", "kept", "described", "final_status", "events")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[KeptStatus]:
+        # The status itself is in the event log (its first final one, as the sweep reads it): one subquery
+        # on the event log's (CallSid, key) index, not a query per row.
+        final = (CallEvent.objects.filter(call_sid=OuterRef("call_sid"), kind="status",
+                                          params__CallStatus__in=sorted(TERMINAL_STATUSES))
+                 .order_by("id").values("params")[:1])
+        return super().get_queryset(request).annotate(status_params=Subquery(final, output_field=JSONField()))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # kept by the status webhook only
+
+    def has_change_permission(self, request: HttpRequest, obj: KeptStatus | None = None) -> bool:
+        return False  # the status as it came
+
+    @admin.display(description="kept", ordering="received_at")
+    def kept(self, kept: KeptStatus) -> str:
+        return format_html('<span title="{}">{}</span>', datetime_text(kept.received_at),
+                           short_time_text(kept.received_at))
+
+    @admin.display(description="the call as its status describes it")
+    def described(self, kept: KeptStatus) -> str:
+        inbound = kept.inbound if isinstance(kept.inbound, dict) else {}
+        place = ", ".join(part for part in (inbound.get("from_zip"), inbound.get("from_state")) if part)
+        text = f"{inbound.get('from_raw') or 'unknown caller'} → {inbound.get('to') or '?'}"
+        return f"{text} ({place})" if place else text
+
+    @admin.display(description="final status")
+    def final_status(self, kept: KeptStatus) -> str:
+        params = getattr(kept, "status_params", None)
+        if not isinstance(params, dict):
+            return "— (not in the event log)"
+        status = str(params.get("CallStatus", ""))
+        try:  # as the status webhook read it
+            return f"{status}, {format_seconds(parse_seconds(str(params.get('CallDuration', ''))))}"
+        except ValueError:
+            return status
+
+    @admin.display(description="carrier events")
+    def events(self, kept: KeptStatus) -> str:
+        link = reverse("admin:calls_callevent_changelist") + "?" + urlencode({"call_sid": kept.call_sid})
+        return format_html('<a href="{}">Open the events of {}</a>', link, kept.call_sid)

@@ -203,6 +203,7 @@ class KeptStatus(models.Model):
 
     class Meta:
         verbose_name = "final status kept for its call"
+        verbose_name_plural = "final statuses kept for their calls"  # the admin's (Django adds an s)
         constraints = [models.UniqueConstraint(fields=["call_sid"], name="kept_status_once_per_call")]
 
     def __str__(self) -> str:

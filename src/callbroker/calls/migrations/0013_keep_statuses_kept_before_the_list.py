@@ -19,7 +19,8 @@ table probed by CallSid for its final statuses only, the other events by their `
 and writes only the rows found: the list's own table, nothing else. An empty event log costs one query;
 one with nothing to put on the list writes nothing. SQLite and PostgreSQL alike (the partitioned call table
 is only read, by CallSid, as every callback reads it). Reversible as a no-op: going back leaves the rows on
-the list (``calls/0011`` reversed drops the table with them).
+the list (``calls/0011`` reversed drops the table with them). It also names the list in the plural for the
+admin (``KeptStatus``'s ``verbose_name_plural``: Django's state only).
 """
 
 import dataclasses
@@ -73,5 +74,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Django's state only (the admin's name for the list): nothing in the database.
+        migrations.AlterModelOptions(
+            name='keptstatus',
+            options={'verbose_name': 'final status kept for its call',
+                     'verbose_name_plural': 'final statuses kept for their calls'},
+        ),
         migrations.RunPython(put_on_the_list, migrations.RunPython.noop, elidable=True),
     ]
