@@ -511,12 +511,32 @@ def lock_caller(number: str) -> None:
     window in any campaign), and judging one call may judge their later calls again. Two of a caller's
     calls ending at the same moment are two CallSids, which ``lock_call`` doesn't order: on PostgreSQL each
     transaction would read the other call without its verdict (not committed yet), and both be billed.
-    Taken right before those reads, after the call's own lock, and by number, not by campaign (velocity
-    counts the caller's calls in every campaign). A transaction takes one caller's lock only (the calls it
-    judges again are that caller's), so two of these locks never deadlock. Judging again writes the
-    caller's other calls' rows under this lock: whoever locks a call's row first (the replay) takes the
-    caller's lock before it (``replay._lock_for_replay``), or the two would wait for each other.
-    On SQLite the writers' lock already makes every webhook take its turn: nothing is done.
+    Taken by number, not by campaign (velocity counts the caller's calls in every campaign). A transaction
+    takes one caller's lock only (the calls it judges again are that caller's), so two of these locks never
+    deadlock. On SQLite the writers' lock already makes every webhook take its turn: nothing is done.
+
+    The one order of the locks on PostgreSQL, in every transaction that takes more than one (docs/database.md
+    lists the writers): the call's lock (``lock_call``), then this caller's lock, then a target's misses lock
+    (``lock_target_misses``), then a target's rows (its ``TargetState`` row: a slot taken or given back, a
+    pause, a Redis mark; its ``TargetUsage`` rows: cap units) and its limits lock. The rows of the caller's
+    calls are written under their call's lock or this one only, which come first. Two transactions taking
+    two of them in opposite orders wait for each other: PostgreSQL stops one after a second (a deadlock) and
+    it is run again. The caller's lock comes before a target's rows, not after, because
+    - the replay can take it first and can't take the rows first: the caller is known before its event is
+      applied (``replay._caller_to_lock``), which targets' rows the event writes only as it is applied (the
+      slots it gives back, a pause); and it must come before the call's own row, which the replay locks
+      (``FOR UPDATE``) before applying anything, since a verdict holding this lock writes the caller's other
+      calls' rows (judged again);
+    - a target's state row is every call of that target's (each inbound call takes a slot on it, each end
+      gives one back): held while waiting for a caller's lock, it would hold up the target's calls for as
+      long as that caller's other transaction lasts; this lock held while waiting for the row holds up that
+      caller's other calls only.
+    So it is taken at the start of the judging, before any slot goes back: right before the reads by a writer
+    that gives nothing back first (an inbound call or IVR answer after its final status, a call judged again),
+    else before the slots (``services._lock_caller_to_judge``: a final status live, kept or replayed, the
+    six-hour close, a bridged Dial action after the final status), and by the replay before the call's row
+    (``replay._lock_for_replay``). Until 2026-12-07 a final status gave its slots back before it took this
+    lock, and deadlocked with the replay of the caller's other call on the same target.
     """
     if connection.vendor == "postgresql":
         fetchone("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [CALLER_LOCK_SPACE, number])

@@ -668,6 +668,138 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
     return {"raised": raised, "retried": retried, "calls": found}
 
 
+def replayed_status_beside_a_final_status(replay_first: bool, live_webhook: str = "status") -> dict:
+    """A caller's two calls on the e2e plumbing campaign (SQL counters), started together, both ringing Line A
+    (each holding one of its slots); one call's final status was spooled during an outage. Then the replayer
+    (``replay.replay_ready``) replays that status while a webhook of the other call is handled live,
+    ``live_webhook``: its final status (``status``: gives its slot back on Line A's state row, then judges
+    the call under the caller's lock), or its Dial action, bridged, after its final status (``late bridge``:
+    Line A given a daily cap, the call's cap unit counted again on Line A's usage row, then the call judged
+    again under the caller's lock). The replay takes the caller's lock, then gives its slot and cap unit back
+    on those rows. The two are driven so that each has taken its first lock before it asks for the other's:
+    the replay has taken the caller's lock (``replay._lock_for_replay``) and the live webhook has run up to
+    asking for it (``db.lock_caller``), having taken whatever it takes before. ``replay_first``: the replay
+    takes its locks, then the live webhook runs; else the live webhook runs up to the caller's lock, then the
+    replay takes its locks. No sleep: each side waits for the other's event only. Returns the transactions
+    run again (and why), the replay's errors, the waits that ended without their event, each call's stage,
+    verdict, line and slots held, and Line A's slots taken."""
+    import logging
+    import threading
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker import db
+    from callbroker.calls import replay as replaying
+    from callbroker.calls import services, spool
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network.models import Target, TargetState, TargetUsage
+
+    sids = {"live": "CA" + os.urandom(16).hex(), "replayed": "CA" + os.urandom(16).hex()}
+    retried: list[str] = []
+    raised: dict[str, str] = {}
+    in_vain: list[str] = []
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if "retrying" in record.getMessage():
+                retried.append(f"{record.name}: {record.getMessage()[:160]}")
+
+    handler = Retries(level=logging.INFO)
+    loggers = [logging.getLogger("callbroker.calls.services"), logging.getLogger("callbroker.calls.replay")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    replay_locked, live_asks = threading.Event(), threading.Event()  # the replay holds the caller's lock; the
+    lock_for_replay, lock_caller = replaying._lock_for_replay, db.lock_caller  # live webhook asks for it
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def replay_holding_the_caller(call_sid: str, caller: str) -> bool:
+        found = lock_for_replay(call_sid, caller)
+        if not replay_locked.is_set():  # once: a run again goes its way
+            replay_locked.set()
+            if replay_first:
+                wait(live_asks, "the live webhook asking for the caller's lock")
+        return found
+
+    def live_asking_for_the_caller(number: str) -> None:
+        if threading.current_thread().name == "live" and not live_asks.is_set():
+            live_asks.set()
+            if not replay_first:
+                wait(replay_locked, "the replay holding the caller's lock")
+        lock_caller(number)
+
+    def replay() -> None:
+        try:
+            if not replay_first:
+                wait(live_asks, "the live webhook asking for the caller's lock")
+            raised["replay"] = replaying.replay_ready().errors
+        finally:
+            replay_locked.set()
+            connection.close()
+
+    def live() -> None:
+        try:
+            if replay_first:
+                wait(replay_locked, "the replay holding the caller's lock")
+            if live_webhook == "status":
+                _deliver(sids["live"], "status:completed:",
+                         lambda: services.call_status(sids["live"], StatusUpdate("completed", 150)))
+            else:
+                talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
+                _deliver(sids["live"], "dial:1", lambda: services.dial_finished(sids["live"], 1, talked))
+        except Exception as exc:  # noqa: BLE001
+            raised["live"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            live_asks.set()
+            connection.close()
+
+    started = timezone.now() - dt.timedelta(minutes=5)  # both at once: their cap units on one row
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        if live_webhook == "late bridge":
+            line = Target.objects.get(key="pipes-a")
+            line.daily_cap = 100  # saved: the network's version moves on, the webhooks below read it
+            line.save()
+        for label, sid in sids.items():
+            inbound = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw="+17375550189",
+                                  to="+15125550001", from_zip="78701", from_state="TX")
+            _deliver(sid, "voice", lambda inbound=inbound: services.start_call(inbound, started))
+        if live_webhook == "late bridge":  # its final status first: its leg closed, its unit given back
+            _deliver(sids["live"], "status:completed:",
+                     lambda: services.call_status(sids["live"], StatusUpdate("completed", 150)))
+        ended = (started + dt.timedelta(minutes=3)).isoformat()
+        spool.append(sids["replayed"], {"kind": "status", "received_at": ended,
+                                        "params": {"CallSid": sids["replayed"]}, "query": {}, "answer": "",
+                                        "update": {"status": "completed", "duration": 100, "sequence": ""}})
+        written = dt.datetime.now().timestamp() - 300  # spooled a while ago
+        os.utime(spool.path_of(sids["replayed"]), (written, written))
+        replaying._lock_for_replay, db.lock_caller = replay_holding_the_caller, live_asking_for_the_caller
+        try:
+            _start_and_join([threading.Thread(target=replay, name="replay"),
+                             threading.Thread(target=live, name="live")])
+        finally:
+            replaying._lock_for_replay, db.lock_caller = lock_for_replay, lock_caller
+    for log, level in zip(loggers, levels, strict=True):
+        log.removeHandler(handler)
+        log.setLevel(level)
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        attempts = CallAttempt.objects.filter(call=call).select_related("target")
+        calls[label] = {"stage": call.stage, "verdict": call.verdict, "reasons": call.reason_codes,
+                        "lines": [a.target.key for a in attempts], "slots_held": sum(a.slot_held for a in attempts)}
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls,
+            "spooled": spool.path_of(sids["replayed"]).exists(),
+            "line_a_active": TargetState.objects.get(target__key="pipes-a").active_calls,
+            "line_a_units": sorted(TargetUsage.objects.filter(target__key="pipes-a").values_list("count", flat=True))}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -914,6 +1046,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "late_miss_beside_a_miss": late_miss_beside_a_miss,
            "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,
            "replay_beside_a_lock_holder": replay_beside_a_lock_holder,
+           "replayed_status_beside_a_final_status": replayed_status_beside_a_final_status,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once}
 
 

@@ -619,9 +619,10 @@ def _zip_prompt(record: dict) -> int:
 
 
 def _lock_for_replay(call_sid: str, caller: str) -> bool:
-    """Lock what replaying one of the call's events may write, in the order live webhooks lock it: the call
-    (its live webhooks wait), the caller (``_caller_to_lock``), then the call's row. True when the call is in
-    the database."""
+    """Lock what replaying one of the call's events may write, in the order live webhooks lock it (the one
+    order of the locks: ``db.lock_caller``): the call (its live webhooks wait), the caller
+    (``_caller_to_lock``), then the call's row; the targets' rows the event writes (slots given back, a pause)
+    come after, as the event is applied. True when the call is in the database."""
     db.lock_call(call_sid)
     if caller:  # before the call's row: a live verdict holding it may write that row (judged again)
         db.lock_caller(caller)

@@ -689,6 +689,9 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         db.lock_target_misses(info.core.id)
     settle_attempt(call, attempt, outcome, now)
     if outcome.bridged:
+        # The final status came first: the call is judged again below. PostgreSQL: the caller's lock before the
+        # target's rows written here (a cap unit counted again, the slot), the one order (``db.lock_caller``).
+        caller_locked = call.stage == CallStage.ENDED and _lock_caller_to_judge(call)
         if dialled_degraded and info is not None and not _degraded_leg_counted(call_sid, sequence):
             # Delivered, and no cap unit counts it: degraded mode took none (SQL counters, or Redis away
             # too) or Redis lost it since. A leg whose hold in Redis still counts its unit keeps that one.
@@ -701,7 +704,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             if given_back and info is not None:
                 # It gave the cap units back as for a call not delivered; the buyer talked after all.
                 live.count_again(info.core, info.timezone, attempt.started_at)
-            _qualify(call, campaign, snap)
+            _qualify(call, campaign, snap, caller_locked=caller_locked)
         return (s.Hangup(),)
 
     release_attempt(call, attempt, info, undo_usage=True)
@@ -845,16 +848,21 @@ def _end_closed_call_with_status(call: Call, update: StatusUpdate, now: dt.datet
 
 
 def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datetime) -> None:
-    """Close the call: attempts still ringing canceled, every slot given back, the call judged."""
+    """Close the call: attempts still ringing canceled, every slot given back, the call judged.
+
+    The caller's lock that judging takes is taken before the slots go back (PostgreSQL: the one lock order,
+    ``db.lock_caller``): taken after, this transaction held a target's state row while it waited for the
+    caller's lock, and a replay of the caller's other call, holding that lock, waited for the row."""
     call.stage = CallStage.ENDED
     call.ended_at = now
     call.final_status = final_status
     call.duration_seconds = duration
     snap = current_snapshot(check_version=False)
-    _release_held(call, snap, now)
     campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    caller_locked = campaign is not None and _lock_caller_to_judge(call)
+    _release_held(call, snap, now)
     if campaign is not None:
-        _qualify(call, campaign, snap)
+        _qualify(call, campaign, snap, caller_locked=caller_locked)
     else:  # no campaign to judge by: a call to an unknown number, or one whose campaign left the network
         _judge_if_unrouted(call)  # while it went on (staff judge that one: it stays pending)
         db.update(call)
@@ -1549,13 +1557,26 @@ def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> 
     return max(0, int((now - attempt.started_at).total_seconds()) - talk_seconds)
 
 
-def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, history_only: bool = False) -> None:
+def _lock_caller_to_judge(call: Call) -> bool:
+    """Take the caller's lock (``db.lock_caller``) that judging the call needs, now: before the writer gives
+    back a slot or counts a cap unit again (a target's rows), as the lock order wants. True when taken
+    (the call has a caller's number): ``_qualify(…, caller_locked=True)`` then doesn't take it again."""
+    if not call.caller_number:
+        return False
+    db.lock_caller(call.caller_number)
+    return True
+
+
+def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, history_only: bool = False,
+             caller_locked: bool = False) -> None:
     """Judge the finished call from its stored facts (deterministic: re-running gives the same verdict).
 
     When this is the call's first verdict, or its billability changed, the caller's later calls that
     were judged already are judged again (``_judge_again``): the verdict doesn't depend on the order in
     which calls end. ``history_only``: change the call only when the reasons it takes from the caller's
-    other calls (duplicate, velocity) come out otherwise than stored.
+    other calls (duplicate, velocity) come out otherwise than stored. ``caller_locked``: the caller's lock
+    is held already (``_lock_caller_to_judge``: a writer that gives back a slot before judging takes it
+    first, so as never to hold a target's row while it waits for a caller's lock).
     """
     first, was_billable = call.verdict == Verdict.PENDING, call.verdict == Verdict.BILLABLE
     info = snap.targets.get(call.connected_target_id) if call.connected_target_id else None
@@ -1565,8 +1586,8 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         in_area = info.core.area_zips is None or call.caller_zip in info.core.area_zips
     previous_billable = recent = later = ()
     if call.caller_number:
-        if not history_only:  # else judged again by ``_judge_again``: the same caller, whose lock is held
-            db.lock_caller(call.caller_number)  # PostgreSQL: their other calls' verdicts are committed
+        if not (history_only or caller_locked):  # else judged again by ``_judge_again`` (the same caller),
+            db.lock_caller(call.caller_number)  # or locked already. PostgreSQL: their other verdicts committed
         previous_billable, recent, later = _caller_history(call, campaign, snap)
     if call.talk_seconds and call.duration_seconds is not None and call.talk_seconds > call.duration_seconds:
         # The buyer can't have talked longer than the caller's call lasted (IVR and ringing included): a
