@@ -151,6 +151,28 @@ def test_the_currency_is_the_campaigns(make_billable, plumbing):
     assert set(LedgerEntry.objects.values_list("currency", flat=True)) == {"CAD"}
 
 
+def test_a_charge_posted_again_in_a_new_currency_takes_the_payout_with_it(make_billable, plumbing):
+    """One call's money is in one currency: its pages show the charge and the payout in the currency of
+    its latest entry. Before, a new price after a currency change posted the charge again in EUR and left
+    the payout open in USD, shown as EUR on the call while the publisher's statement said USD."""
+    call = make_billable(revenue="45.00", payout="20.00")
+    post(call)
+    plumbing.currency = "EUR"
+    plumbing.save()
+    assert post(call) == []  # nothing changed but the campaign's currency: what was posted stays
+    call.revenue = Decimal("50.00")  # the buyer's price in the new currency
+    post(call)
+    entries = [(e.kind, e.generation, e.amount, e.currency)
+               for e in LedgerEntry.objects.filter(call_sid=call.call_sid).order_by("id")]
+    assert entries == [
+        ("charge", 1, Decimal("45.00"), "USD"), ("payout", 1, Decimal("20.00"), "USD"),
+        ("charge_reversal", 1, Decimal("-45.00"), "USD"), ("charge", 2, Decimal("50.00"), "EUR"),
+        ("payout_reversal", 1, Decimal("-20.00"), "USD"), ("payout", 2, Decimal("20.00"), "EUR")]
+    assert LedgerEntry.objects.get(kind="payout_reversal").memo == "currency changed to EUR (was USD)"
+    assert post(call) == []
+    assert ledger_mismatches() == []
+
+
 def test_ledger_entries_are_never_changed_or_deleted(make_billable):
     call = make_billable()
     post(call)

@@ -11,7 +11,8 @@ The rules (docs/billing.md):
 * Entries are never changed. When a verdict, an amount, the buyer, the publisher or the campaign changes
   after posting (qualification is re-run when a dial result arrives after the end of the call), the open
   entry is **reversed** (a new entry with minus its amount) and, if the call is still billable, a new one
-  is posted.
+  is posted. Both go in the campaign's currency, and together: when one is posted again after the
+  campaign's currency changed, the other, open in the old currency, is reversed and posted again too.
 * Postings and reversals of one kind alternate and are numbered: charge #1, charge reversal #1,
   charge #2, … The number (``generation``) follows from the entries already there, and the database
   refuses a second entry with the same (CallSid, kind, generation). Posting the same verdict again
@@ -84,23 +85,31 @@ def post_verdict(call: Call) -> list[LedgerEntry]:
         entries.setdefault(row[0], []).append(row)
     now = timezone.now()
     new: list[LedgerEntry] = []
-    currency = None
+    sides = []
     for account in accounts:
-        reversal_kind = REVERSAL_OF[account.kind]
         postings = {row[1]: row for row in entries.get(account.kind, ())}
-        reversed_ = {row[1] for row in entries.get(reversal_kind, ())}
+        reversed_ = {row[1] for row in entries.get(REVERSAL_OF[account.kind], ())}
         party_at = 3 if account.party == "buyer" else 4
         still_open = [_Open(g, row[2], row[party_at], row[5], row[6])
                       for g, row in sorted(postings.items()) if g not in reversed_]
-        if billable and len(still_open) == 1 and _agrees(still_open[0], account, call.campaign_id):
+        agrees = billable and len(still_open) == 1 and _agrees(still_open[0], account, call.campaign_id)
+        sides.append((account, postings, still_open, agrees))
+    currency = None
+    if billable and not all(agrees for *_, agrees in sides):
+        currency = _currency(call.campaign_id)
+        # A call's charge and payout are in one currency (its pages show both in the currency of its
+        # latest entry): when one is posted again in the campaign's currency, which changed since, the
+        # other one, still open in the old currency, is reversed and posted again in the new one too.
+        sides = [(account, postings, still_open, agrees and still_open[0].currency == currency)
+                 for account, postings, still_open, agrees in sides]
+    for account, postings, still_open, agrees in sides:
+        if agrees:
             continue  # already posted as it should be
         for posting in still_open:
-            new.append(_entry(call, reversal_kind, posting.generation, -posting.amount or ZERO, account.party,
-                              posting.party_id, posting.campaign_id, posting.currency, now,
-                              _reversal_memo(call, account, posting)))
+            new.append(_entry(call, REVERSAL_OF[account.kind], posting.generation, -posting.amount or ZERO,
+                              account.party, posting.party_id, posting.campaign_id, posting.currency, now,
+                              _reversal_memo(call, account, posting, currency)))
         if billable:
-            if currency is None:
-                currency = _currency(call.campaign_id)
             generation = max(postings, default=0) + 1
             memo = "billable call" if generation == 1 else AGAIN
             new.append(_entry(call, account.kind, generation, account.amount, account.party, account.party_id,
@@ -147,7 +156,7 @@ def _currency(campaign_id: int | None) -> str:
     return (row[0] if row else None) or DEFAULT_CURRENCY
 
 
-def _reversal_memo(call: Call, account: _Account, posting: _Open) -> str:
+def _reversal_memo(call: Call, account: _Account, posting: _Open, currency: str | None) -> str:
     if call.verdict != Verdict.BILLABLE:
         reasons = ", ".join(call.reason_codes or ())
         memo = f"call no longer billable ({reasons})" if reasons else f"call now {call.verdict}"
@@ -157,6 +166,8 @@ def _reversal_memo(call: Call, account: _Account, posting: _Open) -> str:
         memo = f"{account.party} changed to #{account.party_id} (was #{posting.party_id})"
     elif posting.campaign_id != call.campaign_id:
         memo = f"campaign changed to #{call.campaign_id} (was #{posting.campaign_id})"
+    elif currency is not None and posting.currency != currency:
+        memo = f"currency changed to {currency} (was {posting.currency})"
     else:
         memo = "posted more than once"  # never by this module; reverses a stray extra posting
     return memo[:MEMO_LENGTH]
