@@ -80,6 +80,24 @@ def test_statement_as_json_has_money_as_strings_and_times_in_utc(calls):
     assert sum(Decimal(line["amount"]) for line in data["lines"]) == Decimal(data["totals"]["USD"])
 
 
+def test_a_call_charged_in_two_currencies_counts_once(calls, plumbing, clock):
+    """A charge posted again after its campaign's currency changed puts the call on a line per currency;
+    it is still one call (the count said "3 calls" for two)."""
+    first, _second, _never = calls
+    plumbing.currency = "EUR"
+    plumbing.save()
+    first.revenue = Decimal("50.00")  # a late callback judged it again at the new price
+    with clock.at(NOV):
+        post(first)
+    text = run("statement", "--buyer", "acme", "--month", "2026-11")
+    data = json.loads(run("statement", "--buyer", "acme", "--month", "2026-11", "--json"))
+    assert [(line["call_sid"], line["currency"]) for line in data["lines"]] == [
+        (first.call_sid, "USD"), ("CA" + "2" * 32, "USD"), (first.call_sid, "EUR")]
+    assert data["calls"] == 2
+    assert data["totals"] == {"EUR": "50.00", "USD": "40.00"}
+    assert text.splitlines()[-1] == "Total: €50.00, $40.00 (2 calls)"
+
+
 def test_publisher_statement(calls):
     text = run("statement", "--publisher", "google", "--month", "2026-11")
     assert text.splitlines()[0] == "Payouts to publisher Google Ads Pub (google), posted in 2026-11 (UTC)"

@@ -97,7 +97,8 @@ class StatementLine:
 
 @dataclass(frozen=True)
 class Statement:
-    """A buyer's charges or a publisher's payouts over a period: one line per call, totals per currency."""
+    """A buyer's charges or a publisher's payouts over a period: one line per call (per call and currency
+    for a call whose entries are in two: its campaign's currency changed), totals per currency."""
 
     party: str  # "buyer" or "publisher"
     key: str
@@ -106,11 +107,16 @@ class Statement:
     lines: tuple[StatementLine, ...]
     totals: dict[str, Decimal]
 
+    @property
+    def calls(self) -> int:
+        """How many calls the lines are of: a call with lines in two currencies counts once."""
+        return len({line.call_sid for line in self.lines})
+
     def to_dict(self) -> dict:
         return {"party": self.party, "key": self.key, "name": self.name, "period": self.period.to_dict(),
                 "lines": [line.to_dict() for line in self.lines],
                 "totals": {currency: money_str(total) for currency, total in self.totals.items()},
-                "calls": len(self.lines)}
+                "calls": self.calls}
 
 
 def buyer_charges(buyer: Buyer | int, period: Period) -> dict[str, Decimal]:

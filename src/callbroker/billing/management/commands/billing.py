@@ -128,7 +128,7 @@ class Command(BaseCommand):
             cells = (started, line.call_sid, line.campaign, entries, money_text(line.amount, line.currency))
             row = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True))
             self.stdout.write(row.rstrip())
-        self.stdout.write(f"Total: {_totals_text(statement)} ({_count(len(statement.lines), 'call')})")
+        self.stdout.write(f"Total: {_totals_text(statement)} ({_count(statement.calls, 'call')})")
 
     def check(self, options: dict) -> None:
         period = _month(options["month"]) if options.get("month") is not None else None
