@@ -132,6 +132,32 @@ def test_export_then_load_gives_the_same_export(source, load, tmp_path):
     assert read_network_file(path) == yaml.safe_load(path.read_text())  # plain YAML, nothing exotic
 
 
+def test_a_text_written_unquoted_as_a_yaml_number_is_taken_as_written(load, tmp_path):
+    """YAML 1.1 reads an unquoted 0123 as 83 (octal), 12:30 as 750 (base 60), 1_000 as 1000 and .5 as 0.5:
+    a label or a name written so was stored as the number's digits, without a word."""
+    path = tmp_path / "network.yaml"
+    path.write_text("""version: 1
+campaigns:
+  - {key: night, name: 2024, category: 12:30, whisper: 1_000, disclosure_text: .5,
+     ivr: {confirm_category: 0x1F}}
+publishers:
+  - {key: agent, name: 007}
+tracking_numbers:
+  - {number: "+15125550101", campaign: night, publisher: agent, label: 0123}
+""")
+    load(path)
+
+    campaign = m.Campaign.objects.get(key="night")
+    assert (campaign.name, campaign.category, campaign.whisper_text, campaign.disclosure_text,
+            campaign.confirm_category) == ("2024", "12:30", "1_000", ".5", "0x1F")
+    assert m.Publisher.objects.get(key="agent").name == "007"
+    assert m.TrackingNumber.objects.get().label == "0123"
+    exported = tmp_path / "export.yaml"
+    exported.write_text(dump_network(export_network()))
+    again = load(exported)  # the export loads back to the same network
+    assert statuses(again, "created") == statuses(again, "updated") == dict.fromkeys(KINDS, 0)
+
+
 def test_export_writes_money_as_strings_and_durations_in_units(load):
     load(EXAMPLE_FILE)
     data = export_network()

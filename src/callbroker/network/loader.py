@@ -32,7 +32,7 @@ from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import AskZip, FallbackChoices
 from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location
-from callbroker.network.yamlfile import read_yaml
+from callbroker.network.yamlfile import read_yaml, written_text
 from callbroker.network.services import ensure_target_states, target_ids_with_calls
 
 __all__ = [
@@ -176,7 +176,7 @@ _CONTROL_NAMES = {"\x85": "next line", "\u2028": "line separator", "\u2029": "pa
 def _text(max_length: int, *, required: bool = False) -> Callable[[object], str]:
     def read(value: object) -> str:
         if isinstance(value, int | Decimal) and not isinstance(value, bool):
-            value = str(value)
+            value = written_text(value)  # ``label: 0123`` is '0123', not YAML's octal 83
         if not isinstance(value, str):
             raise ValueError(f"expected text, got {_got(value)}")
         text = value.strip()

@@ -22,11 +22,12 @@ __all__ = ["read_yaml"]
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
-    """Safe YAML with three changes: floats become ``Decimal`` (money never passes through binary
-    floating point), a key given twice in one mapping is a problem instead of a silent overwrite (a key
-    merged in from an anchor and given again is YAML's override, not a repeat), and an unquoted date that
-    isn't a real one (``2026-02-30``) is a YAML problem with its line, not a ``ValueError`` from inside
-    the parser.
+    """Safe YAML with these changes: floats become ``Decimal`` (money never passes through binary
+    floating point), numbers keep the text they were written as (:class:`WrittenInt`: a text value written
+    unquoted, ``label: 0123``, is taken as written, not as YAML's octal 83), a key given twice in one
+    mapping is a problem instead of a silent overwrite (a key merged in from an anchor and given again is
+    YAML's override, not a repeat), and an unquoted date that isn't a real one (``2026-02-30``) is a YAML
+    problem with its line, not a ``ValueError`` from inside the parser.
 
     Every key given twice is noted in ``repeated`` and reading goes on (the last one is kept), so that
     one run lists all of them and the file's other problems too.
@@ -68,14 +69,55 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
                                                     node.start_mark) from None
 
 
+class WrittenInt(int):
+    """A whole number as YAML read it, and the text it was written as (``written``): YAML 1.1 reads an
+    unquoted ``0123`` as 83 (octal), ``12:30`` as 750 (base 60) and ``1_000`` as 1000, so a text value
+    written that way (a label, a name) is taken as written, not as the number's digits."""
+
+    written: str
+
+    def __new__(cls, value: int, written: str) -> WrittenInt:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+    def __reduce__(self) -> tuple:  # copied and pickled with its text
+        return type(self), (int(self), self.written)
+
+
+class WrittenDecimal(Decimal):
+    """A number with a fraction as YAML read it (a ``Decimal``), and the text it was written as
+    (``written``: ``.5`` is 0.5, ``1.5e+3`` is 1.5E+3)."""
+
+    written: str
+
+    def __new__(cls, value: str, written: str) -> WrittenDecimal:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+    def __reduce__(self) -> tuple:  # copied and pickled with its text
+        return type(self), (str(self), self.written)
+
+
+def written_text(value: int | Decimal) -> str:
+    """The text a number was written as in the file (its digits when it didn't come from a file)."""
+    return getattr(value, "written", None) or str(value)
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    return WrittenInt(yaml.constructor.SafeConstructor.construct_yaml_int(loader, node), node.value)
+
+
 def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
     text = loader.construct_scalar(node).replace("_", "")
     try:
-        return Decimal(text)
+        return WrittenDecimal(text, node.value)
     except InvalidOperation:  # .inf, .nan, sexagesimal
         return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
 
 
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_real_date)
 
