@@ -391,6 +391,19 @@ def test_show_prints_attempts_exclusions_and_verdict(routed_call):
     assert "Events" not in out
 
 
+def test_show_prints_an_outcome_and_a_note_recorded_without_choosing_one(routed_call):
+    Call.objects.filter(pk=routed_call.pk).update(outcome="booked", job_value=Decimal("350.00"),
+                                                  outcome_at=dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC))
+    out = run("show", routed_call.call_sid)
+    assert "\nOutcome\n  Booked, job value $350.00 (recorded 2026-11-28 09:00:00)\n" in out
+    # Staff wrote a note (or a job value) and left the outcome unchosen: it said "Not recorded (recorded …)".
+    Call.objects.filter(pk=routed_call.pk).update(outcome="", job_value=None,
+                                                  outcome_note="Called back, no answer")
+    out = run("show", routed_call.call_sid)
+    assert ("\nOutcome\n  No outcome chosen (recorded 2026-11-28 09:00:00)\n"
+            "  Note: Called back, no answer") in out
+
+
 def test_show_prints_reasons_not_billable(make_call):
     call = make_call(verdict="not_billable", reason_codes=["below_buffer", "out_of_area"])
 

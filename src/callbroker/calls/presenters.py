@@ -672,7 +672,8 @@ def _qualification_lines(call: Call) -> list[str]:
 def _outcome_lines(call: Call) -> list[str]:
     if not (call.outcome or call.job_value is not None or call.outcome_note):
         return ["Outcome", "  not recorded"]
-    line = f"  {_label(Outcome, call.outcome)}"
+    # A job value or a note recorded without choosing an outcome: not "Not recorded … (recorded …)".
+    line = f"  {_label(Outcome, call.outcome) if call.outcome else 'No outcome chosen'}"
     if call.job_value is not None:
         line += f", job value {money_text(call.job_value, call_currency(call))}"
     if call.outcome_at:
