@@ -534,7 +534,8 @@ def lock_caller(number: str) -> None:
     So it is taken at the start of the judging, before any slot goes back: right before the reads by a writer
     that gives nothing back first (an inbound call or IVR answer after its final status, a call judged again),
     else before the slots (``services._lock_caller_to_judge``: a final status live, kept or replayed, the
-    six-hour close, a bridged Dial action after the final status), and by the replay before the call's row
+    six-hour close, a bridged Dial action after the final status) or before the call's row (a final status
+    after the six-hour close, judging again), and by the replay before the call's row
     (``replay._lock_for_replay``). Until 2026-12-07 a final status gave its slots back before it took this
     lock, and deadlocked with the replay of the caller's other call on the same target.
     """

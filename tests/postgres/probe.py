@@ -800,6 +800,107 @@ def replayed_status_beside_a_final_status(replay_first: bool, live_webhook: str 
             "line_a_units": sorted(TargetUsage.objects.filter(target__key="pipes-a").values_list("count", flat=True))}
 
 
+def late_status_beside_a_verdict() -> dict:
+    """A caller's two calls on the e2e plumbing campaign (duplicate window 1 day, SQL counters), the earlier
+    on Line A, the later on Line C, both bridged 120 s; the later one closed without its final status (its
+    spool file given up: ``close_without_status``), judged billable. Then, at the same moment, the earlier
+    call's final status (judged billable for the first time, it judges the later call again: a duplicate,
+    writing its row under the caller's lock) and the later call's real final status come late, live, saying
+    the call lasted 60 s (shorter than its talk time: judged again, under the caller's lock). The earlier
+    one takes the caller's lock first and goes on once the later one asks for it (``db.lock_caller``),
+    having done whatever it does before. No sleep: each side waits for the other's event only. Returns the
+    transactions run again (and why), what each raised, the waits that ended without their event, and each
+    call's verdict and reasons."""
+    import logging
+    import threading
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker import db
+    from callbroker.billing.reconcile import check_ledger
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, StatusUpdate
+    from callbroker.calls.models import Call
+
+    sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
+    started = timezone.now() - dt.timedelta(minutes=5)
+    retried: list[str] = []
+    raised: dict[str, str] = {}
+    in_vain: list[str] = []
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if "retrying" in record.getMessage():
+                retried.append(record.getMessage()[:160])
+
+    handler = Retries(level=logging.INFO)
+    log = logging.getLogger("callbroker.calls.services")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    earlier_holds, later_asks = threading.Event(), threading.Event()
+    lock_caller = db.lock_caller
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def meeting_the_other(number: str) -> None:
+        name = threading.current_thread().name
+        if name == "later" and not later_asks.is_set():
+            later_asks.set()
+        lock_caller(number)
+        if name == "earlier" and not earlier_holds.is_set():  # once: a run again goes its way
+            earlier_holds.set()
+            wait(later_asks, "the late status asking for the caller's lock")
+
+    def earlier() -> None:
+        try:
+            _deliver(sids["earlier"], "status:completed:",
+                     lambda: services.call_status(sids["earlier"], StatusUpdate("completed", 150)))
+        except Exception as exc:  # noqa: BLE001
+            raised["earlier"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            earlier_holds.set()
+            connection.close()
+
+    def later() -> None:
+        try:
+            wait(earlier_holds, "the earlier call's final status holding the caller's lock")
+            _deliver(sids["later"], "status:completed:",
+                     lambda: services.call_status(sids["later"], StatusUpdate("completed", 60)))
+        except Exception as exc:  # noqa: BLE001
+            raised["later"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            later_asks.set()
+            connection.close()
+
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        _one_callers_two_calls(sids, "+17375550166", started)
+        talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
+        for sid in sids.values():
+            _deliver(sid, "dial:1", lambda sid=sid: services.dial_finished(sid, 1, talked))
+        assert services.close_without_status(sids["later"])
+        closed = Call.objects.get(call_sid=sids["later"])
+        db.lock_caller = meeting_the_other
+        try:
+            _start_and_join([threading.Thread(target=earlier, name="earlier"),
+                             threading.Thread(target=later, name="later")])
+        finally:
+            db.lock_caller = lock_caller
+    log.removeHandler(handler)
+    log.setLevel(level)
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        calls[label] = {"verdict": call.verdict, "reasons": call.reason_codes, "final_status": call.final_status,
+                        "duration": call.duration_seconds}
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls,
+            "closed_verdict": closed.verdict, "ledger": [str(m) for m in check_ledger().mismatches]}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -1047,6 +1148,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "replayed_late_bridge_beside_a_verdict": replayed_late_bridge_beside_a_verdict,
            "replay_beside_a_lock_holder": replay_beside_a_lock_holder,
            "replayed_status_beside_a_final_status": replayed_status_beside_a_final_status,
+           "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once}
 
 

@@ -46,3 +46,21 @@ def test_a_final_status_after_the_close_ends_the_call_as_it_says_once(fresh_pg):
     assert fresh_pg.value("SELECT count(*) FROM calls_callevent WHERE call_sid = %s AND kind = 'abandoned'",
                           [sid]) == 1
     assert fresh_pg.value(active) == 0
+
+
+def test_a_late_final_status_judged_again_and_a_verdict_of_the_callers_other_call_dont_deadlock(fresh_pg):
+    """The late status (shorter than the talk time) judges its call again: it took the caller's lock after
+    writing the call's row, while the final status of the caller's earlier call, holding that lock, judged
+    the later call again (a duplicate) and wrote that row: each waited for the other, PostgreSQL stopped one
+    after a second and it was run again. It now takes the caller's lock before the call's row, as the replay
+    does (docs/database.md, the order of the locks)."""
+    found = fresh_pg.probe("late_status_beside_a_verdict")
+    assert found["in_vain"] == [], found  # the two met as meant
+    assert found["closed_verdict"] == "billable", found
+    assert found["raised"] == {}, found
+    assert found["retried"] == [], found
+    earlier, later = found["calls"]["earlier"], found["calls"]["later"]
+    assert (earlier["verdict"], earlier["reasons"]) == ("billable", []), found
+    assert (later["final_status"], later["duration"], later["verdict"]) == ("completed", 60, "not_billable"), found
+    assert "duplicate" in later["reasons"], found
+    assert found["ledger"] == [], found

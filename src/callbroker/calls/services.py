@@ -831,8 +831,17 @@ def _end_closed_call_with_status(call: Call, update: StatusUpdate, now: dt.datet
     Judged again only when what the verdict rests on changed: the talk time comes from the Dial action, the
     duration only caps it (``_qualify``), so a call whose buyer talked longer than the carrier's duration is
     judged again, the ledger following; any other keeps its verdict, not priced again by today's network.
-    Once: the call then has a final status, and any status after it finds an ended call (as before)."""
+    Once: the call then has a final status, and any status after it finds an ended call (as before).
+
+    Judged again, the caller's lock is taken before the call's row is written (PostgreSQL: the one lock
+    order, ``db.lock_caller``): taken after, this transaction held the row while it waited for the lock, and
+    a verdict of the caller's earlier call, holding the lock, waited for the row to judge this call again."""
     closed_at = call.ended_at
+    snap = campaign = None
+    if call.talk_seconds and update.duration is not None and call.talk_seconds > update.duration:
+        snap = current_snapshot(check_version=False)
+        campaign = snap.campaigns.get(call.campaign_id) if call.campaign_id else None
+    caller_locked = campaign is not None and _lock_caller_to_judge(call)
     log.warning("call %s: its final status (%s, %s s) came after it was closed without one; it now ends when "
                 "the status came", call.call_sid, update.status, update.duration)
     call.ended_at = now
@@ -843,8 +852,8 @@ def _end_closed_call_with_status(call: Call, update: StatusUpdate, now: dt.datet
         attempt.ended_at = now
         attempt.ring_seconds = _ring_seconds(attempt, now, 0)
         db.update(attempt, ["ended_at", "ring_seconds"])
-    if call.talk_seconds and update.duration is not None and call.talk_seconds > update.duration:
-        judge_again(call, current_snapshot(check_version=False))
+    if campaign is not None:  # a call whose campaign left the network is left as it is (``judge_again``)
+        _qualify(call, campaign, snap, caller_locked=caller_locked)
 
 
 def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datetime) -> None:
