@@ -176,6 +176,27 @@ def test_calls_that_fail_to_close_however_many_dont_keep_the_others_from_being_c
     assert not Call.objects.exclude(stage="ended").exists()
 
 
+def test_a_call_that_fails_to_close_is_tried_once_a_pass(monkeypatch, caplog):
+    """A call ringing when its final status was lost is on both of a pass's lists: holding a slot, and not
+    ended. Failing to close, it was tried (and logged with its traceback) once on each, twice a pass."""
+    assert rings_the_line(services.start_call(inbound(1)))
+    sid = f"CA{1:032x}"
+    tried = []
+
+    def failing(call, *args, **kwargs):
+        tried.append(call.call_sid)
+        raise ValueError("a call the code can't judge")
+
+    monkeypatch.setattr(services, "_end_call", failing)
+    later = Call.objects.get(call_sid=sid).started_at + dt.timedelta(hours=7)
+
+    assert services.close_abandoned(later) == []
+
+    assert tried == [sid]
+    assert caplog.text.count(f"call {sid}: could not be closed") == 1
+    assert CallAttempt.objects.get(call__call_sid=sid).slot_held  # left for the next pass
+
+
 def test_an_outage_stops_the_sweep(monkeypatch):
     for n in (1, 2):
         at_the_zip_prompt(n)

@@ -952,30 +952,37 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     # attempt_slot_held_idx: the attempts holding a slot, a handful per target
     held = (CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
             .values_list("call_id", "call__call_sid").distinct())
-    closed = _close_listed(held, "call_id", limit, reason, now)
+    tried: set[str] = set()
+    closed = _close_listed(held, "call_id", limit, reason, now, tried)
     if len(closed) >= limit:
         return closed
-    # Read after the calls above are ended (none comes twice). The verdict index: the calls still pending
+    # Read after the calls above are ended (none comes twice; one that failed to close, still in progress,
+    # is listed again and not tried again: ``tried``). The verdict index: the calls still pending
     # are those in progress and the few ended ones staff judge, in every partition (PostgreSQL), sorted by
     # id once read. Not by started_at: ORDER BY started_at would have PostgreSQL read the started_at index
     # through the whole history.
     unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
                   .exclude(stage=CallStage.ENDED).values_list("id", "call_sid"))
-    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now)
+    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now, tried)
 
 
-def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.datetime) -> list[str]:
+def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.datetime,
+                  tried: set[str]) -> list[str]:
     """Close the calls ``listed`` (``(key, CallSid)`` rows) in the order of ``key``, until ``limit`` are
     closed or none is left: the CallSids closed. Read ``limit`` rows at a time, each read starting after the
     last row of the one before, so the calls that fail to close are gone past, each tried once a pass, and
     only one read's rows are held whatever their number. (Read once, ``limit`` rows, they filled every pass
-    when there were that many: a call that fails stays listed.)"""
+    when there were that many: a call that fails stays listed.) ``tried``: the CallSids tried in this pass
+    (a call on both of its lists, failing, is tried once), added to."""
     closed: list[str] = []
     after = None
     while len(closed) < limit:
         page = listed if after is None else listed.filter(**{f"{key}__gt": after})
         rows = list(page.order_by(key)[:limit])
         for _, call_sid in rows:
+            if call_sid in tried:
+                continue
+            tried.add(call_sid)
             if _closed_now(call_sid, reason, now):
                 closed.append(call_sid)
                 if len(closed) == limit:
