@@ -1,19 +1,25 @@
 """Admin for calls: read the facts and the routing story of every call; record the buyer's outcome.
 
 Calls, attempts and events are written by the call path only. In the admin every fact is read-only;
-the one thing staff may change is the buyer's outcome (outcome, job value, note). Nothing is added or
-deleted here: calls feed billing, and the event log is append-only. The one exception is the list of
-final statuses kept for a call not recorded yet (``KeptStatus``), a to-do list of the sweep, not a record:
-staff may take a status off it (see ``KeptStatusAdmin``).
+the one thing staff may change is the buyer's outcome (outcome, job value, note), and the one verdict they
+may give is "not billable" to an ended call no campaign can judge (the list's action, ``calls.staff``),
+recorded in its events. Nothing is added or deleted here: calls feed billing, and the event log is
+append-only. The one exception is the list of final statuses kept for a call not recorded yet
+(``KeptStatus``), a to-do list of the sweep, not a record: staff may take a status off it (see
+``KeptStatusAdmin``).
 """
 
 from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import OperationalError
 from django.db.models import JSONField, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -39,6 +45,8 @@ from callbroker.calls.presenters import (
     zip_short_text,
     zip_source_short,
 )
+from callbroker.calls.staff import MOST_AT_ONCE, NOTE_MAX, NotJudged, clean_note, judge_not_billable, refusals
+from callbroker.core.model import Reason
 from callbroker.ops.admin_lists import SafeChangeListMixin
 
 #: The only fields of a call staff may edit: what the buyer says happened after the call.
@@ -128,6 +136,73 @@ class CallAttemptInline(ViewOnlyMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("target__buyer", "buyer")
 
 
+class StaffNoteForm(forms.Form):
+    """The note staff give with a verdict (kept in the calls' events)."""
+
+    note = forms.CharField(label="note", required=False, max_length=NOTE_MAX, strip=True,
+                           widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
+
+    def clean_note(self) -> str:
+        try:
+            return clean_note(self.cleaned_data.get("note"))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc).removeprefix("note: ")) from None
+
+
+@admin.action(description="Judge not billable (ended calls still pending)", permissions=["change"])
+def judge_not_billable_action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Call]):
+    """Staff's verdict for ended calls no campaign can judge (``calls.staff``): a page listing them with a
+    note to give, then all judged, or none with a message naming each call refused and why. Calls in
+    progress or judged already are refused before the page is shown, and again when it is posted."""
+    count = queryset.count()
+    if count > MOST_AT_ONCE:
+        modeladmin.message_user(request, f"Nothing judged (all or none): {count} calls are too many at once (at "
+                                         f"most {MOST_AT_ONCE}): judge them in parts.", messages.ERROR)
+        return None
+    calls = list(queryset.order_by("started_at", "id"))  # with what the page shows (CallAdmin.get_queryset)
+    sids = [call.call_sid for call in calls]
+    if request.POST.get("post") != "yes":
+        problems = refusals(sids)
+        if problems:
+            modeladmin.message_user(request, str(NotJudged(problems)), messages.ERROR)
+            return None
+        form = StaffNoteForm()
+    else:
+        form = StaffNoteForm(request.POST)
+        if form.is_valid():
+            try:
+                judged = judge_not_billable(sids, by=request.user.get_username(), note=form.cleaned_data["note"])
+            except NotJudged as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+                return None
+            except OperationalError:  # the database busy or away: nothing was written (one transaction)
+                modeladmin.message_user(request, "Nothing judged: the database could not be written just now; "
+                                                 "try again.", messages.ERROR)
+                return None
+            modeladmin.message_user(request, f"Judged {len(judged)} call(s) not billable ({Reason.JUDGED_BY_STAFF}), "
+                                             "nothing posted to the ledger.", messages.SUCCESS)
+            return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Judge not billable",
+        "opts": modeladmin.model._meta,
+        "calls": [{"pk": call.pk, "sid": call.call_sid, "started": datetime_text(call.started_at),
+                   "routed": _what_happened(call)} for call in calls],
+        "form": form,
+        "reason": Reason.JUDGED_BY_STAFF.value,
+        "action": "judge_not_billable_action",
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media,
+    }
+    return TemplateResponse(request, "admin/calls/call/judge_not_billable.html", context)
+
+
+def _what_happened(call: Call) -> str:
+    """Where the call went and how long the caller talked, for the confirmation page."""
+    talked = f", talked {format_seconds(call.talk_seconds)}" if call.talk_seconds else ""
+    return f"{routed_short_text(call)}{talked}"
+
+
 @admin.register(Call)
 class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     # Compact enough for 1280 px with both sidebars: the ZIP goes under the caller, the talk time under
@@ -141,6 +216,7 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     search_help_text = "CallSid (or its beginning), caller number or tracking number."
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over the whole table on every page
+    actions = (judge_not_billable_action,)
     inlines = (CallAttemptInline,)
     change_form_template = "admin/calls/call/change_form.html"
     # The first FIELDSETS_BEFORE_ATTEMPTS fieldsets come before the attempts, the rest after them.

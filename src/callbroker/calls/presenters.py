@@ -69,6 +69,7 @@ REASON_LABELS: Mapping[str, str] = {
     Reason.ANONYMOUS_CALLER: "anonymous or invalid caller ID",
     Reason.FAILED_ATTESTATION: "caller ID failed STIR/SHAKEN attestation",
     Reason.CALLER_VELOCITY: "too many calls from this caller in a short time",
+    Reason.JUDGED_BY_STAFF: "judged not billable by staff (no campaign to judge it by)",
 }
 
 #: Shown instead of the ``paused`` label for a target paused by missed-call protection.
@@ -729,6 +730,7 @@ REASON_SHORT_LABELS: Mapping[str, str] = {
     Reason.ANONYMOUS_CALLER: "anonymous caller",
     Reason.FAILED_ATTESTATION: "failed attestation",
     Reason.CALLER_VELOCITY: "too many calls",
+    Reason.JUDGED_BY_STAFF: "judged by staff",
 }
 
 #: Where the caller's ZIP came from, in one or two words.

@@ -873,7 +873,7 @@ def _end_call(call: Call, final_status: str, duration: int | None, now: dt.datet
     if campaign is not None:
         _qualify(call, campaign, snap, caller_locked=caller_locked)
     else:  # no campaign to judge by: a call to an unknown number, or one whose campaign left the network
-        _judge_if_unrouted(call)  # while it went on (staff judge that one: it stays pending)
+        _judge_if_unrouted(call)  # while it went on (staff judge that one, ``calls.staff``: it stays pending)
         db.update(call)
 
 
@@ -939,8 +939,8 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     otherwise stay in progress and ``pending`` for good. Each is closed as a final status would close it
     (attempts still ringing canceled, slots given back, the call judged; no carrier status recorded), under
     an event of its own (kind ``abandoned``), once however often this runs and on however many nodes. An
-    ended call still ``pending`` (no campaign to judge it by: staff judge it) is left alone. Returns their
-    CallSids (at most ``limit`` closed: the next pass takes the rest).
+    ended call still ``pending`` (no campaign to judge it by: staff judge it, ``calls.staff``) is left alone.
+    Returns their CallSids (at most ``limit`` closed: the next pass takes the rest).
 
     A call that fails to close (``_closed_now``) doesn't count against ``limit``: the pass goes on past it
     (``_close_listed``), so a pile of them, tried again at every pass, can't take every pass's ``limit`` and

@@ -55,6 +55,10 @@ class Reason(StrEnum):
     ANONYMOUS_CALLER = "anonymous_caller"
     FAILED_ATTESTATION = "failed_attestation"
     CALLER_VELOCITY = "caller_velocity"
+    #: Given by no rule (``qualification`` never returns it): staff judged the call not billable by hand, an
+    #: ended call no campaign could judge (its campaign left the network while it went on). Whether a buyer
+    #: talked to it is in the call's record; that no rule judged it is what this says.
+    JUDGED_BY_STAFF = "judged_by_staff"
 
 
 @dataclass(frozen=True, slots=True)

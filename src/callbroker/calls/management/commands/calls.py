@@ -1,4 +1,5 @@
-"""``callbroker calls list|show``: look at calls from the terminal, as a table, as text or as JSON."""
+"""``callbroker calls list|show``: look at calls from the terminal, as a table, as text or as JSON;
+``calls close-abandoned`` and ``calls judge``: the two things done to calls by hand."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from callbroker.calls.presenters import (
     was_connected,
     with_related,
 )
+from callbroker.calls.staff import FROM_THE_CLI, NOTE_MAX, NotJudged, clean_note, judge_not_billable
+from callbroker.core.model import Reason
 from callbroker.network.models import Campaign
 from callbroker.ops.commands import reading_the_database
 
@@ -98,7 +101,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show,close-abandoned}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show,close-abandoned,judge}")
 
         listing = actions.add_parser("list", help="Newest calls first, as a table or JSON.")
         listing.add_argument("--campaign", metavar="KEY", help="Only calls of this campaign (its key).")
@@ -120,14 +123,42 @@ class Command(BaseCommand):
                                                    "record the calls whose inbound webhook never came (a final "
                                                    "status kept 1 h for it).")
 
+        judge = actions.add_parser("judge", help="Judge ended calls still pending (no campaign to judge them by) "
+                                                 "not billable, all or none; who and why go to their events.")
+        judge.add_argument("call_sids", metavar="CALLSID", nargs="+", help="A whole CallSid (one or more).")
+        judge.add_argument("--not-billable", action="store_true", required=True,
+                           help="The verdict (the only one staff give: billing needs a campaign's price).")
+        judge.add_argument("--note", default="", metavar="TEXT",
+                           help=f"Why, kept in the calls' events (at most {NOTE_MAX} characters).")
+
     def handle(self, *args, **options) -> None:
         with reading_the_database("calls"):
             if options["action"] == "list":
                 self.list_calls(options)
             elif options["action"] == "show":
                 self.show_call(options)
+            elif options["action"] == "judge":
+                self.judge(options)
             else:
                 self.close_abandoned()
+
+    def judge(self, options: dict) -> None:
+        """Staff's verdict for ended calls no campaign can judge (``staff.judge_not_billable``): all or none."""
+        sids = [sid.strip() for sid in options["call_sids"]]
+        if not all(sids):
+            raise CommandError("CALLSID: give a whole CallSid (one is empty).")
+        try:
+            note = clean_note(options["note"])
+        except ValueError as exc:
+            raise CommandError(f"--{exc}") from None
+        try:
+            judged = judge_not_billable(sids, by=FROM_THE_CLI, note=note)
+        except NotJudged as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Judged {_calls(judged)} not billable ({Reason.JUDGED_BY_STAFF}), nothing posted to the "
+                          "ledger:")
+        for sid in judged:
+            self.stdout.write(f"  {sid}")
 
     def close_abandoned(self) -> None:
         """The background pass's sweeps, once: calls whose final status never came are closed, then the final
