@@ -518,7 +518,9 @@ def lock_caller(number: str) -> None:
     The one order of the locks on PostgreSQL, in every transaction that takes more than one (docs/database.md
     lists the writers): the call's lock (``lock_call``), then this caller's lock, then a target's misses lock
     (``lock_target_misses``), then a target's rows (its ``TargetState`` row: a slot taken or given back, a
-    pause, a Redis mark; its ``TargetUsage`` rows: cap units) and its limits lock. The rows of the caller's
+    pause, a Redis mark; its ``TargetUsage`` rows: cap units) and its limits lock; several targets' state rows
+    in target order, locked at once before any is written (``live.lock_targets_in_order``: an unanswered
+    leg's Dial action giving one slot back and taking the next, SQL counters). The rows of the caller's
     calls are written under their call's lock or this one only, which come first. Two transactions taking
     two of them in opposite orders wait for each other: PostgreSQL stops one after a second (a deadlock) and
     it is run again. The caller's lock comes before a target's rows, not after, because

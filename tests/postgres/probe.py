@@ -901,6 +901,126 @@ def late_status_beside_a_verdict() -> dict:
             "closed_verdict": closed.verdict, "ledger": [str(m) for m in check_ledger().mismatches]}
 
 
+def crossed_rings(first: str) -> dict:
+    """Two calls on the e2e plumbing campaign (SQL counters) whose rings cross: call "ab", a new caller from
+    78701, rings Line A then Line B; call "ba", from a caller who reached Line B yesterday (sticky), rings
+    Line B then Line A. Both first legs go unanswered and both Dial actions are handled at the same moment:
+    the ``first`` one ("ab" or "ba") gives its line's slot back and goes on only once the other's
+    connection waits for a lock (``pg_locks``), so that each has taken its first lock before it asks for
+    the other's. Returns the transactions run again (and why), what each raised, the waits that ended
+    without their event, each call's ring as decided and the lines its legs rang (with the slots still
+    held), and Lines A and B's slots taken."""
+    import logging
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network.models import Target, TargetState
+
+    sids = {"ab": "CA" + os.urandom(16).hex(), "ba": "CA" + os.urandom(16).hex()}
+    sticky = "CA" + os.urandom(16).hex()  # the "ba" caller's call yesterday, bridged on Line B
+    callers = {"ab": "+17375550191", "ba": "+17375550192"}
+    retried: list[str] = []
+    raised: dict[str, str] = {}
+    in_vain: list[str] = []
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if "retrying" in record.getMessage():
+                retried.append(record.getMessage()[:160])
+
+    handler = Retries(level=logging.INFO)
+    log = logging.getLogger("callbroker.calls.services")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    first_holds, second_ready, second_done = threading.Event(), threading.Event(), threading.Event()
+    second_pid: list[int] = []
+    release_attempt = services.release_attempt
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def holding_the_slot_given_back(call, attempt, info, *, undo_usage):
+        release_attempt(call, attempt, info, undo_usage=undo_usage)
+        if threading.current_thread().name != "first" or first_holds.is_set():
+            return  # once: a run again goes its way
+        first_holds.set()
+        wait(second_ready, "the other Dial action's connection")
+        given_up = time.monotonic() + 60
+        with connection.cursor() as cursor:
+            while not second_done.is_set() and time.monotonic() < given_up:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", second_pid)
+                if cursor.fetchone()[0]:
+                    return  # the other waits for a lock this one holds: go on and ask for the other's
+                time.sleep(0.01)
+        in_vain.append("the other Dial action waiting for a lock")
+
+    def unanswered(label: str) -> None:
+        name = threading.current_thread().name
+        try:
+            if name == "second":
+                connection.ensure_connection()
+                second_pid.append(connection.connection.info.backend_pid)
+                second_ready.set()
+                wait(first_holds, "the first Dial action holding its line's row")
+            missed = DialOutcome("no-answer", False, 0, "CA" + "e" * 32)
+            _deliver(sids[label], "dial:1", lambda: services.dial_finished(sids[label], 1, missed))
+        except Exception as exc:  # noqa: BLE001
+            raised[label] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            if name == "second":
+                second_done.set()
+            else:
+                first_holds.set()
+            connection.close()
+
+    now = timezone.now()
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        def inbound(sid: str, caller: str, at: dt.datetime) -> None:
+            call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
+                               from_zip="78701", from_state="TX")
+            _deliver(sid, "voice", lambda: services.start_call(call, at))
+
+        yesterday = now - dt.timedelta(hours=20)
+        inbound(sticky, callers["ba"], yesterday)  # rings Line A: no answer; then Line B: talked
+        _deliver(sticky, "dial:1", lambda: services.dial_finished(
+            sticky, 1, DialOutcome("no-answer", False, 0, "CA" + "a" * 32), yesterday))
+        _deliver(sticky, "dial:2", lambda: services.dial_finished(
+            sticky, 2, DialOutcome("completed", True, 120, "CA" + "b" * 32), yesterday))
+        _deliver(sticky, "status:completed:",
+                 lambda: services.call_status(sticky, StatusUpdate("completed", 180), yesterday))
+        for label in ("ab", "ba"):
+            inbound(sids[label], callers[label], now)
+        labels = {"first": first, "second": "ba" if first == "ab" else "ab"}
+        services.release_attempt = holding_the_slot_given_back
+        try:
+            _start_and_join([threading.Thread(target=unanswered, args=(labels[name],), name=name)
+                             for name in ("first", "second")])
+        finally:
+            services.release_attempt = release_attempt
+    log.removeHandler(handler)
+    log.setLevel(level)
+    keys = dict(Target.objects.values_list("id", "key"))
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
+        calls[label] = {"ring": [keys[t] for t in call.decision["ring"]],
+                        "lines": [keys[a.target_id] for a in attempts],
+                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
+    active = dict(TargetState.objects.filter(target__key__in=["pipes-a", "pipes-b"])
+                  .values_list("target__key", "active_calls"))
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls, "active": active}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -1149,7 +1269,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "replay_beside_a_lock_holder": replay_beside_a_lock_holder,
            "replayed_status_beside_a_final_status": replayed_status_beside_a_final_status,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
-           "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once}
+           "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
+           "crossed_rings": crossed_rings}
 
 
 def main() -> None:

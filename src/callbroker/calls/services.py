@@ -186,8 +186,8 @@ def _transient(exc: OperationalError) -> bool:
     """A conflict between concurrent transactions that a retry resolves (not an outage), or a busy SQLite
     file.
 
-    E.g. two calls on PostgreSQL giving back one target's slot and taking another's in opposite
-    orders. The whole handler is re-run, reading again, so a retry never reuses stale state.
+    E.g. a webhook meeting another connection that takes the locks in another order than the one order
+    (docs/database.md). The whole handler is re-run, reading again, so a retry never reuses stale state.
     """
     return lost_to_another_transaction(exc) or "database is locked" in str(exc)
 
@@ -707,15 +707,21 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             _qualify(call, campaign, snap, caller_locked=caller_locked)
         return (s.Hangup(),)
 
+    # Over, or about to be: ``canceled`` is the caller hanging up while the target rang, ``caller_gone`` the
+    # carrier saying the caller's call has ended (e.g. during the whisper). Ringing the next buyer would only
+    # add an attempt the carrier never places (its final status follows).
+    over = call.stage == CallStage.ENDED or outcome.status == "canceled" or outcome.caller_gone
+    if not over:
+        # PostgreSQL, SQL counters: this target's row and those of the targets the call may take next, in
+        # target order, before the slot goes back: a Dial action whose ring crosses this one's waits here
+        # rather than in a deadlock (docs/database.md, the order of the locks).
+        live.lock_targets_in_order([attempt.target_id, *(call.decision or {}).get("ring", [])[call.ring_position:]])
     release_attempt(call, attempt, info, undo_usage=True)
     if dialled_degraded:
         _give_back_degraded_hold(call_sid, sequence)
     if attempt.result in UNANSWERED and info is not None:
         _protect_from_missed_calls(info, campaign, now)
-    if call.stage == CallStage.ENDED or outcome.status == "canceled" or outcome.caller_gone:
-        # Over, or about to be: ``canceled`` is the caller hanging up while the target rang, ``caller_gone``
-        # the carrier saying the caller's call has ended (e.g. during the whisper). Ringing the next buyer
-        # would only add an attempt the carrier never places (its final status follows).
+    if over:
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now)
 

@@ -169,6 +169,28 @@ def count_again(target: Target, tz_name: str, started_at: dt.datetime) -> None:
         _counted("count_again", lambda backend: backend.count_again(target, tz_name, started_at))
 
 
+def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
+    """Before a writer gives one target's slot back and takes another's: lock the ``TargetState`` rows of
+    every target it may write until the transaction ends, in one statement, in target order (SQL counters
+    on PostgreSQL; nothing otherwise).
+
+    An unanswered leg's Dial action gives its target's slot back, then takes the next target's, in ring
+    order. Two of them at the same moment whose rings cross (Line A then B, Line B then A: a repeat
+    caller's sticky target, or targets of one priority shuffled) each held its own line's row and waited
+    for the other's: a deadlock, one stopped by PostgreSQL after a second and run again. Taken in target
+    order, the second waits for the first before it holds anything the first needs. Every target left in
+    the ring is locked, not the next one only: the next may be refused (closed, paused, full) and a later
+    one taken. With Redis counters the slots are outside the rows (a release after the commit, a
+    reservation in Redis), so nothing is locked here; on SQLite the writers take turns already.
+    """
+    if connection.vendor != "postgresql" or _backend().name != "sql":
+        return
+    ids = sorted({target_id for target_id in target_ids if target_id is not None})
+    if len(ids) > 1:
+        db.fetchall(f"SELECT target_id FROM {STATE} WHERE target_id = ANY(%s) ORDER BY target_id FOR UPDATE",
+                    [ids])
+
+
 def slot_name(call_sid: str, sequence: int) -> str:
     """The name of the slot an attempt holds: the call's CallSid and the attempt's sequence number."""
     return f"{call_sid}#{sequence}"
