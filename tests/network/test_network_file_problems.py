@@ -404,7 +404,8 @@ def test_a_date_that_does_not_exist_gives_line_and_column(tmp_path, problems):
 
 def test_a_county_fips_code_with_a_leading_zero_must_be_quoted(tmp_path, problems, load):
     """YAML reads 04017 (Navajo County, AZ) as the octal number 2063 and 06037 as 3103: never another
-    county. A code with no leading zero (48453, Travis County, TX) reads as itself, quoted or not."""
+    county, and the problem quotes the code as written. A code with no leading zero (48453, Travis County,
+    TX) reads as itself, quoted or not."""
     path = tmp_path / "network.yaml"
     text = textwrap.dedent("""\
         version: 1
@@ -416,8 +417,8 @@ def test_a_county_fips_code_with_a_leading_zero_must_be_quoted(tmp_path, problem
         """)
     path.write_text(text.replace("COUNTIES", "04017, 06037"))
     hint = 'is not a county FIPS code (write FIPS codes in quotes, e.g. "04017")'
-    assert problems(path) == [f"buyers[0].targets[0].area.counties[0]: 2063 {hint}",
-                              f"buyers[0].targets[0].area.counties[1]: 3103 {hint}"]
+    assert problems(path) == [f"buyers[0].targets[0].area.counties[0]: 04017 {hint}",
+                              f"buyers[0].targets[0].area.counties[1]: 06037 {hint}"]
     path.write_text(text.replace("COUNTIES", '"04017", 48453'))
     load(path)
     assert m.Target.objects.get().area == {"counties": ["04017", "48453"]}

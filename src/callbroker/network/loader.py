@@ -31,8 +31,8 @@ from django.db import DatabaseError, transaction
 from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import AskZip, FallbackChoices
-from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location
-from callbroker.network.yamlfile import read_yaml, written_text
+from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location, written_text
+from callbroker.network.yamlfile import WrittenInt, read_yaml
 from callbroker.network.services import ensure_target_states, target_ids_with_calls
 
 __all__ = [
@@ -161,8 +161,11 @@ def _got(value: object) -> str:
 
 def _key(value: object) -> str:
     if not isinstance(value, str) or not _SLUG_RE.match(value) or len(value) > 64:
+        number = isinstance(value, int | Decimal) and not isinstance(value, bool)
+        quote = (f": YAML reads it as a number, write it in quotes (\"{written_text(value)}\")"
+                 if number and _SLUG_RE.match(written_text(value)) else "")  # 0123, not YAML's 83
         raise ValueError(f"{_got(value)} is not a key (letters, digits, '-' and '_', at most 64 characters, "
-                         f"e.g. austin-plumbing)")
+                         f"e.g. austin-plumbing){quote}")
     return value
 
 
@@ -201,11 +204,13 @@ def _bool(value: object) -> bool:
 
 
 def _whole(value: object) -> object:
-    """A ``Decimal`` that is a whole number as an ``int`` (``1e+999999999`` refused before it is made)."""
+    """A ``Decimal`` that is a whole number as an ``int`` (``1e+999999999`` refused before it is made),
+    keeping the text it was written as (a problem quotes ``2000.0``)."""
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         if value.adjusted() > 18:
-            raise ValueError(f"{value} is too large")
-        return int(value)
+            raise ValueError(f"{written_text(value)} is too large")
+        written = getattr(value, "written", None)
+        return WrittenInt(int(value), written) if written else int(value)
     return value
 
 
@@ -215,10 +220,10 @@ def _int(minimum: int = 0, maximum: int | None = None, unit: str = "") -> Callab
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected a whole number{unit}, got {_got(value)}")
         if value < minimum:
-            raise ValueError(f"{value} is too small (at least {minimum})")
+            raise ValueError(f"{written_text(value)} is too small (at least {minimum})")
         if maximum is not None and value > maximum:
-            raise ValueError(f"{value} is too large (at most {maximum})")
-        return value
+            raise ValueError(f"{written_text(value)} is too large (at most {maximum})")
+        return int(value)
 
     return read
 
@@ -362,7 +367,7 @@ _BAD = object()
 
 def _loose_name(name: object) -> str:
     """A name as a key would most likely spell it: ``"Austin Plumbing "`` -> ``"austin-plumbing"``."""
-    return re.sub(r"[^a-z0-9_]+", "-", str(name).lower()).strip("-")
+    return re.sub(r"[^a-z0-9_]+", "-", written_text(name).lower()).strip("-")
 
 
 class _Checker:
@@ -412,8 +417,8 @@ class _Checker:
             return None
         for key in value:
             if key not in allowed:
-                self.add(join_location(location, str(key)),
-                         f"unknown key '{key}'{did_you_mean(str(key), allowed)}")
+                name = written_text(key)  # 0x1F, not YAML's 31
+                self.add(join_location(location, name), f"unknown key '{name}'{did_you_mean(name, allowed)}")
         return value
 
     def section(self, data: Mapping, key: str, location: str, allowed: Sequence[str],
@@ -812,8 +817,9 @@ def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False
             c.add("settings", f"expected a mapping (reserved; leave it empty), got {_got(settings)}")
         else:
             for key in settings:
-                c.add(f"settings.{key}", f"unknown key '{key}' (settings is reserved for later versions; "
-                                         f"leave it empty)")
+                name = written_text(key)
+                c.add(f"settings.{name}", f"unknown key '{name}' (settings is reserved for later versions; "
+                                          f"leave it empty)")
     _cross_check(c, plan, prune=prune)
     if c.problems:
         raise NetworkError(c.problems)

@@ -43,6 +43,7 @@ __all__ = [
     "parse_timezone",
     "parse_zip",
     "read_area",
+    "written_text",
 ]
 
 AREA_KEYS = ("zips", "radius", "counties", "states", "exclude_zips")
@@ -103,12 +104,21 @@ def _unknown_keys(data: Mapping, allowed: Sequence[str]) -> list[Problem]:
     problems = []
     for key in data:
         if key not in allowed:
-            problems.append(Problem(str(key), f"unknown key '{key}'{did_you_mean(str(key), allowed)}"))
+            name = written_text(key)
+            problems.append(Problem(name, f"unknown key '{name}'{did_you_mean(name, allowed)}"))
     return problems
 
 
+def written_text(value: object) -> str:
+    """A value as the file wrote it: a number keeps the text YAML read it from (``010``, not 8: see
+    ``yamlfile.WrittenInt``), so a problem quotes what the reader can find in the file; anything else, and
+    a number that didn't come from a file (a form, a mapping), is ``str(value)``."""
+    return getattr(value, "written", None) or str(value)
+
+
 def type_name(value: object) -> str:
-    """A value as a problem names it: ``nothing (null)``, ``a list``, ``'text'``, ``42``."""
+    """A value as a problem names it: ``nothing (null)``, ``a list``, ``'text'``, ``42`` (a number as
+    written: ``0x1F``)."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -117,7 +127,7 @@ def type_name(value: object) -> str:
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
-    return repr(value) if isinstance(value, str) else str(value)
+    return repr(value) if isinstance(value, str) else written_text(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,7 +146,8 @@ def parse_zip(value: object) -> str:
     if isinstance(value, int):
         if 10000 <= value <= 99999:
             return str(value)
-        raise ValueError(f"{value} is not a ZIP code (write ZIP codes in quotes, e.g. \"02134\")")
+        raise ValueError(f"{written_text(value)} is not a ZIP code "
+                         f"(write ZIP codes in quotes, e.g. \"02134\")")
     if isinstance(value, str) and _ZIP_RE.match(value.strip()):
         return value.strip()
     raise ValueError(f"{type_name(value)} is not a ZIP code (five digits, e.g. \"78701\")")
@@ -145,8 +156,8 @@ def parse_zip(value: object) -> str:
 def parse_e164(value: object) -> str:
     """A phone number in E.164 (``+15125550101``), checked by ``callbroker.core.phone``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"{value} is a number, not an E.164 phone number: write phone numbers in quotes "
-                         f"with + and the country code, e.g. \"+15125550100\"")
+        raise ValueError(f"{written_text(value)} is a number, not an E.164 phone number: write phone numbers in "
+                         f"quotes with + and the country code, e.g. \"+15125550100\"")
     if not isinstance(value, str):
         raise ValueError(f"expected an E.164 phone number in quotes, got {type_name(value)}")
     return phone.validate_e164(value)
@@ -193,14 +204,15 @@ def parse_money(value: object) -> Decimal:
         amount = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{type_name(value)} is not an amount of money (e.g. \"45.00\")") from None
+    shown = text if isinstance(value, str | float) else written_text(value)
     if not amount.is_finite():
-        raise ValueError(f"{text} is not an amount of money")
+        raise ValueError(f"{shown} is not an amount of money")
     if amount < 0:
-        raise ValueError(f"{text} is negative; amounts must be 0 or more")
+        raise ValueError(f"{shown} is negative; amounts must be 0 or more")
     if amount >= Decimal("1e10"):  # before rounding: a 30-digit amount can't be rounded to cents
-        raise ValueError(f"{text} is too large (at most 9999999999.99)")
+        raise ValueError(f"{shown} is too large (at most 9999999999.99)")
     if amount != amount.quantize(Decimal("0.01")):
-        raise ValueError(f"{text} has more than two decimal places")
+        raise ValueError(f"{shown} has more than two decimal places")
     return amount.quantize(Decimal("0.01"))
 
 
@@ -239,8 +251,8 @@ def parse_duration(value: object) -> dt.timedelta:
         raise ValueError(f"expected a duration ({_DURATION_HINT}), got {type_name(value)}")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"{value} is negative; durations must be 0 or more")
-        return _at_most_max(value, value)
+            raise ValueError(f"{written_text(value)} is negative; durations must be 0 or more")
+        return _at_most_max(value, written_text(value))
     if isinstance(value, str):
         text = value.strip().lower()
         if text.isdigit():
@@ -294,11 +306,12 @@ def _miles(value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"expected a number of miles, got {type_name(value)}")
     if not 0 < value <= MAX_RADIUS_MILES:
-        raise ValueError(f"{value} miles is out of range (more than 0, at most {MAX_RADIUS_MILES})")
+        raise ValueError(f"{written_text(value)} miles is out of range "
+                         f"(more than 0, at most {MAX_RADIUS_MILES})")
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     miles = int(number) if number == number.to_integral_value() else float(number)
     if miles <= 0:  # e.g. 1e-400: more than 0 as written, 0.0 once stored
-        raise ValueError(f"{value} miles is too small to draw a circle with "
+        raise ValueError(f"{written_text(value)} miles is too small to draw a circle with "
                          f"(more than 0, at most {MAX_RADIUS_MILES})")
     return miles
 
@@ -362,8 +375,8 @@ def read_area(
     for i, item in enumerate(_list_of(data, "counties", problems)):
         if isinstance(item, int) and not isinstance(item, bool):
             if not 10000 <= item <= 99999:  # "04017" is read as octal (2063), or lost its zero: another county
-                problems.append(Problem(f"counties[{i}]", f"{item} is not a county FIPS code (write FIPS codes "
-                                                          f"in quotes, e.g. \"04017\")"))
+                problems.append(Problem(f"counties[{i}]", f"{written_text(item)} is not a county FIPS code "
+                                                          f"(write FIPS codes in quotes, e.g. \"04017\")"))
                 continue
             item = str(item)  # a FIPS code YAML read as a number, no leading zero to lose
         if not isinstance(item, str) or not item.strip():
@@ -501,12 +514,13 @@ WEEKLY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesd
 
 
 def _weekly_key(key: object) -> str:
+    day = written_text(key)
     try:
-        schedule.parse_weekly({str(key): "closed"})
+        schedule.parse_weekly({day: "closed"})
     except ValueError:
-        hint = did_you_mean(str(key).lower(), WEEKLY_KEYS) or " (use mon..sun, weekdays, weekend or daily)"
-        raise ValueError(f"unknown day '{key}'{hint}") from None
-    return str(key)
+        hint = did_you_mean(day.lower(), WEEKLY_KEYS) or " (use mon..sun, weekdays, weekend or daily)"
+        raise ValueError(f"unknown day '{day}'{hint}") from None
+    return day
 
 
 def normalize_hours(data: Mapping | None) -> dict | None:
@@ -541,7 +555,7 @@ def normalize_hours(data: Mapping | None) -> dict | None:
             try:
                 clean[_weekly_key(day)] = _hours_text(text)
             except ValueError as exc:
-                day_problems.append(Problem(f"weekly.{day}", str(exc)))
+                day_problems.append(Problem(f"weekly.{written_text(day)}", str(exc)))
         if not day_problems:
             try:
                 schedule.parse_weekly(clean)  # a day given twice ("mon" and "Monday") …

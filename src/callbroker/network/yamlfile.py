@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from callbroker.network.parsing import NetworkError, Problem
+from callbroker.network.parsing import NetworkError, Problem, written_text
 
-__all__ = ["read_yaml"]
+__all__ = ["WrittenDecimal", "WrittenInt", "read_yaml", "written_text"]
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
@@ -42,7 +42,7 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
         # as YAML says. Only keys written twice in this mapping itself are an error.
         written = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
         self.flatten_mapping(node)
-        seen: dict[Any, yaml.Mark] = {}
+        seen: dict[Any, tuple[yaml.Mark, Any]] = {}
         for key_node, _ in node.value:
             if id(key_node) not in written:
                 continue
@@ -52,13 +52,16 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
             except TypeError:  # an unhashable key: the base class reports it
                 break
             if duplicate:
-                mark = key_node.start_mark
+                mark, (first_mark, first) = key_node.start_mark, seen[key]
+                # 010 and 8 are one key to YAML (octal): say so, or the reader looks for a second '8'
+                spelling = (f", written {written_text(first)}: YAML reads both as {key}"
+                            if written_text(first) != written_text(key) else "")
                 self.repeated.append(Problem(
                     f"line {mark.line + 1}, column {mark.column + 1}",
-                    f"not valid YAML: the key '{key}' is given twice in one mapping "
-                    f"(first on line {seen[key].line + 1})"))
+                    f"not valid YAML: the key '{written_text(key)}' is given twice in one mapping "
+                    f"(first on line {first_mark.line + 1}{spelling})"))
                 continue
-            seen[key] = key_node.start_mark
+            seen[key] = key_node.start_mark, key
         return super().construct_mapping(node, deep=deep)
 
     def construct_real_date(self, node: yaml.ScalarNode) -> Any:
@@ -72,7 +75,8 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
 class WrittenInt(int):
     """A whole number as YAML read it, and the text it was written as (``written``): YAML 1.1 reads an
     unquoted ``0123`` as 83 (octal), ``12:30`` as 750 (base 60) and ``1_000`` as 1000, so a text value
-    written that way (a label, a name) is taken as written, not as the number's digits."""
+    written that way (a label, a name) is taken as written, not as the number's digits, and a problem
+    quotes a number as written (``parsing.written_text``)."""
 
     written: str
 
@@ -98,11 +102,6 @@ class WrittenDecimal(Decimal):
 
     def __reduce__(self) -> tuple:  # copied and pickled with its text
         return type(self), (str(self), self.written)
-
-
-def written_text(value: int | Decimal) -> str:
-    """The text a number was written as in the file (its digits when it didn't come from a file)."""
-    return getattr(value, "written", None) or str(value)
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
