@@ -416,9 +416,11 @@ def test_a_county_fips_code_with_a_leading_zero_must_be_quoted(tmp_path, problem
               - {key: t, campaign: c, number: "+15125550150", area: {counties: [COUNTIES]}}
         """)
     path.write_text(text.replace("COUNTIES", "04017, 06037"))
-    hint = 'is not a county FIPS code (write FIPS codes in quotes, e.g. "04017")'
-    assert problems(path) == [f"buyers[0].targets[0].area.counties[0]: 04017 {hint}",
-                              f"buyers[0].targets[0].area.counties[1]: 06037 {hint}"]
+    assert problems(path) == [
+        'buyers[0].targets[0].area.counties[0]: 04017 is read by YAML as 2063 (octal): write FIPS codes in '
+        'quotes, e.g. "04017"',
+        'buyers[0].targets[0].area.counties[1]: 06037 is read by YAML as 3103 (octal): write FIPS codes in '
+        'quotes, e.g. "06037"']
     path.write_text(text.replace("COUNTIES", '"04017", 48453'))
     load(path)
     assert m.Target.objects.get().area == {"counties": ["04017", "48453"]}

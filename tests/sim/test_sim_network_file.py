@@ -63,6 +63,12 @@ def _with(path: str, value: object) -> dict:
      "campaigns[0].blocked_prefixes: expected a list, got '+1900'"),
     (yaml.safe_dump(_with("tracking_numbers.0.weight", 0)).encode(),
      "tracking_numbers[0].weight: expected a number above 0"),
+    # a number YAML would misread (0x10 is 16, 02134 is the octal 1116) is refused, as the loader refuses it
+    (b"tracking_numbers:\n  - {number: \"+15125550001\", campaign: c, weight: 0x10}\n",
+     "tracking_numbers[0].weight: 0x10 is read by YAML as 16 (hexadecimal): write 16"),
+    (b"buyers:\n  - targets: [{campaign: c, area: {zips: [02134]}}]\n",
+     'buyers[0].targets[0].area.zips[0]: 02134 is read by YAML as 1116 (octal): write ZIP codes in quotes, '
+     'e.g. "02134"'),
 ])
 def test_a_bad_network_file_is_one_line_naming_it_and_the_problem(server, tmp_path, capsys, content, says):
     path = tmp_path / "net.yaml"

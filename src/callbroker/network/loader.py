@@ -216,7 +216,7 @@ def _whole(value: object) -> object:
 
 def _int(minimum: int = 0, maximum: int | None = None, unit: str = "") -> Callable[[object], int]:
     def read(value: object) -> int:
-        value = _whole(value)
+        value = _whole(parsing.plain_number(value))
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected a whole number{unit}, got {_got(value)}")
         if value < minimum:
@@ -790,9 +790,10 @@ def validate_network(source: str | os.PathLike | Mapping, *, prune: bool = False
     c.mapping(data, "", TOP_KEYS, "{version: 1, campaigns: […], buyers: […]}")
     if "version" not in data:
         c.add("version", f"missing (add 'version: {FORMAT_VERSION}' at the top)")
-    elif data["version"] != FORMAT_VERSION or isinstance(data["version"], bool):
-        c.add("version", f"{_got(data['version'])} is not a version this callbroker reads "
-                         f"(use {FORMAT_VERSION})")
+    else:
+        version = c.run("version", parsing.plain_number, data["version"])  # 0x1 is not 1
+        if version is not _BAD and (version != FORMAT_VERSION or isinstance(version, bool)):
+            c.add("version", f"{_got(version)} is not a version this callbroker reads (use {FORMAT_VERSION})")
     for kind in ("campaign", "publisher"):
         section = data.get(f"{kind}s")
         if section is not None and (isinstance(section, str | Mapping) or not isinstance(section, Sequence)):

@@ -42,6 +42,7 @@ __all__ = [
     "parse_prefix",
     "parse_timezone",
     "parse_zip",
+    "plain_number",
     "read_area",
     "written_text",
 ]
@@ -130,6 +131,59 @@ def type_name(value: object) -> str:
     return repr(value) if isinstance(value, str) else written_text(value)
 
 
+#: The ways of writing a number that YAML 1.1 reads as another number than a person does (and YAML 1.2
+#: as no number at all), checked in this order, each with the name a problem gives it.
+_YAML_NUMBER_FORMS = (
+    ("binary", re.compile(r"[-+]?0b[0-1_]+")),
+    ("hexadecimal", re.compile(r"[-+]?0x[0-9a-fA-F_]+")),
+    ("base 60", re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")),
+    ("octal", re.compile(r"[-+]?0[0-7_]+")),
+    ("underscores ignored", re.compile(r".*_.*")),
+)
+
+
+def plain_number(value: object, *, advice: str | None = None, seconds: bool = False) -> object:
+    """``value``, unless it is a number the file wrote in a form YAML reads as another number than a
+    person does: ``010`` is 8 (octal), ``1:30`` is 90 (base 60), ``0x1F`` is 31, ``0b11`` is 3, and
+    ``1_000`` is 1000 (read right, but ``1_00`` is as likely a typo of 100 as of 1000, and YAML 1.2 reads it
+    as text). A number field written so is almost always a typo or a misunderstanding, so it is refused
+    (``ValueError``) naming what was written, what YAML read, and what to write instead: ``advice`` when
+    given (``write ZIP codes in quotes …``), else the plain spellings (``write 10, or 8``); ``seconds``
+    adds the units of a duration (``1:30``: ``write 90 (seconds), or 1h30m, or 1m30s``).
+
+    Plain decimal numbers (``10``, ``-3``, ``+5``, ``12.50``, ``.5``, ``5.``, ``1.5e+3``) are read as
+    written and returned; so is anything that isn't a number from a file (no ``written`` text).
+    """
+    written = getattr(value, "written", None)
+    if written is None:
+        return value
+    form = next((name for name, pattern in _YAML_NUMBER_FORMS if pattern.fullmatch(written)), None)
+    if form is None:
+        return value
+    if advice is None:
+        spellings = [str(value)]
+        if form == "octal":  # the digits as a person reads them: 010 is 10
+            digits = written.lstrip("+-").replace("_", "").lstrip("0") or "0"
+            spellings.insert(0, f"-{digits}" if written.startswith("-") and digits != "0" else digits)
+        spellings = list(dict.fromkeys(spellings))
+        if seconds:
+            spellings = [f"{spelling} (seconds)" for spelling in spellings]
+            if form == "base 60":
+                spellings += _with_units(written)
+        advice = "write " + ", or ".join(spellings)
+    raise ValueError(f"{written} is read by YAML as {value} ({form}): {advice}")
+
+
+def _with_units(written: str) -> list[str]:
+    """What a duration written in base 60 may have meant: ``1:30`` is ``1h30m`` or ``1m30s``,
+    ``1:00:00`` is ``1h``; nothing for a signed one or one with a fraction."""
+    if not re.fullmatch(r"[0-9_]+(:[0-9]+){1,2}", written):
+        return []
+    parts = [int(part.replace("_", "")) for part in written.split(":")]
+    readings = [("h", "m", "s")] if len(parts) == 3 else [("h", "m"), ("m", "s")]
+    return [("".join(f"{n}{unit}" for n, unit in zip(parts, units) if n) or "0s") for units in readings]
+
+
 # --------------------------------------------------------------------------------------------------
 # scalars
 # --------------------------------------------------------------------------------------------------
@@ -144,6 +198,7 @@ def parse_zip(value: object) -> str:
     if isinstance(value, bool):
         raise ValueError(f"expected a ZIP code, got {type_name(value)}")
     if isinstance(value, int):
+        plain_number(value, advice=_in_quotes(value, "ZIP codes", "02134"))
         if 10000 <= value <= 99999:
             return str(value)
         raise ValueError(f"{written_text(value)} is not a ZIP code "
@@ -151,6 +206,14 @@ def parse_zip(value: object) -> str:
     if isinstance(value, str) and _ZIP_RE.match(value.strip()):
         return value.strip()
     raise ValueError(f"{type_name(value)} is not a ZIP code (five digits, e.g. \"78701\")")
+
+
+def _in_quotes(value: object, codes: str, example: str) -> str:
+    """How to write a code YAML read as a number: in quotes, as written when that is a code's five digits
+    (``02134``), else as the example."""
+    digits = written_text(value).replace("_", "")
+    shown = digits if re.fullmatch(r"[0-9]{5}", digits) else example
+    return f"write {codes} in quotes, e.g. \"{shown}\""
 
 
 def parse_e164(value: object) -> str:
@@ -199,6 +262,7 @@ def parse_money(value: object) -> Decimal:
     """
     if isinstance(value, bool) or value is None or isinstance(value, Mapping | list | tuple):
         raise ValueError(f"expected an amount like \"45.00\", got {type_name(value)}")
+    plain_number(value)
     text = repr(value) if isinstance(value, float) else str(value).strip()
     try:
         amount = Decimal(text)
@@ -249,6 +313,7 @@ def parse_duration(value: object) -> dt.timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError(f"expected a duration ({_DURATION_HINT}), got {type_name(value)}")
+    plain_number(value, seconds=True)
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{written_text(value)} is negative; durations must be 0 or more")
@@ -305,6 +370,7 @@ def _list_of(data: Mapping, key: str, problems: list[Problem]) -> list:
 def _miles(value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"expected a number of miles, got {type_name(value)}")
+    plain_number(value)
     if not 0 < value <= MAX_RADIUS_MILES:
         raise ValueError(f"{written_text(value)} miles is out of range "
                          f"(more than 0, at most {MAX_RADIUS_MILES})")
@@ -374,7 +440,12 @@ def read_area(
     counties = []
     for i, item in enumerate(_list_of(data, "counties", problems)):
         if isinstance(item, int) and not isinstance(item, bool):
-            if not 10000 <= item <= 99999:  # "04017" is read as octal (2063), or lost its zero: another county
+            try:
+                plain_number(item, advice=_in_quotes(item, "FIPS codes", "04017"))
+            except ValueError as exc:  # 04017 is read as octal (2063): another county
+                problems.append(Problem(f"counties[{i}]", str(exc)))
+                continue
+            if not 10000 <= item <= 99999:  # lost its leading zero
                 problems.append(Problem(f"counties[{i}]", f"{written_text(item)} is not a county FIPS code "
                                                           f"(write FIPS codes in quotes, e.g. \"04017\")"))
                 continue

@@ -75,8 +75,9 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
 class WrittenInt(int):
     """A whole number as YAML read it, and the text it was written as (``written``): YAML 1.1 reads an
     unquoted ``0123`` as 83 (octal), ``12:30`` as 750 (base 60) and ``1_000`` as 1000, so a text value
-    written that way (a label, a name) is taken as written, not as the number's digits, and a problem
-    quotes a number as written (``parsing.written_text``)."""
+    written that way (a label, a name) is taken as written, not as the number's digits, a number field
+    written that way is refused (``parsing.plain_number``), and a problem quotes a number as written
+    (``parsing.written_text``)."""
 
     written: str
 
@@ -91,7 +92,7 @@ class WrittenInt(int):
 
 class WrittenDecimal(Decimal):
     """A number with a fraction as YAML read it (a ``Decimal``), and the text it was written as
-    (``written``: ``.5`` is 0.5, ``1.5e+3`` is 1.5E+3)."""
+    (``written``: ``.5`` is 0.5, ``1.5e+3`` is 1.5E+3, ``1:30.5`` is 90.5 in base 60)."""
 
     written: str
 
@@ -110,9 +111,14 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
 
 def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | float:
     text = loader.construct_scalar(node).replace("_", "")
+    if ":" in text:  # base 60, 1:30.5 is 90.5: exact too, and with its text (the loader refuses it)
+        total = Decimal(0)
+        for part in text.lstrip("+-").split(":"):
+            total = total * 60 + Decimal(part)
+        return WrittenDecimal(str(-total if text.startswith("-") else total), node.value)
     try:
         return WrittenDecimal(text, node.value)
-    except InvalidOperation:  # .inf, .nan, sexagesimal
+    except InvalidOperation:  # .inf, .nan
         return yaml.constructor.SafeConstructor.construct_yaml_float(loader, node)
 
 

@@ -23,6 +23,7 @@ from callbroker.network.parsing import (
     join_location,
     parse_e164,
     parse_prefix,
+    plain_number,
     read_area,
     type_name,
 )
@@ -122,6 +123,7 @@ MAX_WEIGHT = 1_000_000
 
 
 def _weight(value: object) -> float:
+    plain_number(value)  # 0x10 is 16 to YAML: refused, as the loader refuses it in a number field
     try:
         ok = isinstance(value, int | float | Decimal) and not isinstance(value, bool) and 0 < value <= MAX_WEIGHT
     except ArithmeticError:  # a Decimal NaN can't be compared
