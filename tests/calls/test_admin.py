@@ -391,3 +391,32 @@ def test_every_admin_list_of_ours_turns_a_bad_date_into_a_bad_lookup():
     assert len(ours) == 12
     request = RequestFactory().get("/")
     assert all(model_admin.get_changelist(request) is ChangeList for model_admin in ours)
+
+
+def test_an_outcome_cleared_while_another_staff_member_saved_a_job_value_keeps_its_time(staff, routed_call,
+                                                                                        monkeypatch):
+    """Two staff members on one call's page at once: one clears the outcome while the other saves a job value.
+    Each writes only the fields it changed, so the row ends with the other's job value; whether it is cleared
+    (no recorded time) is judged from that row, not from the clearing form's copy read before the other's save
+    (which had no job value: the call was left with a job value and no time it was recorded).
+
+    The interleaving of PostgreSQL (read committed: the form's copy is read, the other save commits, then this
+    one writes) made deterministic; tests/postgres/test_outcomes.py runs it with two real connections."""
+    from callbroker.calls.admin import CallAdmin
+
+    Call.objects.filter(pk=routed_call.pk).update(outcome="booked", outcome_at=timezone.now())
+    page = staff.get(change_url(routed_call))
+    original = CallAdmin.get_object
+
+    def job_value_saved_meanwhile(self, request, object_id, from_field=None):
+        obj = original(self, request, object_id, from_field)  # the form's copy: booked, no job value
+        Call.objects.filter(pk=obj.pk).update(job_value=Decimal("350.00"), outcome_at=timezone.now())
+        return obj
+
+    monkeypatch.setattr(CallAdmin, "get_object", job_value_saved_meanwhile)
+    response = staff.post(change_url(routed_call), edit_post_data(page, outcome=""))
+
+    assert response.status_code == 302
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value) == ("", Decimal("350.00"))
+    assert routed_call.outcome_at is not None  # a job value recorded: not cleared

@@ -1254,6 +1254,76 @@ def replayed_hours_later(webhooks: list[list], token: str, hours: float) -> dict
     return {"received": received, "errors": errors}
 
 
+def outcomes_at_once() -> dict:
+    """Two staff members save one call's outcome in the admin at the same moment, on two connections: the call
+    booked, one clears its outcome while the other records a job value. The clearing one reads its form's copy
+    of the call (booked, no job value), then waits until the other's save has committed, then saves. No sleep:
+    each side waits for the other's event only. Returns the waits that ended without their event, the answers'
+    status codes and the call's outcome columns."""
+    import threading
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.calls.admin import CallAdmin
+    from callbroker.calls.models import Call
+
+    call = Call.objects.create(call_sid="CA" + os.urandom(16).hex(), to_number="+15125550001",
+                               started_at=timezone.now(), outcome="booked", outcome_at=timezone.now())
+    staff = get_user_model().objects.create_superuser(f"staff{os.urandom(4).hex()}", "", "pw")
+    url = f"/admin/calls/call/{call.pk}/change/"
+    attempts = {"attempts-TOTAL_FORMS": "0", "attempts-INITIAL_FORMS": "0", "attempts-MIN_NUM_FORMS": "0",
+                "attempts-MAX_NUM_FORMS": "1000"}  # the ring tree's (view-only) inline, as the page posts it
+    clearing_read, valuing_saved = threading.Event(), threading.Event()
+    in_vain: list[str] = []
+    codes: dict[str, int | str] = {}
+    get_object = CallAdmin.get_object
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def read_then_wait(self, request, object_id, from_field=None):
+        obj = get_object(self, request, object_id, from_field)
+        if threading.current_thread().name == "clearing":
+            clearing_read.set()
+            wait(valuing_saved, "the job value saved")
+        return obj
+
+    def post(name: str, data: dict, after: threading.Event | None, done: threading.Event | None) -> None:
+        try:
+            if after is not None:
+                wait(after, "the clearing form's copy read")
+            client = Client()
+            client.force_login(staff)
+            codes[name] = client.post(url, {**attempts, **data}).status_code
+        except Exception as exc:  # noqa: BLE001
+            codes[name] = f"{type(exc).__name__}: {str(exc)[:160]}"
+        finally:
+            if done is not None:
+                done.set()
+            clearing_read.set()
+            connection.close()
+
+    CallAdmin.get_object = read_then_wait
+    try:
+        with override_settings(ALLOWED_HOSTS=["testserver"]):
+            _start_and_join([
+                threading.Thread(target=post, name="clearing", args=(
+                    "clearing", {"outcome": "", "job_value": "", "outcome_note": ""}, None, None)),
+                threading.Thread(target=post, name="valuing", args=(
+                    "valuing", {"outcome": "booked", "job_value": "350.00", "outcome_note": ""}, clearing_read,
+                    valuing_saved))])
+    finally:
+        CallAdmin.get_object = get_object
+    row = Call.objects.filter(pk=call.pk).values("outcome", "job_value", "outcome_note", "outcome_at").get()
+    return {"in_vain": in_vain, "codes": codes, "outcome": row["outcome"], "job_value": str(row["job_value"]),
+            "note": row["outcome_note"], "recorded": row["outcome_at"] is not None}
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -1270,7 +1340,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "replayed_status_beside_a_final_status": replayed_status_beside_a_final_status,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
-           "crossed_rings": crossed_rings}
+           "crossed_rings": crossed_rings, "outcomes_at_once": outcomes_at_once}
 
 
 def main() -> None:

@@ -259,6 +259,15 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
         changed = [name for name in OUTCOME_FIELDS if name in form.changed_data]
         if not changed:
             return
+        # The fields this form left alone as the row holds them now, read locked until this save commits (the
+        # change view is one transaction; on SQLite it holds the write lock already): another staff member's
+        # save of the same call may have committed since this form's copy was read (PostgreSQL), and whether
+        # the outcome is cleared is judged from the row as it will be, not from that copy (which made a call
+        # keep the other's job value with no time it was recorded).
+        row = Call.objects.select_for_update().filter(pk=obj.pk).values(*OUTCOME_FIELDS).get()
+        for name in OUTCOME_FIELDS:
+            if name not in changed:
+                setattr(obj, name, row[name])
         # Cleared (every outcome field empty): no outcome, so no moment it was recorded either.
         cleared = all(getattr(obj, name) in (None, "") for name in OUTCOME_FIELDS)
         obj.outcome_at = None if cleared else timezone.now()
