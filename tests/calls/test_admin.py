@@ -23,9 +23,12 @@ def change_url(call: Call) -> str:
 
 
 def edit_post_data(response, **edits) -> dict:
-    """The POST body of the call change form as rendered, with ``edits`` applied."""
+    """The POST body of the call change form as rendered, with ``edits`` applied (the hidden copies of the
+    values the page showed too, as a browser posts them)."""
     form = response.context["adminform"].form
     data = {name: ("" if form[name].value() is None else form[name].value()) for name in form.fields}
+    data.update({form[name].html_initial_name: "" if form[name].initial is None else form[name].initial
+                 for name in form.fields if form.fields[name].show_hidden_initial})
     for inline in response.context["inline_admin_formsets"]:
         management = inline.formset.management_form
         data.update({management.add_prefix(name): value for name, value in management.initial.items()})
@@ -420,3 +423,53 @@ def test_an_outcome_cleared_while_another_staff_member_saved_a_job_value_keeps_i
     routed_call.refresh_from_db()
     assert (routed_call.outcome, routed_call.job_value) == ("", Decimal("350.00"))
     assert routed_call.outcome_at is not None  # a job value recorded: not cleared
+
+
+def test_an_outcome_saved_from_a_page_opened_before_another_staff_members_save_keeps_what_they_saved(
+        staff, routed_call):
+    """Two staff members open one call's page; one records the outcome and its job value, then the other, whose
+    page still shows none, adds a note. The note is saved beside the other's outcome and job value: the page's
+    old copy of the fields left alone is not a change (it overwrote them with nothing, silently)."""
+    opened_first = staff.get(change_url(routed_call))
+    opened_second = staff.get(change_url(routed_call))
+    assert 'name="initial-job_value"' in opened_first.content.decode()  # the value shown, posted back
+    assert staff.post(change_url(routed_call), edit_post_data(opened_second, outcome="booked", job_value="350.00")
+                      ).status_code == 302
+
+    response = staff.post(change_url(routed_call), edit_post_data(opened_first, outcome_note="Called back twice"))
+
+    assert response.status_code == 302
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value, routed_call.outcome_note) == (
+        "booked", Decimal("350.00"), "Called back twice")
+    assert routed_call.outcome_at is not None
+
+
+def test_a_field_both_staff_members_changed_is_refused_naming_it_with_nothing_written(staff, routed_call):
+    """Both change the job value from pages opened before either saved: the second is refused on that field,
+    with what it is now, and nothing of its post is written (not its outcome either); posted again from a
+    page showing the first one's value, it is saved."""
+    opened_first = staff.get(change_url(routed_call))
+    opened_second = staff.get(change_url(routed_call))
+    assert staff.post(change_url(routed_call), edit_post_data(opened_second, outcome="booked", job_value="350.00")
+                      ).status_code == 302
+    saved_at = Call.objects.get(pk=routed_call.pk).outcome_at
+
+    response = staff.post(change_url(routed_call), edit_post_data(opened_first, outcome="paying_customer",
+                                                                  job_value="900.00"))
+
+    assert response.status_code == 200  # the form again, with the errors
+    errors = response.context["adminform"].form.errors
+    assert errors["job_value"] == ["Changed by someone else since this page was opened (now: 350.00). Nothing was "
+                                   "saved: reload the page to see it, then make your change again."]
+    assert errors["outcome"] == ["Changed by someone else since this page was opened (now: Booked). Nothing was "
+                                 "saved: reload the page to see it, then make your change again."]
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value, routed_call.outcome_at) == ("booked", Decimal("350.00"),
+                                                                                      saved_at)
+    reloaded = staff.get(change_url(routed_call))
+    assert staff.post(change_url(routed_call), edit_post_data(reloaded, outcome="paying_customer",
+                                                              job_value="900.00")).status_code == 302
+    routed_call.refresh_from_db()
+    assert (routed_call.outcome, routed_call.job_value) == ("paying_customer", Decimal("900.00"))
+

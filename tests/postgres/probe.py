@@ -1276,7 +1276,8 @@ def outcomes_at_once() -> dict:
     staff = get_user_model().objects.create_superuser(f"staff{os.urandom(4).hex()}", "", "pw")
     url = f"/admin/calls/call/{call.pk}/change/"
     attempts = {"attempts-TOTAL_FORMS": "0", "attempts-INITIAL_FORMS": "0", "attempts-MIN_NUM_FORMS": "0",
-                "attempts-MAX_NUM_FORMS": "1000"}  # the ring tree's (view-only) inline, as the page posts it
+                "attempts-MAX_NUM_FORMS": "1000",  # the ring tree's (view-only) inline, as the page posts it
+                "initial-outcome": "booked", "initial-job_value": "", "initial-outcome_note": ""}  # what both showed
     clearing_read, valuing_saved = threading.Event(), threading.Event()
     in_vain: list[str] = []
     codes: dict[str, int | str] = {}

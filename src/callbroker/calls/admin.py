@@ -149,6 +149,72 @@ class StaffNoteForm(forms.Form):
             raise forms.ValidationError(str(exc).removeprefix("note: ")) from None
 
 
+class OutcomeForm(forms.ModelForm):
+    """The call page's outcome fields, each posted with the value the page showed (a hidden ``initial-``
+    input: Django's ``show_hidden_initial``), so that what staff changed is what differs from the page, not
+    from the row as it is when they save. Another staff member may have saved the same call's outcome since
+    the page was opened: compared with the row, the page's old copy of the fields left alone counted as a
+    change and overwrote what the other saved. Now those keep it, and a field both changed, to different
+    values, is refused with its error and nothing written (reload, then change it again)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in OUTCOME_FIELDS:
+            # A page rendered before this form existed (a rolling restart) posts no such input: compared with
+            # the row, as then.
+            if name in self.fields and (not self.is_bound or self[name].html_initial_name in self.data):
+                self.fields[name].show_hidden_initial = True
+
+    def outcome_changes(self) -> list[str]:
+        """The outcome fields staff changed on the page (a note's line ends aside: a browser posts a text area's
+        as CRLF, and reads the hidden copy's CR LF as LF)."""
+        if not hasattr(self, "cleaned_data"):
+            return []
+        return [name for name in OUTCOME_FIELDS if name in self.cleaned_data
+                and not _same(self._shown(name), self.cleaned_data[name])]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        changed = self.outcome_changes()
+        if not changed or self.instance.pk is None:
+            return cleaned
+        # The row locked until the save commits (the change view is one transaction; on SQLite it holds the
+        # write lock already): no other save of the outcome between this check and the write.
+        row = Call.objects.select_for_update().filter(pk=self.instance.pk).values(*OUTCOME_FIELDS).get()
+        for name in changed:
+            if not _same(row[name], self._shown(name)) and not _same(row[name], cleaned[name]):
+                self.add_error(name, f"Changed by someone else since this page was opened (now: "
+                                     f"{_outcome_value_text(name, row[name])}). Nothing was saved: reload the "
+                                     f"page to see it, then make your change again.")
+        return cleaned
+
+    def _shown(self, name: str):
+        """The value of field ``name`` the page showed (its hidden copy), else the row's as read for this post."""
+        field, bound = self.fields[name], self[name]
+        if field.show_hidden_initial:
+            try:
+                return field.to_python(self.data.get(bound.html_initial_name))
+            except forms.ValidationError:
+                pass  # not a value the page can have shown: the row's, as for a page without the copy
+        return bound.initial
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.replace("\r\n", "\n") == b.replace("\r\n", "\n")
+    return a == b
+
+
+def _outcome_value_text(name: str, value) -> str:
+    """A value of an outcome field in the words of the page (its choice's label; "empty")."""
+    if value in (None, ""):
+        return "empty"
+    if name == "outcome":
+        return str(dict(Call._meta.get_field("outcome").choices).get(value, value))
+    text = str(value)
+    return f"{text[:80]}…" if len(text) > 80 else text
+
+
 @admin.action(description="Judge not billable (ended calls still pending)", permissions=["change"])
 def judge_not_billable_action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Call]):
     """Staff's verdict for ended calls no campaign can judge (``calls.staff``): a page listing them with a
@@ -219,6 +285,7 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     actions = (judge_not_billable_action,)
     inlines = (CallAttemptInline,)
     change_form_template = "admin/calls/call/change_form.html"
+    form = OutcomeForm
     # The first FIELDSETS_BEFORE_ATTEMPTS fieldsets come before the attempts, the rest after them.
     fieldsets = (
         ("Summary", {"fields": ("verdict", "reason_list", "revenue_text", "payout_text", "routed_summary",
@@ -255,8 +322,8 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
         return False  # calls feed billing and reports; they are never deleted from the admin
 
-    def save_model(self, request: HttpRequest, obj: Call, form, change: bool) -> None:
-        changed = [name for name in OUTCOME_FIELDS if name in form.changed_data]
+    def save_model(self, request: HttpRequest, obj: Call, form: OutcomeForm, change: bool) -> None:
+        changed = form.outcome_changes()
         if not changed:
             return
         # The fields this form left alone as the row holds them now, read locked until this save commits (the
