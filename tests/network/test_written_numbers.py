@@ -109,6 +109,9 @@ QUOTED = [
     ("phone-number-unquoted", "buyers.0.targets.0.number", "+15125550150",
      f"{T0}.number: +15125550150 is a number, not an E.164 phone number: write phone numbers in quotes with + "
      f"and the country code, e.g. \"+15125550100\""),
+    ("prefix-unquoted", "campaigns.0.blocked_prefixes", "[+1900]",
+     "campaigns[0].blocked_prefixes[0]: +1900 is a number, not a number prefix: write prefixes in quotes, "
+     "e.g. \"+1900\""),
     ("weekly-day-octal", "buyers.0.targets.0.hours", "{weekly: {010: \"08:00-10:00\"}}",
      f"{T0}.hours.weekly.010: unknown day '010' (use mon..sun, weekdays, weekend or daily)"),
     ("hours-base-60", "buyers.0.targets.0.hours", "{weekly: {mon: 8:00}}",

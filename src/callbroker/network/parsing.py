@@ -230,6 +230,11 @@ def parse_prefix(value: object) -> str:
     """A caller-number prefix in E.164 form: ``+1900``, ``+1512555``."""
     if isinstance(value, str) and _PREFIX_RE.match(value.strip()):
         return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads an unquoted +1900 as a number: "+1900 is not a number prefix (a + and digits)" quoted
+        # the file's own spelling back as wrong, without saying what is.
+        raise ValueError(f"{written_text(value)} is a number, not a number prefix: write prefixes in quotes, "
+                         f"e.g. \"+1900\"")
     raise ValueError(f"{type_name(value)} is not a number prefix (a + and digits, e.g. \"+1900\")")
 
 
