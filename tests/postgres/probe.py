@@ -333,6 +333,39 @@ def _start_and_join(threads: list) -> None:
         thread.join()
 
 
+class _RetriesLogged:
+    """The lines "… retrying" that these loggers write at INFO between ``start`` and ``stop``: each a transaction
+    PostgreSQL stopped (a deadlock) and run again, which the lock-order probes must not see."""
+
+    def __init__(self, *names: str) -> None:
+        import logging
+
+        self.lines: list[str] = []
+        self.loggers = [logging.getLogger(name) for name in names]
+        self.levels = [log.level for log in self.loggers]
+        lines = self.lines
+
+        class Retries(logging.Handler):
+            def emit(self, record):
+                if "retrying" in record.getMessage():
+                    lines.append(f"{record.name}: {record.getMessage()[:160]}")
+
+        self.handler = Retries(level=logging.INFO)
+
+    def start(self) -> list[str]:
+        import logging
+
+        for log in self.loggers:
+            log.addHandler(self.handler)
+            log.setLevel(logging.INFO)
+        return self.lines
+
+    def stop(self) -> None:
+        for log, level in zip(self.loggers, self.levels, strict=True):
+            log.removeHandler(self.handler)
+            log.setLevel(level)
+
+
 def _one_callers_two_calls(sids: dict[str, str], caller: str, started: dt.datetime) -> None:
     """The caller's ``earlier`` and ``later`` calls to the e2e plumbing number, a minute apart from ``started``,
     from two ZIPs (Austin's line A, Dallas's line C)."""
@@ -509,7 +542,6 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
     count at the limit, writes Sleepy's pause) and call 1's no-answer (gives its slot back, an UPDATE of
     Sleepy's state row, then the misses lock) are handled at the same time, call 0 pausing ``hold_s`` right
     after taking the misses lock. Returns the webhooks that were retried (and why), and Sleepy's pause."""
-    import logging
     import threading
     import time
 
@@ -522,18 +554,8 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
     from callbroker.network.models import Target, TargetState
 
     sids = ["CA" + os.urandom(16).hex() for _ in range(3)]
-    retried: list[str] = []
-
-    class Retries(logging.Handler):
-        def emit(self, record):
-            if "retrying" in record.getMessage():
-                retried.append(record.getMessage())
-
-    handler = Retries(level=logging.INFO)
-    log = logging.getLogger("callbroker.calls.services")
-    log.addHandler(handler)
-    was_level = log.level
-    log.setLevel(logging.INFO)
+    retries = _RetriesLogged("callbroker.calls.services")
+    retried = retries.start()
 
     def inbound(n: int) -> None:
         _call_the_missed_calls_number(sids[n], caller=2000 + n)
@@ -571,8 +593,7 @@ def late_miss_beside_a_miss(hold_s: float = 1.0) -> dict:
             _start_and_join(threads)
         finally:
             db.lock_target_misses = lock
-    log.removeHandler(handler)
-    log.setLevel(was_level)
+    retries.stop()
     sleepy = Target.objects.get(key="sparky-sleepy")
     return {"retried": retried, "pause_reason": TargetState.objects.get(target=sleepy).pause_reason}
 
@@ -586,7 +607,6 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
     judges the later call again: a duplicate). ``live_first``: the final status takes the caller's lock
     first and holds it ``hold_s`` before judging, while the replay takes its locks. Returns what each
     transaction raised and the retries."""
-    import logging
     import threading
     import time
 
@@ -602,18 +622,9 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
 
     sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
     started = timezone.now() - dt.timedelta(minutes=5)
-    retried: list[str] = []
+    retries = _RetriesLogged("callbroker.calls.services")
+    retried = retries.start()
     raised: dict[str, str] = {}
-
-    class Retries(logging.Handler):
-        def emit(self, record):
-            if "retrying" in record.getMessage():
-                retried.append(record.getMessage()[:120])
-
-    handler = Retries(level=logging.INFO)
-    log = logging.getLogger("callbroker.calls.services")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
     locked, caller_held = threading.Event(), threading.Event()
     talked = DialOutcome("completed", True, 120, "CA" + "d" * 32)
     lock_caller = db.lock_caller
@@ -662,7 +673,7 @@ def replayed_late_bridge_beside_a_verdict(hold_s: float = 1.5, live_first: bool 
         threads = [threading.Thread(target=replay, name="replay"), threading.Thread(target=live, name="live")]
         _start_and_join(threads)
         db.lock_caller = lock_caller
-    log.removeHandler(handler)
+    retries.stop()
     found = {label: [Call.objects.get(call_sid=sid).verdict, Call.objects.get(call_sid=sid).reason_codes]
              for label, sid in sids.items()}
     return {"raised": raised, "retried": retried, "calls": found}
@@ -683,7 +694,6 @@ def replayed_status_beside_a_final_status(replay_first: bool, live_webhook: str 
     replay takes its locks. No sleep: each side waits for the other's event only. Returns the transactions
     run again (and why), the replay's errors, the waits that ended without their event, each call's stage,
     verdict, line and slots held, and Line A's slots taken."""
-    import logging
     import threading
 
     from django.db import connection
@@ -698,21 +708,10 @@ def replayed_status_beside_a_final_status(replay_first: bool, live_webhook: str 
     from callbroker.network.models import Target, TargetState, TargetUsage
 
     sids = {"live": "CA" + os.urandom(16).hex(), "replayed": "CA" + os.urandom(16).hex()}
-    retried: list[str] = []
+    retries = _RetriesLogged("callbroker.calls.services", "callbroker.calls.replay")
+    retried = retries.start()
     raised: dict[str, str] = {}
     in_vain: list[str] = []
-
-    class Retries(logging.Handler):
-        def emit(self, record):
-            if "retrying" in record.getMessage():
-                retried.append(f"{record.name}: {record.getMessage()[:160]}")
-
-    handler = Retries(level=logging.INFO)
-    loggers = [logging.getLogger("callbroker.calls.services"), logging.getLogger("callbroker.calls.replay")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
     replay_locked, live_asks = threading.Event(), threading.Event()  # the replay holds the caller's lock; the
     lock_for_replay, lock_caller = replaying._lock_for_replay, db.lock_caller  # live webhook asks for it
 
@@ -785,9 +784,7 @@ def replayed_status_beside_a_final_status(replay_first: bool, live_webhook: str 
                              threading.Thread(target=live, name="live")])
         finally:
             replaying._lock_for_replay, db.lock_caller = lock_for_replay, lock_caller
-    for log, level in zip(loggers, levels, strict=True):
-        log.removeHandler(handler)
-        log.setLevel(level)
+    retries.stop()
     calls = {}
     for label, sid in sids.items():
         call = Call.objects.get(call_sid=sid)
@@ -811,7 +808,6 @@ def late_status_beside_a_verdict() -> dict:
     having done whatever it does before. No sleep: each side waits for the other's event only. Returns the
     transactions run again (and why), what each raised, the waits that ended without their event, and each
     call's verdict and reasons."""
-    import logging
     import threading
 
     from django.db import connection
@@ -826,20 +822,10 @@ def late_status_beside_a_verdict() -> dict:
 
     sids = {"earlier": "CA" + os.urandom(16).hex(), "later": "CA" + os.urandom(16).hex()}
     started = timezone.now() - dt.timedelta(minutes=5)
-    retried: list[str] = []
+    retries = _RetriesLogged("callbroker.calls.services")
+    retried = retries.start()
     raised: dict[str, str] = {}
     in_vain: list[str] = []
-
-    class Retries(logging.Handler):
-        def emit(self, record):
-            if "retrying" in record.getMessage():
-                retried.append(record.getMessage()[:160])
-
-    handler = Retries(level=logging.INFO)
-    log = logging.getLogger("callbroker.calls.services")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
     earlier_holds, later_asks = threading.Event(), threading.Event()
     lock_caller = db.lock_caller
 
@@ -890,8 +876,7 @@ def late_status_beside_a_verdict() -> dict:
                              threading.Thread(target=later, name="later")])
         finally:
             db.lock_caller = lock_caller
-    log.removeHandler(handler)
-    log.setLevel(level)
+    retries.stop()
     calls = {}
     for label, sid in sids.items():
         call = Call.objects.get(call_sid=sid)
@@ -910,7 +895,6 @@ def crossed_rings(first: str) -> dict:
     the other's. Returns the transactions run again (and why), what each raised, the waits that ended
     without their event, each call's ring as decided and the lines its legs rang (with the slots still
     held), and Lines A and B's slots taken."""
-    import logging
     import threading
     import time
 
@@ -926,20 +910,10 @@ def crossed_rings(first: str) -> dict:
     sids = {"ab": "CA" + os.urandom(16).hex(), "ba": "CA" + os.urandom(16).hex()}
     sticky = "CA" + os.urandom(16).hex()  # the "ba" caller's call yesterday, bridged on Line B
     callers = {"ab": "+17375550191", "ba": "+17375550192"}
-    retried: list[str] = []
+    retries = _RetriesLogged("callbroker.calls.services")
+    retried = retries.start()
     raised: dict[str, str] = {}
     in_vain: list[str] = []
-
-    class Retries(logging.Handler):
-        def emit(self, record):
-            if "retrying" in record.getMessage():
-                retried.append(record.getMessage()[:160])
-
-    handler = Retries(level=logging.INFO)
-    log = logging.getLogger("callbroker.calls.services")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
     first_holds, second_ready, second_done = threading.Event(), threading.Event(), threading.Event()
     second_pid: list[int] = []
     release_attempt = services.release_attempt
@@ -1006,8 +980,7 @@ def crossed_rings(first: str) -> dict:
                              for name in ("first", "second")])
         finally:
             services.release_attempt = release_attempt
-    log.removeHandler(handler)
-    log.setLevel(level)
+    retries.stop()
     keys = dict(Target.objects.values_list("id", "key"))
     calls = {}
     for label, sid in sids.items():
