@@ -14,8 +14,11 @@ EXAMPLE = "src/callbroker/network/demo/example-network.yaml"
 
 
 @pytest.mark.parametrize(("argv", "what"), [
-    (["calls", "list"], "calls"), (["billing", "check"], "the ledger"),
-    (["network", "load", EXAMPLE], "the network"), (["network", "export"], "the network"),
+    (["calls", "list"], "read calls"), (["billing", "check"], "read the ledger"),
+    (["network", "load", EXAMPLE], "read the network"), (["network", "export"], "read the network"),
+    # the commands that write say what they were doing, not "read"
+    (["calls", "judge", "CA" + "0" * 32, "--not-billable"], "judge calls"),
+    (["calls", "close-abandoned"], "close calls"),
 ])
 def test_a_read_command_on_an_unmigrated_database_says_to_migrate(tmp_path, argv, what):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings"}
@@ -23,7 +26,7 @@ def test_a_read_command_on_an_unmigrated_database_says_to_migrate(tmp_path, argv
     result = subprocess.run([sys.executable, "-m", "callbroker.cli", *argv], env=env, capture_output=True,
                             text=True, timeout=120, check=False, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 1, result
-    assert f"Cannot read {what} (" in result.stderr
+    assert f"Cannot {what} (" in result.stderr
     assert "Is the database migrated? Run: callbroker migrate" in result.stderr
     # which file: run from another directory, the default ./var is another database
     assert f"the database read is {tmp_path / 'callbroker.sqlite3'}" in result.stderr

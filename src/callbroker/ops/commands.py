@@ -27,10 +27,11 @@ def _which_database() -> str:
 
 
 @contextmanager
-def reading_the_database(what: str) -> Iterator[None]:
+def reading_the_database(what: str, doing: str = "read") -> Iterator[None]:
     """Turn a database that can't be read (not migrated, not reachable) into one line saying what to do,
     instead of a traceback: ``Cannot read <what> (<the database's words>). Is the database migrated? …``,
-    or ``… Is the database reachable? …`` when it didn't answer."""
+    or ``… Is the database reachable? …`` when it didn't answer. ``doing``: what the command was doing, for
+    one that writes (``Cannot judge calls …``): "read" would send the operator to look for a reading fault."""
     try:
         yield
     except (OperationalError, ProgrammingError) as exc:
@@ -39,4 +40,4 @@ def reading_the_database(what: str) -> Iterator[None]:
             advice = f"Is the database migrated? Run: callbroker migrate{_which_database()}"
         else:
             advice = "Is the database reachable (DATABASE_URL)?"
-        raise CommandError(f"Cannot read {what} ({words}). {advice}") from exc
+        raise CommandError(f"Cannot {doing} {what} ({words}). {advice}") from exc

@@ -132,7 +132,8 @@ class Command(BaseCommand):
                            help=f"Why, kept in the calls' events (at most {NOTE_MAX} characters).")
 
     def handle(self, *args, **options) -> None:
-        with reading_the_database("calls"):
+        doing = {"judge": "judge", "close-abandoned": "close"}.get(options["action"], "read")
+        with reading_the_database("calls", doing):
             if options["action"] == "list":
                 self.list_calls(options)
             elif options["action"] == "show":
