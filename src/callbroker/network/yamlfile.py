@@ -18,7 +18,7 @@ import yaml
 
 from callbroker.network.parsing import NetworkError, Problem, written_text
 
-__all__ = ["WrittenDecimal", "WrittenInt", "read_yaml", "written_text"]
+__all__ = ["WrittenDecimal", "WrittenInt", "read_yaml"]
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when installed: 5x faster
@@ -72,37 +72,37 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
                                                     node.start_mark) from None
 
 
-class WrittenInt(int):
+class _Written:
+    """A number as YAML read it, and the text it was written as (``written``): the shared part of
+    :class:`WrittenInt` and :class:`WrittenDecimal`, whose ``_kind`` is the number's own type."""
+
+    written: str
+    _kind: type
+
+    def __new__(cls, value, written: str):
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+    def __reduce__(self) -> tuple:  # copied and pickled with its text
+        return type(self), (self._kind(self), self.written)
+
+
+class WrittenInt(_Written, int):
     """A whole number as YAML read it, and the text it was written as (``written``): YAML 1.1 reads an
     unquoted ``0123`` as 83 (octal), ``12:30`` as 750 (base 60) and ``1_000`` as 1000, so a text value
     written that way (a label, a name) is taken as written, not as the number's digits, a number field
     written that way is refused (``parsing.plain_number``), and a problem quotes a number as written
     (``parsing.written_text``)."""
 
-    written: str
-
-    def __new__(cls, value: int, written: str) -> WrittenInt:
-        number = super().__new__(cls, value)
-        number.written = written
-        return number
-
-    def __reduce__(self) -> tuple:  # copied and pickled with its text
-        return type(self), (int(self), self.written)
+    _kind = int
 
 
-class WrittenDecimal(Decimal):
+class WrittenDecimal(_Written, Decimal):
     """A number with a fraction as YAML read it (a ``Decimal``), and the text it was written as
     (``written``: ``.5`` is 0.5, ``1.5e+3`` is 1.5E+3, ``1:30.5`` is 90.5 in base 60)."""
 
-    written: str
-
-    def __new__(cls, value: str, written: str) -> WrittenDecimal:
-        number = super().__new__(cls, value)
-        number.written = written
-        return number
-
-    def __reduce__(self) -> tuple:  # copied and pickled with its text
-        return type(self), (str(self), self.written)
+    _kind = Decimal
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
