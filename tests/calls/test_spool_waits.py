@@ -229,3 +229,38 @@ def test_spool_status_says_why_each_file_waits(carrier):
     assert why[answered].startswith("waiting: answered by the carrier's Fallback URL and recorded, waiting for its "
                                     "final status; closed without it after 6 h of waiting with the database "
                                     "reachable")
+
+
+def test_a_file_whose_replay_fails_is_tried_less_often_and_its_traceback_logged_once(carrier, monkeypatch, caplog):
+    """A file that fails for another reason than an outage (a bug, a line the replay can't apply) is kept and
+    tried as a waiting file is, not at every pass (every second while the spool holds files) with a traceback
+    each time: until 2026-12-07 one such file logged a traceback a second, for good."""
+    sid = "CA" + uuid.uuid4().hex
+    carrier.fallback(sid)
+    clock = Clock()
+    monkeypatch.setattr(replay.time, "monotonic", clock)
+    tried = []
+
+    def replay_events(events, **kwargs):
+        tried.append(clock.now - 1000)
+        raise RuntimeError("a line the replay can't apply")
+
+    monkeypatch.setattr(replay, "_replay_events", replay_events)
+    with caplog.at_level(logging.WARNING, logger="callbroker.calls.replay"):
+        for second in (0, 1, 30, 61, 62, 66, 68, 74, 75, 10_000, 10_299):
+            clock.now = 1000 + second
+            report = replay.replay_ready()
+            if second in tried:
+                assert report.errors == [f"{spool.path_of(sid).name}: a line the replay can't apply"]
+        assert tried == [0, 1, 30, 61, 68, 75, 10_000]
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == 1 and "replay of" in tracebacks[0].getMessage()
+        again = [r.getMessage() for r in caplog.records if "failed again" in r.getMessage()]
+        assert len(again) == len(tried) - 1 and "a line the replay can't apply" in again[0]
+        told = [r.getMessage() for r in caplog.records if "tried less often" in r.getMessage()]
+        assert len(told) == 1 and "its replay fails" in told[0]
+
+        carrier.ended(sid, 40)  # a line added: tried at once
+        clock.now = 1000 + 10_001
+        replay.replay_ready()
+    assert tried[-1] == 10_001 and spool.path_of(sid).exists()  # still failing: kept

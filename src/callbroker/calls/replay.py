@@ -108,6 +108,7 @@ class _Rest:
     unchanged_since: float  # monotonic seconds: the first pass that left it as it is
     next_at: float = 0.0  # monotonic seconds; 0: the next pass
     told: bool = False  # why it waits is logged once
+    failing: bool = False  # its replay raised (``_rest_after_failure``), as it is now
 
 
 _rests: dict[str, _Rest] = {}  # file name -> its rest (files left waiting only: a healthy pass adds none)
@@ -182,8 +183,8 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
                 break  # still down: try again later
             stamp = _left_after_conflicts(path, exc)  # the database is up: the other files go on
         except Exception as exc:  # noqa: BLE001 - keep the file, report, go on with the next one
-            log.exception("replay of %s failed; the file is kept", path.name)
             report.errors.append(f"{path.name}: {exc}")
+            _rest_after_failure(path, exc, moment)
             continue
         _rest_after(path, stamp, moment)
     if report.calls:
@@ -248,6 +249,39 @@ def _rest_after(path, stamp: tuple[int, int] | None, moment: float) -> None:
     rest = _rests.get(path.name)
     if rest is None or rest.stamp != stamp:  # new, or a line was added: the call is moving
         rest = _rests[path.name] = _Rest(stamp, moment, told=rest.told if rest else False)
+    elif rest.failing:  # it failed until now, and went through this pass
+        rest.failing = False
+        rest.told = False
+    _rest_until_next_try(path, rest, moment)
+
+
+def _rest_after_failure(path, exc: Exception, moment: float) -> None:
+    """A file whose replay raised something else than an outage (a bug, a line the replay can't apply) is kept
+    and tried as a file left waiting is (``_rest_after``: every pass for a minute, then less and less often, at
+    once when a line is added): tried at every pass (every second while files are spooled), it logged a
+    traceback a second for good. The traceback is logged the first time the file fails as it is, one line
+    after."""
+    try:
+        stamp = _stamp(path.stat())
+    except FileNotFoundError:
+        stamp = None
+    rest = _rests.get(path.name)
+    if stamp is not None and rest is not None and rest.stamp == stamp and rest.failing:
+        log.warning("replay of %s failed again (%s); the file is kept", path.name, _first_line(exc))
+    else:
+        log.exception("replay of %s failed; the file is kept and tried again", path.name)
+    if stamp is None:  # replayed or deleted by another process meanwhile
+        _rests.pop(path.name, None)
+        return
+    if rest is None or rest.stamp != stamp:
+        rest = _rests[path.name] = _Rest(stamp, moment)
+    if not rest.failing:
+        rest.failing = True
+        rest.told = False
+    _rest_until_next_try(path, rest, moment)
+
+
+def _rest_until_next_try(path, rest: _Rest, moment: float) -> None:
     unchanged = moment - rest.unchanged_since
     if unchanged < RETRY_EVERY_PASS_FOR_S:
         rest.next_at = 0.0
@@ -255,8 +289,9 @@ def _rest_after(path, stamp: tuple[int, int] | None, moment: float) -> None:
     rest.next_at = moment + min(BACKOFF_MAX_S, unchanged * BACKOFF_SHARE)
     if not rest.told:
         rest.told = True
+        why = "its replay fails (logged above)" if rest.failing else _why_or_not(path)
         log.warning("spool %s unchanged for %.0f s: %s; tried less often from now (at most every %.0f s, at "
-                    "once when a line is added)", path.name, unchanged, _why_or_not(path), BACKOFF_MAX_S)
+                    "once when a line is added)", path.name, unchanged, why, BACKOFF_MAX_S)
 
 
 def _stamp(stat: os.stat_result) -> tuple[int, int]:
