@@ -580,6 +580,23 @@ def test_caller_hanging_up_before_the_answer_is_canceled(server, carrier):
     assert server.to(STATUS)[0].form["CallStatus"] == "canceled"
 
 
+def test_a_leading_pause_delays_the_pickup_and_is_not_in_the_call_duration(server, carrier):
+    # Twilio's Pause page: as the first verb, Twilio waits that long before picking up the call.
+    server.routes[VOICE] = xml('<Pause length="5"/><Say>Hello there</Say><Pause length="2"/>')
+    record = carrier.place_call(OUR_NUMBER, CALLER)
+    status = server.to(STATUS)[0].form
+    assert (status["CallStatus"], status["CallDuration"]) == ("completed", "3")  # Say 1 s + the second Pause 2 s
+    assert record.duration == 3 and record.final_status == "completed"
+
+
+def test_a_caller_hanging_up_during_a_leading_pause_was_never_answered(server, carrier):
+    server.routes[VOICE] = xml('<Pause length="5"/><Say>Hello there</Say>')
+    record = carrier.place_call(OUR_NUMBER, CALLER, caller=CallerScript(hangs_up_after=3))
+    status = server.to(STATUS)[0].form
+    assert (status["CallStatus"], status["CallDuration"]) == ("canceled", "0")
+    assert record.final_status == "canceled" and record.hung_up_by == "caller" and not record.said
+
+
 # --- concurrency and pacing ------------------------------------------------------------------------
 
 

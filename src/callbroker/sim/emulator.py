@@ -156,7 +156,7 @@ class CallRecord:
     verbs_executed: list[str] = field(default_factory=list)
     dials: list[DialResult] = field(default_factory=list)
     talk_seconds: int = 0  # bridged seconds, all Dials together
-    duration: int = 0  # parent call: IVR + ring + talk
+    duration: int = 0  # parent call, from the carrier's pickup: IVR + ring + talk (CallDuration)
     final_status: str = ""
     used_fallback: bool = False
     heard_error: bool = False
@@ -466,6 +466,7 @@ class _Call:
         self.t = 0.0  # simulated seconds since the call arrived
         self.started_at = dt.datetime.now(dt.UTC)
         self.answered = False
+        self.answered_at = 0.0  # simulated second the carrier picked up (after a leading <Pause>)
         self.caller_gone = False
         self.executed_any = False
         self.documents = 0
@@ -641,7 +642,7 @@ class _Call:
 
     def application_error(self) -> None:
         """The carrier could not get TwiML: it answers, plays its canned error and hangs up."""
-        self.answered = True
+        self.pick_up()
         self.record.heard_error = True
         self.record.verbs_executed.append("Error:application error")
         self.advance(4)
@@ -664,7 +665,7 @@ class _Call:
         else:
             status = "completed"
         r.final_status = status
-        r.duration = int(round(self.t)) if self.answered else 0
+        r.duration = int(round(self.t - self.answered_at)) if self.answered else 0
         if self.carrier.status_path:
             params = self.params(
                 CallStatus=status,
@@ -682,20 +683,39 @@ class _Call:
         current: tuple[Document, str] | None = (document, url)
         while current is not None:
             document, url = current
+            verbs = document.verbs
             if not self.executed_any:
                 self.executed_any = True
-                first = document.verbs[0] if document.verbs else None
+                first = verbs[0] if verbs else None
                 if isinstance(first, Reject):
                     self.reject(first)
-                self.answered = True
+                if isinstance(first, Pause):
+                    self.delay_pickup(first)
+                    verbs = verbs[1:]
+                self.pick_up()
             current = None
-            for verb in document.verbs:
+            for verb in verbs:
                 outcome = self.verb(verb, url)
                 if outcome is not None:
                     current = outcome
                     break
             if current is None:
                 return
+
+    def pick_up(self) -> None:
+        """The carrier answers the call: from here on it is billed and ``CallDuration`` counts."""
+        if not self.answered:
+            self.answered = True
+            self.answered_at = self.t
+
+    def delay_pickup(self, verb: Pause) -> None:
+        """A ``<Pause>`` as the first verb of the call: Twilio waits that long *before* picking up (Pause page:
+        "If <Pause> is the first verb in a TwiML document, Twilio will wait the specified number of seconds
+        before picking up the call"), so those seconds are not in ``CallDuration``, and a caller who hangs up
+        meanwhile was never answered."""
+        self.record.verbs_executed.append(f"Pause:{verb.length} (before answering)")
+        if not self.advance(verb.length):
+            raise _End("caller")
 
     def reject(self, verb: Reject) -> None:
         r = self.record
