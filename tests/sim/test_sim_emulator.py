@@ -597,6 +597,45 @@ def test_a_caller_hanging_up_during_a_leading_pause_was_never_answered(server, c
     assert record.final_status == "canceled" and record.hung_up_by == "caller" and not record.said
 
 
+def test_answer_on_bridge_as_the_first_verb_answers_the_caller_only_at_the_bridge(server, carrier):
+    # answerOnBridge: the caller's call keeps ringing until the dialled party is connected, whisper included.
+    server.routes[VOICE] = xml(
+        f'<Dial answerOnBridge="true" action="/done"><Number url="/whisper">{BUYER_A}</Number></Dial>'
+    )
+    server.routes["/whisper"] = xml("<Say>Call from the network</Say>")
+    record = carrier.place_call(
+        OUR_NUMBER, CALLER, buyers={BUYER_A: BuyerBehaviour(ring_seconds=8, talk_seconds=40)}
+    )
+    status = server.to(STATUS)[0].form
+    assert record.bridged and (status["CallStatus"], status["CallDuration"]) == ("completed", "40")
+    assert record.duration == 40
+    assert server.to("/done")[0].form["CallStatus"] == "in-progress"
+
+
+def test_answer_on_bridge_unanswered_keeps_the_call_ringing_until_the_next_verb(server, carrier):
+    server.routes[VOICE] = xml(f'<Dial answerOnBridge="true" timeout="20" action="/done">{BUYER_A}</Dial>')
+    server.routes["/done"] = xml("<Say>Sorry nobody is available</Say>")
+    record = carrier.place_call(OUR_NUMBER, CALLER, buyers={BUYER_A: BuyerBehaviour(answers=False)})
+    action = server.to("/done")[0].form
+    assert (action["CallStatus"], action["DialCallStatus"]) == ("ringing", "no-answer")
+    status = server.to(STATUS)[0].form
+    assert (status["CallStatus"], status["CallDuration"]) == ("completed", "2")  # the Say alone
+    assert record.duration == 2
+
+
+def test_answer_on_bridge_caller_hanging_up_while_it_rings_was_never_answered(server, carrier):
+    server.routes[VOICE] = xml(f'<Dial answerOnBridge="true" action="/done">{BUYER_A}</Dial>')
+    record = carrier.place_call(
+        OUR_NUMBER, CALLER, caller=CallerScript(hangs_up_after=10),
+        buyers={BUYER_A: BuyerBehaviour(ring_seconds=25)},
+    )
+    action = server.to("/done")[0].form
+    assert (action["CallStatus"], action["DialCallStatus"]) == ("canceled", "canceled")
+    status = server.to(STATUS)[0].form
+    assert (status["CallStatus"], status["CallDuration"]) == ("canceled", "0")
+    assert record.final_status == "canceled" and record.hung_up_by == "caller"
+
+
 # --- concurrency and pacing ------------------------------------------------------------------------
 
 

@@ -525,7 +525,7 @@ class _Call:
     def params(self, **extra: str) -> dict[str, str]:
         p = dict(self.base)
         if self.caller_gone:
-            p["CallStatus"] = "completed"
+            p["CallStatus"] = "completed" if self.answered else "canceled"  # as the final status will say
         elif self.answered:
             p["CallStatus"] = "in-progress"
         p.update({k: str(v) for k, v in extra.items()})
@@ -692,7 +692,8 @@ class _Call:
                 if isinstance(first, Pause):
                     self.delay_pickup(first)
                     verbs = verbs[1:]
-                self.pick_up()
+                if not (isinstance(first, Dial) and first.answer_on_bridge):
+                    self.pick_up()  # any other first answer is picked up, even an empty document
             current = None
             for verb in verbs:
                 outcome = self.verb(verb, url)
@@ -734,6 +735,13 @@ class _Call:
 
     def verb(self, verb, url: str) -> tuple[Document, str] | None:
         r = self.record
+        if not self.answered:
+            # Still ringing after a <Dial answerOnBridge="true"> that didn't bridge: a <Reject> can still turn
+            # the call away unanswered, another such Dial keeps it ringing, anything else picks it up.
+            if isinstance(verb, Reject):
+                self.reject(verb)
+            if not (isinstance(verb, Dial) and verb.answer_on_bridge):
+                self.pick_up()
         if isinstance(verb, Say):
             r.verbs_executed.append(f"Say:{verb.text}")
             r.said = f"{r.said} {verb.text}".strip() if r.said else verb.text
@@ -946,6 +954,7 @@ class _Call:
             if accepted and not self.caller_gone:
                 result.bridged = True
                 bridged_at = self.t
+                self.pick_up()  # answerOnBridge: the caller's call is answered only now
                 if verb.records and verb.record.startswith("record-from-ringing"):
                     record_from = started
                 else:
