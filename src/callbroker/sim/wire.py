@@ -17,7 +17,8 @@ general HTTP client is what the carrier needs:
   skipped; HTTP/1.0 servers (closing unless they say ``keep-alive``);
 - the carrier's three timeouts: to connect, to read (each wait for bytes), and in total (``#ct``, ``#rt``,
   ``#tt`` on a URL): an answer that trickles in fails when the total runs out, however steady the trickle;
-- ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio doesn't either);
+- ``https`` with the given TLS context; no proxies, redirects are not followed (Twilio does follow 301, 302,
+  303 and 307, but doesn't say how it sends the request again: docs/emulator.md, "What it does not emulate");
 - a forked child opens its own connections (the parent's stay the parent's).
 
 Failures are raised as :class:`WireError` (connection refused, reset, timeout, malformed answer).
