@@ -212,12 +212,21 @@ def test_whisper_accepted_then_bridged(server, carrier):
     assert whisper["ParentCallSid"] == record.call_sid
     assert (whisper["Direction"], whisper["CallStatus"]) == ("outbound-dial", "in-progress")
     assert (whisper["From"], whisper["To"]) == (CALLER, BUYER_A)
-    assert server.to("/whisper/answer")[0].form["Digits"] == "1"
+    answer = server.to("/whisper/answer")[0].form
+    assert (answer["Digits"], answer["FinishedOnKey"]) == ("1", "")  # numDigits reached: no finish key
     done = server.to("/done")[0].form
     assert (done["DialCallStatus"], done["DialBridged"], done["DialCallDuration"]) == ("completed", "true", "100")
     assert done["DialCallSid"] == child
     assert record.whisper_said == "Plumbing call, press 1 Connecting"
     assert "Plumbing" not in record.said
+
+
+def test_whisper_gather_action_says_which_key_finished_it(server, carrier):
+    server.routes[VOICE] = xml(f'<Dial action="/done"><Number url="/whisper">{BUYER_A}</Number></Dial>')
+    server.routes["/whisper"] = xml('<Gather action="/whisper/answer"><Say>Press 1 then pound</Say></Gather>')
+    carrier.place_call(OUR_NUMBER, CALLER, buyers={BUYER_A: BuyerBehaviour()})
+    answer = server.to("/whisper/answer")[0].form
+    assert (answer["Digits"], answer["FinishedOnKey"]) == ("1", "#")
 
 
 def test_whisper_declined_is_completed_but_not_bridged(server, carrier):

@@ -1106,13 +1106,17 @@ class _Call:
                 elif isinstance(w, Gather):
                     if not self.play_prompts(w.children, whisper=True):
                         return False
-                    digits = "" if leg.behaviour.declines_whisper else "1"
-                    if not self.advance(entry_seconds(digits) if digits else w.timeout):
+                    # The buyer who accepts keys 1, the Gather ending it as the caller's would (finish key,
+                    # numDigits or timeout): its action gets Digits and FinishedOnKey, as any Gather action.
+                    answer = "" if leg.behaviour.declines_whisper else "1"
+                    digits, finished_on_key, extra_wait = _keypad(answer, w)
+                    if not self.advance(entry_seconds(digits) + extra_wait):
                         return False
                     r.verbs_executed.append(f"Whisper:Gather->{digits or '(no input)'}")
                     if digits or w.action_on_empty_result:
                         action = self.resolve(w.action, url)
-                        fetched = self.fetch(w.method, action, dict(params, Digits=digits), fallback=False)
+                        fetched = self.fetch(w.method, action, dict(params, Digits=digits, FinishedOnKey=finished_on_key),
+                                             fallback=False)
                         if fetched is None:
                             return False
                         break
