@@ -351,6 +351,18 @@ def test_empty_recording_makes_no_action_request(server, carrier):
     assert record.verbs_executed == ["Record:empty", "Say:No message"]
 
 
+def test_an_empty_recording_tells_a_callback_that_asked_for_absent(server, carrier):
+    server.routes[VOICE] = xml(
+        '<Record action="/vm" recordingStatusCallback="/rec" recordingStatusCallbackEvent="completed absent"/>'
+        "<Say>No message</Say>"
+    )
+    record = carrier.place_call(OUR_NUMBER, CALLER, caller=CallerScript(message_seconds=0))
+    callback = server.to("/rec")[0].form
+    assert (callback["RecordingStatus"], callback["RecordingDuration"]) == ("absent", "0")
+    assert callback["CallSid"] == record.call_sid and callback["RecordingSid"].startswith("RE")
+    assert "RecordingUrl" not in callback and not server.to("/vm") and record.said == "No message"
+
+
 def test_caller_hanging_up_during_record_still_posts_the_action(server, carrier):
     server.routes[VOICE] = xml('<Record action="/vm"/><Say>never</Say>')
     server.routes["/vm"] = xml("<Say>ignored</Say>")

@@ -825,6 +825,7 @@ class _Call:
         message = max(0, int(self.caller.message_seconds))
         if message == 0:
             r.verbs_executed.append("Record:empty")
+            self.absent_recording(verb, url, self.t)
             if not self.advance(verb.timeout):
                 raise _End("caller")
             return None  # an empty recording: no action request, the document continues
@@ -837,6 +838,7 @@ class _Call:
             digits = "hangup"
         if length <= 0:
             r.verbs_executed.append("Record:empty")
+            self.absent_recording(verb, url, started)
             raise _End("caller")
         sid = self.carrier.new_sid("RE")
         r.recording_sid = sid
@@ -865,6 +867,26 @@ class _Call:
 
     def recording_url(self, sid: str) -> str:
         return f"https://api.twilio.com/{API_VERSION}/Accounts/{self.carrier.account_sid}/Recordings/{sid}"
+
+    def absent_recording(self, verb: Record, url: str, started: float) -> None:
+        """A ``<Record>`` that heard nothing: no file and no action request, but a ``recordingStatusCallback``
+        that asked for ``absent`` (``recordingStatusCallbackEvent``) is told so: ``RecordingStatus=absent``,
+        duration 0, no ``RecordingUrl`` (there is no file to fetch)."""
+        if not verb.recording_status_callback or "absent" not in verb.recording_status_callback_event:
+            return
+        params = {
+            "AccountSid": self.carrier.account_sid,
+            "CallSid": self.record.call_sid,
+            "RecordingSid": self.carrier.new_sid("RE"),
+            "RecordingStatus": "absent",
+            "RecordingDuration": "0",
+            "RecordingChannels": "1",
+            "RecordingStartTime": self.timestamp(started),
+            "RecordingSource": "RecordVerb",
+            "RecordingTrack": "both",
+        }
+        self.send_async(verb.recording_status_callback_method, self.resolve(verb.recording_status_callback, url),
+                        params, recording=True)
 
     def recording_callback(
         self,
