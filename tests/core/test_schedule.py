@@ -529,6 +529,16 @@ class TestDescribe:
              "Monday, Tuesday and Thursday 24 hours Arizona time"),
             ("UTC", {}, "closed"),
             ("America/Adak", dict(weekdays="08:00-17:00"), "Monday to Friday 8 AM to 5 PM Hawaii-Aleutian time"),
+            # Days across the week's end said in the order a caller counts them (not "Monday, Saturday and
+            # Sunday"); zones outside the US and Canada named by their city, not by a US zone's offset.
+            ("America/Chicago", dict(sat="09:00-17:00", sun="09:00-17:00", mon="09:00-17:00"),
+             "Saturday to Monday 9 AM to 5 PM Central time"),
+            ("America/Chicago", dict(sun="09:00-17:00", mon="09:00-17:00", wed="09:00-17:00"),
+             "Sunday, Monday and Wednesday 9 AM to 5 PM Central time"),
+            ("America/Bogota", dict(weekdays="08:00-17:00"), "Monday to Friday 8 AM to 5 PM Bogota time"),
+            ("America/Lima", dict(weekdays="08:00-17:00"), "Monday to Friday 8 AM to 5 PM Lima time"),
+            ("America/Kentucky/Monticello", dict(mon="08:00-17:00"), "Monday 8 AM to 5 PM Eastern time"),
+            ("America/Toronto", dict(mon="08:00-17:00"), "Monday 8 AM to 5 PM Eastern time"),
         ],
     )  # fmt: skip
     def test_texts(self, zone: str, hours: dict[str, str], text: str) -> None:

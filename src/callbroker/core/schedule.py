@@ -450,9 +450,13 @@ _US_STANDARD_OFFSETS = {-4: "Atlantic time", -5: "Eastern time", -6: "Central ti
 def _zone_words(name: str) -> str:
     if name in _ZONE_WORDS:
         return _ZONE_WORDS[name]
-    if name.startswith("America/"):  # the smaller US zones (America/Indiana/Knox …) by standard offset
-        january = dt.datetime(2026, 1, 15, tzinfo=zoneinfo.ZoneInfo(name)).utcoffset()
-        if january is not None and january.total_seconds() % 3600 == 0:
+    if name.startswith("America/"):
+        # The smaller US zones (America/Indiana/Knox …) and Canada's by standard offset: those that keep
+        # North America's summer time. Bogota, Lima or Cancun share Eastern time's offset but not its name.
+        zone = zoneinfo.ZoneInfo(name)
+        january = dt.datetime(2026, 1, 15, tzinfo=zone).utcoffset()
+        july = dt.datetime(2026, 7, 15, tzinfo=zone).utcoffset()
+        if january is not None and july == january + dt.timedelta(hours=1) and january.total_seconds() % 3600 == 0:
             words = _US_STANDARD_OFFSETS.get(int(january.total_seconds() // 3600))
             if words:
                 return words
@@ -472,6 +476,9 @@ def _days_words(days: list[int]) -> str:
             runs[-1].append(day)
         else:
             runs.append([day])
+    if len(runs) > 1 and runs[0][0] == 0 and runs[-1][-1] == 6:  # across the week's end: Saturday to Monday
+        runs[0] = runs.pop() + runs[0]
+        runs.sort(key=lambda run: run[0] if run[0] <= run[-1] else -1)  # that run first: Sunday, Monday, Wednesday
     parts = []
     for run in runs:
         if len(run) >= 3:
