@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -288,13 +290,13 @@ def test_clearing_an_outcome_clears_when_it_was_recorded(staff, routed_call):
 # ---- money in the currency it was charged in -------------------------------------------------------
 
 
-def post_charge(call: Call, currency: str) -> None:
-    """The call's charge and payout as billing posted them, in ``currency``."""
+def post_charge(call: Call, currency: str, **fields) -> None:
+    """The call's charge and payout as billing posted them, in ``currency`` (``fields``: more of the entries')."""
     from callbroker.billing.models import LedgerEntry
 
     for kind, amount in (("charge", call.revenue), ("payout", call.payout)):
         LedgerEntry.objects.create(call=call, call_sid=call.call_sid, kind=kind, generation=1, amount=amount,
-                                   campaign=call.campaign, currency=currency, memo="billable call")
+                                   campaign=call.campaign, currency=currency, memo="billable call", **fields)
 
 
 def test_a_call_shows_its_money_in_the_currency_it_was_charged_in(staff, routed_call, make_call):
@@ -336,6 +338,41 @@ def test_a_call_whose_target_was_deleted_still_shows_who_it_reached(staff, route
 
     assert "ACME Plumbing / (deleted target)" in listed and "talked 2:31" in listed
     assert "ACME Plumbing / (deleted target)" in page and "2:31 (151 s)" in page
+
+
+# ---- the date hierarchy with months of calls -------------------------------------------------------
+
+
+def _hierarchy_links(html: str) -> list[str]:
+    """The titles of the date hierarchy's links (years, months or days), in page order."""
+    nav = re.search(r'<nav class="toplinks">(.*?)</nav>', html, re.S)
+    return re.findall(r'<a href="[^"]*">([^<&]+)</a>', nav.group(1)) if nav else []
+
+
+@pytest.mark.parametrize("page,field", [("calls/call", "started_at"), ("billing/ledgerentry", "created_at")])
+def test_the_date_hierarchy_finds_the_months_without_reading_every_row(staff, make_call, page, field):
+    """Django listed them with a SELECT DISTINCT of every row's date truncated to the month: the whole table
+    read on the list's first page (0.2-0.3 s for 50,000 calls on SQLite, growing with the months kept)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    utc = dt.timezone.utc
+    for at in (dt.datetime(2026, 10, 3, 9, tzinfo=utc), dt.datetime(2026, 10, 17, 23, 30, tzinfo=utc),
+               dt.datetime(2026, 12, 5, 12, tzinfo=utc)):
+        call = make_call(started_at=at, verdict="billable", revenue=Decimal("45.00"), payout=Decimal("20.00"))
+        post_charge(call, "USD", created_at=at)
+
+    url = reverse(f"admin:{page.replace('/', '_')}_changelist")
+    with CaptureQueriesContext(connection) as queries:
+        months = staff.get(url)
+    read = [q["sql"] for q in queries.captured_queries]  # before the next request empties Django's log
+    days = staff.get(url, {f"{field}__year": "2026", f"{field}__month": "10"})  # Django's: the month's rows
+
+    assert months.status_code == days.status_code == 200
+    assert _hierarchy_links(months.content.decode()) == ["October 2026", "December 2026"]
+    assert _hierarchy_links(days.content.decode()) == ["October 3", "October 17"]
+    whole_table = [sql for sql in read if "DISTINCT" in sql and field in sql]
+    assert read and not whole_table, whole_table
 
 
 # ---- hand-made filters out of the calendar: a bad lookup (redirect with ?e=1), never a 500 --------------

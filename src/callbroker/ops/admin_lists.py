@@ -8,21 +8,110 @@ end of that year or month — ``ValueError: year 10000 is out of range``, ``Over
 hand-made URL. :class:`ChangeList` compiles the query while the filters are applied, so both are answered
 like any other bad lookup. Every ModelAdmin of ours uses it through :class:`SafeChangeListMixin`, and so
 do Django's user and group admins, registered again with it in ``ops/admin.py``.
+
+The same change list gives the date hierarchy of the calls and the ledger (the years or months above the
+list, each a link) without reading every row. Django lists them with ``SELECT DISTINCT`` of every row's date
+truncated to the year or month: the whole table read on every page that shows no day or month yet, the
+first page of the list included (on SQLite, which truncates each row's time in Python, 0.2-0.3 s for 50,000
+calls; on PostgreSQL 0.1 s for 200,000; growing with the months kept). :class:`DatesByProbe` asks instead,
+for each year or month between the first and the last date of the list, whether one row falls in it: all in
+one query, each ``EXISTS`` a range of the date's index, stopping at its first row (or going on over the rows
+a filter leaves out). The links shown are the same. The days of a month are still Django's query: it
+reads that month's rows only. Lists whose date leads no index (attempts, events: none on purpose, one more
+B-tree per webhook) keep Django's query too: without an index, the probe of a month with no rows would read
+the whole table.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views import main
 from django.core.exceptions import EmptyResultSet
-from django.db.models import QuerySet
+from django.db.models import DateTimeField, Exists, QuerySet, UniqueConstraint
 from django.http import HttpRequest
+from django.utils import timezone
+
+#: Beyond this many years between a list's first and last date, Django's own query (one read of the table) is
+#: asked instead of so many probes (a list's months are at most 12).
+MOST_PROBES = 40
+
+
+def _periods(first: dt.datetime, last: dt.datetime, kind: str) -> list[dt.datetime]:
+    """The start of each year or month from ``first``'s to ``last``'s (naive, local times)."""
+    if kind == "year":
+        return [dt.datetime(year, 1, 1) for year in range(first.year, last.year + 1)]
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    return [dt.datetime(first.year + (first.month - 1 + i) // 12, (first.month - 1 + i) % 12 + 1, 1)
+            for i in range(max(count, 0))]
+
+
+def _next_period(start: dt.datetime, kind: str) -> dt.datetime:
+    if kind == "year":
+        return start.replace(year=start.year + 1)
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+
+
+def leads_an_index(model: type, name: str) -> bool:
+    """Whether a plain index (or unique key) of ``model``'s table starts with the column of field ``name``."""
+    field = model._meta.get_field(name)
+    if field.db_index or field.unique:
+        return True
+    leading = [index.fields[0] for index in model._meta.indexes if index.fields and index.condition is None]
+    leading += [constraint.fields[0] for constraint in model._meta.constraints
+                if isinstance(constraint, UniqueConstraint) and constraint.fields and constraint.condition is None]
+    return any(first.lstrip("-") == name for first in leading)
+
+
+class DatesByProbe(QuerySet):
+    """A list's query whose ``datetimes()`` (what the date hierarchy asks) looks for a row in each year or
+    month between the first and the last date instead of truncating every row's date (see the module
+    docstring). Same answer as Django's: the periods holding at least one row, as aware datetimes of the
+    current time zone, in ascending order. Only for a date that leads an index (:func:`leads_an_index`)."""
+
+    def datetimes(self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None) -> Any:
+        if kind not in ("year", "month") or order != "ASC" or tzinfo is not None:
+            return super().datetimes(field_name, kind, order, tzinfo)
+        dated = self.filter(**{f"{field_name}__isnull": False})
+        first = dated.order_by(field_name).values_list(field_name, flat=True).first()  # the index's ends
+        if first is None:
+            return []
+        last = dated.order_by(f"-{field_name}").values_list(field_name, flat=True).first()
+        zone = timezone.get_current_timezone()
+        first, last = (timezone.localtime(value, zone).replace(tzinfo=None) for value in (first, last))
+        try:
+            periods = [(start, _next_period(start, kind)) for start in _periods(first, last, kind)]
+        except (ValueError, OverflowError):  # a date in the calendar's last year (9999): no period after it
+            periods = []
+        if not periods or len(periods) > MOST_PROBES:
+            return super().datetimes(field_name, kind, order, tzinfo)
+        starts = [timezone.make_aware(start, zone) for start, _ in periods]
+        # One query: a row of the table (there is one: ``first``), with one EXISTS per period.
+        probes = {f"in_{number}": Exists(dated.filter(**{f"{field_name}__gte": since,
+                                                          f"{field_name}__lt": timezone.make_aware(end, zone)}))
+                  for number, (since, (_, end)) in enumerate(zip(starts, periods))}
+        held = self.model._base_manager.order_by().annotate(**probes).values(*probes)[:1].get()
+        return [since for number, since in enumerate(starts) if held[f"in_{number}"]]
+
+
+_PROBING: dict[type, type] = {}
+
+
+def dates_by_probe(queryset: QuerySet) -> QuerySet:
+    """``queryset`` (a copy), its class given :class:`DatesByProbe`'s ``datetimes()``; its rows the same."""
+    cls = type(queryset)
+    if not issubclass(cls, DatesByProbe):
+        cls = _PROBING.setdefault(cls, type(f"DatesByProbe{cls.__name__}", (DatesByProbe, cls), {}))
+    queryset = queryset.all()
+    queryset.__class__ = cls
+    return queryset
 
 
 class ChangeList(main.ChangeList):
-    """Django's change list, whose query is compiled before the page renders (see the module docstring)."""
+    """Django's change list, whose query is compiled before the page renders, and whose date hierarchy reads
+    no whole table where its date is indexed (see the module docstring)."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
         try:
@@ -33,6 +122,10 @@ class ChangeList(main.ChangeList):
                 pass
         except (ValueError, OverflowError) as exc:
             raise IncorrectLookupParameters(exc) from exc
+        if self.date_hierarchy and "__" not in self.date_hierarchy \
+                and isinstance(self.model._meta.get_field(self.date_hierarchy), DateTimeField) \
+                and leads_an_index(self.model, self.date_hierarchy):
+            queryset = dates_by_probe(queryset)
         return queryset
 
 
