@@ -572,3 +572,36 @@ def test_clearing_the_auto_pause_counts_only_the_targets_still_paused(admin_clie
     assert [str(message) for message in response.context["messages"]] == [
         "Cleared the automatic pause of 1 target(s)."]
     assert not m.TargetState.objects.exclude(pause_reason="").exists()  # the ended one's reason tidied too
+
+
+def test_a_buyers_page_reads_the_same_number_of_queries_for_3_targets_as_for_30(admin_client, load):
+    """Each target row read the list of campaigns again and loaded its buyer: two queries per target."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def buyer_with(count: int) -> m.Buyer:
+        load({"version": 1,
+              "campaigns": [{"key": f"c{i}", "name": f"Campaign {i}", "fallback": {"kind": "message",
+                                                                                "message": "Sorry."}}
+                            for i in range(3)],
+              "buyers": [{"key": f"b{count}", "name": f"Buyer of {count}", "targets": [
+                  {"key": f"b{count}-{i:03}", "campaign": f"c{i % 3}", "number": f"+1512{5 + count % 4}55{i:04}"}
+                  for i in range(count)]}]}, prune=False)
+        return m.Buyer.objects.get(key=f"b{count}")
+
+    few, many = buyer_with(3), buyer_with(30)
+    admin_client.get(reverse("admin:network_buyer_change", args=[few.pk]))  # the session, content types
+    counted = {}
+    for buyer in (few, many):
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(reverse("admin:network_buyer_change", args=[buyer.pk]))
+        assert response.status_code == 200
+        counted[buyer.key] = len(queries.captured_queries)
+        formset = response.context["inline_admin_formsets"][0].formset
+        for form in formset.forms:  # each row still shows its own campaign chosen
+            html = str(form["campaign"])
+            assert f'<option value="{form.instance.campaign_id}" selected>' in html, html[:300]
+            assert html.count("<option") == 4  # the three campaigns and the empty choice
+
+    assert counted["b30"] == counted["b3"], counted
+
