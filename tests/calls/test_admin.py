@@ -375,6 +375,33 @@ def test_the_date_hierarchy_finds_the_months_without_reading_every_row(staff, ma
     assert read and not whole_table, whole_table
 
 
+# ---- the attempts list with months of calls -------------------------------------------------------------
+
+
+def test_the_attempts_list_reads_its_page_along_an_index_the_calls_recorded_last_first(staff, make_call):
+    """It sorted every attempt, with its call, target and buyer, by its call's start time on every page."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    start = dt.datetime(2026, 11, 27, 14, tzinfo=dt.timezone.utc)
+    calls = [make_call(started_at=start + dt.timedelta(minutes=n), attempts=[
+        {"target": None, "result": "no-answer"}, {"target": None, "result": "no-answer"}]) for n in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        response = staff.get(reverse("admin:calls_callattempt_changelist"))
+
+    assert response.status_code == 200
+    shown = [(attempt.call_id, attempt.sequence) for attempt in response.context["cl"].result_list]
+    assert shown == [(call.pk, sequence) for call in reversed(calls) for sequence in (1, 2)]
+    page = [q["sql"] for q in queries.captured_queries
+            if q["sql"].startswith('SELECT "calls_callattempt"."id"') and " ORDER BY " in q["sql"]]
+    assert len(page) == 1, page
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + page[0])
+        plan = [row[-1] for row in cursor.fetchall()]
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan  # not every attempt sorted (a ring's few may be)
+
+
 # ---- hand-made filters out of the calendar: a bad lookup (redirect with ?e=1), never a 500 --------------
 
 
