@@ -605,3 +605,21 @@ def test_a_buyers_page_reads_the_same_number_of_queries_for_3_targets_as_for_30(
 
     assert counted["b30"] == counted["b3"], counted
 
+
+@pytest.mark.parametrize("query", [{"target__campaign__id__exact": "CAMPAIGN"}, {"q": "acme"}])
+def test_a_filtered_page_of_cap_counters_does_not_count_every_counter(admin_client, demo, query):
+    """The counters are kept for good, a row per target and hour: the whole table was counted on every
+    filtered or searched page, for the "N of M" beside the search box."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign = m.Target.objects.get(key="acme-austin-central").campaign_id
+    query = {name: str(campaign) if value == "CAMPAIGN" else value for name, value in query.items()}
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(reverse("admin:network_targetusage_changelist"), query)
+
+    assert response.status_code == 200
+    assert "D20261127" in response.content.decode()  # the demo's counter found
+    counts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+    assert counts and all(" WHERE " in sql for sql in counts), counts
+

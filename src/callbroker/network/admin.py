@@ -517,12 +517,18 @@ class TargetStateAdmin(SafeChangeListMixin, admin.ModelAdmin):
 
 @admin.register(m.TargetUsage)
 class TargetUsageAdmin(SafeChangeListMixin, admin.ModelAdmin):
-    """Cap counters, read-only."""
+    """Cap counters, read-only.
+
+    One row per target and hour, day and month it took calls, kept for good: the table grows by a row per
+    target and hour, hundreds of thousands in a few months. So a filtered or searched page doesn't count the
+    whole table too (Django's "N of M" beside the search box): it counted every row on each such page.
+    """
 
     list_display = ("target", "period", "count")
     list_select_related = ("target__buyer",)
     list_filter = ("target__campaign",)
     search_fields = ("target__name", "target__key", "period")
+    show_full_result_count = False  # no COUNT(*) over every counter on each filtered page
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
