@@ -994,6 +994,150 @@ def crossed_rings(first: str) -> dict:
     return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls, "active": active}
 
 
+def refused_then_crossed() -> dict:
+    """On the e2e plumbing campaign (SQL counters), Line B given an hourly cap of 2: call "ab", a new caller
+    from 78701, rings Line A (its ring: A, B, C); then a new call "ba" from a caller who reached Line B
+    yesterday (sticky, its ring: B, A, C) is handled while the Dial action of "ab"'s first leg (no answer) is.
+    Between "ba"'s routing and its reservation, another call takes Line B's last unit of the hour (a
+    connection of its own, committed): "ba"'s reservation of Line B is refused for the cap. Its webhook then
+    pauses, as the reservation left Line B's rows, until the Dial action's connection waits for a lock
+    (``pg_locks``) or is done, and goes on to Line A. Returns the transactions run again (and why), what each
+    raised, the waits that ended without their event, whether the Dial action waited for a lock, each
+    call's ring and the lines its legs rang (with the slots held), where the rings go against target order,
+    and Lines A, B and C's slots taken and Line B's units of the hour."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network import live
+    from callbroker.network.models import Target, TargetState, TargetUsage
+    from callbroker.network.signals import bump_network_version
+
+    cap = 2
+    Target.objects.filter(key="pipes-b").update(hourly_cap=cap)
+    bump_network_version()
+    keys = dict(Target.objects.values_list("id", "key"))
+    ids = {key: target_id for target_id, key in keys.items()}
+    sids = {"ab": "CA" + os.urandom(16).hex(), "ba": "CA" + os.urandom(16).hex()}
+    sticky = "CA" + os.urandom(16).hex()  # the "ba" caller's call yesterday, bridged on Line B
+    callers = {"ab": "+17375550193", "ba": "+17375550194"}
+    retries = _RetriesLogged("callbroker.calls.services")
+    raised: dict[str, str] = {}
+    in_vain: list[str] = []
+    refused_holds, dial_ready, dial_done = threading.Event(), threading.Event(), threading.Event()
+    dial_pid: list[int] = []
+    dial_waited: list[bool] = []
+    reserve = live.SQL.reserve
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def last_unit_taken_elsewhere(target_id: int, period: str) -> None:
+        def take() -> None:
+            try:
+                with connection.cursor() as cursor:  # this thread's own connection, autocommit
+                    cursor.execute(f"INSERT INTO {live.USAGE} (target_id, period, count) VALUES (%s, %s, %s) "
+                                   f"ON CONFLICT (target_id, period) DO UPDATE SET count = EXCLUDED.count",
+                                   [target_id, period, cap])
+            finally:
+                connection.close()
+
+        elsewhere = threading.Thread(target=take)
+        elsewhere.start()
+        elsewhere.join()
+
+    def refused_then_paused(target, tz_name, now, slot=""):
+        pausing = (threading.current_thread().name == "inbound" and target.id == ids["pipes-b"]
+                   and not refused_holds.is_set())
+        if pausing:
+            last_unit_taken_elsewhere(target.id, live.period_keys(now, tz_name)[0])
+        refused = reserve(target, tz_name, now, slot)
+        if not pausing:
+            return refused
+        refused_holds.set()
+        wait(dial_ready, "the Dial action's connection")
+        given_up = time.monotonic() + 60
+        with connection.cursor() as cursor:
+            while not dial_done.is_set() and time.monotonic() < given_up:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", dial_pid)
+                if cursor.fetchone()[0]:
+                    dial_waited.append(True)
+                    return refused  # the Dial action waits for a lock: go on to the next target
+                time.sleep(0.01)
+        if not dial_done.is_set():
+            in_vain.append("the Dial action waiting for a lock or done")
+        return refused
+
+    def inbound(sid: str, caller: str, at: dt.datetime) -> None:
+        call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
+                           from_zip="78701", from_state="TX")
+        _deliver(sid, "voice", lambda: services.start_call(call, at))
+
+    def run(label: str) -> None:
+        name = threading.current_thread().name
+        try:
+            if name == "dial":
+                connection.ensure_connection()
+                dial_pid.append(connection.connection.info.backend_pid)
+                dial_ready.set()
+                wait(refused_holds, "the inbound webhook refused on Line B")
+                missed = DialOutcome("no-answer", False, 0, "CA" + "e" * 32)
+                _deliver(sids[label], "dial:1", lambda: services.dial_finished(sids[label], 1, missed))
+            else:
+                inbound(sids[label], callers[label], timezone.now())
+        except Exception as exc:  # noqa: BLE001
+            raised[label] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            if name == "dial":
+                dial_done.set()
+            else:
+                refused_holds.set()
+            connection.close()
+
+    now = timezone.now()
+    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+        yesterday = now - dt.timedelta(hours=20)
+        inbound(sticky, callers["ba"], yesterday)  # rings Line A: no answer; then Line B: talked
+        _deliver(sticky, "dial:1", lambda: services.dial_finished(
+            sticky, 1, DialOutcome("no-answer", False, 0, "CA" + "a" * 32), yesterday))
+        _deliver(sticky, "dial:2", lambda: services.dial_finished(
+            sticky, 2, DialOutcome("completed", True, 120, "CA" + "b" * 32), yesterday))
+        _deliver(sticky, "status:completed:",
+                 lambda: services.call_status(sticky, StatusUpdate("completed", 180), yesterday))
+        inbound(sids["ab"], callers["ab"], now)
+        retried = retries.start()
+        live.SQL.reserve = refused_then_paused
+        try:
+            _start_and_join([threading.Thread(target=run, args=("ba",), name="inbound"),
+                             threading.Thread(target=run, args=("ab",), name="dial")])
+        finally:
+            del live.SQL.reserve
+            retries.stop()
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
+        ring = call.decision["ring"]
+        calls[label] = {"ring": [keys[t] for t in ring],
+                        "against_target_order": any(b < a for a, b in zip(ring, ring[1:], strict=False)),
+                        "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
+                        "lines": [keys[a.target_id] for a in attempts],
+                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
+    active = dict(TargetState.objects.filter(target__key__in=["pipes-a", "pipes-b", "pipes-c"])
+                  .values_list("target__key", "active_calls"))
+    units = sorted(TargetUsage.objects.filter(target__key="pipes-b", period__startswith="H")
+                   .values_list("count", flat=True))
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "dial_waited": bool(dial_waited),
+            "calls": calls, "active": active, "line_b_hour_units": units}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -1314,7 +1458,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "replayed_status_beside_a_final_status": replayed_status_beside_a_final_status,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
-           "crossed_rings": crossed_rings, "outcomes_at_once": outcomes_at_once}
+           "crossed_rings": crossed_rings, "refused_then_crossed": refused_then_crossed,
+           "outcomes_at_once": outcomes_at_once}
 
 
 def main() -> None:

@@ -723,7 +723,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         _protect_from_missed_calls(info, campaign, now)
     if over:
         return (s.Hangup(),)
-    return _dial_next(call, campaign, snap, now)
+    return _dial_next(call, campaign, snap, now, ring_locked=True)
 
 
 def record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
@@ -1346,7 +1346,15 @@ def _names_of(names: dict[str, str], target_ids: Iterable[int]) -> dict[str, str
     return {key: names[key] for key in map(str, target_ids) if key in names}
 
 
-def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime) -> tuple[s.Step, ...]:
+def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: dt.datetime, *,
+               ring_locked: bool = False) -> tuple[s.Step, ...]:
+    """Take the slot of the next target of the ring that can take the call and dial it, else the fallback.
+
+    ``ring_locked``: the rows of every target left in the ring are locked already, in target order (a Dial
+    action, ``live.lock_targets_in_order``). Otherwise (the inbound webhook, an IVR answer) a reservation that
+    a target further down the ring, before it in target order, may follow lets go of the rows its refusal
+    locked (``live.reserve``): the rows this transaction holds are then always locked in target order.
+    """
     ring = (call.decision or {}).get("ring", [])
     while call.ring_position < len(ring):
         target_id = ring[call.ring_position]
@@ -1362,7 +1370,8 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         at = max(now, timezone.now())
         if refused is None:
             slot = live.slot_name(call.call_sid, call.ring_position)
-            refused = live.reserve(info.core, info.timezone, at, slot)
+            out_of_order_next = not ring_locked and any(later < target_id for later in ring[call.ring_position:])
+            refused = live.reserve(info.core, info.timezone, at, slot, let_go_if_refused=out_of_order_next)
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])
             continue

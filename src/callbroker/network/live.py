@@ -143,12 +143,37 @@ def auto_paused(target_ids: Iterable[int], now: dt.datetime) -> set[int]:
     return paused.intersection(target_ids) if paused else paused
 
 
-def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
+def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
+            let_go_if_refused: bool = False) -> Exclusion | None:
     """Take a concurrency slot and one call of each cap, all or nothing. Call inside a transaction.
 
     ``slot``: the slot's name (:func:`slot_name` of the attempt that will hold it), given back by name.
+
+    ``let_go_if_refused``: when refused, the caller goes on in the same transaction to a target that comes
+    before this one in target order, whose row it has not locked yet (the inbound webhook or an IVR answer
+    going down its ring). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL (its
+    slot taken then given back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the usage
+    row even when its ``WHERE`` is false), and held while the next target's row was waited for they made a
+    deadlock with a Dial action that locks both rows in target order. With SQL counters on PostgreSQL the
+    reservation is then taken under a savepoint, rolled back when refused, which lets go of those rows. Two
+    statements more, so only there (docs/database.md, the order of the locks).
     """
+    if let_go_if_refused and connection.vendor == "postgresql" and connection.in_atomic_block:
+        if _backend().name == "sql":
+            return _counted("reserve", lambda backend: _reserve_or_let_go(backend, target, tz_name, now, slot))
     return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now, slot))
+
+
+def _reserve_or_let_go(backend: Backend, target: Target, tz_name: str, now: dt.datetime,
+                       slot: str) -> Exclusion | None:
+    """``backend.reserve`` under a savepoint, rolled back when refused: the row locks the refusal took go
+    with it (see :func:`reserve`)."""
+    savepoint = transaction.savepoint()
+    refused = backend.reserve(target, tz_name, now, slot)
+    if refused is not None:
+        transaction.savepoint_rollback(savepoint)
+    transaction.savepoint_commit(savepoint)
+    return refused
 
 
 def release(target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,

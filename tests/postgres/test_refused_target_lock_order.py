@@ -1,0 +1,39 @@
+"""On PostgreSQL with SQL counters, an inbound call refused by a target whose cap was just reached and a Dial
+action whose ring crosses its own don't deadlock.
+
+Given the e2e plumbing campaign, Line B with an hourly cap, a call ringing Line A (its ring: A, B, C) and a
+new call from a caller who reached Line B yesterday (sticky: its ring B, A, C, against target order), when
+another call takes Line B's last unit of the hour between the new call's routing and its reservation (the
+reservation refused for the cap) and the first call's leg on Line A goes unanswered, its Dial action handled
+while the inbound webhook holds what the refused reservation left and before it goes on to Line A, then
+neither waits for the other in a cycle: no transaction is stopped by PostgreSQL and run again, the new call
+rings Line A, the first call rings Line C (Line B refused for its cap), and Line B counts no more units than
+its cap.
+
+Until the fix the refused reservation kept Line B's rows locked until the commit (its slot taken then given
+back on the state row, the usage row locked by ``INSERT … ON CONFLICT DO UPDATE … WHERE`` although its
+``WHERE`` was false) while the inbound webhook waited for Line A's row, held by the Dial action, which had
+locked its ring's rows in target order (A, then B): a deadlock, one of them stopped by PostgreSQL after a
+second and run again. A reservation that a lock out of target order may follow (a target after it in the
+ring comes before it in target order) is now taken under a savepoint, rolled back when it is refused, which
+releases those rows (docs/database.md, the order of the locks).
+"""
+
+from __future__ import annotations
+
+
+def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadlock(fresh_pg):
+    found = fresh_pg.probe("refused_then_crossed")
+    assert found["in_vain"] == [], found  # the two met as meant
+    assert found["dial_waited"], found  # the Dial action waited for a row the inbound webhook held
+    assert (found["calls"]["ba"]["ring"][:2], found["calls"]["ba"]["against_target_order"]) == (
+        ["pipes-b", "pipes-a"], True), found
+    assert found["retried"] == [], found
+    assert found["raised"] == {}, found
+    assert found["calls"]["ba"] == {**found["calls"]["ba"], "refused_at_dial": [["pipes-b", "hourly_cap"]],
+                                    "lines": ["pipes-a"], "results": ["ringing"], "slots_held": [True]}, found
+    assert found["calls"]["ab"] == {**found["calls"]["ab"], "refused_at_dial": [["pipes-b", "hourly_cap"]],
+                                    "lines": ["pipes-a", "pipes-c"], "results": ["no-answer", "ringing"],
+                                    "slots_held": [False, True]}, found
+    assert found["active"] == {"pipes-a": 1, "pipes-b": 0, "pipes-c": 1}, found
+    assert found["line_b_hour_units"] == [2], found
