@@ -886,15 +886,17 @@ def late_status_beside_a_verdict() -> dict:
             "closed_verdict": closed.verdict, "ledger": [str(m) for m in check_ledger().mismatches]}
 
 
-def crossed_rings(first: str) -> dict:
-    """Two calls on the e2e plumbing campaign (SQL counters) whose rings cross: call "ab", a new caller from
-    78701, rings Line A then Line B; call "ba", from a caller who reached Line B yesterday (sticky), rings
-    Line B then Line A. Both first legs go unanswered and both Dial actions are handled at the same moment:
-    the ``first`` one ("ab" or "ba") gives its line's slot back and goes on only once the other's
-    connection waits for a lock (``pg_locks``), so that each has taken its first lock before it asks for
-    the other's. Returns the transactions run again (and why), what each raised, the waits that ended
-    without their event, each call's ring as decided and the lines its legs rang (with the slots still
-    held), and Lines A and B's slots taken."""
+def crossed_rings(first: str, counters: str = "sql") -> dict:
+    """Two calls on the e2e plumbing campaign (SQL counters; with ``counters="database"`` Redis counters with
+    Redis unreachable, every limit counted in the database, as on nodes that all lost Redis) whose rings
+    cross: call "ab", a new caller from 78701, rings Line A then Line B; call "ba", from a caller who reached
+    Line B yesterday (sticky), rings Line B then Line A. Both first legs go unanswered and both Dial actions
+    are handled at the same moment: the ``first`` one ("ab" or "ba") gives its line's slot back and goes on
+    only once the other's connection waits for a lock (``pg_locks``), so that each has taken its first lock
+    before it asks for the other's. Returns the transactions run again (and why), what each raised, the
+    waits that ended without their event, each call's ring as decided, where its limits were counted and
+    the lines its legs rang (with the slots still held), Lines A and B's slots taken (SQL counters) and
+    which of them are marked counted without Redis."""
     import threading
     import time
 
@@ -957,7 +959,14 @@ def crossed_rings(first: str) -> dict:
             connection.close()
 
     now = timezone.now()
-    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+    backend = {"sql": {"REDIS_URL": "", "COUNTERS_BACKEND": "sql"},
+               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"}}[counters]
+    with override_settings(**backend):
+        if counters == "database":
+            from callbroker.network import live
+
+            live.current_backend()._retry_at = time.monotonic() + 3600  # Redis failed a moment ago: never tried
+
         def inbound(sid: str, caller: str, at: dt.datetime) -> None:
             call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
                                from_zip="78701", from_state="TX")
@@ -986,12 +995,16 @@ def crossed_rings(first: str) -> dict:
     for label, sid in sids.items():
         call = Call.objects.get(call_sid=sid)
         attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
-        calls[label] = {"ring": [keys[t] for t in call.decision["ring"]],
+        calls[label] = {"ring": [keys[t] for t in call.decision["ring"]], "limits": call.decision.get("limits"),
                         "lines": [keys[a.target_id] for a in attempts],
                         "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
     active = dict(TargetState.objects.filter(target__key__in=["pipes-a", "pipes-b"])
                   .values_list("target__key", "active_calls"))
-    return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls, "active": active}
+    marked = sorted(TargetState.objects.filter(target__key__in=["pipes-a", "pipes-b"],
+                                               counted_without_redis_at__isnull=False)
+                    .values_list("target__key", flat=True))
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "calls": calls, "active": active,
+            "marked": marked}
 
 
 def refused_then_crossed() -> dict:

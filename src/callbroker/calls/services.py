@@ -712,9 +712,10 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     # add an attempt the carrier never places (its final status follows).
     over = call.stage == CallStage.ENDED or outcome.status == "canceled" or outcome.caller_gone
     if not over:
-        # PostgreSQL, SQL counters: this target's row and those of the targets the call may take next, in
-        # target order, before the slot goes back: a Dial action whose ring crosses this one's waits here
-        # rather than in a deadlock (docs/database.md, the order of the locks).
+        # PostgreSQL, SQL counters (or Redis counters counted in the database, Redis unreachable: their limits
+        # locks first): this target's row and those of the targets the call may take next, in target order,
+        # before the slot goes back: a Dial action whose ring crosses this one's waits here rather than in a
+        # deadlock (docs/database.md, the order of the locks).
         live.lock_targets_in_order([attempt.target_id, *(call.decision or {}).get("ring", [])[call.ring_position:]])
     release_attempt(call, attempt, info, undo_usage=True)
     if dialled_degraded:

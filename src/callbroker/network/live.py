@@ -206,12 +206,26 @@ def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
     order, the second waits for the first before it holds anything the first needs. Every target left in
     the ring is locked, not the next one only: the next may be refused (closed, paused, full) and a later
     one taken. With Redis counters the slots are outside the rows (a release after the commit, a
-    reservation in Redis), so nothing is locked here; on SQLite the writers take turns already.
+    reservation in Redis), so nothing is locked here while Redis answers; on SQLite the writers take turns
+    already.
+
+    With Redis counters on a process counting in the database (Redis unreachable) the same two Dial
+    actions deadlocked the same way: each marked the line it gave back (its state row), then took the next
+    line's limits lock and marked that one. There the targets' limits locks are taken first, exclusive, in
+    target order, then their rows: a reservation through Redis on another node takes a target's limits lock
+    (shared) before its row, so the limits locks must come first here too.
     """
-    if connection.vendor != "postgresql" or _backend().name != "sql":
+    if connection.vendor != "postgresql":
+        return
+    backend = _backend()
+    without_redis = isinstance(backend, RedisBackend) and backend.counting_in_database
+    if backend.name != "sql" and not without_redis:
         return
     ids = sorted({target_id for target_id in target_ids if target_id is not None})
     if len(ids) > 1:
+        if without_redis:  # one lock after the other, in the array's order
+            db.fetchall("SELECT pg_advisory_xact_lock(%s, target_id) FROM unnest(%s::integer[]) AS target_id",
+                        [LIMITS_LOCK_SPACE, ids])
         db.fetchall(f"SELECT target_id FROM {STATE} WHERE target_id = ANY(%s) ORDER BY target_id FOR UPDATE",
                     [ids])
 
