@@ -1007,7 +1007,7 @@ def crossed_rings(first: str, counters: str = "sql") -> dict:
             "marked": marked}
 
 
-def refused_then_crossed() -> dict:
+def refused_then_crossed(counters: str = "sql") -> dict:
     """On the e2e plumbing campaign (SQL counters), Line B given an hourly cap of 2: call "ab", a new caller
     from 78701, rings Line A (its ring: A, B, C); then a new call "ba" from a caller who reached Line B
     yesterday (sticky, its ring: B, A, C) is handled while the Dial action of "ab"'s first leg (no answer) is.
@@ -1017,7 +1017,9 @@ def refused_then_crossed() -> dict:
     (``pg_locks``) or is done, and goes on to Line A. Returns the transactions run again (and why), what each
     raised, the waits that ended without their event, whether the Dial action waited for a lock, each
     call's ring and the lines its legs rang (with the slots held), where the rings go against target order,
-    and Lines A, B and C's slots taken and Line B's units of the hour."""
+    and Lines A, B and C's slots taken and Line B's units of the hour. With ``counters="database"``: Redis
+    counters with Redis unreachable, every limit counted in the database (the last unit taken elsewhere is
+    then a call attempt on Line B)."""
     import threading
     import time
 
@@ -1046,8 +1048,6 @@ def refused_then_crossed() -> dict:
     refused_holds, dial_ready, dial_done = threading.Event(), threading.Event(), threading.Event()
     dial_pid: list[int] = []
     dial_waited: list[bool] = []
-    reserve = live.SQL.reserve
-
     def wait(event: threading.Event, what: str) -> None:
         if not event.wait(60):  # never reached when the two meet as meant: the result tells
             in_vain.append(what)
@@ -1055,6 +1055,15 @@ def refused_then_crossed() -> dict:
     def last_unit_taken_elsewhere(target_id: int, period: str) -> None:
         def take() -> None:
             try:
+                if counters == "database":  # the hour's calls on Line B, in progress
+                    line = Target.objects.get(pk=target_id)
+                    for n in range(cap):
+                        other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
+                                                    started_at=timezone.now())
+                        CallAttempt.objects.create(call=other, sequence=1, target_id=target_id,
+                                                   buyer_id=line.buyer_id, number=line.number,
+                                                   started_at=other.started_at)
+                    return
                 with connection.cursor() as cursor:  # this thread's own connection, autocommit
                     cursor.execute(f"INSERT INTO {live.USAGE} (target_id, period, count) VALUES (%s, %s, %s) "
                                    f"ON CONFLICT (target_id, period) DO UPDATE SET count = EXCLUDED.count",
@@ -1071,7 +1080,7 @@ def refused_then_crossed() -> dict:
                    and not refused_holds.is_set())
         if pausing:
             last_unit_taken_elsewhere(target.id, live.period_keys(now, tz_name)[0])
-        refused = reserve(target, tz_name, now, slot)
+        refused = reserve(target, tz_name, now, slot) if counters == "sql" else reserve(target, tz_name, now)
         if not pausing:
             return refused
         refused_holds.set()
@@ -1115,7 +1124,15 @@ def refused_then_crossed() -> dict:
             connection.close()
 
     now = timezone.now()
-    with override_settings(REDIS_URL="", COUNTERS_BACKEND="sql"):
+    backend = {"sql": {"REDIS_URL": "", "COUNTERS_BACKEND": "sql"},
+               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"}}[counters]
+    with override_settings(**backend):
+        # Where the reservation is counted: the SQL backend's statements, or the attempts in the database
+        # (Redis unreachable, tried again in an hour only).
+        if counters == "database":
+            live.current_backend()._retry_at = time.monotonic() + 3600
+        counting, method = (live.SQL, "reserve") if counters == "sql" else (live, "reserve_in_database")
+        reserve = getattr(counting, method)
         yesterday = now - dt.timedelta(hours=20)
         inbound(sticky, callers["ba"], yesterday)  # rings Line A: no answer; then Line B: talked
         _deliver(sticky, "dial:1", lambda: services.dial_finished(
@@ -1126,19 +1143,19 @@ def refused_then_crossed() -> dict:
                  lambda: services.call_status(sticky, StatusUpdate("completed", 180), yesterday))
         inbound(sids["ab"], callers["ab"], now)
         retried = retries.start()
-        live.SQL.reserve = refused_then_paused
+        setattr(counting, method, refused_then_paused)
         try:
             _start_and_join([threading.Thread(target=run, args=("ba",), name="inbound"),
                              threading.Thread(target=run, args=("ab",), name="dial")])
         finally:
-            del live.SQL.reserve
+            setattr(counting, method, reserve)
             retries.stop()
     calls = {}
     for label, sid in sids.items():
         call = Call.objects.get(call_sid=sid)
         attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
         ring = call.decision["ring"]
-        calls[label] = {"ring": [keys[t] for t in ring],
+        calls[label] = {"ring": [keys[t] for t in ring], "limits": call.decision.get("limits"),
                         "against_target_order": any(b < a for a, b in zip(ring, ring[1:], strict=False)),
                         "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
                         "lines": [keys[a.target_id] for a in attempts],

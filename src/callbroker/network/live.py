@@ -151,25 +151,34 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
 
     ``let_go_if_refused``: when refused, the caller goes on in the same transaction to a target that comes
     before this one in target order, whose row it has not locked yet (the inbound webhook or an IVR answer
-    going down its ring). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL (its
-    slot taken then given back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the usage
-    row even when its ``WHERE`` is false), and held while the next target's row was waited for they made a
-    deadlock with a Dial action that locks both rows in target order. With SQL counters on PostgreSQL the
-    reservation is then taken under a savepoint, rolled back when refused, which lets go of those rows. Two
-    statements more, so only there (docs/database.md, the order of the locks).
+    going down its ring). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL
+    (its slot taken then given back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the
+    usage row even when its ``WHERE`` is false), and held while the next target's row was waited for they
+    made a deadlock with a Dial action that locks both rows in target order. With SQL counters on PostgreSQL
+    the reservation is then taken under a savepoint, rolled back when refused, which lets go of those rows.
+    Two statements more, so only there (docs/database.md, the order of the locks).
+
+    The same with Redis counters on a process counting in the database (Redis unreachable, not tried for
+    this reservation): a refusal there keeps the target's limits lock (exclusive) and its row (the mark)
+    otherwise. The mark goes with the savepoint too: a refused reservation changed no slot that Redis would
+    have to count again. Through Redis nothing changes: a reservation is not taken under a savepoint.
     """
     if let_go_if_refused and connection.vendor == "postgresql" and connection.in_atomic_block:
-        if _backend().name == "sql":
-            return _counted("reserve", lambda backend: _reserve_or_let_go(backend, target, tz_name, now, slot))
+        backend = _backend()
+        if backend.name == "sql":
+            return _counted("reserve", lambda sql: _let_go_if_refused(
+                lambda: sql.reserve(target, tz_name, now, slot)))
+        if isinstance(backend, RedisBackend) and backend.counting_in_database:
+            return _counted("reserve", lambda without_redis: _let_go_if_refused(
+                lambda: without_redis.count_in_database(target, tz_name, now)))
     return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now, slot))
 
 
-def _reserve_or_let_go(backend: Backend, target: Target, tz_name: str, now: dt.datetime,
-                       slot: str) -> Exclusion | None:
-    """``backend.reserve`` under a savepoint, rolled back when refused: the row locks the refusal took go
-    with it (see :func:`reserve`)."""
+def _let_go_if_refused(reserving: Callable[[], Exclusion | None]) -> Exclusion | None:
+    """A reservation under a savepoint, rolled back when refused: the locks the refusal took (rows, and a
+    limits lock) go with it (see :func:`reserve`)."""
     savepoint = transaction.savepoint()
-    refused = backend.reserve(target, tz_name, now, slot)
+    refused = reserving()
     if refused is not None:
         transaction.savepoint_rollback(savepoint)
     transaction.savepoint_commit(savepoint)
@@ -709,6 +718,11 @@ class RedisBackend:
                 if refused is None and connection.in_atomic_block:
                     transaction.on_commit(_GiveBackUnlessCommitted(self, target, tz_name, now, slot).committed)
                 return refused
+        return self.count_in_database(target, tz_name, now)
+
+    def count_in_database(self, target: Target, tz_name: str, now: dt.datetime) -> Exclusion | None:
+        """Reserve by counting the target's attempts in the database (:func:`reserve_in_database`), Redis
+        unreachable, and remember it for :func:`last_reserved_in_database`."""
         refused = reserve_in_database(target, tz_name, now)
         self._latest.in_database = True
         return refused
