@@ -1,7 +1,12 @@
-"""`callbroker bench`: prints the performance figures (see docs/benchmarks.md and docs/production.md)."""
+"""`callbroker bench`: prints the performance figures (see docs/benchmarks.md and docs/production.md).
+
+Counts out of range (``--decisions 0``, ``--calls 0``, ``--workers 0`` …) are refused by the option parser,
+as ``run`` and ``sim`` refuse theirs, before any part starts: taken as given, ``--decisions 0`` ended the
+core part in an ``IndexError`` traceback, and the others would start servers to measure nothing."""
 
 from django.core.management.base import BaseCommand, CommandError
 
+from callbroker.arguments import at_least
 from callbroker.ops import bench
 from callbroker.ops.history import NotEnoughSpace
 
@@ -16,33 +21,33 @@ class Command(BaseCommand):
         parser.add_argument("--only", choices=PARTS, action="append",
                             help="Run only these parts (repeatable). Default: core, e2e and wrk; "
                                  "'counters' runs only when asked for.")
-        parser.add_argument("--workers", type=int, default=None, help="Server workers (default: cores).")
-        parser.add_argument("--calls", type=int, default=2000, help="Calls for the end-to-end part.")
-        parser.add_argument("--concurrency", type=int, default=None,
+        parser.add_argument("--workers", type=at_least(1, int), default=None, help="Server workers (default: cores).")
+        parser.add_argument("--calls", type=at_least(1, int), default=2000, help="Calls for the end-to-end part.")
+        parser.add_argument("--concurrency", type=at_least(1, int), default=None,
                             help="Calls in flight in the end-to-end run as fast as the server answers "
                                  f"(default: {bench.CALLS_IN_FLIGHT_PER_WORKER} per worker; (e): 16).")
-        parser.add_argument("--rate", type=float, default=200.0,
+        parser.add_argument("--rate", type=at_least(0), default=200.0,
                             help="Calls started per second in the paced end-to-end run (0: skip it).")
-        parser.add_argument("--decisions", type=int, default=20000, help="Routing decisions for the core part.")
-        parser.add_argument("--seconds", type=int, default=15,
+        parser.add_argument("--decisions", type=at_least(1, int), default=20000, help="Routing decisions for the core part.")
+        parser.add_argument("--seconds", type=at_least(1, int), default=15,
                             help="(c): seconds of wrk on each side (hello world, inbound webhook), split into "
                                  "--wrk-rounds alternating runs.")
-        parser.add_argument("--wrk-rounds", type=int, default=bench.WRK_ROUNDS,
+        parser.add_argument("--wrk-rounds", type=at_least(1, int), default=bench.WRK_ROUNDS,
                             help="(c): alternating runs of each side; the ratio printed is their median.")
-        parser.add_argument("--connections", type=int, default=32, help="wrk connections.")
+        parser.add_argument("--connections", type=at_least(1, int), default=32, help="wrk connections.")
         parser.add_argument("--counter-seconds", type=float, default=5.0,
                             help="Duration of each counters throughput run (per backend).")
-        parser.add_argument("--counter-processes", type=int, default=2, help="Processes hammering the counters.")
-        parser.add_argument("--counter-threads", type=int, default=4, help="Threads per counters process.")
+        parser.add_argument("--counter-processes", type=at_least(1, int), default=2, help="Processes hammering the counters.")
+        parser.add_argument("--counter-threads", type=at_least(1, int), default=4, help="Threads per counters process.")
         parser.add_argument("--database-url", default="",
                             help="counters: a scratch PostgreSQL database to use (migrated, bench targets added) "
                                  "instead of a private server")
         parser.add_argument("--redis-url", default="",
                             help="counters: a scratch Redis to use instead of a private server")
-        parser.add_argument("--nodes", type=int, default=0,
+        parser.add_argument("--nodes", type=at_least(0, int), default=0,
                             help="Run N app nodes on a private PostgreSQL + Redis and drive them together "
                                  "(with --calls, --concurrency, --workers per node); other parts only if --only.")
-        parser.add_argument("--drivers", type=int, default=None,
+        parser.add_argument("--drivers", type=at_least(1, int), default=None,
                             help="Emulator processes placing the end-to-end calls (default: cores).")
         parser.add_argument("--history", type=int, default=0, metavar="CALLS",
                             help="(b) and (c): start each server's database with this many past calls (with their "

@@ -1,0 +1,53 @@
+"""``callbroker bench`` refuses a count out of range in one line naming the option, before any part runs
+(``--decisions 0`` was an ``IndexError`` traceback once the core part had measured nothing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("option", "value", "refusal"), [
+    ("--decisions", "0", "0 is below 1"),
+    ("--calls", "0", "0 is below 1"),
+    ("--workers", "0", "0 is below 1"),
+    ("--concurrency", "0", "0 is below 1"),
+    ("--drivers", "0", "0 is below 1"),
+    ("--seconds", "0", "0 is below 1"),
+    ("--wrk-rounds", "0", "0 is below 1"),
+    ("--connections", "-3", "-3 is below 1"),
+    ("--counter-processes", "0", "0 is below 1"),
+    ("--counter-threads", "0", "0 is below 1"),
+    ("--rate", "-5", "-5 is below 0"),
+    ("--calls", "many", "'many' is not an integer"),
+])
+def test_a_count_out_of_range_is_refused_before_anything_runs(tmp_path, option, value, refusal):
+    """Only the core part is asked for (it starts no server), with few decisions: a value taken as given
+    runs it and ends 0 (or, for ``--decisions 0``, in a traceback), printing its figures."""
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var")}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "callbroker.cli", "bench", "--only", "core", "--decisions", "50",
+                             option, value], env=env, capture_output=True, text=True, timeout=120, check=False,
+                            cwd=REPO)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"callbroker bench: error: argument {option}: {refusal}"
+
+
+def test_a_negative_number_of_nodes_is_refused_by_the_parser():
+    """Read by the parser alone: taken as given, ``--nodes -1`` is true and starts the nodes part (a private
+    PostgreSQL and Redis), which a test has no business starting to show a refusal."""
+    from django.core.management import CommandError
+
+    from callbroker.ops.management.commands.bench import Command
+
+    parser = Command().create_parser("callbroker", "bench")
+    with pytest.raises(CommandError, match=r"argument --nodes: -1 is below 0"):
+        parser.parse_args(["--nodes", "-1"])
+    assert parser.parse_args(["--nodes", "0"]).nodes == 0
