@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -145,7 +146,7 @@ class Command(BaseCommand):
             os._exit(130)
         if reader_gone.is_set():
             raise BrokenPipeError  # the command line ends quietly, as for any command piped into `head`
-        say(f"{done} call{plural} simulated. The data stays in {settings.DATA_DIR}; `callbroker calls list` "
+        say(f"{done} call{plural} simulated. The data stays in {settings.DATA_DIR}; `{own_command()} calls list` "
             "shows them.")
         return None
 
@@ -187,6 +188,19 @@ class Command(BaseCommand):
 #: The AccountSid of the calls ``callbroker run`` places (``sim traffic`` and ``sim call`` use another): the
 #: calls a new run may close as left unfinished by an earlier one.
 RUN_ACCOUNT_SID = "AC" + "0" * 30 + "de"
+
+
+def own_command() -> str:
+    """How to type this program in a shell: ``callbroker`` when that name on ``PATH`` is this program, else
+    the path it was started by. ``make run`` starts ``.venv/bin/callbroker`` without activating the
+    virtualenv, so the plain name, which the last line used to suggest, is "command not found" there."""
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name != "callbroker":  # ``python -m callbroker.cli``, or a test's ``call_command``
+        return "callbroker"
+    found = shutil.which("callbroker")
+    if found and Path(found).resolve() == Path(started).resolve():
+        return "callbroker"
+    return started
 
 
 def admin_login() -> str:

@@ -1,0 +1,62 @@
+"""The last line of ``callbroker run`` names the command to list the calls as the user's shell can type it:
+``make run`` starts ``.venv/bin/callbroker`` without activating the virtualenv, and the line said
+``callbroker calls list``, "command not found" in that shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callbroker.ops.management.commands.run import own_command
+
+
+@pytest.fixture
+def venv_program(tmp_path):
+    """A ``callbroker`` program in a virtualenv's ``bin`` that is not on ``PATH``."""
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    program = bin_dir / "callbroker"
+    program.write_text(f"#!{sys.executable}\nprint('called')\n")
+    program.chmod(0o755)
+    return program
+
+
+def test_a_program_not_on_path_is_named_as_it_was_started(monkeypatch, tmp_path, venv_program):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])  # as the Makefile's recipe starts it
+    command = own_command()
+    assert command == ".venv/bin/callbroker"
+    typed = subprocess.run(f"{command} calls list", shell=True, capture_output=True, text=True, check=False,
+                           env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert typed.stdout == "called\n"  # the shell finds it as the line writes it
+
+    monkeypatch.setattr(sys, "argv", [str(venv_program), "run"])
+    assert own_command() == str(venv_program)
+
+
+def test_the_plain_name_when_path_finds_this_program(monkeypatch, tmp_path, venv_program):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{venv_program.parent}{os.pathsep}/usr/bin:/bin")  # the virtualenv activated
+    monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])
+    assert own_command() == "callbroker"
+
+
+def test_another_callbroker_on_path_is_not_taken_for_this_one(monkeypatch, tmp_path, venv_program):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "callbroker").write_text("#!/bin/sh\n")
+    (other / "callbroker").chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(venv_program), "run"])
+    assert own_command() == str(venv_program)
+
+
+def test_started_as_a_module_it_is_the_documented_name(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(Path("src/callbroker/cli.py")), "run"])
+    assert own_command() == "callbroker"
