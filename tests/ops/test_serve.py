@@ -90,15 +90,23 @@ def test_a_host_that_does_not_resolve_is_refused_in_one_line(tmp_path):
     (["--workers", "0"], "argument --workers: 0 is below 1"),  # was: a server that never answered
     (["--workers", "-1"], "argument --workers: -1 is below 1"),  # was: "serving …", then gunicorn's error
     (["--workers", "two"], "argument --workers: 'two' is not an integer"),
-    (["--port", "0"], "0 is not a port number (1-65535)"),
-    (["--port", "65536"], "65536 is not a port number (1-65535)"),
-    (["--port", "http"], "'http' is not a port number"),
+    (["--port", "0"], "--port: 0 is not a port number (1-65535)"),
+    (["--port", "65536"], "--port: 65536 is not a port number (1-65535)"),
+    (["--port", "http"], "--port: 'http' is not a port number"),
 ])
 def test_options_out_of_range_are_refused_before_anything_starts(no_exec, argv, says):
     out = io.StringIO()
     with pytest.raises(CommandError, match=re.escape(says)):
         call_command("serve", *argv, stdout=out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("port", ["http", "0"])
+def test_run_names_the_port_option_it_refuses(port):
+    """``run`` reads its port as ``serve`` does; the refusal said ``'http' is not a port number`` without
+    saying where the port came from (``CALLBROKER_PORT``'s refusal names the variable)."""
+    with pytest.raises(CommandError, match=rf"^--port: '?{port}'? is not a port number"):
+        call_command("run", "--port", port, stdout=io.StringIO())
 
 
 def test_a_data_directory_it_cannot_write_in_is_refused_in_one_line_before_listening(tmp_path):

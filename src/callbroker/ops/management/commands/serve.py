@@ -20,7 +20,8 @@ from callbroker.ops.server import (DataDirNotWritable, PortInUse, check_data_dir
 
 
 def port_number(text: str, setting: str = "") -> int:
-    """``text`` as a TCP port; a ``CommandError`` naming ``setting`` (an environment variable) if it isn't."""
+    """``text`` as a TCP port; a ``CommandError`` naming ``setting`` (the option or environment variable it
+    came from) if it isn't."""
     named = f"{setting}: " if setting else ""
     try:
         port = int(text)
@@ -32,9 +33,11 @@ def port_number(text: str, setting: str = "") -> int:
 
 
 def chosen_port(given: str | None) -> int:
-    """``--port`` when given, else ``CALLBROKER_PORT``, else 8000 (read only when ``--port`` is missing)."""
+    """``--port`` when given, else ``CALLBROKER_PORT``, else 8000 (read only when ``--port`` is missing). The
+    refusal names where the port came from: ``'abc' is not a port number`` alone left the user to guess
+    between the option and the variable."""
     if given is not None:
-        return port_number(given)
+        return port_number(given, "--port")
     return port_number(os.environ.get("CALLBROKER_PORT", "") or "8000", "CALLBROKER_PORT")
 
 
