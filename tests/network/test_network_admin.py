@@ -623,3 +623,48 @@ def test_a_filtered_page_of_cap_counters_does_not_count_every_counter(admin_clie
     counts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
     assert counts and all(" WHERE " in sql for sql in counts), counts
 
+
+def tracking_number_form_data(tracking: m.TrackingNumber, **changes: object) -> dict:
+    data = {"number": tracking.number, "campaign": tracking.campaign_id, "publisher": tracking.publisher_id,
+            "label": tracking.label, "active": "on" if tracking.active else ""}
+    data.update(changes)
+    return {k: v for k, v in data.items() if v != ""}
+
+
+NO_KEYS = ["abc", "1.5", "99999999999999999999", "null", "[]"]
+
+
+@pytest.mark.parametrize("value", NO_KEYS)
+@pytest.mark.parametrize("field", ["buyer", "campaign"])
+def test_a_target_posted_with_a_choice_that_is_no_key_is_refused_on_the_field_not_a_500(
+        admin_client, demo, field, value):
+    """The form refused it; the page showing the error looked the value up to label the autocomplete field:
+    ``ValueError: Field 'id' expected a number but got 'abc'`` (SQLite's ``OverflowError`` for the large
+    one), a 500."""
+    target = m.Target.objects.get(key="acme-austin-central")
+    before = (target.buyer_id, target.campaign_id)
+    response = admin_client.post(reverse("admin:network_target_change", args=[target.pk]),
+                                 target_form_data(target, **{field: value}))
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == [field]
+    target.refresh_from_db()
+    assert (target.buyer_id, target.campaign_id) == before  # nothing written
+    added = admin_client.post(reverse("admin:network_target_add"),
+                              target_form_data(target, key="new-line", number="+15125550999", **{field: value}))
+    assert added.status_code == 200 and field in added.context["adminform"].form.errors
+
+
+@pytest.mark.parametrize("value", NO_KEYS)
+@pytest.mark.parametrize("field", ["campaign", "publisher"])
+def test_a_tracking_number_posted_with_a_choice_that_is_no_key_is_refused_on_the_field(
+        admin_client, demo, field, value):
+    number = m.TrackingNumber.objects.first()
+    response = admin_client.post(reverse("admin:network_trackingnumber_change", args=[number.pk]),
+                                 tracking_number_form_data(number, **{field: value}))
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == [field]
+    # A real choice still shows its label beside another field's error.
+    response = admin_client.post(reverse("admin:network_trackingnumber_change", args=[number.pk]),
+                                 tracking_number_form_data(number, number="5125550150"))
+    assert response.status_code == 200 and "number" in response.context["adminform"].form.errors
+    assert f'<option value="{getattr(number, field + "_id")}" selected>' in response.content.decode()

@@ -28,6 +28,7 @@ from callbroker.network.loader import FIELD_RULES, not_a_tracking_number, not_di
 from callbroker.network.parsing import NetworkError
 from callbroker.network.services import clear_auto_pause, ensure_target_states
 from callbroker.ops.admin_lists import SafeChangeListMixin
+from callbroker.ops.admin_widgets import SafeAutocompleteMixin
 
 # --------------------------------------------------------------------------------------------------
 # form helpers: the loader's parsers, turned into field errors
@@ -429,7 +430,7 @@ class BuyerAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
 
 
 @admin.register(m.Target)
-class TargetAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
+class TargetAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     form = TargetForm
     list_display = ("name", "key", "buyer", "campaign", "number", "priority", "weight", "price_display",
                     "paused", "auto_pause", "live_calls", "caps")
@@ -561,7 +562,7 @@ class PublisherAdmin(SafeChangeListMixin, admin.ModelAdmin):
 
 
 @admin.register(m.TrackingNumber)
-class TrackingNumberAdmin(SafeChangeListMixin, admin.ModelAdmin):
+class TrackingNumberAdmin(SafeChangeListMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     form = TrackingNumberForm
     list_display = ("number", "label", "campaign", "publisher", "active")
     list_filter = ("campaign", "publisher", "active")
