@@ -460,6 +460,41 @@ def test_every_admin_list_of_ours_turns_a_bad_date_into_a_bad_lookup():
     assert all(model_admin.get_changelist(request) is ChangeList for model_admin in ours)
 
 
+def every_admin_action() -> list[tuple[str, str]]:
+    """(changelist URL name, action) for every action a superuser is offered on every registered admin list,
+    Django's too (a read-only list offers none)."""
+    from django.contrib.auth.models import User
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.user = User(is_superuser=True, is_staff=True, is_active=True)
+    return sorted((f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist", name)
+                  for model, model_admin in admin.site._registry.items()
+                  for name in model_admin.get_actions(request))
+
+
+@pytest.mark.parametrize("selected", [["abc"], ["1.5"], ["99999999999999999999"], ["1", "x\x00"], ["-"]])
+@pytest.mark.parametrize(("changelist", "action"), every_admin_action())
+def test_an_action_asked_for_a_row_that_is_no_id_does_nothing_and_says_so_not_a_500(
+        staff, routed_call, changelist, action, selected):
+    """Django filters the list by the values posted as selected rows: a value that is no id (a hand-made or
+    tampered form) failed as the action read its rows, ``ValueError: Field 'id' expected a number``, a 500
+    on every list and every action, ``delete_selected`` included. Both steps of an action with a page of
+    its own (the first post, then its confirmation) are refused alike."""
+    from django.apps import apps
+
+    counts = {model: model.objects.count() for model in apps.get_models()}
+    verdict = Call.objects.get(pk=routed_call.pk).verdict
+    url = reverse(changelist)
+    for extra in ({"index": "0"}, {"post": "yes", "note": "x"}):  # the list's post; a confirmation page's
+        response = staff.post(url, {"action": action, "_selected_action": selected, **extra})
+        assert response.status_code == 302 and response.url == url, response.status_code
+        page = staff.get(response.url).content.decode()
+        assert "is not the id of a" in page and "no action was taken" in page
+    assert {model: model.objects.count() for model in apps.get_models()} == counts
+    assert Call.objects.get(pk=routed_call.pk).verdict == verdict
+
+
 def test_an_outcome_cleared_while_another_staff_member_saved_a_job_value_keeps_its_time(staff, routed_call,
                                                                                         monkeypatch):
     """Two staff members on one call's page at once: one clears the outcome while the other saves a job value.

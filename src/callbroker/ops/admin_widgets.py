@@ -31,6 +31,8 @@ class AutocompleteSelect(widgets.AutocompleteSelect):
             return True
         remote = self.field.remote_field
         key = remote.model._meta.get_field(getattr(remote, "field_name", None) or remote.model._meta.pk.name)
+        while key.is_relation:  # a key that is itself a link to another table: the id it holds
+            key = key.target_field
         try:
             key.run_validators(key.to_python(value))
         except (ValidationError, TypeError, ValueError, OverflowError):
