@@ -1472,6 +1472,40 @@ def outcomes_at_once() -> dict:
             "note": row["outcome_note"], "recorded": row["outcome_at"] is not None}
 
 
+def admin_searches(terms: list[str]) -> dict:
+    """Each term searched by staff on PostgreSQL: in the autocomplete lookups behind the admin's search-picked
+    fields (a target's buyer and campaign, a tracking number's campaign and publisher) and in the lists' own
+    search boxes. Returns ``{"<where> <term>": [status code, results found (autocomplete)], or the exception
+    raised}``."""
+    from urllib.parse import urlencode
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    staff = get_user_model().objects.create_superuser(f"staff{os.urandom(4).hex()}", "", "pw")
+    client = Client()
+    client.force_login(staff)
+    lookups = [("target", "buyer"), ("target", "campaign"), ("trackingnumber", "campaign"),
+               ("trackingnumber", "publisher")]
+    answers: dict[str, list | str] = {}
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        for term in terms:
+            pages = {f"autocomplete {model}.{field}": "/admin/autocomplete/?" + urlencode(
+                {"app_label": "network", "model_name": model, "field_name": field, "term": term})
+                for model, field in lookups}
+            pages.update({f"list {name}": f"/admin/network/{name}/?" + urlencode({"q": term})
+                          for name in ("campaign", "buyer", "publisher")})
+            for where, url in pages.items():
+                try:
+                    response = client.get(url)
+                    found = len(response.json()["results"]) if where.startswith("autocomplete") else None
+                    answers[f"{where} {term!r}"] = [response.status_code, found]
+                except Exception as exc:  # noqa: BLE001 - the test client raises what would be a 500
+                    answers[f"{where} {term!r}"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    return answers
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -1489,7 +1523,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
            "crossed_rings": crossed_rings, "refused_then_crossed": refused_then_crossed,
-           "outcomes_at_once": outcomes_at_once}
+           "outcomes_at_once": outcomes_at_once, "admin_searches": admin_searches}
 
 
 def main() -> None:

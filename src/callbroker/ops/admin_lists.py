@@ -26,6 +26,13 @@ Django filters by them: a value that is no id (``abc``, ``1.5``, a number too la
 hand-made or tampered form) failed as the action read its rows (``ValueError: Field 'id' expected a
 number``), a 500 for every action, ``delete_selected`` included. Such a request now does nothing and
 says so on the list, as an action posted with no row selected does.
+
+A search term holding a NUL character matches nothing. PostgreSQL refuses one in a query
+(``DataError: PostgreSQL text fields cannot contain NUL (0x00) bytes``): the list's own search box refuses it
+through Django's form, but the autocomplete lookup behind a target's buyer and campaign or a tracking
+number's campaign and publisher (``/admin/autocomplete/?term=…``) passed it on, a 500. Finding nothing is
+what such a term finds anyway: PostgreSQL stores no NUL, and the admin's forms and the network file refuse
+control characters.
 """
 
 from __future__ import annotations
@@ -142,6 +149,12 @@ class SafeChangeListMixin:
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[main.ChangeList]:
         return ChangeList
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        """Django's, except that a term holding a NUL character matches nothing (see the module docstring)."""
+        if "\x00" in search_term:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
     def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase | None:
         """Django's, once every selected value is an id of this table; else nothing done, one message (Django
