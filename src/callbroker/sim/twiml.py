@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 MAX_DOCUMENT_BYTES = 64 * 1024  # error 11750 above this
 
-# Twilio error codes the emulator reproduces (CARRIER-PROTOCOL.md, "Timeouts, retries, fallback").
+# Twilio error codes the emulator reproduces (https://www.twilio.com/docs/api/errors; docs/emulator.md).
 ERROR_RETRIEVAL = "11200"  # HTTP retrieval failure (any status outside 2xx, a redirect included: not followed)
 ERROR_TIMEOUT = "11205"  # connection failure or timeout
 ERROR_TOO_LARGE = "11750"  # response body larger than 64 kB
