@@ -67,3 +67,22 @@ class Outcome(models.TextChoices):
     WRONG_CATEGORY = "wrong_category", "Wrong category"
     OUT_OF_AREA = "out_of_area", "Out of area"
     SPAM = "spam", "Spam"
+
+
+class EventKind(models.TextChoices):
+    """Every kind of ``CallEvent`` the code writes: the carrier's webhooks, as live or replayed from the spool,
+    and what the call path, the sweep and staff record of their own. The event log's "kind" filter offers these,
+    not a ``SELECT DISTINCT`` of the whole log (tests/calls/test_event_log_admin.py checks that every kind the
+    code writes is here)."""
+
+    VOICE = "voice", "Inbound call (voice)"
+    IVR_ZIP = "ivr_zip", "IVR: ZIP typed"
+    IVR_CATEGORY = "ivr_category", "IVR: category confirmed"
+    DIAL = "dial", "Dial action (a leg ended)"
+    STATUS = "status", "Status callback"
+    RECORDING = "recording", "Recording ready"
+    VOICEMAIL = "voicemail", "Voicemail"
+    FALLBACK = "fallback", "Fallback (replayed from the spool)"
+    ABANDONED = "abandoned", "Closed by the sweep (final status never came)"
+    STATUS_ONLY = "status_only", "Recorded from its final status alone"
+    JUDGED_BY_STAFF = "judged_by_staff", "Judged not billable by staff"

@@ -38,9 +38,10 @@ control characters.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views import main
@@ -170,3 +171,60 @@ class SafeChangeListMixin:
                                            "no action was taken.", messages.ERROR)
                 return None
         return super().response_action(request, queryset)
+
+
+#: The periods a list of a log without a date index may be narrowed to (newest first: what staff look for).
+RECENT_PERIODS = (("1h", "Last hour", dt.timedelta(hours=1)), ("24h", "Last 24 hours", dt.timedelta(days=1)),
+                  ("7d", "Last 7 days", dt.timedelta(days=7)), ("30d", "Last 30 days", dt.timedelta(days=30)))
+
+
+def first_id_since(queryset: QuerySet, field_name: str, since: dt.datetime) -> int | None:
+    """The first id of ``queryset``'s table whose row's ``field_name`` is at or after ``since``, found by
+    halving the range of ids (one primary key look-up each: about 17 for 150,000 rows), for a time that
+    leads no index. Ids grow as rows are written, and a row's time is when it was written, but for a row
+    written late with its own, older time (an event replayed from the spool keeps the moment the carrier
+    posted it): around such rows the answer may be a few rows off, and such a row written after the moment is
+    kept whatever its time. ``None``: no row that recent found."""
+    rows = queryset.model._base_manager.order_by("pk").values_list("pk", field_name)
+    ends = rows.first(), rows.reverse().first()
+    if ends[0] is None:
+        return None
+    low, high, first = ends[0][0], ends[1][0], None
+    while low <= high:
+        middle = (low + high) // 2
+        found, at = rows.filter(pk__gte=middle).first()  # there is one: the last row
+        if at >= since:
+            first, high = found, middle - 1  # the first such row is this one, or before middle
+        else:
+            low = found + 1
+    return first
+
+
+def since_first_id(field_name: str) -> Callable[[QuerySet, dt.datetime], QuerySet]:
+    """For :func:`recent_filter`: the rows written since the first one whose ``field_name`` (leading no index) is
+    at or after the moment (:func:`first_id_since`), a range of the primary key."""
+
+    def narrow(queryset: QuerySet, since: dt.datetime) -> QuerySet:
+        first = first_id_since(queryset, field_name, since)
+        return queryset.none() if first is None else queryset.filter(pk__gte=first)
+
+    return narrow
+
+
+def recent_filter(title: str, narrow: Callable[[QuerySet, dt.datetime], QuerySet]) -> type:
+    """A list filter (``?recent=1h``) keeping the rows of the last hour, day, week or month
+    (:data:`RECENT_PERIODS`): ``narrow(queryset, since)``, which must keep to a range of an index (the lists
+    it serves have no date index: :func:`since_first_id`)."""
+
+    class RecentFilter(admin.SimpleListFilter):
+        parameter_name = "recent"
+
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            return [(key, label) for key, label, _ in RECENT_PERIODS]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            period = {key: length for key, _, length in RECENT_PERIODS}.get(self.value() or "")
+            return queryset if period is None else narrow(queryset, timezone.now() - period)
+
+    RecentFilter.title = title
+    return RecentFilter
