@@ -61,6 +61,7 @@ from callbroker.calls import degraded, services, spool
 from callbroker.calls.choices import AttemptResult, CallStage
 from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
 from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
+from callbroker.network import cap_counts
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
 
 log = logging.getLogger(__name__)
@@ -875,8 +876,9 @@ def _loop() -> None:
 def background_pass(sweep_at: float) -> tuple[bool, float]:
     """One pass of the background thread: replay what is spooled; else, when ``sweep_at`` (monotonic
     seconds) has come and ``CLOSE_ABANDONED_EVERY_S`` is set, close the calls whose final status never
-    came (``services.close_abandoned``) and keep as calls the final statuses whose inbound webhook never
-    came (``record_kept_statuses``). Returns whether calls are spooled, and the next sweep's time."""
+    came (``services.close_abandoned``), keep as calls the final statuses whose inbound webhook never
+    came (``record_kept_statuses``) and delete cap counts no cap reads any more (``cap_counts``, at most
+    ``MOST_A_PASS`` rows). Returns whether calls are spooled, and the next sweep's time."""
     busy = False
     try:
         busy = bool(spool.files() or spool.flush_memory())
@@ -889,9 +891,12 @@ def background_pass(sweep_at: float) -> tuple[bool, float]:
             if cached_snapshot() is None:
                 current_snapshot()
             try:
-                services.close_abandoned()
-            finally:  # one failing sweep doesn't hold the other back (an outage stops both, each on its own)
-                record_kept_statuses()
+                try:
+                    services.close_abandoned()
+                finally:  # one failing sweep doesn't hold the other back (an outage stops both, each on its own)
+                    record_kept_statuses()
+            finally:  # the cap counts of finished periods, a pass's share (the next pass goes on)
+                cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
     except Exception:  # noqa: BLE001 - the replayer must never die
         log.exception("background pass failed")
     finally:

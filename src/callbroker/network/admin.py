@@ -520,8 +520,9 @@ class TargetStateAdmin(SafeChangeListMixin, admin.ModelAdmin):
 class TargetUsageAdmin(SafeChangeListMixin, admin.ModelAdmin):
     """Cap counters, read-only.
 
-    One row per target and hour, day and month it took calls, kept for good: the table grows by a row per
-    target and hour, hundreds of thousands in a few months. So a filtered or searched page doesn't count the
+    One row per target and hour, day and month it took calls, kept until the period is over in every time zone
+    three days ago (``cap_counts``): still a row per target and hour of those days, and the rows of a table
+    left to grow before that. So a filtered or searched page doesn't count the
     whole table too (Django's "N of M" beside the search box): it counted every row on each such page.
     """
 

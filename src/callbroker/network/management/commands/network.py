@@ -1,13 +1,16 @@
-"""``callbroker network load FILE [--prune] [--check]`` and ``callbroker network export [-o FILE]``."""
+"""``callbroker network load FILE [--prune] [--check]``, ``callbroker network export [-o FILE]`` and
+``callbroker network prune-cap-counts``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from callbroker.network import cap_counts
 from callbroker.network.loader import KINDS, counted, dump_network, export_network, load_network
 from callbroker.network.parsing import NetworkError
 from callbroker.ops.commands import reading_the_database
@@ -26,11 +29,23 @@ def refuse_empty_paths(options: dict[str, Any]) -> None:
                            "write to standard output.")
 
 
+def _after(key: str) -> str:
+    """The period key after ``key``'s, as the first one kept (``H2026120309`` -> ``H2026120310``)."""
+    kind, digits = key[0], key[1:]
+    if kind == "H":
+        moment = dt.datetime.strptime(digits, "%Y%m%d%H") + dt.timedelta(hours=1)
+        return f"H{moment:%Y%m%d%H}"
+    if kind == "D":
+        return f"D{dt.datetime.strptime(digits, '%Y%m%d') + dt.timedelta(days=1):%Y%m%d}"
+    year, month = int(digits[:4]), int(digits[4:])
+    return f"M{year + month // 12:04d}{month % 12 + 1:02d}"
+
+
 class Command(BaseCommand):
     help = "Load (or only check) a network file, or export the network as one."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{load,export}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{load,export,prune-cap-counts}")
         load = actions.add_parser("load", help="Check a network file and write it in one transaction.")
         load.add_argument("file", help="the YAML network file")
         load.add_argument("--prune", action="store_true",
@@ -39,12 +54,16 @@ class Command(BaseCommand):
         load.add_argument("--check", action="store_true", help="only check the file; write nothing")
         export = actions.add_parser("export", help="Write the network as a network file (YAML).")
         export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+        actions.add_parser("prune-cap-counts", help="Delete the cap counts of periods no cap reads any more (over "
+                                                    "in every time zone 3 days ago).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         refuse_empty_paths(options)
         with reading_the_database("the network"):  # not migrated: one line saying so, not a traceback
             if options["action"] == "load":
                 self.load(options["file"], prune=options["prune"], check=options["check"])
+            elif options["action"] == "prune-cap-counts":
+                self.prune_cap_counts()
             else:
                 self.export(options.get("output"))
 
@@ -65,6 +84,26 @@ class Command(BaseCommand):
             self.stdout.write(f"  {line}")
         if not report.changed:
             self.stdout.write("Nothing changed.")
+
+    def prune_cap_counts(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        hour, day, month = cap_counts.last_finished_periods(now)
+
+        def progress(done: int, targets: int, deleted: int) -> None:
+            # About every tenth of the targets, on standard error (standard output holds the result).
+            step = max(1, targets // 10)
+            if done % step == 0 and done < targets:
+                self.stderr.write(f"… {done} of {targets} targets, {deleted:,} cap counts deleted so far",
+                                  style_func=lambda text: text)
+
+        deleted = cap_counts.forget_finished_periods(now, progress=progress)
+        if not deleted:
+            self.stdout.write(f"No cap count of a finished period to delete (kept: hours from {_after(hour)}, "
+                              f"days from {_after(day)}, months from {_after(month)}).")
+            return
+        self.stdout.write(f"Deleted {deleted:,} cap counts of finished periods (hours up to {hour}, days up to "
+                          f"{day}, months up to {month}, each over in every time zone 3 days ago); the counts "
+                          f"a cap can still read are kept.")
 
     def export(self, output: str | None) -> None:
         try:

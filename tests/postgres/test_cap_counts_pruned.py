@@ -1,0 +1,24 @@
+"""Cap counts of finished periods deleted on PostgreSQL (``callbroker network prune-cap-counts``): the batches'
+``DELETE … WHERE id IN (SELECT … LIMIT)`` runs there as on SQLite, leaving the periods a cap still reads and
+anything that is no period key."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from callbroker.network.live import period_keys
+
+def test_the_command_deletes_the_finished_periods_only(fresh_pg):
+    target = fresh_pg.value("SELECT min(id) FROM network_target")  # the periods read in the farthest zone west
+    now = dt.datetime.now(dt.UTC)
+    current = set(period_keys(now, "Etc/GMT+12")) | set(period_keys(now - dt.timedelta(days=3), "Etc/GMT+12"))
+    old = {f"H202001{day:02d}{hour:02d}" for day in range(1, 31) for hour in range(24)} | {"D20200101", "M202001"}
+    odd = {"d:2020-01-01", "H20200", "X2020010100"}
+    for period in current | old | odd:
+        fresh_pg.sql("INSERT INTO network_targetusage (target_id, period, count) VALUES (%s, %s, 1)",
+                     (target, period))
+
+    result = fresh_pg.cli("network", "prune-cap-counts")
+
+    assert result.stdout.startswith(f"Deleted {len(old):,} cap counts of finished periods"), result.stdout
+    assert {row[0] for row in fresh_pg.sql("SELECT period FROM network_targetusage")} == current | odd
