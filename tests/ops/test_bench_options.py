@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
     ("--drivers", "0", "0 is below 1"),
     ("--seconds", "0", "0 is below 1"),
     ("--wrk-rounds", "0", "0 is below 1"),
-    ("--connections", "-3", "-3 is below 1"),
+    ("--connections", "-3", "-3 is below 2"),
+    ("--connections", "1", "1 is below 2"),  # wrk's 2 threads: it measured nothing, "0 req/s"
     ("--counter-processes", "0", "0 is below 1"),
     ("--counter-threads", "0", "0 is below 1"),
     ("--rate", "-5", "-5 is below 0"),

@@ -359,6 +359,9 @@ def _wrk(url: str, seconds: int, connections: int, threads: int, script: Path | 
     return result
 
 
+#: (c)'s wrk threads; wrk refuses fewer connections than threads, so ``--connections`` is at least this.
+WRK_THREADS = 2
+
 #: (c) alternates this many short runs of each side: the machine's speed drifts within a minute (±30 % seen
 #: on a shared VM), and a hello world measured a minute before the webhook compares the minutes, not the code.
 WRK_ROUNDS = 5
@@ -417,7 +420,7 @@ def bench_wrk(workers: int, seconds: int, connections: int, rounds: int = WRK_RO
                 fh.write(f"{validator.compute_signature(url, params)}\t{urlencode(params)}\n")
         script = srv.dir / "inbound.lua"
         script.write_text(f'PATH = "/carriers/twilio/voice"\n{WRK_SCRIPT}')
-        threads = 2
+        threads = WRK_THREADS
         _wrk(srv.base + "/bench/hello", 2, connections, threads)  # warm up
         sent, runs = 0, []
         for n in range(rounds):

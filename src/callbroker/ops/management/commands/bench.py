@@ -2,7 +2,10 @@
 
 Counts out of range (``--decisions 0``, ``--calls 0``, ``--workers 0`` …) are refused by the option parser,
 as ``run`` and ``sim`` refuse theirs, before any part starts: taken as given, ``--decisions 0`` ended the
-core part in an ``IndexError`` traceback, and the others would start servers to measure nothing."""
+core part in an ``IndexError`` traceback, and the others would start servers to measure nothing.
+``--connections`` needs one per wrk thread (``bench.WRK_THREADS``, 2): wrk refuses fewer ("number of
+connections must be >= threads"), and (c) then measured nothing, ``--connections 1`` printing 0 req/s and a
+ratio of 0 as figures."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -34,7 +37,8 @@ class Command(BaseCommand):
                                  "--wrk-rounds alternating runs.")
         parser.add_argument("--wrk-rounds", type=at_least(1, int), default=bench.WRK_ROUNDS,
                             help="(c): alternating runs of each side; the ratio printed is their median.")
-        parser.add_argument("--connections", type=at_least(1, int), default=32, help="wrk connections.")
+        parser.add_argument("--connections", type=at_least(bench.WRK_THREADS, int), default=32,
+                            help=f"wrk connections ({bench.WRK_THREADS} or more: one per wrk thread).")
         parser.add_argument("--counter-seconds", type=float, default=5.0,
                             help="Duration of each counters throughput run (per backend).")
         parser.add_argument("--counter-processes", type=at_least(1, int), default=2, help="Processes hammering the counters.")
