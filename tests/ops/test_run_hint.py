@@ -39,6 +39,21 @@ def test_a_program_not_on_path_is_named_as_it_was_started(monkeypatch, tmp_path,
     assert own_command() == str(venv_program)
 
 
+def test_a_path_the_shell_would_split_is_quoted(monkeypatch, tmp_path):
+    """A checkout in a folder whose name holds a space: the line named ``/…/My Projects/.venv/bin/callbroker``
+    unquoted, and the shell ran ``/…/My`` ("not found")."""
+    bin_dir = tmp_path / "My Projects" / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    program = bin_dir / "callbroker"
+    program.write_text(f"#!{sys.executable}\nimport sys\nprint(sys.argv[1:])\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(program), "run"])
+    typed = subprocess.run(f"{own_command()} calls list", shell=True, capture_output=True, text=True, check=False,
+                           env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert typed.stdout == "['calls', 'list']\n", typed.stderr
+
+
 def test_the_plain_name_when_path_finds_this_program(monkeypatch, tmp_path, venv_program):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", f"{venv_program.parent}{os.pathsep}/usr/bin:/bin")  # the virtualenv activated

@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -193,14 +194,16 @@ RUN_ACCOUNT_SID = "AC" + "0" * 30 + "de"
 def own_command() -> str:
     """How to type this program in a shell: ``callbroker`` when that name on ``PATH`` is this program, else
     the path it was started by. ``make run`` starts ``.venv/bin/callbroker`` without activating the
-    virtualenv, so the plain name, which the last line used to suggest, is "command not found" there."""
+    virtualenv, so the plain name, which the last line used to suggest, is "command not found" there. The
+    path is quoted when the shell would split it (a checkout in ``~/My Projects``): unquoted, the shell ran
+    ``~/My`` and said "not found"."""
     started = sys.argv[0] if sys.argv else ""
     if Path(started).name != "callbroker":  # ``python -m callbroker.cli``, or a test's ``call_command``
         return "callbroker"
     found = shutil.which("callbroker")
     if found and Path(found).resolve() == Path(started).resolve():
         return "callbroker"
-    return started
+    return shlex.quote(started)
 
 
 def admin_login() -> str:
