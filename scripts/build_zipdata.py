@@ -50,6 +50,22 @@ UDS_KINDS = {"Zip Code Area": "STANDARD", "Post Office or large volume customer"
 KINDS = {"STANDARD", "PO BOX", "UNIQUE", "MILITARY"}
 COORD_DECIMALS = 5  # about one metre; more is noise for radius searches
 
+#: Every raw file ``load_sources`` reads (docs/geo-data.md gives each one's origin). All are checked before
+#: any is read: a folder holding some of them (put together from that table) ended in a traceback naming
+#: the first one missing, where the docs promise a one-line refusal.
+RAW_FILES = (
+    "zip_codes_zipcodes_pkg_2026-06.csv.gz",
+    "zip_zcta_crosswalk_uds2022.csv.gz",
+    "geonames_us_postal_codes_2024-04.txt.gz",
+    "zcta_gazetteer_2025.txt.gz",
+    "zcta_summary_usgeo.csv.gz",
+    "zcta_county_overlap_usgeo.csv.gz",
+    "county_timezones_usgeo.csv",
+    "zcta_acs2023_population_housing.json.gz",
+    "zcta_population_dhc2020_p1.csv.gz",
+    "zcta_median_household_income_acs2022.json.gz",
+)
+
 
 @dataclass
 class Sources:
@@ -262,8 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA, help="folder of raw files")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .csv.gz")
     args = parser.parse_args(argv)
-    if not (args.data / "zcta_gazetteer_2025.txt.gz").exists():
+    missing = [name for name in RAW_FILES if not (args.data / name).is_file()]
+    if len(missing) == len(RAW_FILES):
         parser.error(f"{args.data} does not hold the raw ZIP files (see docs/geo-data.md)")
+    if missing:
+        parser.error(f"{args.data} lacks {len(missing)} of the raw ZIP files: {', '.join(missing)} "
+                     "(see docs/geo-data.md)")
     stats: Counter[str] = Counter()
     rows = build_rows(load_sources(args.data), stats)
     write_rows(rows, args.out)
