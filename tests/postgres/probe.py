@@ -1506,6 +1506,30 @@ def admin_searches(terms: list[str]) -> dict:
     return answers
 
 
+def admin_lists(pages: list[list]) -> dict:
+    """Each admin list ``[path, {parameter: value}]`` asked for by staff on PostgreSQL. Returns ``{"<path>?<query>":
+    [status code, the redirect's location or None]}``, or the exception raised (what would be a 500)."""
+    from urllib.parse import urlencode
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    staff = get_user_model().objects.create_superuser(f"staff{os.urandom(4).hex()}", "", "pw")
+    client = Client()
+    client.force_login(staff)
+    answers: dict[str, list | str] = {}
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        for path, parameters in pages:
+            url = f"{path}?{urlencode(parameters)}"
+            try:
+                response = client.get(url)
+                answers[url] = [response.status_code, response.get("Location")]
+            except Exception as exc:  # noqa: BLE001 - the test client raises what would be a 500
+                answers[url] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    return answers
+
+
 def steps(steps: list[list]) -> list:
     """Several actions in one process: [[action, {arguments}], …] -> their results in order."""
     return [ACTIONS[action](**arguments) for action, arguments in steps]
@@ -1523,7 +1547,8 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
            "crossed_rings": crossed_rings, "refused_then_crossed": refused_then_crossed,
-           "outcomes_at_once": outcomes_at_once, "admin_searches": admin_searches}
+           "outcomes_at_once": outcomes_at_once, "admin_searches": admin_searches,
+           "admin_lists": admin_lists}
 
 
 def main() -> None:

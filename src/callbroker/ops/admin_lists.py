@@ -32,7 +32,8 @@ A search term holding a NUL character matches nothing. PostgreSQL refuses one in
 through Django's form, but the autocomplete lookup behind a target's buyer and campaign or a tracking
 number's campaign and publisher (``/admin/autocomplete/?term=…``) passed it on, a 500. Finding nothing is
 what such a term finds anyway: PostgreSQL stores no NUL, and the admin's forms and the network file refuse
-control characters.
+control characters. A list's filter holding one (``?category=a%00b``, ``?call_sid=%00``, a hand-made URL) is
+a bad lookup (a redirect with ``?e=1``, as the search box's refusal): it reached PostgreSQL too, a 500.
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ class ChangeList(main.ChangeList):
     no whole table where its date is indexed (see the module docstring)."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        if any("\x00" in value for values in self.get_filters_params().values() for value in values):
+            # PostgreSQL refuses it in a query (DataError, a 500); no row holds one (see the module docstring)
+            raise IncorrectLookupParameters("a filter's value holds a NUL character")
         try:
             queryset = super().get_queryset(request, exclude_parameters)
             try:
