@@ -539,6 +539,9 @@ class TestDescribe:
             ("America/Lima", dict(weekdays="08:00-17:00"), "Monday to Friday 8 AM to 5 PM Lima time"),
             ("America/Kentucky/Monticello", dict(mon="08:00-17:00"), "Monday 8 AM to 5 PM Eastern time"),
             ("America/Toronto", dict(mon="08:00-17:00"), "Monday 8 AM to 5 PM Eastern time"),
+            # Adak's other name: a zone at Hawaii's standard offset that keeps summer time is Hawaii-Aleutian
+            # time, never Hawaii's (which keeps none: an hour off all summer).
+            ("America/Atka", dict(mon="08:00-17:00"), "Monday 8 AM to 5 PM Hawaii-Aleutian time"),
         ],
     )  # fmt: skip
     def test_texts(self, zone: str, hours: dict[str, str], text: str) -> None:

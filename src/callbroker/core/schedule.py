@@ -443,8 +443,11 @@ _ZONE_WORDS = {
     "UTC": "UTC",
     "Etc/UTC": "UTC",
 }
+#: Read only for a zone that keeps North America's summer time (``_zone_words``): Hawaii keeps none, so a zone at
+#: its standard offset that does (Adak, also named America/Atka) is Hawaii-Aleutian time, an hour off Hawaii's
+#: all summer.
 _US_STANDARD_OFFSETS = {-4: "Atlantic time", -5: "Eastern time", -6: "Central time", -7: "Mountain time",
-                        -8: "Pacific time", -9: "Alaska time", -10: "Hawaii time"}  # fmt: skip
+                        -8: "Pacific time", -9: "Alaska time", -10: "Hawaii-Aleutian time"}  # fmt: skip
 
 
 def _zone_words(name: str) -> str:
