@@ -1017,9 +1017,13 @@ def refused_then_crossed(counters: str = "sql") -> dict:
     (``pg_locks``) or is done, and goes on to Line A. Returns the transactions run again (and why), what each
     raised, the waits that ended without their event, whether the Dial action waited for a lock, each
     call's ring and the lines its legs rang (with the slots held), where the rings go against target order,
-    and Lines A, B and C's slots taken and Line B's units of the hour. With ``counters="database"``: Redis
+    Lines A, B and C's slots taken and Line B's units of the hour, and the lines this process has Redis
+    recount at its next read (``forget_later``). With ``counters="database"``: Redis
     counters with Redis unreachable, every limit counted in the database (the last unit taken elsewhere is
-    then a call attempt on Line B)."""
+    then a call attempt on Line B). With ``counters="tried"``: the same, but the inbound webhook's node tries
+    Redis before each operation (its last failure long enough ago, as a node between two of its retries
+    sees it: ``live.REDIS_RETRY_REFUSED_S``), finds it unreachable and counts in the database, while the Dial
+    action's node counts there at once."""
     import threading
     import time
 
@@ -1055,7 +1059,7 @@ def refused_then_crossed(counters: str = "sql") -> dict:
     def last_unit_taken_elsewhere(target_id: int, period: str) -> None:
         def take() -> None:
             try:
-                if counters == "database":  # the hour's calls on Line B, in progress
+                if counters in ("database", "tried"):  # the hour's calls on Line B, in progress
                     line = Target.objects.get(pk=target_id)
                     for n in range(cap):
                         other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
@@ -1125,12 +1129,18 @@ def refused_then_crossed(counters: str = "sql") -> dict:
 
     now = timezone.now()
     backend = {"sql": {"REDIS_URL": "", "COUNTERS_BACKEND": "sql"},
-               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"}}[counters]
-    with override_settings(**backend):
+               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"}}
+    backend["tried"] = backend["database"]
+    with override_settings(**backend[counters]):
         # Where the reservation is counted: the SQL backend's statements, or the attempts in the database
-        # (Redis unreachable, tried again in an hour only).
-        if counters == "database":
+        # (Redis unreachable, tried again in an hour only; "tried": by the inbound webhook, every time).
+        if counters in ("database", "tried"):
             live.current_backend()._retry_at = time.monotonic() + 3600
+        redis_backend = type(live.current_backend())
+        counting_in_database = redis_backend.__dict__.get("counting_in_database")
+        if counters == "tried":
+            redis_backend.counting_in_database = property(
+                lambda self: threading.current_thread().name != "inbound" and counting_in_database.fget(self))
         counting, method = (live.SQL, "reserve") if counters == "sql" else (live, "reserve_in_database")
         reserve = getattr(counting, method)
         yesterday = now - dt.timedelta(hours=20)
@@ -1149,7 +1159,10 @@ def refused_then_crossed(counters: str = "sql") -> dict:
                              threading.Thread(target=run, args=("ab",), name="dial")])
         finally:
             setattr(counting, method, reserve)
+            if counters == "tried":
+                redis_backend.counting_in_database = counting_in_database
             retries.stop()
+        recount_later = sorted(keys[t] for t in getattr(live.current_backend(), "_forget_later", ()))
     calls = {}
     for label, sid in sids.items():
         call = Call.objects.get(call_sid=sid)
@@ -1165,7 +1178,7 @@ def refused_then_crossed(counters: str = "sql") -> dict:
     units = sorted(TargetUsage.objects.filter(target__key="pipes-b", period__startswith="H")
                    .values_list("count", flat=True))
     return {"retried": retried, "raised": raised, "in_vain": in_vain, "dial_waited": bool(dial_waited),
-            "calls": calls, "active": active, "line_b_hour_units": units}
+            "calls": calls, "active": active, "line_b_hour_units": units, "recount_later": recount_later}
 
 
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:

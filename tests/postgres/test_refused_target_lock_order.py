@@ -21,7 +21,11 @@ releases those rows (docs/database.md, the order of the locks).
 The same with Redis counters on nodes that can't reach Redis (every limit counted in the database, the unit
 taken elsewhere a call attempt on Line B): the refused reservation kept Line B's limits lock (exclusive) and
 its row (the mark) while the webhook waited for Line A's limits lock, held by the Dial action, which takes its
-ring's limits locks in target order. It is taken under the same savepoint there.
+ring's limits locks in target order. It is taken under the same savepoint there. And where the inbound
+webhook's node tries Redis again first (its last failure long enough ago) and Redis fails again, the try took
+Line B's limits lock shared, then the count in the database exclusive, and the refusal kept both: the same
+deadlock with a Dial action of a node counting in the database at once, until that reservation was taken
+under the savepoint too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("counters", ["sql", "database"], ids=["SQL counters", "counted without Redis"])
+@pytest.mark.parametrize("counters", ["sql", "database", "tried"],
+                         ids=["SQL counters", "counted without Redis", "Redis tried first, then counted without"])
 def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadlock(fresh_pg, counters):
     found = fresh_pg.probe("refused_then_crossed", counters=counters)
     assert found["in_vain"] == [], found  # the two met as meant
@@ -48,3 +53,6 @@ def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadl
         assert found["line_b_hour_units"] == [2], found
     else:  # the slots are the attempts holding one (above); the state rows' counters are not used
         assert (found["calls"]["ab"]["limits"], found["calls"]["ba"]["limits"]) == ("database", "database"), found
+    # Redis tried first: the refusal's mark rolled back with the savepoint, Redis (whose command may have run)
+    # counts Line B again at this node's next read instead.
+    assert found["recount_later"] == (["pipes-b"] if counters == "tried" else []), found

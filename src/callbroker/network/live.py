@@ -161,7 +161,14 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
     The same with Redis counters on a process counting in the database (Redis unreachable, not tried for
     this reservation): a refusal there keeps the target's limits lock (exclusive) and its row (the mark)
     otherwise. The mark goes with the savepoint too: a refused reservation changed no slot that Redis would
-    have to count again. Through Redis nothing changes: a reservation is not taken under a savepoint.
+    have to count again. So does a reservation on a process that found Redis unreachable and hasn't heard
+    from it since (``RedisBackend.outage_seen``) but tries it again first (its last failure more than
+    :data:`REDIS_RETRY_REFUSED_S` ago): the try takes the limits lock shared, and Redis failing again it is
+    counted in the database, the lock then held exclusive. The savepoint rolls back that shared lock too
+    (and a refusal through Redis, should Redis answer). Refused in the database after Redis failed, the
+    mark goes with the savepoint, though the Redis command may have run (a timeout): this process then has
+    Redis recount the target at its next read (``RedisBackend.forget_later``), as after a give-back that
+    could reach neither. While Redis answers nothing changes: a reservation is not taken under a savepoint.
     """
     if let_go_if_refused and connection.vendor == "postgresql" and connection.in_atomic_block:
         backend = _backend()
@@ -171,7 +178,20 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
         if isinstance(backend, RedisBackend) and backend.counting_in_database:
             return _counted("reserve", lambda without_redis: _let_go_if_refused(
                 lambda: without_redis.count_in_database(target, tz_name, now)))
+        if isinstance(backend, RedisBackend) and backend.outage_seen:
+            return _counted("reserve", lambda redis_backend: _tried_then_let_go_if_refused(
+                redis_backend, target, tz_name, now, slot))
     return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now, slot))
+
+
+def _tried_then_let_go_if_refused(backend: RedisBackend, target: Target, tz_name: str, now: dt.datetime,
+                                  slot: str) -> Exclusion | None:
+    """A reservation through Redis, else in the database, under a savepoint rolled back when refused (see
+    :func:`reserve`); refused in the database, Redis recounts the target (its mark rolled back)."""
+    refused = _let_go_if_refused(lambda: backend.reserve(target, tz_name, now, slot))
+    if refused is not None and backend.last_reserved_in_database:
+        backend.forget_later(target.id)
+    return refused
 
 
 def _let_go_if_refused(reserving: Callable[[], Exclusion | None]) -> Exclusion | None:
@@ -630,6 +650,11 @@ class RedisBackend:
     @property
     def last_reserved_in_database(self) -> bool:
         return getattr(self._latest, "in_database", False)
+
+    @property
+    def outage_seen(self) -> bool:
+        """Redis failed this process and has not answered it since (though it may be tried again now)."""
+        return self._down
 
     @property
     def counting_in_database(self) -> bool:
