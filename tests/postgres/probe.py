@@ -1181,6 +1181,156 @@ def refused_then_crossed(counters: str = "sql") -> dict:
             "calls": calls, "active": active, "line_b_hour_units": units, "recount_later": recount_later}
 
 
+def refused_in_a_dial_action_trying_redis() -> dict:
+    """Redis counters, Redis unreachable for both nodes: one node ("tried") tries Redis again before each
+    operation (its last failure long enough ago, ``live.REDIS_RETRY_REFUSED_S``), the other ("counting")
+    counts in the database at once. The e2e plumbing campaign's lines ring B, A, C (priorities changed so),
+    Line B given an hourly cap of 2. Call "y", a new caller, rings Line B; call "x", from a caller who reached
+    Line C yesterday (sticky: its ring C, B, A), rings Line C. Both first legs go unanswered. The Dial action
+    of "x" (the "tried" node) goes on to Line B, whose last unit of the hour another call takes just before
+    (attempts on Line B): refused, it pauses until the Dial action of "y" (the "counting" node, its ring's
+    limits locks taken in target order: A, B, C) waits for a lock or is done, then goes on to Line A.
+    Returns the transactions run again (and why), what each raised, the waits that ended without their
+    event, whether the "counting" Dial action waited, and each call's ring and the lines its legs rang."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.calls import services
+    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network import live
+    from callbroker.network.models import Target
+    from callbroker.network.signals import bump_network_version
+
+    cap = 2
+    for key, priority in (("pipes-b", 1), ("pipes-a", 2), ("pipes-c", 3)):
+        Target.objects.filter(key=key).update(priority=priority)
+    Target.objects.filter(key="pipes-b").update(hourly_cap=cap)
+    bump_network_version()
+    keys = dict(Target.objects.values_list("id", "key"))
+    ids = {key: target_id for target_id, key in keys.items()}
+    sids = {"x": "CA" + os.urandom(16).hex(), "y": "CA" + os.urandom(16).hex()}
+    sticky = "CA" + os.urandom(16).hex()  # the "x" caller's call yesterday, bridged on Line C
+    callers = {"x": "+17375550195", "y": "+17375550196"}
+    retries = _RetriesLogged("callbroker.calls.services")
+    raised: dict[str, str] = {}
+    in_vain: list[str] = []
+    refused_holds, counting_ready, counting_done = threading.Event(), threading.Event(), threading.Event()
+    counting_pid: list[int] = []
+    counting_waited: list[bool] = []
+    reserve = live.reserve_in_database
+
+    def wait(event: threading.Event, what: str) -> None:
+        if not event.wait(60):  # never reached when the two meet as meant: the result tells
+            in_vain.append(what)
+
+    def last_unit_taken_elsewhere(target_id: int) -> None:
+        def take() -> None:
+            try:
+                line = Target.objects.get(pk=target_id)
+                for n in range(cap):
+                    other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
+                                                started_at=timezone.now())
+                    CallAttempt.objects.create(call=other, sequence=1, target_id=target_id, buyer_id=line.buyer_id,
+                                               number=line.number, started_at=other.started_at)
+            finally:
+                connection.close()
+
+        elsewhere = threading.Thread(target=take)
+        elsewhere.start()
+        elsewhere.join()
+
+    def refused_then_paused(target, tz_name, now):
+        pausing = (threading.current_thread().name == "tried" and target.id == ids["pipes-b"]
+                   and not refused_holds.is_set())
+        if pausing:
+            last_unit_taken_elsewhere(target.id)
+        refused = reserve(target, tz_name, now)
+        if not pausing:
+            return refused
+        refused_holds.set()
+        wait(counting_ready, "the counting node's connection")
+        given_up = time.monotonic() + 60
+        with connection.cursor() as cursor:
+            while not counting_done.is_set() and time.monotonic() < given_up:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", counting_pid)
+                if cursor.fetchone()[0]:
+                    counting_waited.append(True)
+                    return refused  # the other Dial action waits for a lock: go on to the next target
+                time.sleep(0.01)
+        if not counting_done.is_set():
+            in_vain.append("the counting node's Dial action waiting for a lock or done")
+        return refused
+
+    def inbound(sid: str, caller: str, at: dt.datetime) -> None:
+        call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
+                           from_zip="78701", from_state="TX")
+        _deliver(sid, "voice", lambda: services.start_call(call, at))
+
+    def unanswered(label: str) -> None:
+        name = threading.current_thread().name
+        try:
+            if name == "counting":
+                connection.ensure_connection()
+                counting_pid.append(connection.connection.info.backend_pid)
+                counting_ready.set()
+                wait(refused_holds, "the tried node's Dial action refused on Line B")
+            missed = DialOutcome("no-answer", False, 0, "CA" + "e" * 32)
+            _deliver(sids[label], "dial:1", lambda: services.dial_finished(sids[label], 1, missed))
+        except Exception as exc:  # noqa: BLE001
+            raised[label] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            if name == "counting":
+                counting_done.set()
+            else:
+                refused_holds.set()
+            connection.close()
+
+    now = timezone.now()
+    with override_settings(REDIS_URL="redis://127.0.0.1:19001/0", COUNTERS_BACKEND="redis"):
+        backend = live.current_backend()
+        backend._retry_at = time.monotonic() + 3600  # Redis failed a moment ago: not tried again for an hour
+        backend._down = True
+        redis_backend = type(backend)
+        counting_in_database = redis_backend.__dict__["counting_in_database"]
+        yesterday = now - dt.timedelta(hours=20)
+        inbound(sticky, callers["x"], yesterday)  # rings Line B, then Line A: no answer; then Line C: talked
+        for seq, outcome in ((1, DialOutcome("no-answer", False, 0, "CA" + "a" * 32)),
+                             (2, DialOutcome("no-answer", False, 0, "CA" + "b" * 32)),
+                             (3, DialOutcome("completed", True, 120, "CA" + "c" * 32))):
+            _deliver(sticky, f"dial:{seq}", lambda seq=seq, outcome=outcome: services.dial_finished(
+                sticky, seq, outcome, yesterday))
+        _deliver(sticky, "status:completed:",
+                 lambda: services.call_status(sticky, StatusUpdate("completed", 300), yesterday))
+        for label in ("x", "y"):
+            inbound(sids[label], callers[label], now)
+        retried = retries.start()
+        live.reserve_in_database = refused_then_paused
+        redis_backend.counting_in_database = property(
+            lambda self: threading.current_thread().name != "tried" and counting_in_database.fget(self))
+        try:
+            _start_and_join([threading.Thread(target=unanswered, args=("x",), name="tried"),
+                             threading.Thread(target=unanswered, args=("y",), name="counting")])
+        finally:
+            live.reserve_in_database = reserve
+            redis_backend.counting_in_database = counting_in_database
+            retries.stop()
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
+        calls[label] = {"ring": [keys[t] for t in call.decision["ring"]], "limits": call.decision.get("limits"),
+                        "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
+                        "lines": [keys[a.target_id] for a in attempts],
+                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
+    return {"retried": retried, "raised": raised, "in_vain": in_vain, "counting_waited": bool(counting_waited),
+            "calls": calls}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -1560,6 +1710,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "late_status_beside_a_verdict": late_status_beside_a_verdict,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
            "crossed_rings": crossed_rings, "refused_then_crossed": refused_then_crossed,
+           "refused_in_a_dial_action_trying_redis": refused_in_a_dial_action_trying_redis,
            "outcomes_at_once": outcomes_at_once, "admin_searches": admin_searches,
            "admin_lists": admin_lists}
 

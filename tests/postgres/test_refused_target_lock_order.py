@@ -56,3 +56,24 @@ def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadl
     # Redis tried first: the refusal's mark rolled back with the savepoint, Redis (whose command may have run)
     # counts Line B again at this node's next read instead.
     assert found["recount_later"] == (["pipes-b"] if counters == "tried" else []), found
+
+
+def test_a_dial_action_refused_on_a_node_trying_redis_again_and_a_crossing_one_dont_deadlock(fresh_pg):
+    """Redis counters, Redis unreachable: a node that tries Redis again before each operation (its last failure
+    long enough ago) took no limits locks in target order for its Dial action (only a node counting in the
+    database at once did). Its reservation of the next line, refused in the database for a cap just reached,
+    kept that line's limits lock while it took the line after, before it in target order: Line B then Line A,
+    beside another node's Dial action locking A then B, a deadlock. Such a node (its outage not over) now
+    takes its ring's limits locks and rows in target order first, as a node counting in the database does."""
+    found = fresh_pg.probe("refused_in_a_dial_action_trying_redis")
+    assert found["in_vain"] == [], found  # the two met as meant
+    assert found["counting_waited"], found
+    assert (found["calls"]["x"]["ring"], found["calls"]["y"]["ring"][:2]) == (
+        ["pipes-c", "pipes-b", "pipes-a"], ["pipes-b", "pipes-a"]), found
+    assert found["retried"] == [], found
+    assert found["raised"] == {}, found
+    assert found["calls"]["x"] == {**found["calls"]["x"], "refused_at_dial": [["pipes-b", "hourly_cap"]],
+                                   "limits": "database", "lines": ["pipes-c", "pipes-a"],
+                                   "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found
+    assert found["calls"]["y"] == {**found["calls"]["y"], "lines": ["pipes-b", "pipes-a"],
+                                   "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found

@@ -242,12 +242,17 @@ def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
     actions deadlocked the same way: each marked the line it gave back (its state row), then took the next
     line's limits lock and marked that one. There the targets' limits locks are taken first, exclusive, in
     target order, then their rows: a reservation through Redis on another node takes a target's limits lock
-    (shared) before its row, so the limits locks must come first here too.
+    (shared) before its row, so the limits locks must come first here too. So does a process that lost Redis
+    and has not heard from it since (``RedisBackend.outage_seen``) though it tries it again first (its last
+    failure more than :data:`REDIS_RETRY_REFUSED_S` ago): Redis failing again, its reservation of the next
+    target is counted in the database under that target's limits lock, and refused (a cap just reached) it
+    kept that lock while it took a later target's, before it in target order, beside a Dial action taking
+    both in target order: a deadlock. Until Redis answers that process, the locks go in target order first.
     """
     if connection.vendor != "postgresql":
         return
     backend = _backend()
-    without_redis = isinstance(backend, RedisBackend) and backend.counting_in_database
+    without_redis = isinstance(backend, RedisBackend) and (backend.counting_in_database or backend.outage_seen)
     if backend.name != "sql" and not without_redis:
         return
     ids = sorted({target_id for target_id in target_ids if target_id is not None})
