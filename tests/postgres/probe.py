@@ -1331,6 +1331,76 @@ def refused_in_a_dial_action_trying_redis() -> dict:
             "calls": calls}
 
 
+def two_reservations_trying_redis() -> dict:
+    """Redis counters, Redis unreachable, two nodes that lost it and try it again before a reservation (their
+    last failure long enough ago): two reservations of Line A at the same moment, each through Redis first
+    (its limits lock taken shared), Redis failing for both once both hold that lock, then counted in the
+    database. Returns what each raised, each one's refusal (None: taken), and the waits that ended without
+    their event."""
+    import threading
+    import time
+
+    import redis
+    from django.db import connection, transaction
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.network import live
+    from callbroker.network.models import Target
+
+    raised: dict[str, str] = {}
+    refused: dict[str, str | None] = {}
+    in_vain: list[str] = []
+    pids: dict[str, int] = {}
+    trying = {"one": threading.Event(), "two": threading.Event()}
+
+    def unreachable(*args, **kwargs):
+        """Redis fails once the other reservation tries it too (holding its lock) or waits for a lock."""
+        label = threading.current_thread().name
+        other = "two" if label == "one" else "one"
+        trying[label].set()
+        given_up = time.monotonic() + 60
+        with connection.cursor() as cursor:
+            while not trying[other].is_set() and time.monotonic() < given_up:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", [pids[other]])
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.01)
+            else:
+                if not trying[other].is_set():
+                    in_vain.append(f"{label}: the other reservation trying Redis or waiting")
+        raise redis.ConnectionError("Connection refused (the probe)")
+
+    def reserve(label: str) -> None:
+        try:
+            connection.ensure_connection()
+            pids[label] = connection.connection.info.backend_pid
+            ready.wait(60)
+            target = Target.objects.get(key="pipes-a")
+            with transaction.atomic():
+                result = live.reserve(target, "America/Chicago", timezone.now(), f"CA{label}:1")
+                refused[label] = result.value if result is not None else None
+        except Exception as exc:  # noqa: BLE001
+            raised[label] = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            connection.close()
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:19001/0", COUNTERS_BACKEND="redis"):
+        backend = live.current_backend()
+        backend._retry_at = 0.0  # tried again at once
+        backend._down = True
+        retry_s, live.REDIS_RETRY_REFUSED_S = live.REDIS_RETRY_REFUSED_S, 0.0
+        store_reserve = backend.store.reserve
+        backend.store.reserve = unreachable
+        try:
+            ready = threading.Barrier(2, timeout=60)
+            _start_and_join([threading.Thread(target=reserve, args=(label,), name=label) for label in ("one", "two")])
+        finally:
+            backend.store.reserve = store_reserve
+            live.REDIS_RETRY_REFUSED_S = retry_s
+    return {"raised": raised, "refused": refused, "in_vain": in_vain}
+
+
 def replay_beside_a_lock_holder(deadlocks: int, cut: bool = False) -> dict:
     """Four calls of the e2e plumbing campaign (SQL counters) recorded live, ringing, whose final statuses
     were spooled during an outage: files A, B, C, D, replayed in that order. During one replay pass a second
@@ -1711,6 +1781,7 @@ ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
            "replayed_hours_later": replayed_hours_later, "sweeps_at_once": sweeps_at_once,
            "crossed_rings": crossed_rings, "refused_then_crossed": refused_then_crossed,
            "refused_in_a_dial_action_trying_redis": refused_in_a_dial_action_trying_redis,
+           "two_reservations_trying_redis": two_reservations_trying_redis,
            "outcomes_at_once": outcomes_at_once, "admin_searches": admin_searches,
            "admin_lists": admin_lists}
 

@@ -151,3 +151,16 @@ def test_reservations_through_redis_of_a_marked_target_are_checked_in_the_databa
     assert got["first"] is None and got["second"] == "concurrency_full", got
     assert got["second_seconds"] >= 0.3, got  # it waited for the first's commit
     assert got["redis_active"] == 1, got  # the refused one gave its Redis slot back
+
+
+def test_two_reservations_of_a_line_on_nodes_trying_redis_again_dont_deadlock(fresh_pg):
+    """Two nodes that lost Redis and try it again before a reservation (their last failure long enough ago),
+    reserving Line A at the same moment: each took the line's limits lock shared to try Redis, Redis failed
+    for both, and each then asked for it exclusive to count in the database, waiting for the other's shared
+    hold: a deadlock, one stopped by PostgreSQL after a second (its webhook run again). A process whose outage
+    is not over (Redis not heard from since) now takes the lock exclusive at once: the second waits for the
+    first's commit, and both are counted in the database."""
+    got = fresh_pg.probe("two_reservations_trying_redis")
+    assert got["in_vain"] == [], got  # the two met as meant
+    assert got["raised"] == {}, got
+    assert got["refused"] == {"one": None, "two": None}, got  # Line A takes 5 calls at once

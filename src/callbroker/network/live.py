@@ -163,12 +163,12 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
     otherwise. The mark goes with the savepoint too: a refused reservation changed no slot that Redis would
     have to count again. So does a reservation on a process that found Redis unreachable and hasn't heard
     from it since (``RedisBackend.outage_seen``) but tries it again first (its last failure more than
-    :data:`REDIS_RETRY_REFUSED_S` ago): the try takes the limits lock shared, and Redis failing again it is
-    counted in the database, the lock then held exclusive. The savepoint rolls back that shared lock too
-    (and a refusal through Redis, should Redis answer). Refused in the database after Redis failed, the
-    mark goes with the savepoint, though the Redis command may have run (a timeout): this process then has
-    Redis recount the target at its next read (``RedisBackend.forget_later``), as after a give-back that
-    could reach neither. While Redis answers nothing changes: a reservation is not taken under a savepoint.
+    :data:`REDIS_RETRY_REFUSED_S` ago): the try takes the limits lock (exclusive there, see
+    :func:`lock_for_reservation`), and Redis failing again it is counted in the database under it. The
+    savepoint rolls back that lock too (and a refusal through Redis, should Redis answer). Refused in the
+    database after Redis failed, the mark goes with the savepoint, though the Redis command may have run (a
+    timeout): this process then has Redis recount the target at its next read
+    (``RedisBackend.forget_later``), as after a give-back that could reach neither. While Redis answers nothing changes: a reservation is not taken under a savepoint.
     """
     if let_go_if_refused and connection.vendor == "postgresql" and connection.in_atomic_block:
         backend = _backend()
@@ -718,7 +718,10 @@ class RedisBackend:
     def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None:
         self._latest.in_database = False
         if not self.counting_in_database:
-            marked = lock_for_reservation(target.id)
+            # After an outage this process saw (Redis not heard from since), Redis may fail again and the
+            # reservation be counted in the database, under the lock held exclusive: taken shared first, two
+            # such reservations of one target each waited for the other's to go exclusive, a deadlock.
+            marked = lock_for_reservation(target.id, exclusive=self.outage_seen)
             try:
                 refused = self.store.reserve(target, tz_name, now, token=slot)
             except REDIS_UNREACHABLE as exc:
@@ -852,9 +855,13 @@ def full_in_database(target: Target, tz_name: str, now: dt.datetime) -> Exclusio
 LIMITS_LOCK_SPACE = 0x43426C76
 
 
-def lock_for_reservation(target_id: int) -> bool:
+def lock_for_reservation(target_id: int, *, exclusive: bool = False) -> bool:
     """Before a reservation through Redis: take the target's limits lock *shared* until the transaction
     ends, then return whether the target is marked counted without Redis (``counted_without_redis_at``).
+    ``exclusive``: the lock held exclusive at once, by a process that lost Redis and hasn't heard from it
+    since (``RedisBackend.outage_seen``): Redis failing again, the reservation is counted in the database
+    under the lock held exclusive, and two reservations of the target that took it shared first each waited
+    for the other to let go of it (a deadlock, one stopped by PostgreSQL after a second and run again).
 
     A reservation counted in the database takes the same lock *exclusive* (:func:`reserve_in_database`),
     so it waits for every reservation of the target still in a transaction through Redis and counts
@@ -873,7 +880,8 @@ def lock_for_reservation(target_id: int) -> bool:
     locking = connection.vendor == "postgresql" and connection.in_atomic_block
     with connection.cursor() as cursor:
         if locking:
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LIMITS_LOCK_SPACE, target_id])
+            lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            cursor.execute(f"SELECT {lock}(%s, %s)", [LIMITS_LOCK_SPACE, target_id])
         cursor.execute(f"SELECT 1 FROM {STATE} WHERE target_id = %s AND counted_without_redis_at IS NOT NULL",
                        [target_id])
         marked = cursor.fetchone() is not None
