@@ -18,7 +18,7 @@ EXAMPLE = "src/callbroker/network/demo/example-network.yaml"
     (["network", "load", EXAMPLE], "read the network"), (["network", "export"], "read the network"),
     # the commands that write say what they were doing, not "read"
     (["calls", "judge", "CA" + "0" * 32, "--not-billable"], "judge calls"),
-    (["calls", "close-abandoned"], "close calls"),
+    (["calls", "close-abandoned"], "close calls"), (["network", "prune-cap-counts"], "delete cap counts"),
 ])
 def test_a_read_command_on_an_unmigrated_database_says_to_migrate(tmp_path, argv, what):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings"}

@@ -59,11 +59,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         refuse_empty_paths(options)
+        if options["action"] == "prune-cap-counts":
+            # It deletes: "Cannot read the network" would send the operator looking for a reading fault.
+            with reading_the_database("cap counts", doing="delete"):
+                self.prune_cap_counts()
+            return
         with reading_the_database("the network"):  # not migrated: one line saying so, not a traceback
             if options["action"] == "load":
                 self.load(options["file"], prune=options["prune"], check=options["check"])
-            elif options["action"] == "prune-cap-counts":
-                self.prune_cap_counts()
             else:
                 self.export(options.get("output"))
 
