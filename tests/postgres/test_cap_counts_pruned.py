@@ -22,3 +22,20 @@ def test_the_command_deletes_the_finished_periods_only(fresh_pg):
 
     assert result.stdout.startswith(f"Deleted {len(old):,} cap counts of finished periods"), result.stdout
     assert {row[0] for row in fresh_pg.sql("SELECT period FROM network_targetusage")} == current | odd
+
+
+def test_a_row_that_is_no_period_key_stays_in_a_database_sorting_text_by_language(fresh_pg):
+    """A database created in a language's locale (``createdb`` on a host in ``en_US.UTF-8``, or ICU) sorts
+    ``h2026110100`` between ``H`` and ``H2026120323``, letters' case weighing less than the digits: the range
+    alone deleted it, though no hour key is lower case."""
+    target = fresh_pg.value("SELECT min(id) FROM network_target")
+    fresh_pg.sql('ALTER TABLE network_targetusage ALTER COLUMN period TYPE varchar(16) COLLATE "en-US-x-icu"')
+    odd = {"h2020010100", "d20200101", "m202001"}
+    for period in odd | {"H2020010100", "D20200101", "M202001"}:
+        fresh_pg.sql("INSERT INTO network_targetusage (target_id, period, count) VALUES (%s, %s, 1)",
+                     (target, period))
+
+    result = fresh_pg.cli("network", "prune-cap-counts")
+
+    assert result.stdout.startswith("Deleted 3 cap counts of finished periods"), result.stdout
+    assert {row[0] for row in fresh_pg.sql("SELECT period FROM network_targetusage")} == odd

@@ -48,8 +48,11 @@ TARGETS = Target._meta.db_table
 #: The length of each kind of period key (``live.period_keys``): hour, day, month.
 KEY_LENGTHS = {"H": 11, "D": 9, "M": 7}
 
+#: The kind's letter compared on its own: a database sorting text by a language's rules (PostgreSQL created in
+#: ``en_US.UTF-8``, or ICU) weighs a letter's case less than the digits after it, so the range alone took
+#: ``h2026110100`` for an hour before ``H2026120323``.
 _DELETE = (f"DELETE FROM {USAGE} WHERE id IN (SELECT id FROM {USAGE} WHERE target_id = %s "
-           f"AND period > %s AND period <= %s AND LENGTH(period) = %s LIMIT %s)")
+           f"AND period > %s AND period <= %s AND SUBSTR(period, 1, 1) = %s AND LENGTH(period) = %s LIMIT %s)")
 
 
 def last_finished_periods(now: dt.datetime) -> tuple[str, str, str]:
@@ -93,7 +96,7 @@ def forget_finished_periods(now: dt.datetime | None = None, *, most: int | None 
                 if size <= 0:
                     return deleted
                 with db.write_lock(), transaction.atomic():
-                    gone = db.execute(_DELETE, [target_id, kind, key, length, size])
+                    gone = db.execute(_DELETE, [target_id, kind, key, kind, length, size])
                 deleted += gone
                 if gone < size:
                     break
