@@ -159,3 +159,23 @@ def test_the_background_pass_deletes_them_when_set_to(settings, targets):
     replay.background_pass(0.0)
     assert _usage() == {(targets[1].id, p) for p in current}
     assert cap_counts.MOST_A_PASS >= 10_000
+
+
+@pytest.mark.django_db
+def test_calls_close_abandoned_deletes_them_as_the_background_pass_does(settings, targets):
+    """Where the app processes don't sweep (``CALLBROKER_CLOSE_ABANDONED_EVERY=0``), ``calls close-abandoned`` runs
+    from a timer as the background pass's sweeps, once (deploy/env.example): it closed the calls and kept the
+    statuses but left the cap counts to grow for good, the very thing the pass now deletes."""
+    settings.CLOSE_ABANDONED_EVERY_S = 0
+    current = period_keys(dt.datetime.now(dt.UTC), "Etc/GMT+12")
+    m.TargetUsage.objects.bulk_create([m.TargetUsage(target=targets[1], period=p, count=1)
+                                       for p in ("H2020010100", "D20200101", "M202001", *current)])
+    out = io.StringIO()
+
+    call_command("calls", "close-abandoned", stdout=out)
+
+    assert _usage() == {(targets[1].id, p) for p in current}
+    assert "Deleted 3 cap counts of finished periods" in out.getvalue(), out.getvalue()
+    out = io.StringIO()
+    call_command("calls", "close-abandoned", stdout=out)
+    assert "cap count" not in out.getvalue()  # nothing to delete: nothing said, as before

@@ -163,10 +163,12 @@ class Command(BaseCommand):
 
     def close_abandoned(self) -> None:
         """The background pass's sweeps, once: calls whose final status never came are closed, then the final
-        statuses whose inbound webhook never came are kept as calls of their own (one timer for both, where
-        the app processes don't sweep by themselves)."""
+        statuses whose inbound webhook never came are kept as calls of their own, then the cap counts of
+        finished periods are deleted, a pass's share (one timer for all three, where the app processes don't
+        sweep by themselves: without the last, that timer left the cap counts to grow for good)."""
         from callbroker.calls.replay import STATUS_ONLY_AFTER, in_words, record_kept_statuses
         from callbroker.calls.services import ABANDONED_AFTER, STATUS_ONLY, close_abandoned
+        from callbroker.network import cap_counts
 
         closed = close_abandoned()
         hours = int(ABANDONED_AFTER.total_seconds() // 3600)
@@ -184,6 +186,10 @@ class Command(BaseCommand):
                               f"{STATUS_ONLY}, not billable):")
             for sid in recorded:
                 self.stdout.write(f"  {sid}")
+        deleted = cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
+        if deleted:
+            self.stdout.write(f"Deleted {deleted:,} cap counts of finished periods (over in every time zone 3 days "
+                              f"ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
 
     # ----------------------------------------------------------------------------------------------
 
