@@ -127,11 +127,17 @@ def test_the_attempts_of_the_calls_started_lately_read_ranges_of_indexes(staff, 
 @pytest.mark.parametrize("query,listed", [("{f}__year=9999&{f}__month=12", True), ("{f}__year=9999", True),
                                           ("{f}__year=2026&{f}__month=13", True), ("{f}__year=0", False),
                                           ("{f}__year=99999", False), ("{f}__year=-1", False)])
-def test_a_hand_made_date_on_the_lists_without_a_drill_down_is_a_filter_never_a_500(staff, page, field, query,
-                                                                                    listed):
+def test_a_hand_made_date_on_the_lists_without_a_drill_down_is_a_filter_never_a_500(staff, make_call, page, field,
+                                                                                    query, listed):
     """No date drill-down any more, so no end of year 9999 to work out: such a date is a filter like any other,
     an empty list (it was a bad lookup, the drill-down failing on it); a year out of the calendar is still a bad
-    lookup (a redirect with ``?e=1``)."""
+    lookup (a redirect with ``?e=1``). A call of now, with its attempt and event, is there: the list is empty
+    because the filter was applied, and this year's date lists it."""
+    now = timezone.now()
+    make_call(started_at=now, attempts=[{"target": None, "result": "no-answer"}],
+              events=[{"kind": "voice", "params": {}}])
+    this_year = staff.get(f"/admin/{page}/?{field}__year={timezone.localtime(now).year}")
+    assert this_year.status_code == 200 and len(this_year.context["cl"].result_list) == 1
     response = staff.get(f"/admin/{page}/?{query.format(f=field)}")
     if listed:
         assert response.status_code == 200 and not response.context["cl"].result_list
