@@ -137,7 +137,7 @@ def test_the_command_deletes_them_showing_its_progress(targets):
     call_command("network", "prune-cap-counts", stdout=out, stderr=err)
 
     assert out.getvalue().startswith("Deleted 3 cap counts of finished periods (hours up to H")
-    assert err.getvalue() == "… 1 of 3 targets, 1 cap counts deleted so far\n… 2 of 3 targets, 2 cap counts deleted so far\n"
+    assert err.getvalue() == "… 1 of 3 targets, 1 cap count deleted so far\n… 2 of 3 targets, 2 cap counts deleted so far\n"
     assert _usage() == {(targets[0].id, "M209901")}
     out = io.StringIO()
     call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())

@@ -188,7 +188,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {sid}")
         deleted = cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
         if deleted:
-            self.stdout.write(f"Deleted {deleted:,} cap counts of finished periods (over in every time zone 3 days "
+            self.stdout.write(f"Deleted {deleted:,} cap count{'' if deleted == 1 else 's'} of finished periods (over in every time zone 3 days "
                               f"ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
 
     # ----------------------------------------------------------------------------------------------
