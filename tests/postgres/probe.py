@@ -1007,7 +1007,7 @@ def crossed_rings(first: str, counters: str = "sql") -> dict:
             "marked": marked}
 
 
-def refused_then_crossed(counters: str = "sql") -> dict:
+def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefix: str = "") -> dict:
     """On the e2e plumbing campaign (SQL counters), Line B given an hourly cap of 2: call "ab", a new caller
     from 78701, rings Line A (its ring: A, B, C); then a new call "ba" from a caller who reached Line B
     yesterday (sticky, its ring: B, A, C) is handled while the Dial action of "ab"'s first leg (no answer) is.
@@ -1023,7 +1023,10 @@ def refused_then_crossed(counters: str = "sql") -> dict:
     then a call attempt on Line B). With ``counters="tried"``: the same, but the inbound webhook's node tries
     Redis before each operation (its last failure long enough ago, as a node between two of its retries
     sees it: ``live.REDIS_RETRY_REFUSED_S``), finds it unreachable and counts in the database, while the Dial
-    action's node counts there at once."""
+    action's node counts there at once. With ``counters="redis"``: Redis counters at ``redis_url``, which the
+    inbound webhook's node reaches (its reservation of Line B refused by Redis, the last unit of the hour
+    taken there by the other call, whose attempt is in the database too) while the Dial action's node can't
+    and counts in the database at once."""
     import threading
     import time
 
@@ -1056,10 +1059,12 @@ def refused_then_crossed(counters: str = "sql") -> dict:
         if not event.wait(60):  # never reached when the two meet as meant: the result tells
             in_vain.append(what)
 
-    def last_unit_taken_elsewhere(target_id: int, period: str) -> None:
+    def last_unit_taken_elsewhere(target, tz_name: str, period: str) -> None:
+        target_id = target.id
+
         def take() -> None:
             try:
-                if counters in ("database", "tried"):  # the hour's calls on Line B, in progress
+                if counters in ("database", "tried", "redis"):  # the hour's calls on Line B, in progress
                     line = Target.objects.get(pk=target_id)
                     for n in range(cap):
                         other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
@@ -1067,6 +1072,9 @@ def refused_then_crossed(counters: str = "sql") -> dict:
                         CallAttempt.objects.create(call=other, sequence=1, target_id=target_id,
                                                    buyer_id=line.buyer_id, number=line.number,
                                                    started_at=other.started_at)
+                        if counters == "redis":  # their slots and units taken in Redis (the store's own
+                            # reserve, not the pausing one), by a node reaching it
+                            reserve(target, tz_name, other.started_at, token=live.slot_name(other.call_sid, 1))
                     return
                 with connection.cursor() as cursor:  # this thread's own connection, autocommit
                     cursor.execute(f"INSERT INTO {live.USAGE} (target_id, period, count) VALUES (%s, %s, %s) "
@@ -1079,12 +1087,17 @@ def refused_then_crossed(counters: str = "sql") -> dict:
         elsewhere.start()
         elsewhere.join()
 
-    def refused_then_paused(target, tz_name, now, slot=""):
+    def refused_then_paused(target, tz_name, now, slot="", *, token="", rebuild=True):
         pausing = (threading.current_thread().name == "inbound" and target.id == ids["pipes-b"]
                    and not refused_holds.is_set())
         if pausing:
-            last_unit_taken_elsewhere(target.id, live.period_keys(now, tz_name)[0])
-        refused = reserve(target, tz_name, now, slot) if counters == "sql" else reserve(target, tz_name, now)
+            last_unit_taken_elsewhere(target, tz_name, live.period_keys(now, tz_name)[0])
+        if counters == "sql":
+            refused = reserve(target, tz_name, now, slot)
+        elif counters == "redis":
+            refused = reserve(target, tz_name, now, token=token, rebuild=rebuild)
+        else:
+            refused = reserve(target, tz_name, now)
         if not pausing:
             return refused
         refused_holds.set()
@@ -1129,19 +1142,28 @@ def refused_then_crossed(counters: str = "sql") -> dict:
 
     now = timezone.now()
     backend = {"sql": {"REDIS_URL": "", "COUNTERS_BACKEND": "sql"},
-               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"}}
+               "database": {"REDIS_URL": "redis://127.0.0.1:19001/0", "COUNTERS_BACKEND": "redis"},
+               "redis": {"REDIS_URL": redis_url, "COUNTERS_BACKEND": "redis", "REDIS_KEY_PREFIX": redis_prefix}}
     backend["tried"] = backend["database"]
     with override_settings(**backend[counters]):
         # Where the reservation is counted: the SQL backend's statements, or the attempts in the database
-        # (Redis unreachable, tried again in an hour only; "tried": by the inbound webhook, every time).
-        if counters in ("database", "tried"):
+        # (Redis unreachable, tried again in an hour only; "tried": by the inbound webhook, every time;
+        # "redis": by the Dial action's node only, the others reaching Redis).
+        if counters in ("database", "tried", "redis"):
             live.current_backend()._retry_at = time.monotonic() + 3600
         redis_backend = type(live.current_backend())
         counting_in_database = redis_backend.__dict__.get("counting_in_database")
         if counters == "tried":
             redis_backend.counting_in_database = property(
                 lambda self: threading.current_thread().name != "inbound" and counting_in_database.fget(self))
-        counting, method = (live.SQL, "reserve") if counters == "sql" else (live, "reserve_in_database")
+        if counters == "redis":
+            redis_backend.counting_in_database = property(
+                lambda self: threading.current_thread().name == "dial" and counting_in_database.fget(self))
+        counting, method = (live, "reserve_in_database")  # in the database (Redis unreachable)
+        if counters == "sql":
+            counting, method = live.SQL, "reserve"
+        elif counters == "redis":  # in Redis: the store's script, inside the backend's reservation
+            counting, method = live.current_backend().store, "reserve"
         reserve = getattr(counting, method)
         yesterday = now - dt.timedelta(hours=20)
         inbound(sticky, callers["ba"], yesterday)  # rings Line A: no answer; then Line B: talked
@@ -1159,7 +1181,7 @@ def refused_then_crossed(counters: str = "sql") -> dict:
                              threading.Thread(target=run, args=("ab",), name="dial")])
         finally:
             setattr(counting, method, reserve)
-            if counters == "tried":
+            if counters in ("tried", "redis"):
                 redis_backend.counting_in_database = counting_in_database
             retries.stop()
         recount_later = sorted(keys[t] for t in getattr(live.current_backend(), "_forget_later", ()))

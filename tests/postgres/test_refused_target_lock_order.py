@@ -25,18 +25,26 @@ ring's limits locks in target order. It is taken under the same savepoint there.
 webhook's node tries Redis again first (its last failure long enough ago) and Redis fails again, the try took
 Line B's limits lock shared, then the count in the database exclusive, and the refusal kept both: the same
 deadlock with a Dial action of a node counting in the database at once, until that reservation was taken
-under the savepoint too.
+under the savepoint too. So was, last, a reservation refused through a Redis that answers (the inbound
+webhook's node reaching Redis, the Dial action's not): it kept Line B's limits lock, shared, until the commit,
+and the Dial action waited for it exclusive while holding Line A's, which the webhook asked for next.
 """
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 
-@pytest.mark.parametrize("counters", ["sql", "database", "tried"],
-                         ids=["SQL counters", "counted without Redis", "Redis tried first, then counted without"])
-def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadlock(fresh_pg, counters):
-    found = fresh_pg.probe("refused_then_crossed", counters=counters)
+@pytest.mark.parametrize("counters", ["sql", "database", "tried", "redis"],
+                         ids=["SQL counters", "counted without Redis", "Redis tried first, then counted without",
+                              "refused through Redis, the Dial action counted without"])
+def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadlock(fresh_pg, counters, request):
+    redis = {}
+    if counters == "redis":
+        redis = {"redis_url": request.getfixturevalue("redis_server").url, "redis_prefix": f"cb-{uuid.uuid4().hex}:"}
+    found = fresh_pg.probe("refused_then_crossed", counters=counters, **redis)
     assert found["in_vain"] == [], found  # the two met as meant
     assert found["dial_waited"], found  # the Dial action waited for a row the inbound webhook held
     assert (found["calls"]["ba"]["ring"][:2], found["calls"]["ba"]["against_target_order"]) == (
@@ -51,6 +59,8 @@ def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadl
     if counters == "sql":
         assert found["active"] == {"pipes-a": 1, "pipes-b": 0, "pipes-c": 1}, found
         assert found["line_b_hour_units"] == [2], found
+    elif counters == "redis":  # the Dial action's node counted in the database, the inbound webhook's in Redis
+        assert (found["calls"]["ab"]["limits"], found["calls"]["ba"]["limits"]) == ("database", None), found
     else:  # the slots are the attempts holding one (above); the state rows' counters are not used
         assert (found["calls"]["ab"]["limits"], found["calls"]["ba"]["limits"]) == ("database", "database"), found
     # Redis tried first: the refusal's mark rolled back with the savepoint, Redis (whose command may have run)

@@ -168,7 +168,16 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
     savepoint rolls back that lock too (and a refusal through Redis, should Redis answer). Refused in the
     database after Redis failed, the mark goes with the savepoint, though the Redis command may have run (a
     timeout): this process then has Redis recount the target at its next read
-    (``RedisBackend.forget_later``), as after a give-back that could reach neither. While Redis answers nothing changes: a reservation is not taken under a savepoint.
+    (``RedisBackend.forget_later``), as after a give-back that could reach neither.
+
+    And so does one through a Redis that answers: refused there (its script checks every limit before it
+    takes anything, so a refusal wrote nothing in Redis), it kept the target's limits lock, shared, while the
+    webhook took the next target's, beside the Dial action of a node counting in the database (some nodes
+    reaching Redis, others not) that takes its ring's limits locks exclusive in target order: a deadlock. The
+    rollback lets go of that lock (and of the row of a target marked counted without Redis); it undoes nothing
+    in Redis, and has nothing to: a reservation taken in Redis then refused by the database was given back at
+    once (``_give_back_now``), and one taken registers its give-back (``_GiveBackUnlessCommitted``) only when
+    it is not refused, so the savepoint released keeps it.
     """
     if let_go_if_refused and connection.vendor == "postgresql" and connection.in_atomic_block:
         backend = _backend()
@@ -178,7 +187,7 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
         if isinstance(backend, RedisBackend) and backend.counting_in_database:
             return _counted("reserve", lambda without_redis: _let_go_if_refused(
                 lambda: without_redis.count_in_database(target, tz_name, now)))
-        if isinstance(backend, RedisBackend) and backend.outage_seen:
+        if isinstance(backend, RedisBackend):
             return _counted("reserve", lambda redis_backend: _tried_then_let_go_if_refused(
                 redis_backend, target, tz_name, now, slot))
     return _counted("reserve", lambda backend: backend.reserve(target, tz_name, now, slot))
@@ -186,8 +195,9 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
 
 def _tried_then_let_go_if_refused(backend: RedisBackend, target: Target, tz_name: str, now: dt.datetime,
                                   slot: str) -> Exclusion | None:
-    """A reservation through Redis, else in the database, under a savepoint rolled back when refused (see
-    :func:`reserve`); refused in the database, Redis recounts the target (its mark rolled back)."""
+    """A reservation through Redis, else in the database (Redis failing, or without this target's counters),
+    under a savepoint rolled back when refused (see :func:`reserve`); refused in the database, Redis recounts
+    the target (its mark rolled back)."""
     refused = _let_go_if_refused(lambda: backend.reserve(target, tz_name, now, slot))
     if refused is not None and backend.last_reserved_in_database:
         backend.forget_later(target.id)
