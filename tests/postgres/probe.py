@@ -1203,7 +1203,7 @@ def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefi
             "calls": calls, "active": active, "line_b_hour_units": units, "recount_later": recount_later}
 
 
-def refused_in_a_dial_action_trying_redis() -> dict:
+def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str = "") -> dict:
     """Redis counters, Redis unreachable for both nodes: one node ("tried") tries Redis again before each
     operation (its last failure long enough ago, ``live.REDIS_RETRY_REFUSED_S``), the other ("counting")
     counts in the database at once. The e2e plumbing campaign's lines ring B, A, C (priorities changed so),
@@ -1213,7 +1213,9 @@ def refused_in_a_dial_action_trying_redis() -> dict:
     (attempts on Line B): refused, it pauses until the Dial action of "y" (the "counting" node, its ring's
     limits locks taken in target order: A, B, C) waits for a lock or is done, then goes on to Line A.
     Returns the transactions run again (and why), what each raised, the waits that ended without their
-    event, whether the "counting" Dial action waited, and each call's ring and the lines its legs rang."""
+    event, whether the "counting" Dial action waited, and each call's ring and the lines its legs rang. With
+    ``redis_url``: the "tried" node reaches Redis there (its reservation of Line B refused by Redis, where the
+    other calls took the hour's units too), the "counting" node still counts in the database."""
     import threading
     import time
 
@@ -1244,7 +1246,7 @@ def refused_in_a_dial_action_trying_redis() -> dict:
     refused_holds, counting_ready, counting_done = threading.Event(), threading.Event(), threading.Event()
     counting_pid: list[int] = []
     counting_waited: list[bool] = []
-    reserve = live.reserve_in_database
+    where: list = []  # Line B and its time zone, as the pausing reservation had them
 
     def wait(event: threading.Event, what: str) -> None:
         if not event.wait(60):  # never reached when the two meet as meant: the result tells
@@ -1259,6 +1261,8 @@ def refused_in_a_dial_action_trying_redis() -> dict:
                                                 started_at=timezone.now())
                     CallAttempt.objects.create(call=other, sequence=1, target_id=target_id, buyer_id=line.buyer_id,
                                                number=line.number, started_at=other.started_at)
+                    if redis_url:  # taken in Redis too (the store's own reserve, not the pausing one)
+                        reserve(*where[0], other.started_at, token=live.slot_name(other.call_sid, 1))
             finally:
                 connection.close()
 
@@ -1266,12 +1270,14 @@ def refused_in_a_dial_action_trying_redis() -> dict:
         elsewhere.start()
         elsewhere.join()
 
-    def refused_then_paused(target, tz_name, now):
+    def refused_then_paused(target, tz_name, now, *, token="", rebuild=True):
         pausing = (threading.current_thread().name == "tried" and target.id == ids["pipes-b"]
                    and not refused_holds.is_set())
         if pausing:
+            where.append((target, tz_name))
             last_unit_taken_elsewhere(target.id)
-        refused = reserve(target, tz_name, now)
+        refused = reserve(target, tz_name, now, token=token, rebuild=rebuild) if redis_url else reserve(
+            target, tz_name, now)
         if not pausing:
             return refused
         refused_holds.set()
@@ -1313,12 +1319,19 @@ def refused_in_a_dial_action_trying_redis() -> dict:
             connection.close()
 
     now = timezone.now()
-    with override_settings(REDIS_URL="redis://127.0.0.1:19001/0", COUNTERS_BACKEND="redis"):
+    reached = {"REDIS_URL": redis_url, "REDIS_KEY_PREFIX": redis_prefix} if redis_url else {
+        "REDIS_URL": "redis://127.0.0.1:19001/0"}
+    with override_settings(COUNTERS_BACKEND="redis", **reached):
         backend = live.current_backend()
         backend._retry_at = time.monotonic() + 3600  # Redis failed a moment ago: not tried again for an hour
-        backend._down = True
+        backend._down = not redis_url
         redis_backend = type(backend)
         counting_in_database = redis_backend.__dict__["counting_in_database"]
+        if redis_url:  # the "counting" node alone can't reach Redis; the set-up goes through it
+            redis_backend.counting_in_database = property(
+                lambda self: threading.current_thread().name == "counting" and counting_in_database.fget(self))
+        counting, method = (backend.store, "reserve") if redis_url else (live, "reserve_in_database")
+        reserve = getattr(counting, method)
         yesterday = now - dt.timedelta(hours=20)
         inbound(sticky, callers["x"], yesterday)  # rings Line B, then Line A: no answer; then Line C: talked
         for seq, outcome in ((1, DialOutcome("no-answer", False, 0, "CA" + "a" * 32)),
@@ -1331,14 +1344,15 @@ def refused_in_a_dial_action_trying_redis() -> dict:
         for label in ("x", "y"):
             inbound(sids[label], callers[label], now)
         retried = retries.start()
-        live.reserve_in_database = refused_then_paused
-        redis_backend.counting_in_database = property(
-            lambda self: threading.current_thread().name != "tried" and counting_in_database.fget(self))
+        setattr(counting, method, refused_then_paused)
+        if not redis_url:
+            redis_backend.counting_in_database = property(
+                lambda self: threading.current_thread().name != "tried" and counting_in_database.fget(self))
         try:
             _start_and_join([threading.Thread(target=unanswered, args=("x",), name="tried"),
                              threading.Thread(target=unanswered, args=("y",), name="counting")])
         finally:
-            live.reserve_in_database = reserve
+            setattr(counting, method, reserve)
             redis_backend.counting_in_database = counting_in_database
             retries.stop()
     calls = {}

@@ -68,14 +68,24 @@ def test_an_inbound_call_refused_for_a_cap_and_a_crossing_dial_action_dont_deadl
     assert found["recount_later"] == (["pipes-b"] if counters == "tried" else []), found
 
 
-def test_a_dial_action_refused_on_a_node_trying_redis_again_and_a_crossing_one_dont_deadlock(fresh_pg):
+@pytest.mark.parametrize("reaching", [False, True], ids=["Redis tried first, then counted without",
+                                                         "refused through Redis"])
+def test_a_dial_action_refused_on_a_node_trying_redis_again_and_a_crossing_one_dont_deadlock(fresh_pg, reaching,
+                                                                                              request):
     """Redis counters, Redis unreachable: a node that tries Redis again before each operation (its last failure
     long enough ago) took no limits locks in target order for its Dial action (only a node counting in the
     database at once did). Its reservation of the next line, refused in the database for a cap just reached,
     kept that line's limits lock while it took the line after, before it in target order: Line B then Line A,
     beside another node's Dial action locking A then B, a deadlock. Such a node (its outage not over) now
-    takes its ring's limits locks and rows in target order first, as a node counting in the database does."""
-    found = fresh_pg.probe("refused_in_a_dial_action_trying_redis")
+    takes its ring's limits locks and rows in target order first, as a node counting in the database does.
+
+    The same where that node reaches Redis (``reaching``): it locks nothing first, and its reservation of Line B
+    refused through Redis kept Line B's limits lock, shared, while it took Line A's, the same deadlock. That
+    reservation now lets go of it (a savepoint rolled back), as the inbound webhook's does."""
+    redis = {}
+    if reaching:
+        redis = {"redis_url": request.getfixturevalue("redis_server").url, "redis_prefix": f"cb-{uuid.uuid4().hex}:"}
+    found = fresh_pg.probe("refused_in_a_dial_action_trying_redis", **redis)
     assert found["in_vain"] == [], found  # the two met as meant
     assert found["counting_waited"], found
     assert (found["calls"]["x"]["ring"], found["calls"]["y"]["ring"][:2]) == (
@@ -83,7 +93,7 @@ def test_a_dial_action_refused_on_a_node_trying_redis_again_and_a_crossing_one_d
     assert found["retried"] == [], found
     assert found["raised"] == {}, found
     assert found["calls"]["x"] == {**found["calls"]["x"], "refused_at_dial": [["pipes-b", "hourly_cap"]],
-                                   "limits": "database", "lines": ["pipes-c", "pipes-a"],
+                                   "limits": None if reaching else "database", "lines": ["pipes-c", "pipes-a"],
                                    "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found
     assert found["calls"]["y"] == {**found["calls"]["y"], "lines": ["pipes-b", "pipes-a"],
                                    "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found

@@ -711,12 +711,15 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     # carrier saying the caller's call has ended (e.g. during the whisper). Ringing the next buyer would only
     # add an attempt the carrier never places (its final status follows).
     over = call.stage == CallStage.ENDED or outcome.status == "canceled" or outcome.caller_gone
+    ring_locked = False
     if not over:
         # PostgreSQL, SQL counters (or Redis counters counted in the database, Redis unreachable: their limits
         # locks first): this target's row and those of the targets the call may take next, in target order,
         # before the slot goes back: a Dial action whose ring crosses this one's waits here rather than in a
-        # deadlock (docs/database.md, the order of the locks).
-        live.lock_targets_in_order([attempt.target_id, *(call.decision or {}).get("ring", [])[call.ring_position:]])
+        # deadlock (docs/database.md, the order of the locks). Nothing locked (Redis answering, SQLite): the
+        # next reservation lets go of what its refusal took, as the inbound webhook's does.
+        ring_locked = live.lock_targets_in_order(
+            [attempt.target_id, *(call.decision or {}).get("ring", [])[call.ring_position:]])
     release_attempt(call, attempt, info, undo_usage=True)
     if dialled_degraded:
         _give_back_degraded_hold(call_sid, sequence)
@@ -724,7 +727,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
         _protect_from_missed_calls(info, campaign, now)
     if over:
         return (s.Hangup(),)
-    return _dial_next(call, campaign, snap, now, ring_locked=True)
+    return _dial_next(call, campaign, snap, now, ring_locked=ring_locked)
 
 
 def record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
@@ -1352,7 +1355,8 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
     """Take the slot of the next target of the ring that can take the call and dial it, else the fallback.
 
     ``ring_locked``: the rows of every target left in the ring are locked already, in target order (a Dial
-    action, ``live.lock_targets_in_order``). Otherwise (the inbound webhook, an IVR answer) a reservation that
+    action, ``live.lock_targets_in_order``). Otherwise (the inbound webhook, an IVR answer, a Dial action on a
+    node reaching Redis, which locks nothing first) a reservation that
     a target further down the ring, before it in target order, may follow lets go of the rows its refusal
     locked (``live.reserve``): the rows this transaction holds are then always locked in target order.
     """

@@ -151,7 +151,7 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
 
     ``let_go_if_refused``: when refused, the caller goes on in the same transaction to a target that comes
     before this one in target order, whose row it has not locked yet (the inbound webhook or an IVR answer
-    going down its ring). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL
+    going down its ring, or a Dial action that locked nothing of it first: :func:`lock_targets_in_order`). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL
     (its slot taken then given back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the
     usage row even when its ``WHERE`` is false), and held while the next target's row was waited for they
     made a deadlock with a Dial action that locks both rows in target order. With SQL counters on PostgreSQL
@@ -233,10 +233,11 @@ def count_again(target: Target, tz_name: str, started_at: dt.datetime) -> None:
         _counted("count_again", lambda backend: backend.count_again(target, tz_name, started_at))
 
 
-def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
+def lock_targets_in_order(target_ids: Iterable[int | None]) -> bool:
     """Before a writer gives one target's slot back and takes another's: lock the ``TargetState`` rows of
     every target it may write until the transaction ends, in one statement, in target order (SQL counters
-    on PostgreSQL; nothing otherwise).
+    on PostgreSQL; nothing otherwise). Returns whether this process locks them here (it then takes the next
+    target's reservation with no savepoint, ``reserve``'s ``let_go_if_refused``).
 
     An unanswered leg's Dial action gives its target's slot back, then takes the next target's, in ring
     order. Two of them at the same moment whose rings cross (Line A then B, Line B then A: a repeat
@@ -258,13 +259,19 @@ def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
     target is counted in the database under that target's limits lock, and refused (a cap just reached) it
     kept that lock while it took a later target's, before it in target order, beside a Dial action taking
     both in target order: a deadlock. Until Redis answers that process, the locks go in target order first.
+
+    A process whose Redis answers locks nothing here, and its reservation of the next target (through Redis,
+    under that target's limits lock held shared) refused for a cap just reached kept that lock while it took
+    a later target's, before it in target order, beside the Dial action of a process counting in the database
+    taking both exclusive in target order: a deadlock. It returns False, so that reservation lets go of what
+    its refusal took (a savepoint, as the inbound webhook's).
     """
     if connection.vendor != "postgresql":
-        return
+        return False
     backend = _backend()
     without_redis = isinstance(backend, RedisBackend) and (backend.counting_in_database or backend.outage_seen)
     if backend.name != "sql" and not without_redis:
-        return
+        return False
     ids = sorted({target_id for target_id in target_ids if target_id is not None})
     if len(ids) > 1:
         if without_redis:  # one lock after the other, in the array's order
@@ -272,6 +279,7 @@ def lock_targets_in_order(target_ids: Iterable[int | None]) -> None:
                         [LIMITS_LOCK_SPACE, ids])
         db.fetchall(f"SELECT target_id FROM {STATE} WHERE target_id = ANY(%s) ORDER BY target_id FOR UPDATE",
                     [ids])
+    return True
 
 
 def slot_name(call_sid: str, sequence: int) -> str:
