@@ -1007,6 +1007,83 @@ def crossed_rings(first: str, counters: str = "sql") -> dict:
             "marked": marked}
 
 
+def _until_it_waits_for_a_lock(pid: list[int], done, waited: list[bool], in_vain: list[str], what: str) -> None:
+    """Hold this thread, its transaction and the locks it has, until the connection ``pid[0]`` waits for a
+    lock (``pg_locks``: noted in ``waited``) or its thread is ``done``; after 60 s without either, ``what`` goes
+    to ``in_vain`` (the result tells)."""
+    import time
+
+    from django.db import connection
+
+    given_up = time.monotonic() + 60
+    with connection.cursor() as cursor:
+        while not done.is_set() and time.monotonic() < given_up:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+            if cursor.fetchone()[0]:
+                waited.append(True)
+                return
+            time.sleep(0.01)
+    if not done.is_set():
+        in_vain.append(what)
+
+
+def _calls_in_progress_on(target_id: int, count: int, also: Callable | None = None) -> None:
+    """``count`` calls ringing the target now, each with its attempt, written and committed by a thread and
+    connection of their own (another node's calls); ``also(call)`` after each (e.g. its slot taken in Redis)."""
+    import threading
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.network.models import Target
+
+    def take() -> None:
+        try:
+            line = Target.objects.get(pk=target_id)
+            for n in range(count):
+                other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
+                                            started_at=timezone.now())
+                CallAttempt.objects.create(call=other, sequence=1, target_id=target_id, buyer_id=line.buyer_id,
+                                           number=line.number, started_at=other.started_at)
+                if also is not None:
+                    also(other)
+        finally:
+            connection.close()
+
+    elsewhere = threading.Thread(target=take)
+    elsewhere.start()
+    elsewhere.join()
+
+
+def _plumbing_call(sid: str, caller: str, at: dt.datetime) -> None:
+    """The inbound webhook of a call from ``caller`` in 78701 to the e2e network's plumbing number."""
+    from callbroker.calls import services
+    from callbroker.calls.events import InboundCall
+
+    call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
+                       from_zip="78701", from_state="TX")
+    _deliver(sid, "voice", lambda: services.start_call(call, at))
+
+
+def _rings_and_legs(sids: dict[str, str], keys: dict[int, str]) -> dict:
+    """Each call's ring (by target key), whether it goes against target order, its limits, the lines refused
+    at a Dial action and why, and the lines its legs rang, their results and the slots they hold."""
+    from callbroker.calls.models import Call, CallAttempt
+
+    calls = {}
+    for label, sid in sids.items():
+        call = Call.objects.get(call_sid=sid)
+        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
+        ring = call.decision["ring"]
+        calls[label] = {"ring": [keys[t] for t in ring], "limits": call.decision.get("limits"),
+                        "against_target_order": any(b < a for a, b in zip(ring, ring[1:], strict=False)),
+                        "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
+                        "lines": [keys[a.target_id] for a in attempts],
+                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
+    return calls
+
+
 def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefix: str = "") -> dict:
     """On the e2e plumbing campaign (SQL counters), Line B given an hourly cap of 2: call "ab", a new caller
     from 78701, rings Line A (its ring: A, B, C); then a new call "ba" from a caller who reached Line B
@@ -1035,8 +1112,7 @@ def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefi
     from django.utils import timezone
 
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
-    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.calls.events import DialOutcome, StatusUpdate
     from callbroker.network import live
     from callbroker.network.models import Target, TargetState, TargetUsage
     from callbroker.network.signals import bump_network_version
@@ -1060,22 +1136,15 @@ def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefi
             in_vain.append(what)
 
     def last_unit_taken_elsewhere(target, tz_name: str, period: str) -> None:
+        if counters in ("database", "tried", "redis"):  # the hour's calls on Line B, in progress; with Redis
+            # their slots and units taken there too (the store's own reserve, not the pausing one)
+            _calls_in_progress_on(target.id, cap, None if counters != "redis" else lambda other: reserve(
+                target, tz_name, other.started_at, token=live.slot_name(other.call_sid, 1)))
+            return
         target_id = target.id
 
         def take() -> None:
             try:
-                if counters in ("database", "tried", "redis"):  # the hour's calls on Line B, in progress
-                    line = Target.objects.get(pk=target_id)
-                    for n in range(cap):
-                        other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
-                                                    started_at=timezone.now())
-                        CallAttempt.objects.create(call=other, sequence=1, target_id=target_id,
-                                                   buyer_id=line.buyer_id, number=line.number,
-                                                   started_at=other.started_at)
-                        if counters == "redis":  # their slots and units taken in Redis (the store's own
-                            # reserve, not the pausing one), by a node reaching it
-                            reserve(target, tz_name, other.started_at, token=live.slot_name(other.call_sid, 1))
-                    return
                 with connection.cursor() as cursor:  # this thread's own connection, autocommit
                     cursor.execute(f"INSERT INTO {live.USAGE} (target_id, period, count) VALUES (%s, %s, %s) "
                                    f"ON CONFLICT (target_id, period) DO UPDATE SET count = EXCLUDED.count",
@@ -1102,22 +1171,12 @@ def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefi
             return refused
         refused_holds.set()
         wait(dial_ready, "the Dial action's connection")
-        given_up = time.monotonic() + 60
-        with connection.cursor() as cursor:
-            while not dial_done.is_set() and time.monotonic() < given_up:
-                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", dial_pid)
-                if cursor.fetchone()[0]:
-                    dial_waited.append(True)
-                    return refused  # the Dial action waits for a lock: go on to the next target
-                time.sleep(0.01)
-        if not dial_done.is_set():
-            in_vain.append("the Dial action waiting for a lock or done")
+        # then on to the next target
+        _until_it_waits_for_a_lock(dial_pid, dial_done, dial_waited, in_vain,
+                                   "the Dial action waiting for a lock or done")
         return refused
 
-    def inbound(sid: str, caller: str, at: dt.datetime) -> None:
-        call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
-                           from_zip="78701", from_state="TX")
-        _deliver(sid, "voice", lambda: services.start_call(call, at))
+    inbound = _plumbing_call
 
     def run(label: str) -> None:
         name = threading.current_thread().name
@@ -1185,16 +1244,7 @@ def refused_then_crossed(counters: str = "sql", redis_url: str = "", redis_prefi
                 redis_backend.counting_in_database = counting_in_database
             retries.stop()
         recount_later = sorted(keys[t] for t in getattr(live.current_backend(), "_forget_later", ()))
-    calls = {}
-    for label, sid in sids.items():
-        call = Call.objects.get(call_sid=sid)
-        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
-        ring = call.decision["ring"]
-        calls[label] = {"ring": [keys[t] for t in ring], "limits": call.decision.get("limits"),
-                        "against_target_order": any(b < a for a, b in zip(ring, ring[1:], strict=False)),
-                        "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
-                        "lines": [keys[a.target_id] for a in attempts],
-                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
+    calls = _rings_and_legs(sids, keys)
     active = dict(TargetState.objects.filter(target__key__in=["pipes-a", "pipes-b", "pipes-c"])
                   .values_list("target__key", "active_calls"))
     units = sorted(TargetUsage.objects.filter(target__key="pipes-b", period__startswith="H")
@@ -1224,8 +1274,7 @@ def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str
     from django.utils import timezone
 
     from callbroker.calls import services
-    from callbroker.calls.events import DialOutcome, InboundCall, StatusUpdate
-    from callbroker.calls.models import Call, CallAttempt
+    from callbroker.calls.events import DialOutcome, StatusUpdate
     from callbroker.network import live
     from callbroker.network.models import Target
     from callbroker.network.signals import bump_network_version
@@ -1253,22 +1302,9 @@ def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str
             in_vain.append(what)
 
     def last_unit_taken_elsewhere(target_id: int) -> None:
-        def take() -> None:
-            try:
-                line = Target.objects.get(pk=target_id)
-                for n in range(cap):
-                    other = Call.objects.create(call_sid=f"CAelsewhere{n}", to_number="+15125550001",
-                                                started_at=timezone.now())
-                    CallAttempt.objects.create(call=other, sequence=1, target_id=target_id, buyer_id=line.buyer_id,
-                                               number=line.number, started_at=other.started_at)
-                    if redis_url:  # taken in Redis too (the store's own reserve, not the pausing one)
-                        reserve(*where[0], other.started_at, token=live.slot_name(other.call_sid, 1))
-            finally:
-                connection.close()
-
-        elsewhere = threading.Thread(target=take)
-        elsewhere.start()
-        elsewhere.join()
+        # with Redis, taken there too (the store's own reserve, not the pausing one)
+        _calls_in_progress_on(target_id, cap, None if not redis_url else lambda other: reserve(
+            *where[0], other.started_at, token=live.slot_name(other.call_sid, 1)))
 
     def refused_then_paused(target, tz_name, now, *, token="", rebuild=True):
         pausing = (threading.current_thread().name == "tried" and target.id == ids["pipes-b"]
@@ -1282,22 +1318,12 @@ def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str
             return refused
         refused_holds.set()
         wait(counting_ready, "the counting node's connection")
-        given_up = time.monotonic() + 60
-        with connection.cursor() as cursor:
-            while not counting_done.is_set() and time.monotonic() < given_up:
-                cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", counting_pid)
-                if cursor.fetchone()[0]:
-                    counting_waited.append(True)
-                    return refused  # the other Dial action waits for a lock: go on to the next target
-                time.sleep(0.01)
-        if not counting_done.is_set():
-            in_vain.append("the counting node's Dial action waiting for a lock or done")
+        # then on to the next target
+        _until_it_waits_for_a_lock(counting_pid, counting_done, counting_waited, in_vain,
+                                   "the counting node's Dial action waiting for a lock or done")
         return refused
 
-    def inbound(sid: str, caller: str, at: dt.datetime) -> None:
-        call = InboundCall(call_sid=sid, account_sid="AC" + "0" * 32, from_raw=caller, to="+15125550001",
-                           from_zip="78701", from_state="TX")
-        _deliver(sid, "voice", lambda: services.start_call(call, at))
+    inbound = _plumbing_call
 
     def unanswered(label: str) -> None:
         name = threading.current_thread().name
@@ -1355,16 +1381,8 @@ def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str
             setattr(counting, method, reserve)
             redis_backend.counting_in_database = counting_in_database
             retries.stop()
-    calls = {}
-    for label, sid in sids.items():
-        call = Call.objects.get(call_sid=sid)
-        attempts = CallAttempt.objects.filter(call=call).order_by("sequence")
-        calls[label] = {"ring": [keys[t] for t in call.decision["ring"]], "limits": call.decision.get("limits"),
-                        "refused_at_dial": [[keys[t], why] for t, why in call.decision.get("refused_at_dial", [])],
-                        "lines": [keys[a.target_id] for a in attempts],
-                        "results": [a.result for a in attempts], "slots_held": [a.slot_held for a in attempts]}
     return {"retried": retried, "raised": raised, "in_vain": in_vain, "counting_waited": bool(counting_waited),
-            "calls": calls}
+            "calls": _rings_and_legs(sids, keys)}
 
 
 def two_reservations_trying_redis() -> dict:
