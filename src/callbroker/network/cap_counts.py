@@ -76,6 +76,11 @@ def may_go(period: str, now: dt.datetime) -> bool:
     return kind in last and len(period) == KEY_LENGTHS[kind] and kind < period <= last[kind]
 
 
+def counted(rows: int) -> str:
+    """``1 cap count``, ``2,000 cap counts``: for the commands' lines."""
+    return f"{rows:,} cap count{'' if rows == 1 else 's'}"
+
+
 #: ``progress(targets_done, targets, rows_deleted)``.
 Progress = Callable[[int, int, int], None]
 

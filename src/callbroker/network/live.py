@@ -151,8 +151,9 @@ def reserve(target: Target, tz_name: str, now: dt.datetime, slot: str = "", *,
 
     ``let_go_if_refused``: when refused, the caller goes on in the same transaction to a target that comes
     before this one in target order, whose row it has not locked yet (the inbound webhook or an IVR answer
-    going down its ring, or a Dial action that locked nothing of it first: :func:`lock_targets_in_order`). A refusal for a cap just reached leaves the target's rows locked on PostgreSQL
-    (its slot taken then given back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the
+    going down its ring, or a Dial action that locked nothing of it first: :func:`lock_targets_in_order`). A
+    refusal for a cap just reached leaves the target's rows locked on PostgreSQL (its slot taken then given
+    back on its state row; ``INSERT … ON CONFLICT DO UPDATE … WHERE`` locks the
     usage row even when its ``WHERE`` is false), and held while the next target's row was waited for they
     made a deadlock with a Dial action that locks both rows in target order. With SQL counters on PostgreSQL
     the reservation is then taken under a savepoint, rolled back when refused, which lets go of those rows.

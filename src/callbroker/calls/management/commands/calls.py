@@ -188,8 +188,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {sid}")
         deleted = cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
         if deleted:
-            self.stdout.write(f"Deleted {deleted:,} cap count{'' if deleted == 1 else 's'} of finished periods (over in every time zone 3 days "
-                              f"ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
+            self.stdout.write(f"Deleted {cap_counts.counted(deleted)} of finished periods (over in every time "
+                              f"zone 3 days ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
 
     # ----------------------------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ class Command(BaseCommand):
             # About every tenth of the targets, on standard error (standard output holds the result).
             step = max(1, targets // 10)
             if done % step == 0 and done < targets:
-                self.stderr.write(f"… {done} of {targets} targets, {deleted:,} cap count{'' if deleted == 1 else 's'} deleted so far",
+                self.stderr.write(f"… {done} of {targets} targets, {cap_counts.counted(deleted)} deleted so far",
                                   style_func=lambda text: text)
 
         deleted = cap_counts.forget_finished_periods(now, progress=progress)
@@ -104,8 +104,8 @@ class Command(BaseCommand):
             self.stdout.write(f"No cap count of a finished period to delete (kept: hours from {_after(hour)}, "
                               f"days from {_after(day)}, months from {_after(month)}).")
             return
-        self.stdout.write(f"Deleted {deleted:,} cap count{'' if deleted == 1 else 's'} of finished periods (hours up to {hour}, days up to "
-                          f"{day}, months up to {month}, each over in every time zone 3 days ago); the counts "
+        self.stdout.write(f"Deleted {cap_counts.counted(deleted)} of finished periods (hours up to {hour}, days "
+                          f"up to {day}, months up to {month}, each over in every time zone 3 days ago); the counts "
                           f"a cap can still read are kept.")
 
     def export(self, output: str | None) -> None:
