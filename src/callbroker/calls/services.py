@@ -1356,9 +1356,9 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
 
     ``ring_locked``: the rows of every target left in the ring are locked already, in target order (a Dial
     action, ``live.lock_targets_in_order``). Otherwise (the inbound webhook, an IVR answer, a Dial action on a
-    node reaching Redis, which locks nothing first) a reservation that
-    a target further down the ring, before it in target order, may follow lets go of the rows its refusal
-    locked (``live.reserve``): the rows this transaction holds are then always locked in target order.
+    node reaching Redis, which locks nothing first) a reservation that a target further down the ring, before
+    it in target order, may follow lets go of the rows its refusal locked (``live.reserve``): the rows this
+    transaction holds are then always locked in target order.
     """
     ring = (call.decision or {}).get("ring", [])
     while call.ring_position < len(ring):
