@@ -129,10 +129,13 @@ def test_they_go_in_small_batches_along_the_targets_period_index(targets):
 
 
 @pytest.mark.django_db
-def test_the_command_deletes_them_showing_its_progress(targets):
+def test_the_command_deletes_them_showing_its_progress(targets, monkeypatch):
+    from callbroker.network.management.commands import network
+
     m.TargetUsage.objects.bulk_create([m.TargetUsage(target=t, period="H2020010100", count=3) for t in targets]
                                       + [m.TargetUsage(target=targets[0], period="M209901", count=1)])
     out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(network, "PROGRESS_EVERY_S", 0.0)  # a line after each target, as in a long run
 
     call_command("network", "prune-cap-counts", stdout=out, stderr=err)
 
@@ -142,6 +145,17 @@ def test_the_command_deletes_them_showing_its_progress(targets):
     out = io.StringIO()
     call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())
     assert out.getvalue().startswith("No cap count of a finished period to delete (kept: hours from H")
+
+
+@pytest.mark.django_db
+def test_a_quick_run_prints_no_progress(targets):
+    """A line a target, of nothing deleted, was the whole output of a run on the demo network (15 lines)."""
+    m.TargetUsage.objects.bulk_create([m.TargetUsage(target=t, period="H2020010100", count=3) for t in targets])
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("network", "prune-cap-counts", stdout=out, stderr=err)
+
+    assert out.getvalue().startswith("Deleted 3 cap counts") and err.getvalue() == ""
 
 
 @pytest.mark.django_db(transaction=True)

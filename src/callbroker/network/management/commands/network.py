@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ def refuse_empty_paths(options: dict[str, Any]) -> None:
     if options["action"] == "export" and options.get("output") is not None and not options["output"].strip():
         raise CommandError("-o/--output: give the file to write (it is empty); leave the option out to "
                            "write to standard output.")
+
+
+#: ``network prune-cap-counts`` shows its progress at most this often (seconds).
+PROGRESS_EVERY_S = 1.0
 
 
 def _after(key: str) -> str:
@@ -92,10 +97,13 @@ class Command(BaseCommand):
         now = dt.datetime.now(dt.UTC)
         hour, day, month = cap_counts.last_finished_periods(now)
 
+        last_line = [time.monotonic()]
+
         def progress(done: int, targets: int, deleted: int) -> None:
-            # About every tenth of the targets, on standard error (standard output holds the result).
-            step = max(1, targets // 10)
-            if done % step == 0 and done < targets:
+            # On standard error (standard output holds the result), at most a line every PROGRESS_EVERY_S:
+            # a quick run (a small network, little to delete) prints none.
+            if done < targets and time.monotonic() - last_line[0] >= PROGRESS_EVERY_S:
+                last_line[0] = time.monotonic()
                 self.stderr.write(f"… {done} of {targets} targets, {cap_counts.counted(deleted)} deleted so far",
                                   style_func=lambda text: text)
 
