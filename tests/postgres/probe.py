@@ -1385,6 +1385,56 @@ def refused_in_a_dial_action_trying_redis(redis_url: str = "", redis_prefix: str
             "calls": _rings_and_legs(sids, keys)}
 
 
+def refused_after_a_rebuild(redis_url: str, redis_prefix: str) -> dict:
+    """Redis counters at ``redis_url``, reached by this node; Line B (hourly cap 1) marked counted without
+    Redis (another node counted its one call of the hour, in progress, in the database) and its counters
+    unknown in Redis. Two calls in turn read the lines' counters, as routing does, then reserve Line B as
+    an inbound webhook does when a line before it in target order may follow (``let_go_if_refused``), each
+    in a transaction of its own. Returns what each got, whether Line B is still marked after each, and how
+    many rebuilds ran."""
+    import logging
+
+    from django.db import transaction
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from callbroker.network import live
+    from callbroker.network.models import Target, TargetState
+    from callbroker.network.signals import bump_network_version
+    from callbroker.network.snapshot import current_snapshot
+
+    Target.objects.filter(key="pipes-b").update(hourly_cap=1)
+    bump_network_version()
+    line_b = Target.objects.get(key="pipes-b")
+    info = current_snapshot().targets[line_b.id]
+    _calls_in_progress_on(line_b.id, 1)
+    live.mark_counted_without_redis(line_b.id)  # by the node that counted that call in the database
+    rebuilds: list[str] = []
+
+    class Rebuilds(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "rebuilt from the database" in record.getMessage():
+                rebuilds.append(record.getMessage())
+
+    handler = Rebuilds()
+    logging.getLogger("callbroker.network.live").addHandler(handler)
+    refused, marked = [], []
+    try:
+        with override_settings(COUNTERS_BACKEND="redis", REDIS_URL=redis_url, REDIS_KEY_PREFIX=redis_prefix):
+            for n in range(2):
+                now = timezone.now()
+                live.read([info.core], {line_b.id: info.timezone}, now)  # routing: a stale line forgotten
+                with transaction.atomic():
+                    why = live.reserve(info.core, info.timezone, now, live.slot_name(f"CAnext{n}", 1),
+                                       let_go_if_refused=True)
+                refused.append(why.value if why is not None else None)
+                marked.append(TargetState.objects.filter(target_id=line_b.id,
+                                                         counted_without_redis_at__isnull=False).exists())
+    finally:
+        logging.getLogger("callbroker.network.live").removeHandler(handler)
+    return {"refused": refused, "marked": marked, "rebuilds": len(rebuilds)}
+
+
 def two_reservations_trying_redis() -> dict:
     """Redis counters, Redis unreachable, two nodes that lost it and try it again before a reservation (their
     last failure long enough ago): two reservations of Line A at the same moment, each through Redis first
@@ -1822,7 +1872,7 @@ def steps(steps: list[list]) -> list:
     return [ACTIONS[action](**arguments) for action, arguments in steps]
 
 
-ACTIONS = {"insert_calls": insert_calls, "explain_call_path": explain_call_path,
+ACTIONS = {"insert_calls": insert_calls, "refused_after_a_rebuild": refused_after_a_rebuild, "explain_call_path": explain_call_path,
            "explain_close_abandoned": explain_close_abandoned, "setup": setup,
            "commands": commands, "place_calls": place_calls, "post_webhooks": post_webhooks, "steps": steps,
            "lock_marked": lock_marked, "handover": handover, "racing_callbacks": racing_callbacks,

@@ -97,3 +97,15 @@ def test_a_dial_action_refused_on_a_node_trying_redis_again_and_a_crossing_one_d
                                    "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found
     assert found["calls"]["y"] == {**found["calls"]["y"], "lines": ["pipes-b", "pipes-a"],
                                    "results": ["no-answer", "ringing"], "slots_held": [False, True]}, found
+
+
+def test_a_reservation_refused_after_rebuilding_the_counters_keeps_the_rebuild(fresh_pg, redis_server):
+    """A reservation under the savepoint that found its line's counters unknown in Redis rebuilt them there,
+    clearing the line's mark (counted without Redis), then was refused and rolled back: the mark came back,
+    so the next read forgot the counters again and the next such reservation rebuilt them again (a quarter
+    of a second's wait and a count of the attempts, call after call, while the line stayed full)."""
+    found = fresh_pg.probe("refused_after_a_rebuild", redis_url=redis_server.url,
+                           redis_prefix=f"cb-{uuid.uuid4().hex}:")
+    assert found["refused"] == ["hourly_cap", "hourly_cap"], found
+    assert found["marked"] == [False, False], found
+    assert found["rebuilds"] == 1, found

@@ -556,6 +556,10 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
                          for target_id, (target, tz) in claimed.items())
             if marked:
                 with connection.cursor() as cursor:
+                    if connection.vendor == "postgresql" and connection.in_atomic_block:
+                        cursor.execute(f"SELECT target_id, counted_without_redis_at FROM {STATE} "
+                                       "WHERE target_id = ANY(%s)", [marked])
+                        transaction.on_commit(partial(_unmark_if_unchanged, cursor.fetchall()))
                     for some in db.in_batches(marked):
                         cursor.execute(f"UPDATE {STATE} SET counted_without_redis_at = NULL "
                                        f"WHERE target_id IN ({_placeholders(len(some))})", some)
@@ -566,6 +570,22 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
             log.exception("giving up the counters rebuild claim failed")
         raise
     log.warning("live counters of %s targets rebuilt from the database (Redis did not know them)", loaded)
+
+
+def _unmark_if_unchanged(marks: list[tuple[int, dt.datetime]]) -> None:
+    """After the commit of a transaction in which a rebuild cleared these marks: clear those still as the
+    rebuild found them, each in a statement of its own (one row lock at a time, held for that statement).
+
+    A reservation on PostgreSQL may rebuild its target's counters under a savepoint (``reserve``'s
+    ``let_go_if_refused``) that its refusal rolls back, and the marks the rebuild cleared with it, though its
+    counters stand in Redis: the next read forgot them again and the next such reservation rebuilt them
+    again, call after call while the target stayed full. A mark set again since (a slot counted or given
+    back in the database) has another time and stays; a mark cleared already is left as it is.
+    """
+    with connection.cursor() as cursor:
+        for target_id, marked_at in marks:
+            cursor.execute(f"UPDATE {STATE} SET counted_without_redis_at = NULL "
+                           "WHERE target_id = %s AND counted_without_redis_at = %s", [target_id, marked_at])
 
 
 def _lock_marked(target_ids: Sequence[int]) -> list[int]:
