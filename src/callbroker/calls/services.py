@@ -1375,7 +1375,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         at = max(now, timezone.now())
         if refused is None:
             slot = live.slot_name(call.call_sid, call.ring_position)
-            out_of_order_next = not ring_locked and any(later < target_id for later in ring[call.ring_position:])
+            out_of_order_next = not ring_locked and any(next_id < target_id for next_id in ring[call.ring_position:])
             refused = live.reserve(info.core, info.timezone, at, slot, let_go_if_refused=out_of_order_next)
         if refused is not None:
             call.decision.setdefault("refused_at_dial", []).append([target_id, refused.value])

@@ -30,8 +30,9 @@ def refuse_empty_paths(options: dict[str, Any]) -> None:
                            "write to standard output.")
 
 
-#: ``network prune-cap-counts`` shows its progress at most this often (seconds).
+#: ``network prune-cap-counts`` shows its progress at most this often (seconds), by this clock.
 PROGRESS_EVERY_S = 1.0
+clock = time.monotonic
 
 
 def _after(key: str) -> str:
@@ -97,13 +98,13 @@ class Command(BaseCommand):
         now = dt.datetime.now(dt.UTC)
         hour, day, month = cap_counts.last_finished_periods(now)
 
-        last_line = [time.monotonic()]
+        last_line = [clock()]
 
         def progress(done: int, targets: int, deleted: int) -> None:
             # On standard error (standard output holds the result), at most a line every PROGRESS_EVERY_S:
             # a quick run (a small network, little to delete) prints none.
-            if done < targets and time.monotonic() - last_line[0] >= PROGRESS_EVERY_S:
-                last_line[0] = time.monotonic()
+            if done < targets and clock() - last_line[0] >= PROGRESS_EVERY_S:
+                last_line[0] = clock()
                 self.stderr.write(f"… {done} of {targets} targets, {cap_counts.counted(deleted)} deleted so far",
                                   style_func=lambda text: text)
 
