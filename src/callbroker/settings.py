@@ -131,9 +131,43 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("CALLBROKER_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 
+
+def public_url_from_env(raw: str) -> str:
+    """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port]``, a trailing slash dropped.
+
+    Every signature is computed over it and every callback URL in TwiML starts with it, so a value that
+    can be no such base must stop the server in one line naming the variable: without a scheme it reached
+    Django as ``CSRF_TRUSTED_ORIGINS`` and ``serve`` stopped on a system check about a setting the operator
+    never wrote. A user name and password are never echoed."""
+    value = raw.strip().rstrip("/")
+    if not value:
+        return ""
+    try:
+        parts = urlparse(value)
+    except ValueError:  # an IPv6 address without its closing bracket
+        raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={raw!r}: its host is no host name or address") from None
+    shown = raw
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "give the scheme and host name the carrier calls, e.g. https://callbroker.example.com"
+    elif "@" in parts.netloc:
+        shown = f"{parts.scheme}://…@{parts.netloc.rpartition('@')[2]}"
+        problem = "a user name or password has no place in it"
+    elif port == 0:
+        problem = "its port is no number from 1 to 65535"
+    elif parts.query or parts.fragment or "?" in value or "#" in value:
+        problem = "no query string or fragment: scheme, host and port only"
+    else:
+        return value
+    raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={shown!r}: {problem}")
+
+
 #: The external base URL the carrier calls (scheme://host[:port]); used to build callback URLs and
 #: to check signatures behind a proxy. Empty: derived from each request.
-PUBLIC_URL = env_str("CALLBROKER_PUBLIC_URL", "").rstrip("/")
+PUBLIC_URL = public_url_from_env(env_str("CALLBROKER_PUBLIC_URL", ""))
 
 #: Auth token of the carrier account (Twilio) used to verify X-Twilio-Signature.
 #: The embedded default is for the demo only; production refuses to start without a real one.

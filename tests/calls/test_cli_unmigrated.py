@@ -54,6 +54,11 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"DATABASE_URL": "postgres://cb:Xy7#kq2@db:5432/cb"}, "DATABASE_URL is malformed"),
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
       "TWILIO_AUTH_TOKENS_EXTRA": "callbroker-demo-auth-token"}, "the demo's public token"),
+    # formerly: no scheme stopped `serve` on Django's check of CSRF_TRUSTED_ORIGINS, a name no one set;
+    # a query string, a fragment or a bad port can be no base of the carrier URLs
+    ({"CALLBROKER_PUBLIC_URL": "callbroker.example.com"}, "CALLBROKER_PUBLIC_URL='callbroker.example.com'"),
+    ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com?x=1"}, "no query string or fragment"),
+    ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:99999"}, "its port is no number"),
 ])
 def test_a_setting_mistyped_is_one_line_naming_it(tmp_path, variables, named):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
