@@ -123,11 +123,19 @@ if _ENV not in {"development", "production"}:  # "prod" must not quietly run wit
 PRODUCTION = _ENV == "production"
 
 DEBUG = env_bool("CALLBROKER_DEBUG", default=False)
+#: What deploy/env.example holds where a secret goes. The file is public: a server started on it
+#: unedited would sign sessions with a key, and take webhooks signed with a token,
+#: anyone can read.
+TEMPLATE_PLACEHOLDER = "change-me"
+
 SECRET_KEY = env_str("CALLBROKER_SECRET_KEY", "")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("CALLBROKER_SECRET_KEY must be set when CALLBROKER_ENV=production")
     SECRET_KEY = "callbroker-embedded-development-key-not-for-production"  # noqa: S105
+if PRODUCTION and SECRET_KEY.strip() == TEMPLATE_PLACEHOLDER:
+    raise ImproperlyConfigured("CALLBROKER_SECRET_KEY is still deploy/env.example's 'change-me'; set 50 random "
+                               "characters: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("CALLBROKER_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 
@@ -179,6 +187,9 @@ if not TWILIO_AUTH_TOKEN:
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
                             if t.strip()]
+if PRODUCTION and TEMPLATE_PLACEHOLDER in (TWILIO_AUTH_TOKEN.strip(), *TWILIO_AUTH_TOKENS_EXTRA):
+    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's "
+                               "'change-me': anyone could sign webhooks with it; set the carrier account's token")
 if PRODUCTION and DEMO_AUTH_TOKEN in (TWILIO_AUTH_TOKEN, *TWILIO_AUTH_TOKENS_EXTRA):
     # It is in the source and printed by ``make run``: anyone could sign webhooks with it.
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is the demo's public token; "

@@ -59,6 +59,14 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"CALLBROKER_PUBLIC_URL": "callbroker.example.com"}, "CALLBROKER_PUBLIC_URL='callbroker.example.com'"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com?x=1"}, "no query string or fragment"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:99999"}, "its port is no number"),
+    # deploy/env.example left unedited: formerly a production server took webhooks signed with its public
+    # token, and signed sessions with its public key
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "change-me", "TWILIO_AUTH_TOKEN": "real-token"},
+     "CALLBROKER_SECRET_KEY is still deploy/env.example's 'change-me'"),
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "change-me"},
+     "TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's 'change-me'"),
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
+      "TWILIO_AUTH_TOKENS_EXTRA": "next-token,change-me"}, "is still deploy/env.example's 'change-me'"),
 ])
 def test_a_setting_mistyped_is_one_line_naming_it(tmp_path, variables, named):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
