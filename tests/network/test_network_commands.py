@@ -161,6 +161,24 @@ def test_the_admin_password_from_the_environment_applies_to_an_existing_admin(mo
     assert get_user_model().objects.get(username="admin").check_password("later-s3cret")
 
 
+@pytest.mark.parametrize("password", [None, "callbroker"])
+def test_demo_in_production_never_creates_the_admin_with_the_public_password(monkeypatch, settings, password):
+    """It created ``admin`` / ``callbroker`` on a production database, the admin public behind the proxy."""
+    settings.PRODUCTION = True
+    monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD", raising=False)
+    if password is not None:
+        monkeypatch.setenv("CALLBROKER_ADMIN_PASSWORD", password)
+
+    with pytest.raises(CommandError, match="CALLBROKER_ADMIN_PASSWORD.*The demo network was not loaded"):
+        run("demo")
+
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert not m.Campaign.objects.exists()  # all or nothing: the network not loaded either
+    monkeypatch.setenv("CALLBROKER_ADMIN_PASSWORD", "an-0wn-s3cret")
+    run("demo")
+    assert get_user_model().objects.get(username="admin").check_password("an-0wn-s3cret")
+
+
 def test_network_export_reports_a_stored_value_a_file_cannot_hold(tmp_path):
     """A duration with a fraction of a second, saved by the admin before it refused one, ended the export in a
     traceback."""

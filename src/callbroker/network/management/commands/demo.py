@@ -6,9 +6,10 @@ import os
 from importlib import resources
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
@@ -31,6 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.migrate_if_needed()
+        self.refuse_the_public_password_in_production()
         with resources.as_file(demo_network_file()) as path:
             report = load_network(path)
         self.stdout.write("Demo network:" if report.changed
@@ -46,6 +48,22 @@ class Command(BaseCommand):
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
             self.stdout.write("Creating the database tables …")
             call_command("migrate", interactive=False, verbosity=0)
+
+    def refuse_the_public_password_in_production(self) -> None:
+        """With ``CALLBROKER_ENV=production`` the admin is public (the proxy serves ``/admin/``) and
+        ``callbroker`` is printed in the README: a superuser with it would be anyone's. So there the
+        command writes nothing unless the admin exists or ``CALLBROKER_ADMIN_PASSWORD`` gives another
+        password (it created ``admin`` / ``callbroker`` on a production database)."""
+        if not settings.PRODUCTION:
+            return
+        given = os.environ.get(PASSWORD_ENV)
+        if given == DEFAULT_ADMIN_PASSWORD:
+            raise CommandError(f"{PASSWORD_ENV}: '{DEFAULT_ADMIN_PASSWORD}' is the demo's public password; with "
+                               "CALLBROKER_ENV=production give another. The demo network was not loaded.")
+        if not given and not get_user_model().objects.filter(username=ADMIN_USERNAME).exists():
+            raise CommandError(f"{PASSWORD_ENV} is not set: with CALLBROKER_ENV=production the admin user is not "
+                               f"created with the demo's public password '{DEFAULT_ADMIN_PASSWORD}'. Set it, or "
+                               "create the user first (callbroker createsuperuser). The demo network was not loaded.")
 
     def ensure_admin(self) -> None:
         """The admin user, with the password ``CALLBROKER_ADMIN_PASSWORD`` gives (set again when the user
