@@ -421,6 +421,28 @@ def test_cli_signs_with_the_token_the_server_has(server, monkeypatch):
                                                                            seen.form)
 
 
+@pytest.mark.parametrize("command", [["call", "--to", "+15125550001"], ["traffic", "--calls", "2"]])
+def test_cli_says_what_a_403_means_and_which_option_fixes_it(server, tmp_path, capsys, command):
+    """A production server signs against its CALLBROKER_PUBLIC_URL: driven with --url alone (the README's
+    line) every call failed, and all the emulator said was ``HTTP 403``."""
+    import yaml
+
+    refused = lambda seen: (403, "text/plain", "Forbidden: invalid signature")  # noqa: E731
+    for path in ("/carriers/twilio/voice", "/carriers/twilio/fallback", "/carriers/twilio/status"):
+        server.routes[path] = refused
+    network = tmp_path / "net.yaml"
+    network.write_text(yaml.safe_dump(NETWORK))
+    extra = ["--network", str(network)] if command[0] == "traffic" else []
+
+    code = run_cli([command[0], "--url", server.url, "--token", TOKEN, *command[1:], *extra])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"refused webhooks with 403 (signature or AccountSid): they were signed for {server.url} with --token" in err
+    assert "CALLBROKER_PUBLIC_URL set checks against that URL: give it as --public-url" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_cli_sends_the_account_the_server_takes(server, monkeypatch):
     """--account-sid, else the first of TWILIO_ACCOUNT_SID (a server pinned to it refused the emulator's)."""
     server.routes["/carriers/twilio/voice"] = DIAL

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -189,6 +190,7 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
         print(stats.summary())
         for problem in stats.problems:
             print(f"  problem: {problem}")
+    _explain_refusals(args, stats.problems)
     if interrupted.is_set() and stats.calls < len(planned):  # once the last call is placed, nothing to stop
         sys.stdout.flush()
         print(f"callbroker: interrupted ({stats.calls} of {len(planned)} calls placed)", file=sys.stderr)
@@ -306,4 +308,24 @@ def _call(args: argparse.Namespace, token: str) -> int:
         print(record.transcript())
         if record.said:
             print(f"  caller heard: {record.said}")
+    _explain_refusals(args, record.errors)
     return 0 if record.ok else 1
+
+
+_REFUSED = re.compile(r"\b403\b")
+
+
+def _explain_refusals(args: argparse.Namespace, problems: list[str]) -> None:
+    """One line on standard error when the server answered 403: a signature (or an AccountSid) it doesn't
+    take. The problems alone said ``HTTP 403``, and a production server signs against its
+    ``CALLBROKER_PUBLIC_URL``, not the address the emulator reaches it at: driven with ``--url`` alone, as
+    the README shows, every call of such a server failed with nothing saying why."""
+    if not any(_REFUSED.search(problem) for problem in problems):
+        return
+    signed = args.public_url or args.url
+    token = "--token" if args.token else ("TWILIO_AUTH_TOKEN" if os.environ.get("TWILIO_AUTH_TOKEN")
+                                          else "the demo's token")
+    print(f"callbroker sim: the server refused webhooks with 403 (signature or AccountSid): they were signed "
+          f"for {signed} with {token}. A server with CALLBROKER_PUBLIC_URL set checks against that URL: "
+          f"give it as --public-url; and its TWILIO_AUTH_TOKEN as --token, its account as --account-sid. "
+          f"Its log says which ('refused: …').", file=sys.stderr)
