@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -306,9 +307,34 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 # Production: live counters in Redis, health, metrics and structured logs (docs/production.md)
 # --------------------------------------------------------------------------------------------------
 
+
+
+def redis_url_from_env(raw: str) -> str:
+    """``REDIS_URL`` read as the Redis client will read it, at start. A value it can't read (no scheme:
+    ``127.0.0.1:6379``) let the server start and failed every webhook on its first counter: each caller
+    sent to the fallback, the call not recorded at all, ``/readyz`` alone saying why. A password is
+    never echoed."""
+    value = raw.strip()
+    if not value:
+        return ""
+    from redis.connection import parse_url  # the client's own parser: what it refuses, the server would
+
+    shown = re.sub(r"//.*@", "//…@", value)
+    try:
+        options = parse_url(value)
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if "path" in options or options.get("host"):
+            return value
+        problem = "it names no host"
+    raise ImproperlyConfigured(f"REDIS_URL={shown!r}: {problem}; give redis://[:PASSWORD@]HOST:6379/0 "
+                               "(rediss:// for TLS, unix:///PATH for a socket)")
+
+
 #: Redis for the live per-target counters when several app nodes share one database
 #: (``redis://[:password@]host:6379/0``, ``rediss://`` for TLS). Empty: no Redis.
-REDIS_URL = env_str("REDIS_URL", "")
+REDIS_URL = redis_url_from_env(env_str("REDIS_URL", ""))
 #: Where the live counters (concurrency, hourly/daily/monthly caps) are kept: ``auto`` (Redis when
 #: ``REDIS_URL`` is set, else the database), ``sql`` (the database) or ``redis``.
 COUNTERS_BACKEND = env_str("CALLBROKER_COUNTERS", "auto").strip().lower()
