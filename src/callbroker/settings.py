@@ -124,9 +124,9 @@ if _ENV not in {"development", "production"}:  # "prod" must not quietly run wit
 PRODUCTION = _ENV == "production"
 
 DEBUG = env_bool("CALLBROKER_DEBUG", default=False)
-#: What deploy/env.example holds where a secret goes. The file is public: a server started on it
-#: unedited would sign sessions with a key, and take webhooks signed with a token,
-#: anyone can read.
+
+#: What deploy/env.example holds where a secret goes. The file is public: a server started on it unedited
+#: would sign sessions with a key, and take webhooks signed with a token, that anyone can read.
 TEMPLATE_PLACEHOLDER = "change-me"
 
 SECRET_KEY = env_str("CALLBROKER_SECRET_KEY", "")
@@ -306,7 +306,6 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 # --------------------------------------------------------------------------------------------------
 # Production: live counters in Redis, health, metrics and structured logs (docs/production.md)
 # --------------------------------------------------------------------------------------------------
-
 
 
 def redis_url_from_env(raw: str) -> str:
