@@ -668,7 +668,10 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
                   now: dt.datetime | None = None) -> tuple[s.Step, ...]:
     """A target rang out: connected, or try the next target, or the fallback."""
     now = now or timezone.now()
-    call, campaign, snap = _load(call_sid)
+    call = db.select_one(Call, call_sid=call_sid)
+    if call is not None and call.campaign_id is None:
+        return _dial_finished_without_campaign(call, sequence, outcome, now)
+    call, campaign, snap = _load(call_sid, call)
     attempt = db.select_one(CallAttempt, call_id=call.pk, sequence=sequence)
     if attempt is None:
         raise UnknownCall(f"call {call_sid} has no attempt {sequence}")
@@ -728,6 +731,48 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
     if over:
         return (s.Hangup(),)
     return _dial_next(call, campaign, snap, now, ring_locked=ring_locked)
+
+
+def _dial_finished_without_campaign(call: Call, sequence: int, outcome: DialOutcome,
+                                    now: dt.datetime) -> tuple[s.Step, ...]:
+    """A leg's Dial action for a call whose campaign left the network while the leg rang (deleted in the admin:
+    its targets went with it). The leg is recorded as it ended, a bridge with its buyer and talk time on the
+    call, and its slot flag cleared, whichever came first, this or the final status (which closed the leg
+    ``canceled``): the call stays ``pending`` for staff to judge (``calls.staff``), who need to see whether a
+    buyer talked; a call the final status judged first, as reaching no buyer, is pending again. Until
+    2026-12-07 it was handled as a Dial action of an unknown call: nothing recorded (the call read as answered
+    by no one) and a bridged leg answered with the installation's fallback, a forward ringing after the buyer
+    hung up. No next line is rung (the ring went with the campaign): a caller still waiting gets the
+    installation's fallback, never silence."""
+    attempt = db.select_one(CallAttempt, call_id=call.pk, sequence=sequence)
+    if attempt is None:  # a call to an unknown number, or kept from its final status alone: it dialled no one
+        raise UnknownCall(f"call {call.call_sid} has no attempt {sequence}")
+    if attempt.result == AttemptResult.RINGING or (attempt.result == AttemptResult.CANCELED and outcome.bridged):
+        settle_attempt(call, attempt, outcome, now)
+        release_attempt(call, attempt, None, undo_usage=True)  # its target is gone: no counter to give back to
+        if outcome.bridged:
+            if call.stage != CallStage.ENDED:
+                call.stage = CallStage.CONNECTED
+            elif call.verdict != Verdict.PENDING and core.Reason.NOT_CONNECTED.value in (call.reason_codes or ()):
+                # Judged before the campaign left (its final status came first), as reaching no buyer: untrue
+                # now, and no rule is left to judge it again. Pending again, for staff, as the calls whose
+                # campaign left while a buyer talked; nothing was posted for it, nothing is.
+                call.verdict, call.reason_codes, call.qualified_at = Verdict.PENDING, [], None
+                call.revenue = call.payout = Decimal("0.00")
+            db.update(call)
+            if call.verdict == Verdict.PENDING:
+                post_verdict(call)  # the ledger follows the verdict (nothing was posted for it: nothing is)
+    elif attempt.result == AttemptResult.CANCELED and unbridged_result(outcome) != AttemptResult.CANCELED:
+        attempt.result = unbridged_result(outcome)  # as ``record_late_unbridged``: what the leg really did
+        attempt.dial_call_sid = outcome.dial_call_sid[:64]
+        db.update(attempt, ["result", "dial_call_sid"])
+    over = (outcome.bridged or call.stage == CallStage.ENDED or outcome.status == "canceled"
+            or outcome.caller_gone)
+    if over:
+        return (s.Hangup(),)
+    log.warning("call %s: its campaign left the network while line %s rang; the caller goes to the "
+                "installation's fallback", call.call_sid, sequence)
+    return installation_fallback(None, None)
 
 
 def record_late_unbridged(attempt: CallAttempt, outcome: DialOutcome, campaign: CampaignInfo, snap: NetworkSnapshot,
@@ -1223,8 +1268,10 @@ def safe_steps_for_call(call_sid: str, to: str) -> tuple[s.Step, ...]:
 # --------------------------------------------------------------------------- internals
 
 
-def _load(call_sid: str) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
-    call = db.select_one(Call, call_sid=call_sid)
+def _load(call_sid: str, call: Call | None = None) -> tuple[Call, CampaignInfo, NetworkSnapshot]:
+    """The call (read unless given), its campaign and the network; UnknownCall when either is missing."""
+    if call is None:
+        call = db.select_one(Call, call_sid=call_sid)
     if call is None or call.campaign_id is None:
         raise UnknownCall(call_sid)
     snap = current_snapshot(check_version=False)
