@@ -1576,6 +1576,46 @@ def _judge_again(later: Sequence[tuple[int, int]], snap: NetworkSnapshot) -> Non
 _HISTORY_REASONS = frozenset({core.Reason.DUPLICATE.value, core.Reason.CALLER_VELOCITY.value})
 
 
+def _talked_on_a_line_gone(call: Call) -> bool:
+    """A buyer talked to the caller on a line that left the network since (the target, or its buyer, deleted
+    in the admin while the call rang or talked, or after it ended): the bridge is on the call (its talk time,
+    its buyer, a connected target the network no longer has), its target's price, buffer and area are not."""
+    return call.connected_target_id is not None or call.talk_seconds > 0 or call.buyer_id is not None
+
+
+def _judge_without_its_line(call: Call, verdict: core.Verdict) -> bool:
+    """Judge a call whose buyer talked on a line that left the network (``_talked_on_a_line_gone``), from what
+    is left; True when its billability changed. No rule can price it or weigh its talk time against the
+    line's buffer, and ``not_connected`` (what the core says of a call with no connected target) would be
+    untrue: a call not judged yet, or judged as reaching no buyer before its bridge was known, is left
+    ``pending`` for staff (``calls.staff``), as a call whose campaign left the network while it went on. A call
+    judged by its line's rules before it left keeps that verdict, its charge and payout, but for the reasons
+    it takes from the caller's other calls (duplicate, velocity), which still apply: one that comes now makes
+    it not billable (its entries reversed); one that goes can't make it billable again without a price, and
+    is logged. Until 2026-12-07 such a call was judged ``not_connected``: not billable though a buyer talked,
+    and a billable one reversed when another call's end judged it again."""
+    was_billable = call.verdict == Verdict.BILLABLE
+    history = [r.value for r in verdict.reasons if r.value in _HISTORY_REASONS]
+    if call.verdict == Verdict.PENDING or core.Reason.NOT_CONNECTED.value in (call.reason_codes or ()):
+        if call.verdict != Verdict.PENDING:
+            log.warning("call %s: a buyer talked on a line that left the network; pending again, for staff",
+                        call.call_sid)
+        call.verdict, call.reason_codes, call.qualified_at = Verdict.PENDING, [], None
+        call.revenue = call.payout = Decimal("0.00")
+    else:
+        reasons = [code for code in call.reason_codes or () if code not in _HISTORY_REASONS] + history
+        if reasons:
+            if set(reasons) != set(call.reason_codes or ()):
+                call.verdict, call.reason_codes, call.qualified_at = Verdict.NOT_BILLABLE, reasons, timezone.now()
+                call.revenue = call.payout = Decimal("0.00")
+        elif call.verdict != Verdict.BILLABLE:
+            log.warning("call %s: no longer %s, but its line left the network: no price to bill it by; left "
+                        "as it was", call.call_sid, ", ".join(call.reason_codes or ()))
+    db.update(call)
+    post_verdict(call)  # the ledger follows the verdict, in this transaction (docs/billing.md)
+    return was_billable != (call.verdict == Verdict.BILLABLE)
+
+
 def _write(call: Call) -> None:
     """Insert a new call, or write back the columns of a stored one that changed (``db.update``)."""
     if call.pk is None:
@@ -1692,6 +1732,10 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         target_price=info.core.price if info else Decimal("0.00"),
     )
     verdict = qualify(campaign.core, facts)
+    if info is None and _talked_on_a_line_gone(call):
+        if _judge_without_its_line(call, verdict) and later:
+            _judge_again(later, snap)
+        return
     if history_only and _HISTORY_REASONS.intersection(verdict.reasons) == _HISTORY_REASONS.intersection(
             call.reason_codes or ()):
         return

@@ -3,7 +3,9 @@
 A call is judged by its campaign's rules when it ends (``services._qualify``). When its campaign left the
 network while it went on (deleted in the admin: the call's ``campaign`` is then empty), nothing can judge it,
 and it stays ``pending`` once ended, listed by ``calls list --verdict pending`` beside the calls in progress,
-for staff to judge. This is how they do (the admin's action on the calls list, ``callbroker calls judge``).
+for staff to judge. So does a call whose buyer talked on a line (its target, or its buyer) deleted while the
+call went on: nothing is left to price it by (``services._judge_without_its_line``). This is how they do (the
+admin's action on the calls list, ``callbroker calls judge``).
 
 The one verdict staff give is *not billable*, with the reason code ``judged_by_staff``: billing a call needs
 a price and a payout, which only a campaign gives, and ``not_connected`` would be untrue of a call a buyer

@@ -1,0 +1,121 @@
+"""A call whose buyer talked on a line that left the network (its target, or its buyer, deleted in the admin while
+the line rang or the buyer talked) is not judged ``not_connected``: no rule is left to price it or weigh its talk
+time against the line's buffer, so it stays ``pending`` for staff to judge, as a call whose campaign left the
+network (docs/call-flow.md, calls staff judge). A call judged by its line's rules before the line left keeps
+that verdict; the caller's other calls still make it a duplicate. Until 2026-12-07 such a call was judged
+``not_connected``: a buyer talked 90 s, nothing billed, and the record said nobody answered.
+
+Driven by signed webhooks (the Django test client), on the e2e network (tests/e2e/network.yaml): E2E Plumbing
+rings Line A (Austin Pipes, 40.00), then Line B (35.00), then Line C; a repeat caller inside a day is a
+duplicate.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from callbroker.billing.models import LedgerEntry
+from callbroker.billing.reconcile import ledger_mismatches
+from callbroker.calls import staff
+from callbroker.calls.models import Call, CallAttempt
+from callbroker.network.models import Buyer, Target
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
+
+PLUMBING = "+15125550001"
+TOKEN = "line-left-token"
+CALLER = "+17205550142"
+
+
+@pytest.fixture(autouse=True)
+def _token(settings):
+    settings.TWILIO_AUTH_TOKEN, settings.TWILIO_AUTH_TOKENS_EXTRA, settings.PUBLIC_URL = TOKEN, [], ""
+
+
+def sid(n: int) -> str:
+    return f"CA{n:032x}"
+
+
+def post(path: str, **params: str) -> str:
+    url = f"http://testserver{path}"
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    response = Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
+                             HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def inbound(n: int) -> str:
+    return post("/carriers/twilio/voice", CallSid=sid(n), AccountSid="AC" + "0" * 32, From=CALLER, To=PLUMBING,
+                FromZip="78701", FromState="TX", CallStatus="ringing")
+
+
+def dial_action(n: int, seq: int, status: str, talked: int = 0) -> str:
+    params = {"CallSid": sid(n), "DialCallStatus": status, "DialCallSid": "CA" + "d" * 32,
+              "CallStatus": "in-progress"}
+    if talked:
+        params.update(DialCallDuration=str(talked), DialBridged="true")
+    return post(f"/carriers/twilio/dial?seq={seq}", **params)
+
+
+def final_status(n: int, duration: int) -> str:
+    return post("/carriers/twilio/status", CallSid=sid(n), CallStatus="completed", CallDuration=str(duration))
+
+
+LEAVES = {
+    "target deleted": lambda: Target.objects.filter(key="pipes-a").delete(),
+    "buyer deleted": lambda: Buyer.objects.filter(key="austin-pipes").delete(),  # its targets with it
+}
+MOMENTS = {
+    "while the buyer talks": ("dial", "leave", "status"),
+    "while the line rings": ("leave", "dial", "status"),
+    "after the final status, the line ringing": ("status", "leave", "dial"),
+}
+
+
+@pytest.mark.parametrize("moment", MOMENTS.values(), ids=MOMENTS.keys())
+@pytest.mark.parametrize("leave", LEAVES.values(), ids=LEAVES.keys())
+def test_a_call_whose_buyer_talked_on_a_line_that_left_is_pending_for_staff_not_unconnected(leave, moment):
+    assert "+15125550101" in inbound(1)  # Line A rings
+    for step in moment:
+        {"dial": lambda: dial_action(1, 1, "completed", talked=90), "leave": leave,
+         "status": lambda: final_status(1, 120)}[step]()
+
+    call = Call.objects.get(call_sid=sid(1))
+    assert (call.stage, call.talk_seconds, call.verdict, call.reason_codes) == ("ended", 90, "pending", [])
+    assert (call.revenue, call.payout) == (Decimal("0.00"), Decimal("0.00"))
+    assert CallAttempt.objects.get(call=call).result == "bridged"
+    assert not LedgerEntry.objects.filter(call_sid=sid(1)).exists() and ledger_mismatches() == []
+    assert staff.refusals([sid(1)]) == {}  # ended and pending: staff may judge it
+    staff.judge_not_billable([sid(1)], by="ops", note="line deleted during the call")
+    assert Call.objects.get(call_sid=sid(1)).reason_codes == ["judged_by_staff"]
+
+
+def test_a_call_billed_before_its_line_left_keeps_its_charge_and_becomes_the_duplicate_of_an_earlier_call():
+    """Call 2 talked on Line A and was billed; Line A was deleted; then the caller's earlier call 1, put
+    through to Line B, ends billable: call 2 is now its duplicate (charge and payout reversed), for that
+    reason alone, not as a call that reached no buyer."""
+    inbound(1)  # Line A rings for call 1 …
+    assert "+15125550102" in dial_action(1, 1, "no-answer")  # … which goes on to Line B
+    inbound(2)  # the same caller again: Line A
+    dial_action(2, 1, "completed", talked=90)
+    final_status(2, 100)
+    assert Call.objects.get(call_sid=sid(2)).revenue == Decimal("40.00")
+    Target.objects.filter(key="pipes-a").delete()
+    assert Call.objects.get(call_sid=sid(2)).verdict == "billable"  # a deletion judges nothing
+
+    dial_action(1, 2, "completed", talked=95)
+    final_status(1, 140)
+
+    first, second = Call.objects.get(call_sid=sid(1)), Call.objects.get(call_sid=sid(2))
+    assert (first.verdict, first.revenue) == ("billable", Decimal("35.00"))
+    assert (second.verdict, second.reason_codes, second.revenue, second.payout) == (
+        "not_billable", ["duplicate"], Decimal("0.00"), Decimal("0.00"))
+    kinds = sorted(LedgerEntry.objects.filter(call_sid=sid(2)).values_list("kind", flat=True))
+    assert kinds == ["charge", "charge_reversal", "payout", "payout_reversal"]
+    assert ledger_mismatches() == []
