@@ -42,7 +42,11 @@ class Call(models.Model):
     # index is one more page written per call, and the composite one serves the same lookups.
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls",
                                  db_index=False)
-    publisher = models.ForeignKey(Publisher, null=True, blank=True, on_delete=models.SET_NULL,
+    # PROTECT: a publisher with calls can't be deleted (deactivate it: ``active``, ``network load --prune``).
+    # SET NULL erased who brought each call, silently (the ledger protects only publishers paid for one), and
+    # a call in progress then ended billable with its payout posted to no one. Nothing in the database: the
+    # check is Django's (``Collector``), along ``call_publisher_id`` (docs/database.md).
+    publisher = models.ForeignKey(Publisher, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="calls")
     # caller
     caller_raw = models.CharField("caller ID as received", max_length=64, blank=True)

@@ -306,6 +306,23 @@ class DeletesTargetRowsMixin:
         return deleted, counts, {name for name in perms_needed if str(name) not in owned}, protected
 
 
+class NamesWhatProtectsMixin:
+    """A row that something protects (``PROTECT``: a publisher's calls) is refused on its delete page by
+    naming the rows that hold it, which staff can look up, not by a permission they lack.
+
+    Django's delete page asks the admin of every row it lists whether the user may delete it, the rows that
+    protect the object too; ``CallAdmin`` says no (calls are never deleted by hand), so the page said "your
+    account doesn't have permission to delete … call" and named nothing. While any row protects the object
+    nothing is deleted whatever the permissions, so those are dropped: the page lists the rows that hold it
+    (Django's "would require deleting the following protected related objects"). Once they are gone the
+    permissions needed are asked again.
+    """
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        return deleted, counts, (set() if protected else perms_needed), protected
+
+
 # --------------------------------------------------------------------------------------------------
 # campaigns
 # --------------------------------------------------------------------------------------------------
@@ -548,7 +565,7 @@ class TargetUsageAdmin(SafeChangeListMixin, admin.ModelAdmin):
 
 
 @admin.register(m.Publisher)
-class PublisherAdmin(SafeChangeListMixin, admin.ModelAdmin):
+class PublisherAdmin(NamesWhatProtectsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = PublisherForm
     list_display = ("name", "key", "email", "active", "number_count")
     list_filter = ("active",)
