@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import path, reverse
 
 from callbroker.billing.models import LedgerEntry
+from callbroker.network.models import Buyer, Campaign, TrackingNumber
 from tests.billing.conftest import NOV, post
 
 # Only the admin is mounted, so these tests do not depend on the carrier views importing cleanly.
@@ -65,3 +66,18 @@ def test_nobody_adds_changes_or_deletes_an_entry(staff, entries):
     assert staff.post(reverse("admin:billing_ledgerentry_delete", args=[entry.pk]),
                       {"post": "yes"}).status_code == 403
     assert LedgerEntry.objects.get(pk=entry.pk).memo == "billable call"
+
+
+@pytest.mark.parametrize("model", ["buyer", "campaign"])
+def test_a_buyer_or_campaign_with_entries_is_refused_on_its_delete_page_naming_the_entries(staff, entries, model):
+    """The ledger protects them: the page named no entry, saying instead the user may not delete ledger
+    entries (which nobody may), as if another account could."""
+    obj = Buyer.objects.get(pk=entries.buyer_id) if model == "buyer" else Campaign.objects.get(pk=entries.campaign_id)
+    TrackingNumber.objects.filter(campaign_id=entries.campaign_id).delete()  # those protect the campaign too
+    response = staff.post(reverse(f"admin:network_{model}_delete", args=[obj.pk]), {"post": "yes"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "protected related objects" in page
+    assert "permission" not in page
+    charge = LedgerEntry.objects.get(kind="charge")
+    assert reverse("admin:billing_ledgerentry_change", args=[charge.pk]) in page  # named, with its link
+    assert type(obj).objects.filter(pk=obj.pk).exists()

@@ -307,12 +307,14 @@ class DeletesTargetRowsMixin:
 
 
 class NamesWhatProtectsMixin:
-    """A row that something protects (``PROTECT``: a publisher's calls) is refused on its delete page by
-    naming the rows that hold it, which staff can look up, not by a permission they lack.
+    """A row that something protects (``PROTECT``: a publisher's calls, the ledger entries naming a buyer,
+    publisher or campaign) is refused on its delete page by naming the rows that hold it, which staff can look
+    up, not by a permission they lack.
 
     Django's delete page asks the admin of every row it lists whether the user may delete it, the rows that
-    protect the object too; ``CallAdmin`` says no (calls are never deleted by hand), so the page said "your
-    account doesn't have permission to delete … call" and named nothing. While any row protects the object
+    protect the object too; ``CallAdmin`` and ``LedgerEntryAdmin`` say no (calls and entries are never
+    deleted by hand), so the page said "your account doesn't have permission to delete … ledger entry", as
+    if another account could, and named nothing. While any row protects the object
     nothing is deleted whatever the permissions, so those are dropped: the page lists the rows that hold it
     (Django's "would require deleting the following protected related objects"). Once they are gone the
     permissions needed are asked again.
@@ -356,7 +358,7 @@ class CampaignTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Campaign)
-class CampaignAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
+class CampaignAdmin(NamesWhatProtectsMixin, DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = CampaignForm
     list_display = ("name", "key", "category", "active", "payout_display", "buffer_seconds", "target_count",
                     "fallback_kind")
@@ -426,7 +428,7 @@ class BuyerTargetInline(admin.TabularInline):
 
 
 @admin.register(m.Buyer)
-class BuyerAdmin(DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
+class BuyerAdmin(NamesWhatProtectsMixin, DeletesTargetRowsMixin, SafeChangeListMixin, admin.ModelAdmin):
     form = BuyerForm
     list_display = ("name", "key", "timezone", "email", "active", "target_count")
     list_filter = ("active", "timezone")
