@@ -17,6 +17,8 @@ install: $(STAMP)
 ## make run: install, migrate the embedded SQLite database, load the demo network, serve and feed calls
 ## (options of `callbroker run` through RUN_ARGS, e.g. make run RUN_ARGS="--port 8080 --calls 20")
 RUN_ARGS ?=
+# the directory make was typed in (make -C changes it): run's last line names the program as it is typed there
+run: export CALLBROKER_SHELL_DIR := $(PWD)
 run: $(STAMP)
 	$(BIN)/callbroker run $(RUN_ARGS)
 

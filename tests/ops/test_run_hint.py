@@ -25,8 +25,20 @@ def venv_program(tmp_path):
     return program
 
 
+@pytest.fixture(autouse=True)
+def not_under_make(monkeypatch):
+    """Not started by the Makefile's ``run``, which says where make was typed."""
+    monkeypatch.delenv("CALLBROKER_SHELL_DIR", raising=False)
+
+
+def in_directory(monkeypatch, directory, shell_dir=None):
+    """The process in ``directory``, started from a shell in ``shell_dir`` (the same by default)."""
+    monkeypatch.chdir(directory)
+    monkeypatch.setenv("PWD", str(shell_dir or directory))
+
+
 def test_a_program_not_on_path_is_named_as_it_was_started(monkeypatch, tmp_path, venv_program):
-    monkeypatch.chdir(tmp_path)
+    in_directory(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])  # as the Makefile's recipe starts it
     command = own_command()
@@ -37,6 +49,32 @@ def test_a_program_not_on_path_is_named_as_it_was_started(monkeypatch, tmp_path,
 
     monkeypatch.setattr(sys, "argv", [str(venv_program), "run"])
     assert own_command() == str(venv_program)
+
+
+@pytest.mark.parametrize("recipe_shell", [False, True])
+def test_make_started_in_another_directory_gives_a_path_that_works_from_the_users(monkeypatch, tmp_path,
+                                                                                  venv_program, recipe_shell):
+    """``make -C /some/dir run`` from the user's directory: make runs ``.venv/bin/callbroker`` in /some/dir,
+    and the line named that relative path, "not found" from the directory the user typed in. make passes on
+    the shell's ``PWD``; a recipe run through a shell (``RUN_ARGS`` with quotes) has it reset to /some/dir,
+    and the Makefile's ``CALLBROKER_SHELL_DIR`` says where make was typed."""
+    users = tmp_path / "elsewhere"
+    users.mkdir()
+    in_directory(monkeypatch, tmp_path, shell_dir=tmp_path if recipe_shell else users)
+    if recipe_shell:
+        monkeypatch.setenv("CALLBROKER_SHELL_DIR", str(users))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])  # as the Makefile's recipe starts it
+    typed = subprocess.run(f"{own_command()} calls list", shell=True, capture_output=True, text=True,
+                           check=False, cwd=users, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert typed.stdout == "called\n", typed.stderr
+
+
+def test_plain_make_run_in_the_project_keeps_the_short_path(monkeypatch, tmp_path, venv_program):
+    in_directory(monkeypatch, tmp_path)
+    monkeypatch.setenv("CALLBROKER_SHELL_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])
+    assert own_command() == ".venv/bin/callbroker"
 
 
 def test_a_path_the_shell_would_split_is_quoted(monkeypatch, tmp_path):
@@ -55,7 +93,7 @@ def test_a_path_the_shell_would_split_is_quoted(monkeypatch, tmp_path):
 
 
 def test_the_plain_name_when_path_finds_this_program(monkeypatch, tmp_path, venv_program):
-    monkeypatch.chdir(tmp_path)
+    in_directory(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", f"{venv_program.parent}{os.pathsep}/usr/bin:/bin")  # the virtualenv activated
     monkeypatch.setattr(sys, "argv", [".venv/bin/callbroker", "run"])
     assert own_command() == "callbroker"
@@ -66,7 +104,7 @@ def test_another_callbroker_on_path_is_not_taken_for_this_one(monkeypatch, tmp_p
     other.mkdir()
     (other / "callbroker").write_text("#!/bin/sh\n")
     (other / "callbroker").chmod(0o755)
-    monkeypatch.chdir(tmp_path)
+    in_directory(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", f"{other}{os.pathsep}/usr/bin:/bin")
     monkeypatch.setattr(sys, "argv", [str(venv_program), "run"])
     assert own_command() == str(venv_program)

@@ -191,6 +191,10 @@ class Command(BaseCommand):
 RUN_ACCOUNT_SID = "AC" + "0" * 30 + "de"
 
 
+#: Set by the Makefile's ``run``: the directory of the shell ``make`` was typed in (see _shell_is_here).
+SHELL_DIR_ENV = "CALLBROKER_SHELL_DIR"
+
+
 def own_command() -> str:
     """How to type this program in a shell: ``callbroker`` when that name on ``PATH`` is this program, else
     the path it was started by. ``make run`` starts ``.venv/bin/callbroker`` without activating the
@@ -203,7 +207,23 @@ def own_command() -> str:
     found = shutil.which("callbroker")
     if found and Path(found).resolve() == Path(started).resolve():
         return "callbroker"
+    if not Path(started).is_absolute() and not _shell_is_here():
+        started = os.path.abspath(started)
     return shlex.quote(started)
+
+
+def _shell_is_here() -> bool:
+    """Whether the user's shell is in this process's directory, where a relative path such as
+    ``.venv/bin/callbroker`` works. ``make -C /some/dir run`` changes directory behind the shell's back, and
+    the relative path the last line named was "not found" from the user's directory. The shell's ``PWD``
+    says where it is, and make passes it on, but a recipe run through a shell (``RUN_ARGS`` with quotes)
+    has it reset to here: the Makefile's ``run`` passes make's own (the shell's) as
+    ``CALLBROKER_SHELL_DIR``. Not sure: an absolute path, which works from anywhere."""
+    shell_dir = os.environ.get(SHELL_DIR_ENV) or os.environ.get("PWD", "")
+    try:
+        return bool(shell_dir) and Path(shell_dir).resolve() == Path.cwd().resolve()
+    except OSError:  # the current directory removed under us
+        return False
 
 
 def admin_login() -> str:
