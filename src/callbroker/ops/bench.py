@@ -543,11 +543,12 @@ class CounterWorkers:
             self.close()
             raise
 
-    def _answer(self, worker):
+    def _answer(self, worker, busy_s: float = 0.0):
+        """The worker's answer, waited for ``timeout`` seconds beyond the ``busy_s`` its command runs for."""
         import queue
 
         proc, _, outbox = worker
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + busy_s + self.timeout
         while True:
             try:
                 status, value = outbox.get(timeout=0.2)
@@ -566,9 +567,12 @@ class CounterWorkers:
         return self._answer(self.workers[0])
 
     def all(self, command: str, payload: dict) -> list:
+        """Every process's answer. A ``cycle`` hammer answers once its ``seconds`` are over: the wait is that
+        long beyond ``timeout`` (a ``--counter-seconds`` above 120 ended in "did not answer within 120 s")."""
         for _, inbox, _ in self.workers:
             inbox.put((command, payload))
-        return [self._answer(worker) for worker in self.workers]
+        busy_s = payload.get("seconds", 0.0) if payload.get("mode") == "cycle" else 0.0
+        return [self._answer(worker, busy_s) for worker in self.workers]
 
     def close(self) -> None:
         for proc, inbox, _ in self.workers:

@@ -5,7 +5,10 @@ as ``run`` and ``sim`` refuse theirs, before any part starts: taken as given, ``
 core part in an ``IndexError`` traceback, and the others would start servers to measure nothing.
 ``--connections`` needs one per wrk thread (``bench.WRK_THREADS``, 2): wrk refuses fewer ("number of
 connections must be >= threads"), and (c) then measured nothing, ``--connections 1`` printing 0 req/s and a
-ratio of 0 as figures."""
+ratio of 0 as figures. ``--counter-seconds`` (seconds, not a count) is refused below 0.1 (0 or less
+measured nothing and printed 0 reserve+release/s as figures), and ``nan`` or ``inf``; a long one runs as
+long as asked (the counter workers' answer is waited for that long beyond their usual 120 s, where anything
+over about 115 s ended in "did not answer within 120 s", a traceback)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,6 +17,9 @@ from callbroker.ops import bench
 from callbroker.ops.history import NotEnoughSpace
 
 PARTS = ["core", "e2e", "wrk", "counters"]
+
+#: (d)'s shortest run: 0 or less measured nothing and printed "0 reserve+release/s" as the figures.
+COUNTER_SECONDS_LEAST = 0.1
 
 
 class Command(BaseCommand):
@@ -39,8 +45,9 @@ class Command(BaseCommand):
                             help="(c): alternating runs of each side; the ratio printed is their median.")
         parser.add_argument("--connections", type=at_least(bench.WRK_THREADS, int), default=32,
                             help=f"wrk connections ({bench.WRK_THREADS} or more: one per wrk thread).")
-        parser.add_argument("--counter-seconds", type=float, default=5.0,
-                            help="Duration of each counters throughput run (per backend).")
+        parser.add_argument("--counter-seconds", type=at_least(COUNTER_SECONDS_LEAST), default=5.0,
+                            help="Duration of each counters throughput run (per backend; "
+                                 f"{COUNTER_SECONDS_LEAST:g} or more).")
         parser.add_argument("--counter-processes", type=at_least(1, int), default=2, help="Processes hammering the counters.")
         parser.add_argument("--counter-threads", type=at_least(1, int), default=4, help="Threads per counters process.")
         parser.add_argument("--database-url", default="",
