@@ -15,7 +15,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -257,6 +257,30 @@ def test_the_command_says_what_it_closed():
     call = Call.objects.get(call_sid=f"CA{1:032x}")
     assert call.stage == "ended" and call.verdict == "not_billable"
     assert CallAttempt.objects.get(call=call).result == "canceled"
+
+
+@pytest.mark.parametrize(("failing", "refusal"), [
+    ("callbroker.calls.replay.record_kept_statuses",
+     "Cannot record calls known only from a final status (database is locked). Already done: calls "
+     "closed: 1."),
+    ("callbroker.network.cap_counts.forget_finished_periods",
+     "Cannot delete cap counts of finished periods (database is locked). Already done: calls closed: 1, "
+     "calls recorded from a final status: 0."),
+], ids=["recording", "deleting-cap-counts"])
+def test_a_later_step_failing_says_which_and_what_was_done(monkeypatch, failing, refusal):
+    """The command's steps after closing the calls (recording the final statuses kept alone, deleting the
+    cap counts of finished periods) failing said "Cannot close calls", though the calls were closed."""
+    services.start_call(inbound(1))
+    CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(failing, locked)
+    with pytest.raises(CommandError) as refused:
+        call_command("calls", "close-abandoned", stdout=io.StringIO())
+    assert str(refused.value) == f"{refusal} Is the database reachable (DATABASE_URL)?"
+    assert Call.objects.get(call_sid=f"CA{1:032x}").stage == "ended"  # as it says
 
 
 @pytest.mark.django_db(transaction=True)

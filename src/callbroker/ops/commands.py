@@ -27,11 +27,13 @@ def _which_database() -> str:
 
 
 @contextmanager
-def reading_the_database(what: str, doing: str = "read") -> Iterator[None]:
+def reading_the_database(what: str, doing: str = "read", done: str = "") -> Iterator[None]:
     """Turn a database that can't be read (not migrated, not reachable) into one line saying what to do,
     instead of a traceback: ``Cannot read <what> (<the database's words>). Is the database migrated? …``,
     or ``… Is the database reachable? …`` when it didn't answer. ``doing``: what the command was doing, for
-    one that writes (``Cannot judge calls …``): "read" would send the operator to look for a reading fault."""
+    one that writes (``Cannot judge calls …``): "read" would send the operator to look for a reading fault.
+    ``done``: what a command of several steps did before this one (``calls closed: 2``), said as
+    ``Already done: …``, so a later step failing isn't taken for the first (nothing done)."""
     try:
         yield
     except (OperationalError, ProgrammingError) as exc:
@@ -40,4 +42,5 @@ def reading_the_database(what: str, doing: str = "read") -> Iterator[None]:
             advice = f"Is the database migrated? Run: callbroker migrate{_which_database()}"
         else:
             advice = "Is the database reachable (DATABASE_URL)?"
-        raise CommandError(f"Cannot {doing} {what} ({words}). {advice}") from exc
+        already = f" Already done: {done}." if done else ""
+        raise CommandError(f"Cannot {doing} {what} ({words}).{already} {advice}") from exc

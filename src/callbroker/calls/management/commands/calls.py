@@ -165,7 +165,8 @@ class Command(BaseCommand):
         """The background pass's sweeps, once: calls whose final status never came are closed, then the final
         statuses whose inbound webhook never came are kept as calls of their own, then the cap counts of
         finished periods are deleted, a pass's share (one timer for all three, where the app processes don't
-        sweep by themselves: without the last, that timer left the cap counts to grow for good)."""
+        sweep by themselves: without the last, that timer left the cap counts to grow for good). A later step
+        failing says which, and what the earlier ones did: it said "Cannot close calls" though they were."""
         from callbroker.calls.replay import STATUS_ONLY_AFTER, in_words, record_kept_statuses
         from callbroker.calls.services import ABANDONED_AFTER, STATUS_ONLY, close_abandoned
         from callbroker.network import cap_counts
@@ -179,14 +180,18 @@ class Command(BaseCommand):
                               "started), any slot held given back:")
             for sid in closed:
                 self.stdout.write(f"  {sid}")
-        recorded = record_kept_statuses()
+        done = f"calls closed: {len(closed)}"
+        with reading_the_database("calls known only from a final status", "record", done=done):
+            recorded = record_kept_statuses()
         if recorded:
             self.stdout.write(f"Recorded {_calls(recorded)} known only from a final status whose inbound webhook "
                               f"never came ({in_words(STATUS_ONLY_AFTER.total_seconds())} after it; "
                               f"{STATUS_ONLY}, not billable):")
             for sid in recorded:
                 self.stdout.write(f"  {sid}")
-        deleted = cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
+        done += f", calls recorded from a final status: {len(recorded)}"
+        with reading_the_database("cap counts of finished periods", "delete", done=done):
+            deleted = cap_counts.forget_finished_periods(most=cap_counts.MOST_A_PASS)
         if deleted:
             self.stdout.write(f"Deleted {cap_counts.counted(deleted)} of finished periods (over in every time "
                               f"zone 3 days ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
