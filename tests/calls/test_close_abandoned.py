@@ -197,6 +197,44 @@ def test_a_call_that_fails_to_close_is_tried_once_a_pass(monkeypatch, caplog):
     assert CallAttempt.objects.get(call__call_sid=sid).slot_held  # left for the next pass
 
 
+def test_a_call_failing_to_close_at_every_pass_logs_its_traceback_once_then_a_line_a_pass(monkeypatch,
+                                                                                          caplog):
+    """The background pass runs every 10 minutes for good: a call that fails to close logged a traceback at
+    every pass, for good, one for each such call. Now once a call in the process, then one line a pass
+    naming them all; the calls closable are still closed, whatever the pass's limit."""
+    for n in (1, 2, 3):
+        at_the_zip_prompt(n)
+    poison = [f"CA{1:032x}", f"CA{2:032x}"]
+    end_call = services._end_call
+
+    def failing_for_the_poison(call, *args, **kwargs):
+        if call.call_sid in poison:
+            raise ValueError("a call the code can't judge")
+        return end_call(call, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_end_call", failing_for_the_poison)
+    later = Call.objects.get(call_sid=poison[0]).started_at + dt.timedelta(hours=7)
+
+    assert services.close_abandoned(later, limit=1) == [f"CA{3:032x}"]
+    logged = [r for r in caplog.records if "could not be closed" in r.getMessage()]
+    assert [r.exc_info is not None for r in logged] == [True, True]  # each with its traceback
+
+    for minutes in (10, 20):
+        caplog.clear()
+        assert services.close_abandoned(later + dt.timedelta(minutes=minutes), limit=1) == []
+        lines = [r for r in caplog.records if "could not be closed" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].exc_info is None
+        assert lines[0].getMessage().startswith(
+            "2 calls could not be closed again (no final status 6 h after the call started; tracebacks "
+            f"logged when each first failed): {poison[0]} (ValueError: a call the code can't judge), "
+            f"{poison[1]} ")
+
+    monkeypatch.setattr(services, "_end_call", end_call)  # mended: closed, and not remembered as failing
+    caplog.clear()
+    assert services.close_abandoned(later + dt.timedelta(minutes=30)) == poison
+    assert "could not be closed" not in caplog.text and services._failed_to_close == set()
+
+
 def test_an_outage_stops_the_sweep(monkeypatch):
     for n in (1, 2):
         at_the_zip_prompt(n)

@@ -999,7 +999,9 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
 
     A call that fails to close (``_closed_now``) doesn't count against ``limit``: the pass goes on past it
     (``_close_listed``), so a pile of them, tried again at every pass, can't take every pass's ``limit`` and
-    keep the other abandoned calls from ever being closed.
+    keep the other abandoned calls from ever being closed. Its traceback is logged the first time it fails in
+    this process; the calls failing again are one line a pass (the background pass runs every 10 minutes
+    for good: a traceback a call a pass buried the log).
     """
     now = now or timezone.now()
     started_before = now - ABANDONED_AFTER
@@ -1008,7 +1010,32 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     held = (CallAttempt.objects.filter(slot_held=True, started_at__lt=started_before)
             .values_list("call_id", "call__call_sid").distinct())
     tried: set[str] = set()
-    closed = _close_listed(held, "call_id", limit, reason, now, tried)
+    again: list[tuple[str, str]] = []  # (CallSid, error) failing again, their traceback logged before
+    try:
+        return _close_both(held, started_before, limit, reason, now, tried, again)
+    finally:
+        if again:
+            shown = ", ".join(f"{sid} ({error})" for sid, error in again[:FAILED_AGAIN_SHOWN])
+            more = f" and {len(again) - FAILED_AGAIN_SHOWN} more" if len(again) > FAILED_AGAIN_SHOWN else ""
+            log.warning("%s could not be closed again (%s; tracebacks logged when each first failed): %s%s; "
+                        "tried again at the next sweep", _calls_counted(len(again)), reason, shown, more)
+
+
+#: Calls failing again named in a sweep's one line; the line says how many more.
+FAILED_AGAIN_SHOWN = 5
+
+#: The calls this process failed to close, their traceback logged (``_closed_now``); a call closed leaves it.
+_failed_to_close: set[str] = set()
+
+
+def _calls_counted(n: int) -> str:
+    return f"{n} call{'s' if n != 1 else ''}"
+
+
+def _close_both(held: QuerySet, started_before: dt.datetime, limit: int, reason: str, now: dt.datetime,
+                tried: set[str], again: list[tuple[str, str]]) -> list[str]:
+    """``close_abandoned``'s two lists, the calls holding a slot first."""
+    closed = _close_listed(held, "call_id", limit, reason, now, tried, again)
     if len(closed) >= limit:
         return closed
     # Read after the calls above are ended (none comes twice; one that failed to close, still in progress,
@@ -1018,17 +1045,18 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     # through the whole history.
     unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
                   .exclude(stage=CallStage.ENDED).values_list("id", "call_sid"))
-    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now, tried)
+    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now, tried, again)
 
 
 def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.datetime,
-                  tried: set[str]) -> list[str]:
+                  tried: set[str], again: list[tuple[str, str]]) -> list[str]:
     """Close the calls ``listed`` (``(key, CallSid)`` rows) in the order of ``key``, until ``limit`` are
     closed or none is left: the CallSids closed. Read ``limit`` rows at a time, each read starting after the
     last row of the one before, so the calls that fail to close are gone past, each tried once a pass, and
     only one read's rows are held whatever their number. (Read once, ``limit`` rows, they filled every pass
     when there were that many: a call that fails stays listed.) ``tried``: the CallSids tried in this pass
-    (a call on both of its lists, failing, is tried once), added to."""
+    (a call on both of its lists, failing, is tried once), added to; ``again``: the calls failing again
+    (``_closed_now``), added to."""
     closed: list[str] = []
     after = None
     while len(closed) < limit:
@@ -1038,7 +1066,7 @@ def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.d
             if call_sid in tried:
                 continue
             tried.add(call_sid)
-            if _closed_now(call_sid, reason, now):
+            if _closed_now(call_sid, reason, now, again):
                 closed.append(call_sid)
                 if len(closed) == limit:
                     break
@@ -1048,17 +1076,27 @@ def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.d
     return closed
 
 
-def _closed_now(call_sid: str, reason: str, now: dt.datetime) -> bool:
+def _closed_now(call_sid: str, reason: str, now: dt.datetime, again: list[tuple[str, str]]) -> bool:
     """``close_without_status`` for one call of a sweep: a call that fails for another reason than an outage
     is logged and left for the next sweep, and the others are closed (one such call stopped every sweep
-    at it, each one failing, and no other abandoned call was ever closed). An outage stops the sweep."""
+    at it, each one failing, and no other abandoned call was ever closed). An outage stops the sweep.
+    The traceback is logged the first time the call fails in this process; failing again, it is added to
+    ``again``, the sweep's one line (it logged its traceback at every pass, for good)."""
     try:
-        return close_without_status(call_sid, reason, now)
+        closed = close_without_status(call_sid, reason, now)
     except OUTAGES:
         raise
-    except Exception:  # noqa: BLE001 - one call must not keep the others from being closed
-        log.exception("call %s: could not be closed (%s); tried again at the next sweep", call_sid, reason)
+    except Exception as exc:  # noqa: BLE001 - one call must not keep the others from being closed
+        if call_sid in _failed_to_close:
+            words = str(exc).strip().splitlines()
+            again.append((call_sid, f"{type(exc).__name__}: {words[0]}" if words else type(exc).__name__))
+        else:
+            _failed_to_close.add(call_sid)
+            log.exception("call %s: could not be closed (%s); tried again at the next sweep (its traceback "
+                          "once: failing again, it is counted in one line a sweep)", call_sid, reason)
         return False
+    _failed_to_close.discard(call_sid)
+    return closed
 
 
 def unfinished_calls_of(account_sid: str) -> list[str]:
