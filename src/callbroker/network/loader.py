@@ -74,7 +74,7 @@ TARGET_KEYS = (
     "accepts_unknown_location", "hours", "caps", "paused", "blocked_prefixes",
 )
 PUBLISHER_KEYS = ("key", "name", "email", "active")
-TRACKING_KEYS = ("number", "campaign", "publisher", "label", "active")
+TRACKING_KEYS = ("number", "campaign", "publisher", "label", "active", "weight")
 IVR_KEYS = ("ask_zip", "confirm_category")
 VELOCITY_KEYS = ("limit", "window")
 MISSED_KEYS = ("misses", "window", "cooldown")
@@ -634,6 +634,9 @@ def _check_tracking_number(c: _Checker, data: object, where: str) -> _Row | None
         "label": c.get(data, "label", where, r["label"], ""),
         "active": c.get(data, "active", where, _bool, True),
     }
+    # The emulator's share of simulated calls (``sim traffic --network``): checked by its rule, not kept (no
+    # call is routed by it); refused as an unknown key, a file written for the emulator could not be loaded.
+    c.get(data, "weight", where, _optional(parsing.parse_traffic_weight), None)
     return _Row(number, where, v, {"campaign": campaign, "publisher": publisher})
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "parse_money",
     "parse_prefix",
     "parse_timezone",
+    "parse_traffic_weight",
     "parse_zip",
     "plain_number",
     "read_area",
@@ -172,6 +173,28 @@ def plain_number(value: object, *, advice: str | None = None, seconds: bool = Fa
                 spellings += _with_units(written)
         advice = "write " + ", or ".join(spellings)
     raise ValueError(f"{written} is read by YAML as {value} ({form}): {advice}")
+
+
+#: The largest tracking-number ``weight``: any number of them still adds up to a finite total.
+MAX_TRAFFIC_WEIGHT = 1_000_000
+
+
+def parse_traffic_weight(value: object) -> float:
+    """A tracking number's ``weight``: its share of the calls ``callbroker sim traffic --network`` places on
+    it. The platform routes no call by it and keeps nothing of it, but ``callbroker network load`` checks it
+    by this same rule (it refused the key as unknown, so a file written for the emulator could not be
+    loaded). ``0x10`` is 16 to YAML: refused, as in every number field."""
+    plain_number(value)
+    try:
+        ok = (isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+              and 0 < value <= MAX_TRAFFIC_WEIGHT)
+    except ArithmeticError:  # a Decimal NaN can't be compared
+        ok = False
+    if not ok:
+        got = type_name(value)
+        raise ValueError(f"expected a number above 0 and at most {MAX_TRAFFIC_WEIGHT:,} (a share of the "
+                         f"calls), got {got if len(got) <= 60 else got[:57] + '...'}")
+    return float(value)
 
 
 def _with_units(written: str) -> list[str]:

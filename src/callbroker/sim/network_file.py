@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from callbroker.network.parsing import (
     join_location,
     parse_e164,
     parse_prefix,
-    plain_number,
+    parse_traffic_weight,
     read_area,
     type_name,
 )
@@ -103,7 +102,7 @@ def check_network(network: object, directory: Any = None) -> list[Problem]:
         _required(tracking, "number", where, parse_e164, problems)
         _required(tracking, "campaign", where, _key, problems)
         if tracking.get("weight") is not None:
-            _run(join_location(where, "weight"), _weight, tracking["weight"], problems)
+            _run(join_location(where, "weight"), parse_traffic_weight, tracking["weight"], problems)
     return problems
 
 
@@ -116,22 +115,6 @@ def _key(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a key like austin-plumbing, got {_got(value)}")
     return value
-
-
-#: The largest tracking-number weight: any number of them still adds up to a finite total.
-MAX_WEIGHT = 1_000_000
-
-
-def _weight(value: object) -> float:
-    plain_number(value)  # 0x10 is 16 to YAML: refused, as the loader refuses it in a number field
-    try:
-        ok = isinstance(value, int | float | Decimal) and not isinstance(value, bool) and 0 < value <= MAX_WEIGHT
-    except ArithmeticError:  # a Decimal NaN can't be compared
-        ok = False
-    if not ok:
-        raise ValueError(f"expected a number above 0 and at most {MAX_WEIGHT:,} (a share of the calls), "
-                         f"got {_got(value)}")
-    return float(value)
 
 
 def _run(where: str, read: Any, value: object, problems: list[Problem]) -> None:
