@@ -641,10 +641,13 @@ def _attempt_lines(call: Call) -> list[str]:
         lines.append("  none")
     for attempt in attempts:
         ring = f"rang {attempt.ring_seconds} s" if attempt.ring_seconds is not None else "ring time unknown"
+        # Talk only of the leg that was bridged: a buyer who didn't answer, was busy or declined the whisper
+        # talked to no one, and "talked 0 s" would read as a connection that lasted no time.
+        talked = f", talked {attempt.talk_seconds} s" if attempt.result == AttemptResult.BRIDGED else ""
         lines.append(
             f"  {attempt.sequence}. {_local(attempt.started_at, '%H:%M:%S')}"
             f"  {attempt.target or _deleted_target(attempt)}  {attempt.number}"
-            f"  {ring}, talked {attempt.talk_seconds} s  → {_label(AttemptResult, attempt.result)}"
+            f"  {ring}{talked}  → {_label(AttemptResult, attempt.result)}"
         )
     return lines
 
