@@ -118,6 +118,25 @@ def test_change_view_explains_why_a_call_is_not_billable(staff, make_call):
     assert f'<span title="duplicate">{REASON_LABELS["duplicate"]}</span>' in html
 
 
+def test_change_view_names_the_buffer_that_applied_and_never_figures_that_would_have_passed(
+        staff, make_campaign, make_target, make_call):
+    # given a call whose buyer talked 29 s on a line of its own 30 s minimum (the campaign's buffer: 60 s)
+    campaign = make_campaign(buffer_seconds=60)
+    line = make_target(campaign=campaign, min_talk_seconds=30)
+    call = make_call(campaign=campaign, verdict="not_billable", reason_codes=["below_buffer"],
+                     attempts=[{"target": line, "result": "bridged", "talk_seconds": 29}])
+    # when its page is shown, then the reason names the buffer that applied, with its figure
+    html = staff.get(change_url(call)).content.decode()
+    assert ('<span title="below_buffer">talked 29 s with the buyer; 30 s needed '
+            "(this buyer&#x27;s own minimum)</span>") in html
+    # and once the line's minimum is 20 s, so that 29 s would pass it, the reason is only named
+    line.min_talk_seconds = 20
+    line.save()
+    html = staff.get(change_url(call)).content.decode()
+    assert f'<span title="below_buffer">{REASON_LABELS["below_buffer"]}</span>' in html
+    assert "needed" not in html
+
+
 def test_change_view_starts_with_a_summary_in_words(staff, routed_call):
     response = staff.get(change_url(routed_call))
 

@@ -50,3 +50,47 @@ def test_buyers_who_never_talked_are_not_said_to_have_talked(server, carrier):
     assert [line.rsplit("→ ", 1)[1] for line in attempts] == ["No answer", "Busy", "Connected"]
     assert [("talked" in line) for line in attempts] == [False, False, True]
     assert "talked 95 s" in attempts[2]
+
+
+VERIFIED, KEYS = "+15125550006", "+15125550131"  # the campaign requires verified caller ID; its line: 30 s
+
+
+def reasons(server, call_sid: str) -> list[str]:
+    """The Qualification section's reasons, ``code: words``."""
+    lines = section(shown(server, call_sid), "Qualification")
+    return [line.removeprefix("    - ") for line in lines if line.startswith("    - ")]
+
+
+def test_below_the_buffer_names_the_buffer_that_applied(server, carrier):
+    # given one call a second short of the plumbing campaign's 60 s, one a second short of the locksmith's
+    # own 30 s (its campaign's buffer is 60 s: it talked enough by that one), and one exactly at it
+    plumber = carrier.place_call(PLUMBING, new_caller(), params={"FromZip": "78701"}, buyers={PIPES_A: answers(59)})
+    verified = {"StirVerstat": "TN-Validation-Passed-A"}
+    locksmith = carrier.place_call(VERIFIED, new_caller(), params=verified, buyers={KEYS: answers(29)})
+    at_it = carrier.place_call(VERIFIED, new_caller(), params=verified, buyers={KEYS: answers(30)})
+    # then each says how long the buyer talked, and how long it had to
+    assert reasons(server, plumber.call_sid) == ["below_buffer: talked 59 s with the buyer; 60 s needed"]
+    assert reasons(server, locksmith.call_sid) == [
+        "below_buffer: talked 29 s with the buyer; 30 s needed (this buyer's own minimum)"]
+    assert server.call(at_it.call_sid)["verdict"] == "billable" and reasons(server, at_it.call_sid) == []
+
+
+def test_a_caller_id_never_verified_is_not_said_to_have_failed(server, carrier):
+    # given a campaign that requires verified caller ID: one call the carrier gave no result for, one that
+    # failed verification, and one that failed it and was too short, from an anonymous caller
+    unverified = carrier.place_call(VERIFIED, new_caller(), buyers={KEYS: answers(90)})
+    spoofed = carrier.place_call(VERIFIED, new_caller(), params={"StirVerstat": "TN-Validation-Failed-B"},
+                                 buyers={KEYS: answers(90)})
+    anonymous = carrier.place_call(VERIFIED, None, params={"StirVerstat": "TN-Validation-Failed-C"},
+                                   buyers={KEYS: answers(10)})
+    # then each reason says what the carrier gave, and only the stored reasons are shown
+    assert reasons(server, unverified.call_sid) == [
+        "failed_attestation: the campaign requires verified caller ID; the carrier gave no result"]
+    assert reasons(server, spoofed.call_sid) == [
+        "failed_attestation: caller ID verification failed (TN-Validation-Failed-B): the number may be spoofed"]
+    codes = [reason["code"] for reason in server.call(anonymous.call_sid)["reasons"]]
+    assert codes == ["below_buffer", "anonymous_caller", "failed_attestation"]
+    assert reasons(server, anonymous.call_sid) == [
+        "below_buffer: talked 10 s with the buyer; 30 s needed (this buyer's own minimum)",
+        "anonymous_caller: the caller's number was withheld or invalid",
+        "failed_attestation: caller ID verification failed (TN-Validation-Failed-C): the number may be spoofed"]

@@ -41,6 +41,7 @@ from callbroker.calls.presenters import (
     money_text,
     reason_label,
     reason_short_label,
+    reason_texts,
     routed_short_text,
     short_time_text,
     with_related,
@@ -407,8 +408,7 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     def reason_list(self, call: Call) -> str:
         if not call.reason_codes:
             return "—"
-        return format_html_join("; ", '<span title="{}">{}</span>',
-                                ((code, reason_label(code)) for code in call.reason_codes))
+        return format_html_join("; ", '<span title="{}">{}</span>', reason_texts(call))
 
     @admin.display(description="payout")
     def payout_text(self, call: Call) -> str:

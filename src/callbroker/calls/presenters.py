@@ -31,8 +31,10 @@ from callbroker.calls.choices import (
     ZipSourceChoices,
 )
 from callbroker.calls.models import Call, CallAttempt, CallEvent
+from callbroker.core import model as core
 from callbroker.core.model import Exclusion, FallbackKind, Reason
 from callbroker.core.money import CENT, format_money
+from callbroker.core.qualification import RULE_REASONS, trace
 from callbroker.core.routing import EXCLUSION_LABELS as _CORE_EXCLUSION_LABELS
 from callbroker.network.models import Target
 
@@ -51,6 +53,7 @@ __all__ = [
     "money_str",
     "money_text",
     "reason_label",
+    "reason_texts",
     "with_related",
 ]
 
@@ -94,6 +97,51 @@ def exclusion_label(code: str) -> str:
 def reason_label(code: str) -> str:
     """Human label of a not-billable reason code; an unknown (newer) code is shown as itself."""
     return REASON_LABELS.get(code, code)
+
+
+#: Rules whose facts are all on the call (and its campaign and target): the duplicate and velocity rules
+#: read the caller's other calls, which a call's page doesn't; their reasons keep their label.
+_RULES_OF_THE_CALL = frozenset(reason for rule, reason in RULE_REASONS.items() if rule not in ("duplicate", "velocity"))
+
+
+def reason_texts(call: Call) -> list[tuple[str, str]]:
+    """Every reason the call is not billable, as ``(code, words)``: the qualification trace's sentence with its
+    figures ("talked 29 s with the buyer; 30 s needed (this buyer's own minimum)", "the campaign requires
+    verified caller ID; the carrier gave no result"), else the code's label.
+
+    Why: the label alone names no figure (which buffer applied: the campaign's or the buyer's own, and how
+    much) and may say more than happened ("failed STIR/SHAKEN attestation" of a call the carrier gave no
+    result for). The sentence is the core's own (``qualification.trace``), from the facts stored on the call
+    and the rules of its campaign and target as they are now; it is shown only when that rule fails by them
+    too, so a reason is never explained by figures that would have passed (a rule changed since, a target
+    deleted): the label is shown then. Only the stored codes are shown, whatever the trace says."""
+    codes = list(call.reason_codes or ())
+    sentences = _failed_rule_sentences(call) if codes else {}
+    return [(code, sentences.get(code) or reason_label(code)) for code in codes]
+
+
+def _failed_rule_sentences(call: Call) -> dict[str, str]:
+    """The sentence of each rule of the call's own facts that fails now, by reason code; {} without a campaign."""
+    campaign = call.campaign if call.campaign_id else None
+    if campaign is None:
+        return {}
+    target = call.connected_target if call.connected_target_id else None
+    rules = core.Campaign(
+        id=campaign.pk, name=campaign.name, category=campaign.category, buffer_seconds=campaign.buffer_seconds,
+        blocked_numbers=frozenset(campaign.blocked_numbers or ()),
+        blocked_prefixes=tuple(campaign.blocked_prefixes or ()), require_attestation=campaign.require_attestation)
+    facts = core.CallFacts(
+        caller=core.Caller(call.caller_number or None, call.caller_zip or None),
+        connected=target is not None,
+        talk_seconds=call.talk_seconds,
+        started_at=call.started_at,
+        in_area=call.in_area,
+        category_confirmed=call.category_confirmed,
+        stir_verstat=call.stir_verstat or None,
+        target_min_talk_seconds=target.min_talk_seconds if target else None,
+    )
+    return {str(RULE_REASONS[rule]): sentence for rule, passed, sentence in trace(rules, facts)
+            if not passed and RULE_REASONS[rule] in _RULES_OF_THE_CALL}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -667,7 +715,7 @@ def _qualification_lines(call: Call) -> list[str]:
     currency = call_currency(call)
     when = f" at {_local(call.qualified_at)}" if call.qualified_at else ""
     lines = ["Qualification", f"  Verdict      {_label(Verdict, call.verdict)}{when}"]
-    lines += [f"    - {code}: {reason_label(code)}" for code in call.reason_codes or ()]
+    lines += [f"    - {code}: {words}" for code, words in reason_texts(call)]
     lines.append(f"  Revenue      {money_text(call.revenue, currency)}")
     lines.append(f"  Payout       {money_text(call.payout, currency)}")
     return lines
