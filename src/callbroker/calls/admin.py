@@ -44,6 +44,7 @@ from callbroker.calls.presenters import (
     reason_texts,
     routed_short_text,
     short_time_text,
+    was_connected,
     with_related,
     zip_short_text,
     zip_source_short,
@@ -268,7 +269,7 @@ def judge_not_billable_action(modeladmin: admin.ModelAdmin, request: HttpRequest
 
 def _what_happened(call: Call) -> str:
     """Where the call went and how long the caller talked, for the confirmation page."""
-    talked = f", talked {format_seconds(call.talk_seconds)}" if call.talk_seconds else ""
+    talked = f", talked {format_seconds(call.talk_seconds)}" if was_connected(call) else ""
     return f"{routed_short_text(call)}{talked}"
 
 
@@ -380,14 +381,14 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
 
     @admin.display(description="routed to · talk")
     def routed_and_talk(self, call: Call) -> str:
-        if not call.talk_seconds:
+        if not was_connected(call):
             return routed_short_text(call)
         return format_html('{}<br><small class="quiet">talked {}</small>', routed_short_text(call),
                            format_seconds(call.talk_seconds))
 
     @admin.display(description="talk", ordering="talk_seconds")
     def talk(self, call: Call) -> str:
-        return format_seconds(call.talk_seconds) if call.talk_seconds else "—"
+        return format_seconds(call.talk_seconds) if was_connected(call) else "—"
 
     @admin.display(description="revenue", ordering="revenue")
     def revenue_text(self, call: Call) -> str:
@@ -420,7 +421,9 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
 
     @admin.display(description="talk time")
     def talk_time(self, call: Call) -> str:
-        if not call.talk_seconds:
+        # "—" only for a call no buyer was bridged to: a buyer who hung up at once talked 0 s, which the
+        # reason below the buffer says too ("talked 0 s with the buyer"), as do `calls list` and `calls show`.
+        if not was_connected(call):
             return "—"
         return f"{format_seconds(call.talk_seconds)} ({call.talk_seconds} s)"
 
