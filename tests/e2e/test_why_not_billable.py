@@ -94,3 +94,18 @@ def test_a_caller_id_never_verified_is_not_said_to_have_failed(server, carrier):
         "below_buffer: talked 10 s with the buyer; 30 s needed (this buyer's own minimum)",
         "anonymous_caller: the caller's number was withheld or invalid",
         "failed_attestation: caller ID verification failed (TN-Validation-Failed-C): the number may be spoofed"]
+
+
+def test_a_caller_the_campaign_blocks_is_not_said_to_be_blocked_by_the_buyer(server, carrier):
+    # given a caller whose number starts with a prefix the locksmith campaign blocks (its line blocks none)
+    record = carrier.place_call(VERIFIED, "+15126660001", params={"StirVerstat": "TN-Validation-Passed-A"},
+                                buyers={KEYS: answers(90)})
+    assert record.dials == []
+    lines = shown(server, record.call_sid)
+    # then the line left out is not said to block the number itself, and the reason names the prefix
+    line_id = server.call(record.call_sid)["decision"]["excluded"][0]["id"]
+    assert (f"    - Keys Co / Quick line [#{line_id}]: caller's number blocked by the campaign or this line"
+            " (caller_blocked)") in section(lines, "Routing")
+    assert reasons(server, record.call_sid) == [
+        "not_connected: the caller was never connected to a buyer",
+        "blocked_number: +15126660001 starts with the blocked prefix +1512666"]

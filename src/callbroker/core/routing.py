@@ -625,7 +625,8 @@ def _served_shortlist(plan: PreparedTargets, code: int, serving: int, closed: in
 
 EXCLUSION_LABELS: Mapping[Exclusion, str] = {
     Exclusion.PAUSED: "paused",
-    Exclusion.CALLER_BLOCKED: "blocks this caller's number",
+    # Not "blocks this caller's number": said of a line, that blamed the buyer for the campaign's block list.
+    Exclusion.CALLER_BLOCKED: "caller's number blocked by the campaign or this line",
     Exclusion.OUT_OF_AREA: "caller outside the service area",
     Exclusion.CLOSED: "closed",
     Exclusion.HOURLY_CAP: "hourly cap reached",
