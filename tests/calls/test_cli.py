@@ -290,6 +290,16 @@ def test_list_shows_a_table_newest_first(three_calls):
     assert "not billable: below_buffer" in out
 
 
+def test_list_says_where_every_zip_came_from_in_full(make_call):
+    for source in ("ivr", "carrier", "area_code"):
+        make_call(caller_zip="78660", zip_source=source)
+
+    out = run("list")
+
+    for source in ("ivr", "carrier", "area_code"):
+        assert f" 78660 ({source}) " in out
+
+
 def test_list_filters_by_campaign_verdict_since_and_limit(three_calls):
     assert "CA-roofing" not in run("list", "--campaign", "plumbing")
     assert "CA-plumbing" in run("list", "--campaign", "plumbing")

@@ -35,7 +35,7 @@ _COLUMNS = (
     ("NUMBER", 14),
     ("CAMPAIGN", 22),
     ("CALLER", 14),
-    ("ZIP", 15),
+    ("ZIP", 17),  # "78660 (area_code)" whole: cut to "78660 (area_co…" it hid where the ZIP came from
     ("ROUTED TO", 32),
     ("TALK", 7),
     ("VERDICT", 0),
