@@ -109,3 +109,13 @@ def test_a_caller_the_campaign_blocks_is_not_said_to_be_blocked_by_the_buyer(ser
     assert reasons(server, record.call_sid) == [
         "not_connected: the caller was never connected to a buyer",
         "blocked_number: +15126660001 starts with the blocked prefix +1512666"]
+
+
+def test_the_label_of_an_unverified_caller_id_is_true_of_a_call_never_verified(server, carrier):
+    # given a call the carrier gave no STIR/SHAKEN result for, on a campaign that requires one
+    record = carrier.place_call(VERIFIED, new_caller(), buyers={KEYS: answers(90)})
+    # then its reason's label (--json, the admin's tooltip) doesn't say a verification failed
+    call = server.call(record.call_sid)
+    assert call["caller"]["stir_verstat"] is None
+    assert call["reasons"] == [{"code": "failed_attestation",
+                                "label": "caller ID not verified (STIR/SHAKEN failed, or no result where required)"}]

@@ -70,7 +70,8 @@ REASON_LABELS: Mapping[str, str] = {
     Reason.WRONG_CATEGORY: "caller did not confirm the service category",
     Reason.BLOCKED_NUMBER: "caller's number is blocked",
     Reason.ANONYMOUS_CALLER: "anonymous or invalid caller ID",
-    Reason.FAILED_ATTESTATION: "caller ID failed STIR/SHAKEN attestation",
+    # Both cases the rule gives: a failed verification, and none at all where the campaign requires one.
+    Reason.FAILED_ATTESTATION: "caller ID not verified (STIR/SHAKEN failed, or no result where required)",
     Reason.CALLER_VELOCITY: "too many calls from this caller in a short time",
     Reason.JUDGED_BY_STAFF: "judged not billable by staff (no campaign to judge it by)",
 }
@@ -110,8 +111,8 @@ def reason_texts(call: Call) -> list[tuple[str, str]]:
     verified caller ID; the carrier gave no result"), else the code's label.
 
     Why: the label alone names no figure (which buffer applied: the campaign's or the buyer's own, and how
-    much) and may say more than happened ("failed STIR/SHAKEN attestation" of a call the carrier gave no
-    result for). The sentence is the core's own (``qualification.trace``), from the facts stored on the call
+    much) nor what the carrier gave for STIR/SHAKEN (a failure, or no result where the campaign requires
+    one). The sentence is the core's own (``qualification.trace``), from the facts stored on the call
     and the rules of its campaign and target as they are now; it is shown only when that rule fails by them
     too, so a reason is never explained by figures that would have passed (a rule changed since, a target
     deleted): the label is shown then. Only the stored codes are shown, whatever the trace says."""
@@ -779,7 +780,7 @@ REASON_SHORT_LABELS: Mapping[str, str] = {
     Reason.WRONG_CATEGORY: "wrong category",
     Reason.BLOCKED_NUMBER: "blocked number",
     Reason.ANONYMOUS_CALLER: "anonymous caller",
-    Reason.FAILED_ATTESTATION: "failed attestation",
+    Reason.FAILED_ATTESTATION: "caller ID not verified",
     Reason.CALLER_VELOCITY: "too many calls",
     Reason.JUDGED_BY_STAFF: "judged by staff",
 }
