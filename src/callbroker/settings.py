@@ -141,6 +141,18 @@ if PRODUCTION and SECRET_KEY.strip() == TEMPLATE_PLACEHOLDER:
 ALLOWED_HOSTS = [h.strip() for h in env_str("CALLBROKER_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 
 
+def credentials_hidden(url: str) -> tuple[str, str]:
+    """``url`` as a refusal may show it, and what it hid: the text between the scheme's ``//`` (or the
+    start, without one) and the last ``@``, a user name and password, read as ``…``. Cut from the text,
+    not from a parser's reading of it: a password holding a ``#``, ``/`` or ``?`` not percent-encoded
+    ends the parser's host early, and what it then calls the port or the path is the password."""
+    head, slashes, rest = url.partition("//")
+    if not slashes:
+        head, rest = "", url
+    credentials, at, after = rest.rpartition("@")
+    return (f"{head}{slashes}…@{after}", credentials) if at else (url, "")
+
+
 def public_url_from_env(raw: str) -> str:
     """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port]``, a trailing slash dropped.
 
@@ -318,11 +330,14 @@ def redis_url_from_env(raw: str) -> str:
         return ""
     from redis.connection import parse_url  # the client's own parser: what it refuses, the server would
 
-    shown = re.sub(r"//.*@", "//…@", value)
+    shown, credentials = credentials_hidden(value)
     try:
         options = parse_url(value)
     except ValueError as exc:
-        problem = str(exc)
+        # The parser's words would name what it took for the port: the password up to its "#", "/" or "?".
+        problem = (str(exc) if not re.search(r"[#/?]", credentials) else
+                   "percent-encode the special characters of the user name and password (# as %23, / as %2F, "
+                   "? as %3F)")
     else:
         if "path" in options or options.get("host"):
             return value

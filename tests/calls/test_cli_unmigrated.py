@@ -71,6 +71,11 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     # sent to the fallback), /readyz alone saying why
     ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL='127.0.0.1:6379': Redis URL must specify one of the following schemes"),
     ({"REDIS_URL": "redis://:Xy7secret@redis:99999/0"}, "REDIS_URL='redis://…@redis:99999/0': Port out of range"),
+    # formerly the parser's words named what it read as the port: the password up to its "#" or "/"; and a
+    # value without a scheme was shown whole
+    ({"REDIS_URL": "redis://:Xy7#secret@redis:6379/0"}, "REDIS_URL='redis://…@redis:6379/0': percent-encode"),
+    ({"REDIS_URL": "redis://cb:Xy7/secret@redis:6379/0"}, "REDIS_URL='redis://…@redis:6379/0': percent-encode"),
+    ({"REDIS_URL": ":Xy7secret@redis:6379/0"}, "REDIS_URL='…@redis:6379/0': Redis URL must specify"),
 ])
 def test_a_setting_mistyped_is_one_line_naming_it(tmp_path, variables, named):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
