@@ -163,19 +163,19 @@ def public_url_from_env(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value:
         return ""
+    # From the text: a password with a "#", "/" or "?" ends the parser's host early (no "@" in it).
+    shown, credentials = credentials_hidden(raw)
     try:
         parts = urlparse(value)
     except ValueError:  # an IPv6 address without its closing bracket
-        raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={raw!r}: its host is no host name or address") from None
-    shown = raw
+        raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={shown!r}: its host is no host name or address") from None
     try:
         port = parts.port
     except ValueError:  # not a number, or out of range
         port = 0
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem = "give the scheme and host name the carrier calls, e.g. https://callbroker.example.com"
-    elif "@" in parts.netloc:
-        shown = f"{parts.scheme}://…@{parts.netloc.rpartition('@')[2]}"
+    elif credentials:
         problem = "a user name or password has no place in it"
     elif port == 0:
         problem = "its port is no number from 1 to 65535"

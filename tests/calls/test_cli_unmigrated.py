@@ -59,6 +59,11 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"CALLBROKER_PUBLIC_URL": "callbroker.example.com"}, "CALLBROKER_PUBLIC_URL='callbroker.example.com'"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com?x=1"}, "no query string or fragment"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:99999"}, "its port is no number"),
+    # formerly shown whole: a password with a "#" (its port then "Xy7"), a value without a scheme
+    ({"CALLBROKER_PUBLIC_URL": "https://cb:Xy7#secret@callbroker.example.com"},
+     "CALLBROKER_PUBLIC_URL='https://…@callbroker.example.com': a user name or password has no place in it"),
+    ({"CALLBROKER_PUBLIC_URL": "cb:Xy7secret@callbroker.example.com"},
+     "CALLBROKER_PUBLIC_URL='…@callbroker.example.com': give the scheme"),
     # deploy/env.example left unedited: formerly a production server took webhooks signed with its public
     # token, and signed sessions with its public key
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "change-me", "TWILIO_AUTH_TOKEN": "real-token"},
