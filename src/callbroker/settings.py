@@ -431,9 +431,12 @@ CALLBROKER_RATE_TRUSTED_PROXIES = [p.strip() for p in env_str("CALLBROKER_RATE_T
                                    if p.strip()]
 
 # --- Admin behind TLS ------------------------------------------------------------------------------
-# The admin posts forms: Django checks the Origin header against the public URL.
+# The admin posts forms: Django checks the Origin header against the public URL's origin. A browser
+# sends it in lower case and without a path, and Django compares it as text: taken as written,
+# ``HTTPS://Callbroker.example.com`` refused every admin login (403) and left the cookies not Secure.
 if PUBLIC_URL:
-    CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
-    if PUBLIC_URL.startswith("https://"):
+    _PUBLIC = urlparse(PUBLIC_URL)  # its scheme in lower case
+    CSRF_TRUSTED_ORIGINS = [f"{_PUBLIC.scheme}://{_PUBLIC.netloc.lower()}"]
+    if _PUBLIC.scheme == "https":
         SESSION_COOKIE_SECURE = True
         CSRF_COOKIE_SECURE = True

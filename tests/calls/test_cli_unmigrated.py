@@ -103,6 +103,32 @@ def test_a_setting_written_the_usual_ways_is_taken(tmp_path, variables):
     assert result.returncode == 1 and "Cannot read calls" in result.stderr  # past the settings: not migrated
 
 
+ADMIN_POST = """
+import django
+from django.conf import settings
+from django.middleware.csrf import CsrfViewMiddleware
+from django.test import RequestFactory
+
+django.setup()
+post = RequestFactory().post("/admin/login/", HTTP_ORIGIN="https://callbroker.example.com",
+                             HTTP_HOST="callbroker.example.com")
+print(CsrfViewMiddleware(lambda request: None)._origin_verified(post), settings.SESSION_COOKIE_SECURE,
+      settings.CSRF_COOKIE_SECURE)
+"""
+
+
+@pytest.mark.parametrize("public_url", ["https://callbroker.example.com", "HTTPS://Callbroker.Example.COM/"])
+def test_a_public_url_in_capitals_takes_the_browsers_admin_posts_and_keeps_the_cookies_secure(tmp_path,
+                                                                                             public_url):
+    # formerly taken as written: the browser's lower-case Origin refused (every admin login a 403), and the
+    # session and CSRF cookies not Secure, the scheme not being "https://" to the letter
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           "CALLBROKER_PUBLIC_URL": public_url, "CALLBROKER_ALLOWED_HOSTS": "callbroker.example.com"}
+    result = subprocess.run([sys.executable, "-c", ADMIN_POST], env=env, capture_output=True, text=True,
+                            timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.split() == ["True", "True", "True"]
+
+
 def test_help_lists_every_command_sim_too(tmp_path):
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings"}
 
