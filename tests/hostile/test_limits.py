@@ -307,6 +307,16 @@ def test_a_failing_redis_falls_back_to_the_worker_and_is_tried_again(caplog):
     assert store.take("k", rate).allowed and len(calls) == 1
 
 
+def test_a_blank_redis_url_is_no_redis_for_the_limits_too(settings, monkeypatch, caplog):
+    # formerly settings.py took REDIS_URL="  " as no Redis, and the limits as a URL: "Redis unusable" logged
+    monkeypatch.setenv("REDIS_URL", "  ")
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(limits, "_store", None)
+    with caplog.at_level(logging.WARNING, logger="callbroker.ops.limits"):
+        assert limits.buckets().redis is None
+    assert caplog.records == []
+
+
 def test_the_limits_are_read_once_and_again_when_a_setting_changes(settings):
     first = limits.current_limits()
     assert limits.current_limits() is first  # not rebuilt per request

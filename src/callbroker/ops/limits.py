@@ -356,7 +356,8 @@ _store: tuple[str, Buckets] | None = None
 
 
 def _redis_url() -> str:
-    return getattr(settings, "REDIS_URL", "") or os.environ.get("REDIS_URL", "")
+    # Blank is no Redis, as settings.py reads it: a REDIS_URL of spaces logged "Redis unusable" here.
+    return getattr(settings, "REDIS_URL", "") or os.environ.get("REDIS_URL", "").strip()
 
 
 def buckets() -> Buckets:
