@@ -235,6 +235,30 @@ def test_a_call_failing_to_close_at_every_pass_logs_its_traceback_once_then_a_li
     assert "could not be closed" not in caplog.text and services._failed_to_close == set()
 
 
+def test_a_call_that_failed_to_close_then_closed_by_its_final_status_is_forgotten_at_the_next_pass(monkeypatch,
+                                                                                                  caplog):
+    """A call remembered as failing (its traceback logged once) that is then closed otherwise (its final status
+    came, another process's sweep or the command closed it) is listed no more, so no pass tried it again to
+    forget it: each app process kept its CallSid for good, one more for every such call, a set that only
+    grew. A pass that tries every call listed keeps only those it tried."""
+    at_the_zip_prompt(1)
+    call_sid = f"CA{1:032x}"
+    end_call = services._end_call
+
+    def failing(call, *args, **kwargs):
+        raise ValueError("a call the code can't judge")
+
+    monkeypatch.setattr(services, "_end_call", failing)
+    later = Call.objects.get(call_sid=call_sid).started_at + dt.timedelta(hours=7)
+    assert services.close_abandoned(later) == []
+    assert services._failed_to_close == {call_sid}
+
+    monkeypatch.setattr(services, "_end_call", end_call)
+    services.call_status(call_sid, StatusUpdate(status="completed", duration=40))  # closed otherwise
+    assert services.close_abandoned(later + dt.timedelta(minutes=10)) == []
+    assert services._failed_to_close == set()
+
+
 def test_an_outage_stops_the_sweep(monkeypatch):
     for n in (1, 2):
         at_the_zip_prompt(n)

@@ -1012,19 +1012,26 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     tried: set[str] = set()
     again: list[tuple[str, str]] = []  # (CallSid, error) failing again, their traceback logged before
     try:
-        return _close_both(held, started_before, limit, reason, now, tried, again)
+        closed = _close_both(held, started_before, limit, reason, now, tried, again)
     finally:
         if again:
             shown = ", ".join(f"{sid} ({error})" for sid, error in again[:FAILED_AGAIN_SHOWN])
             more = f" and {len(again) - FAILED_AGAIN_SHOWN} more" if len(again) > FAILED_AGAIN_SHOWN else ""
             log.warning("%s could not be closed again (%s; tracebacks logged when each first failed): %s%s; "
                         "tried again at the next sweep", _calls_counted(len(again)), reason, shown, more)
+    if len(closed) < limit:
+        # Every call listed was tried (the limit left none out): one remembered as failing and listed no more
+        # was closed otherwise (its final status, another process's sweep, the command) and is forgotten, so
+        # the set holds the calls failing now. Kept until then, it stayed for good, the set only growing.
+        _failed_to_close.intersection_update(tried)
+    return closed
 
 
 #: Calls failing again named in a sweep's one line; the line says how many more.
 FAILED_AGAIN_SHOWN = 5
 
-#: The calls this process failed to close, their traceback logged (``_closed_now``); a call closed leaves it.
+#: The calls this process failed to close, their traceback logged (``_closed_now``); a call closed leaves it,
+#: and so does one closed otherwise, at the next pass that tries every call listed (``close_abandoned``).
 _failed_to_close: set[str] = set()
 
 
