@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
 from callbroker.billing.models import LedgerEntry
@@ -119,3 +120,23 @@ def test_a_call_billed_before_its_line_left_keeps_its_charge_and_becomes_the_dup
     kinds = sorted(LedgerEntry.objects.filter(call_sid=sid(2)).values_list("kind", flat=True))
     assert kinds == ["charge", "charge_reversal", "payout", "payout_reversal"]
     assert ledger_mismatches() == []
+
+
+@pytest.mark.usefixtures("staff")  # signed in: ``client`` is the staff member's
+def test_the_admins_judge_page_says_why_such_a_call_is_pending_not_that_its_campaign_left(client):
+    """The calls list's action "Judge not billable" shows the calls it will judge with why no rule can: the
+    page said "their campaign left the network while they went on", untrue of such a call, whose campaign is
+    still there (staff looked for a deletion that never was)."""
+    inbound(1)
+    dial_action(1, 1, "completed", talked=90)
+    Target.objects.filter(key="pipes-a").delete()
+    final_status(1, 120)
+    call = Call.objects.get(call_sid=sid(1))
+    assert (call.verdict, call.campaign.key) == ("pending", "e2e-plumbing")
+
+    page = client.post(reverse("admin:calls_call_changelist"), {"action": "judge_not_billable_action",
+                                                                 "_selected_action": [call.pk], "index": "0"})
+    text = page.content.decode()
+    assert page.status_code == 200 and sid(1) in text
+    assert "(their campaign left the network while they went on)" not in text
+    assert "the line a buyer talked on" in text

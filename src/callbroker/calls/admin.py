@@ -2,7 +2,7 @@
 
 Calls, attempts and events are written by the call path only. In the admin every fact is read-only;
 the one thing staff may change is the buyer's outcome (outcome, job value, note), and the one verdict they
-may give is "not billable" to an ended call no campaign can judge (the list's action, ``calls.staff``),
+may give is "not billable" to an ended call no rule can judge (the list's action, ``calls.staff``),
 recorded in its events. Nothing is added or deleted here: calls feed billing, and the event log is
 append-only. The one exception is the list of final statuses kept for a call not recorded yet
 (``KeptStatus``), a to-do list of the sweep, not a record: staff may take a status off it (see
@@ -221,7 +221,7 @@ def _outcome_value_text(name: str, value) -> str:
 
 @admin.action(description="Judge not billable (ended calls still pending)", permissions=["change"])
 def judge_not_billable_action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Call]):
-    """Staff's verdict for ended calls no campaign can judge (``calls.staff``): a page listing them with a
+    """Staff's verdict for ended calls no rule can judge (``calls.staff``): a page listing them with a
     note to give, then all judged, or none with a message naming each call refused and why. Calls in
     progress or judged already are refused before the page is shown, and again when it is posted."""
     count = queryset.count()

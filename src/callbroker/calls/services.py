@@ -994,7 +994,7 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     otherwise stay in progress and ``pending`` for good. Each is closed as a final status would close it
     (attempts still ringing canceled, slots given back, the call judged; no carrier status recorded), under
     an event of its own (kind ``abandoned``), once however often this runs and on however many nodes. An
-    ended call still ``pending`` (no campaign to judge it by: staff judge it, ``calls.staff``) is left alone.
+    ended call still ``pending`` (no rule to judge it by: staff judge it, ``calls.staff``) is left alone.
     Returns their CallSids (at most ``limit`` closed: the next pass takes the rest).
 
     A call that fails to close (``_closed_now``) doesn't count against ``limit``: the pass goes on past it

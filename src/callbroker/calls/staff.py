@@ -1,4 +1,4 @@
-"""What staff decide about a call by hand: a verdict for an ended call that no campaign can judge.
+"""What staff decide about a call by hand: a verdict for an ended call that no rule can judge.
 
 A call is judged by its campaign's rules when it ends (``services._qualify``). When its campaign left the
 network while it went on (deleted in the admin: the call's ``campaign`` is then empty), nothing can judge it,

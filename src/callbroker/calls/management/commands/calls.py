@@ -123,8 +123,9 @@ class Command(BaseCommand):
                                                    "record the calls whose inbound webhook never came (a final "
                                                    "status kept 1 h for it).")
 
-        judge = actions.add_parser("judge", help="Judge ended calls still pending (no campaign to judge them by) "
-                                                 "not billable, all or none; who and why go to their events.")
+        judge = actions.add_parser("judge", help="Judge ended calls still pending (no rule left to judge them by: "
+                                                 "their campaign, or the line a buyer talked on, deleted) not "
+                                                 "billable, all or none; who and why go to their events.")
         judge.add_argument("call_sids", metavar="CALLSID", nargs="+", help="A whole CallSid (one or more).")
         judge.add_argument("--not-billable", action="store_true", required=True,
                            help="The verdict (the only one staff give: billing needs a campaign's price).")
@@ -144,7 +145,7 @@ class Command(BaseCommand):
                 self.close_abandoned()
 
     def judge(self, options: dict) -> None:
-        """Staff's verdict for ended calls no campaign can judge (``staff.judge_not_billable``): all or none."""
+        """Staff's verdict for ended calls no rule can judge (``staff.judge_not_billable``): all or none."""
         sids = [sid.strip() for sid in options["call_sids"]]
         if not all(sids):
             raise CommandError("CALLSID: give a whole CallSid (one is empty).")
