@@ -104,7 +104,7 @@ def test_update_writes_only_reassigned_columns():
     assert (row.stage, row.caller_city) == ("dialing", "Dallas")
     # Written: nothing left to write but the mutable values (JSON lists and dicts), always written.
     mutable = {f.name for f in Call._meta.concrete_fields if isinstance(getattr(loaded, f.attname), (dict, list))}
-    assert mutable == {"reason_codes"}
+    assert mutable == {"reason_codes", "reason_notes"}
     assert set(db._changed(loaded)) == mutable
 
 

@@ -117,6 +117,8 @@ def test_a_call_billed_before_its_line_left_keeps_its_charge_and_becomes_the_dup
     assert (first.verdict, first.revenue) == ("billable", Decimal("35.00"))
     assert (second.verdict, second.reason_codes, second.revenue, second.payout) == (
         "not_billable", ["duplicate"], Decimal("0.00"), Decimal("0.00"))
+    assert list(second.reason_notes) == ["duplicate"]  # the sentence it was judged with, kept with the verdict
+    assert second.reason_notes["duplicate"].endswith("earlier, inside the 1 day duplicate window")
     kinds = sorted(LedgerEntry.objects.filter(call_sid=sid(2)).values_list("kind", flat=True))
     assert kinds == ["charge", "charge_reversal", "payout", "payout_reversal"]
     assert ledger_mismatches() == []

@@ -1,5 +1,5 @@
 """Upgrading an installation: calls to unknown numbers that ended before such calls were judged, the IVR
-question, the list of kept final statuses and the statuses kept before it."""
+question, the list of kept final statuses and the statuses kept before it, the reasons in words."""
 
 from __future__ import annotations
 
@@ -61,13 +61,36 @@ def test_the_ivr_question_is_added_as_not_recorded_and_the_previous_release_can_
 
     migrate(("calls", "0010_call_ivr_prompt"))
 
-    columns = ", ".join(f.column for f in Call._meta.concrete_fields if f.column not in ("id", "ivr_prompt",
-                                                                                          "call_sid"))
+    later = ("reason_notes",)  # columns added since (0015)
+    columns = ", ".join(f.column for f in Call._meta.concrete_fields
+                        if f.column not in ("id", "ivr_prompt", "call_sid", *later))
     with connection.cursor() as cursor:  # the previous release's INSERT: every column but the new one
         cursor.execute(f"INSERT INTO calls_call (call_sid, {columns}) SELECT 'CA' || call_sid, {columns} "
                        "FROM calls_call WHERE id = %s", [at_the_ivr.pk])
     prompts = dict(Call.objects.values_list("call_sid", "ivr_prompt"))
     assert prompts == {at_the_ivr.call_sid: "", "CA" + at_the_ivr.call_sid: ""}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reasons_in_words_are_added_empty_and_the_previous_release_can_still_write_calls(make_call):
+    """``Call.reason_notes`` (0015): calls judged before have none (their reasons are shown by their labels), and
+    during a rolling restart the previous release's code, which writes calls without the column, is not refused
+    (NOT NULL); going back drops the column."""
+    judged = make_call(verdict="not_billable", reason_codes=["below_buffer"])
+    migrate(("calls", "0014_publisher_protected"))
+    with connection.cursor() as cursor:
+        assert "reason_notes" not in {c.name for c in connection.introspection.get_table_description(
+            cursor, "calls_call")}
+
+    migrate(("calls", "0015_call_reason_notes"))
+
+    columns = ", ".join(f.column for f in Call._meta.concrete_fields if f.column not in ("id", "reason_notes",
+                                                                                          "call_sid"))
+    with connection.cursor() as cursor:  # the previous release's INSERT: every column but the new one
+        cursor.execute(f"INSERT INTO calls_call (call_sid, {columns}) SELECT 'CA' || call_sid, {columns} "
+                       "FROM calls_call WHERE id = %s", [judged.pk])
+    notes = dict(Call.objects.values_list("call_sid", "reason_notes"))
+    assert notes == {judged.call_sid: {}, "CA" + judged.call_sid: {}}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -145,6 +168,7 @@ def test_the_final_statuses_kept_before_the_list_are_put_on_it_and_become_calls(
     migrate(("calls", KEEP_BEFORE))  # … and forward again puts nothing on the list twice
     assert sorted(KeptStatus.objects.values_list("id", "call_sid", "inbound", "received_at")) == rows
     KeptStatus.objects.filter(call_sid=LISTED).delete()
+    migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())  # the sweep writes calls of the latest schema
 
     assert sorted(replay.record_kept_statuses(timezone.now())) == sorted([ALONE, BUSY])
 

@@ -123,7 +123,8 @@ def test_a_call_whose_campaign_left_while_a_buyer_talked_stays_pending_until_sta
     assert not LedgerEntry.objects.exists() and check_ledger().ok  # nothing posted, the ledger agrees
     assert pending() == []
     shown = staff.get(reverse("admin:calls_call_change", args=[call.pk])).content.decode()
-    assert "judged not billable by staff (no campaign to judge it by)" in shown  # the reason in words
+    # the reason in words: staff's own, as kept with the verdict
+    assert "judged not billable by staff (ops): campaign closed by the client mid-call; not billed" in shown
     assert "judged_by_staff" in shown and "campaign closed by the client mid-call" in shown  # its event
     listed = staff.get(reverse("admin:calls_call_changelist")).content.decode()
     assert ">judged by staff</span>" in listed
@@ -142,11 +143,13 @@ def test_staff_judge_a_call_left_pending_from_the_command_line(capsys):
     event = CallEvent.objects.get(call_sid=sid(1), kind="judged_by_staff")
     assert (event.params["by"], event.params["note"]) == ("cli", "campaign deleted by mistake")
     shown = run("show", sid(1), "--events")
-    assert "- judged_by_staff: judged not billable by staff (no campaign to judge it by)" in shown
+    said = "judged not billable by staff from the command line: campaign deleted by mistake"  # staff's own reason
+    assert f"- judged_by_staff: {said}" in shown
     assert "judged_by_staff" in shown.split("Events")[1] and '"by": "cli"' in shown
     data = json.loads(run("show", sid(1), "--json", "--events"))
     assert data["reasons"] == [{"code": "judged_by_staff",
                                 "label": "judged not billable by staff (no campaign to judge it by)"}]
+    assert data["reason_notes"] == {"judged_by_staff": said}
     assert data["events"][-1]["kind"] == "judged_by_staff"
     assert "not billable: judged_by_staff" in run("list")
     assert pending() == [] and not LedgerEntry.objects.exists()

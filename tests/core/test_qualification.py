@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 
 from callbroker.core.model import CallFacts, Caller, Campaign, Reason
-from callbroker.core.qualification import RULE_REASONS, qualify, trace
+from callbroker.core.qualification import RULE_REASONS, qualify, qualify_and_explain, trace
 
 try:
     from tests.core import strategies as cs
@@ -90,6 +90,10 @@ def test_verdict_matches_the_reference_and_the_trace(case):
     assert [rule for rule, _, _ in rows] == list(RULE_REASONS)
     assert tuple(RULE_REASONS[rule] for rule, passed, _ in rows if not passed) == verdict.reasons
     assert all(sentence for _, _, sentence in rows)
+    # The verdict kept with the sentences of its failed rules (``Call.reason_notes``): the trace's, one a reason.
+    explained, sentences = qualify_and_explain(campaign, call)
+    assert explained == verdict
+    assert sentences == {RULE_REASONS[rule]: sentence for rule, passed, sentence in rows if not passed}
     for amount in (verdict.revenue, verdict.payout):
         assert isinstance(amount, Decimal)
         assert amount.as_tuple().exponent == -2

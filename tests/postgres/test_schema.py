@@ -160,3 +160,35 @@ def test_no_table_of_ours_has_an_index_another_serves(pg):
                                    if "_pattern_ops" not in definition])
              for t in tables}
     assert found == {t: [] for t in tables}
+
+
+def test_the_reasons_in_words_are_added_to_every_partition_without_touching_a_call(fresh_pg):
+    """``calls/0015`` adds ``reason_notes`` (jsonb, NOT NULL, default ``{}`` kept in the database) to the
+    partitioned call table, which passes it on to every partition: the calls already there read ``{}``, and a
+    node of the previous release, inserting calls without the column during a rolling restart, is not refused."""
+    fresh_pg.probe("insert_calls", calls=[{"call_sid": "CArn0", "started_at": month(0).isoformat()},
+                                          {"call_sid": "CArn1", "started_at": month(1).isoformat()}])
+    fresh_pg.commands(["migrate", "calls", "0014_publisher_protected", "--verbosity", "0"])
+    column = ("SELECT c.relname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid) "
+              "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+              "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+              "WHERE a.attname = 'reason_notes' AND NOT a.attisdropped AND (c.oid = 'calls_call'::regclass "
+              "OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'calls_call'::regclass))")
+    assert fresh_pg.sql(column) == []
+
+    fresh_pg.commands(["migrate", "calls", "0015_call_reason_notes", "--verbosity", "0"])
+
+    tables = {row[0] for row in fresh_pg.sql(
+        "SELECT 'calls_call' UNION SELECT inhrelid::regclass::text FROM pg_inherits "
+        "WHERE inhparent = 'calls_call'::regclass")}
+    rows = fresh_pg.sql(column)
+    assert {name for name, *_ in rows} == tables and len(tables) > 2
+    assert {tuple(rest) for _, *rest in rows} == {("jsonb", True, "'{}'::jsonb")}
+    previous = [name for (name,) in fresh_pg.sql(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'calls_call'::regclass AND attnum > 0 "
+        "AND NOT attisdropped AND attname NOT IN ('id', 'call_sid', 'reason_notes')")]
+    columns = ", ".join(previous)
+    fresh_pg.sql(f"INSERT INTO calls_call (call_sid, {columns}) SELECT 'CAold' || call_sid, {columns} "
+                 "FROM calls_call WHERE call_sid = 'CArn1'")  # the previous release's INSERT
+    assert dict(fresh_pg.sql("SELECT call_sid, reason_notes FROM calls_call")) == {
+        "CArn0": {}, "CArn1": {}, "CAoldCArn1": {}}

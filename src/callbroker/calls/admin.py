@@ -39,7 +39,6 @@ from callbroker.calls.presenters import (
     format_seconds,
     left_out_text,
     money_text,
-    reason_label,
     reason_short_label,
     reason_texts,
     routed_short_text,
@@ -398,9 +397,11 @@ class CallAdmin(SafeChangeListMixin, admin.ModelAdmin):
     def reasons(self, call: Call) -> str:
         if not call.reason_codes:
             return "—"
+        # The short label, with the sentence the call was judged with (else the label) on hover: read from the
+        # row itself, no query per call listed.
         return format_html_join(
             ", ", '<span title="{}">{}</span>',
-            ((reason_label(code), reason_short_label(code)) for code in call.reason_codes),
+            ((words, reason_short_label(code)) for code, words in reason_texts(call)),
         )
 
     # ---- change page ----------------------------------------------------------------------------

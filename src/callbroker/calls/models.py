@@ -93,6 +93,11 @@ class Call(models.Model):
     verdict = models.CharField("verdict", max_length=16, choices=Verdict.choices, default=Verdict.PENDING,
                                db_index=True)
     reason_codes = models.JSONField("reasons not billable", default=list, blank=True)
+    # The qualification trace's sentence of each reason, by its code, written with the verdict: the figures the
+    # call was judged by (the buffer that applied, the window), which its rules as they are later may no longer
+    # give. Empty for a call judged before 2026-12-07 (its reasons are shown by their labels). The database
+    # keeps the default ({}): the previous release writes calls without it during a rolling restart.
+    reason_notes = models.JSONField("reasons in words, as judged", default=dict, db_default={}, blank=True)
     revenue = models.DecimalField("revenue (buyer price)", default=Decimal("0.00"), **MONEY)
     payout = models.DecimalField("publisher payout", default=Decimal("0.00"), **MONEY)
     qualified_at = models.DateTimeField("qualified", null=True, blank=True)

@@ -31,10 +31,8 @@ from callbroker.calls.choices import (
     ZipSourceChoices,
 )
 from callbroker.calls.models import Call, CallAttempt, CallEvent
-from callbroker.core import model as core
 from callbroker.core.model import Exclusion, FallbackKind, Reason
 from callbroker.core.money import CENT, format_money
-from callbroker.core.qualification import RULE_REASONS, trace
 from callbroker.core.routing import EXCLUSION_LABELS as _CORE_EXCLUSION_LABELS
 from callbroker.network.models import Target
 
@@ -100,49 +98,18 @@ def reason_label(code: str) -> str:
     return REASON_LABELS.get(code, code)
 
 
-#: Rules whose facts are all on the call (and its campaign and target): the duplicate and velocity rules
-#: read the caller's other calls, which a call's page doesn't; their reasons keep their label.
-_RULES_OF_THE_CALL = frozenset(reason for rule, reason in RULE_REASONS.items() if rule not in ("duplicate", "velocity"))
-
-
 def reason_texts(call: Call) -> list[tuple[str, str]]:
-    """Every reason the call is not billable, as ``(code, words)``: the qualification trace's sentence with its
-    figures ("talked 29 s with the buyer; 30 s needed (this buyer's own minimum)", "the campaign requires
-    verified caller ID; the carrier gave no result"), else the code's label.
+    """Every reason the call is not billable, as ``(code, words)``: the qualification trace's sentence kept with
+    the verdict ("talked 29 s with the buyer; 30 s needed (this buyer's own minimum)", "the campaign requires
+    verified caller ID; the carrier gave no result"), else the code's label (a call judged before 2026-12-07).
 
     Why: the label alone names no figure (which buffer applied: the campaign's or the buyer's own, and how
-    much) nor what the carrier gave for STIR/SHAKEN (a failure, or no result where the campaign requires
-    one). The sentence is the core's own (``qualification.trace``), from the facts stored on the call
-    and the rules of its campaign and target as they are now; it is shown only when that rule fails by them
-    too, so a reason is never explained by figures that would have passed (a rule changed since, a target
-    deleted): the label is shown then. Only the stored codes are shown, whatever the trace says."""
-    codes = list(call.reason_codes or ())
-    sentences = _failed_rule_sentences(call) if codes else {}
-    return [(code, sentences.get(code) or reason_label(code)) for code in codes]
-
-
-def _failed_rule_sentences(call: Call) -> dict[str, str]:
-    """The sentence of each rule of the call's own facts that fails now, by reason code; {} without a campaign."""
-    campaign = call.campaign if call.campaign_id else None
-    if campaign is None:
-        return {}
-    target = call.connected_target if call.connected_target_id else None
-    rules = core.Campaign(
-        id=campaign.pk, name=campaign.name, category=campaign.category, buffer_seconds=campaign.buffer_seconds,
-        blocked_numbers=frozenset(campaign.blocked_numbers or ()),
-        blocked_prefixes=tuple(campaign.blocked_prefixes or ()), require_attestation=campaign.require_attestation)
-    facts = core.CallFacts(
-        caller=core.Caller(call.caller_number or None, call.caller_zip or None),
-        connected=target is not None,
-        talk_seconds=call.talk_seconds,
-        started_at=call.started_at,
-        in_area=call.in_area,
-        category_confirmed=call.category_confirmed,
-        stir_verstat=call.stir_verstat or None,
-        target_min_talk_seconds=target.min_talk_seconds if target else None,
-    )
-    return {str(RULE_REASONS[rule]): sentence for rule, passed, sentence in trace(rules, facts)
-            if not passed and RULE_REASONS[rule] in _RULES_OF_THE_CALL}
+    much) and may say more than happened ("failed STIR/SHAKEN attestation" of a call the carrier gave no
+    result for). The sentence is the one written when the call was judged (``Call.reason_notes``), never
+    worked out again from the rules as they are now: a buffer changed since would give a figure that was not
+    the one applied. Reads nothing but the call's row. Only the stored codes are shown."""
+    notes = call.reason_notes or {}
+    return [(code, notes.get(code) or reason_label(code)) for code in call.reason_codes or ()]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,6 +418,8 @@ def call_to_dict(call: Call, *, with_events: bool = False) -> dict:
         "verdict": call.verdict,
         "verdict_label": _label(Verdict, call.verdict),
         "reasons": [{"code": code, "label": reason_label(code)} for code in call.reason_codes or ()],
+        # The sentence each reason was judged with, by code (null: judged before 2026-12-07; use its label).
+        "reason_notes": {code: (call.reason_notes or {}).get(code) for code in call.reason_codes or ()},
         "currency": call_currency(call),
         "revenue": money_str(call.revenue),
         "payout": money_str(call.payout),

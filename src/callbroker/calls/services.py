@@ -42,7 +42,7 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.core import model as core
 from callbroker.core.geo import USPS_STATES, ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
-from callbroker.core.qualification import qualify
+from callbroker.core.qualification import NEVER_CONNECTED, qualify_and_explain
 from callbroker.core.routing import counted_targets, route
 from callbroker.network import live
 from callbroker.network.live_redis import CountersUnknown
@@ -758,6 +758,7 @@ def _dial_finished_without_campaign(call: Call, sequence: int, outcome: DialOutc
                 # now, and no rule is left to judge it again. Pending again, for staff, as the calls whose
                 # campaign left while a buyer talked; nothing was posted for it, nothing is.
                 call.verdict, call.reason_codes, call.qualified_at = Verdict.PENDING, [], None
+                call.reason_notes = {}
                 call.revenue = call.payout = Decimal("0.00")
             db.update(call)
             if call.verdict == Verdict.PENDING:
@@ -945,6 +946,7 @@ def _judge_if_unrouted(call: Call) -> None:
         return
     call.verdict = Verdict.NOT_BILLABLE
     call.reason_codes = [core.Reason.NOT_CONNECTED.value]
+    call.reason_notes = {core.Reason.NOT_CONNECTED.value: NEVER_CONNECTED}
     call.revenue = call.payout = Decimal("0.00")
     call.qualified_at = timezone.now()
 
@@ -1628,7 +1630,7 @@ def _talked_on_a_line_gone(call: Call) -> bool:
     return call.connected_target_id is not None or call.talk_seconds > 0 or call.buyer_id is not None
 
 
-def _judge_without_its_line(call: Call, verdict: core.Verdict) -> bool:
+def _judge_without_its_line(call: Call, verdict: core.Verdict, sentences: dict[core.Reason, str]) -> bool:
     """Judge a call whose buyer talked on a line that left the network (``_talked_on_a_line_gone``), from what
     is left; True when its billability changed. No rule can price it or weigh its talk time against the
     line's buffer, and ``not_connected`` (what the core says of a call with no connected target) would be
@@ -1638,7 +1640,8 @@ def _judge_without_its_line(call: Call, verdict: core.Verdict) -> bool:
     it takes from the caller's other calls (duplicate, velocity), which still apply: one that comes now makes
     it not billable (its entries reversed); one that goes can't make it billable again without a price, and
     is logged. Until 2026-12-07 such a call was judged ``not_connected``: not billable though a buyer talked,
-    and a billable one reversed when another call's end judged it again."""
+    and a billable one reversed when another call's end judged it again. ``sentences``: the trace's, by reason
+    (``qualify_and_explain``); a reason kept keeps its sentence, one that comes takes its own."""
     was_billable = call.verdict == Verdict.BILLABLE
     history = [r.value for r in verdict.reasons if r.value in _HISTORY_REASONS]
     if call.verdict == Verdict.PENDING or core.Reason.NOT_CONNECTED.value in (call.reason_codes or ()):
@@ -1646,11 +1649,15 @@ def _judge_without_its_line(call: Call, verdict: core.Verdict) -> bool:
             log.warning("call %s: a buyer talked on a line that left the network; pending again, for staff",
                         call.call_sid)
         call.verdict, call.reason_codes, call.qualified_at = Verdict.PENDING, [], None
+        call.reason_notes = {}
         call.revenue = call.payout = Decimal("0.00")
     else:
         reasons = [code for code in call.reason_codes or () if code not in _HISTORY_REASONS] + history
         if reasons:
             if set(reasons) != set(call.reason_codes or ()):
+                kept = call.reason_notes or {}
+                call.reason_notes = {code: sentences[core.Reason(code)] if code in history else kept[code]
+                                     for code in reasons if code in history or code in kept}
                 call.verdict, call.reason_codes, call.qualified_at = Verdict.NOT_BILLABLE, reasons, timezone.now()
                 call.revenue = call.payout = Decimal("0.00")
         elif call.verdict != Verdict.BILLABLE:
@@ -1776,9 +1783,9 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         target_min_talk_seconds=info.core.min_talk_seconds if info else None,
         target_price=info.core.price if info else Decimal("0.00"),
     )
-    verdict = qualify(campaign.core, facts)
+    verdict, sentences = qualify_and_explain(campaign.core, facts)
     if info is None and _talked_on_a_line_gone(call):
-        if _judge_without_its_line(call, verdict) and later:
+        if _judge_without_its_line(call, verdict, sentences) and later:
             _judge_again(later, snap)
         return
     if history_only and _HISTORY_REASONS.intersection(verdict.reasons) == _HISTORY_REASONS.intersection(
@@ -1787,6 +1794,7 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
     call.in_area = in_area
     call.verdict = Verdict.BILLABLE if verdict.billable else Verdict.NOT_BILLABLE
     call.reason_codes = [r.value for r in verdict.reasons]
+    call.reason_notes = {r.value: sentences[r] for r in verdict.reasons}  # the figures it was judged by
     call.revenue = verdict.revenue
     call.payout = verdict.payout
     call.qualified_at = timezone.now()

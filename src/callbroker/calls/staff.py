@@ -128,13 +128,15 @@ def judge_not_billable(call_sids: Iterable[str], *, by: str, note: str = "") -> 
             raise NotJudged(problems)
         now = timezone.now()
         reasons = [Reason.JUDGED_BY_STAFF.value]
+        notes = {Reason.JUDGED_BY_STAFF.value: staff_sentence(by, note)}
         params = {"verdict": Verdict.NOT_BILLABLE.value, "reasons": reasons, "by": by, "note": note}
         for call in Call.objects.filter(call_sid__in=sids):
             call.verdict = Verdict.NOT_BILLABLE
             call.reason_codes = reasons
+            call.reason_notes = notes
             call.revenue = call.payout = Decimal("0.00")
             call.qualified_at = now
-            call.save(update_fields=["verdict", "reason_codes", "revenue", "payout", "qualified_at"])
+            call.save(update_fields=["verdict", "reason_codes", "reason_notes", "revenue", "payout", "qualified_at"])
             post_verdict(call)  # nothing to post for a call never billed; the ledger stays in line all the same
         CallEvent.objects.bulk_create([
             CallEvent(call_sid=sid, kind=JUDGED_BY_STAFF, dedupe_key=f"{sid}:{JUDGED_BY_STAFF}", params=params,
@@ -142,3 +144,12 @@ def judge_not_billable(call_sids: Iterable[str], *, by: str, note: str = "") -> 
             for sid in sids
         ])
     return sids
+
+
+def staff_sentence(by: str, note: str) -> str:
+    """Staff's own reason, kept with the verdict as the rules' sentences are (``Call.reason_notes``): who judged
+    and their note. Why: the label says only that staff judged; the note says why, and is the one the call's
+    page and ``calls show`` give beside the code."""
+    who = "staff from the command line" if by == FROM_THE_CLI else f"staff ({by})"
+    return f"judged not billable by {who}: {note}" if note else \
+        f"judged not billable by {who} (no campaign to judge it by)"

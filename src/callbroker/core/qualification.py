@@ -35,10 +35,13 @@ from typing import NamedTuple
 from callbroker.core.model import CallFacts, Campaign, Reason, Verdict
 from callbroker.core.money import ZERO, to_money
 
-__all__ = ["RULE_REASONS", "qualify", "trace"]
+__all__ = ["NEVER_CONNECTED", "RULE_REASONS", "qualify", "qualify_and_explain", "trace"]
 
 FAILED_VERSTAT_PREFIX = "TN-Validation-Failed"
 NO_VALIDATION_VERSTAT = "No-TN-Validation"
+#: The trace's sentence of a call never connected to a buyer: also said of a call no campaign judges (a call to
+#: a number that is no tracking number), which is not billable for that reason alone.
+NEVER_CONNECTED = "the caller was never connected to a buyer"
 
 # The trace's rule names, in order, with the reason each records when it fails.
 RULE_REASONS: dict[str, Reason] = {
@@ -63,7 +66,21 @@ class _Check(NamedTuple):
 
 def qualify(campaign: Campaign, facts: CallFacts) -> Verdict:
     """The verdict for one finished call: every failed rule, and the money when none failed."""
-    reasons = tuple(check.reason for check in _checks(campaign, facts) if not check.passed)
+    return _verdict(campaign, facts, _checks(campaign, facts))
+
+
+def qualify_and_explain(campaign: Campaign, facts: CallFacts) -> tuple[Verdict, dict[Reason, str]]:
+    """The verdict (as :func:`qualify`) and the trace's sentence of each rule that failed, by its reason.
+
+    Why: the sentence names the figures the call was judged by ("talked 29 s with the buyer; 30 s needed
+    (this buyer's own minimum)"), which the rules as they are later no longer give (a buffer changed since);
+    it is kept with the verdict, from the same checks in the same pass (no second judgement)."""
+    checks = _checks(campaign, facts)
+    return _verdict(campaign, facts, checks), {check.reason: check.sentence for check in checks if not check.passed}
+
+
+def _verdict(campaign: Campaign, facts: CallFacts, checks: list[_Check]) -> Verdict:
+    reasons = tuple(check.reason for check in checks if not check.passed)
     billable = not reasons
     return Verdict(
         billable=billable,
@@ -98,7 +115,7 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
     if facts.connected:
         add("connected", Reason.NOT_CONNECTED, True, "the caller was connected to the buyer")
     else:
-        add("connected", Reason.NOT_CONNECTED, False, "the caller was never connected to a buyer")
+        add("connected", Reason.NOT_CONNECTED, False, NEVER_CONNECTED)
 
     # BELOW_BUFFER: bridged talk time only; a call that never connected is not also flagged here.
     if facts.target_min_talk_seconds is not None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from callbroker.calls.choices import AttemptResult, CallerStatus, CallStage, Verdict, ZipSourceChoices
 from callbroker.core.model import Reason
+from callbroker.core.qualification import NEVER_CONNECTED
 
 DAYS = 90
 ENDS_DAYS_AGO = 60
@@ -72,6 +73,8 @@ _CALL_COLUMNS = {
     "recording_seconds": f"CASE WHEN {_TALKED} THEN h.talk + 20 END",
     "verdict": f"CASE WHEN {_TALKED} THEN '{Verdict.BILLABLE}' ELSE '{Verdict.NOT_BILLABLE}' END",
     "reason_codes": f"CASE WHEN {_TALKED} THEN '[]' ELSE '[\"{Reason.NOT_CONNECTED}\"]' END",
+    "reason_notes": f"CASE WHEN {_TALKED} THEN '{{}}' ELSE json_object('{Reason.NOT_CONNECTED}', "
+                    f"'{NEVER_CONNECTED}') END",
     "revenue": f"CASE WHEN {_TALKED} THEN r.price ELSE 0 END",
     "payout": f"CASE WHEN {_TALKED} THEN r.payout ELSE 0 END",
     "qualified_at": _TIME.format(add="' || (h.talk + 20) || '"),
