@@ -148,7 +148,7 @@ def test_staff_judge_a_call_left_pending_from_the_command_line(capsys):
     assert "judged_by_staff" in shown.split("Events")[1] and '"by": "cli"' in shown
     data = json.loads(run("show", sid(1), "--json", "--events"))
     assert data["reasons"] == [{"code": "judged_by_staff",
-                                "label": "judged not billable by staff (no campaign to judge it by)"}]
+                                "label": "judged not billable by staff (no rule left to judge it by)"}]
     assert data["reason_notes"] == {"judged_by_staff": said}
     assert data["events"][-1]["kind"] == "judged_by_staff"
     assert "not billable: judged_by_staff" in run("list")

@@ -71,7 +71,7 @@ REASON_LABELS: Mapping[str, str] = {
     # Both cases the rule gives: a failed verification, and none at all where the campaign requires one.
     Reason.FAILED_ATTESTATION: "caller ID not verified (STIR/SHAKEN failed, or no result where required)",
     Reason.CALLER_VELOCITY: "too many calls from this caller in a short time",
-    Reason.JUDGED_BY_STAFF: "judged not billable by staff (no campaign to judge it by)",
+    Reason.JUDGED_BY_STAFF: "judged not billable by staff (no rule left to judge it by)",
 }
 
 #: Shown instead of the ``paused`` label for a target paused by missed-call protection.

@@ -152,4 +152,4 @@ def staff_sentence(by: str, note: str) -> str:
     page and ``calls show`` give beside the code."""
     who = "staff from the command line" if by == FROM_THE_CLI else f"staff ({by})"
     return f"judged not billable by {who}: {note}" if note else \
-        f"judged not billable by {who} (no campaign to judge it by)"
+        f"judged not billable by {who} (no rule left to judge it by)"
