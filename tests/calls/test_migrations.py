@@ -94,6 +94,51 @@ def test_reasons_in_words_are_added_empty_and_the_previous_release_can_still_wri
 
 
 @pytest.mark.django_db(transaction=True)
+def test_reasons_in_words_are_added_without_reading_the_calls_on_sqlite(make_call):
+    """``calls/0015`` on SQLite adds the column to the schema alone, as ``0010``: its cost doesn't grow with the
+    call table. With a CHECK on the new column (the JSON check Django gives a JSON field), SQLite 3.37 and later
+    read every call to test it, holding the database's write lock all the while (about 0.5 s per million
+    calls with the pages cached): the previous release's webhooks waited, and past their lock timeout were
+    answered from memory, during the migration. Counted in SQLite's steps, not timed (tests run on SQLite;
+    PostgreSQL: tests/postgres/test_schema.py)."""
+    judged = make_call(verdict="not_billable", reason_codes=["below_buffer"])
+    columns = ", ".join(f.column for f in Call._meta.concrete_fields if f.column not in ("id", "reason_notes",
+                                                                                          "call_sid"))
+
+    def steps_to_add_the_column() -> int:
+        migrate(("calls", "0014_publisher_protected"))
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        def counted(execute, sql, params, many, context):
+            if "reason_notes" not in sql:  # Django's own statements (its foreign key check reads every table)
+                return execute(sql, params, many, context)
+            connection.connection.set_progress_handler(count, 1)
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                connection.connection.set_progress_handler(None, 1)
+
+        with connection.execute_wrapper(counted):
+            migrate(("calls", "0015_call_reason_notes"))
+        assert steps[0] > 0
+        return steps[0]
+
+    with_one_call = steps_to_add_the_column()
+    with connection.cursor() as cursor:  # 2,000 calls more
+        cursor.execute(f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+                       f"INSERT INTO calls_call (call_sid, {columns}) SELECT 'CA' || i || call_sid, {columns} "
+                       "FROM calls_call CROSS JOIN n WHERE id = %s", [judged.pk])
+    assert Call.objects.count() == 2001
+
+    assert steps_to_add_the_column() == with_one_call
+    assert all(notes == {} for notes in Call.objects.values_list("reason_notes", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_kept_statuses_are_a_table_of_their_own_that_going_back_drops():
     """``calls/0011`` adds an empty table and changes no other one (the event log keeps its one index), so a
     rolling restart is enough; reversed, the table goes."""
