@@ -142,6 +142,26 @@ def test_change_view_names_the_buffer_that_applied_as_the_call_was_judged(
     assert "needed" not in html
 
 
+def test_a_buyer_who_hung_up_at_once_talked_0_s_on_the_page_and_the_list(staff, make_target, make_call):
+    # given a call bridged to a buyer who hung up at once (DialCallDuration 0: below the buffer), and one
+    # no buyer answered
+    line = make_target()
+    hung_up = make_call(campaign=line.campaign, verdict="not_billable", reason_codes=["below_buffer"],
+                        reason_notes={"below_buffer": "talked 0 s with the buyer; 60 s needed"},
+                        attempts=[{"target": line, "result": "bridged", "talk_seconds": 0}])
+    unanswered = make_call(campaign=line.campaign, verdict="not_billable", reason_codes=["not_connected"],
+                           attempts=[{"target": line, "result": "no-answer"}])
+    # when staff look at them, then the bridged call talked 0:00 (as `calls list` and the reason say), and
+    # only the call no buyer answered has no talk time
+    page = staff.get(change_url(hung_up)).content.decode()
+    assert re.search(r'field-talk_time.*?<div class="readonly">0:00 \(0 s\)</div>', page, re.S)
+    assert "talked 0 s with the buyer" in page
+    page = staff.get(change_url(unanswered)).content.decode()
+    assert re.search(r'field-talk_time.*?<div class="readonly">—</div>', page, re.S)
+    listed = staff.get(reverse("admin:calls_call_changelist")).content.decode()
+    assert listed.count("talked 0:00") == 1
+
+
 def test_change_view_starts_with_a_summary_in_words(staff, routed_call):
     response = staff.get(change_url(routed_call))
 
