@@ -28,9 +28,14 @@ def test_dumpdata_from_sqlite_loads_into_partitioned_postgres(postgres_server, t
     env.pop("DATABASE_URL", None)
     sqlite = PgDatabase("", env)  # the same helpers, pointed at the embedded database
     dump = data_dir / "callbroker.xml"
-    _, placed, _, (checked_before, dumped, before) = sqlite.probe("steps", steps=[
+    unknown = {"CallSid": "CA" + "e" * 32, "AccountSid": "AC" + "0" * 32, "From": "+15124440999",
+               "To": "+15125550999", "CallStatus": "ringing"}  # no tracking number: judged not_connected
+    _, placed, _, _, (checked_before, dumped, before) = sqlite.probe("steps", steps=[
         ["setup", {"network": True}],
         ["place_calls", {"count": 4, "token": TOKEN}],
+        ["post_webhooks", {"token": TOKEN, "webhooks": [
+            ["/carriers/twilio/voice", unknown],
+            ["/carriers/twilio/status", {**unknown, "CallStatus": "completed", "CallDuration": "5"}]]}],
         ["insert_calls", {"calls": [{"call_sid": "CAhistory", "started_at": "2025-06-15T12:00:00+00:00"}]}],
         # What docs/database.md says (XML: Django's JSON serializer keeps only milliseconds of times).
         ["commands", {"argvs": [
@@ -50,7 +55,10 @@ def test_dumpdata_from_sqlite_loads_into_partitioned_postgres(postgres_server, t
     assert checked["stdout"] == checked_before["stdout"]
 
     before, after = calls_by_sid(before), calls_by_sid(after)
-    assert len(before) == 5 and set(placed) < set(before)
+    assert len(before) == 6 and set(placed) < set(before)
+    # the reasons' sentences kept with the verdicts come along (calls list --json: reason_notes)
+    assert before[unknown["CallSid"]]["reason_notes"] == {
+        "not_connected": "the caller was never connected to a buyer"}
     for sid, call in before.items():
         assert after[sid] == call, sid
     assert sum(1 for c in after.values() if c["verdict"] == "billable") >= 1
