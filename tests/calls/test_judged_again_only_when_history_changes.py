@@ -8,6 +8,7 @@ billable buffer) never re-prices or re-judges it after the fact through an unrel
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from decimal import Decimal
 
@@ -90,4 +91,32 @@ def test_an_earlier_billable_call_ending_late_still_makes_the_later_one_a_duplic
     ended(first)
     assert judged(first)[0] == "billable"
     assert judged(second)[:2] == ("not_billable", ["duplicate"])
+    assert check_ledger().ok
+
+
+def test_a_duplicate_judged_again_names_the_billable_call_it_now_repeats():
+    """A duplicate's sentence names how long before the caller's last billable call was (``reason_notes``).
+    When an earlier call of the caller ends late and is billed, the call that was the last billable one
+    becomes its duplicate (not billable), and a later duplicate, judged again, is a duplicate still, of that
+    earlier call now: its sentence gives that call's time, not the time of one no longer billable."""
+    caller = "+17375550141"
+    first, middle, last = voice(caller), voice(caller), voice(caller)
+    now = Call.objects.get(call_sid=last).started_at
+    for sid, minutes in ((first, 30), (middle, 20)):
+        Call.objects.filter(call_sid=sid).update(started_at=now - dt.timedelta(minutes=minutes))
+    for sid in (middle, last):
+        talked(sid)
+        ended(sid)
+    assert judged(middle)[0] == "billable"
+    assert Call.objects.get(call_sid=last).reason_notes == {
+        "duplicate": "last billable call from this caller was 20 min earlier, inside the 1 day duplicate window"}
+
+    talked(first)
+    ended(first)  # billed: the middle call is its duplicate now, the last one still a duplicate
+
+    assert judged(first)[0] == "billable" and judged(middle)[:2] == ("not_billable", ["duplicate"])
+    call = Call.objects.get(call_sid=last)
+    assert (call.verdict, call.reason_codes, call.revenue) == ("not_billable", ["duplicate"], Decimal("0.00"))
+    assert call.reason_notes == {
+        "duplicate": "last billable call from this caller was 30 min earlier, inside the 1 day duplicate window"}
     assert check_ledger().ok

@@ -12,6 +12,7 @@ duplicate.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -121,6 +122,37 @@ def test_a_call_billed_before_its_line_left_keeps_its_charge_and_becomes_the_dup
     assert second.reason_notes["duplicate"].endswith("earlier, inside the 1 day duplicate window")
     kinds = sorted(LedgerEntry.objects.filter(call_sid=sid(2)).values_list("kind", flat=True))
     assert kinds == ["charge", "charge_reversal", "payout", "payout_reversal"]
+    assert ledger_mismatches() == []
+
+
+def test_a_duplicate_whose_line_left_names_the_billable_call_it_now_repeats():
+    """Calls 1 and 2 talked on Line A, 20 min apart: call 1 billed, call 2 its duplicate ("20 min earlier").
+    Line A is deleted; then the caller's call 0, started 30 min before call 2 and put through to Line B, ends
+    billable: call 1 becomes its duplicate, and call 2, judged again without its line, is a duplicate still,
+    of call 0 now. Its kept sentence named call 1, no longer billable; it names call 0's time now."""
+    inbound(0)  # Line A rings for call 0 …
+    assert "+15125550102" in dial_action(0, 1, "no-answer")  # … which goes on to Line B
+    inbound(1)
+    dial_action(1, 1, "completed", talked=90)
+    final_status(1, 100)
+    inbound(2)
+    now = Call.objects.get(call_sid=sid(2)).started_at
+    for n, minutes in ((0, 30), (1, 20)):
+        Call.objects.filter(call_sid=sid(n)).update(started_at=now - dt.timedelta(minutes=minutes))
+    dial_action(2, 1, "completed", talked=90)
+    final_status(2, 100)
+    window = "earlier, inside the 1 day duplicate window"
+    assert Call.objects.get(call_sid=sid(2)).reason_notes == {
+        "duplicate": f"last billable call from this caller was 20 min {window}"}
+    Target.objects.filter(key="pipes-a").delete()
+
+    dial_action(0, 2, "completed", talked=95)
+    final_status(0, 140)
+
+    assert Call.objects.get(call_sid=sid(1)).reason_codes == ["duplicate"]
+    second = Call.objects.get(call_sid=sid(2))
+    assert (second.verdict, second.reason_codes, second.revenue) == ("not_billable", ["duplicate"], Decimal("0.00"))
+    assert second.reason_notes == {"duplicate": f"last billable call from this caller was 30 min {window}"}
     assert ledger_mismatches() == []
 
 

@@ -1611,7 +1611,8 @@ def _judge_again(later: Sequence[tuple[int, int]], snap: NetworkSnapshot) -> Non
     the velocity window). Each is judged again from its stored facts, in start order; the ledger follows
     (``post_verdict``), and a call whose billability changes passes the question on to the calls after it.
     Only a call whose duplicate or velocity reason comes out otherwise is written: the others' verdicts
-    rest on nothing that changed, and are not judged (nor priced) again by the network as it is now.
+    rest on nothing that changed, and are not judged (nor priced) again by the network as it is now (their
+    duplicate or velocity sentence alone is written when it came out otherwise: ``_history_notes_renewed``).
     """
     for pk, campaign_id in later:
         other = db.select_one(Call, id=pk)
@@ -1660,12 +1661,33 @@ def _judge_without_its_line(call: Call, verdict: core.Verdict, sentences: dict[c
                                      for code in reasons if code in history or code in kept}
                 call.verdict, call.reason_codes, call.qualified_at = Verdict.NOT_BILLABLE, reasons, timezone.now()
                 call.revenue = call.payout = Decimal("0.00")
+            else:
+                _history_notes_renewed(call, sentences)
         elif call.verdict != Verdict.BILLABLE:
             log.warning("call %s: no longer %s, but its line left the network: no price to bill it by; left "
                         "as it was", call.call_sid, ", ".join(call.reason_codes or ()))
     db.update(call)
     post_verdict(call)  # the ledger follows the verdict, in this transaction (docs/billing.md)
     return was_billable != (call.verdict == Verdict.BILLABLE)
+
+
+def _history_notes_renewed(call: Call, sentences: dict[core.Reason, str]) -> bool:
+    """Give each duplicate or velocity reason the call keeps a sentence for the one it is judged with now
+    (``sentences``: the trace's, by reason); True when one changed. The call's verdict, reasons and money
+    are left as they are (the caller writes ``reason_notes``).
+
+    Why: judged again when the caller's other calls change (``_judge_again``), a call can keep its reason
+    and yet rest on another call: an earlier call billed late makes the call that was the last billable one
+    its duplicate, and a later duplicate stays one, of that earlier call now. Its kept sentence named the
+    call no longer billable ("20 min earlier" where the last billable call is 30 min earlier). A sentence of
+    another reason, or none kept (a call judged before 2026-12-07: its label), is left alone."""
+    kept = call.reason_notes or {}
+    renewed = {code: sentences.get(core.Reason(code), words) if code in _HISTORY_REASONS else words
+               for code, words in kept.items()}
+    if renewed == kept:
+        return False
+    call.reason_notes = renewed
+    return True
 
 
 def _write(call: Call) -> None:
@@ -1790,6 +1812,8 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
         return
     if history_only and _HISTORY_REASONS.intersection(verdict.reasons) == _HISTORY_REASONS.intersection(
             call.reason_codes or ()):
+        if _history_notes_renewed(call, sentences):  # its verdict, reasons and money left alone
+            db.update(call, ["reason_notes"])
         return
     call.in_area = in_area
     call.verdict = Verdict.BILLABLE if verdict.billable else Verdict.NOT_BILLABLE
