@@ -93,3 +93,18 @@ def test_a_call_in_progress_when_staff_try_to_delete_its_publisher_is_billed_and
     payout = LedgerEntry.objects.get(call_sid=sid(2), kind="payout")
     assert (payout.amount, payout.publisher_id) == (Decimal("10.00"), call.publisher_id)
     assert ledger_mismatches() == []
+
+
+def test_the_delete_page_of_a_publisher_with_many_calls_names_the_first_ones_and_counts_the_rest(staff):
+    """Django's own refusal loads every protecting row and names each: a publisher with a million calls had its
+    delete page read them all into memory. The page names the first 20 (linked) and counts the rest."""
+    for n in range(1, 26):
+        inbound(100 + n)
+    page = staff_delete_the_publisher(staff)
+
+    assert "Cannot delete publisher" in page
+    named = [n for n in range(1, 26) if sid(100 + n) in page]
+    assert named == list(range(1, 21))
+    assert "… and 5 more calls" in page
+    assert reverse("admin:calls_call_change", args=[Call.objects.get(call_sid=sid(101)).pk]) in page
+    assert Publisher.objects.filter(key="e2e-pub").exists()
