@@ -120,3 +120,30 @@ def test_a_duplicate_judged_again_names_the_billable_call_it_now_repeats():
     assert call.reason_notes == {
         "duplicate": "last billable call from this caller was 30 min earlier, inside the 1 day duplicate window"}
     assert check_ledger().ok
+
+
+def test_a_duplicate_judged_again_keeps_the_window_it_was_judged_by_when_an_unrelated_call_ends():
+    """The sentence kept with a duplicate names the window it was judged by. A window changed since (1 day,
+    now 2 days) doesn't rewrite it when an earlier call of the caller that never reached a buyer ends and
+    judges the later calls again: the billable call it repeats is the same, so is its sentence."""
+    caller = "+17375550177"
+    unanswered, billed, repeat = voice(caller), voice(caller), voice(caller)
+    now = Call.objects.get(call_sid=repeat).started_at
+    for sid, minutes in ((unanswered, 40), (billed, 12)):
+        Call.objects.filter(call_sid=sid).update(started_at=now - dt.timedelta(minutes=minutes))
+    for sid in (billed, repeat):
+        talked(sid)
+        ended(sid)
+    as_judged = {"duplicate": "last billable call from this caller was 12 min earlier, inside the 1 day duplicate "
+                              "window"}
+    assert Call.objects.get(call_sid=repeat).reason_notes == as_judged
+    campaign = Campaign.objects.get(key="e2e-plumbing")
+    campaign.duplicate_window = dt.timedelta(days=2)
+    campaign.save()
+
+    ended(unanswered)  # never reached a buyer: nothing the duplicate rests on changed
+
+    assert judged(unanswered)[:2] == ("not_billable", ["not_connected"])
+    call = Call.objects.get(call_sid=repeat)
+    assert (call.verdict, call.reason_codes, call.reason_notes) == ("not_billable", ["duplicate"], as_judged)
+    assert check_ledger().ok

@@ -42,7 +42,7 @@ from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.core import model as core
 from callbroker.core.geo import USPS_STATES, ZipDirectory
 from callbroker.core.phone import area_code, classify_caller, normalize
-from callbroker.core.qualification import NEVER_CONNECTED, qualify_and_explain
+from callbroker.core.qualification import NEVER_CONNECTED, history_facts, qualify_and_explain
 from callbroker.core.routing import counted_targets, route
 from callbroker.network import live
 from callbroker.network.live_redis import CountersUnknown
@@ -1680,10 +1680,19 @@ def _history_notes_renewed(call: Call, sentences: dict[core.Reason, str]) -> boo
     and yet rest on another call: an earlier call billed late makes the call that was the last billable one
     its duplicate, and a later duplicate stays one, of that earlier call now. Its kept sentence named the
     call no longer billable ("20 min earlier" where the last billable call is 30 min earlier). A sentence of
-    another reason, or none kept (a call judged before 2026-12-07: its label), is left alone."""
+    another reason, or none kept (a call judged before 2026-12-07: its label), is left alone, and so is one whose
+    facts came out as they were (``history_facts``): only the campaign's window or limit changed since, and the
+    kept sentence names the one the call was judged by."""
+
+    def renewed_words(code: str, words: str) -> str:
+        if code not in _HISTORY_REASONS:
+            return words
+        reason = core.Reason(code)
+        now = sentences.get(reason, words)
+        return now if history_facts(reason, now) != history_facts(reason, words) else words
+
     kept = call.reason_notes or {}
-    renewed = {code: sentences.get(core.Reason(code), words) if code in _HISTORY_REASONS else words
-               for code, words in kept.items()}
+    renewed = {code: renewed_words(code, words) for code, words in kept.items()}
     if renewed == kept:
         return False
     call.reason_notes = renewed

@@ -141,8 +141,9 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
         since = started_at - previous
         repeat = since < window
         add("duplicate", Reason.DUPLICATE, not repeat,
-            f"last billable call from this caller was {_duration(since)} earlier, "
-            f"{'inside' if repeat else 'outside'} the {_duration(window)} duplicate window")
+            f"last billable call from this caller was {_duration(since)} earlier"
+            f"{_RULE_AFTER[Reason.DUPLICATE]}{'inside' if repeat else 'outside'} the {_duration(window)} "
+            "duplicate window")
 
     # OUT_OF_AREA: an unknown location is not held against the call.
     where = f" (ZIP {caller.zip_code})" if caller.zip_code else ""
@@ -196,9 +197,26 @@ def _checks(campaign: Campaign, facts: CallFacts) -> list[_Check]:
     span = campaign.velocity_window
     calls = 1 + sum(1 for at in facts.recent_call_times if at <= started_at and started_at - at < span)
     add("velocity", Reason.CALLER_VELOCITY, calls <= campaign.velocity_limit,
-        f"{calls} call{'' if calls == 1 else 's'} from this caller within {_duration(span)}; "
+        f"{calls} call{'' if calls == 1 else 's'} from this caller{_RULE_AFTER[Reason.CALLER_VELOCITY]}"
+        f"{_duration(span)}; "
         f"more than {campaign.velocity_limit} is treated as spam")
     return checks
+
+
+#: Where a duplicate or velocity sentence passes from what the caller's other calls are (the last billable
+#: call's distance, how many calls) to the campaign's rule they are weighed against (window, limit).
+_RULE_AFTER = {Reason.DUPLICATE: ", ", Reason.CALLER_VELOCITY: " within "}
+
+
+def history_facts(reason: Reason, sentence: str) -> str:
+    """What a duplicate or velocity sentence says of the caller's other calls, without the campaign's rule
+    (``"last billable call from this caller was 20 min earlier"``, ``"4 calls from this caller"``).
+
+    Why: a call judged again when its caller's other calls change keeps its verdict when its reasons come
+    out as they were, and its sentence is renewed only when these facts changed (the billable call it now
+    repeats). Its kept sentence names the rule it was judged by: a window or limit changed since is no reason
+    to rewrite it, through an unrelated call's end."""
+    return sentence.split(_RULE_AFTER[reason], 1)[0]
 
 
 def _duration(delta: dt.timedelta) -> str:
