@@ -11,22 +11,18 @@ Concurrency rings its one line, Solo Heating's.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import pytest
-from django.test import Client
-from twilio.request_validator import RequestValidator
 
 from callbroker.billing.models import LedgerEntry
 from callbroker.billing.reconcile import ledger_mismatches
 from callbroker.calls import staff
 from callbroker.calls.models import Call, CallAttempt, CallEvent
 from callbroker.network.models import Buyer, Campaign, TrackingNumber
+from tests.calls.signed import TOKEN, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
 SOLO = "+15125550005"  # e2e-concurrency: rings Solo Heating's one line at once
-TOKEN = "campaign-left-token"
 SID = "CA" + "c" * 32
 LEG = "CA" + "d" * 32
 
@@ -35,15 +31,6 @@ LEG = "CA" + "d" * 32
 def _token(settings):
     settings.TWILIO_AUTH_TOKEN, settings.TWILIO_AUTH_TOKENS_EXTRA, settings.PUBLIC_URL = TOKEN, [], ""
     settings.FALLBACK_NUMBER = ""
-
-
-def post(path: str, **params: str) -> str:
-    url = f"http://testserver{path}"
-    signature = RequestValidator(TOKEN).compute_signature(url, params)
-    response = Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
-                             HTTP_X_TWILIO_SIGNATURE=signature)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 def inbound() -> str:

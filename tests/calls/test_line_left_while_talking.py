@@ -14,42 +14,26 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from urllib.parse import urlencode
 
 import pytest
-from django.test import Client
 from django.urls import reverse
-from twilio.request_validator import RequestValidator
 
 from callbroker.billing.models import LedgerEntry
 from callbroker.billing.reconcile import ledger_mismatches
 from callbroker.calls import staff
 from callbroker.calls.models import Call, CallAttempt
 from callbroker.network.models import Buyer, Target
+from tests.calls.signed import TOKEN, post, sid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
 PLUMBING = "+15125550001"
-TOKEN = "line-left-token"
 CALLER = "+17205550142"
 
 
 @pytest.fixture(autouse=True)
 def _token(settings):
     settings.TWILIO_AUTH_TOKEN, settings.TWILIO_AUTH_TOKENS_EXTRA, settings.PUBLIC_URL = TOKEN, [], ""
-
-
-def sid(n: int) -> str:
-    return f"CA{n:032x}"
-
-
-def post(path: str, **params: str) -> str:
-    url = f"http://testserver{path}"
-    signature = RequestValidator(TOKEN).compute_signature(url, params)
-    response = Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
-                             HTTP_X_TWILIO_SIGNATURE=signature)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 def inbound(n: int) -> str:

@@ -12,42 +12,26 @@ from __future__ import annotations
 import json
 import re
 from io import StringIO
-from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
-from twilio.request_validator import RequestValidator
 
 from callbroker.calls import staff as judged_by_staff
 from callbroker.calls.models import Call
 from callbroker.calls.presenters import REASON_LABELS
 from callbroker.network.models import Campaign, Target
+from tests.calls.signed import TOKEN, post, sid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("e2e_network")]
 
 PLUMBING = "+15125550001"
-TOKEN = "reasons-as-judged-token"
 CALLER = "+17205550142"
 
 
 @pytest.fixture(autouse=True)
 def _token(settings):
     settings.TWILIO_AUTH_TOKEN, settings.TWILIO_AUTH_TOKENS_EXTRA, settings.PUBLIC_URL = TOKEN, [], ""
-
-
-def sid(n: int) -> str:
-    return f"CA{n:032x}"
-
-
-def post(path: str, **params: str) -> str:
-    url = f"http://testserver{path}"
-    signature = RequestValidator(TOKEN).compute_signature(url, params)
-    response = Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
-                             HTTP_X_TWILIO_SIGNATURE=signature)
-    assert response.status_code == 200
-    return response.content.decode()
 
 
 def talked(n: int, seconds: int, caller: str = CALLER) -> Call:
