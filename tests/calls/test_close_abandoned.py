@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -121,20 +122,27 @@ def test_a_call_holding_no_slot_whose_final_status_never_came_is_closed_not_bill
     assert json.loads(out.getvalue()) == []
 
 
+def failing_to_end(monkeypatch, poison) -> Callable[[], None]:
+    """``services._end_call`` raising for the CallSids in ``poison`` (a bug, a row the code can't judge), the
+    other calls ended as before. Returns what mends it."""
+    end_call = services._end_call
+
+    def failing_for_the_poison(call, *args, **kwargs):
+        if call.call_sid in poison:
+            raise ValueError("a call the code can't judge")
+        return end_call(call, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_end_call", failing_for_the_poison)
+    return lambda: monkeypatch.setattr(services, "_end_call", end_call)
+
+
 def test_a_call_that_fails_to_close_is_left_for_the_next_sweep_and_the_others_are_closed(monkeypatch, caplog):
     """One call whose closing raised (a bug, a row the code can't judge) stopped the sweep at it, at every
     sweep: no other abandoned call was ever closed again."""
     for n in (1, 2, 3):
         at_the_zip_prompt(n)
     poison = f"CA{2:032x}"
-    end_call = services._end_call
-
-    def failing_for_one(call, *args, **kwargs):
-        if call.call_sid == poison:
-            raise ValueError("a call the code can't judge")
-        return end_call(call, *args, **kwargs)
-
-    monkeypatch.setattr(services, "_end_call", failing_for_one)
+    mend = failing_to_end(monkeypatch, {poison})
     later = Call.objects.get(call_sid=poison).started_at + dt.timedelta(hours=7)
 
     assert sorted(services.close_abandoned(later)) == [f"CA{1:032x}", f"CA{3:032x}"]
@@ -142,7 +150,7 @@ def test_a_call_that_fails_to_close_is_left_for_the_next_sweep_and_the_others_ar
     assert Call.objects.get(call_sid=poison).verdict == "pending"
     assert not CallEvent.objects.filter(call_sid=poison, kind="abandoned").exists()  # rolled back with it
     assert f"call {poison}: could not be closed" in caplog.text
-    monkeypatch.setattr(services, "_end_call", end_call)  # whatever it was is mended: the next sweep closes it
+    mend()  # whatever it was is mended: the next sweep closes it
     assert services.close_abandoned(later + dt.timedelta(minutes=10)) == [poison]
 
 
@@ -157,20 +165,13 @@ def test_calls_that_fail_to_close_however_many_dont_keep_the_others_from_being_c
         for n, sid in enumerate(sorted(poison), start=1):
             CallAttempt.objects.create(call=Call.objects.get(call_sid=sid), sequence=1, number=SOLO_LINE,
                                        started_at=Call.objects.get(call_sid=sid).started_at, slot_held=True)
-    end_call = services._end_call
-
-    def failing_for_the_poison(call, *args, **kwargs):
-        if call.call_sid in poison:
-            raise ValueError("a call the code can't judge")
-        return end_call(call, *args, **kwargs)
-
-    monkeypatch.setattr(services, "_end_call", failing_for_the_poison)
+    mend = failing_to_end(monkeypatch, poison)
     later = timezone.now() + dt.timedelta(hours=7)
 
     assert services.close_abandoned(later, limit=3) == [f"CA{6:032x}"]
 
     assert set(Call.objects.filter(call_sid__in=poison).values_list("verdict", flat=True)) == {"pending"}
-    monkeypatch.setattr(services, "_end_call", end_call)  # mended: closed three a pass again
+    mend()  # closed three a pass again
     assert len(services.close_abandoned(later, limit=3)) == 3
     assert len(services.close_abandoned(later, limit=3)) == 2
     assert not Call.objects.exclude(stage="ended").exists()
@@ -205,14 +206,7 @@ def test_a_call_failing_to_close_at_every_pass_logs_its_traceback_once_then_a_li
     for n in (1, 2, 3):
         at_the_zip_prompt(n)
     poison = [f"CA{1:032x}", f"CA{2:032x}"]
-    end_call = services._end_call
-
-    def failing_for_the_poison(call, *args, **kwargs):
-        if call.call_sid in poison:
-            raise ValueError("a call the code can't judge")
-        return end_call(call, *args, **kwargs)
-
-    monkeypatch.setattr(services, "_end_call", failing_for_the_poison)
+    mend = failing_to_end(monkeypatch, poison)
     later = Call.objects.get(call_sid=poison[0]).started_at + dt.timedelta(hours=7)
 
     assert services.close_abandoned(later, limit=1) == [f"CA{3:032x}"]
@@ -229,7 +223,7 @@ def test_a_call_failing_to_close_at_every_pass_logs_its_traceback_once_then_a_li
             f"logged when each first failed): {poison[0]} (ValueError: a call the code can't judge), "
             f"{poison[1]} ")
 
-    monkeypatch.setattr(services, "_end_call", end_call)  # mended: closed, and not remembered as failing
+    mend()  # closed, and not remembered as failing
     caplog.clear()
     assert services.close_abandoned(later + dt.timedelta(minutes=30)) == poison
     assert "could not be closed" not in caplog.text and services._failed_to_close == set()
@@ -243,17 +237,12 @@ def test_a_call_that_failed_to_close_then_closed_by_its_final_status_is_forgotte
     grew. A pass that tries every call listed keeps only those it tried."""
     at_the_zip_prompt(1)
     call_sid = f"CA{1:032x}"
-    end_call = services._end_call
-
-    def failing(call, *args, **kwargs):
-        raise ValueError("a call the code can't judge")
-
-    monkeypatch.setattr(services, "_end_call", failing)
+    mend = failing_to_end(monkeypatch, {call_sid})
     later = Call.objects.get(call_sid=call_sid).started_at + dt.timedelta(hours=7)
     assert services.close_abandoned(later) == []
     assert services._failed_to_close == {call_sid}
 
-    monkeypatch.setattr(services, "_end_call", end_call)
+    mend()
     services.call_status(call_sid, StatusUpdate(status="completed", duration=40))  # closed otherwise
     assert services.close_abandoned(later + dt.timedelta(minutes=10)) == []
     assert services._failed_to_close == set()
