@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
     ("--counter-seconds", "nan", "'nan' is not a finite number"),
     ("--counter-seconds", "inf", "'inf' is not a finite number"),
     ("--counter-seconds", "soon", "'soon' is not a number"),
+    ("--history", "-1", "-1 is below 0"),  # ended 1, refused by the command instead of the parser
+    ("--history", "some", "'some' is not an integer"),
 ])
 def test_a_count_out_of_range_is_refused_before_anything_runs(tmp_path, option, value, refusal):
     """Only the core part is asked for (it starts no server), with few decisions: a value taken as given

@@ -8,7 +8,8 @@ connections must be >= threads"), and (c) then measured nothing, ``--connections
 ratio of 0 as figures. ``--counter-seconds`` (seconds, not a count) is refused below 0.1 (0 or less
 measured nothing and printed 0 reserve+release/s as figures), and ``nan`` or ``inf``; a long one runs as
 long as asked (the counter workers' answer is waited for that long beyond their usual 120 s, where anything
-over about 115 s ended in "did not answer within 120 s", a traceback)."""
+over about 115 s ended in "did not answer within 120 s", a traceback). ``--history -1`` is refused by the
+parser too (it was refused once the command ran, ending 1 without the usage line)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -60,7 +61,7 @@ class Command(BaseCommand):
                                  "(with --calls, --concurrency, --workers per node); other parts only if --only.")
         parser.add_argument("--drivers", type=at_least(1, int), default=None,
                             help="Emulator processes placing the end-to-end calls (default: cores).")
-        parser.add_argument("--history", type=int, default=0, metavar="CALLS",
+        parser.add_argument("--history", type=at_least(0, int), default=0, metavar="CALLS",
                             help="(b) and (c): start each server's database with this many past calls (with their "
                                  "events and attempts, older than every cap and duplicate window): the tables of "
                                  "an installation in use. Default 0: an empty database.")
@@ -69,8 +70,6 @@ class Command(BaseCommand):
     def handle(self, *args, only, workers, calls, concurrency, rate, decisions, seconds, connections, counter_seconds,
                counter_processes, counter_threads, database_url, redis_url, nodes, drivers, json, wrk_rounds,
                history, **options):
-        if history < 0:
-            raise CommandError(f"--history: must be 0 or more past calls, not {history}")
         parts = set(only or ([] if nodes else ["core", "e2e", "wrk"]))
         try:
             results = bench.run(parts, workers=workers, calls=calls, concurrency=concurrency, rate=rate,
