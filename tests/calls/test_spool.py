@@ -244,3 +244,15 @@ def test_spool_status_makes_no_directory(settings, tmp_path):
     call_command("spool", "status", stdout=out)
     assert out.getvalue().startswith(f"spool: {tmp_path / 'spool'}  calls: 0  events: 0")
     assert not (tmp_path / "spool").exists()
+
+
+def test_a_replay_of_one_call_says_one_call(monkeypatch):
+    """A count of one is in the singular: ``replayed 1 calls (1 events …)`` read as a mistake in the figures."""
+    import io
+
+    from django.core.management import call_command
+
+    monkeypatch.setattr(replay, "replay_ready", lambda force=False: replay.ReplayReport(calls=1, events=1))
+    out = io.StringIO()
+    call_command("spool", "replay", stdout=out)
+    assert out.getvalue().startswith("replayed 1 call (1 event, 0 already recorded); 0 still in progress")

@@ -553,3 +553,12 @@ def test_cli_refuses_an_address_it_cannot_call_in_one_line(option, address, caps
     assert exit_.value.code == 2
     assert f"argument {option}: {address!r} is not an http:// or https:// address" in capsys.readouterr().err
 
+
+
+def test_the_summary_of_one_call_is_in_the_singular():
+    """``1 calls in 0.2 s …, 1 fallbacks, …; 1 webhooks`` read as a mistake in the figures."""
+    from callbroker.sim.traffic import TrafficStats
+
+    stats = TrafficStats(calls=1, completed=1, fallbacks=1, latencies_ms=[3.0], wall_seconds=0.5)
+    assert stats.summary().startswith("1 call in 0.5 s (2.0/s): 1 completed, 0 bridged, 1 fallback, "
+                                      "0 with errors; 1 webhook, p50 ")

@@ -63,6 +63,7 @@ from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, S
 from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.network import cap_counts
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
+from callbroker.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,8 @@ def replay_ready(*, force: bool = False) -> ReplayReport:
             continue
         _rest_after(path, stamp, moment)
     if report.calls:
-        log.warning("replayed %s spooled calls (%s events, %s duplicates skipped)", report.calls, report.events,
-                    report.skipped_duplicates)
+        log.warning("replayed %s (%s, %s skipped)", counted(report.calls, "spooled call"),
+                    counted(report.events, "event"), counted(report.skipped_duplicates, "duplicate"))
     return report
 
 

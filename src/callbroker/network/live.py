@@ -77,6 +77,7 @@ from callbroker import db
 from callbroker.core.model import Exclusion, Target, TargetCounters
 from callbroker.network.models import TargetState, TargetUsage
 from callbroker.ops import metrics
+from callbroker.words import counted
 
 if TYPE_CHECKING:
     from callbroker.network.live_redis import RedisCounters
@@ -569,7 +570,8 @@ def rebuild_from_database(store: RedisCounters, wanted: Target, tz_name: str) ->
         except Exception:  # noqa: BLE001 - the claim expires by itself
             log.exception("giving up the counters rebuild claim failed")
         raise
-    log.warning("live counters of %s targets rebuilt from the database (Redis did not know them)", loaded)
+    log.warning("live counters of %s rebuilt from the database (Redis did not know them)",
+                counted(loaded, "target"))
 
 
 def _unmark_if_unchanged(marks: list[tuple[int, dt.datetime]]) -> None:

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
+from callbroker.words import counted
+
 PERIODS = (("hourly", "%Y%m%d%H"), ("daily", "%Y%m%d"), ("monthly", "%Y%m"))
 
 
@@ -62,5 +64,5 @@ def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
     for (key, period), count in delivered.items():
         cap = limits.get(key, {}).get(period.split(":")[0])
         if cap is not None and count > cap:
-            problems.append(f"target {key}: {count} calls delivered in {period}, cap {cap}")
+            problems.append(f"target {key}: {counted(count, 'call')} delivered in {period}, cap {cap}")
     return problems

@@ -35,6 +35,7 @@ from twilio.request_validator import RequestValidator
 
 from callbroker.ops import local_services
 from callbroker.ops.server import default_workers, start_server, stop_server
+from callbroker.words import counted
 
 TOKEN = "bench-auth-token"
 DEMO = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
@@ -960,10 +961,13 @@ def run(parts: set[str], *, workers: int | None = None, calls: int = 2000, concu
     with ExitStack() as stack:
         database = None
         if history > 0 and parts & {"e2e", "wrk"}:
-            say(f"    (b) and (c) servers start with {history:,} past calls ({history_span()}) …")
+            say(f"    (b) and (c) servers start with {counted(history, 'past call', grouped=True)} "
+                f"({history_span()}) …")
             began = time.monotonic()
             database = stack.enter_context(history_database(
-                history, lambda done, total: say(f"      {done:,} of {total:,} past calls written")))
+                history,
+                lambda done, total: say(f"      {done:,} of {counted(total, 'past call', grouped=True)} "
+                                        "written")))
             say(f"      in {time.monotonic() - began:.0f} s")
             results["history_calls"] = history
         _run_parts(parts, results, say, workers=workers, calls=calls, concurrency=concurrency, rate=rate,
@@ -990,14 +994,16 @@ def _run_parts(parts: set[str], results: dict, say: Callable[[str], None], *, wo
         say(f"    {core['per_second']:,.0f} decisions/s   p50 {core['p50_us']:.1f} µs   p99 {core['p99_us']:.1f} µs"
             f"   (target p99 ≤ 200 µs)")
     if "e2e" in parts:
-        say(f"(b) end to end: {calls:,} calls through the emulator, {workers} workers, each run on a fresh server"
+        say(f"(b) end to end: {counted(calls, 'call', grouped=True)} through the emulator, "
+            f"{counted(workers, 'worker')}, each run on a fresh server"
             f"{' with the past calls' if database else ''} …")
         in_flight = concurrency or CALLS_IN_FLIGHT_PER_WORKER * workers
         e2e = results["e2e"] = bench_end_to_end(workers, calls, in_flight, drivers, database=database)
         say(f"    the demo network at {e2e['local_time_central']} Central time: "
             f"{e2e['bridged_share']:.0%} of the calls talked to a buyer (the rest: IVR hang-ups, after-hours "
             f"and capped fallbacks, unknown numbers)")
-        say(f"    as fast as it answers, {in_flight} calls in flight: {e2e['lifecycles_per_s']} call lifecycles/s"
+        say(f"    as fast as it answers, {counted(in_flight, 'call')} in flight: "
+            f"{e2e['lifecycles_per_s']} call lifecycles/s"
             f" ({e2e['webhooks']:,} webhooks, {e2e['errors']} errors)   webhook p50 {e2e['webhook_p50_ms']} ms"
             f"   p99 {e2e['webhook_p99_ms']} ms   (target ≥ 200/s with p99 ≤ 25 ms)")
         say(_cpu_line(e2e))
@@ -1061,13 +1067,15 @@ def _run_parts(parts: set[str], results: dict, say: Callable[[str], None], *, wo
             say(f"    Redis / SQL throughput: {ratios[0]:.1f}× (durable commits), {ratios[1]:.1f}× (no WAL flush)")
     if nodes:
         in_flight = concurrency or NODES_CALLS_IN_FLIGHT
-        say(f"(e) {nodes} app nodes on PostgreSQL + Redis: {calls:,} calls through the emulator, {in_flight} "
-            f"concurrent, {workers} workers per node …")
+        say(f"(e) {counted(nodes, 'app node')} on PostgreSQL + Redis: {counted(calls, 'call', grouped=True)} "
+            f"through the emulator, {in_flight} concurrent, {counted(workers, 'worker')} per node …")
         n = results["nodes"] = bench_nodes(nodes, calls, in_flight, workers)
         if "skipped" in n:
             say(f"    skipped: {n['skipped']}")
         else:
-            say(f"    {n['lifecycles_per_s']} call lifecycles/s ({n['calls']:,} calls, {n['webhooks']:,} webhooks, "
+            say(f"    {n['lifecycles_per_s']} call lifecycles/s "
+                f"({counted(n['calls'], 'call', grouped=True)}, "
+                f"{counted(n['webhooks'], 'webhook', grouped=True)}, "
                 f"{n['errors']} errors, {n['recorded']:,} recorded)   webhook p50 {n['webhook_p50_ms']} ms   "
                 f"p99 {n['webhook_p99_ms']} ms")
             say(f"    cap or concurrency violations: {n['violations']} (must be 0)")

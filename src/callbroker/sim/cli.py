@@ -20,6 +20,7 @@ from pathlib import Path
 
 from callbroker import DEMO_AUTH_TOKEN
 from callbroker.arguments import above_zero, at_least, given, web_address
+from callbroker.words import counted
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
 
@@ -193,7 +194,8 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
     _explain_refusals(args, stats.problems)
     if interrupted.is_set() and stats.calls < len(planned):  # once the last call is placed, nothing to stop
         sys.stdout.flush()
-        print(f"callbroker: interrupted ({stats.calls} of {len(planned)} calls placed)", file=sys.stderr)
+        print(f"callbroker: interrupted ({stats.calls} of {counted(len(planned), 'call')} placed)",
+              file=sys.stderr)
         return 130
     return 0 if stats.calls and stats.errors == 0 else 1
 

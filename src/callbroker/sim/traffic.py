@@ -45,6 +45,7 @@ from callbroker.sim.emulator import (
     Carrier,
     Delivery,
 )
+from callbroker.words import counted
 
 # Shares of the day's calls (DOMAIN.md and the brief's traffic mix).
 SPAM_SHARE = 0.05
@@ -131,9 +132,9 @@ class TrafficStats:
 
     def summary(self) -> str:
         return (
-            f"{self.calls} calls in {self.wall_seconds:.1f} s ({self.calls_per_second:.1f}/s): "
-            f"{self.completed} completed, {self.bridged} bridged, {self.fallbacks} fallbacks, "
-            f"{self.errors} with errors; {len(self.latencies_ms)} webhooks, "
+            f"{counted(self.calls, 'call')} in {self.wall_seconds:.1f} s ({self.calls_per_second:.1f}/s): "
+            f"{self.completed} completed, {self.bridged} bridged, {counted(self.fallbacks, 'fallback')}, "
+            f"{self.errors} with errors; {counted(len(self.latencies_ms), 'webhook')}, "
             f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
         )
 

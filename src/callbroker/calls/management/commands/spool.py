@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from callbroker.calls import replay, spool
+from callbroker.words import counted
 
 
 class Command(BaseCommand):
@@ -35,8 +36,9 @@ class Command(BaseCommand):
                 self._describe(path)
             return
         report = replay.replay_ready(force=options["all"])
-        self.stdout.write(f"replayed {report.calls} calls ({report.events} events, {report.skipped_duplicates} "
-                          f"already recorded); {report.waiting} still in progress or waiting for events of "
+        self.stdout.write(f"replayed {counted(report.calls, 'call')} ({counted(report.events, 'event')}, "
+                          f"{report.skipped_duplicates} already recorded); {report.waiting} still in "
+                          "progress or waiting for events of "
                           "another node")
         if report.errors:
             raise CommandError("; ".join(report.errors))
@@ -55,5 +57,5 @@ class Command(BaseCommand):
         except DatabaseError as exc:  # an outage, or a database never migrated: the list is shown all the same
             why = f"unknown: reading the database failed ({exc})"
         kinds = ", ".join(e.get("kind", "?") for e in events)
-        self.stdout.write(f"  {path.stem}  {len(events)} events: {kinds}  (written {written} ago)")
+        self.stdout.write(f"  {path.stem}  {counted(len(events), 'event')}: {kinds}  (written {written} ago)")
         self.stdout.write(f"    waiting: {why}")

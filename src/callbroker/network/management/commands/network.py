@@ -105,7 +105,8 @@ class Command(BaseCommand):
             # a quick run (a small network, little to delete) prints none.
             if done < targets and clock() - last_line[0] >= PROGRESS_EVERY_S:
                 last_line[0] = clock()
-                self.stderr.write(f"… {done} of {targets} targets, {cap_counts.counted(deleted)} deleted so far",
+                self.stderr.write(f"… {done} of {counted(targets, 'targets')}, "
+                                  f"{cap_counts.counted(deleted)} deleted so far",
                                   style_func=lambda text: text)
 
         deleted = cap_counts.forget_finished_periods(now, progress=progress)
