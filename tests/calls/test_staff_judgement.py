@@ -291,3 +291,14 @@ def test_bad_input_to_the_cli_is_one_line_naming_it_and_writes_nothing(args, err
     assert not CallEvent.objects.filter(kind="judged_by_staff").exists()
     assert Call.objects.get(call_sid=sid(1)).verdict == "pending"
 
+
+
+def test_a_note_on_several_lines_is_shown_indented_under_its_reason():
+    """Its later lines were printed from the first column, reading as lines of the sections around it."""
+    ended_with_no_campaign_at_the_ivr(1)
+    run("judge", sid(1), "--not-billable", "--note", "campaign deleted by mistake\nticket OPS-12\n\nrefund none")
+
+    shown = run("show", sid(1)).splitlines()
+    at = shown.index("    - judged_by_staff: judged not billable by staff from the command line: "
+                     "campaign deleted by mistake")
+    assert shown[at + 1:at + 5] == ["        ticket OPS-12", " " * 8, "        refund none", "  Revenue      $0.00"]

@@ -681,11 +681,20 @@ def _recording_lines(call: Call) -> list[str]:
     return ["Recording", f"  {call.recording_sid or '—'}  {length}  {call.recording_url}"]
 
 
+def _hanging(first: str, text: str, indent: str) -> list[str]:
+    """``first`` then ``text``, its later lines indented by ``indent``: a note staff typed on several lines
+    (the admin's text box, a quoted ``--note``) read, unindented, as lines of the sections around it. A blank
+    line of the note keeps its indent: an empty line is where the next section starts."""
+    head, *rest = text.splitlines() or [""]
+    return [first + head, *(indent + line for line in rest)]
+
+
 def _qualification_lines(call: Call) -> list[str]:
     currency = call_currency(call)
     when = f" at {_local(call.qualified_at)}" if call.qualified_at else ""
     lines = ["Qualification", f"  Verdict      {_label(Verdict, call.verdict)}{when}"]
-    lines += [f"    - {code}: {words}" for code, words in reason_texts(call)]
+    for code, words in reason_texts(call):
+        lines += _hanging(f"    - {code}: ", words, " " * 8)
     lines.append(f"  Revenue      {money_text(call.revenue, currency)}")
     lines.append(f"  Payout       {money_text(call.payout, currency)}")
     return lines
@@ -702,7 +711,7 @@ def _outcome_lines(call: Call) -> list[str]:
         line += f" (recorded {_local(call.outcome_at)})"
     lines = ["Outcome", line]
     if call.outcome_note:
-        lines.append(f"  Note: {call.outcome_note}")
+        lines += _hanging("  Note: ", call.outcome_note, " " * 8)
     return lines
 
 
