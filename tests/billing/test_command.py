@@ -64,6 +64,18 @@ def test_statement_lists_each_call_and_the_total(calls):
     assert lines[-1] == "Total: $85.00 (2 calls)"
 
 
+def test_a_reversal_on_a_statement_says_why(calls, clock):
+    """The row said "charge, reversal" and $0.00; why it was reversed (its memo) was in ``--json`` alone."""
+    first, _second, _never = calls
+    first.verdict, first.reason_codes, first.revenue, first.payout = "not_billable", ["duplicate"], 0, 0
+    with clock.at(DEC):
+        post(first)
+    lines = run("statement", "--buyer", "acme", "--month", "2026-12").splitlines()
+    assert "CA" + "1" * 32 in lines[2] and lines[2].endswith("-$45.00") and "reversal" in lines[2]
+    assert lines[3] == " " * 21 + "reversal -$45.00: call no longer billable (duplicate)"
+    assert lines[4] == "Total: -$45.00 (1 call)"
+
+
 def test_statement_as_json_has_money_as_strings_and_times_in_utc(calls):
     data = json.loads(run("statement", "--buyer", "ACME plumbing", "--month", "2026-11", "--json"))  # by name
     assert (data["party"], data["key"], data["calls"]) == ("buyer", "acme", 2)

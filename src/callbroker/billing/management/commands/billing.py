@@ -28,6 +28,10 @@ _COLUMNS = (
 )
 _SHORT_KIND = {"charge": "charge", "charge_reversal": "reversal", "payout": "payout",
                "payout_reversal": "reversal"}
+#: A reversal's reason goes on a line of its own under its call's row, starting under the CALLSID column:
+#: the ENTRIES column said "charge, reversal" and only ``--json`` said why (its memo), which a buyer asking
+#: about a missing charge needs.
+_REASON_INDENT = " " * (_COLUMNS[0][1] + 2)
 
 
 def _fit(text: str, width: int) -> str:
@@ -128,6 +132,10 @@ class Command(BaseCommand):
             cells = (started, line.call_sid, line.campaign, entries, money_text(line.amount, line.currency))
             row = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True))
             self.stdout.write(row.rstrip())
+            for entry in line.entries:
+                if entry.kind.endswith("_reversal"):
+                    self.stdout.write(f"{_REASON_INDENT}reversal {money_text(entry.amount, line.currency)}: "
+                                      f"{entry.memo or 'no reason recorded'}")
         self.stdout.write(f"Total: {_totals_text(statement)} ({_count(statement.calls, 'call')})")
 
     def check(self, options: dict) -> None:
