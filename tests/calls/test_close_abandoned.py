@@ -438,3 +438,30 @@ def test_the_calls_still_in_progress_are_found_by_the_verdict_index():
         assert services.close_abandoned(timezone.now() + dt.timedelta(hours=7)) == [f"CA{1:032x}"]
     [(sql, params)] = [(sql, params) for sql, params in ran if '"calls_call"."stage"' in sql]
     assert "SEARCH calls_call USING INDEX calls_call_verdict_" in query_plan(sql, params)
+
+
+def test_an_outage_part_way_through_closing_says_how_many_were_closed_before_it(monkeypatch):
+    """The first step failing after it had closed calls said only "Cannot close calls (…)", as if none had
+    been: the later steps say what was done before them, this one didn't."""
+    assert rings_the_line(services.start_call(inbound(1)))
+    at_the_zip_prompt(2)
+    end_call = services._end_call
+
+    def gone_at_the_second(call, *args, **kwargs):
+        if call.call_sid == f"CA{2:032x}":
+            raise OperationalError("database is locked")
+        return end_call(call, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_end_call", gone_at_the_second)
+    Call.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))
+    CallAttempt.objects.update(started_at=timezone.now() - dt.timedelta(hours=7))
+    out = io.StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("calls", "close-abandoned", stdout=out)
+    assert str(refused.value) == ("Cannot close calls (database is locked). Already done: calls closed: 1 "
+                                  "(listed above). Is the database reachable (DATABASE_URL)?")
+    assert out.getvalue().splitlines() == [
+        "Closed 1 call whose final status never came (6 h after they started), any slot held given back:",
+        f"  CA{1:032x}"]
+    assert [(c.call_sid, c.stage) for c in Call.objects.order_by("call_sid")] == [
+        (f"CA{1:032x}", "ended"), (f"CA{2:032x}", "ivr")]

@@ -989,7 +989,8 @@ def end_ringing_leg(call: Call, attempt: CallAttempt, now: dt.datetime, info: Ta
 ABANDONED_AFTER = dt.timedelta(hours=6)
 
 
-def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> list[str]:
+def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000,
+                    closed_so_far: list[str] | None = None) -> list[str]:
     """End the calls whose final status never came, ``ABANDONED_AFTER`` after they started: those still
     holding a slot (an ended call's slot left held is given back), and those not ended and not judged that
     hold none (left at the IVR, in a fallback, or whose leg was dialled in degraded mode), which would
@@ -1004,6 +1005,10 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     keep the other abandoned calls from ever being closed. Its traceback is logged the first time it fails in
     this process; the calls failing again are one line a pass (the background pass runs every 10 minutes
     for good: a traceback a call a pass buried the log).
+
+    ``closed_so_far``: a list each call closed is added to as it is closed, for a caller that must say what
+    was done when an outage stops the pass part-way (the calls closed before it stay closed: each is its own
+    transaction), where the list returned is lost with the exception.
     """
     now = now or timezone.now()
     started_before = now - ABANDONED_AFTER
@@ -1014,7 +1019,8 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000) -> lis
     tried: set[str] = set()
     again: list[tuple[str, str]] = []  # (CallSid, error) failing again, their traceback logged before
     try:
-        closed = _close_both(held, started_before, limit, reason, now, tried, again)
+        closed = _close_both(held, started_before, limit, reason, now, tried, again,
+                             [] if closed_so_far is None else closed_so_far)
     finally:
         if again:
             shown = ", ".join(f"{sid} ({error})" for sid, error in again[:FAILED_AGAIN_SHOWN])
@@ -1042,9 +1048,9 @@ def _calls_counted(n: int) -> str:
 
 
 def _close_both(held: QuerySet, started_before: dt.datetime, limit: int, reason: str, now: dt.datetime,
-                tried: set[str], again: list[tuple[str, str]]) -> list[str]:
+                tried: set[str], again: list[tuple[str, str]], so_far: list[str]) -> list[str]:
     """``close_abandoned``'s two lists, the calls holding a slot first."""
-    closed = _close_listed(held, "call_id", limit, reason, now, tried, again)
+    closed = _close_listed(held, "call_id", limit, reason, now, tried, again, so_far)
     if len(closed) >= limit:
         return closed
     # Read after the calls above are ended (none comes twice; one that failed to close, still in progress,
@@ -1054,18 +1060,18 @@ def _close_both(held: QuerySet, started_before: dt.datetime, limit: int, reason:
     # through the whole history.
     unfinished = (Call.objects.filter(verdict=Verdict.PENDING, started_at__lt=started_before)
                   .exclude(stage=CallStage.ENDED).values_list("id", "call_sid"))
-    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now, tried, again)
+    return closed + _close_listed(unfinished, "id", limit - len(closed), reason, now, tried, again, so_far)
 
 
 def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.datetime,
-                  tried: set[str], again: list[tuple[str, str]]) -> list[str]:
+                  tried: set[str], again: list[tuple[str, str]], so_far: list[str]) -> list[str]:
     """Close the calls ``listed`` (``(key, CallSid)`` rows) in the order of ``key``, until ``limit`` are
     closed or none is left: the CallSids closed. Read ``limit`` rows at a time, each read starting after the
     last row of the one before, so the calls that fail to close are gone past, each tried once a pass, and
     only one read's rows are held whatever their number. (Read once, ``limit`` rows, they filled every pass
     when there were that many: a call that fails stays listed.) ``tried``: the CallSids tried in this pass
     (a call on both of its lists, failing, is tried once), added to; ``again``: the calls failing again
-    (``_closed_now``), added to."""
+    (``_closed_now``), added to; ``so_far``: each CallSid closed, added to as it is closed."""
     closed: list[str] = []
     after = None
     while len(closed) < limit:
@@ -1077,6 +1083,7 @@ def _close_listed(listed: QuerySet, key: str, limit: int, reason: str, now: dt.d
             tried.add(call_sid)
             if _closed_now(call_sid, reason, now, again):
                 closed.append(call_sid)
+                so_far.append(call_sid)
                 if len(closed) == limit:
                     break
         if len(rows) < limit:

@@ -8,6 +8,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import OperationalError, ProgrammingError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -172,15 +173,20 @@ class Command(BaseCommand):
         from callbroker.calls.services import ABANDONED_AFTER, STATUS_ONLY, close_abandoned
         from callbroker.network import cap_counts
 
-        closed = close_abandoned()
         hours = int(ABANDONED_AFTER.total_seconds() // 3600)
+        closed: list[str] = []  # as they are closed: an outage part-way must not hide those closed before it
+        try:
+            close_abandoned(closed_so_far=closed)
+        except (OperationalError, ProgrammingError):
+            if not closed:
+                raise  # nothing done: "Cannot close calls …" says it all
+            self._say_closed(closed, hours)
+            with reading_the_database("calls", "close", done=f"calls closed: {len(closed)} (listed above)"):
+                raise
         if not closed:
             self.stdout.write(f"No call still in progress or holding a slot {hours} h after it started.")
         else:
-            self.stdout.write(f"Closed {_calls(closed)} whose final status never came ({hours} h after they "
-                              "started), any slot held given back:")
-            for sid in closed:
-                self.stdout.write(f"  {sid}")
+            self._say_closed(closed, hours)
         done = f"calls closed: {len(closed)}"
         with reading_the_database("calls known only from a final status", "record", done=done):
             recorded = record_kept_statuses()
@@ -196,6 +202,12 @@ class Command(BaseCommand):
         if deleted:
             self.stdout.write(f"Deleted {cap_counts.counted(deleted)} of finished periods (over in every time "
                               f"zone 3 days ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
+
+    def _say_closed(self, closed: list[str], hours: int) -> None:
+        self.stdout.write(f"Closed {_calls(closed)} whose final status never came ({hours} h after they "
+                          "started), any slot held given back:")
+        for sid in closed:
+            self.stdout.write(f"  {sid}")
 
     # ----------------------------------------------------------------------------------------------
 
