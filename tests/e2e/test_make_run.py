@@ -94,6 +94,20 @@ def test_make_run_serves_the_demo_and_shows_every_call(tmp_path):
     assert all(call["verdict"] in {"billable", "not_billable"} for call in calls)
 
 
+def test_make_typed_in_another_directory_runs_the_recipes_in_the_project(tmp_path):
+    """``make -f ~/cb/Makefile run`` from another directory stopped before ``run`` started: make looked for
+    ``pyproject.toml`` (the install's prerequisite) there ("No rule to make target"), and ``var`` and a
+    relative ``.venv`` would have been there too. A dry run (``-n``): nothing is installed or started."""
+    if shutil.which("make") is None:
+        missing("make")
+    venv = Path(sys.prefix)
+    for recipe, line in (("run", f"{venv}/bin/callbroker run"), ("clean", f"rm -rf {venv} var build")):
+        result = subprocess.run(["make", "-n", "-f", str(REPO / "Makefile"), f"VENV={venv}", recipe],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines()[-1].startswith(f"cd '{REPO}' && {line}"), result.stdout
+
+
 def test_run_stops_feeding_calls_and_stops_the_server_on_sigterm(tmp_path):
     """``kill`` (SIGTERM to the command alone, as a service manager or ``timeout`` sends it): no new
     call is placed, the calls in flight finish, the server stops and the command exits cleanly, instead
