@@ -140,6 +140,32 @@ def test_a_duplicate_whose_line_left_names_the_billable_call_it_now_repeats():
     assert ledger_mismatches() == []
 
 
+def test_a_call_staff_judged_stays_judged_by_staff_alone_when_an_earlier_call_of_its_caller_ends():
+    """Call 2 talked on Line A, deleted while it talked: pending, then judged by staff. The caller's earlier
+    call 1, put through to Line B, then ends billable, and judges its caller's later calls again: call 2
+    gained ``duplicate`` beside ``judged_by_staff`` (money unchanged, both reasons shown). Staff judged it
+    because no rule could: their judgement stands alone, as it was written."""
+    inbound(1)  # Line A rings for call 1 …
+    assert "+15125550102" in dial_action(1, 1, "no-answer")  # … which goes on to Line B
+    inbound(2)  # the same caller again: Line A
+    dial_action(2, 1, "completed", talked=90)
+    Target.objects.filter(key="pipes-a").delete()
+    final_status(2, 100)
+    assert Call.objects.get(call_sid=sid(2)).verdict == "pending"
+    staff.judge_not_billable([sid(2)], by=staff.FROM_THE_CLI, note="line deleted mid-call")
+    judged = Call.objects.get(call_sid=sid(2))
+
+    dial_action(1, 2, "completed", talked=95)
+    final_status(1, 140)
+
+    assert Call.objects.get(call_sid=sid(1)).verdict == "billable"
+    second = Call.objects.get(call_sid=sid(2))
+    assert (second.verdict, second.reason_codes, second.reason_notes, second.qualified_at) == (
+        "not_billable", ["judged_by_staff"], judged.reason_notes, judged.qualified_at)
+    assert (second.revenue, second.payout) == (Decimal("0.00"), Decimal("0.00"))
+    assert not LedgerEntry.objects.filter(call_sid=sid(2)).exists() and ledger_mismatches() == []
+
+
 @pytest.mark.usefixtures("staff")  # signed in: ``client`` is the staff member's
 def test_the_admins_judge_page_says_why_such_a_call_is_pending_not_that_its_campaign_left(client):
     """The calls list's action "Judge not billable" shows the calls it will judge with why no rule can: the

@@ -1791,6 +1791,11 @@ def _qualify(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, *, histo
     is held already (``_lock_caller_to_judge``: a writer that gives back a slot before judging takes it
     first, so as never to hold a target's row while it waits for a caller's lock).
     """
+    if core.Reason.JUDGED_BY_STAFF.value in (call.reason_codes or ()):
+        # Staff judged it because no rule could (``calls.staff``): their judgement stands alone. Judged
+        # again when an earlier call of its caller ended, a call whose line left gained ``duplicate`` beside
+        # it (``_judge_without_its_line`` adds the history reasons to those kept).
+        return
     first, was_billable = call.verdict == Verdict.PENDING, call.verdict == Verdict.BILLABLE
     info = snap.targets.get(call.connected_target_id) if call.connected_target_id else None
     source = core.ZipSource(call.zip_source)
