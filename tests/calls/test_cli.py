@@ -462,3 +462,23 @@ def test_show_takes_the_start_of_a_call_sid_as_the_live_view_prints_it(make_call
         run("show", "CA9999")
     with pytest.raises(CommandError, match=r"No call with CallSid 'CA1f2' \(the start of a CallSid must be 6 "):
         run("show", "CA1f2")
+
+
+def test_list_shows_where_a_call_went_in_full_and_keeps_the_columns_aligned(make_buyer, make_target, make_call):
+    """ROUTED TO was cut at 32 characters: "Northwest Emergency Plumbing / …", the line the caller talked on
+    hidden behind a long buyer's name. It is as wide as its longest value; the columns after it still
+    line up."""
+    buyer = make_buyer(name="Northwest Emergency Plumbing and Drain Services")
+    line = make_target(buyer=buyer, name="After-hours overflow line")
+    make_call(call_sid="CA-long", attempts=[{"target": line, "result": "bridged"}], talk_seconds=95,
+              verdict="billable", revenue=Decimal("45.00"))
+    make_call(call_sid="CA-short", verdict="not_billable", reason_codes=["not_connected"])
+
+    header, *rows = run("list").splitlines()
+    long_row, short_row = (next(row for row in rows if sid in row) for sid in ("CA-long ", "CA-short "))
+
+    routed = "Northwest Emergency Plumbing and Drain Services / After-hours overflow line"
+    assert f"  {routed}  1:35" in long_row
+    talk = header.index("TALK")
+    assert long_row.index("1:35") == talk and short_row.index("—", header.index("ROUTED TO") + 10) == talk
+    assert header.index("VERDICT") == long_row.index("billable") == short_row.index("not billable")

@@ -41,6 +41,10 @@ _COLUMNS = (
     ("TALK", 7),
     ("VERDICT", 0),
 )
+#: Columns never cut: as wide as their longest value in the listing (at least their width above). ROUTED TO
+#: cut at 32 characters hid what matters in it: the target after a long buyer's name ("ACME Plumbing and
+#: Drain Services / Ma…"), the fallback after the buyers rung ("no answer, declined (3 tried), fallb…").
+_WHOLE = frozenset({"ROUTED TO"})
 
 
 #: ``calls show`` takes the start of a CallSid this long or longer ("CA" and 4 hex digits).
@@ -237,22 +241,30 @@ class Command(BaseCommand):
             self.stdout.write("No calls match.")
             return
         zone = timezone.get_current_timezone_name()
-        headers = [("TIME (" + zone + ")" if name == "TIME" else name, width) for name, width in _COLUMNS]
-        self.stdout.write("  ".join(_fit(name, width) for name, width in headers).rstrip())
-        for call in calls:
-            cells = (
-                timezone.localtime(call.started_at).strftime("%Y-%m-%d %H:%M:%S"),
-                call.call_sid,
-                call.to_number,
-                call.campaign.name if call.campaign else "—",
-                caller_text(call),
-                f"{call.caller_zip} ({call.zip_source})" if call.caller_zip else "?",
-                routed_text(call).removeprefix("→ "),
-                format_seconds(call.talk_seconds) if was_connected(call) else "—",
-                _verdict_cell(call),
-            )
-            row = "  ".join(_fit(cell, width) for cell, (_, width) in zip(cells, _COLUMNS, strict=True))
+        rows = [self._cells(call) for call in calls]
+        widths = [max([width, *(len(cells[i]) for cells in rows)]) if name in _WHOLE and width else width
+                  for i, (name, width) in enumerate(_COLUMNS)]
+        headers = ["TIME (" + zone + ")" if name == "TIME" else name for name, _ in _COLUMNS]
+        header = "  ".join(_fit(name, width) for name, width in zip(headers, widths, strict=True))
+        self.stdout.write(header.rstrip())
+        for cells in rows:
+            row = "  ".join(_fit(cell, width) for cell, width in zip(cells, widths, strict=True))
             self.stdout.write(row.rstrip())
+
+    @staticmethod
+    def _cells(call: Call) -> tuple[str, ...]:
+        """One call's row of the ``list`` table, in the order of ``_COLUMNS``."""
+        return (
+            timezone.localtime(call.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+            call.call_sid,
+            call.to_number,
+            call.campaign.name if call.campaign else "—",
+            caller_text(call),
+            f"{call.caller_zip} ({call.zip_source})" if call.caller_zip else "?",
+            routed_text(call).removeprefix("→ "),
+            format_seconds(call.talk_seconds) if was_connected(call) else "—",
+            _verdict_cell(call),
+        )
 
     def show_call(self, options: dict) -> None:
         sid = options["call_sid"].strip()
