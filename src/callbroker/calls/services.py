@@ -1766,8 +1766,16 @@ def unbridged_result(outcome: DialOutcome) -> str:
     }.get(outcome.status, AttemptResult.NO_ANSWER)
 
 
-def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> int:
-    return max(0, int((now - attempt.started_at).total_seconds()) - talk_seconds)
+def _ring_seconds(attempt: CallAttempt, now: dt.datetime, talk_seconds: int) -> int | None:
+    """How long the leg rang, by this server's clock: from the attempt's start to its Dial action, less the
+    talk time the carrier reports (the Dial action says nothing of the ring). ``None`` (shown as "ring
+    time unknown") when that clock measured less than the talk time: the carrier's clock ran faster than
+    ours (the emulator at ``--time-scale`` below 1 posts 90 s of talk a second or less after the dial),
+    and the difference would claim "rang 0 s" of a leg that rang for however long it did."""
+    elapsed = int((now - attempt.started_at).total_seconds())
+    if elapsed < talk_seconds:
+        return None
+    return elapsed - talk_seconds
 
 
 def _lock_caller_to_judge(call: Call) -> bool:
