@@ -29,16 +29,21 @@ def whisper(settings):
     settings.TWILIO_AUTH_TOKENS_EXTRA = []
     settings.PUBLIC_URL = PUBLIC
     settings.FALLBACK_NUMBER = "+15125550999"
-    path = "/carriers/twilio/whisper?c=1"
+    return lambda: _fetch("/carriers/twilio/whisper?c=1")
 
-    def fetch() -> str:
-        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, BUYER_LEG)
-        response = Client().post(path, data=urlencode(BUYER_LEG), content_type="application/x-www-form-urlencoded",
-                                 headers={"X-Twilio-Signature": signature})
-        assert response.status_code == 200
-        return response.content.decode()
 
-    return fetch
+@pytest.fixture
+def whisper_for(whisper):
+    """The whisper of campaign ``pk`` (the carrier fetching ``?c=pk``)."""
+    return lambda pk: _fetch(f"/carriers/twilio/whisper?c={pk}")
+
+
+def _fetch(path: str) -> str:
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, BUYER_LEG)
+    response = Client().post(path, data=urlencode(BUYER_LEG), content_type="application/x-www-form-urlencoded",
+                             headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 @pytest.mark.django_db
@@ -63,3 +68,26 @@ def test_a_control_character_in_a_campaign_text_is_left_out_of_the_twiml():
     body = twilio.render((s.Say("We are closed now.\vPlease call back\x00 tomorrow."), s.Hangup()), "https://cb.test")
     root = ET.fromstring(body)  # well-formed
     assert root.find("Say").text == "We are closed now.Please call back tomorrow."
+
+
+@pytest.mark.django_db
+def test_a_campaign_added_since_this_worker_routed_is_named_in_the_whisper(whisper_for):
+    """Until 2026-12-08 the whisper read only the worker's own snapshot: a campaign added after it last routed
+    a call (its first calls routed by another worker) was unknown there, and the buyer heard "Incoming call."."""
+    from callbroker.network.loader import load_network
+    from callbroker.network.models import Campaign
+    from callbroker.network.snapshot import current_snapshot, reset_snapshot
+    from tests.network.conftest import BASE_NETWORK
+
+    reset_snapshot()
+    load_network(BASE_NETWORK)
+    current_snapshot()  # this worker's network: before the campaign below
+    added = {**BASE_NETWORK, "campaigns": [*BASE_NETWORK["campaigns"], {
+        "key": "austin-electric", "name": "Austin Electric", "category": "electrician", "payout": "12.00",
+        "whisper": "Electrical call from callbroker."}]}
+    load_network(added)
+    try:
+        answer = whisper_for(Campaign.objects.get(key="austin-electric").pk)
+    finally:
+        reset_snapshot()
+    assert ">Electrical call from callbroker.</Say></Response>" in answer

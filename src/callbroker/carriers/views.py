@@ -329,10 +329,15 @@ def _safe_whisper(request: HttpRequest, params: dict[str, str]) -> str:
 
 @webhook(safe=_safe_whisper)
 def whisper(request: HttpRequest, params: dict[str, str]) -> str:
-    """Said to the buyer on answer, before bridging. Answered from memory: no database."""
+    """Said to the buyer on answer, before bridging. Answered from memory, unless this process's network
+    is older than the campaign: a campaign added since this worker last routed a call (the call was routed
+    by another worker) is read from the database once, else the buyer heard "Incoming call." instead of
+    its name."""
     campaign_id = _int_query(request, "c")
     snap = services.cached_snapshot() or services.current_snapshot()
     campaign = snap.campaigns.get(campaign_id)
+    if campaign is None:
+        campaign = services.current_snapshot().campaigns.get(campaign_id)
     text = campaign.whisper_text if campaign else WHISPER_DEFAULT
     return twilio.render((services.s.Say(text),), twilio.base_url(request))
 
