@@ -6,6 +6,7 @@ Embedded defaults (SQLite under ``CALLBROKER_DATA_DIR``) let ``make run`` work o
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -189,6 +190,37 @@ def public_url_from_env(raw: str) -> str:
 #: The external base URL the carrier calls (scheme://host[:port]); used to build callback URLs and
 #: to check signatures behind a proxy. Empty: derived from each request.
 PUBLIC_URL = public_url_from_env(env_str("CALLBROKER_PUBLIC_URL", ""))
+
+
+def telnyx_public_keys_from_env(raw: str) -> tuple[bytes, ...]:
+    """``TELNYX_PUBLIC_KEY`` checked: the Telnyx account's Ed25519 public key as the portal shows it (base64 of
+    its 32 bytes), or several, comma separated, while a key is rotated.
+
+    A key that can be no Ed25519 public key would refuse every Telnyx webhook with 403, each caller hearing
+    the carrier's error, with nothing saying why but a log line per call: it stops the server at start in
+    one line naming the variable instead. A public key is no secret: the value is shown."""
+    keys = []
+    for number, text in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not text:
+            continue
+        try:
+            key = base64.b64decode(text, validate=True)
+        except ValueError:
+            problem = "is not base64 (copy the public key as the Telnyx portal shows it)"
+        else:
+            if len(key) == 32:
+                keys.append(key)
+                continue
+            problem = f"is {len(key)} bytes once decoded; an Ed25519 public key is 32"
+        which = f"key {number} ({text[:60]!r})" if "," in raw else repr(text[:60])
+        raise ImproperlyConfigured(f"TELNYX_PUBLIC_KEY: {which} {problem}")
+    return tuple(keys)
+
+
+#: Ed25519 public keys (raw 32 bytes) the webhooks of Telnyx TeXML are verified with (``telnyx-signature-ed25519``,
+#: ``twilio.signature_refused``); ``TELNYX_PUBLIC_KEY`` in base64, comma separated for a rotation. Empty: every
+#: webhook signed by Telnyx is refused (403, the log says to set it).
+TELNYX_PUBLIC_KEYS = telnyx_public_keys_from_env(env_str("TELNYX_PUBLIC_KEY", ""))
 
 #: Auth token of the carrier account (Twilio) used to verify X-Twilio-Signature.
 #: The embedded default is for the demo only; production refuses to start without a real one.

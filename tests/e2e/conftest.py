@@ -20,6 +20,10 @@ import pytest
 from callbroker.ops.server import start_server, stop_server
 
 TOKEN = "e2e-test-auth-token"
+#: The Telnyx account's Ed25519 private key (its 32-byte seed, base64) the emulator plays Telnyx with; the server
+#: takes its public key (``TELNYX_PUBLIC_KEY``), so every other test's Twilio webhooks pass with a key set.
+TELNYX_SEED = "ZTJlLXRlbG55eC1hY2NvdW50LXByaXZhdGUta2V5ISE="
+TELNYX_PUBLIC_KEY = "46v+HYmH8vtcQ5GN5hZ3yrJdepVyL6l1CQsodRPIDUY="
 HERE = Path(__file__).parent
 
 
@@ -64,6 +68,7 @@ def server(request, tmp_path_factory) -> Server:
         **os.environ,
         "CALLBROKER_DATA_DIR": str(data_dir),
         "TWILIO_AUTH_TOKEN": TOKEN,
+        "TELNYX_PUBLIC_KEY": TELNYX_PUBLIC_KEY,
         "CALLBROKER_LOG_LEVEL": "INFO",
         "CALLBROKER_FALLBACK_NUMBER": "+15125550999",
     }

@@ -31,6 +31,7 @@ class Seen:
     form: dict[str, str]
     headers: dict[str, str]
     at: float = field(default_factory=time.perf_counter)
+    body: bytes = b""  # as received (what Telnyx signs)
 
     @property
     def params(self) -> dict[str, str]:
@@ -65,7 +66,8 @@ class TwimlServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8") if length else ""
+                received = self.rfile.read(length) if length else b""
+                raw = received.decode("utf-8")
                 parts = urlsplit(self.path)
                 seen = Seen(
                     method=self.command,
@@ -74,6 +76,7 @@ class TwimlServer:
                     query=dict(parse_qsl(parts.query, keep_blank_values=True)),
                     form=dict(parse_qsl(raw, keep_blank_values=True)),
                     headers={k.lower(): v for k, v in self.headers.items()},
+                    body=received,
                 )
                 with server._lock:
                     server.requests.append(seen)

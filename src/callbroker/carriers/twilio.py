@@ -2,19 +2,26 @@
 
 Verify the signature -> parse the form into a typed event -> (services decide) -> render TwiML.
 TwiML is built with the ``twilio`` package's ``VoiceResponse``; signatures are checked with its
-``RequestValidator``.
+``RequestValidator``, and Telnyx's (Ed25519 over the raw body, the one part of the protocol TeXML doesn't
+share) with the ``cryptography`` package.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from twilio.request_validator import RequestValidator, compare, get_signature_algorithm
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
@@ -31,6 +38,12 @@ from callbroker.calls.events import (
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADERS = ("HTTP_X_TWILIO_SIGNATURE", "HTTP_X_SIGNALWIRE_SIGNATURE")
+#: Telnyx TeXML's signature (base64 Ed25519) and the Unix time it signed with the body: ``telnyx-signature-ed25519``
+#: and ``telnyx-timestamp`` as WSGI names them.
+TELNYX_SIGNATURE = "HTTP_TELNYX_SIGNATURE_ED25519"
+TELNYX_TIMESTAMP = "HTTP_TELNYX_TIMESTAMP"
+#: Seconds a Telnyx timestamp may be from our clock, either way (Telnyx's SDKs refuse older than 300 s).
+TELNYX_TOLERANCE_S = 300
 VOICE = "Polly.Joanna"  # Twilio voice name; carriers without it fall back to their default voice
 MAX_RING_IN_URL = 20  # targets after the current one carried in the Dial action URL (degraded mode)
 
@@ -100,11 +113,24 @@ class SignedRepeatedParams(dict):
 
 
 def verify(request: HttpRequest, params: Mapping[str, str], repeated: Mapping[str, list[str]] | None = None) -> bool:
-    """True when ``X-Twilio-Signature`` (or SignalWire's header) is valid for this URL and parameters
-    (``repeated``: every value of the names given more than once, ``form.every_value``)."""
+    """True when the webhook's signature is valid (:func:`signature_refused` says why not)."""
+    return not signature_refused(request, params, repeated)
+
+
+def signature_refused(request: HttpRequest, params: Mapping[str, str],
+                      repeated: Mapping[str, list[str]] | None = None) -> str:
+    """Why the webhook's signature is refused, for the log; "" when it is valid.
+
+    A request carrying ``telnyx-signature-ed25519`` is Telnyx's, checked by :func:`telnyx_refused`; any other,
+    ``X-Twilio-Signature`` (or SignalWire's header) valid for this URL and parameters (``repeated``: every
+    value of the names given more than once, ``form.every_value``). One header lookup is all the Twilio path
+    pays for Telnyx's."""
+    telnyx = request.META.get(TELNYX_SIGNATURE)
+    if telnyx is not None:
+        return telnyx_refused(request, telnyx)
     signature = next((request.META[h] for h in SIGNATURE_HEADERS if request.META.get(h)), "")
     if not signature:
-        return False
+        return INVALID
     algorithm = get_signature_algorithm(request.META.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS", ""))
     url = public_url(request)
     # Twilio signs a GET over the URL alone (its parameters are in the query string already).
@@ -113,10 +139,63 @@ def verify(request: HttpRequest, params: Mapping[str, str], repeated: Mapping[st
     try:
         # The URL as received first (one signature with the twilio package's own code); ``validate`` then
         # tries it with and without the default port, as Twilio signs either way.
-        return any(compare(v.compute_signature(url, signed, algorithm), signature) for v in _validators()) \
+        valid = any(compare(v.compute_signature(url, signed, algorithm), signature) for v in _validators()) \
             or any(v.validate(url, signed, signature, algorithm) for v in _validators())
     except ValueError:  # a URL urllib refuses, e.g. "Host: 127.0.0.1:99999" (port out of range): not signed
+        return INVALID
+    return "" if valid else INVALID
+
+
+INVALID = "missing or invalid signature"
+
+
+def telnyx_refused(request: HttpRequest, signature: str) -> str:
+    """Why a webhook signed as Telnyx signs is refused, for the log; "" when it is valid.
+
+    Telnyx signs ``f"{telnyx-timestamp}|{raw body}"`` with the account's Ed25519 key; the body is checked as
+    received (``request.body``), before any parsing. The signature is checked before the time, so that a
+    refusal for the time is of a request Telnyx did sign: a clock off by minutes, or a replay. Within the
+    tolerance, a request replayed is answered from the idempotency of the webhooks (their dedupe keys), as
+    the carrier's own retries are."""
+    keys = _telnyx_keys(tuple(settings.TELNYX_PUBLIC_KEYS))
+    if not keys:
+        return "Telnyx signature, but TELNYX_PUBLIC_KEY is not set: set it to the public key of the Telnyx portal"
+    raw_time = request.META.get(TELNYX_TIMESTAMP, "")
+    if not _UNIX_TIME.fullmatch(raw_time):
+        return "Telnyx signature without a telnyx-timestamp of Unix seconds"
+    try:
+        signed = raw_time.encode() + b"|" + request.body
+    except RawPostDataException:  # a multipart body, parsed from the stream: its bytes are gone (Telnyx posts forms)
+        return "Telnyx signature over a body no longer readable as received (multipart)"
+    try:
+        decoded = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return "invalid Telnyx signature (not base64)"
+    if not any(_ed25519_valid(key, decoded, signed) for key in keys):
+        return "invalid Telnyx signature (no key of TELNYX_PUBLIC_KEY verifies it over this body)"
+    off = int(raw_time) - int(_now())  # whole seconds, as the timestamp is
+    if abs(off) > TELNYX_TOLERANCE_S:
+        return (f"stale Telnyx signature: telnyx-timestamp is {abs(off)} s {'behind' if off < 0 else 'ahead of'} "
+                f"our clock (tolerance {TELNYX_TOLERANCE_S} s)")
+    return ""
+
+
+_now = time.time  # the clock the timestamps are compared with (a test's own)
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits: int() would take "+1", " 1", "1_0" and other scripts'
+
+
+def _ed25519_valid(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
         return False
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _telnyx_keys(raw_keys: tuple[bytes, ...]) -> tuple[Ed25519PublicKey, ...]:
+    """``TELNYX_PUBLIC_KEYS`` loaded once per value (settings.py checked their shape at start)."""
+    return tuple(Ed25519PublicKey.from_public_bytes(key) for key in raw_keys)
 
 
 def account_accepted(params: Mapping[str, str]) -> bool:

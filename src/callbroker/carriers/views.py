@@ -1,6 +1,7 @@
 """Twilio-protocol webhook endpoints: thin — verify, parse, call one service, answer TwiML.
 
-Every endpoint refuses unsigned or forged requests, and with ``TWILIO_ACCOUNT_SID`` set another account's,
+Every endpoint refuses unsigned or forged requests (signed as Twilio signs, or as Telnyx TeXML does:
+``twilio.signature_refused``), and with ``TWILIO_ACCOUNT_SID`` set another account's,
 with 403 (logged), and answers any other failure with safe TwiML (status 200), so that a caller is never
 left in silence.
 """
@@ -68,8 +69,9 @@ def webhook(handler: Answer | None = None, *, kind: str = "", degraded: Degraded
         except Exception as exc:  # noqa: BLE001 - oversized or undecodable body
             log.warning("webhook %s refused: unreadable body (%s)", request.path, exc)
             return HttpResponse("Bad Request: unreadable body", status=400, content_type="text/plain")
-        if not twilio.verify(request, params, form.every_value(request)):
-            return _refused(request, params, "missing or invalid signature", "invalid signature")
+        refused = twilio.signature_refused(request, params, form.every_value(request))
+        if refused:
+            return _refused(request, params, refused, "invalid signature")
         if not twilio.account_accepted(params):
             account = clean_sid(params.get("AccountSid", ""))
             return _refused(request, params, f"AccountSid {account!r} is not in TWILIO_ACCOUNT_SID",

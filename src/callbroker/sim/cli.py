@@ -9,6 +9,7 @@ to the server, like the carrier does.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -23,6 +24,7 @@ from callbroker.arguments import above_zero, at_least, given, web_address
 from callbroker.words import counted
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
+TELNYX_KEY_VARIABLE = "CALLBROKER_SIM_TELNYX_PRIVATE_KEY"
 
 
 def add_arguments(subparsers) -> None:
@@ -89,6 +91,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
                              "account the server takes, else the emulator's own).")
     parser.add_argument("--time-scale", type=at_least(0), default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
+    parser.add_argument("--carrier", choices=("twilio", "telnyx"), default="twilio",
+                        help="Whose webhooks to play (default twilio). telnyx: Telnyx TeXML's, signed with Ed25519 "
+                             "(--telnyx-key), with its CallSids (v3:…) and STIR parameters.")
+    parser.add_argument("--telnyx-key", default=None,
+                        type=given("the Telnyx private key (base64 of its 32-byte seed), or leave the option out "
+                                   f"for ${TELNYX_KEY_VARIABLE}'s"),
+                        help=f"With --carrier telnyx: the Ed25519 private key that signs, base64 of its 32-byte seed "
+                             f"(default: ${TELNYX_KEY_VARIABLE}); the server's TELNYX_PUBLIC_KEY is its public key.")
 
 
 def _delivery_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +124,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # The server's own rule (settings.py): TWILIO_AUTH_TOKEN, else the demo's token.
     token = args.token or os.environ.get("TWILIO_AUTH_TOKEN") or DEMO_AUTH_TOKEN
+    args.telnyx_seed = None
+    if getattr(args, "carrier", "twilio") == "telnyx":
+        problem = _telnyx_seed(args)
+        if problem:
+            print(f"callbroker sim: {problem}", file=sys.stderr)
+            return 2
+    elif getattr(args, "telnyx_key", None):
+        print("callbroker sim: --telnyx-key signs Telnyx's webhooks: give --carrier telnyx too", file=sys.stderr)
+        return 2
     return handler(args, token)
+
+
+def _telnyx_seed(args: argparse.Namespace) -> str:
+    """Reads the Telnyx private key into ``args.telnyx_seed``; what is wrong with it, or ""."""
+    text = args.telnyx_key or os.environ.get(TELNYX_KEY_VARIABLE, "").strip()
+    named = "--telnyx-key" if args.telnyx_key else TELNYX_KEY_VARIABLE
+    if not text:
+        return (f"--carrier telnyx signs with an Ed25519 private key: give --telnyx-key or set {TELNYX_KEY_VARIABLE} "
+                "(base64 of its 32-byte seed; the server's TELNYX_PUBLIC_KEY is its public key)")
+    try:
+        seed = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        return f"{named} is not base64 (give base64 of the key's 32-byte seed)"
+    if len(seed) != 32:
+        return f"{named} is {len(seed)} bytes once decoded; an Ed25519 private key's seed is 32"
+    args.telnyx_seed = seed
+    return ""
 
 
 def _carrier(args: argparse.Namespace, token: str, seed: int | None):
@@ -122,16 +158,19 @@ def _carrier(args: argparse.Namespace, token: str, seed: int | None):
 
     account = _account_sid(args)
     return Carrier(args.url, token, public_url=args.public_url, time_scale=args.time_scale, seed=seed,
-                   **({"account_sid": account} if account else {}))
+                   telnyx_key=getattr(args, "telnyx_seed", None), **({"account_sid": account} if account else {}))
 
 
 def _account_sid(args: argparse.Namespace) -> str | None:
     """``--account-sid``, else the first account of ``TWILIO_ACCOUNT_SID``: a server that checks the
     AccountSid (settings.py) takes only its own account's webhooks, as it takes only its token's
-    signatures. None: the emulator's own."""
+    signatures (playing Telnyx, its first that is not a Twilio SID, ``AC…``: Telnyx's are UUIDs). None: the
+    emulator's own."""
     if args.account_sid:
         return args.account_sid
     pinned = [sid.strip() for sid in os.environ.get("TWILIO_ACCOUNT_SID", "").split(",") if sid.strip()]
+    if getattr(args, "carrier", "twilio") == "telnyx":
+        pinned = [sid for sid in pinned if not sid.startswith("AC")] + pinned
     return pinned[0] if pinned else None
 
 
@@ -323,6 +362,13 @@ def _explain_refusals(args: argparse.Namespace, problems: list[str]) -> None:
     ``CALLBROKER_PUBLIC_URL``, not the address the emulator reaches it at: driven with ``--url`` alone, as
     the README shows, every call of such a server failed with nothing saying why."""
     if not any(_REFUSED.search(problem) for problem in problems):
+        return
+    if getattr(args, "carrier", "twilio") == "telnyx":
+        print("callbroker sim: the server refused webhooks with 403 (signature or AccountSid): they were signed "
+              "as Telnyx signs, with the private key of --telnyx-key or $" + TELNYX_KEY_VARIABLE + ". The server's "
+              "TELNYX_PUBLIC_KEY must be its public key (and its clock within 300 s of this one); with "
+              "TWILIO_ACCOUNT_SID set, give one of its accounts as --account-sid. Its log says which "
+              "('refused: …').", file=sys.stderr)
         return
     signed = args.public_url or args.url
     token = "--token" if args.token else ("TWILIO_AUTH_TOKEN" if os.environ.get("TWILIO_AUTH_TOKEN")

@@ -5,7 +5,10 @@ server (Voice URL, Fallback URL and Status Callback on ``base_url``). :meth:`Car
 plays one inbound call end to end in the calling thread and returns a :class:`CallRecord`:
 
 * every request is a form-encoded POST (or GET) signed with ``X-Twilio-Signature`` over the public
-  URL, exactly as ``twilio.request_validator.RequestValidator`` checks it;
+  URL, exactly as ``twilio.request_validator.RequestValidator`` checks it; or, for a Carrier given a Telnyx
+  key (``telnyx_key``), as Telnyx TeXML signs: Ed25519 over ``timestamp|body`` in ``telnyx-signature-ed25519``
+  and ``telnyx-timestamp``, with Telnyx's CallSids (``v3:…``), a UUID AccountSid and
+  ``ShakenStirAttestation``/``ShakenStirValidated`` for ``StirVerstat``;
 * TwiML is executed verb by verb with a simulated clock (no real waiting unless ``time_scale``);
 * ``<Dial>`` rings its ``<Number>`` children at once, plays the whisper on the answering buyer,
   bridges or not, posts the Dial action, Number status callbacks and the recording callback;
@@ -57,6 +60,8 @@ from callbroker.sim.twiml import (
 from callbroker.sim.wire import Answer, Wire, WireError, form_encode
 
 API_VERSION = "2010-04-01"
+TWILIO_ACCOUNT_SID = "AC" + "0" * 30 + "01"  # the emulator's own accounts, unless told another
+TELNYX_ACCOUNT_SID = "00000000-0000-4000-8000-000000000001"
 ANONYMOUS_NUMBER = "+266696687"  # what Twilio puts in From for a withheld caller ID
 USER_AGENT = "TwilioProxy/1.1"
 MAX_DOCUMENTS = 50  # loop guard per call
@@ -219,7 +224,7 @@ class Carrier:
         base_url: str,
         auth_token: str,
         *,
-        account_sid: str = "AC" + "0" * 30 + "01",
+        account_sid: str | None = None,
         public_url: str | None = None,
         voice_path: str = "/carriers/twilio/voice",
         fallback_path: str | None = "/carriers/twilio/fallback",
@@ -230,10 +235,17 @@ class Carrier:
         seed: int | None = None,
         buyers: BuyerLookup = None,
         dial_duration_includes_whisper: bool = False,
+        telnyx_key: bytes | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.public_url = (public_url or base_url).rstrip("/")
-        self.account_sid = account_sid
+        # Telnyx TeXML instead of Twilio: the account's Ed25519 private key (its 32-byte seed) signs every request.
+        self.telnyx = None
+        if telnyx_key is not None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            self.telnyx = Ed25519PrivateKey.from_private_bytes(telnyx_key)
+        self.account_sid = account_sid or (TELNYX_ACCOUNT_SID if self.telnyx else TWILIO_ACCOUNT_SID)
         self.voice_path = voice_path
         self.fallback_path = fallback_path
         self.status_path = status_path
@@ -271,8 +283,18 @@ class Carrier:
         return self.public_url + self.voice_path
 
     def new_sid(self, prefix: str) -> str:
-        """A new SID, unique like the carrier's even across seeded runs (the seed drives behaviour only)."""
+        """A new SID, unique like the carrier's even across seeded runs (the seed drives behaviour only). A call's
+        SID (``CA``) as Telnyx writes it for a Telnyx carrier: ``v3:`` and URL-safe base64."""
+        if prefix == "CA" and self.telnyx is not None:
+            return "v3:" + base64.urlsafe_b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode().rstrip("=")
         return f"{prefix}{uuid.uuid4().hex}"
+
+    def telnyx_headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """Telnyx's headers for a request with this raw ``body``: its Ed25519 signature of ``timestamp|body``
+        (the time now unless given: the server checks it against its clock, not the simulated one)."""
+        signed_at = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self.telnyx.sign(signed_at.encode() + b"|" + body)
+        return {"telnyx-signature-ed25519": base64.b64encode(signature).decode(), "telnyx-timestamp": signed_at}
 
     def signature(self, url: str, params: Mapping[str, str] | None) -> str:
         """``X-Twilio-Signature`` for a request to ``url`` (public form) with POST ``params``.
@@ -351,13 +373,14 @@ class Carrier:
         params = {k: str(v) for k, v in params.items()}
         if method == "GET":
             signed_url = _add_query(url, params)
-            signature = self.signature(signed_url, None)
             body = None
         else:
             signed_url = url
-            signature = self.signature(url, params)
             body = params
-        headers = {"X-Twilio-Signature": signature}
+        if self.telnyx is not None:  # the body as sent (``wire`` and httpx encode a form as form_encode does)
+            headers = self.telnyx_headers(form_encode(body).encode() if body is not None else b"")
+        else:
+            headers = {"X-Twilio-Signature": self.signature(signed_url, None if body is None else params)}
         attempts = 1 + int(overrides.get("rc", 1))
         connect, read, total = self._timeouts(overrides)
         started = time.perf_counter()
@@ -485,6 +508,8 @@ class _Call:
         }
         for key, value in extra.items():
             self.base[key] = str(value)
+        if carrier.telnyx is not None:
+            self.base.update(_telnyx_stir(self.base.pop("StirVerstat", "")))
         # Twilio sends the location of both parties twice: From*/Caller* and To*/Called*.
         for key, value in list(self.base.items()):
             for a, b in (("From", "Caller"), ("To", "Called")):
@@ -1192,6 +1217,18 @@ class _Leg:
 
 
 _ssl_lock = threading.Lock()
+_VERSTAT = re.compile(r"TN-Validation-(Passed|Failed)-([ABC])")
+
+
+def _telnyx_stir(verstat: str) -> dict[str, str]:
+    """Twilio's ``StirVerstat`` as Telnyx TeXML says it: ``ShakenStirAttestation`` (A/B/C) and
+    ``ShakenStirValidated``; nothing for a call without attestation (``No-TN-Validation``, none)."""
+    found = _VERSTAT.fullmatch(verstat)
+    if found is None:
+        return {}
+    return {"ShakenStirAttestation": found.group(2), "ShakenStirValidated": str(found.group(1) == "Passed").lower()}
+
+
 def _signature(key: bytes, url: str, params: Mapping[str, str]) -> str:
     """Twilio's ``X-Twilio-Signature``: the base64 HMAC-SHA1, keyed with the auth token, of the URL followed by
     each parameter's name and value in the names' order. The server checks it with the twilio package's
