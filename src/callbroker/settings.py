@@ -154,13 +154,20 @@ def credentials_hidden(url: str) -> tuple[str, str]:
     return (f"{head}{slashes}…@{after}", credentials) if at else (url, "")
 
 
+#: The port a browser leaves out of ``Origin`` (and a URL needs not name) for each scheme.
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
 def public_url_from_env(raw: str) -> str:
-    """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port]``, a trailing slash dropped.
+    """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port]``, a trailing slash dropped, the scheme's
+    default port (``:443``, ``:80``) left out.
 
     Every signature is computed over it and every callback URL in TwiML starts with it, so a value that
     can be no such base must stop the server in one line naming the variable: without a scheme it reached
     Django as ``CSRF_TRUSTED_ORIGINS`` and ``serve`` stopped on a system check about a setting the operator
-    never wrote. A user name and password are never echoed."""
+    never wrote. A user name and password are never echoed. The default port goes because a browser leaves
+    it out of ``Origin``: kept, ``https://host:443`` refused every admin login (403); the carrier's
+    signature verifies either way (``twilio.verify`` tries the URL with and without it)."""
     value = raw.strip().rstrip("/")
     if not value:
         return ""
@@ -178,10 +185,15 @@ def public_url_from_env(raw: str) -> str:
         problem = "give the scheme and host name the carrier calls, e.g. https://callbroker.example.com"
     elif credentials:
         problem = "a user name or password has no place in it"
+    elif parts.netloc.endswith(":"):  # "https://host:": the parser reads no port, as if there were no ":"
+        problem = "its port is empty: leave the colon out, or give a number from 1 to 65535"
     elif port == 0:
         problem = "its port is no number from 1 to 65535"
     elif parts.query or parts.fragment or "?" in value or "#" in value:
         problem = "no query string or fragment: scheme, host and port only"
+    elif port == DEFAULT_PORTS[parts.scheme]:
+        start = value.index("//") + 2  # the host and port as written, the port cut off
+        return value[:start] + parts.netloc.rpartition(":")[0] + value[start + len(parts.netloc):]
     else:
         return value
     raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={shown!r}: {problem}")

@@ -59,6 +59,8 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"CALLBROKER_PUBLIC_URL": "callbroker.example.com"}, "CALLBROKER_PUBLIC_URL='callbroker.example.com'"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com?x=1"}, "no query string or fragment"),
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:99999"}, "its port is no number"),
+    # formerly taken: the parser reads no port after the colon, and every callback URL began "https://host:/"
+    ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:"}, "its port is empty"),
     # formerly shown whole: a password with a "#" (its port then "Xy7"), a value without a scheme
     ({"CALLBROKER_PUBLIC_URL": "https://cb:Xy7#secret@callbroker.example.com"},
      "CALLBROKER_PUBLIC_URL='https://…@callbroker.example.com': a user name or password has no place in it"),
@@ -127,6 +129,47 @@ def test_a_public_url_in_capitals_takes_the_browsers_admin_posts_and_keeps_the_c
     result = subprocess.run([sys.executable, "-c", ADMIN_POST], env=env, capture_output=True, text=True,
                             timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.split() == ["True", "True", "True"]
+
+
+DEFAULT_PORT = """
+import django
+from django.conf import settings
+from django.middleware.csrf import CsrfViewMiddleware
+from django.test import RequestFactory
+from twilio.request_validator import RequestValidator
+
+from callbroker.carriers import twilio
+
+django.setup()
+scheme = settings.PUBLIC_URL.partition(":")[0].lower()
+post = RequestFactory().post("/admin/login/", HTTP_ORIGIN=f"{scheme}://callbroker.example.com",
+                             HTTP_HOST="10.0.0.7:8000")  # the node's address: the proxy rewrote Host
+params = {"CallSid": "CA" + "1" * 32}
+signed = []
+for url in ("https://callbroker.example.com", "https://callbroker.example.com:443"):
+    signature = RequestValidator(settings.TWILIO_AUTH_TOKEN).compute_signature(url + "/carriers/twilio/fallback", params)
+    webhook = RequestFactory().post("/carriers/twilio/fallback", params, HTTP_X_TWILIO_SIGNATURE=signature,
+                                    HTTP_HOST="10.0.0.7:8000")
+    signed.append(twilio.verify(webhook, params))
+print(settings.PUBLIC_URL, *settings.CSRF_TRUSTED_ORIGINS, CsrfViewMiddleware(lambda request: None)._origin_verified(post),
+      *signed)
+"""
+
+
+@pytest.mark.parametrize(("public_url", "origin"), [("https://callbroker.example.com:443", "https://callbroker.example.com"),
+                                                    ("HTTP://callbroker.example.com:80/", "http://callbroker.example.com")])
+def test_a_public_url_with_its_default_port_takes_the_browsers_admin_posts(tmp_path, public_url, origin):
+    # formerly taken as written: a browser leaves the default port out of Origin, so with "https://host:443"
+    # every admin login was a 403 (CSRF); the carrier's signature, with the port or without, still verifies
+    env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "callbroker.settings",
+           "CALLBROKER_PUBLIC_URL": public_url, "CALLBROKER_ALLOWED_HOSTS": "10.0.0.7"}
+    result = subprocess.run([sys.executable, "-c", DEFAULT_PORT], env=env, capture_output=True, text=True,
+                            timeout=120, check=True, cwd=Path(__file__).resolve().parents[2])
+    written = public_url[:public_url.index("//") + 2] + "callbroker.example.com"  # the scheme as written
+    if written.startswith("https"):
+        assert result.stdout.split() == [written, origin, "True", "True", "True"]
+    else:  # signed over https: no http base verifies them; the admin's origin is what counts here
+        assert result.stdout.split()[:3] == [written, origin, "True"]
 
 
 def test_help_lists_every_command_sim_too(tmp_path):
