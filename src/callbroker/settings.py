@@ -252,6 +252,13 @@ if PRODUCTION and DEMO_AUTH_TOKEN in (TWILIO_AUTH_TOKEN, *TWILIO_AUTH_TOKENS_EXT
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is the demo's public token; "
                                "set the carrier account's own when CALLBROKER_ENV=production")
 
+if PRODUCTION and not PUBLIC_URL:
+    # Taken, every webhook behind the TLS proxy was refused (403: the carrier signs the https URL, the node
+    # saw http), and the callback URLs in TwiML came from whatever Host header a request carried.
+    raise ImproperlyConfigured("CALLBROKER_PUBLIC_URL must be set when CALLBROKER_ENV=production: the https URL "
+                               "the carrier calls, e.g. https://callbroker.example.com (webhook signatures are "
+                               "checked against it)")
+
 #: The carrier account whose webhooks are taken (their ``AccountSid``), or several, comma separated
 #: (subaccounts, a SignalWire project): a webhook of any other account is refused with 403 even when its
 #: signature verifies (``twilio.account_accepted``). Empty: ``AccountSid`` is not checked.

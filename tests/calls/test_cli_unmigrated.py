@@ -66,6 +66,12 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
      "CALLBROKER_PUBLIC_URL='https://…@callbroker.example.com': a user name or password has no place in it"),
     ({"CALLBROKER_PUBLIC_URL": "cb:Xy7secret@callbroker.example.com"},
      "CALLBROKER_PUBLIC_URL='…@callbroker.example.com': give the scheme"),
+    # formerly taken: behind the TLS proxy every webhook was refused (signed over https, seen over http), and
+    # the callback URLs came from the request's Host header
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
+      "CALLBROKER_PUBLIC_URL": ""},
+     "CALLBROKER_PUBLIC_URL must be set when CALLBROKER_ENV=production: the https URL the carrier calls, "
+     "e.g. https://callbroker.example.com"),
     # deploy/env.example left unedited: formerly a production server took webhooks signed with its public
     # token, and signed sessions with its public key
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "change-me", "TWILIO_AUTH_TOKEN": "real-token"},

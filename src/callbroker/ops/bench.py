@@ -127,6 +127,8 @@ class BenchServer:
             **os.environ,
             "CALLBROKER_DATA_DIR": str(self.dir),
             "CALLBROKER_ENV": "production",
+            # what its emulator calls and signs, whatever the environment says (production needs one)
+            "CALLBROKER_PUBLIC_URL": self.base,
             "CALLBROKER_SECRET_KEY": uuid.uuid4().hex,
             "TWILIO_AUTH_TOKEN": TOKEN,
             "TWILIO_ACCOUNT_SID": "",  # its emulator is an account of its own, whatever the environment says
@@ -1130,7 +1132,8 @@ def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
         env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": redis_server.url, "CALLBROKER_ENV": "production",
                "CALLBROKER_SECRET_KEY": uuid.uuid4().hex, "TWILIO_AUTH_TOKEN": TOKEN,
                "TWILIO_ACCOUNT_SID": "", "CALLBROKER_LOG_LEVEL": "ERROR",
-               "CALLBROKER_DATA_DIR": str(base_dir / "cli")}
+               "CALLBROKER_DATA_DIR": str(base_dir / "cli"),
+               "CALLBROKER_PUBLIC_URL": "http://127.0.0.1"}  # the commands' (production needs one): no webhooks
         cli = [sys.executable, "-m", "callbroker.cli"]
         subprocess.run([*cli, "migrate", "--verbosity", "0"], env=env, check=True)
         subprocess.run([*cli, "network", "load", str(DEMO)], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -1138,7 +1141,8 @@ def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
         try:
             for i in range(nodes):
                 port = local_services.free_port()
-                node_env = {**env, "CALLBROKER_DATA_DIR": str(base_dir / f"node{i}"), "CALLBROKER_NODE": f"node{i}"}
+                node_env = {**env, "CALLBROKER_DATA_DIR": str(base_dir / f"node{i}"), "CALLBROKER_NODE": f"node{i}",
+                            "CALLBROKER_PUBLIC_URL": f"http://127.0.0.1:{port}"}  # what its emulator signs
                 Path(node_env["CALLBROKER_DATA_DIR"]).mkdir(parents=True)
                 procs.append(start_server("127.0.0.1", port, workers, env=node_env,
                                           log_path=base_dir / f"node{i}.log"))
