@@ -159,7 +159,7 @@ DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def public_url_from_env(raw: str) -> str:
-    """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port]``, a trailing slash dropped, the scheme's
+    """``CALLBROKER_PUBLIC_URL`` checked: ``http(s)://host[:port][/path]``, a trailing slash dropped, the scheme's
     default port (``:443``, ``:80``) left out.
 
     Every signature is computed over it and every callback URL in TwiML starts with it, so a value that
@@ -167,7 +167,8 @@ def public_url_from_env(raw: str) -> str:
     Django as ``CSRF_TRUSTED_ORIGINS`` and ``serve`` stopped on a system check about a setting the operator
     never wrote. A user name and password are never echoed. The default port goes because a browser leaves
     it out of ``Origin``: kept, ``https://host:443`` refused every admin login (403); the carrier's
-    signature verifies either way (``twilio.verify`` tries the URL with and without it)."""
+    signature verifies either way (``twilio.verify`` tries the URL with and without it). A path
+    (``https://host/cb``) is where a proxy serves callbroker, stripping it: see :data:`PUBLIC_PATH`."""
     value = raw.strip().rstrip("/")
     if not value:
         return ""
@@ -191,6 +192,8 @@ def public_url_from_env(raw: str) -> str:
         problem = "its port is no number from 1 to 65535"
     elif parts.query or parts.fragment or "?" in value or "#" in value:
         problem = "no query string or fragment: scheme, host and port only"
+    elif parts.params or "//" in parts.path:  # "https://host/cb;x", "https://host//cb": Django's prefix
+        problem = "its path may hold no ';' and no '//'"  # would end early, or name another host ("//cb/admin/")
     elif port == DEFAULT_PORTS[parts.scheme]:
         start = value.index("//") + 2  # the host and port as written, the port cut off
         return value[:start] + parts.netloc.rpartition(":")[0] + value[start + len(parts.netloc):]
@@ -199,9 +202,20 @@ def public_url_from_env(raw: str) -> str:
     raise ImproperlyConfigured(f"CALLBROKER_PUBLIC_URL={shown!r}: {problem}")
 
 
-#: The external base URL the carrier calls (scheme://host[:port]); used to build callback URLs and
+#: The external base URL the carrier calls (scheme://host[:port][/path]); used to build callback URLs and
 #: to check signatures behind a proxy. Empty: derived from each request.
 PUBLIC_URL = public_url_from_env(env_str("CALLBROKER_PUBLIC_URL", ""))
+#: The path of ``PUBLIC_URL`` ("/cb"; "" for none): a proxy serves callbroker under it and strips it from the
+#: path it passes on (the node's ``PATH_INFO`` is ``/admin/…``, ``/carriers/…``). Django puts it back before
+#: every URL it builds (``FORCE_SCRIPT_NAME``): the admin's links, form actions and redirects, the static
+#: files; taken as written, they went to ``/admin/`` and ``/static/`` on the proxy, outside callbroker. The
+#: carrier URLs are ``PUBLIC_URL`` + the path the node saw (``twilio.public_url``).
+PUBLIC_PATH = urlparse(PUBLIC_URL).path if PUBLIC_URL else ""
+if PUBLIC_PATH:
+    FORCE_SCRIPT_NAME = PUBLIC_PATH
+    # The host name is shared: the session and CSRF cookies stay under the path, neither sent to the other
+    # sites on it nor overwritten by theirs of the same name (another Django's "sessionid").
+    SESSION_COOKIE_PATH = CSRF_COOKIE_PATH = f"{PUBLIC_PATH}/"
 
 
 def telnyx_public_keys_from_env(raw: str) -> tuple[bytes, ...]:
@@ -346,7 +360,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+#: Under the path of CALLBROKER_PUBLIC_URL: Django would add it to a relative "static/" only if the first
+#: read of the setting came inside a request, and WhiteNoise reads it when the server starts.
+STATIC_URL = f"{PUBLIC_PATH}/static/"
+#: Where WhiteNoise serves them on the node: the proxy stripped the path before them.
+WHITENOISE_STATIC_PREFIX = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 #: Serve static files from the installed apps without a collectstatic step (the admin's only).
 WHITENOISE_USE_FINDERS = True

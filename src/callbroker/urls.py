@@ -13,7 +13,8 @@ admin.site.index_title = "Pay-per-call network"
 admin.site.site_url = None  # no public site: hide "View site"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # by name: under the path of CALLBROKER_PUBLIC_URL ("/cb/admin/"), not the proxy's /admin/
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("carriers/", include("callbroker.carriers.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

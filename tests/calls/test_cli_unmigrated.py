@@ -61,6 +61,10 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:99999"}, "its port is no number"),
     # formerly taken: the parser reads no port after the colon, and every callback URL began "https://host:/"
     ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com:"}, "its port is empty"),
+    # a path is served under (tests/carriers/test_public_url_path.py); a ";" in it would end it early for Django,
+    # not for the carrier, and "//cb" would begin the admin's links "//cb/admin/": another host's
+    ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com/cb;x"}, "its path may hold no ';'"),
+    ({"CALLBROKER_PUBLIC_URL": "https://callbroker.example.com//cb"}, "its path may hold no ';' and no '//'"),
     # formerly shown whole: a password with a "#" (its port then "Xy7"), a value without a scheme
     ({"CALLBROKER_PUBLIC_URL": "https://cb:Xy7#secret@callbroker.example.com"},
      "CALLBROKER_PUBLIC_URL='https://…@callbroker.example.com': a user name or password has no place in it"),

@@ -61,9 +61,12 @@ class MalformedWebhook(ValueError):
 
 
 def public_url(request: HttpRequest) -> str:
-    """The URL exactly as the carrier called it: ``CALLBROKER_PUBLIC_URL`` + path + query when set."""
+    """The URL exactly as the carrier called it: ``CALLBROKER_PUBLIC_URL`` + path + query when set.
+
+    The path as the node saw it (``PATH_INFO``): a path of ``CALLBROKER_PUBLIC_URL`` (``/cb``), which the proxy
+    stripped, is in it once, where ``request.path`` would give it twice (``FORCE_SCRIPT_NAME``, settings.py)."""
     if settings.PUBLIC_URL:
-        return settings.PUBLIC_URL + request.get_full_path()
+        return settings.PUBLIC_URL + request.get_full_path_info()
     return request.build_absolute_uri()
 
 

@@ -62,7 +62,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 log = logging.getLogger(__name__)
 
@@ -391,10 +391,19 @@ def reset() -> None:
 # --------------------------------------------------------------------------- paths
 
 
+def _route(name: str) -> str:
+    """The path of URL ``name`` as a request's ``path_info`` has it: without the script prefix ``reverse``
+    puts first, the path of ``CALLBROKER_PUBLIC_URL`` (``/cb``) that the proxy stripped. With it, which
+    ``reverse`` gives inside a request (and the caches below keep), no path matched: the admin's login
+    counted as any other page, the carrier webhooks as strangers' requests."""
+    url, prefix = reverse(name), get_script_prefix()
+    return "/" + url[len(prefix):] if url.startswith(prefix) else url
+
+
 @lru_cache(maxsize=4)
 def _carrier_prefix(urlconf: str) -> str:
     try:
-        voice = reverse("carriers:twilio-voice")
+        voice = _route("carriers:twilio-voice")
     except NoReverseMatch:
         return DEFAULT_CARRIER_PREFIX
     return voice[: voice.index("/", 1) + 1]  # "/carriers/twilio/voice" -> "/carriers/"
@@ -408,7 +417,7 @@ def carrier_prefix() -> str:
 @lru_cache(maxsize=4)
 def _admin_login_path(urlconf: str) -> str:
     try:
-        return reverse("admin:login")
+        return _route("admin:login")
     except NoReverseMatch:
         return ""
 
@@ -420,7 +429,7 @@ def admin_login_path() -> str:
 @lru_cache(maxsize=4)
 def _admin_prefix(urlconf: str) -> str:
     try:
-        return reverse("admin:index")
+        return _route("admin:index")
     except NoReverseMatch:
         return ""
 

@@ -65,7 +65,7 @@ class CallContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        path = request.path
+        path = request.path_info  # without the path of CALLBROKER_PUBLIC_URL, which the proxy stripped
         path_token = path_var.set(path)
         sid_token = call_sid_var.set(_sid_of(request) if path.startswith(CARRIER_PATH_PREFIX) else "")
         try:

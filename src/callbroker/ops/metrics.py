@@ -97,7 +97,7 @@ class WebhookMetricsMiddleware:
         initialise_series()
 
     def __call__(self, request):
-        if not request.path.startswith(CARRIER_PATH_PREFIX):
+        if not request.path_info.startswith(CARRIER_PATH_PREFIX):  # the path of CALLBROKER_PUBLIC_URL left out
             return self.get_response(request)
         started = time.perf_counter()
         response = self.get_response(request)
