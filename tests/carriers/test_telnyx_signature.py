@@ -123,6 +123,26 @@ def test_a_forged_or_stale_telnyx_webhook_is_refused_logged_and_stores_nothing(c
     assert len(refusals) == 2 and all(logged in line for line in refusals), refusals
 
 
+def test_a_telnyx_signed_get_is_refused_its_query_being_unsigned(carrier, caplog):
+    """Telnyx signs ``timestamp|body``, never the URL: a GET's parameters, in its query string, were signed by
+    nothing. Until 2026-12-08 one signature of an empty body (any GET Telnyx sent) was taken for 300 s with any
+    CallSid, caller and number in the query: a call recorded and routed for each."""
+    signature = base64.b64encode(TELNYX.sign(f"{NOW}|".encode())).decode()
+    sent = {"telnyx-signature-ed25519": signature, "telnyx-timestamp": str(NOW)}
+    with caplog.at_level(logging.WARNING, logger="callbroker.carriers"):
+        answers = [Client().get(f"{path}?{urlencode(inbound(n, From=f'+1512555000{n}'))}", headers=sent)
+                   for n, path in ((11, "/carriers/twilio/voice"), (12, "/carriers/twilio/voice"),
+                                   (13, "/carriers/twilio/fallback"))]
+
+    assert [(a.status_code, a.content) for a in answers] == [(403, b"Forbidden: invalid signature")] * 3
+    assert not Call.objects.exists() and not CallEvent.objects.exists()
+    assert not spool.path_of(sid(13)).exists()
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 3 and all("Telnyx signature on a GET: Telnyx signs the body only" in line
+                                      and "set the TeXML application's webhook methods to POST" in line
+                                      for line in refusals), refusals
+
+
 @pytest.mark.parametrize("age", [300, -300])
 def test_a_timestamp_300_s_from_our_clock_is_taken(carrier, age):
     assert telnyx_post("/carriers/twilio/voice", inbound(10), age=age).status_code == 200

@@ -159,10 +159,17 @@ def telnyx_refused(request: HttpRequest, signature: str) -> str:
     received (``request.body``), before any parsing. The signature is checked before the time, so that a
     refusal for the time is of a request Telnyx did sign: a clock off by minutes, or a replay. Within the
     tolerance, a request replayed is answered from the idempotency of the webhooks (their dedupe keys), as
-    the carrier's own retries are."""
+    the carrier's own retries are.
+
+    Only a POST is taken: Telnyx signs the body alone, never the URL, and a GET's parameters are in its
+    query string, so its signature (of ``timestamp|`` and an empty body) vouched for no parameter at all:
+    any one seen, of any call, was good for 300 s for any CallSid, caller and number put in the query."""
     keys = _telnyx_keys(tuple(settings.TELNYX_PUBLIC_KEYS))
     if not keys:
         return "Telnyx signature, but TELNYX_PUBLIC_KEY is not set: set it to the public key of the Telnyx portal"
+    if request.method != "POST":
+        return (f"Telnyx signature on a {request.method}: Telnyx signs the body only, and this request's "
+                "parameters are in its URL, unsigned; set the TeXML application's webhook methods to POST")
     raw_time = request.META.get(TELNYX_TIMESTAMP, "")
     if not _UNIX_TIME.fullmatch(raw_time):
         return "Telnyx signature without a telnyx-timestamp of Unix seconds"
