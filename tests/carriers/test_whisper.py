@@ -8,6 +8,7 @@ whisper (CARRIER-PROTOCOL.md) and would never connect the caller.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -91,3 +92,70 @@ def test_a_campaign_added_since_this_worker_routed_is_named_in_the_whisper(whisp
     finally:
         reset_snapshot()
     assert ">Electrical call from callbroker.</Say></Response>" in answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_whisper_edited_while_running_is_said_as_edited_by_a_worker_that_had_not_routed_since(
+        settings, tmp_path, monkeypatch):
+    """Until 2026-12-08 a worker said the whisper of the network it last routed by: a campaign's whisper edited
+    while running was said as it was before by every worker that had not routed a call since (its first calls'
+    legs answered by another worker than the one that routed them), until it routed one. The Dial now carries
+    the version of the network the call was routed by (``v``), and a worker holding an older one reads the
+    network once."""
+    from callbroker.calls import replay
+    from callbroker.network.loader import load_network
+    from callbroker.network.snapshot import current_snapshot, reset_snapshot
+    from tests.hostile.strategies import TOKEN as SIGNING_TOKEN
+    from tests.hostile.strategies import sign, signing_carrier_settings
+    from tests.network.conftest import BASE_NETWORK
+
+    signing_carrier_settings(settings, tmp_path / "data")
+    settings.COUNTERS_BACKEND = "sql"
+    monkeypatch.setattr(replay, "ensure_running", lambda: None)
+
+    def post(path: str, params: dict[str, str]) -> str:
+        signature = sign(SIGNING_TOKEN, f"http://testserver{path}", params)
+        answer = Client().post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
+                               headers={"X-Twilio-Signature": signature})
+        assert answer.status_code == 200
+        return answer.content.decode()
+
+    def network(whisper: str) -> dict:
+        return {**BASE_NETWORK, "campaigns": [{**BASE_NETWORK["campaigns"][0], "whisper": whisper}]}
+
+    reset_snapshot()
+    try:
+        load_network(network("Plumbing lead, as first written."))
+        this_worker = current_snapshot()  # its network: the whisper before the edit
+        load_network(network("Plumbing lead, as edited."))
+        # The call is routed (by another worker: its network is the edited one) ...
+        dial = post("/carriers/twilio/voice", {
+            "CallSid": "CA" + "e" * 32, "AccountSid": "AC" + "0" * 32, "From": "+15125559876",
+            "To": "+15125550101", "CallStatus": "ringing", "Direction": "inbound", "FromZip": "78701"})
+        whisper_url = re.search(r'<Number [^>]*url="http://testserver([^"]+)"', dial).group(1).replace("&amp;", "&")
+        # ... and its buyer's leg fetches the whisper from this worker, still on its network of before.
+        monkeypatch.setattr(views.services, "cached_snapshot", lambda: this_worker)
+        answer = post(whisper_url, {**BUYER_LEG, "AccountSid": "AC" + "0" * 32})
+    finally:
+        reset_snapshot()
+    assert ">Plumbing lead, as edited.</Say></Response>" in answer, (whisper_url, answer)
+
+
+@pytest.mark.django_db
+def test_a_whisper_of_a_campaign_gone_reads_nothing_when_this_worker_is_as_new_as_the_routing(
+        whisper_for, django_assert_num_queries):
+    """A campaign deleted while its calls ring: with ``v`` no newer than this worker's network, the whisper is
+    answered from memory ("Incoming call."), not with a read of the network per whisper."""
+    from callbroker.network.loader import load_network
+    from callbroker.network.snapshot import current_snapshot, reset_snapshot
+    from tests.network.conftest import BASE_NETWORK
+
+    reset_snapshot()
+    load_network(BASE_NETWORK)
+    version = current_snapshot().version
+    try:
+        with django_assert_num_queries(0):
+            answer = _fetch(f"/carriers/twilio/whisper?c=999999&v={version}")
+    finally:
+        reset_snapshot()
+    assert f">{views.WHISPER_DEFAULT}</Say></Response>" in answer

@@ -1495,7 +1495,7 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         db.insert(db.new(CallAttempt, call_id=call.pk, sequence=call.ring_position, target_id=target_id,
                          buyer_id=info.core.buyer_id, number=info.core.number, started_at=started))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
-                             campaign.core.id, tuple(ring[call.ring_position:]), target_id),)
+                             campaign.core.id, tuple(ring[call.ring_position:]), target_id, snap.version),)
     return _apply_fallback(call, campaign)
 
 

@@ -40,6 +40,9 @@ class DialTarget:
     ``rest`` is the rest of the ring list (target ids), carried in the callback URL so that the ring
     tree can go on from memory when the database is unreachable; so is ``target_id``, the target rung,
     so that a leg which ends while the database is unreachable gives its concurrency slot back at once.
+    ``network_version``: the version of the network the call was routed by (0: unknown), carried in the
+    whisper's URL so that the worker answering the whisper, maybe not the one that routed, says the
+    campaign's text of that version at least, not an older one it still holds.
     """
 
     number: str
@@ -49,6 +52,7 @@ class DialTarget:
     campaign_id: int
     rest: tuple[int, ...] = ()
     target_id: int = 0
+    network_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -390,7 +390,7 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
             case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid,
-                              rest=rest, target_id=target_id):
+                              rest=rest, target_id=target_id, network_version=version):
                 query: dict[str, object] = {"seq": seq, "c": cid}
                 if target_id:
                     query["t"] = target_id
@@ -403,7 +403,8 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                                    recording_status_callback=url("recording"),
                                    recording_status_callback_event="completed")
                 dial = Dial(**options)
-                dial.number(number, url=url("whisper", c=cid), method="POST")
+                whisper = {"c": cid, "v": version} if version else {"c": cid}
+                dial.number(number, url=url("whisper", **whisper), method="POST")
                 response.append(dial)
             case s.Forward(number=number, timeout=timeout):
                 response.dial(number, timeout=timeout, answer_on_bridge=True)

@@ -332,14 +332,18 @@ def _safe_whisper(request: HttpRequest, params: dict[str, str]) -> str:
 @webhook(safe=_safe_whisper)
 def whisper(request: HttpRequest, params: dict[str, str]) -> str:
     """Said to the buyer on answer, before bridging. Answered from memory, unless this process's network
-    is older than the campaign: a campaign added since this worker last routed a call (the call was routed
-    by another worker) is read from the database once, else the buyer heard "Incoming call." instead of
-    its name."""
+    is older than the one the call was routed by (``v`` in the URL, ``DialTarget.network_version``): the
+    call was routed by another worker since the network changed, and this one, not having routed a call
+    since, would say the text of its older network (a whisper edited while running), or "Incoming call."
+    for a campaign added since. The network is then read once. A URL without ``v`` (a call routed before
+    2026-12-08, or in degraded mode) reads it when the campaign isn't in this worker's network."""
     campaign_id = _int_query(request, "c")
+    raw_version = request.GET.get("v", "")
+    routed_by = int(raw_version) if _QUERY_NUMBER.fullmatch(raw_version) else 0
     snap = services.cached_snapshot() or services.current_snapshot()
+    if snap.version < routed_by or (not routed_by and campaign_id not in snap.campaigns):
+        snap = services.current_snapshot()
     campaign = snap.campaigns.get(campaign_id)
-    if campaign is None:
-        campaign = services.current_snapshot().campaigns.get(campaign_id)
     text = campaign.whisper_text if campaign else WHISPER_DEFAULT
     return twilio.render((services.s.Say(text),), twilio.base_url(request))
 
