@@ -1,5 +1,6 @@
 """Upgrading an installation: calls to unknown numbers that ended before such calls were judged, the IVR
-question, the list of kept final statuses and the statuses kept before it, the reasons in words."""
+question, the list of kept final statuses and the statuses kept before it, the reasons in words, the cap periods
+an attempt counted."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from callbroker.calls import replay
-from callbroker.calls.models import Call, CallEvent, KeptStatus
+from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 
 KEEP_BEFORE = "0013_keep_statuses_kept_before_the_list"
 
@@ -232,3 +233,25 @@ def test_putting_the_statuses_kept_before_the_list_on_it_costs_one_query_on_an_e
     looked = [q["sql"] for q in queries.captured_queries if "calls_callevent" in q["sql"]]
     assert len(looked) == 1 and "MIN(" in looked[0].upper()  # its first and last ids: none, no batch read
     assert not any("calls_keptstatus" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cap_periods_counted_are_added_not_recorded_and_the_previous_release_can_still_write_attempts(make_call):
+    """``CallAttempt.counted_periods`` (0016): attempts dialled before read as not recorded (NULL: their release
+    works the periods out as before), and during a rolling restart the previous release's code, which writes
+    attempts without the column, is not refused; going back drops the column."""
+    rung = make_call(attempts=[{"result": "ringing"}])
+    migrate(("calls", "0015_call_reason_notes"))
+    with connection.cursor() as cursor:
+        assert "counted_periods" not in {c.name for c in connection.introspection.get_table_description(
+            cursor, "calls_callattempt")}
+
+    migrate(("calls", "0016_attempt_counted_periods"))
+
+    columns = ", ".join(f.column for f in CallAttempt._meta.concrete_fields
+                        if f.column not in ("id", "sequence", "counted_periods"))
+    with connection.cursor() as cursor:  # the previous release's INSERT: every column but the new one
+        cursor.execute(f"INSERT INTO calls_callattempt (sequence, {columns}) SELECT sequence + 1, {columns} "
+                       "FROM calls_callattempt WHERE call_id = %s", [rung.pk])
+    assert list(CallAttempt.objects.filter(call=rung).values_list("sequence", "counted_periods")) == [
+        (1, None), (2, None)]

@@ -150,6 +150,11 @@ class CallAttempt(models.Model):
                               default=AttemptResult.RINGING)
     dial_call_sid = models.CharField("DialCallSid", max_length=64, blank=True)
     slot_held = models.BooleanField("holds a concurrency slot", default=True)
+    # The periods its reservation counted a cap unit in ("H2026120814 D20261208": ``live.counted_periods``;
+    # '' none), written at dial time, so that its release gives back exactly those units whatever the caps or
+    # the buyer's time zone became while it rang. NULL: not recorded (dialled by the previous release during
+    # a rolling restart, before 2026-12-08, or in degraded mode and replayed): worked out as before.
+    counted_periods = models.CharField("cap periods counted", max_length=32, null=True, blank=True)
 
     class Meta:
         ordering = ["call", "sequence"]

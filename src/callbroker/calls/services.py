@@ -706,7 +706,7 @@ def dial_finished(call_sid: str, sequence: int, outcome: DialOutcome,
             release_attempt(call, attempt, info, undo_usage=False)
             if given_back and info is not None:
                 # It gave the cap units back as for a call not delivered; the buyer talked after all.
-                live.count_again(info.core, info.timezone, attempt.started_at)
+                live.count_again(info.core, info.timezone, attempt.started_at, attempt.counted_periods)
             _qualify(call, campaign, snap, caller_locked=caller_locked)
         return (s.Hangup(),)
 
@@ -1490,10 +1490,14 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
         # another hour than the one the cap units were counted in (a reservation that waited on a row
         # lock across the hour's end).
         started = max(at, timezone.now())
-        if live.period_keys(started, info.timezone) != live.period_keys(at, info.timezone):
+        counted_in = live.period_keys(at, info.timezone)
+        if live.period_keys(started, info.timezone) != counted_in:
             started = at
+        # The periods the reservation counted, so that the release gives back those units and no others
+        # (the caps or the buyer's time zone may change while the line rings).
         db.insert(db.new(CallAttempt, call_id=call.pk, sequence=call.ring_position, target_id=target_id,
-                         buyer_id=info.core.buyer_id, number=info.core.number, started_at=started))
+                         buyer_id=info.core.buyer_id, number=info.core.number, started_at=started,
+                         counted_periods=live.counted_periods(info.core, counted_in)))
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
                              campaign.core.id, tuple(ring[call.ring_position:]), target_id, snap.version),)
     return _apply_fallback(call, campaign)
@@ -1715,14 +1719,17 @@ def _write(call: Call) -> None:
 
 
 def release_attempt(call: Call, attempt: CallAttempt, info: TargetInfo | None, *, undo_usage: bool) -> None:
-    """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage."""
+    """Give back the attempt's concurrency slot (once) and, for a call not delivered, its cap usage: the units
+    its reservation counted (``counted_periods``, recorded at dial time), not those the caps and the buyer's
+    time zone of now would count."""
     if not attempt.slot_held:
         return
     attempt.slot_held = False
     db.update(attempt, ["slot_held"])
     if attempt.target_id is not None:
         live.release(info.core if info else None, attempt.target_id, info.timezone if info else None,
-                     attempt.started_at, undo_usage=undo_usage, slot=live.slot_name(call.call_sid, attempt.sequence))
+                     attempt.started_at, undo_usage=undo_usage, slot=live.slot_name(call.call_sid, attempt.sequence),
+                     periods=attempt.counted_periods)
 
 
 def _protect_from_missed_calls(info: TargetInfo, campaign: CampaignInfo, now: dt.datetime) -> None:

@@ -5,8 +5,10 @@ Three functions, whatever keeps the counters:
 - ``read(targets, timezones, now)`` -> (counters for routing, the set of targets auto-paused at ``now``)
 - ``reserve(target, tz_name, now)`` -> ``None`` when the concurrency slot and one call of each cap were
   taken (all or nothing), else the ``Exclusion`` that was full
-- ``release(target, target_id, tz_name, started_at, *, undo_usage)`` gives the slot back and, for a
-  call that was not delivered, the cap usage counted at ``started_at``
+- ``release(target, target_id, tz_name, started_at, *, undo_usage, periods)`` gives the slot back and, for
+  a call that was not delivered, the cap units its reservation counted: ``periods``, the period names
+  recorded with the attempt at dial time (:func:`counted_periods`); not recorded (an attempt dialled by
+  the previous release), those of ``started_at`` for the caps the target has now
 
 Two backends, chosen by ``CALLBROKER_COUNTERS`` (``auto``: Redis when ``REDIS_URL`` is set):
 
@@ -109,6 +111,47 @@ def period_keys_at(at: dt.datetime) -> Callable[[str], tuple[str, str, str]]:
 
 def caps_of(target: Target) -> tuple[int | None, int | None, int | None]:
     return target.hourly_cap, target.daily_cap, target.monthly_cap
+
+
+def counted_periods(target: Target, keys: tuple[str, str, str]) -> str:
+    """The periods a reservation of ``target`` counts a cap unit in, as recorded with its attempt
+    (``CallAttempt.counted_periods``): the names of ``keys`` (:func:`period_keys` of the reservation's
+    moment) whose cap the target has, space-separated; '' when it has none.
+
+    Recorded so that the release gives back exactly these units. Worked out again at release time from
+    the caps and the buyer's time zone then, a cap added while the line rang (``network load``) had the
+    release give back a unit of that cap the call never took (another call's: the line took one call too
+    many in that hour), one removed gave back none of a unit taken, and a time zone changed gave back
+    units of other days or months.
+    """
+    hour_cap, day_cap, month_cap = target.hourly_cap, target.daily_cap, target.monthly_cap
+    if hour_cap is None and day_cap is None and month_cap is None:
+        return ""
+    hour, day, month = keys
+    if hour_cap is not None and day_cap is not None and month_cap is not None:
+        return f"{hour} {day} {month}"
+    counted = [hour] if hour_cap is not None else []  # spelt out: on every dial (a generator cost four times this)
+    if day_cap is not None:
+        counted.append(day)
+    if month_cap is not None:
+        counted.append(month)
+    return " ".join(counted)
+
+
+def units_to_give_back(target: Target | None, tz_name: str | None, started_at: dt.datetime,
+                       periods: str | None) -> list[str]:
+    """The periods whose cap unit a release of a call not delivered gives back: those recorded at dial time
+    (``periods``, :func:`counted_periods`), or for an attempt that recorded none (dialled by the previous
+    release, ``None``), as that release worked them out: ``started_at``'s periods in ``tz_name`` of the caps
+    ``target`` has now. None for a target unknown (gone from the network)."""
+    if target is None:
+        return []
+    if periods is not None:
+        return periods.split()
+    if not tz_name:
+        return []
+    return [key for key, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
+            if cap is not None]
 
 
 # --------------------------------------------------------------------------- the public functions
@@ -218,21 +261,23 @@ def _let_go_if_refused(reserving: Callable[[], Exclusion | None]) -> Exclusion |
 
 
 def release(target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-            undo_usage: bool, slot: str = "") -> None:
-    """Give back a concurrency slot and, for a call that was not delivered, its cap usage."""
+            undo_usage: bool, slot: str = "", periods: str | None = None) -> None:
+    """Give back a concurrency slot and, for a call that was not delivered, its cap units: those of
+    ``periods`` (recorded with the attempt at dial time), else worked out as :func:`units_to_give_back` says."""
     _counted("release", lambda backend: backend.release(target, target_id, tz_name, started_at,
-                                                        undo_usage=undo_usage, slot=slot))
+                                                        undo_usage=undo_usage, slot=slot, periods=periods))
 
 
-def count_again(target: Target, tz_name: str, started_at: dt.datetime) -> None:
+def count_again(target: Target, tz_name: str, started_at: dt.datetime, periods: str | None = None) -> None:
     """Count a call against the caps again after its units were given back as not delivered.
 
     For an attempt whose bridged result arrived after the call's final status: the status gave the
     cap units back (a call that ends while its target rings was not delivered), then the buyer turned out
     to have talked. No limit is checked: the call happened. Call inside the transaction that records it.
+    ``periods``: those its reservation counted (recorded at dial time), else worked out as a release does.
     """
-    if any(cap is not None for cap in caps_of(target)):
-        _counted("count_again", lambda backend: backend.count_again(target, tz_name, started_at))
+    if units_to_give_back(target, tz_name, started_at, periods):
+        _counted("count_again", lambda backend: backend.count_again(target, tz_name, started_at, periods))
 
 
 def lock_targets_in_order(target_ids: Iterable[int | None]) -> bool:
@@ -327,9 +372,10 @@ class Backend(Protocol):
     def reserve(self, target: Target, tz_name: str, now: dt.datetime, slot: str = "") -> Exclusion | None: ...
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool, slot: str = "") -> None: ...
+                undo_usage: bool, slot: str = "", periods: str | None = None) -> None: ...
 
-    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None: ...
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime,
+                    periods: str | None = None) -> None: ...
 
 
 _current: Backend | None = None
@@ -463,21 +509,17 @@ class SqlBackend:
         return None
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool, slot: str = "") -> None:
-        keys: list[str] = []
-        if undo_usage and target is not None and tz_name:
-            keys = [k for k, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
-                    if cap is not None]
-        _give_back(target_id, keys)
+                undo_usage: bool, slot: str = "", periods: str | None = None) -> None:
+        _give_back(target_id, units_to_give_back(target, tz_name, started_at, periods) if undo_usage else ())
 
-    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None:
-        for key, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True):
-            if cap is not None:
-                db.execute(
-                    f"INSERT INTO {USAGE} (target_id, period, count) VALUES (%s, %s, 1) "
-                    f"ON CONFLICT (target_id, period) DO UPDATE SET count = {USAGE}.count + 1",
-                    [target.id, key],
-                )
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime,
+                    periods: str | None = None) -> None:
+        for key in units_to_give_back(target, tz_name, started_at, periods):
+            db.execute(
+                f"INSERT INTO {USAGE} (target_id, period, count) VALUES (%s, %s, 1) "
+                f"ON CONFLICT (target_id, period) DO UPDATE SET count = {USAGE}.count + 1",
+                [target.id, key],
+            )
 
 
 def _give_back(target_id: int, keys: Iterable[str]) -> None:
@@ -616,25 +658,28 @@ def _lock_marked(target_ids: Sequence[int]) -> list[int]:
 
 
 def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetime, *,
-                         names: bool = False) -> tuple[dict[int, list[tuple[dt.datetime, str]]],
+                         names: bool = False) -> tuple[dict[int, list[tuple[dt.datetime, str, str | None]]],
                                                        dict[int, tuple[int, int, int]]]:
-    """The slots held per target (start, and with ``names`` the slot's name, else ""), and calls counted
-    in the current hour, day and month. Only a rebuild needs the names (a join on the calls)."""
+    """The slots held per target (start, and with ``names`` the slot's name and the periods it counted, else
+    "" and ``None``), and calls counted in the current hour, day and month (:func:`counted_now`: a unit the
+    reservation didn't take, a cap added while the line rang, isn't counted, as its release gives none back).
+    Only a rebuild needs the names (a join on the calls)."""
     from django.db.models import Q
 
     from callbroker.calls.choices import AttemptResult  # the counters are derived from the calls' attempts
     from callbroker.calls.models import CallAttempt
 
-    held: dict[int, list[tuple[dt.datetime, str]]] = defaultdict(list)
+    held: dict[int, list[tuple[dt.datetime, str, str | None]]] = defaultdict(list)
     for some in db.in_batches(list(targets)):
         attempts = CallAttempt.objects.filter(target_id__in=some, slot_held=True)
         if names:
-            columns = attempts.values_list("target_id", "started_at", "call__call_sid", "sequence")
-            for target_id, started_at, call_sid, sequence in columns:
-                held[target_id].append((started_at, slot_name(call_sid, sequence)))
+            columns = attempts.values_list("target_id", "started_at", "call__call_sid", "sequence",
+                                           "counted_periods")
+            for target_id, started_at, call_sid, sequence, periods in columns:
+                held[target_id].append((started_at, slot_name(call_sid, sequence), periods))
         else:
             for target_id, started_at in attempts.values_list("target_id", "started_at"):
-                held[target_id].append((started_at, ""))
+                held[target_id].append((started_at, "", None))
     capped = {tid: pair for tid, pair in targets.items() if any(cap is not None for cap in caps_of(pair[0]))}
     counts: dict[int, tuple[int, int, int]] = {}
     if capped:
@@ -645,17 +690,27 @@ def _counted_in_database(targets: dict[int, tuple[Target, str]], now: dt.datetim
         counted = Q(slot_held=True) | Q(result=AttemptResult.BRIDGED)
         rows = [row for some in db.in_batches(list(capped))
                 for row in CallAttempt.objects.filter(counted, target_id__in=some, started_at__gte=now - back)
-                .values_list("target_id", "started_at")]
+                .values_list("target_id", "started_at", "counted_periods")]
         tally: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
         keys_in = period_keys_at(now)
         current = {tid: keys_in(tz) for tid, (_, tz) in capped.items()}
-        for target_id, started_at in rows:
-            keys = period_keys(started_at, capped[target_id][1])
-            for i in range(3):
-                if keys[i] == current[target_id][i]:
-                    tally[target_id][i] += 1
+        for target_id, started_at, periods in rows:
+            for i in counted_now(current[target_id], started_at, capped[target_id][1], periods):
+                tally[target_id][i] += 1
         counts = {tid: (h, d, m) for tid, (h, d, m) in tally.items()}
     return held, counts
+
+
+def counted_now(current: tuple[str, str, str], started_at: dt.datetime, tz_name: str,
+                periods: str | None) -> list[int]:
+    """Which of the ``current`` hour, day and month (0, 1, 2) an attempt's cap unit counts in: those its
+    reservation counted (``periods``, recorded at dial time), as its release gives them back; not recorded
+    (dialled by the previous release), those its start falls in."""
+    if periods is not None:
+        counted = periods.split()
+        return [i for i in range(3) if current[i] in counted]
+    keys = period_keys(started_at, tz_name)
+    return [i for i in range(3) if keys[i] == current[i]]
 
 
 #: Errors meaning "Redis can't be reached" (not "this command is wrong"): counters are then counted in the
@@ -802,17 +857,18 @@ class RedisBackend:
         return refused
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool, slot: str = "") -> None:
+                undo_usage: bool, slot: str = "", periods: str | None = None) -> None:
         if self.counting_in_database:
             mark_counted_without_redis(target_id)  # the attempt's slot_held=False is the release
             return
         if not connection.in_atomic_block:
-            self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage, slot=slot)
+            self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage, slot=slot, periods=periods)
             return
         transaction.on_commit(lambda: self._release(target, target_id, tz_name, started_at, undo_usage=undo_usage,
-                                                    slot=slot))
+                                                    slot=slot, periods=periods))
 
-    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime) -> None:
+    def count_again(self, target: Target, tz_name: str, started_at: dt.datetime,
+                    periods: str | None = None) -> None:
         # Rare (callbacks out of order): Redis counts the target again from the calls' attempts, where this
         # call's bridged attempt counts, instead of a script of its own for a unit taken without a check.
         mark_counted_without_redis(target.id)
@@ -834,9 +890,10 @@ class RedisBackend:
         self._forget_later.add(target_id)
 
     def _release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                 undo_usage: bool, slot: str = "") -> None:
+                 undo_usage: bool, slot: str = "", periods: str | None = None) -> None:
         try:
-            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage, token=slot)
+            self.store.release(target, target_id, tz_name, started_at, undo_usage=undo_usage, token=slot,
+                               periods=periods)
         except Exception as exc:  # noqa: BLE001 - the transaction is committed; the webhook's answer stands
             if isinstance(exc, REDIS_UNREACHABLE):
                 self._unreachable("release", exc)

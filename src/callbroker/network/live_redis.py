@@ -51,8 +51,8 @@ when the server answers ``NOSCRIPT``, e.g. after a Redis restart):
 - ``reserve``: checks the concurrency slot and every cap, then takes them all — or takes nothing and
   says which was full (concurrency first, then hourly, daily, monthly: the SQL backend's order).
   Redis runs a script alone, so two reservations can never both see the last free slot.
-- ``release``: gives back the slot and, for a call that was not delivered, one unit of the caps of
-  the period it was counted in; never below zero, never recreating an expired period; nothing at all
+- ``release``: gives back the slot and, for a call that was not delivered, one unit of each period its
+  reservation counted (recorded with its attempt at dial time); never below zero, never recreating an expired period; nothing at all
   while the counters are unknown (the rebuild reads the database, where the release is already
   committed).
 - ``claim`` and ``load``: a rebuild (see ``known`` above).
@@ -81,7 +81,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from callbroker.core.model import Exclusion, Target, TargetCounters
-from callbroker.network.live import CAP_EXCLUSIONS, caps_of, period_keys, period_keys_at, zone
+from callbroker.network.live import (
+    CAP_EXCLUSIONS,
+    caps_of,
+    counted_now,
+    period_keys,
+    period_keys_at,
+    units_to_give_back,
+    zone,
+)
 
 #: Seconds a period key outlives its period (covers clocks that differ between nodes).
 EXPIRY_MARGIN_S = 3600
@@ -466,8 +474,10 @@ class RedisCounters:
         return refusals[result - 1]
 
     def release(self, target: Target | None, target_id: int, tz_name: str | None, started_at: dt.datetime, *,
-                undo_usage: bool, token: str = "", pending: bool = False) -> bool:
-        """Give back the slot and, with ``undo_usage``, the cap units counted at ``started_at`` (one ``EVALSHA``).
+                undo_usage: bool, token: str = "", pending: bool = False, periods: str | None = None) -> bool:
+        """Give back the slot and, with ``undo_usage``, the cap units its reservation counted (one ``EVALSHA``):
+        those of ``periods`` (period names recorded at dial time, ``live.counted_periods``), else those of
+        ``started_at`` for the caps ``target`` has now (``live.units_to_give_back``).
 
         ``started_at`` is the attempt's start: during a rebuild it names the slot (see ``early``).
         ``token``: the slot's name, or the degraded-mode hold to give back. Returns whether anything was given
@@ -478,10 +488,9 @@ class RedisCounters:
         """
         keys = [self.active_key(target_id), self.known_key(target_id), self.early_key(target_id),
                 self._held_under(target_id, token)]
-        if undo_usage and target is not None and tz_name:
+        if undo_usage:
             keys += [self.usage_key(target_id, period)
-                     for period, cap in zip(period_keys(started_at, tz_name), caps_of(target), strict=True)
-                     if cap is not None]
+                     for period in units_to_give_back(target, tz_name, started_at, periods)]
         how = "1" if undo_usage else "p" if pending else "0"
         return bool(self._release(keys=keys, args=[stamp(started_at), how, token]))
 
@@ -512,9 +521,11 @@ class RedisCounters:
         return Claim(value, at, tuple(tid for tid, ok in zip(ids, got, strict=True) if int(ok)))
 
     def load(self, claim: Claim, target: Target, tz_name: str, now: dt.datetime, *,
-             held: Iterable[dt.datetime | tuple[dt.datetime, str]], counts: tuple[int, int, int]) -> bool:
+             held: Iterable[dt.datetime | tuple[dt.datetime, str] | tuple[dt.datetime, str, str | None]],
+             counts: tuple[int, int, int]) -> bool:
         """Set a claimed target's counters: ``held`` = the slots held (their start, or their start and
-        name: see ``holds``), ``counts`` = calls counted in the current hour, day and month (``now``).
+        name: see ``holds``, and the periods their reservation counted, recorded at dial time, ``None`` when
+        not recorded), ``counts`` = calls counted in the current hour, day and month (``now``).
         Slots given back since the claim are not counted."""
         keys = [self.active_key(target.id), self.known_key(target.id), self.early_key(target.id),
                 self.holds_key(target.id), self.slots_key(target.id)]
@@ -526,9 +537,9 @@ class RedisCounters:
             keys.append(self.usage_key(target.id, current[i]))
             args += [counts[i], expiry[i]]
         for slot in held:
-            at, name = slot if isinstance(slot, tuple) else (slot, "")
-            periods = period_keys(at, tz_name)
-            mask = sum(1 << k for k, i in enumerate(capped) if periods[i] == current[i])
+            at, name, recorded = (*slot, None)[:3] if isinstance(slot, tuple) else (slot, "", None)
+            counted = counted_now(current, at, tz_name, recorded)
+            mask = sum(1 << k for k, i in enumerate(capped) if i in counted)
             args.append(f"{name or stamp(at)}:{mask}")
         return bool(self._load(keys=keys, args=args))
 
