@@ -102,7 +102,10 @@ def test_make_typed_in_another_directory_runs_the_recipes_in_the_project(tmp_pat
         missing("make")
     venv = Path(sys.prefix)
     for recipe, line in (("run", f"{venv}/bin/callbroker run"), ("clean", f"rm -rf {venv} var build")):
-        result = subprocess.run(["make", "-n", "-f", str(REPO / "Makefile"), f"VENV={venv}", recipe],
+        # --no-print-directory: under an outer make (``make test``) this make is a sub-make, which prints
+        # "Entering/Leaving directory" lines around its recipes by default.
+        result = subprocess.run(["make", "-n", "--no-print-directory", "-f", str(REPO / "Makefile"),
+                                 f"VENV={venv}", recipe],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.splitlines()[-1].startswith(f"cd '{REPO}' && {line}"), result.stdout
