@@ -304,7 +304,8 @@ def test_a_leg_routed_before_the_outage_gives_its_cap_unit_back_only_when_it_sur
         world, monkeypatch, started_long_ago):
     """Not delivered, so its hourly cap unit goes back, counted in now's hour; when the leg may have
     started in an earlier hour (the ring timeout plus ``LEG_SLACK`` ago), the unit is kept instead:
-    one unit too many, never one too few."""
+    one unit too many, never one too few. So for a Dial action URL written before 2026-12-08, without the
+    periods counted (``u``, taken off here): one that carries them gives back those (the test below)."""
     cap_the_solo_line_hourly()
     monkeypatch.setattr(degraded, "LEG_SLACK", dt.timedelta(days=400) if started_long_ago else dt.timedelta(0))
     moment = solo_now()
@@ -319,9 +320,73 @@ def test_a_leg_routed_before_the_outage_gives_its_cap_unit_back_only_when_it_sur
         up.undo()
     assert solo_counters().hour == 1
     action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+    action = re.sub(r"&u=[^&]*", "", action)  # as the previous release wrote it
     world.post("/carriers/twilio/dial", {**base(a, SOLO_NUMBER), "DialCallStatus": "busy", "DialCallDuration": "0",
                                          "DialCallSid": "CA" + uuid.uuid4().hex, "DialBridged": "false"}, action)
     assert (solo_counters().active, solo_counters().hour) == (0, 1 if started_long_ago else 0)
+
+
+def solo_line_caps(caps: dict) -> None:
+    """The solo line with ``caps`` (a network load, as ``cap_the_solo_line_hourly``)."""
+    load_network({"version": 1,
+                  "buyers": [{"key": "solo", "name": "Solo Heating", "timezone": "America/Chicago", "targets": [
+                      {"key": "solo-line", "campaign": "e2e-concurrency", "name": "Only line",
+                       "number": SOLO_LINE, "price": "25.00", "caps": caps}]}]})
+
+
+def test_a_leg_routed_before_the_outage_gives_back_only_the_cap_units_it_took_when_a_cap_was_added_while_it_rang(
+        world, monkeypatch):
+    """Call a reaches the line with room for three and no hourly cap (no hourly unit taken); a network load
+    adds ``hourly: 1`` while it rings and call b takes the hour's unit; the database goes away and a's leg
+    ends unanswered. Its release in degraded mode gave back the units of the caps the line had then, so
+    b's hourly unit: the line, capped at one call an hour, took another. It gives back those its
+    reservation counted (carried in the Dial action's URL, ``u=``): none."""
+    monkeypatch.setattr(degraded, "LEG_SLACK", dt.timedelta(0))  # the leg surely started in this hour
+    moment = solo_now()
+    if moment.minute == 0 and moment.second < 40:  # the ring timeout is 30 s
+        time.sleep(41 - moment.second)
+    solo_line_caps({"concurrency": 3})
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    a, b = sid(), sid()
+    try:
+        answer = world.voice(a)  # routed live: no hourly cap, no hourly unit
+        solo_line_caps({"concurrency": 3, "hourly": 1})
+        assert SOLO_LINE in world.voice(b)  # routed live: the hour's unit
+    finally:
+        up.undo()
+    assert SOLO_LINE in answer and (solo_counters().active, solo_counters().hour) == (2, 1)
+    action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+    world.post("/carriers/twilio/dial", {**base(a, SOLO_NUMBER), "DialCallStatus": "no-answer",
+                                         "DialCallDuration": "0", "DialCallSid": "CA" + uuid.uuid4().hex,
+                                         "DialBridged": "false"}, action)  # the database is away
+    assert (solo_counters().active, solo_counters().hour) == (1, 1)  # b's unit stands
+    assert SOLO_LINE not in world.voice(sid())  # one call an hour: b's
+
+
+def test_a_dial_action_whose_counted_periods_are_no_periods_gives_back_as_before_and_says_so(world, monkeypatch,
+                                                                                             caplog):
+    """A ``u`` that names no cap periods (hand-made, or cut) is read as absent, in a log line naming it: the
+    leg's units are worked out from the line's caps now, as before, the caller's ring never cut short."""
+    cap_the_solo_line_hourly()
+    monkeypatch.setattr(degraded, "LEG_SLACK", dt.timedelta(0))
+    moment = solo_now()
+    if moment.minute == 0 and moment.second < 40:  # the ring timeout is 30 s
+        time.sleep(41 - moment.second)
+    up = pytest.MonkeyPatch()
+    up.setattr(services, "handle_once", REAL_HANDLE_ONCE)
+    a = sid()
+    try:
+        answer = world.voice(a)
+    finally:
+        up.undo()
+    action = html.unescape(re.search(r'action="[^"?]*\?([^"]*)"', answer).group(1))
+    assert re.search(r"&u=H[0-9]{10}(&|$)", action)  # the hourly cap's unit, the only one the line has
+    action = re.sub(r"&u=[^&]*", "&u=H99.D1", action)
+    world.post("/carriers/twilio/dial", {**base(a, SOLO_NUMBER), "DialCallStatus": "busy", "DialCallDuration": "0",
+                                         "DialCallSid": "CA" + uuid.uuid4().hex, "DialBridged": "false"}, action)
+    assert (solo_counters().active, solo_counters().hour) == (0, 0)
+    assert "u='H99.D1' in the callback URL is no cap periods" in caplog.text
 
 
 def test_a_dial_action_handled_live_then_delivered_again_during_the_outage_gives_both_lines_back(world, monkeypatch):

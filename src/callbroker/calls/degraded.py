@@ -280,16 +280,18 @@ def voice(inbound: InboundCall, now: dt.datetime | None = None, *,
 
 
 def dial(seq: int, rest: tuple[int, ...], campaign_id: int, outcome: DialOutcome,
-         call_sid: str = "", rung: int = 0) -> tuple[tuple[s.Step, ...], Facts]:
+         call_sid: str = "", rung: int = 0, counted: str | None = None) -> tuple[tuple[s.Step, ...], Facts]:
     """A target's leg ended: connected (done), or ring the next target carried in the URL, or fall back.
 
     ``rung``: the target this leg rang (carried in the URL; 0 from a URL written before it was).
+    ``counted``: the periods the live path's reservation counted a cap unit in (the URL's ``u``; ``None``
+    from a URL written before it was).
     """
     facts: Facts = {"ended_at": timezone.now().isoformat()}  # before its slot is given back
     limits = Limits(call_sid)
     plan = limits.recall(seq)
     if rung and limits.enforced:  # a slot the live path took for this leg (none: nothing is given back)
-        _give_back_live_slot(limits, seq, rung, campaign_id, bridged=outcome.bridged)
+        _give_back_live_slot(limits, seq, rung, campaign_id, bridged=outcome.bridged, counted=counted)
     if outcome.bridged:
         return (s.Hangup(),), facts  # a slot degraded mode took stays taken until the call ends
     limits.give_back(seq, plan, undo_usage=True)
@@ -311,7 +313,7 @@ LEG_SLACK = dt.timedelta(minutes=2)
 
 
 def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: int, *,
-                         bridged: bool) -> None:
+                         bridged: bool, counted: str | None = None) -> None:
     """A leg the live path dialled before the database went away has ended: give its slot back now, by the
     name the live path took it under (``live.slot_name``), instead of keeping the line busy until the
     replay. The replay then gives nothing back twice: a slot is given back by name once. Also when
@@ -322,6 +324,11 @@ def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: 
     periods of now; the leg's start (which named the periods it was counted in) is in the database, so
     when it may have started in an earlier hour than now (the ring timeout plus ``LEG_SLACK`` ago), the
     units are kept: the buyer's cap counts that call, one unit too many, never one too few.
+
+    Those are the units of a Dial action URL written before 2026-12-08. Since, it carries the periods the
+    reservation counted (``counted``, as ``CallAttempt.counted_periods``), and exactly those go back, whatever
+    the hour now: worked out from the line's caps now, a cap added while the line rang (``network load``)
+    gave back a unit the leg never took, another call's, and the line took one call more than its cap.
     """
     snap = _snapshot()
     info = snap.targets.get(target_id) if snap else None
@@ -331,10 +338,10 @@ def _give_back_live_slot(limits: Limits, seq: int, target_id: int, campaign_id: 
     now = timezone.now()
     longest = dt.timedelta(seconds=campaign.ring_timeout if campaign else 60) + LEG_SLACK
     same_periods = live.period_keys(now - longest, info.timezone) == live.period_keys(now, info.timezone)
-    undo_usage = not bridged and same_periods
+    undo_usage = not bridged and (counted is not None or same_periods)
     try:
         limits.store.release(info.core, target_id, info.timezone, now, undo_usage=undo_usage,
-                             token=live.slot_name(limits.call_sid, seq))
+                             token=live.slot_name(limits.call_sid, seq), periods=counted)
     except redis.RedisError as exc:
         log.warning("call %s: giving back the slot of its leg %s failed (%s); the replay gives it back",
                     limits.call_sid, seq, exc)

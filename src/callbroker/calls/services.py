@@ -1495,11 +1495,15 @@ def _dial_next(call: Call, campaign: CampaignInfo, snap: NetworkSnapshot, now: d
             started = at
         # The periods the reservation counted, so that the release gives back those units and no others
         # (the caps or the buyer's time zone may change while the line rings).
+        counted = live.counted_periods(info.core, counted_in)
         db.insert(db.new(CallAttempt, call_id=call.pk, sequence=call.ring_position, target_id=target_id,
                          buyer_id=info.core.buyer_id, number=info.core.number, started_at=started,
-                         counted_periods=live.counted_periods(info.core, counted_in)))
+                         counted_periods=counted))
+        # The Dial action's URL carries them too: a leg ending while the database is away gives them back
+        # from memory (``degraded._give_back_live_slot``).
         return (s.DialTarget(info.core.number, call.ring_position, campaign.ring_timeout, campaign.recording,
-                             campaign.core.id, tuple(ring[call.ring_position:]), target_id, snap.version),)
+                             campaign.core.id, tuple(ring[call.ring_position:]), target_id, snap.version,
+                             counted),)
     return _apply_fallback(call, campaign)
 
 

@@ -42,7 +42,11 @@ class DialTarget:
     so that a leg which ends while the database is unreachable gives its concurrency slot back at once.
     ``network_version``: the version of the network the call was routed by (0: unknown), carried in the
     whisper's URL so that the worker answering the whisper, maybe not the one that routed, says the
-    campaign's text of that version at least, not an older one it still holds.
+    campaign's text of that version at least, not an older one it still holds. ``counted_periods``: the
+    periods the leg's reservation counted a cap unit in (``CallAttempt.counted_periods``; ``None``: a leg
+    degraded mode dialled, whose plan in Redis says what it took), carried in the Dial action's URL (``u``)
+    so that a leg ending while the database is unreachable gives back those units, not those of the caps
+    the line has by then.
     """
 
     number: str
@@ -53,6 +57,7 @@ class DialTarget:
     rest: tuple[int, ...] = ()
     target_id: int = 0
     network_version: int = 0
+    counted_periods: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -390,10 +390,12 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
                 gather.say(prompt, voice=VOICE)
                 response.append(gather)
             case s.DialTarget(number=number, sequence=seq, timeout=timeout, record=record, campaign_id=cid,
-                              rest=rest, target_id=target_id, network_version=version):
+                              rest=rest, target_id=target_id, network_version=version, counted_periods=counted):
                 query: dict[str, object] = {"seq": seq, "c": cid}
                 if target_id:
                     query["t"] = target_id
+                if counted is not None:  # "" too: counted in no period (the line had no cap)
+                    query["u"] = counted.replace(" ", ".")
                 if rest:
                     query["ring"] = ".".join(str(t) for t in rest[:MAX_RING_IN_URL])
                 options: dict[str, object] = {"action": url("dial", **query), "method": "POST",

@@ -211,8 +211,27 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     outcome = twilio.dial_outcome(params)
     steps, facts = degraded_mode.dial(seq, twilio.ring_rest(request.GET), _int_query(request, "c"), outcome,
                                       call_sid=params.get("CallSid", "")[:64],
-                                      rung=_int_query(request, "t") if request.GET.get("t") else 0)
+                                      rung=_int_query(request, "t") if request.GET.get("t") else 0,
+                                      counted=_counted_query(request))
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
+
+
+#: ``u`` of a Dial action's URL: the periods a leg's reservation counted (``H2026120814.D20261208.M202612``).
+_COUNTED_PERIODS = re.compile(r"(?:(?:H[0-9]{10}|D[0-9]{8}|M[0-9]{6})(?:\.(?!$)|$)){0,3}")
+
+
+def _counted_query(request: HttpRequest) -> str | None:
+    """The cap periods the leg rung counted (``u``, space-separated as ``CallAttempt.counted_periods``), or
+    ``None``: a URL written before it was carried (or by degraded mode), or not such periods, which is
+    logged naming it; the units are then worked out as before rather than the caller's ring cut short."""
+    if "u" not in request.GET:
+        return None
+    raw = request.GET.get("u", "")
+    if not _COUNTED_PERIODS.fullmatch(raw):
+        log.warning("webhook %s: u=%r in the callback URL is no cap periods; the leg's units are worked out "
+                    "from the line's caps now", request.path, raw[:40])
+        return None
+    return raw.replace(".", " ")
 
 
 def _degraded_status(request: HttpRequest, params: dict[str, str]):
