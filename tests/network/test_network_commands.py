@@ -8,6 +8,7 @@ import pytest
 import yaml
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.urls import get_script_prefix, set_script_prefix
 
 from callbroker.network import models as m
 
@@ -135,6 +136,19 @@ def test_demo_is_idempotent_and_creates_the_admin(monkeypatch):
     assert "password was not changed" in second
     assert (m.Campaign.objects.count(), m.Target.objects.count(), m.TrackingNumber.objects.count()) == counts
     assert m.NetworkVersion.objects.get(pk=1).version == version
+
+
+def test_demo_names_the_admin_under_the_path_of_the_public_url(monkeypatch):
+    """With a path in CALLBROKER_PUBLIC_URL (``https://host/cb``, Django's FORCE_SCRIPT_NAME, which every command
+    takes as its script prefix) the admin is /cb/admin/; the line said /admin/, outside callbroker on the proxy."""
+    monkeypatch.delenv("CALLBROKER_ADMIN_PASSWORD", raising=False)
+    before = get_script_prefix()
+    set_script_prefix("/cb")  # what django.setup() does with FORCE_SCRIPT_NAME = "/cb"
+    try:
+        out, _ = run("demo")
+    finally:
+        set_script_prefix(before)
+    assert "(sign in at /cb/admin/)" in out
 
 
 def test_demo_takes_the_admin_password_from_the_environment(monkeypatch):

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
 
 from callbroker.core.money import format_money
 from callbroker.network import models as m
@@ -82,7 +83,8 @@ class Command(BaseCommand):
         password = given or DEFAULT_ADMIN_PASSWORD
         users.objects.create_superuser(ADMIN_USERNAME, email="", password=password)
         shown = f"the value of {PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else password
-        self.stdout.write(f"Created the admin user: {ADMIN_USERNAME} / {shown}  (sign in at /admin/)")
+        # By name: under the path of CALLBROKER_PUBLIC_URL (/cb/admin/, the command's script prefix) when it has one.
+        self.stdout.write(f"Created the admin user: {ADMIN_USERNAME} / {shown}  (sign in at {reverse('admin:index')})")
 
     def describe(self) -> None:
         self.stdout.write("")
