@@ -248,16 +248,61 @@ def telnyx_public_keys_from_env(raw: str) -> tuple[bytes, ...]:
 #: webhook signed by Telnyx is refused (403, the log says to set it).
 TELNYX_PUBLIC_KEYS = telnyx_public_keys_from_env(env_str("TELNYX_PUBLIC_KEY", ""))
 
+#: A carrier account as ``TWILIO_ACCOUNT_TOKENS`` names it: Twilio's "AC" + 32 hex, or a SignalWire project's UUID.
+ACCOUNT_SHAPE = re.compile(r"AC[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[str, ...]]:
+    """``TWILIO_ACCOUNT_TOKENS`` checked: ``ACCOUNT:TOKEN`` entries, comma separated, each account once; an
+    account's tokens during a rotation as ``ACCOUNT:NEW|OLD``.
+
+    Each account's webhooks are then verified with its own tokens only, so that one account's token can't
+    sign a webhook naming another (``twilio.signature_refused``). An entry that can be no account and token
+    would refuse that account's every call with 403, a log line per call the only sign: it stops the
+    server at start in one line naming the variable and the entry (its account; a token is never shown)."""
+    accounts: dict[str, tuple[str, ...]] = {}
+    for number, entry in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not entry:
+            continue
+        account, colon, tokens_text = (part.strip() for part in entry.partition(":"))
+        tokens = tuple(t.strip() for t in tokens_text.split("|"))
+        where = f"TWILIO_ACCOUNT_TOKENS: entry {number}"
+        if not colon:
+            raise ImproperlyConfigured(f"{where} has no ':' between the account and its token "
+                                       "(give ACCOUNT_SID:AUTH_TOKEN, comma separated)")
+        if not ACCOUNT_SHAPE.fullmatch(account):
+            raise ImproperlyConfigured(f"{where}: {account[:40]!r} is no account SID (Twilio: AC and 32 hex "
+                                       "characters; SignalWire: the project's ID, a UUID)")
+        if not all(tokens):
+            raise ImproperlyConfigured(f"{where} ({account}) has an empty token")
+        if account in accounts:
+            raise ImproperlyConfigured(f"{where} ({account}): the account is named twice; give its tokens "
+                                       f"once, as {account}:NEW|OLD during a rotation")
+        if production and TEMPLATE_PLACEHOLDER in tokens:
+            raise ImproperlyConfigured(f"{where} ({account}): the token is still deploy/env.example's "
+                                       "'change-me': anyone could sign webhooks with it; set the account's token")
+        if production and DEMO_AUTH_TOKEN in tokens:
+            raise ImproperlyConfigured(f"{where} ({account}): the token is the demo's public token; set the "
+                                       "account's own when CALLBROKER_ENV=production")
+        accounts[account] = tokens
+    return accounts
+
+
+#: Each carrier account's tokens (``{account SID: (token, …)}``), from ``TWILIO_ACCOUNT_TOKENS``
+#: (``AC…:token,AC…:token``). Set, a webhook signed as Twilio signs (Twilio, SignalWire) is verified with the
+#: tokens of the ``AccountSid`` it names, and refused when that account is none of these; ``TWILIO_AUTH_TOKEN``
+#: and ``TWILIO_AUTH_TOKENS_EXTRA`` are then not used (each of their tokens must be one of these). Empty: the
+#: flat tokens below verify every webhook, whatever account it names.
+TWILIO_ACCOUNT_TOKENS = account_tokens_from_env(env_str("TWILIO_ACCOUNT_TOKENS", ""), production=PRODUCTION)
+
 #: Auth token of the carrier account (Twilio) used to verify X-Twilio-Signature.
 #: The embedded default is for the demo only; production refuses to start without a real one.
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
-if not TWILIO_AUTH_TOKEN:
-    if PRODUCTION:
-        raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
-    TWILIO_AUTH_TOKEN = DEMO_AUTH_TOKEN
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
                             if t.strip()]
+if PRODUCTION and not TWILIO_AUTH_TOKEN:
+    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
 if PRODUCTION and TEMPLATE_PLACEHOLDER in (TWILIO_AUTH_TOKEN.strip(), *TWILIO_AUTH_TOKENS_EXTRA):
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's "
                                "'change-me': anyone could sign webhooks with it; set the carrier account's token")
@@ -265,6 +310,21 @@ if PRODUCTION and DEMO_AUTH_TOKEN in (TWILIO_AUTH_TOKEN, *TWILIO_AUTH_TOKENS_EXT
     # It is in the source and printed by ``make run``: anyone could sign webhooks with it.
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is the demo's public token; "
                                "set the carrier account's own when CALLBROKER_ENV=production")
+if TWILIO_ACCOUNT_TOKENS:
+    # The per-account tokens win; a flat token of no account named there would be quietly unused: every
+    # webhook it signs refused. One that is an account's token too (kept while moving over) is harmless.
+    _known_tokens = {token for tokens in TWILIO_ACCOUNT_TOKENS.values() for token in tokens}
+    _unused = [name for name, tokens in (("TWILIO_AUTH_TOKEN", [TWILIO_AUTH_TOKEN]),
+                                         ("TWILIO_AUTH_TOKENS_EXTRA", TWILIO_AUTH_TOKENS_EXTRA))
+               if any(token and token not in _known_tokens for token in tokens)]
+    if _unused:
+        raise ImproperlyConfigured(
+            f"{' and '.join(_unused)} {'hold' if len(_unused) > 1 else 'holds'} a token that is no account's of "
+            "TWILIO_ACCOUNT_TOKENS, which alone "
+            "verifies webhooks signed as Twilio signs when it is set: add the token to its account there "
+            f"(AC…:token), or empty {' and '.join(_unused)}")
+if not TWILIO_AUTH_TOKEN and not PRODUCTION:
+    TWILIO_AUTH_TOKEN = DEMO_AUTH_TOKEN
 
 if PRODUCTION and not PUBLIC_URL:
     # Taken, every webhook behind the TLS proxy was refused (403: the carrier signs the https URL, the node
@@ -277,6 +337,19 @@ if PRODUCTION and not PUBLIC_URL:
 #: (subaccounts, a SignalWire project): a webhook of any other account is refused with 403 even when its
 #: signature verifies (``twilio.account_accepted``). Empty: ``AccountSid`` is not checked.
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "").strip()
+if TWILIO_ACCOUNT_TOKENS and TWILIO_ACCOUNT_SID:
+    # Both name the accounts taken: they must agree. A Telnyx account (a UUID, verified by its key) may be
+    # named in TWILIO_ACCOUNT_SID alone; a Twilio account (AC…) there without its token could never verify.
+    _pinned = {sid.strip() for sid in TWILIO_ACCOUNT_SID.split(",") if sid.strip()}
+    _contradictions = [f"{sid} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would "
+                       "all be refused)" for sid in TWILIO_ACCOUNT_TOKENS if sid not in _pinned]
+    _contradictions += [f"{sid} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its webhooks "
+                        "would all be refused)" for sid in sorted(_pinned) if sid.startswith("AC")
+                        and sid not in TWILIO_ACCOUNT_TOKENS]
+    if _contradictions:
+        raise ImproperlyConfigured("TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: "
+                                   + "; ".join(_contradictions[:3])
+                                   + " (leave TWILIO_ACCOUNT_SID empty: TWILIO_ACCOUNT_TOKENS checks the account)")
 
 #: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
 #: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by

@@ -208,6 +208,7 @@ def test_every_named_volume_is_declared(compose, services):
 
 def test_every_interpolated_variable_is_in_the_dot_env_template_of_the_docs(deploy_doc):
     names = set(INTERPOLATION.findall((DEPLOY / "docker-compose.yml").read_text()))
-    assert names >= {"CALLBROKER_DOMAIN", "POSTGRES_PASSWORD", "CALLBROKER_SECRET_KEY", "TWILIO_AUTH_TOKEN"}
+    assert names >= {"CALLBROKER_DOMAIN", "POSTGRES_PASSWORD", "CALLBROKER_SECRET_KEY", "TWILIO_AUTH_TOKEN",
+                     "TWILIO_ACCOUNT_TOKENS"}
     for name in sorted(names):
         assert re.search(rf"^\s*{name}=", deploy_doc, re.MULTILINE), f"{name}: not in the docs' deploy/.env"

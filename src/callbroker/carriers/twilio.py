@@ -34,6 +34,7 @@ from callbroker.calls.events import (
     StatusUpdate,
     parse_seconds,
 )
+from callbroker.ops.logging import clean_sid
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _validators() -> tuple[RequestValidator, ...]:
     return _validators_for((settings.TWILIO_AUTH_TOKEN, *settings.TWILIO_AUTH_TOKENS_EXTRA))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=256)  # one entry per account of TWILIO_ACCOUNT_TOKENS, one for the flat tokens
 def _validators_for(tokens: tuple[str, ...]) -> tuple[RequestValidator, ...]:
     return tuple(RequestValidator(t) for t in tokens if t)
 
@@ -127,7 +128,8 @@ def signature_refused(request: HttpRequest, params: Mapping[str, str],
     A request carrying ``telnyx-signature-ed25519`` is Telnyx's, checked by :func:`telnyx_refused`; any other,
     ``X-Twilio-Signature`` (or SignalWire's header) valid for this URL and parameters (``repeated``: every
     value of the names given more than once, ``form.every_value``). One header lookup is all the Twilio path
-    pays for Telnyx's."""
+    pays for Telnyx's. With ``TWILIO_ACCOUNT_TOKENS`` set, only the tokens of the ``AccountSid`` the webhook
+    names verify it: a token we accept can no longer sign for another of our accounts (or a stranger's)."""
     telnyx = request.META.get(TELNYX_SIGNATURE)
     if telnyx is not None:
         return telnyx_refused(request, telnyx)
@@ -139,17 +141,46 @@ def signature_refused(request: HttpRequest, params: Mapping[str, str],
     # Twilio signs a GET over the URL alone (its parameters are in the query string already).
     signed = {} if request.method != "POST" else SignedRepeatedParams(params, repeated) if repeated \
         else SignedParams(params)
+    per_account = settings.TWILIO_ACCOUNT_TOKENS
+    if per_account:
+        account = params.get("AccountSid", "")
+        tokens = per_account.get(account)
+        if tokens is None:
+            return f"AccountSid {clean_sid(account)!r} is not in TWILIO_ACCOUNT_TOKENS"
+        validators = _validators_for(tokens)
+    else:
+        validators = _validators()
     try:
-        # The URL as received first (one signature with the twilio package's own code); ``validate`` then
-        # tries it with and without the default port, as Twilio signs either way.
-        valid = any(compare(v.compute_signature(url, signed, algorithm), signature) for v in _validators()) \
-            or any(v.validate(url, signed, signature, algorithm) for v in _validators())
+        if _signed_by(validators, url, signed, signature, algorithm):
+            return ""
+        if per_account:
+            return _by_another_account(per_account, account, url, signed, signature, algorithm)
     except ValueError:  # a URL urllib refuses, e.g. "Host: 127.0.0.1:99999" (port out of range): not signed
         return INVALID
-    return "" if valid else INVALID
+    return INVALID
 
 
 INVALID = "missing or invalid signature"
+
+
+def _signed_by(validators: tuple[RequestValidator, ...], url: str, signed: Mapping[str, str], signature: str,
+               algorithm) -> bool:
+    """The URL as received first (one signature with the twilio package's own code); ``validate`` then tries
+    it with and without the default port, as Twilio signs either way."""
+    return any(compare(v.compute_signature(url, signed, algorithm), signature) for v in validators) \
+        or any(v.validate(url, signed, signature, algorithm) for v in validators)
+
+
+def _by_another_account(per_account: Mapping[str, tuple[str, ...]], account: str, url: str,
+                        signed: Mapping[str, str], signature: str, algorithm) -> str:
+    """Why a webhook naming ``account`` is refused: signed with another account's token (named, so that the
+    operator sees which of their accounts' numbers points here as the other), or with none of ours. Paid
+    only by a refused request (the refused requests' rate limit bounds it)."""
+    named = clean_sid(account)
+    for other, tokens in per_account.items():
+        if other != account and _signed_by(_validators_for(tokens), url, signed, signature, algorithm):
+            return f"AccountSid {named!r} but signed with the token of account {other!r} (TWILIO_ACCOUNT_TOKENS)"
+    return f"{INVALID} for AccountSid {named!r} (its tokens in TWILIO_ACCOUNT_TOKENS)"
 
 
 def telnyx_refused(request: HttpRequest, signature: str) -> str:

@@ -90,10 +90,11 @@ class Command(BaseCommand):
         plural = "" if workers == 1 else "s"
         self.stdout.write(f"Starting the server ({workers} worker{plural}, log in {log_path}) …")
         try:
-            # Its calls come from its own emulator under RUN_ACCOUNT_SID: an account pinned in the
-            # environment (TWILIO_ACCOUNT_SID) would refuse every one of them.
+            # Its calls come from its own emulator under RUN_ACCOUNT_SID, signed with TWILIO_AUTH_TOKEN: an
+            # account pinned in the environment (TWILIO_ACCOUNT_SID), or accounts with tokens of their own
+            # (TWILIO_ACCOUNT_TOKENS), would refuse every one of them.
             server = start_server(host, port, workers, log_path=log_path, own_session=True,
-                                  env={"TWILIO_ACCOUNT_SID": ""})
+                                  env={"TWILIO_ACCOUNT_SID": "", "TWILIO_ACCOUNT_TOKENS": ""})
         except RuntimeError as exc:  # the port taken, or the server exited: say so in one line
             raise CommandError(str(exc)) from None
         done = 0
