@@ -296,13 +296,17 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
 TWILIO_ACCOUNT_TOKENS = account_tokens_from_env(env_str("TWILIO_ACCOUNT_TOKENS", ""), production=PRODUCTION)
 
 #: Auth token of the carrier account (Twilio) used to verify X-Twilio-Signature.
-#: The embedded default is for the demo only; production refuses to start without a real one.
+#: The embedded default is for the demo only; in production, at least one way to verify webhooks must be
+#: set (this, ``TWILIO_ACCOUNT_TOKENS`` or ``TELNYX_PUBLIC_KEY``).
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
 #: Extra tokens (comma separated) accepted too, e.g. during a token rotation or for a SignalWire project.
 TWILIO_AUTH_TOKENS_EXTRA = [t.strip() for t in env_str("TWILIO_AUTH_TOKENS_EXTRA", "").split(",")
                             if t.strip()]
-if PRODUCTION and not TWILIO_AUTH_TOKEN:
-    raise ImproperlyConfigured("TWILIO_AUTH_TOKEN must be set when CALLBROKER_ENV=production")
+if PRODUCTION and not (TWILIO_AUTH_TOKEN or TWILIO_AUTH_TOKENS_EXTRA or TWILIO_ACCOUNT_TOKENS or TELNYX_PUBLIC_KEYS):
+    raise ImproperlyConfigured(
+        "no way to verify carrier webhooks when CALLBROKER_ENV=production: set TWILIO_AUTH_TOKEN (Twilio, "
+        "SignalWire), TWILIO_ACCOUNT_TOKENS (each account's token: AC…:token,AC…:token) or TELNYX_PUBLIC_KEY "
+        "(Telnyx TeXML)")
 if PRODUCTION and TEMPLATE_PLACEHOLDER in (TWILIO_AUTH_TOKEN.strip(), *TWILIO_AUTH_TOKENS_EXTRA):
     raise ImproperlyConfigured("TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's "
                                "'change-me': anyone could sign webhooks with it; set the carrier account's token")

@@ -9,7 +9,9 @@ account (``TWILIO_ACCOUNT_SID``): a webhook naming A signed with B's token passe
 
 The setting is checked at start (a subprocess per case): malformed entries, empty tokens, an account
 named twice, ``change-me`` or the demo's token in production, and combinations with the flat settings
-that contradict it, each stop every command in one line naming the variable.
+that contradict it, each stop every command in one line naming the variable; production starts with any
+one way to verify webhooks (a flat token, per-account tokens, or only ``TELNYX_PUBLIC_KEY``) and refuses
+none, where it required ``TWILIO_AUTH_TOKEN`` whatever else was set.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def test_the_fallback_url_leaves_no_trace_of_a_webhook_signed_for_another_accoun
 # --------------------------------------------------------------------------- at start
 
 PRODUCTION = {"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50}
+TELNYX_KEY = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="  # any 32 bytes, base64
 
 
 def start(variables: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -129,6 +132,8 @@ def start(variables: dict[str, str], tmp_path: Path) -> subprocess.CompletedProc
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN}", "TWILIO_ACCOUNT_SID": B},
      f"TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: {A} is in TWILIO_ACCOUNT_TOKENS but not in "
      f"TWILIO_ACCOUNT_SID"),
+    # formerly "TWILIO_AUTH_TOKEN must be set", even with another way to verify webhooks
+    (PRODUCTION, "no way to verify carrier webhooks when CALLBROKER_ENV=production: set TWILIO_AUTH_TOKEN"),
 ])
 def test_a_setting_that_cant_verify_what_it_says_stops_the_start_naming_it(tmp_path, variables, named):
     result = start(variables, tmp_path)
@@ -138,12 +143,14 @@ def test_a_setting_that_cant_verify_what_it_says_stops_the_start_naming_it(tmp_p
 
 
 @pytest.mark.parametrize(("variables", "accounts"), [
+    ({**PRODUCTION, "TELNYX_PUBLIC_KEY": TELNYX_KEY}, []),  # Telnyx only: formerly refused for no TWILIO_AUTH_TOKEN
+    ({**PRODUCTION, "TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN}"}, [(A, (A_TOKEN,))]),
     # moving over: the flat token kept is one of the accounts'; a Telnyx account (a UUID) in TWILIO_ACCOUNT_SID
     ({**PRODUCTION, "TWILIO_ACCOUNT_TOKENS": f" {A}:{A_TOKEN}|{A_NEXT} ,{PROJECT}:{PROJECT_KEY},",
       "TWILIO_AUTH_TOKEN": A_TOKEN, "TWILIO_ACCOUNT_SID": f"{A},{PROJECT},6a09cdc3-8948-47f0-aa62-74ac943d6c58"},
      [(PROJECT, (PROJECT_KEY,)), (A, (A_TOKEN, A_NEXT))]),
 ])
-def test_production_starts_with_accounts_and_flat_settings_that_agree(tmp_path, variables, accounts):
+def test_production_starts_with_any_one_way_to_verify_webhooks(tmp_path, variables, accounts):
     result = start(variables, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(accounts)

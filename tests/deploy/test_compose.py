@@ -78,10 +78,19 @@ def test_database_password_is_the_one_postgres_is_created_with(services):
         assert parsed.path.lstrip("/") == postgres_env["POSTGRES_DB"]
 
 
-@pytest.mark.parametrize("variable", ["CALLBROKER_SECRET_KEY", "TWILIO_AUTH_TOKEN"])
+@pytest.mark.parametrize("variable", ["CALLBROKER_SECRET_KEY"])
 def test_secrets_are_required_interpolations_not_literals(services, variable):
     for node in APP_NODES:
         assert re.fullmatch(r"\$\{%s:\?[^}]+\}" % variable, environment_of(services[node])[variable])
+
+
+@pytest.mark.parametrize("node", APP_NODES)
+def test_each_way_to_verify_webhooks_is_passed_through_and_none_is_required_alone(services, node):
+    """The app requires one of them at least (settings.py); compose required TWILIO_AUTH_TOKEN until
+    2026-12-08, refusing a Telnyx-only (or per-account) installation that the app would take."""
+    environment = environment_of(services[node])
+    ways = ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_TOKENS", "TELNYX_PUBLIC_KEY")
+    assert {name: environment.get(name) for name in ways} == {name: "${%s:-}" % name for name in ways}
 
 
 @pytest.mark.parametrize("node", APP_NODES)
