@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
@@ -24,6 +24,10 @@ def parse_seconds(raw: str) -> int:
     return value
 
 
+#: The carriers a call can come from (``Call.carrier``): who signed its inbound webhook.
+CARRIERS = frozenset({"twilio", "signalwire", "telnyx"})
+
+
 @dataclass(frozen=True, slots=True)
 class InboundCall:
     call_sid: str
@@ -34,6 +38,27 @@ class InboundCall:
     from_state: str = ""
     from_city: str = ""
     stir_verstat: str = ""
+    #: Who signed the webhook (``CARRIERS``). Kept out of :func:`inbound_fields` (the spool's and
+    #: ``KeptStatus``'s ``inbound``): the previous release builds ``InboundCall(**inbound)`` and would fail on
+    #: a key it doesn't know during a rolling upgrade or after a rollback. The spool keeps it beside (``carrier``).
+    carrier: str = "twilio"
+
+
+def inbound_fields(inbound: InboundCall) -> dict:
+    """The call as the carrier described it, as the spool and ``KeptStatus`` store it: every field but the
+    carrier, which a record keeps beside (``carrier``), so that any release reads it back."""
+    fields = asdict(inbound)
+    del fields["carrier"]
+    return fields
+
+
+def inbound_of(record: dict) -> InboundCall:
+    """The ``InboundCall`` a spooled record describes: its ``inbound`` and, beside it, its ``carrier``. A record
+    spooled by a release before 2026-12-08 names none: every call was read as Twilio's then."""
+    fields = dict(record["inbound"])
+    carrier = record.get("carrier") or fields.pop("carrier", None)  # in ``inbound``: a description made whole
+    fields.pop("carrier", None)
+    return InboundCall(**fields, carrier=carrier if carrier in CARRIERS else "twilio")
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ from redis.exceptions import RedisError
 from callbroker import db
 from callbroker.calls import degraded, services, spool
 from callbroker.calls.choices import AttemptResult, CallStage
-from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate
+from callbroker.calls.events import DialOutcome, InboundCall, RecordingUpdate, StatusUpdate, inbound_of
 from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
 from callbroker.network import cap_counts
 from callbroker.network.snapshot import cached_snapshot, current_snapshot
@@ -413,7 +413,7 @@ def _record_status_only(call_sid: str, events: list[dict], when: str) -> bool:
     final = _final_status_alone(events)
     if final is None:
         return False
-    recorded = _record_status_only_call(call_sid, InboundCall(**final["inbound"]), StatusUpdate(**final["update"]),
+    recorded = _record_status_only_call(call_sid, inbound_of(final), StatusUpdate(**final["update"]),
                                         final["params"], dt.datetime.fromisoformat(final["received_at"]))
     if recorded:
         log.warning("call %s: no node recorded the call %s (its inbound webhook was never handled); recorded "
@@ -728,7 +728,7 @@ def _apply_routing(call_sid: str, record: dict, at: dt.datetime, snap) -> None:
         _late_for_status_only(call_sid, record)
         return
     if call is None:
-        call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
+        call, _campaign = services.new_call(inbound_of(record), snap, at)
     judge = _ivr_answer(call, record, snap)
     if record.get("caller_gone"):
         _save(call)  # the answer, as the live endpoint records it; nothing was dialled
@@ -762,7 +762,7 @@ def _apply_carrier_fallback(call_sid: str, record: dict, at: dt.datetime, snap) 
     Fallback URL, on this node or another) has the same dedupe key and is skipped before this."""
     call = Call.objects.filter(call_sid=call_sid).first()
     if call is None:
-        call, _campaign = services.new_call(InboundCall(**record["inbound"]), snap, at)
+        call, _campaign = services.new_call(inbound_of(record), snap, at)
         call.ring_position = 0
     services.carrier_fallback_answered(call, at)
 

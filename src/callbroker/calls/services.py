@@ -36,6 +36,7 @@ from callbroker.calls.events import (
     InboundCall,
     RecordingUpdate,
     StatusUpdate,
+    inbound_fields,
     parse_seconds,
 )
 from callbroker.calls.models import Call, CallAttempt, CallEvent, KeptStatus
@@ -279,6 +280,7 @@ def new_call(inbound: InboundCall, snap: NetworkSnapshot, now: dt.datetime) -> t
         caller_number=caller_e164 or "",
         caller_status=caller_status,
         stir_verstat=inbound.stir_verstat[:40],
+        carrier=inbound.carrier,
         caller_state=carrier_state(inbound.from_state),
         caller_city=inbound.from_city[:100],
         started_at=now,
@@ -858,7 +860,7 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             if inbound is not None:
                 # In this webhook's transaction, with its event. A second final status of the call (none
                 # should come) leaves the first one's row.
-                kept = KeptStatus(call_sid=call_sid, inbound=dataclasses.asdict(inbound), received_at=now)
+                kept = KeptStatus(call_sid=call_sid, inbound=inbound_fields(inbound), received_at=now)
                 KeptStatus.objects.bulk_create([kept], ignore_conflicts=True)
             return ()
         raise UnknownCall(call_sid)

@@ -310,7 +310,17 @@ def call_sid(params: Mapping[str, str]) -> str:
     return sid
 
 
-def inbound_call(params: Mapping[str, str]) -> InboundCall:
+def signed_by(request: HttpRequest) -> str:
+    """The carrier whose signature the webhook carries (``events.CARRIERS``), read once it verified: Telnyx's
+    Ed25519 header, else SignalWire's (which sends Twilio's header beside its own), else Twilio. Two header
+    lookups, no query: what ``Call.carrier`` records."""
+    meta = request.META
+    if TELNYX_SIGNATURE in meta:
+        return "telnyx"
+    return "signalwire" if meta.get("HTTP_X_SIGNALWIRE_SIGNATURE") else "twilio"
+
+
+def inbound_call(params: Mapping[str, str], carrier: str = "twilio") -> InboundCall:
     return InboundCall(
         call_sid=call_sid(params),
         account_sid=params.get("AccountSid", "")[:64],
@@ -320,6 +330,7 @@ def inbound_call(params: Mapping[str, str]) -> InboundCall:
         from_state=params.get("FromState", "") or params.get("CallerState", ""),
         from_city=params.get("FromCity", "") or params.get("CallerCity", ""),
         stir_verstat=params.get("StirVerstat", "") or _telnyx_verstat(params),
+        carrier=carrier,
     )
 
 

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from callbroker import checkpoints
 from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
-from callbroker.calls.events import EventIn, InboundCall
+from callbroker.calls.events import EventIn, InboundCall, inbound_fields
 from callbroker.carriers import form, twilio
 from callbroker.ops.limits import client_address, current_limits
 from callbroker.ops.logging import clean_sid
@@ -135,7 +135,9 @@ def _degrade(request: HttpRequest, params: dict[str, str], kind: str, handler: D
         return _safe(request, params)
     sid = params.get("CallSid", "")[:64]
     if sid:
-        spool.append(sid, {"kind": kind, "params": params, "query": request.GET.dict(), "answer": body, **facts})
+        # ``carrier`` beside ``inbound``: who signed, for the call the replay may record (``events.inbound_of``).
+        spool.append(sid, {"kind": kind, "params": params, "query": request.GET.dict(), "answer": body,
+                           "carrier": twilio.signed_by(request), **facts})
         replay.replay_now(sid)  # when only Redis failed: in the database before the carrier's next webhook
     return body
 
@@ -175,9 +177,9 @@ def _int_query(request: HttpRequest, name: str, low: int = 1, high: int = 2**31 
 
 def _degraded_inbound(request: HttpRequest, params: dict[str, str]):
     """The inbound webhook routed from memory; ``inbound`` is the call as the carrier describes it."""
-    inbound = twilio.inbound_call(params)
+    inbound = twilio.inbound_call(params, twilio.signed_by(request))
     steps, facts = degraded_mode.voice(inbound)
-    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+    return steps, {**facts, "inbound": inbound_fields(inbound)}
 
 
 def _degraded_ivr_zip(request: HttpRequest, params: dict[str, str]):
@@ -189,7 +191,7 @@ def _degraded_ivr_zip(request: HttpRequest, params: dict[str, str]):
         steps, facts = degraded_mode.caller_gone()
     else:
         steps, facts = degraded_mode.voice(inbound, typed_zip=params.get("Digits", "")[:16])
-    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+    return steps, {**facts, "inbound": inbound_fields(inbound)}
 
 
 def _degraded_ivr_category(request: HttpRequest, params: dict[str, str]):
@@ -203,7 +205,7 @@ def _degraded_ivr_category(request: HttpRequest, params: dict[str, str]):
     else:
         steps, facts = degraded_mode.voice(inbound, typed_zip=request.GET.get("zip", "")[:5] or None,
                                            after_question=True)
-    return steps, {**facts, "inbound": dataclasses.asdict(inbound)}
+    return steps, {**facts, "inbound": inbound_fields(inbound)}
 
 
 def _degraded_dial(request: HttpRequest, params: dict[str, str]):
@@ -243,7 +245,7 @@ def _degraded_status(request: HttpRequest, params: dict[str, str]):
     facts = {**facts, "update": dataclasses.asdict(update)}
     inbound = _described(params) if update.terminal else None
     if inbound is not None:  # else (no To) the status is spooled all the same, and waits as before
-        facts["inbound"] = dataclasses.asdict(inbound)
+        facts["inbound"] = inbound_fields(inbound)
     return steps, facts
 
 
@@ -264,7 +266,7 @@ def _degraded_voicemail(request: HttpRequest, params: dict[str, str]):
 
 @webhook(kind="voice", degraded=_degraded_inbound)
 def voice(request: HttpRequest, params: dict[str, str]) -> str:
-    inbound = twilio.inbound_call(params)
+    inbound = twilio.inbound_call(params, twilio.signed_by(request))
     return _once(request, params, "voice", "voice", lambda commit: commit(),
                  prepare=lambda version: services.prepare_call(inbound, network_version=version))
 
@@ -430,5 +432,5 @@ def _leave_trace(request: HttpRequest, params: dict[str, str], body: str) -> Non
         return
     spool.append(inbound.call_sid, {
         "kind": "fallback", "params": params, "query": request.GET.dict(), "answer": body,
-        "inbound": dataclasses.asdict(inbound),
+        "inbound": inbound_fields(inbound), "carrier": twilio.signed_by(request),
         "error_code": params.get("ErrorCode", "")[:10], "error_url": params.get("ErrorUrl", "")[:200]})

@@ -23,7 +23,6 @@ the list (``calls/0011`` reversed drops the table with them). It also names the 
 admin (``KeptStatus``'s ``verbose_name_plural``: Django's state only).
 """
 
-import dataclasses
 
 from django.db import migrations
 from django.db.models import Exists, Max, Min, OuterRef
@@ -35,7 +34,7 @@ BATCH = 10_000
 def put_on_the_list(apps, schema_editor):
     # The status webhook's own reading, not a copy: a row must be what the webhook puts on the list
     # (``InboundCall``'s fields), which the sweep reads back with the code that runs it.
-    from callbroker.calls.events import TERMINAL_STATUSES
+    from callbroker.calls.events import TERMINAL_STATUSES, inbound_fields
     from callbroker.carriers.twilio import MalformedWebhook, inbound_call
 
     db = schema_editor.connection.alias
@@ -61,7 +60,7 @@ def put_on_the_list(apps, schema_editor):
                 inbound = inbound_call({key: str(value) for key, value in params.items()})
             except MalformedWebhook:  # no To (or no CallSid as a carrier writes it): nothing to record
                 continue
-            found[call_sid] = KeptStatus(call_sid=call_sid, inbound=dataclasses.asdict(inbound),
+            found[call_sid] = KeptStatus(call_sid=call_sid, inbound=inbound_fields(inbound),
                                          received_at=received_at)
         if found:
             KeptStatus.objects.using(db).bulk_create(found.values(), ignore_conflicts=True)
