@@ -101,7 +101,8 @@ def test_the_fallback_url_leaves_no_trace_of_a_webhook_signed_for_another_accoun
 
 # --------------------------------------------------------------------------- at start
 
-PRODUCTION = {"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50}
+PRODUCTION = {"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50,
+              "CALLBROKER_PUBLIC_URL": "https://callbroker.example.com"}
 TELNYX_KEY = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="  # any 32 bytes, base64
 
 

@@ -1132,11 +1132,9 @@ def bench_nodes(nodes: int, calls: int, concurrency: int, workers: int) -> dict:
         base_dir = Path(tempfile.mkdtemp(prefix="callbroker-bench-nodes-"))
         env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": redis_server.url, "CALLBROKER_ENV": "production",
                "CALLBROKER_SECRET_KEY": uuid.uuid4().hex, "TWILIO_AUTH_TOKEN": TOKEN,
-               "TWILIO_ACCOUNT_SID": "", "CALLBROKER_LOG_LEVEL": "ERROR",
+               "TWILIO_ACCOUNT_SID": "", "TWILIO_ACCOUNT_TOKENS": "", "CALLBROKER_LOG_LEVEL": "ERROR",
                "CALLBROKER_DATA_DIR": str(base_dir / "cli"),
                "CALLBROKER_PUBLIC_URL": "http://127.0.0.1"}  # the commands' (production needs one): no webhooks
-               "TWILIO_ACCOUNT_SID": "", "TWILIO_ACCOUNT_TOKENS": "", "CALLBROKER_LOG_LEVEL": "ERROR",
-               "CALLBROKER_DATA_DIR": str(base_dir / "cli")}
         cli = [sys.executable, "-m", "callbroker.cli"]
         subprocess.run([*cli, "migrate", "--verbosity", "0"], env=env, check=True)
         subprocess.run([*cli, "network", "load", str(DEMO)], env=env, check=True, stdout=subprocess.DEVNULL)
