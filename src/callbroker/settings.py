@@ -139,6 +139,10 @@ if PRODUCTION and SECRET_KEY.strip() == TEMPLATE_PLACEHOLDER:
     raise ImproperlyConfigured("CALLBROKER_SECRET_KEY is still deploy/env.example's 'change-me'; set 50 random "
                                "characters: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
 
+#: Keys ``CALLBROKER_SECRET_KEY`` held before a rotation (comma separated), still taken, not used to sign: the
+#: callback URLs of calls in flight (``twilio.callback_query_refused``) and sessions signed with one verify.
+SECRET_KEY_FALLBACKS = [k.strip() for k in env_str("CALLBROKER_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+
 ALLOWED_HOSTS = [h.strip() for h in env_str("CALLBROKER_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 
 

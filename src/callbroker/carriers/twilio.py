@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -132,7 +134,7 @@ def signature_refused(request: HttpRequest, params: Mapping[str, str],
     names verify it: a token we accept can no longer sign for another of our accounts (or a stranger's)."""
     telnyx = request.META.get(TELNYX_SIGNATURE)
     if telnyx is not None:
-        return telnyx_refused(request, telnyx)
+        return telnyx_refused(request, telnyx) or callback_query_refused(request)
     signature = next((request.META[h] for h in SIGNATURE_HEADERS if request.META.get(h)), "")
     if not signature:
         return INVALID
@@ -219,6 +221,71 @@ def telnyx_refused(request: HttpRequest, signature: str) -> str:
         return (f"stale Telnyx signature: telnyx-timestamp is {abs(off)} s {'behind' if off < 0 else 'ahead of'} "
                 f"our clock (tolerance {TELNYX_TOLERANCE_S} s)")
     return ""
+
+
+#: The parameter of our own callback URLs that signs the others (:func:`callback_query_refused`).
+CALLBACK_MAC = "sig"
+#: The names our views (and the spool's replay) read from a callback URL's query string: the TwiML puts them
+#: there (``_render``). A Telnyx request whose query names one must carry a valid :data:`CALLBACK_MAC`.
+READ_FROM_URL = frozenset({"seq", "c", "t", "ring", "v", "attempt", "zip"})
+_MAC_MARK = f"&{CALLBACK_MAC}="  # where _signed_url puts it: last
+
+
+def callback_query_refused(request: HttpRequest) -> str:
+    """Why the query string of a request signed as Telnyx signs is refused, for the log; "" when it is ours.
+
+    Telnyx signs ``timestamp|body``, never the URL: the parameters of our callback URLs (``dial?seq=N&c=…``,
+    ``ivr/zip?attempt=N``, ``ivr/category?zip=…``, ``whisper?c=…&v=…``) were signed by nothing, and one captured
+    Telnyx request could be replayed for 300 s with another seq, ZIP or attempt, and taken. Our TwiML signs
+    them (:func:`_signed_url`); a query naming none of :data:`READ_FROM_URL` (the number's Voice URL, say)
+    has nothing we read, and needs no MAC. A URL built by the previous release has none: refused, since a MAC
+    that may be left out would protect nothing. Twilio and SignalWire sign the URL itself: not checked there."""
+    raw = request.META.get("QUERY_STRING", "")
+    if not raw:
+        return ""
+    keys = _callback_keys()
+    signed_part, mark, mac = raw.rpartition(_MAC_MARK)
+    if mark and any(hmac.compare_digest(callback_mac(key, request.path_info, signed_part), mac) for key in keys):
+        return ""  # the URL as our TwiML wrote it, byte for byte: one HMAC, nothing parsed
+    # Else parsed: a query re-encoded on the way (its values the same) is taken, anything else refused, and why.
+    pairs = parse_qsl(raw, keep_blank_values=True)
+    signed = [(name, value) for name, value in pairs if name != CALLBACK_MAC]
+    if not any(name in READ_FROM_URL for name, _value in signed):
+        return ""
+    macs = [value for name, value in pairs if name == CALLBACK_MAC]
+    if len(macs) != 1:
+        return (f"Telnyx signature, and the callback URL's parameters ({', '.join(sorted({n for n, _ in signed}))}) "
+                f"{'without' if not macs else 'with more than one'} {CALLBACK_MAC}= (Telnyx doesn't sign the URL: "
+                "ours signs its parameters, and a URL built before 2026-12-08 has no such signature)")
+    query = urlencode(signed)
+    if not any(hmac.compare_digest(callback_mac(key, request.path_info, query), macs[0])
+               for key in keys):
+        return (f"Telnyx signature, and the callback URL's {CALLBACK_MAC}= doesn't sign its parameters "
+                "(altered, or signed by a CALLBROKER_SECRET_KEY not in CALLBROKER_SECRET_KEY_FALLBACKS)")
+    return ""
+
+
+def callback_mac(key: bytes, path: str, query: str) -> str:
+    """The MAC of a callback URL's path and query: HMAC-SHA256 truncated to 16 bytes, base64url (22 characters)."""
+    digest = hmac.new(key, f"{path}?{query}".encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _callback_keys() -> tuple[bytes, ...]:
+    """The keys of :func:`callback_mac`: ``SECRET_KEY``'s (the one that signs) and ``SECRET_KEY_FALLBACKS``'."""
+    return _callback_keys_for(settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+
+
+@functools.lru_cache(maxsize=8)
+def _callback_keys_for(secret: str | bytes, fallbacks: tuple[str | bytes, ...]) -> tuple[bytes, ...]:
+    return tuple(_callback_key(k) for k in (secret, *fallbacks))
+
+
+@functools.lru_cache(maxsize=8)
+def _callback_key(secret: str | bytes) -> bytes:
+    """The key derived once per value, for this use alone (Django signs other things with SECRET_KEY)."""
+    return hashlib.sha256(b"callbroker callback URL\x00" + (secret if isinstance(secret, bytes) else secret.encode())
+                          ).digest()
 
 
 _now = time.time  # the clock the timestamps are compared with (a test's own)
@@ -403,16 +470,17 @@ def render(steps: Sequence[s.Step], base: str) -> str:
     The TwiML depends on nothing else (no CallSid in it: the carrier sends that with every callback),
     and a network answers the same few dozen ways all day, so answers are kept (``_render`` is cached).
     """
-    return _render(tuple(steps), base)
+    return _render(tuple(steps), base, _callback_key(settings.SECRET_KEY))
 
 
 @functools.lru_cache(maxsize=4096)
-def _render(steps: tuple[s.Step, ...], base: str) -> str:
+def _render(steps: tuple[s.Step, ...], base: str, key: bytes) -> str:
+    """``key`` signs the callback URLs' parameters (:func:`_signed_url`); in the cache's key, as a rotated
+    ``SECRET_KEY`` signs otherwise."""
     response = VoiceResponse()
 
     def url(name: str, **query: object) -> str:
-        path = f"{base}/carriers/twilio/{name}"
-        return f"{path}?{urlencode(query)}" if query else path
+        return _signed_url(base, f"/carriers/twilio/{name}", query, key)
 
     for step in steps:
         match step:
@@ -463,6 +531,15 @@ def _render(steps: tuple[s.Step, ...], base: str) -> str:
     # A character XML 1.0 can't hold (a control character pasted into a campaign's text) would make the
     # whole document unreadable to the carrier (error 12100): the caller would hear its canned error.
     return _NOT_XML.sub("", str(response))
+
+
+def _signed_url(base: str, path: str, query: Mapping[str, object], key: bytes) -> str:
+    """``base + path``, with its parameters and their MAC (:data:`CALLBACK_MAC`, :func:`callback_query_refused`)
+    last; a URL without parameters as it is."""
+    if not query:
+        return base + path
+    encoded = urlencode(query)
+    return f"{base}{path}?{encoded}&{CALLBACK_MAC}={callback_mac(key, path, encoded)}"
 
 
 #: Characters outside XML 1.0's ``Char`` production (the builder writes them as they are).
