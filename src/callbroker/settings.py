@@ -275,8 +275,11 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
             raise ImproperlyConfigured(f"{where} has no ':' between the account and its token "
                                        "(give ACCOUNT_SID:AUTH_TOKEN, comma separated)")
         if not ACCOUNT_SHAPE.fullmatch(account):
-            raise ImproperlyConfigured(f"{where}: {account[:40]!r} is no account SID (Twilio: AC and 32 hex "
-                                       "characters; SignalWire: the project's ID, a UUID)")
+            # Not shown: what stands before the ':' of an entry written the wrong way round is the token.
+            raise ImproperlyConfigured(f"{where}: what comes before its ':' ({len(account)} characters, not shown: "
+                                       "it may be a token) is no account SID (Twilio: AC and 32 hex characters; "
+                                       "SignalWire: the project's ID, a UUID); the account comes first, "
+                                       "ACCOUNT_SID:AUTH_TOKEN")
         if not all(tokens):
             raise ImproperlyConfigured(f"{where} ({account}) has an empty token")
         if account in accounts:

@@ -118,7 +118,9 @@ def start(variables: dict[str, str], tmp_path: Path) -> subprocess.CompletedProc
 
 @pytest.mark.parametrize(("variables", "named"), [
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}={A_TOKEN}"}, "TWILIO_ACCOUNT_TOKENS: entry 1 has no ':'"),
-    ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN},AC12:{B_TOKEN}"}, "TWILIO_ACCOUNT_TOKENS: entry 2: 'AC12' is no account SID"),
+    ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN},AC12:{B_TOKEN}"},
+     "TWILIO_ACCOUNT_TOKENS: entry 2: what comes before its ':' (4 characters, not shown: it may be a token) is no "
+     "account SID"),
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}: "}, f"TWILIO_ACCOUNT_TOKENS: entry 1 ({A}) has an empty token"),
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN}|"}, f"TWILIO_ACCOUNT_TOKENS: entry 1 ({A}) has an empty token"),
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN}, {A}:{A_NEXT}"},
@@ -141,6 +143,18 @@ def test_a_setting_that_cant_verify_what_it_says_stops_the_start_naming_it(tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0 and last.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr
     assert named in last
+
+
+def test_an_entry_written_token_first_stops_the_start_without_showing_the_token(tmp_path):
+    """Until 2026-12-08 the refusal quoted what stood before the ':' (up to 40 characters): in an entry written
+    the wrong way round, TOKEN:ACCOUNT, that is a Twilio auth token whole (32 characters), in the log of
+    every command and of the service manager."""
+    token = "0f" * 16  # an auth token's shape: 32 hex characters
+    result = start({"TWILIO_ACCOUNT_TOKENS": f"{token}:{A}"}, tmp_path)
+
+    assert result.returncode != 0
+    assert "TWILIO_ACCOUNT_TOKENS: entry 1: what comes before its ':' (32 characters" in result.stderr
+    assert token not in result.stderr and token[:8] not in result.stderr
 
 
 @pytest.mark.parametrize(("variables", "accounts"), [
