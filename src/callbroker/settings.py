@@ -280,6 +280,9 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
                                        "it may be a token) is no account SID (Twilio: AC and 32 hex characters; "
                                        "SignalWire: the project's ID, a UUID); the account comes first, "
                                        "ACCOUNT_SID:AUTH_TOKEN")
+        # As carriers send it (Twilio's "AC" + lower-case hex, SignalWire's UUID in lower case): the webhook's
+        # AccountSid is looked up as sent, so a SID copied in upper case would refuse its every webhook.
+        account = account.lower() if "-" in account else "AC" + account[2:].lower()
         if not all(tokens):
             raise ImproperlyConfigured(f"{where} ({account}) has an empty token")
         if account in accounts:

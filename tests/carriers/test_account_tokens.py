@@ -99,6 +99,25 @@ def test_the_fallback_url_leaves_no_trace_of_a_webhook_signed_for_another_accoun
     assert [e["kind"] for e in spool.read(spool.path_of(ours))] == ["fallback"]
 
 
+def test_an_account_written_in_upper_case_takes_its_webhooks(carrier):
+    """Carriers send their SIDs in lower case (Twilio's hex after AC, a SignalWire project's UUID). Until
+    2026-12-08 an account of TWILIO_ACCOUNT_TOKENS copied in upper case started, and every webhook of it was
+    refused with 403 (``AccountSid '…' is not in TWILIO_ACCOUNT_TOKENS``); it is now read as the carrier
+    sends it, and still verified with its own token only."""
+    from callbroker.settings import account_tokens_from_env
+
+    project = "AC" + PROJECT[2:]  # a UUID beginning with "ac", in upper case below: no Twilio SID for all that
+    carrier.TWILIO_ACCOUNT_TOKENS = account_tokens_from_env(
+        f"{A.upper()}:{A_TOKEN},{project.upper()}:{PROJECT_KEY}", production=False)
+    carrier.TWILIO_ACCOUNT_SID = ""
+
+    taken = [voice(8, A, A_TOKEN), voice(9, project.lower(), PROJECT_KEY)]
+    refused = [voice(10, A, PROJECT_KEY), voice(11, project.lower(), A_TOKEN)]
+
+    assert [r.status_code for r in taken + refused] == [200, 200, 403, 403]
+    assert sorted(Call.objects.values_list("account_sid", flat=True)) == sorted([A, project.lower()])
+
+
 # --------------------------------------------------------------------------- at start
 
 PRODUCTION = {"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50,
@@ -135,6 +154,8 @@ def start(variables: dict[str, str], tmp_path: Path) -> subprocess.CompletedProc
     ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN}", "TWILIO_ACCOUNT_SID": B},
      f"TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: {A} is in TWILIO_ACCOUNT_TOKENS but not in "
      f"TWILIO_ACCOUNT_SID"),
+    # the same account in two cases is the same account
+    ({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN},{A.upper()}:{A_NEXT}"}, f"entry 2 ({A}): the account is named twice"),
     # formerly "TWILIO_AUTH_TOKEN must be set", even with another way to verify webhooks
     (PRODUCTION, "no way to verify carrier webhooks when CALLBROKER_ENV=production: set TWILIO_AUTH_TOKEN"),
 ])
