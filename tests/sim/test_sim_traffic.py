@@ -457,6 +457,41 @@ def test_cli_sends_the_account_the_server_takes(server, monkeypatch):
     assert {seen.form["AccountSid"] for seen in server.requests} == set(accounts)  # every webhook of a call
 
 
+def test_cli_signs_with_the_accounts_token_of_twilio_account_tokens(server, monkeypatch):
+    """A server with TWILIO_ACCOUNT_TOKENS verifies each webhook with the token of the account it names only.
+    Until 2026-12-08 the emulator, in the same environment, signed with TWILIO_AUTH_TOKEN (else the demo's token)
+    and named its own account: every webhook refused 403, and the hint named TWILIO_AUTH_TOKEN. It now names
+    the account (--account-sid, TWILIO_ACCOUNT_SID's, else the first of TWILIO_ACCOUNT_TOKENS) and signs with
+    its token, the new one of a rotation; --token still wins."""
+    from twilio.request_validator import RequestValidator
+
+    a, b = "AC" + "a" * 32, "AC" + "b" * 32
+    server.routes["/carriers/twilio/voice"] = DIAL
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_TOKENS", f" {a.upper()}:token-of-a|old-of-a , {b}:token-of-b")
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 0
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001", "--account-sid", b]) == 0
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001", "--token", TOKEN]) == 0
+    voice = server.to("/carriers/twilio/voice")
+    assert [seen.form["AccountSid"] for seen in voice] == [a, b, a]
+    for seen, token in zip(voice, ("token-of-a", "token-of-b", TOKEN), strict=True):
+        assert seen.signature == RequestValidator(token).compute_signature(server.url + "/carriers/twilio/voice",
+                                                                           seen.form)
+
+
+def test_cli_says_a_403_came_with_the_accounts_token(server, monkeypatch, capsys):
+    server.routes["/carriers/twilio/voice"] = lambda seen: (403, "text/plain", "Forbidden: invalid signature")
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_TOKENS", "AC" + "a" * 32 + ":token-of-a")
+
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 1
+
+    err = capsys.readouterr().err
+    assert f"they were signed for {server.url} with {'AC' + 'a' * 32}'s token of TWILIO_ACCOUNT_TOKENS" in err
+    assert "(with TWILIO_ACCOUNT_TOKENS set, that account's token as --token)" in err and "token-of-a" not in err
+
+
 RECORDED_DIAL = ('<?xml version="1.0" encoding="UTF-8"?><Response><Dial action="/done" record="record-from-answer" '
                  'recordingStatusCallback="/rec"><Number>+15125550101</Number></Dial></Response>')
 STATUS = "/carriers/twilio/status"

@@ -82,13 +82,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None,
                         type=given("the auth token, or leave the option out for TWILIO_AUTH_TOKEN's (else "
                                    "the demo's)"),
-                        help="Twilio auth token (default: $TWILIO_AUTH_TOKEN, else the demo's token, as the server "
-                             "has it).")
+                        help="Twilio auth token (default: the account's in $TWILIO_ACCOUNT_TOKENS, else "
+                             "$TWILIO_AUTH_TOKEN, else the demo's token, as the server has it).")
     parser.add_argument("--account-sid", default=None,
                         type=given("the AccountSid to send, or leave the option out for "
                                    "TWILIO_ACCOUNT_SID's"),
                         help="AccountSid of the calls (default: the first of $TWILIO_ACCOUNT_SID, the "
-                             "account the server takes, else the emulator's own).")
+                             "account the server takes, else the first of $TWILIO_ACCOUNT_TOKENS, else the "
+                             "emulator's own).")
     parser.add_argument("--time-scale", type=at_least(0), default=0.0,
                         help="Real seconds per simulated second (default 0: no waiting).")
     parser.add_argument("--carrier", choices=("twilio", "telnyx"), default="twilio",
@@ -122,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
     if handler is None:
         print("callbroker sim: choose a command: traffic or call", file=sys.stderr)
         return 2
-    # The server's own rule (settings.py): TWILIO_AUTH_TOKEN, else the demo's token.
-    token = args.token or os.environ.get("TWILIO_AUTH_TOKEN") or DEMO_AUTH_TOKEN
+    # The server's own rule (settings.py): the account's token of TWILIO_ACCOUNT_TOKENS when that is set, else
+    # TWILIO_AUTH_TOKEN, else the demo's token.
+    token = args.token or _account_token(args) or os.environ.get("TWILIO_AUTH_TOKEN") or DEMO_AUTH_TOKEN
     args.telnyx_seed = None
     if getattr(args, "carrier", "twilio") == "telnyx":
         problem = _telnyx_seed(args)
@@ -162,16 +164,39 @@ def _carrier(args: argparse.Namespace, token: str, seed: int | None):
 
 
 def _account_sid(args: argparse.Namespace) -> str | None:
-    """``--account-sid``, else the first account of ``TWILIO_ACCOUNT_SID``: a server that checks the
-    AccountSid (settings.py) takes only its own account's webhooks, as it takes only its token's
-    signatures (playing Telnyx, its first that is not a Twilio SID, ``AC…``: Telnyx's are UUIDs). None: the
-    emulator's own."""
+    """``--account-sid``, else the first account of ``TWILIO_ACCOUNT_SID``, else the first of
+    ``TWILIO_ACCOUNT_TOKENS``: a server that checks the AccountSid (settings.py) takes only its own accounts'
+    webhooks, as it takes only its tokens' signatures (playing Telnyx, its first that is not a Twilio SID,
+    ``AC…``: Telnyx's are UUIDs). None: the emulator's own."""
     if args.account_sid:
         return args.account_sid
     pinned = [sid.strip() for sid in os.environ.get("TWILIO_ACCOUNT_SID", "").split(",") if sid.strip()]
     if getattr(args, "carrier", "twilio") == "telnyx":
         pinned = [sid for sid in pinned if not sid.startswith("AC")] + pinned
+    elif not pinned:
+        pinned = list(_account_tokens())
     return pinned[0] if pinned else None
+
+
+def _account_tokens() -> dict[str, str]:
+    """``TWILIO_ACCOUNT_TOKENS`` of the environment, each account (in lower case, as settings.py reads it)
+    with its first token (the new one of a rotation). Read leniently: the server refuses a malformed value at
+    start, and an entry skipped here only leaves the flat token to sign."""
+    accounts: dict[str, str] = {}
+    for entry in os.environ.get("TWILIO_ACCOUNT_TOKENS", "").split(","):
+        account, _colon, tokens = (part.strip() for part in entry.partition(":"))
+        token = tokens.split("|")[0].strip()
+        if account and token:
+            account = "AC" + account[2:].lower() if account.startswith("AC") and "-" not in account \
+                else account.lower()
+            accounts.setdefault(account, token)
+    return accounts
+
+
+def _account_token(args: argparse.Namespace) -> str:
+    """The token of the account the calls name (:func:`_account_sid`) in ``TWILIO_ACCOUNT_TOKENS``, or "": set,
+    that alone verifies the server's webhooks signed as Twilio signs, ``TWILIO_AUTH_TOKEN`` none of them."""
+    return _account_tokens().get(_account_sid(args) or "", "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,9 +396,12 @@ def _explain_refusals(args: argparse.Namespace, problems: list[str]) -> None:
               "('refused: …').", file=sys.stderr)
         return
     signed = args.public_url or args.url
-    token = "--token" if args.token else ("TWILIO_AUTH_TOKEN" if os.environ.get("TWILIO_AUTH_TOKEN")
+    account = _account_sid(args)
+    token = "--token" if args.token else (f"{account}'s token of TWILIO_ACCOUNT_TOKENS" if _account_token(args)
+                                          else "TWILIO_AUTH_TOKEN" if os.environ.get("TWILIO_AUTH_TOKEN")
                                           else "the demo's token")
     print(f"callbroker sim: the server refused webhooks with 403 (signature or AccountSid): they were signed "
           f"for {signed} with {token}. A server with CALLBROKER_PUBLIC_URL set checks against that URL: "
-          f"give it as --public-url; and its TWILIO_AUTH_TOKEN as --token, its account as --account-sid. "
+          f"give it as --public-url; and its TWILIO_AUTH_TOKEN as --token, its account as --account-sid "
+          f"(with TWILIO_ACCOUNT_TOKENS set, that account's token as --token). "
           f"Its log says which ('refused: …').", file=sys.stderr)
