@@ -10,6 +10,7 @@ reads back (``InboundCall(**inbound)``), the carrier beside it. Until 2026-12-08
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from django.db import OperationalError
 from django.test import Client
 
 from callbroker.calls import replay, services, spool
-from callbroker.calls.models import Call
+from callbroker.calls.models import Call, KeptStatus
 from callbroker.carriers import twilio
 from callbroker.network.loader import load_network
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
@@ -108,3 +109,20 @@ def test_a_call_spooled_in_an_outage_keeps_its_carrier_through_the_replay(carrie
     assert all(set(record["inbound"]) == PREVIOUS_INBOUND for record in spooled)
     assert replay.replay_ready().errors == []
     assert carriers() == {**{SIDS[by]: by for by in SIDS}, trace: "telnyx"}
+
+
+def test_a_call_kept_from_its_final_status_alone_keeps_its_carrier(carrier):
+    """A final status that came before its call was recorded is kept (``KeptStatus``); when the inbound
+    webhook never comes, the sweep records the call from it. Until 2026-12-08 such a call said ``twilio``
+    whoever signed (the spooled path said who); a row kept by the previous release (no carrier) reads as
+    Twilio's, and ``inbound`` keeps the previous release's keys."""
+    kept = {"twilio": "CA" + "7" * 32, "signalwire": "3c1d4b5f-6a71-4829-9bac-1d2e3f4a5b6c",
+            "telnyx": "v3:telnyx-call-00000007"}
+    for by, sid in kept.items():
+        post(by, "/carriers/twilio/status", sid, CallStatus="completed", CallDuration="5")
+    KeptStatus.objects.filter(call_sid=kept["twilio"]).update(carrier=None)  # as the previous release keeps it
+
+    assert all(set(row) == PREVIOUS_INBOUND for row in KeptStatus.objects.values_list("inbound", flat=True))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert sorted(replay.record_kept_statuses(now=later)) == sorted(kept.values())
+    assert carriers() == {sid: by for by, sid in kept.items()}

@@ -214,6 +214,9 @@ class KeptStatus(models.Model):
     call_sid = models.CharField("CallSid", max_length=64)
     inbound = models.JSONField("the call as the carrier described it")  # ``events.InboundCall``'s fields
     received_at = models.DateTimeField("received")
+    #: Who signed the status (``events.CARRIERS``), beside ``inbound``, whose keys stay the previous release's
+    #: (it builds ``InboundCall(**inbound)``); NULL: kept by a release before 2026-12-08, read as Twilio's.
+    carrier = models.CharField("signed by", max_length=16, null=True, blank=True)
 
     class Meta:
         verbose_name = "final status kept for its call"

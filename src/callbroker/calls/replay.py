@@ -496,7 +496,8 @@ def _record_kept_status(kept: KeptStatus, why: str) -> bool:
     if final is None:  # its event is not in the log (deleted by hand): nothing to record the call from
         return False
     params, update, _ = final
-    recorded = _record_status_only_call(kept.call_sid, InboundCall(**kept.inbound), update, params, kept.received_at,
+    inbound = inbound_of({"inbound": kept.inbound, "carrier": kept.carrier})  # NULL: kept by the previous release
+    recorded = _record_status_only_call(kept.call_sid, inbound, update, params, kept.received_at,
                                         end=True)
     if recorded:
         log.warning("call %s: no inbound webhook came %s (it was never handled); recorded from the final status "

@@ -860,7 +860,8 @@ def call_status(call_sid: str, update: StatusUpdate, now: dt.datetime | None = N
             if inbound is not None:
                 # In this webhook's transaction, with its event. A second final status of the call (none
                 # should come) leaves the first one's row.
-                kept = KeptStatus(call_sid=call_sid, inbound=inbound_fields(inbound), received_at=now)
+                kept = KeptStatus(call_sid=call_sid, inbound=inbound_fields(inbound), carrier=inbound.carrier,
+                                  received_at=now)
                 KeptStatus.objects.bulk_create([kept], ignore_conflicts=True)
             return ()
         raise UnknownCall(call_sid)

@@ -305,15 +305,15 @@ def status(request: HttpRequest, params: dict[str, str]) -> str:
     key = f"status:{update.status}:{update.sequence}"
     return _once(request, params, "status", key,
                  lambda: services.call_status(sid, update, keep_if_unknown=True,
-                                              described=lambda: _described(params)))
+                                              described=lambda: _described(params, twilio.signed_by(request))))
 
 
-def _described(params: dict[str, str]) -> InboundCall | None:
+def _described(params: dict[str, str], carrier: str = "twilio") -> InboundCall | None:
     """The call as a status callback describes it (``InboundCall``), or None when it names no ``To``: read when
     a final status is kept for a call not recorded yet, which is then kept as a call of its own should its
     inbound webhook never come (``services.call_status``)."""
     try:
-        return twilio.inbound_call(params)
+        return twilio.inbound_call(params, carrier)
     except twilio.MalformedWebhook:
         return None
 
