@@ -87,6 +87,26 @@ def test_a_dial_action_replayed_with_another_seq_or_without_its_sig_is_refused_a
     assert (again.status_code, again.content) == (200, taken.content)  # the carrier's retry: the same answer
 
 
+def test_a_dial_action_replayed_with_a_sig_not_in_ascii_is_refused_not_answered_500(carrier, caplog):
+    """``sig=%C3%A9`` (read as ``é``) or the raw bytes of ``é`` in the query: no MAC of ours (base64url), and
+    ``hmac.compare_digest`` raises ``TypeError`` on a non-ASCII ``str``: the check, outside the views' net,
+    answered 500 to one captured Telnyx request altered so."""
+    [action] = urls(telnyx_post("/carriers/twilio/voice", inbound(8)).content.decode())
+    signed_part = path_of(action).rpartition("&sig=")[0]
+    outcome = inbound(8, CallStatus="in-progress", DialCallStatus="completed", DialCallDuration="95",
+                      DialBridged="true")
+    before = events(8)
+
+    with caplog.at_level(logging.WARNING, logger="callbroker.carriers"):
+        replays = [telnyx_post(signed_part + "&sig=%C3%A9", outcome),  # parsed: "é"
+                   telnyx_post(signed_part + "&sig=\u00e9", outcome)]  # its bytes as they are: the query as sent
+
+    assert [(r.status_code, r.content) for r in replays] == [(403, b"Forbidden: invalid signature")] * 2
+    assert events(8) == before
+    lines = refusals(caplog)
+    assert len(lines) == 2 and all("doesn't sign its parameters" in line for line in lines), lines
+
+
 def test_the_ivr_answers_replayed_with_another_attempt_or_zip_are_refused_and_store_nothing(carrier, caplog):
     call = inbound(2, To=IVR_LINE, FromZip="")
     [ask_zip] = urls(telnyx_post("/carriers/twilio/voice", call).content.decode())

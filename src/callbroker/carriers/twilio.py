@@ -245,7 +245,7 @@ def callback_query_refused(request: HttpRequest) -> str:
         return ""
     keys = _callback_keys()
     signed_part, mark, mac = raw.rpartition(_MAC_MARK)
-    if mark and any(hmac.compare_digest(callback_mac(key, request.path_info, signed_part), mac) for key in keys):
+    if mark and any(_same_mac(callback_mac(key, request.path_info, signed_part), mac) for key in keys):
         return ""  # the URL as our TwiML wrote it, byte for byte: one HMAC, nothing parsed
     # Else parsed: a query re-encoded on the way (its values the same) is taken, anything else refused, and why.
     pairs = parse_qsl(raw, keep_blank_values=True)
@@ -258,11 +258,17 @@ def callback_query_refused(request: HttpRequest) -> str:
                 f"{'without' if not macs else 'with more than one'} {CALLBACK_MAC}= (Telnyx doesn't sign the URL: "
                 "ours signs its parameters, and a URL built before 2026-12-08 has no such signature)")
     query = urlencode(signed)
-    if not any(hmac.compare_digest(callback_mac(key, request.path_info, query), macs[0])
-               for key in keys):
+    if not any(_same_mac(callback_mac(key, request.path_info, query), macs[0]) for key in keys):
         return (f"Telnyx signature, and the callback URL's {CALLBACK_MAC}= doesn't sign its parameters "
                 "(altered, or signed by a CALLBROKER_SECRET_KEY not in CALLBROKER_SECRET_KEY_FALLBACKS)")
     return ""
+
+
+def _same_mac(ours: str, given: str) -> bool:
+    """``hmac.compare_digest`` of our MAC and the one the URL gave. Ours is base64url, ASCII; a given one with
+    another character (``sig=%C3%A9``, or a raw byte of the query) is no MAC of ours, and ``compare_digest``
+    raises ``TypeError`` on a non-ASCII ``str``: that was a 500 answered to one altered replay."""
+    return given.isascii() and hmac.compare_digest(ours, given)
 
 
 def callback_mac(key: bytes, path: str, query: str) -> str:
