@@ -180,7 +180,7 @@ def test_every_parameter_the_twiml_puts_in_a_url_is_one_a_telnyx_request_must_si
     would be taken unsigned."""
     steps = (s.AskZip(prompt="Your ZIP?", attempt=1), s.AskCategory(prompt="Roofer? Press 1.", typed_zip="80202"),
              s.DialTarget(number="+13035550101", sequence=1, timeout=20, record=True, campaign_id=3, rest=(4, 5),
-                          target_id=7, network_version=9),
+                          target_id=7, network_version=9, counted_periods="H2026120814 D20261208"),
              s.TakeMessage(prompt="Leave a message.", max_seconds=60))
     twiml = twilio.render(steps, "https://cb.example.com")
     names = {name for u in urls(twiml) + urls(twiml, "url") + urls(twiml, "recordingStatusCallback")

@@ -226,8 +226,9 @@ def telnyx_refused(request: HttpRequest, signature: str) -> str:
 #: The parameter of our own callback URLs that signs the others (:func:`callback_query_refused`).
 CALLBACK_MAC = "sig"
 #: The names our views (and the spool's replay) read from a callback URL's query string: the TwiML puts them
-#: there (``_render``). A Telnyx request whose query names one must carry a valid :data:`CALLBACK_MAC`.
-READ_FROM_URL = frozenset({"seq", "c", "t", "ring", "v", "attempt", "zip"})
+#: there (``_render``). A Telnyx request whose query names one must carry a valid :data:`CALLBACK_MAC`; a name
+#: missing here is taken unsigned in a query that names no other (``u``, the Dial action's cap periods, was).
+READ_FROM_URL = frozenset({"seq", "c", "t", "u", "ring", "v", "attempt", "zip"})
 _MAC_MARK = f"&{CALLBACK_MAC}="  # where _signed_url puts it: last
 
 
