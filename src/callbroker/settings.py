@@ -142,6 +142,10 @@ if PRODUCTION and SECRET_KEY.strip() == TEMPLATE_PLACEHOLDER:
 #: Keys ``CALLBROKER_SECRET_KEY`` held before a rotation (comma separated), still taken, not used to sign: the
 #: callback URLs of calls in flight (``twilio.callback_query_refused``) and sessions signed with one verify.
 SECRET_KEY_FALLBACKS = [k.strip() for k in env_str("CALLBROKER_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+if PRODUCTION and TEMPLATE_PLACEHOLDER in SECRET_KEY_FALLBACKS:
+    # A fallback verifies as the key does: with the public 'change-me' anyone signs a Telnyx callback URL.
+    raise ImproperlyConfigured("CALLBROKER_SECRET_KEY_FALLBACKS holds deploy/env.example's 'change-me', a key "
+                               "anyone can read: remove it (a fallback is a key this server signed with)")
 
 ALLOWED_HOSTS = [h.strip() for h in env_str("CALLBROKER_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 

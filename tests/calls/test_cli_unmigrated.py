@@ -84,6 +84,10 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
      "TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's 'change-me'"),
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
       "TWILIO_AUTH_TOKENS_EXTRA": "next-token,change-me"}, "is still deploy/env.example's 'change-me'"),
+    # formerly taken: a fallback verifies callback URLs' sig= (and signed values) as the key does
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
+      "CALLBROKER_SECRET_KEY_FALLBACKS": "o" * 50 + ", change-me"},
+     "CALLBROKER_SECRET_KEY_FALLBACKS holds deploy/env.example's 'change-me'"),
     # formerly taken: the server started and failed every webhook on its first live counter (each caller
     # sent to the fallback), /readyz alone saying why
     ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL='127.0.0.1:6379': Redis URL must specify one of the following schemes"),
