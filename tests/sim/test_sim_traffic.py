@@ -480,6 +480,25 @@ def test_cli_signs_with_the_accounts_token_of_twilio_account_tokens(server, monk
                                                                            seen.form)
 
 
+def test_cli_names_the_account_of_twilio_account_sid_that_has_a_token_not_a_telnyx_one_first(server, monkeypatch):
+    """TWILIO_ACCOUNT_SID may name a Telnyx account (a UUID, verified by its key) beside those of
+    TWILIO_ACCOUNT_TOKENS (settings.py takes that). Named first, the emulator playing Twilio sent that UUID,
+    which has no token, and signed with TWILIO_AUTH_TOKEN (else the demo's): every webhook refused 403. It now
+    sends the first of TWILIO_ACCOUNT_SID that has a token there, and signs with that token."""
+    from twilio.request_validator import RequestValidator
+
+    telnyx_account, a = "6d3f2c1a-0b4e-4c8d-9a7f-1e2d3c4b5a69", "AC" + "a" * 32
+    server.routes["/carriers/twilio/voice"] = DIAL
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", f"{telnyx_account},{a}")
+    monkeypatch.setenv("TWILIO_ACCOUNT_TOKENS", f"{a}:token-of-a")
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 0
+    [voice] = server.to("/carriers/twilio/voice")
+    assert voice.form["AccountSid"] == a
+    assert voice.signature == RequestValidator("token-of-a").compute_signature(server.url + "/carriers/twilio/voice",
+                                                                              voice.form)
+
+
 def test_cli_says_a_403_came_with_the_accounts_token(server, monkeypatch, capsys):
     server.routes["/carriers/twilio/voice"] = lambda seen: (403, "text/plain", "Forbidden: invalid signature")
     monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)

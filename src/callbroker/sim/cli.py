@@ -167,14 +167,17 @@ def _account_sid(args: argparse.Namespace) -> str | None:
     """``--account-sid``, else the first account of ``TWILIO_ACCOUNT_SID``, else the first of
     ``TWILIO_ACCOUNT_TOKENS``: a server that checks the AccountSid (settings.py) takes only its own accounts'
     webhooks, as it takes only its tokens' signatures (playing Telnyx, its first that is not a Twilio SID,
-    ``AC…``: Telnyx's are UUIDs). None: the emulator's own."""
+    ``AC…``: Telnyx's are UUIDs; playing Twilio with ``TWILIO_ACCOUNT_TOKENS`` set, its first that has a token
+    there: a Telnyx account named first in ``TWILIO_ACCOUNT_SID`` has none, and its webhooks signed as Twilio
+    signs are all refused). None: the emulator's own."""
     if args.account_sid:
         return args.account_sid
     pinned = [sid.strip() for sid in os.environ.get("TWILIO_ACCOUNT_SID", "").split(",") if sid.strip()]
     if getattr(args, "carrier", "twilio") == "telnyx":
         pinned = [sid for sid in pinned if not sid.startswith("AC")] + pinned
-    elif not pinned:
-        pinned = list(_account_tokens())
+    else:
+        tokens = _account_tokens()
+        pinned = [sid for sid in pinned if sid in tokens] + pinned if pinned else list(tokens)
     return pinned[0] if pinned else None
 
 
