@@ -130,18 +130,30 @@ DEBUG = env_bool("CALLBROKER_DEBUG", default=False)
 #: would sign sessions with a key, and take webhooks signed with a token, that anyone can read.
 TEMPLATE_PLACEHOLDER = "change-me"
 
+#: The key of development (``make run``, the tests), in this public source: production refuses it as it
+#: refuses ``change-me`` (copied from a development environment, it would let anyone forge sessions and
+#: sign a Telnyx callback URL's ``sig=``).
+DEVELOPMENT_SECRET_KEY = "callbroker-embedded-development-key-not-for-production"  # noqa: S105
+
 SECRET_KEY = env_str("CALLBROKER_SECRET_KEY", "")
 if not SECRET_KEY:
     if PRODUCTION:
         raise ImproperlyConfigured("CALLBROKER_SECRET_KEY must be set when CALLBROKER_ENV=production")
-    SECRET_KEY = "callbroker-embedded-development-key-not-for-production"  # noqa: S105
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 if PRODUCTION and SECRET_KEY.strip() == TEMPLATE_PLACEHOLDER:
     raise ImproperlyConfigured("CALLBROKER_SECRET_KEY is still deploy/env.example's 'change-me'; set 50 random "
                                "characters: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
+if PRODUCTION and SECRET_KEY.strip() == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured("CALLBROKER_SECRET_KEY is the development key written in callbroker's source, a "
+                               "key anyone can read; set 50 random characters: "
+                               "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
 
 #: Keys ``CALLBROKER_SECRET_KEY`` held before a rotation (comma separated), still taken, not used to sign: the
 #: callback URLs of calls in flight (``twilio.callback_query_refused``) and sessions signed with one verify.
 SECRET_KEY_FALLBACKS = [k.strip() for k in env_str("CALLBROKER_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+if PRODUCTION and DEVELOPMENT_SECRET_KEY in SECRET_KEY_FALLBACKS:
+    raise ImproperlyConfigured("CALLBROKER_SECRET_KEY_FALLBACKS holds the development key written in callbroker's "
+                               "source, a key anyone can read: remove it")
 if PRODUCTION and TEMPLATE_PLACEHOLDER in SECRET_KEY_FALLBACKS:
     # A fallback verifies as the key does: with the public 'change-me' anyone signs a Telnyx callback URL.
     raise ImproperlyConfigured("CALLBROKER_SECRET_KEY_FALLBACKS holds deploy/env.example's 'change-me', a key "

@@ -80,6 +80,11 @@ def test_a_command_on_a_database_that_does_not_answer_says_so(tmp_path, argv):
     # token, and signed sessions with its public key
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "change-me", "TWILIO_AUTH_TOKEN": "real-token"},
      "CALLBROKER_SECRET_KEY is still deploy/env.example's 'change-me'"),
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "callbroker-embedded-development-key-not-for-production",
+      "TWILIO_AUTH_TOKEN": "real-token"}, "CALLBROKER_SECRET_KEY is the development key written in callbroker's source"),
+    ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
+      "CALLBROKER_SECRET_KEY_FALLBACKS": "callbroker-embedded-development-key-not-for-production"},
+     "CALLBROKER_SECRET_KEY_FALLBACKS holds the development key"),
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "change-me"},
      "TWILIO_AUTH_TOKEN (or TWILIO_AUTH_TOKENS_EXTRA) is still deploy/env.example's 'change-me'"),
     ({"CALLBROKER_ENV": "production", "CALLBROKER_SECRET_KEY": "k" * 50, "TWILIO_AUTH_TOKEN": "real-token",
