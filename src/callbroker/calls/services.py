@@ -56,6 +56,7 @@ from callbroker.network.snapshot import (
     cached_snapshot,
     current_snapshot,
 )
+from callbroker.words import counted as in_words
 
 log = logging.getLogger(__name__)
 
@@ -1029,7 +1030,7 @@ def close_abandoned(now: dt.datetime | None = None, *, limit: int = 1000,
             shown = ", ".join(f"{sid} ({error})" for sid, error in again[:FAILED_AGAIN_SHOWN])
             more = f" and {len(again) - FAILED_AGAIN_SHOWN} more" if len(again) > FAILED_AGAIN_SHOWN else ""
             log.warning("%s could not be closed again (%s; tracebacks logged when each first failed): %s%s; "
-                        "tried again at the next sweep", _calls_counted(len(again)), reason, shown, more)
+                        "tried again at the next sweep", in_words(len(again), "call"), reason, shown, more)
     if len(closed) < limit:
         # Every call listed was tried (the limit left none out): one remembered as failing and listed no more
         # was closed otherwise (its final status, another process's sweep, the command) and is forgotten, so
@@ -1044,10 +1045,6 @@ FAILED_AGAIN_SHOWN = 5
 #: The calls this process failed to close, their traceback logged (``_closed_now``); a call closed leaves it,
 #: and so does one closed otherwise, at the next pass that tries every call listed (``close_abandoned``).
 _failed_to_close: set[str] = set()
-
-
-def _calls_counted(n: int) -> str:
-    return f"{n} call{'s' if n != 1 else ''}"
 
 
 def _close_both(held: QuerySet, started_before: dt.datetime, limit: int, reason: str, now: dt.datetime,

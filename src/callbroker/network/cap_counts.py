@@ -31,6 +31,7 @@ from django.db import transaction
 
 from callbroker import db
 from callbroker.network.models import Target, TargetUsage
+from callbroker.words import counted as in_words
 
 #: No time zone is further than this from UTC (Kiribati, UTC+14; the farthest west is UTC-12).
 ZONE_SPREAD = dt.timedelta(hours=14)
@@ -78,7 +79,7 @@ def may_go(period: str, now: dt.datetime) -> bool:
 
 def counted(rows: int) -> str:
     """``1 cap count``, ``2,000 cap counts``: for the commands' lines."""
-    return f"{rows:,} cap count{'' if rows == 1 else 's'}"
+    return in_words(rows, "cap count", grouped=True)
 
 
 #: ``progress(targets_done, targets, rows_deleted)``.

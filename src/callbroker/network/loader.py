@@ -32,8 +32,9 @@ from callbroker.network import models as m
 from callbroker.network import parsing
 from callbroker.network.choices import AskZip, FallbackChoices
 from callbroker.network.parsing import NetworkError, Problem, did_you_mean, join_location, written_text
-from callbroker.network.yamlfile import WrittenInt, read_yaml
 from callbroker.network.services import ensure_target_states, target_ids_with_calls
+from callbroker.network.yamlfile import WrittenInt, read_yaml
+from callbroker.words import counted as in_words
 
 __all__ = [
     "FIELD_RULES",
@@ -57,8 +58,8 @@ STATUSES = ("created", "updated", "unchanged", "pruned")
 
 def counted(count: int, kind: str) -> str:
     """``1 campaign``, ``0 tracking numbers``: a count of one of :data:`KINDS` in words."""
-    words = kind.replace("_", " ")
-    return f"{count} {words.removesuffix('s') if count == 1 else words}"
+    plural = kind.replace("_", " ")
+    return in_words(count, plural.removesuffix("s"), plural)
 
 
 TOP_KEYS = ("version", "campaigns", "buyers", "publishers", "tracking_numbers", "settings")

@@ -28,6 +28,7 @@ from callbroker.calls.staff import FROM_THE_CLI, NOTE_MAX, NotJudged, clean_note
 from callbroker.core.model import Reason
 from callbroker.network.models import Campaign
 from callbroker.ops.commands import reading_the_database
+from callbroker.words import counted
 
 # (header, width) of the list table; the last column takes the rest of the line.
 _COLUMNS = (
@@ -87,10 +88,6 @@ def _fit(text: str, width: int) -> str:
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text.ljust(width)
-
-
-def _calls(sids: list[str]) -> str:
-    return f"{len(sids)} call{'s' if len(sids) != 1 else ''}"
 
 
 def _verdict_cell(call: Call) -> str:
@@ -162,7 +159,7 @@ class Command(BaseCommand):
             judged = judge_not_billable(sids, by=FROM_THE_CLI, note=note)
         except NotJudged as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Judged {_calls(judged)} not billable ({Reason.JUDGED_BY_STAFF}), nothing posted to the "
+        self.stdout.write(f"Judged {counted(len(judged), 'call')} not billable ({Reason.JUDGED_BY_STAFF}), nothing posted to the "
                           "ledger:")
         for sid in judged:
             self.stdout.write(f"  {sid}")
@@ -195,7 +192,7 @@ class Command(BaseCommand):
         with reading_the_database("calls known only from a final status", "record", done=done):
             recorded = record_kept_statuses()
         if recorded:
-            self.stdout.write(f"Recorded {_calls(recorded)} known only from a final status whose inbound webhook "
+            self.stdout.write(f"Recorded {counted(len(recorded), 'call')} known only from a final status whose inbound webhook "
                               f"never came ({in_words(STATUS_ONLY_AFTER.total_seconds())} after it; "
                               f"{STATUS_ONLY}, not billable):")
             for sid in recorded:
@@ -208,7 +205,7 @@ class Command(BaseCommand):
                               f"zone 3 days ago; at most {cap_counts.MOST_A_PASS:,} a run, the next run going on).")
 
     def _say_closed(self, closed: list[str], hours: int) -> None:
-        self.stdout.write(f"Closed {_calls(closed)} whose final status never came ({hours} h after they "
+        self.stdout.write(f"Closed {counted(len(closed), 'call')} whose final status never came ({hours} h after they "
                           "started), any slot held given back:")
         for sid in closed:
             self.stdout.write(f"  {sid}")
