@@ -1043,8 +1043,8 @@ def _run_parts(parts: set[str], results: dict, say: Callable[[str], None], *, wo
                 say(f"    WARNING: {w['inbound_requests']:,} inbound requests answered but {w['calls_recorded']:,} "
                     "calls recorded: some CallSids were repeated (answered from the log), the ratio flatters")
     if "counters" in parts:
-        say(f"(d) live counters: {counter_processes} processes × {counter_threads} thread"
-            f"{'s' if counter_threads != 1 else ''} each reserve+release "
+        say(f"(d) live counters: {counter_processes} processes × {counted(counter_threads, 'thread')} each "
+            "reserve+release "
             f"{CYCLE_TARGETS} targets (concurrency {CYCLE_SPEC['concurrency_limit']} each, caps counted) for "
             f"{counter_seconds:g} s, then fill {len(FILL_SPECS)} targets to their limits …")
         c = results["counters"] = bench_counters(counter_seconds, processes=counter_processes,

@@ -222,7 +222,7 @@ def _traffic(args: argparse.Namespace, token: str) -> int:
     except NetworkError as exc:  # every problem has its place in the file: the first, and how many more
         first, more = exc.problems[0], len(exc.problems) - 1
         print(f"callbroker sim: network file {path}: {first}"
-              + (f" (and {more} more problem{'s' if more != 1 else ''})" if more else ""), file=sys.stderr)
+              + (f" (and {counted(more, 'more problem')})" if more else ""), file=sys.stderr)
         return 2
     if not planned:
         print(f"callbroker sim: network file {path}: no active tracking number to call", file=sys.stderr)

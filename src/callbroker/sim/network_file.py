@@ -27,6 +27,7 @@ from callbroker.network.parsing import (
     type_name,
 )
 from callbroker.network.yamlfile import read_yaml
+from callbroker.words import counted
 
 __all__ = ["NetworkFileError", "check_network", "read_network_file"]
 
@@ -54,7 +55,7 @@ def read_network_file(path: str | os.PathLike) -> Mapping:
     except NetworkError as exc:
         first, more = exc.problems[0], len(exc.problems) - 1
         problem = first.message if first.location == str(path) else str(first)
-        raise NetworkFileError(path, problem + (f" (and {more} more problem{'s' if more != 1 else ''})"
+        raise NetworkFileError(path, problem + (f" (and {counted(more, 'more problem')})"
                                                 if more else "")) from None
     if network is None:
         raise NetworkFileError(path, "the file is empty")

@@ -15,6 +15,7 @@ from callbroker.network import cap_counts
 from callbroker.network.loader import KINDS, counted, dump_network, export_network, load_network
 from callbroker.network.parsing import NetworkError
 from callbroker.ops.commands import reading_the_database
+from callbroker.words import counted as in_words
 
 EXPORT_HEADER = "# callbroker network file (exported). Every key is described in docs/network-file.md.\n"
 
@@ -83,7 +84,7 @@ class Command(BaseCommand):
             for problem in exc.problems:
                 self.stderr.write(str(problem), style_func=lambda text: text)
             count = len(exc.problems)
-            self.stderr.write(f"{count} problem{'s' if count != 1 else ''}; nothing was written.")
+            self.stderr.write(f"{in_words(count, 'problem')}; nothing was written.")
             sys.exit(1)
         if check:
             self.stdout.write(f"{path} is valid ({'; '.join(report.notes)}); nothing was written (--check).")
@@ -125,7 +126,7 @@ class Command(BaseCommand):
             for problem in exc.problems:
                 self.stderr.write(str(problem), style_func=lambda text: text)
             count = len(exc.problems)
-            self.stderr.write(f"{count} value{'s' if count != 1 else ''} a network file can't hold; "
+            self.stderr.write(f"{in_words(count, 'value')} a network file can't hold; "
                               f"nothing was exported.")
             sys.exit(1)
         text = EXPORT_HEADER + dump_network(data)

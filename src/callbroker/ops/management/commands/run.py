@@ -31,6 +31,7 @@ from callbroker.arguments import above_zero, at_least
 from callbroker.ops.management.commands.serve import chosen_port
 from callbroker.ops.server import (PortInUse, check_port_free, default_workers, host_port, start_server,
                                    stop_server)
+from callbroker.words import counted
 
 
 class Command(BaseCommand):
@@ -183,7 +184,7 @@ class Command(BaseCommand):
         finally:
             services_log.setLevel(level)
         if closed:
-            self.stdout.write(f"Closed {len(closed)} simulated call{'s' if len(closed) != 1 else ''} an earlier run "
+            self.stdout.write(f"Closed {counted(len(closed), 'simulated call')} an earlier run "
                               "left unfinished (their buyers' lines were still held).")
 
 
