@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 from callbroker import DEMO_AUTH_TOKEN
+from callbroker.core import accounts
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -268,10 +269,6 @@ def telnyx_public_keys_from_env(raw: str) -> tuple[bytes, ...]:
 #: webhook signed by Telnyx is refused (403, the log says to set it).
 TELNYX_PUBLIC_KEYS = telnyx_public_keys_from_env(env_str("TELNYX_PUBLIC_KEY", ""))
 
-#: A carrier account as ``TWILIO_ACCOUNT_TOKENS`` names it: Twilio's "AC" + 32 hex, or a SignalWire project's UUID.
-ACCOUNT_SHAPE = re.compile(r"AC[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
 def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[str, ...]]:
     """``TWILIO_ACCOUNT_TOKENS`` checked: ``ACCOUNT:TOKEN`` entries, comma separated, each account once; an
     account's tokens during a rotation as ``ACCOUNT:NEW|OLD``.
@@ -280,7 +277,7 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
     sign a webhook naming another (``twilio.signature_refused``). An entry that can be no account and token
     would refuse that account's every call with 403, a log line per call the only sign: it stops the
     server at start in one line naming the variable and the entry (its account; a token is never shown)."""
-    accounts: dict[str, tuple[str, ...]] = {}
+    by_account: dict[str, tuple[str, ...]] = {}
     for number, entry in enumerate((part.strip() for part in raw.split(",")), start=1):
         if not entry:
             continue
@@ -290,18 +287,17 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
         if not colon:
             raise ImproperlyConfigured(f"{where} has no ':' between the account and its token "
                                        "(give ACCOUNT_SID:AUTH_TOKEN, comma separated)")
-        if not ACCOUNT_SHAPE.fullmatch(account):
+        if not accounts.is_account_sid(account):
             # Not shown: what stands before the ':' of an entry written the wrong way round is the token.
             raise ImproperlyConfigured(f"{where}: what comes before its ':' ({len(account)} characters, not shown: "
                                        "it may be a token) is no account SID (Twilio: AC and 32 hex characters; "
                                        "SignalWire: the project's ID, a UUID); the account comes first, "
                                        "ACCOUNT_SID:AUTH_TOKEN")
-        # As carriers send it (Twilio's "AC" + lower-case hex, SignalWire's UUID in lower case): the webhook's
-        # AccountSid is looked up as sent, so a SID copied in upper case would refuse its every webhook.
-        account = account.lower() if "-" in account else "AC" + account[2:].lower()
+        # As carriers send it, and as TWILIO_ACCOUNT_SID and the webhook's AccountSid are read (core.accounts).
+        account = accounts.account_sid(account)
         if not all(tokens):
             raise ImproperlyConfigured(f"{where} ({account}) has an empty token")
-        if account in accounts:
+        if account in by_account:
             raise ImproperlyConfigured(f"{where} ({account}): the account is named twice; give its tokens "
                                        f"once, as {account}:NEW|OLD during a rotation")
         if production and TEMPLATE_PLACEHOLDER in tokens:
@@ -310,8 +306,8 @@ def account_tokens_from_env(raw: str, *, production: bool) -> dict[str, tuple[st
         if production and DEMO_AUTH_TOKEN in tokens:
             raise ImproperlyConfigured(f"{where} ({account}): the token is the demo's public token; set the "
                                        "account's own when CALLBROKER_ENV=production")
-        accounts[account] = tokens
-    return accounts
+        by_account[account] = tokens
+    return by_account
 
 
 #: Each carrier account's tokens (``{account SID: (token, …)}``), from ``TWILIO_ACCOUNT_TOKENS``
@@ -367,19 +363,39 @@ if PRODUCTION and not PUBLIC_URL:
 #: (subaccounts, a SignalWire project): a webhook of any other account is refused with 403 even when its
 #: signature verifies (``twilio.account_accepted``). Empty: ``AccountSid`` is not checked.
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "").strip()
-if TWILIO_ACCOUNT_TOKENS and TWILIO_ACCOUNT_SID:
-    # Both name the accounts taken: they must agree. A Telnyx account (a UUID, verified by its key) may be
-    # named in TWILIO_ACCOUNT_SID alone; a Twilio account (AC…) there without its token could never verify.
-    _pinned = {sid.strip() for sid in TWILIO_ACCOUNT_SID.split(",") if sid.strip()}
-    _contradictions = [f"{sid} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would "
-                       "all be refused)" for sid in TWILIO_ACCOUNT_TOKENS if sid not in _pinned]
-    _contradictions += [f"{sid} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its webhooks "
-                        "would all be refused)" for sid in sorted(_pinned) if sid.startswith("AC")
-                        and sid not in TWILIO_ACCOUNT_TOKENS]
-    if _contradictions:
-        raise ImproperlyConfigured("TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: "
-                                   + "; ".join(_contradictions[:3])
-                                   + " (leave TWILIO_ACCOUNT_SID empty: TWILIO_ACCOUNT_TOKENS checks the account)")
+
+
+def accounts_disagreement(pinned: str, tokens: dict[str, tuple[str, ...]]) -> str:
+    """Why ``TWILIO_ACCOUNT_SID`` (``pinned``) and ``TWILIO_ACCOUNT_TOKENS`` can't both hold, or "".
+
+    Both name the accounts taken, read alike (``core.accounts``: the same account in another case is the
+    same account): they must agree. A Telnyx account (a UUID, verified by its key) may be named in
+    ``TWILIO_ACCOUNT_SID`` alone, even one that begins with ``ac``; a Twilio account (``AC…``) there without
+    its token could never verify."""
+    entries = [entry.strip() for entry in pinned.split(",") if entry.strip()]
+    named = {accounts.account_sid(entry) for entry in entries}
+    problems = [f"{sid} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would all be "
+                "refused)" for sid in tokens if sid not in named]
+    seen: set[str] = set()
+    for entry in entries:
+        sid = accounts.account_sid(entry)
+        if sid in tokens or sid in seen:
+            continue
+        seen.add(sid)
+        if accounts.is_twilio_account_sid(sid) or (sid.startswith("AC") and not accounts.is_account_sid(sid)):
+            problems.append(f"{entry} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its "
+                            "webhooks would all be refused)")
+    if not problems:
+        return ""
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return ("TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: " + "; ".join(problems[:3]) + more
+            + " (leave TWILIO_ACCOUNT_SID empty: TWILIO_ACCOUNT_TOKENS checks the account)")
+
+
+_disagreement = accounts_disagreement(TWILIO_ACCOUNT_SID, TWILIO_ACCOUNT_TOKENS) \
+    if TWILIO_ACCOUNT_TOKENS and TWILIO_ACCOUNT_SID else ""
+if _disagreement:
+    raise ImproperlyConfigured(_disagreement)
 
 #: Seconds between two passes closing the calls whose final status never came (``services.close_abandoned``)
 #: in each app process; 0 = never (then run ``callbroker calls close-abandoned`` from a timer). On by

@@ -112,3 +112,22 @@ def test_the_setting_is_read_from_the_environment_without_spaces(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == OURS
+
+
+def test_the_accounts_may_be_written_in_any_case_and_the_call_keeps_the_accountsid_as_sent(carrier):
+    """Carriers send a Twilio SID as ``AC`` and lower-case hex, a SignalWire or Telnyx account as a lower-case
+    UUID. Until 2026-12-08 ``TWILIO_ACCOUNT_SID`` was compared as written: the SID copied in upper case (or in
+    mixed case) refused every webhook of its account with 403, where ``TWILIO_ACCOUNT_TOKENS`` took the same
+    account in any case. Both now read an account as the carrier sends it; the ``AccountSid`` a webhook
+    sent is recorded on its call unchanged, whatever its case."""
+    project = "9b2f5c1e-3d4a-4b6c-8e7f-0a1b2c3d4e5f"  # a SignalWire project's (or a Telnyx account's) UUID
+    mixed = "AC" + "5a" * 16
+    carrier.TWILIO_ACCOUNT_SID = f"{OURS.upper()}, ac{mixed[2:].upper()} ,{project.upper()}"
+    sent = {"CA" + "a1" * 16: OURS, "CA" + "a2" * 16: mixed, "CA" + "a3" * 16: project,
+            "CA" + "a4" * 16: OURS.upper()}  # the last in no carrier's case: compared as any other, kept as sent
+
+    taken = [voice(sid, account) for sid, account in sent.items()]
+    other = voice("CA" + "a5" * 16, OTHER)
+
+    assert [r.status_code for r in taken] == [200] * 4 and other.status_code == 403
+    assert dict(Call.objects.values_list("call_sid", "account_sid")) == sent

@@ -190,3 +190,18 @@ def test_production_starts_with_any_one_way_to_verify_webhooks(tmp_path, variabl
     result = start(variables, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(accounts)
+
+
+def test_the_same_accounts_in_another_case_agree_at_start(tmp_path):
+    """Until 2026-12-08 ``TWILIO_ACCOUNT_TOKENS`` read its accounts as carriers send them (``AC`` and lower-case
+    hex, a lower-case UUID) and ``TWILIO_ACCOUNT_SID`` as written: the same accounts copied there in upper or
+    mixed case stopped the start, the two settings said to "disagree"; so did a Telnyx account (a UUID, no
+    token needed) written in upper case when it began with "AC", taken for a Twilio SID without its token.
+    Both read an account one way now."""
+    telnyx = "AC6A2B1F-0D3E-4C5B-9A8F-7E6D5C4B3A21"
+    result = start({"TWILIO_ACCOUNT_TOKENS": f"{A}:{A_TOKEN},{PROJECT.upper()}:{PROJECT_KEY}",
+                    "TWILIO_ACCOUNT_SID": f"{A.upper()}, ac{'aA' * 16},{PROJECT.upper()},{telnyx}"}, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr([(PROJECT, (PROJECT_KEY,)), (A, (A_TOKEN,))])
+

@@ -36,6 +36,7 @@ from callbroker.calls.events import (
     StatusUpdate,
     parse_seconds,
 )
+from callbroker.core.accounts import account_sid, account_sids
 from callbroker.ops.logging import clean_sid
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,9 @@ def signature_refused(request: HttpRequest, params: Mapping[str, str],
     per_account = settings.TWILIO_ACCOUNT_TOKENS
     if per_account:
         account = params.get("AccountSid", "")
-        tokens = per_account.get(account)
+        tokens = per_account.get(account)  # as carriers send it, as settings.py reads it: one lookup
+        if tokens is None:
+            tokens = per_account.get(account_sid(account))  # another case (core.accounts)
         if tokens is None:
             return f"AccountSid {clean_sid(account)!r} is not in TWILIO_ACCOUNT_TOKENS"
         validators = _validators_for(tokens)
@@ -178,7 +181,7 @@ def _by_another_account(per_account: Mapping[str, tuple[str, ...]], account: str
     """Why a webhook naming ``account`` is refused: signed with another account's token (named, so that the
     operator sees which of their accounts' numbers points here as the other), or with none of ours. Paid
     only by a refused request (the refused requests' rate limit bounds it)."""
-    named = clean_sid(account)
+    named, account = clean_sid(account), account_sid(account)
     for other, tokens in per_account.items():
         if other != account and _signed_by(_validators_for(tokens), url, signed, signature, algorithm):
             return f"AccountSid {named!r} but signed with the token of account {other!r} (TWILIO_ACCOUNT_TOKENS)"
@@ -320,15 +323,20 @@ def account_accepted(params: Mapping[str, str]) -> bool:
     subaccounts, a SignalWire key): naming the account refuses a webhook for a number of any other
     account that shares a token, a staging account pointed at production for instance, before it routes
     or records anything. A webhook without ``AccountSid`` is not one of ours either: carriers always send it.
+    The setting and the ``AccountSid`` are both read with ``core.accounts.account_sid``, so that the account
+    copied in another case than the carrier's is still the account; the ``AccountSid`` is stored as sent.
     """
     expected = _accounts(settings.TWILIO_ACCOUNT_SID)
-    return not expected or params.get("AccountSid", "") in expected
+    if not expected:
+        return True
+    account = params.get("AccountSid", "")
+    return account in expected or account_sid(account) in expected  # as carriers send it: one lookup
 
 
 @functools.lru_cache(maxsize=8)
 def _accounts(setting: str) -> frozenset[str]:
-    """The SIDs of ``TWILIO_ACCOUNT_SID`` (comma separated), parsed once per value."""
-    return frozenset(sid.strip() for sid in setting.split(",") if sid.strip())
+    """The SIDs of ``TWILIO_ACCOUNT_SID`` (comma separated) as carriers send them, parsed once per value."""
+    return frozenset(account_sids(setting))
 
 
 # --------------------------------------------------------------------------- parsing
