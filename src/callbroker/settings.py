@@ -371,20 +371,24 @@ def accounts_disagreement(pinned: str, tokens: dict[str, tuple[str, ...]]) -> st
     Both name the accounts taken, read alike (``core.accounts``: the same account in another case is the
     same account): they must agree. A Telnyx account (a UUID, verified by its key) may be named in
     ``TWILIO_ACCOUNT_SID`` alone, even one that begins with ``ac``; a Twilio account (``AC…``) there without
-    its token could never verify."""
+    its token could never verify. An entry that begins like one and is no SID (``AC…:token``, written as in
+    ``TWILIO_ACCOUNT_TOKENS``) is named by its place and length, never shown: it may hold a token."""
     entries = [entry.strip() for entry in pinned.split(",") if entry.strip()]
     named = {accounts.account_sid(entry) for entry in entries}
     problems = [f"{sid} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would all be "
                 "refused)" for sid in tokens if sid not in named]
     seen: set[str] = set()
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
         sid = accounts.account_sid(entry)
         if sid in tokens or sid in seen:
             continue
         seen.add(sid)
-        if accounts.is_twilio_account_sid(sid) or (sid.startswith("AC") and not accounts.is_account_sid(sid)):
+        if accounts.is_twilio_account_sid(sid):
             problems.append(f"{entry} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its "
                             "webhooks would all be refused)")
+        elif sid.upper().startswith("AC") and not accounts.is_account_sid(sid):
+            problems.append(f"TWILIO_ACCOUNT_SID's entry {number} ({len(entry)} characters, not shown: it may hold "
+                            f"a token) is no account SID ({accounts.SHAPES})")
     if not problems:
         return ""
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

@@ -205,3 +205,19 @@ def test_the_same_accounts_in_another_case_agree_at_start(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr([(PROJECT, (PROJECT_KEY,)), (A, (A_TOKEN,))])
 
+
+def test_an_entry_of_twilio_account_sid_holding_a_token_stops_the_start_without_showing_it(tmp_path):
+    """``TWILIO_ACCOUNT_SID`` written as ``TWILIO_ACCOUNT_TOKENS`` is (``AC…:token``) has no token there: until
+    2026-12-08 the refusal quoted the entry whole, the token with it, in the log of every command."""
+    token = "0f" * 16
+    result = start({"TWILIO_ACCOUNT_TOKENS": f"{A}:{token}", "TWILIO_ACCOUNT_SID": f"{B}, {A}:{token}"}, tmp_path)
+
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and token not in result.stderr and token[:8] not in result.stderr
+    assert last == (
+        "django.core.exceptions.ImproperlyConfigured: TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: "
+        f"{A} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would all be refused); "
+        f"{B} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its webhooks would all be "
+        "refused); TWILIO_ACCOUNT_SID's entry 2 (67 characters, not shown: it may hold a token) is no account SID "
+        "(Twilio: AC and 32 hex characters; SignalWire, Telnyx: a UUID) "
+        "(leave TWILIO_ACCOUNT_SID empty: TWILIO_ACCOUNT_TOKENS checks the account)")
