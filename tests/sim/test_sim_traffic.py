@@ -499,6 +499,28 @@ def test_cli_names_the_account_of_twilio_account_sid_that_has_a_token_not_a_teln
                                                                               voice.form)
 
 
+def test_cli_signs_with_the_token_of_an_account_named_in_another_case(server, monkeypatch):
+    """The server reads an account in any case as the carrier sends it (AC and lower-case hex, a lower-case
+    UUID), in TWILIO_ACCOUNT_SID as in TWILIO_ACCOUNT_TOKENS. Until 2026-12-08 the emulator compared them as
+    written: TWILIO_ACCOUNT_SID's account in upper case (or --account-sid) found no token in
+    TWILIO_ACCOUNT_TOKENS, the calls were signed with TWILIO_AUTH_TOKEN (else the demo's) and all refused 403.
+    It now signs with that account's token, and names it as the carrier does (--account-sid as given)."""
+    from twilio.request_validator import RequestValidator
+
+    a, b = "AC" + "a" * 32, "AC" + "b" * 32
+    server.routes["/carriers/twilio/voice"] = DIAL
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", a.upper())
+    monkeypatch.setenv("TWILIO_ACCOUNT_TOKENS", f"{b}:token-of-b,{a}:token-of-a")
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001"]) == 0
+    assert run_cli(["call", "--url", server.url, "--to", "+15125550001", "--account-sid", "ac" + "B" * 32]) == 0
+    voice = server.to("/carriers/twilio/voice")
+    assert [seen.form["AccountSid"] for seen in voice] == [a, "ac" + "B" * 32]
+    for seen, token in zip(voice, ("token-of-a", "token-of-b"), strict=True):
+        assert seen.signature == RequestValidator(token).compute_signature(server.url + "/carriers/twilio/voice",
+                                                                           seen.form)
+
+
 def test_cli_says_a_403_came_with_the_accounts_token(server, monkeypatch, capsys):
     server.routes["/carriers/twilio/voice"] = lambda seen: (403, "text/plain", "Forbidden: invalid signature")
     monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from callbroker import DEMO_AUTH_TOKEN
 from callbroker.arguments import above_zero, at_least, given, web_address
+from callbroker.core.accounts import account_sid, account_sids, is_twilio_account_sid
 from callbroker.words import counted
 
 DEMO_NETWORK = Path(__file__).resolve().parents[1] / "network" / "demo" / "demo-network.yaml"
@@ -169,12 +170,14 @@ def _account_sid(args: argparse.Namespace) -> str | None:
     webhooks, as it takes only its tokens' signatures (playing Telnyx, its first that is not a Twilio SID,
     ``AC…``: Telnyx's are UUIDs; playing Twilio with ``TWILIO_ACCOUNT_TOKENS`` set, its first that has a token
     there: a Telnyx account named first in ``TWILIO_ACCOUNT_SID`` has none, and its webhooks signed as Twilio
-    signs are all refused). None: the emulator's own."""
+    signs are all refused). The accounts of the environment named as the carrier does (``core.accounts``, as
+    the server reads them: one copied in upper case is the same account); ``--account-sid`` as given. None:
+    the emulator's own."""
     if args.account_sid:
         return args.account_sid
-    pinned = [sid.strip() for sid in os.environ.get("TWILIO_ACCOUNT_SID", "").split(",") if sid.strip()]
+    pinned = list(account_sids(os.environ.get("TWILIO_ACCOUNT_SID", "")))
     if getattr(args, "carrier", "twilio") == "telnyx":
-        pinned = [sid for sid in pinned if not sid.startswith("AC")] + pinned
+        pinned = [sid for sid in pinned if not is_twilio_account_sid(sid)] + pinned
     else:
         tokens = _account_tokens()
         pinned = [sid for sid in pinned if sid in tokens] + pinned if pinned else list(tokens)
@@ -182,24 +185,23 @@ def _account_sid(args: argparse.Namespace) -> str | None:
 
 
 def _account_tokens() -> dict[str, str]:
-    """``TWILIO_ACCOUNT_TOKENS`` of the environment, each account (in lower case, as settings.py reads it)
-    with its first token (the new one of a rotation). Read leniently: the server refuses a malformed value at
-    start, and an entry skipped here only leaves the flat token to sign."""
+    """``TWILIO_ACCOUNT_TOKENS`` of the environment, each account (as carriers send it, as settings.py reads
+    it: ``core.accounts.account_sid``) with its first token (the new one of a rotation). Read leniently: the
+    server refuses a malformed value at start, and an entry skipped here only leaves the flat token to sign."""
     accounts: dict[str, str] = {}
     for entry in os.environ.get("TWILIO_ACCOUNT_TOKENS", "").split(","):
         account, _colon, tokens = (part.strip() for part in entry.partition(":"))
         token = tokens.split("|")[0].strip()
         if account and token:
-            account = "AC" + account[2:].lower() if account.startswith("AC") and "-" not in account \
-                else account.lower()
-            accounts.setdefault(account, token)
+            accounts.setdefault(account_sid(account), token)
     return accounts
 
 
 def _account_token(args: argparse.Namespace) -> str:
-    """The token of the account the calls name (:func:`_account_sid`) in ``TWILIO_ACCOUNT_TOKENS``, or "": set,
-    that alone verifies the server's webhooks signed as Twilio signs, ``TWILIO_AUTH_TOKEN`` none of them."""
-    return _account_tokens().get(_account_sid(args) or "", "")
+    """The token of the account the calls name (:func:`_account_sid`, in any case) in ``TWILIO_ACCOUNT_TOKENS``,
+    or "": set, that alone verifies the server's webhooks signed as Twilio signs, ``TWILIO_AUTH_TOKEN`` none of
+    them."""
+    return _account_tokens().get(account_sid(_account_sid(args) or ""), "")
 
 
 # ---------------------------------------------------------------------------------------------
