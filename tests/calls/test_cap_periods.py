@@ -52,3 +52,40 @@ def test_a_unit_counted_after_the_hour_turned_is_given_back_in_that_hour():
     with mock.patch.object(timezone, "now", lambda: ended):
         services.call_status(sid, StatusUpdate(status="completed", duration=20, sequence="3"), now=ended)
     assert set(usage(line).values()) == {0}  # given back where it was counted
+
+
+# ---- the hour that comes twice: Chicago falls back on 2026-11-01 (02:00 CDT -> 01:00 CST) ----------------
+
+FIRST_ONE_AM = dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.UTC)  # 01:30 CDT, the first 01:xx
+SECOND_ONE_AM = dt.datetime(2026, 11, 1, 7, 30, tzinfo=dt.UTC)  # 01:30 CST, an hour later, the second 01:xx
+
+
+def rings_the_line_at(n: int, at: dt.datetime, line: Target) -> bool:
+    """Whether call ``n``, routed and dialled at ``at`` (the clock stopped there), rings ``line`` (else its
+    caller hears the campaign's end: the line is full)."""
+    inbound = InboundCall(call_sid="CA" + f"{n:032x}", account_sid="AC" + "0" * 32,
+                          from_raw=f"+1737555{n:04d}", to=ONE_LINE, from_zip="78701", from_state="TX")
+    with mock.patch.object(timezone, "now", lambda: at):
+        steps = services.prepare_call(inbound)()
+    return getattr(steps[-1], "number", None) == line.number
+
+
+def test_each_of_the_two_one_oclock_hours_of_the_fall_back_has_its_own_hourly_cap():
+    """Until 2026-12-08 both 01:xx hours were counted under H2026110101: a line capped at one call an hour
+    took one call in those two real hours together, the second hour's caller went to the fallback."""
+    line = Target.objects.get(key="solo-line")
+    line.concurrency_limit, line.hourly_cap = None, 1
+    line.save()
+    assert rings_the_line_at(1, FIRST_ONE_AM, line)
+    assert rings_the_line_at(2, SECOND_ONE_AM, line)
+    assert not rings_the_line_at(3, SECOND_ONE_AM + dt.timedelta(minutes=20), line)  # that hour is full
+    assert usage(line) == {"H2026110101": 1, "H2026110101b": 1}
+    second = CallAttempt.objects.get(call__call_sid="CA" + f"{2:032x}")
+    assert second.counted_periods == "H2026110101b"
+
+    # Call 2 hangs up while the line rings: its unit goes back in the hour it was counted in, not the first's.
+    ended = SECOND_ONE_AM + dt.timedelta(seconds=20)
+    with mock.patch.object(timezone, "now", lambda: ended):
+        services.call_status(second.call.call_sid,
+                             StatusUpdate(status="completed", duration=20, sequence="3"), now=ended)
+    assert usage(line) == {"H2026110101": 1, "H2026110101b": 0}

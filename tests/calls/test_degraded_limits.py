@@ -22,12 +22,13 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 from django.db import OperationalError
-from django.test import Client
+from django.test import Client, RequestFactory
 from twilio.request_validator import RequestValidator
 
 from callbroker.calls import degraded, replay, services, spool
 from callbroker.calls.models import Call
 from callbroker.calls.presenters import call_to_dict
+from callbroker.carriers import views as carrier_views
 from callbroker.network import live
 from callbroker.network.loader import load_network
 from callbroker.network.snapshot import current_snapshot, reset_snapshot
@@ -387,6 +388,18 @@ def test_a_dial_action_whose_counted_periods_are_no_periods_gives_back_as_before
                                          "DialCallSid": "CA" + uuid.uuid4().hex, "DialBridged": "false"}, action)
     assert (solo_counters().active, solo_counters().hour) == (0, 0)
     assert "u='H99.D1' in the callback URL is no cap periods" in caplog.text
+
+
+def test_the_periods_a_dial_action_carries_are_read_for_an_hours_second_time_too():
+    """``u`` names the periods the leg's reservation counted; in the second 01:xx of Chicago's fall-back the
+    hour is ``H2026110101b`` (``core/periods.py``). Read as no periods, such a leg's units were worked out
+    again from the line's caps when it ended during an outage (a warning logged), not those it took."""
+    second = dt.datetime(2026, 11, 1, 7, 30, tzinfo=dt.UTC)  # 01:30 CST, the second 01:xx
+    assert " ".join(live.period_keys(second, "America/Chicago")) == "H2026110101b D20261101 M202611"
+    for counted in ("H2026110101 D20261101 M202611", "H2026110101b D20261101 M202611", "H2026110101b"):
+        carried = urlencode({"seq": "1", "u": counted.replace(" ", ".")})
+        request = RequestFactory().post(f"/carriers/twilio/dial?{carried}")
+        assert carrier_views._counted_query(request) == counted
 
 
 def test_a_dial_action_handled_live_then_delivered_again_during_the_outage_gives_both_lines_back(world, monkeypatch):

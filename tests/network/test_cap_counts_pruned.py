@@ -196,3 +196,24 @@ def test_calls_close_abandoned_deletes_them_as_the_background_pass_does(settings
     out = io.StringIO()
     call_command("calls", "close-abandoned", stdout=out)
     assert "cap count" not in out.getvalue()  # nothing to delete: nothing said, as before
+
+
+@pytest.mark.django_db
+def test_an_hours_second_time_goes_once_over_as_the_hours_up_to_it(targets):
+    """When the clocks go back, an hour's second time has a key of its own (``H2026110101b``, Chicago's
+    second 01:xx, ``core.periods.REPEATED_HOUR``), a character longer than an hour's: its rows were never
+    deleted. It goes once the hour after its first time is over everywhere long enough ago, with that hour; a
+    key like it but for its last character, or longer, is no key and stays."""
+    chicago = targets[2]
+    hours = ("H2026110100", "H2026110101", "H2026110101b", "H2026110102")
+    odd = ("H2026110101B", "H2026110101c", "H20261101011", "H2026110101bb")
+    m.TargetUsage.objects.bulk_create([m.TargetUsage(target=chicago, period=p, count=1) for p in hours + odd])
+    first_over = dt.datetime(2026, 11, 4, 16, tzinfo=dt.UTC)  # the last hour over everywhere 3 days ago: 01
+    assert last_finished_periods(first_over)[0] == "H2026110101"
+
+    assert forget_finished_periods(first_over) == 2
+    assert {p for _, p in _usage()} == {"H2026110101b", "H2026110102", *odd}
+    assert forget_finished_periods(first_over + dt.timedelta(hours=1)) == 2
+    assert {p for _, p in _usage()} == set(odd)
+    assert [p for p in hours + odd if may_go(p, first_over)] == ["H2026110100", "H2026110101"]
+    assert [p for p in hours + odd if may_go(p, first_over + dt.timedelta(hours=1))] == list(hours)

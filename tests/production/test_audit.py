@@ -37,3 +37,21 @@ def test_calls_delivered_beyond_a_daily_cap_in_the_buyers_day():
     # 05:00 UTC is still the day before in Chicago: two calls that day, one the next
     calls[0] = call("CA0", "two-a-day", "05:00:00", "05:01:00")
     assert limit_violations(NETWORK, calls) == []
+
+
+def test_calls_delivered_in_each_of_the_two_one_oclock_hours_of_a_fall_back_are_in_two_hours():
+    """Chicago, 2026-11-01: 02:00 CDT is 01:00 CST, and the caps count the second 01:xx as an hour of its own
+    (``core/periods.py``). The audit counted both as one hour, a call in each a violation of a cap of one."""
+    network = {"buyers": [{"timezone": "America/Chicago",
+                           "targets": [{"key": "one-an-hour", "caps": {"hourly": 1}}]}]}
+
+    def delivered(sid: str, start: str) -> dict:
+        return {"sid": sid, "ended_at": f"2026-11-01T{start}Z", "attempts": [
+            {"target": {"key": "one-an-hour"}, "started_at": f"2026-11-01T{start}Z", "ended_at": None,
+             "result": "bridged"}]}
+
+    calls = [delivered("CA1", "06:30:00"), delivered("CA2", "07:30:00")]  # 01:30 CDT, 01:30 CST
+    assert limit_violations(network, calls) == []
+    calls.append(delivered("CA3", "07:50:00"))  # 01:50 CST
+    assert limit_violations(network, calls) == [
+        "target one-an-hour: 2 calls delivered in hourly:2026110101b, cap 1"]

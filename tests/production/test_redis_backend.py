@@ -51,6 +51,26 @@ def test_usage_keys_expire_after_their_period_and_the_slot_key_never(redis_store
     assert client.ttl(redis_store.active_key(target.id)) == -1  # a level, not a count per period
 
 
+def test_each_of_the_two_one_oclock_hours_of_a_fall_back_has_its_own_key_and_expiry(redis_store):
+    """Chicago, 2031-11-02: 02:00 CDT is 01:00 CST. Both 01:xx hours were one key, whose expiry each
+    reservation moved on: a cap of one call an hour took one in the two. The second is ``H2031110201b``,
+    expiring an hour after it ends as any hour; a unit given back goes back there."""
+    target = core(hourly_cap=1)
+    first = dt.datetime(2031, 11, 2, 6, 30, tzinfo=dt.UTC)  # 01:30 CDT
+    second = first + dt.timedelta(hours=1)  # 01:30 CST
+    assert redis_store.reserve(target, TZ, first) is None
+    assert redis_store.reserve(target, TZ, second) is None
+    assert redis_store.reserve(target, TZ, second + dt.timedelta(minutes=20)) is live.Exclusion.HOURLY_CAP
+    margin, client = live_redis.EXPIRY_MARGIN_S, redis_store.client
+    ends = {"H2031110201": dt.datetime(2031, 11, 2, 7, tzinfo=dt.UTC),
+            "H2031110201b": dt.datetime(2031, 11, 2, 8, tzinfo=dt.UTC)}
+    for hour, end in ends.items():
+        expected = int(end.timestamp()) + margin
+        assert client.expiretime(redis_store.usage_key(target.id, hour)) == expected, hour
+    redis_store.release(target, target.id, TZ, second, undo_usage=True)
+    assert [int(client.get(redis_store.usage_key(target.id, hour))) for hour in ends] == [1, 0]
+
+
 def test_release_does_not_recreate_an_expired_period(redis_store):
     target = core(hourly_cap=5)
     now = now_utc()

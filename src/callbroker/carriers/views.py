@@ -24,6 +24,7 @@ from callbroker.calls import degraded as degraded_mode
 from callbroker.calls import replay, services, spool
 from callbroker.calls.events import EventIn, InboundCall, inbound_fields
 from callbroker.carriers import form, twilio
+from callbroker.core.periods import REPEATED_HOUR
 from callbroker.ops.limits import client_address, current_limits
 from callbroker.ops.logging import clean_sid
 from callbroker.ops.metrics import record_routing_failure
@@ -218,8 +219,10 @@ def _degraded_dial(request: HttpRequest, params: dict[str, str]):
     return steps, {**facts, "seq": seq, "outcome": dataclasses.asdict(outcome)}
 
 
-#: ``u`` of a Dial action's URL: the periods a leg's reservation counted (``H2026120814.D20261208.M202612``).
-_COUNTED_PERIODS = re.compile(r"(?:(?:H[0-9]{10}|D[0-9]{8}|M[0-9]{6})(?:\.(?!$)|$)){0,3}")
+#: ``u`` of a Dial action's URL: the periods a leg's reservation counted (``H2026120814.D20261208.M202612``;
+#: an hour's second time when the clocks go back ends in ``core.periods.REPEATED_HOUR``: ``H2026110101b``).
+_COUNTED_PERIODS = re.compile(
+    rf"(?:(?:H[0-9]{{10}}{REPEATED_HOUR}?|D[0-9]{{8}}|M[0-9]{{6}})(?:\.(?!$)|$)){{0,3}}")
 
 
 def _counted_query(request: HttpRequest) -> str | None:

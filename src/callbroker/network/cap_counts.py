@@ -19,7 +19,10 @@ Redis counters expire by themselves (``live_redis.period_expiry``: an hour after
 the database's table only. Rows are deleted in small batches, one transaction each (on SQLite, each after the
 call path's writers' queue, ``db.write_lock``, so a webhook waits for one batch at most, never for the whole
 run), target by target along ``targetusage_unique_period`` (target, period): only the rows deleted are read.
-Nothing else is: a period no key of ``period_keys`` can be (another length, another letter) is left alone.
+Nothing else is: a period no key of ``period_keys`` can be (another length, another letter) is left alone. An
+hour's second time when the clocks go back (``H2026110101b``, ``core/periods.py``) is a key: its rows were
+never deleted. It sorts after its hour's first time and before the next hour, and goes with the hours up to
+that one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from django.db import transaction
 
 from callbroker import db
+from callbroker.core.periods import REPEATED_HOUR
 from callbroker.network.models import Target, TargetUsage
 from callbroker.words import counted as in_words
 
@@ -48,12 +52,26 @@ USAGE = TargetUsage._meta.db_table
 TARGETS = Target._meta.db_table
 #: The length of each kind of period key (``live.period_keys``): hour, day, month.
 KEY_LENGTHS = {"H": 11, "D": 9, "M": 7}
+#: An hour's second time when the clocks go back: its hour's key and ``REPEATED_HOUR`` (``H2026110101b``).
+REPEATED_HOUR_LENGTH = KEY_LENGTHS["H"] + len(REPEATED_HOUR)
 
-#: The kind's letter compared on its own: a database sorting text by a language's rules (PostgreSQL created in
-#: ``en_US.UTF-8``, or ICU) weighs a letter's case less than the digits after it, so the range alone took
-#: ``h2026110100`` for an hour before ``H2026120323``.
-_DELETE = (f"DELETE FROM {USAGE} WHERE id IN (SELECT id FROM {USAGE} WHERE target_id = %s "
-           f"AND period > %s AND period <= %s AND SUBSTR(period, 1, 1) = %s AND LENGTH(period) = %s LIMIT %s)")
+
+def _shaped_as_key(kind: str) -> str:
+    """SQL: ``period`` has the shape of a key of ``kind``: its length, or an hour's second time's."""
+    shape = f"LENGTH(period) = {KEY_LENGTHS[kind]}"
+    if kind != "H":
+        return shape
+    return (f"({shape} OR LENGTH(period) = {REPEATED_HOUR_LENGTH} "
+            f"AND SUBSTR(period, {KEY_LENGTHS['H'] + 1}) = '{REPEATED_HOUR}')")
+
+
+#: By kind. The kind's letter compared on its own: a database sorting text by a language's rules (PostgreSQL
+#: created in ``en_US.UTF-8``, or ICU) weighs a letter's case less than the digits after it, so the range
+#: alone took ``h2026110100`` for an hour before ``H2026120323``.
+_DELETE = {kind: f"DELETE FROM {USAGE} WHERE id IN (SELECT id FROM {USAGE} WHERE target_id = %s "
+                 f"AND period > %s AND period <= %s AND SUBSTR(period, 1, 1) = %s AND {_shaped_as_key(kind)} "
+                 f"LIMIT %s)"
+           for kind in KEY_LENGTHS}
 
 
 def last_finished_periods(now: dt.datetime) -> tuple[str, str, str]:
@@ -74,7 +92,11 @@ def may_go(period: str, now: dt.datetime) -> bool:
     """Whether the row of ``period`` is deleted at ``now`` (what the statement's condition says, in Python)."""
     last = dict(zip("HDM", last_finished_periods(now), strict=True))
     kind = period[:1]
-    return kind in last and len(period) == KEY_LENGTHS[kind] and kind < period <= last[kind]
+    if kind not in last:
+        return False
+    shaped = len(period) == KEY_LENGTHS[kind] or (
+        kind == "H" and len(period) == REPEATED_HOUR_LENGTH and period.endswith(REPEATED_HOUR))
+    return shaped and kind < period <= last[kind]
 
 
 def counted(rows: int) -> str:
@@ -92,17 +114,17 @@ def forget_finished_periods(now: dt.datetime | None = None, *, most: int | None 
     ``most`` rows (``None``: all of them), ``batch`` rows a transaction; ``progress`` is called after each
     target. The number of rows deleted."""
     last = last_finished_periods(now or dt.datetime.now(dt.UTC))
-    bounds = [(kind, key, KEY_LENGTHS[kind]) for kind, key in zip("HDM", last, strict=True)]
+    bounds = list(zip("HDM", last, strict=True))
     targets = [row[0] for row in db.fetchall(f"SELECT id FROM {TARGETS} ORDER BY id")]
     deleted = 0
     for done, target_id in enumerate(targets, start=1):
-        for kind, key, length in bounds:
+        for kind, key in bounds:
             while True:
                 size = batch if most is None else min(batch, most - deleted)
                 if size <= 0:
                     return deleted
                 with db.write_lock(), transaction.atomic():
-                    gone = db.execute(_DELETE, [target_id, kind, key, kind, length, size])
+                    gone = db.execute(_DELETE[kind], [target_id, kind, key, kind, size])
                 deleted += gone
                 if gone < size:
                     break

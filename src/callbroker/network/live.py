@@ -77,6 +77,7 @@ from django.dispatch import receiver
 
 from callbroker import db
 from callbroker.core.model import Exclusion, Target, TargetCounters
+from callbroker.core.periods import local_period_keys
 from callbroker.network.models import TargetState, TargetUsage
 from callbroker.ops import metrics
 from callbroker.words import counted
@@ -97,10 +98,9 @@ def zone(name: str) -> ZoneInfo:
 
 
 def period_keys(at: dt.datetime, tz_name: str) -> tuple[str, str, str]:
-    """Hour, day and month keys of ``at`` in the buyer's local time (caps count per local period)."""
-    local = at.astimezone(zone(tz_name))
-    day = f"{local.year:04d}{local.month:02d}{local.day:02d}"
-    return f"H{day}{local.hour:02d}", f"D{day}", f"M{day[:6]}"
+    """Hour, day and month keys of ``at`` in the buyer's local time (caps count per local period; an hour's
+    second time when the clocks go back is a period of its own: ``core/periods.py``)."""
+    return local_period_keys(at.astimezone(zone(tz_name)))
 
 
 def period_keys_at(at: dt.datetime) -> Callable[[str], tuple[str, str, str]]:

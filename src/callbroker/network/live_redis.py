@@ -12,10 +12,10 @@ that one target's keys live in one slot and one script may touch them all):
     count per period).
 ``P{t:ID}:H2026112714`` / ``P{t:ID}:D20261127`` / ``P{t:ID}:M202611``
     calls counted towards the hourly / daily / monthly cap in that hour, day, month of the buyer's
-    local time — the same period names as ``TargetUsage.period`` in the database. Each expires one
-    hour after its period ends (``EXPIREAT``, set when it is counted): a finished period is never read
-    again, and the hour covers clocks that differ between nodes. Only keys of targets with that cap
-    exist.
+    local time — the same period names as ``TargetUsage.period`` in the database (an hour's second time
+    when the clocks go back is ``H2026110101b``: ``core/periods.py``). Each expires one hour after its
+    period ends (``EXPIREAT``, set when it is counted): a finished period is never read again, and the
+    hour covers clocks that differ between nodes. Only keys of targets with that cap exist.
 ``P{t:ID}:known``
     says the counters above are known: the microseconds since the epoch at which they were last
     rebuilt. **Absent** when Redis lost its data (restarted without persistence, flushed, evicted) or
@@ -320,8 +320,8 @@ def period_expiry(at: dt.datetime, tz_name: str) -> tuple[int, int, int]:
     """``EXPIREAT`` of the hour, day and month keys of ``at``: the end of each period + the margin.
 
     The hour ends at the next UTC hour boundary: local hours start on a UTC hour or at most 45 minutes
-    off it (India, Nepal), which the margin covers; a repeated hour at the end of daylight saving time
-    is counted under one key, whose expiry each reservation moves on.
+    off it (India, Nepal), which the margin covers. An hour's second time when the clocks go back has a key
+    of its own (``H2026110101b``, ``core/periods.py``), expiring after its own end as any hour's.
     """
     local = at.astimezone(zone(tz_name))
     hour_end = (int(at.timestamp()) // 3600 + 1) * 3600

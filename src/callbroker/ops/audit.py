@@ -2,7 +2,9 @@
 
 Works on the JSON of `callbroker calls list --json` (the public output), so it checks what was recorded,
 not the server's internals: replaying every attempt's interval, no target may ever hold more calls than
-its concurrency limit, nor take more calls than its hourly/daily/monthly cap in the buyer's local time.
+its concurrency limit, nor take more calls than its hourly/daily/monthly cap in the buyer's local time (the
+periods the caps count in, ``core/periods.py``: an hour's second time when the clocks go back is one of its
+own).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
+from callbroker.core.periods import local_period_keys
 from callbroker.words import counted
 
-PERIODS = (("hourly", "%Y%m%d%H"), ("daily", "%Y%m%d"), ("monthly", "%Y%m"))
+PERIODS = ("hourly", "daily", "monthly")
 
 
 def _parse(ts: str | None) -> dt.datetime | None:
@@ -41,8 +44,8 @@ def limit_violations(network: dict, calls: Iterable[dict]) -> list[str]:
             edges[key] += [(start, +1, call["sid"]), (stop or start, -1, call["sid"])]
             if attempt["result"] == "bridged":
                 local = start.astimezone(ZoneInfo(limits.get(key, {}).get("tz", "UTC")))
-                for period, fmt in PERIODS:
-                    delivered[(key, f"{period}:{local.strftime(fmt)}")] += 1
+                for period, period_key in zip(PERIODS, local_period_keys(local), strict=True):
+                    delivered[(key, f"{period}:{period_key[1:]}")] += 1  # hourly:2026112714
     problems = []
     for key, points in edges.items():
         limit = limits.get(key, {}).get("concurrency")
