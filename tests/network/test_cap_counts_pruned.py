@@ -144,7 +144,7 @@ def test_the_command_deletes_them_showing_its_progress(targets, monkeypatch):
     assert _usage() == {(targets[0].id, "M209901")}
     out = io.StringIO()
     call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())
-    assert out.getvalue().startswith("No cap count of a finished period to delete (kept: hours from H")
+    assert out.getvalue().startswith("No cap count of a finished period to delete (kept: hours after H")
 
 
 @pytest.mark.django_db
@@ -217,3 +217,43 @@ def test_an_hours_second_time_goes_once_over_as_the_hours_up_to_it(targets):
     assert {p for _, p in _usage()} == set(odd)
     assert [p for p in hours + odd if may_go(p, first_over)] == ["H2026110100", "H2026110101"]
     assert [p for p in hours + odd if may_go(p, first_over + dt.timedelta(hours=1))] == list(hours)
+
+
+class _FrozenClock:
+    """What the command reads of ``datetime``, at ``moment``."""
+
+    UTC = dt.UTC
+
+    def __init__(self, moment: dt.datetime) -> None:
+        moment_ = moment
+
+        class Frozen(dt.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return moment_.astimezone(tz)
+
+        self.datetime = Frozen
+
+
+@pytest.mark.django_db
+def test_the_command_names_what_it_keeps_after_a_fall_back_hour(targets, monkeypatch):
+    """When the last hour over everywhere is a fall-back's first 01:xx, its second time (``H…01b``) is kept:
+    the line said "kept: hours from H2026110102", as if ``H2026110101b`` were gone. It names the last hour
+    that goes and keeps what comes after it, the second time included."""
+    from callbroker.network.management.commands import network
+
+    chicago = targets[2]
+    m.TargetUsage.objects.bulk_create([m.TargetUsage(target=chicago, period=p, count=1)
+                                       for p in ("H2026110101", "H2026110101b")])
+    monkeypatch.setattr(network, "dt", _FrozenClock(dt.datetime(2026, 11, 4, 16, 30, tzinfo=dt.UTC)))
+
+    out = io.StringIO()
+    call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == ("Deleted 1 cap count of finished periods (hours up to H2026110101, days up to "
+                              "D20261031, months up to M202610, each over in every time zone 3 days ago); the counts "
+                              "a cap can still read are kept.\n")
+    out = io.StringIO()
+    call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == ("No cap count of a finished period to delete (kept: hours after H2026110101, days "
+                              "after D20261031, months after M202610).\n")
+    assert {p for _, p in _usage()} == {"H2026110101b"}

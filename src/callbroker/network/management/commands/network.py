@@ -36,18 +36,6 @@ PROGRESS_EVERY_S = 1.0
 clock = time.monotonic
 
 
-def _after(key: str) -> str:
-    """The period key after ``key``'s, as the first one kept (``H2026120309`` -> ``H2026120310``)."""
-    kind, digits = key[0], key[1:]
-    if kind == "H":
-        moment = dt.datetime.strptime(digits, "%Y%m%d%H") + dt.timedelta(hours=1)
-        return f"H{moment:%Y%m%d%H}"
-    if kind == "D":
-        return f"D{dt.datetime.strptime(digits, '%Y%m%d') + dt.timedelta(days=1):%Y%m%d}"
-    year, month = int(digits[:4]), int(digits[4:])
-    return f"M{year + month // 12:04d}{month % 12 + 1:02d}"
-
-
 class Command(BaseCommand):
     help = "Load (or only check) a network file, or export the network as one."
 
@@ -112,8 +100,10 @@ class Command(BaseCommand):
 
         deleted = cap_counts.forget_finished_periods(now, progress=progress)
         if not deleted:
-            self.stdout.write(f"No cap count of a finished period to delete (kept: hours from {_after(hour)}, "
-                              f"days from {_after(day)}, months from {_after(month)}).")
+            # "after" the last finished key, not "from" the next one: after a fall-back's first 01:00 hour
+            # comes its second time (H…01b, core.periods), kept as well.
+            self.stdout.write(f"No cap count of a finished period to delete (kept: hours after {hour}, "
+                              f"days after {day}, months after {month}).")
             return
         self.stdout.write(f"Deleted {cap_counts.counted(deleted)} of finished periods (hours up to {hour}, days "
                           f"up to {day}, months up to {month}, each over in every time zone 3 days ago); the counts "
