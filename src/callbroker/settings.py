@@ -364,6 +364,49 @@ if PRODUCTION and not PUBLIC_URL:
 #: signature verifies (``twilio.account_accepted``). Empty: ``AccountSid`` is not checked.
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "").strip()
 
+#: What the start logs as a WARNING (``OpsConfig.ready``, once logging is configured: after settings are
+#: read): values taken outside production that production refuses, so that development says so too.
+START_WARNINGS: list[str] = []
+
+
+def _pinned_entries(pinned: str) -> list[str]:
+    """``TWILIO_ACCOUNT_SID``'s entries as written, blanks left out: an entry's place (1, 2 …) counts these."""
+    return [entry.strip() for entry in pinned.split(",") if entry.strip()]
+
+
+def _no_account(number: int, entry: str) -> str:
+    """An entry of ``TWILIO_ACCOUNT_SID`` of no account's shape, named by its place and length, never shown:
+    it may be a token pasted there (whole, or as ``AC…:token`` written as in ``TWILIO_ACCOUNT_TOKENS``)."""
+    return (f"TWILIO_ACCOUNT_SID's entry {number} ({len(entry)} characters, not shown: it may hold a token) is no "
+            f"account SID ({accounts.SHAPES})")
+
+
+def _joined(problems: list[str]) -> str:
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+def account_sids_misshapen(pinned: str) -> str:
+    """Why an entry of ``TWILIO_ACCOUNT_SID`` (``pinned``) can name no account, or "".
+
+    No webhook's ``AccountSid`` is ever such an entry: a typo (a character lost or added), a token pasted
+    instead of the SID or ``AC…`` left from a template would refuse every webhook of the account meant
+    with 403, the only sign a log line per call that doesn't name the setting's value. Production refuses to
+    start on it; elsewhere it is a WARNING at start (``START_WARNINGS``)."""
+    problems = [_no_account(number, entry) for number, entry in enumerate(_pinned_entries(pinned), start=1)
+                if not accounts.is_account_sid(entry)]
+    if not problems:
+        return ""
+    return (_joined(problems) + ": no webhook names such an account, and every webhook of the account meant "
+            "would be refused (403); copy the SID from the carrier's console, or leave TWILIO_ACCOUNT_SID empty")
+
+
+_misshapen = account_sids_misshapen(TWILIO_ACCOUNT_SID)
+if _misshapen and PRODUCTION:
+    raise ImproperlyConfigured(_misshapen)
+if _misshapen:
+    START_WARNINGS.append(_misshapen)
+
 
 def accounts_disagreement(pinned: str, tokens: dict[str, tuple[str, ...]]) -> str:
     """Why ``TWILIO_ACCOUNT_SID`` (``pinned``) and ``TWILIO_ACCOUNT_TOKENS`` can't both hold, or "".
@@ -372,8 +415,8 @@ def accounts_disagreement(pinned: str, tokens: dict[str, tuple[str, ...]]) -> st
     same account): they must agree. A Telnyx account (a UUID, verified by its key) may be named in
     ``TWILIO_ACCOUNT_SID`` alone, even one that begins with ``ac``; a Twilio account (``AC…``) there without
     its token could never verify. An entry that begins like one and is no SID (``AC…:token``, written as in
-    ``TWILIO_ACCOUNT_TOKENS``) is named by its place and length, never shown: it may hold a token."""
-    entries = [entry.strip() for entry in pinned.split(",") if entry.strip()]
+    ``TWILIO_ACCOUNT_TOKENS``) is named as :func:`account_sids_misshapen` names it."""
+    entries = _pinned_entries(pinned)
     named = {accounts.account_sid(entry) for entry in entries}
     problems = [f"{sid} is in TWILIO_ACCOUNT_TOKENS but not in TWILIO_ACCOUNT_SID (its webhooks would all be "
                 "refused)" for sid in tokens if sid not in named]
@@ -387,12 +430,10 @@ def accounts_disagreement(pinned: str, tokens: dict[str, tuple[str, ...]]) -> st
             problems.append(f"{entry} is in TWILIO_ACCOUNT_SID but has no token in TWILIO_ACCOUNT_TOKENS (its "
                             "webhooks would all be refused)")
         elif sid.upper().startswith("AC") and not accounts.is_account_sid(sid):
-            problems.append(f"TWILIO_ACCOUNT_SID's entry {number} ({len(entry)} characters, not shown: it may hold "
-                            f"a token) is no account SID ({accounts.SHAPES})")
+            problems.append(_no_account(number, entry))
     if not problems:
         return ""
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return ("TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: " + "; ".join(problems[:3]) + more
+    return ("TWILIO_ACCOUNT_SID and TWILIO_ACCOUNT_TOKENS disagree: " + _joined(problems)
             + " (leave TWILIO_ACCOUNT_SID empty: TWILIO_ACCOUNT_TOKENS checks the account)")
 
 
