@@ -11,10 +11,12 @@ that come while gunicorn loads the application wait in the socket's backlog.
 import os
 import socket
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from callbroker.arguments import at_least
+from callbroker.ops.apps import START_WARNINGS_SAID
 from callbroker.ops.server import (DataDirNotWritable, PortInUse, check_data_dir_writable, check_port_free,
                                    default_workers, gunicorn_command, host_port)
 
@@ -67,6 +69,8 @@ class Command(BaseCommand):
         self.stdout.write(f"callbroker listening on http://{host_port(host, port)}; starting {workers} "
                           f"worker{plural}")
         self.stdout.flush()
+        if settings.START_WARNINGS:
+            os.environ[START_WARNINGS_SAID] = "1"  # said by this process: gunicorn sets Django up again
         os.execv(cmd[0], cmd)  # replace this process: signals go straight to gunicorn
 
 
