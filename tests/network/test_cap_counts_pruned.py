@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import types
 import zoneinfo
 
 import pytest
@@ -219,20 +220,15 @@ def test_an_hours_second_time_goes_once_over_as_the_hours_up_to_it(targets):
     assert [p for p in hours + odd if may_go(p, first_over + dt.timedelta(hours=1))] == list(hours)
 
 
-class _FrozenClock:
+def _clock_at(moment: dt.datetime) -> types.SimpleNamespace:
     """What the command reads of ``datetime``, at ``moment``."""
 
-    UTC = dt.UTC
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return moment.astimezone(tz)
 
-    def __init__(self, moment: dt.datetime) -> None:
-        moment_ = moment
-
-        class Frozen(dt.datetime):
-            @classmethod
-            def now(cls, tz=None):
-                return moment_.astimezone(tz)
-
-        self.datetime = Frozen
+    return types.SimpleNamespace(datetime=Frozen, UTC=dt.UTC)
 
 
 @pytest.mark.django_db
@@ -245,7 +241,7 @@ def test_the_command_names_what_it_keeps_after_a_fall_back_hour(targets, monkeyp
     chicago = targets[2]
     m.TargetUsage.objects.bulk_create([m.TargetUsage(target=chicago, period=p, count=1)
                                        for p in ("H2026110101", "H2026110101b")])
-    monkeypatch.setattr(network, "dt", _FrozenClock(dt.datetime(2026, 11, 4, 16, 30, tzinfo=dt.UTC)))
+    monkeypatch.setattr(network, "dt", _clock_at(dt.datetime(2026, 11, 4, 16, 30, tzinfo=dt.UTC)))
 
     out = io.StringIO()
     call_command("network", "prune-cap-counts", stdout=out, stderr=io.StringIO())

@@ -132,8 +132,7 @@ def test_a_data_directory_it_cannot_write_in_is_refused_in_one_line_before_liste
 def test_a_warning_of_the_start_is_said_once_though_gunicorn_sets_django_up_again(tmp_path):
     """Outside production a ``TWILIO_ACCOUNT_SID`` entry of no account's shape is a WARNING at start. ``serve``
     said it, then gunicorn, which it hands over to and which sets Django up again, said it a second time."""
-    import urllib.error
-    import urllib.request
+    from callbroker.ops.server import _wait_until_it_answers, stop_server
 
     port = free_port()
     env = {**os.environ, "CALLBROKER_DATA_DIR": str(tmp_path / "var"), "TWILIO_ACCOUNT_SID": "ACxyz",
@@ -141,20 +140,11 @@ def test_a_warning_of_the_start_is_said_once_though_gunicorn_sets_django_up_agai
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen([*CALLBROKER, "serve", "--port", str(port), "--workers", "1"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # gunicorn answers once it has set Django up (--preload: before its worker starts)
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answered
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the server didn't start"
-                time.sleep(0.2)
+    try:  # gunicorn answers once it has set Django up (--preload: before its worker starts)
+        _wait_until_it_answers(server, f"http://127.0.0.1:{port}/healthz", 60, None)
     finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
+        stop_server(server)
+    output = server.stdout.read()
     warnings = [line for line in output.splitlines() if " WARNING callbroker.settings " in line]
     assert len(warnings) == 1, output
     assert "TWILIO_ACCOUNT_SID's entry 1 (5 characters, not shown: it may hold a token) is no account SID" in warnings[0]
